@@ -1,0 +1,131 @@
+//! Alerts and the events that describe their lifecycle.
+//!
+//! An *alert* is the one active condition per (rule, subject). Each change to it — raised,
+//! escalated, de-escalated, cleared — is an [`AlertEvent`], which is what sinks store and
+//! publish. Ids are derived from event time, never from arrival order or a random source, so a
+//! restart or a replay of the same history produces the same ids and duplicates are harmless.
+
+use crate::{Level, SensorId, SensorKind, SiteId, Timestamp};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::sync::Arc;
+
+/// What happened to an alert.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertChange {
+    /// The alert became active.
+    Raised,
+    /// It moved up the ladder.
+    Escalated,
+    /// It moved down the ladder (still active).
+    DeEscalated,
+    /// It left the ladder; the alert is no longer active.
+    Cleared,
+}
+
+impl AlertChange {
+    /// Wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertChange::Raised => "raised",
+            AlertChange::Escalated => "escalated",
+            AlertChange::DeEscalated => "de_escalated",
+            AlertChange::Cleared => "cleared",
+        }
+    }
+
+    /// Chinese name.
+    pub fn zh(self) -> &'static str {
+        match self {
+            AlertChange::Raised => "发布",
+            AlertChange::Escalated => "升级",
+            AlertChange::DeEscalated => "降级",
+            AlertChange::Cleared => "解除",
+        }
+    }
+}
+
+impl fmt::Display for AlertChange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One change to one alert.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AlertEvent {
+    /// Unique id of this event: `{alert_id}-{seq}`.
+    pub event_id: String,
+    /// Stable id of the alert this event belongs to.
+    pub alert_id: String,
+    /// Position of this event in the alert's life, 0 for `raised`.
+    pub seq: u32,
+    /// The rule that produced it.
+    pub rule_id: Arc<str>,
+    /// What the alert is about (a sensor id for per-sensor rules).
+    pub subject: SensorId,
+    /// The subject's site.
+    pub site: SiteId,
+    /// The subject's sensor kind.
+    pub kind: SensorKind,
+    /// What changed.
+    pub change: AlertChange,
+    /// Level after the change; for `cleared`, the level the alert had when it cleared.
+    pub level: Level,
+    /// Level before the change (`None` for `raised`).
+    pub previous_level: Option<Level>,
+    /// Highest level reached so far in this alert's life.
+    pub highest_level: Level,
+    /// Event time the alert was first raised.
+    #[serde(with = "crate::time::rfc3339")]
+    pub first_ts: Timestamp,
+    /// Event time of this change (the reading that caused it).
+    #[serde(with = "crate::time::rfc3339")]
+    pub ts: Timestamp,
+    /// The measured value that caused the change, in `unit`.
+    pub value: f64,
+    /// The threshold crossed (for `cleared`: the clear threshold, i.e. threshold − deadband).
+    pub threshold: f64,
+    /// Unit of `value` and `threshold`.
+    pub unit: Arc<str>,
+    /// Message for duty officers, Chinese.
+    pub message_zh: String,
+    /// Message for duty officers, English.
+    pub message_en: String,
+    /// True when produced by a drill or exercise rather than live data.
+    #[serde(default)]
+    pub exercise: bool,
+}
+
+/// The stable id of an alert: a 64-bit FNV-1a hash of rule, subject and first event time, as
+/// 16 hex digits. Same history ⇒ same id, across restarts and replays.
+pub fn alert_id(rule_id: &str, subject: &str, first_ts: Timestamp) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut feed = |bytes: &[u8]| {
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    };
+    feed(rule_id.as_bytes());
+    feed(b"|");
+    feed(subject.as_bytes());
+    feed(b"|");
+    feed(&first_ts.millis().to_be_bytes());
+    format!("{h:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alert_id_is_stable_and_distinguishes_inputs() {
+        let t = Timestamp(1_594_080_000_000);
+        assert_eq!(alert_id("r", "s", t), alert_id("r", "s", t));
+        assert_ne!(alert_id("r", "s", t), alert_id("r", "s2", t));
+        assert_ne!(alert_id("r", "s", t), alert_id("r", "s", t.plus_millis(1)));
+        assert_eq!(alert_id("r", "s", t).len(), 16);
+    }
+}

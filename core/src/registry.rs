@@ -1,0 +1,301 @@
+//! The sensor registry: which sites and sensors exist, what they measure, in which unit, and
+//! the per-station attributes (warning level, gas set points, …) rules refer to.
+//!
+//! Loaded from TOML. Validation reports *every* problem, each naming the offending field
+//! (`sensors[3].unit`), so a configuration author fixes the file in one pass.
+
+use crate::ids::is_valid_id;
+use crate::kind::{canonical_unit, KindCatalog, KindSpec};
+use crate::{SensorId, SensorKind, SiteId};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+/// A place that groups sensors: a gauging station, a plant, a slope, a dam.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Site {
+    /// Unique id, used in MQTT topics.
+    pub id: SiteId,
+    /// Display name.
+    #[serde(default)]
+    pub name: String,
+    /// Display name in Chinese.
+    #[serde(default)]
+    pub name_zh: String,
+    /// Administrative region, for routing and access control.
+    #[serde(default)]
+    pub region: String,
+}
+
+/// WGS-84 position of a sensor.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Location {
+    /// Latitude, degrees.
+    pub lat: f64,
+    /// Longitude, degrees.
+    pub lon: f64,
+    /// Elevation, metres (optional).
+    #[serde(default)]
+    pub elevation_m: Option<f64>,
+}
+
+/// One registered sensor.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sensor {
+    /// Unique id.
+    pub id: SensorId,
+    /// The site it belongs to.
+    pub site: SiteId,
+    /// What it measures.
+    pub kind: SensorKind,
+    /// The unit it publishes in (canonical spelling).
+    pub unit: Arc<str>,
+    /// Display name.
+    pub name: String,
+    /// Where it is.
+    pub location: Option<Location>,
+    /// Expected reporting interval in seconds (for stale-sensor detection).
+    pub interval_s: Option<f64>,
+    /// Free tags for rule selection (`tailings`, `tank-farm-b`, …).
+    pub tags: Vec<String>,
+    /// Per-station numbers rules refer to by name (`warning_level`, `alarm_1`, …).
+    pub attributes: BTreeMap<String, f64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SensorFile {
+    id: String,
+    site: String,
+    kind: String,
+    unit: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    location: Option<Location>,
+    #[serde(default)]
+    interval_s: Option<f64>,
+    #[serde(default)]
+    tags: Vec<String>,
+    #[serde(default)]
+    attributes: BTreeMap<String, f64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegistryFile {
+    #[serde(default)]
+    kinds: BTreeMap<String, KindSpec>,
+    #[serde(default)]
+    sites: Vec<Site>,
+    #[serde(default)]
+    sensors: Vec<SensorFile>,
+}
+
+/// Why a registry could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// The file is not valid TOML or has a field of the wrong type (message has line/column).
+    #[error("registry is not valid: {0}")]
+    Parse(String),
+    /// The file parsed but its content is inconsistent; every problem is listed.
+    #[error("registry has {} problem(s):\n  {}", .0.len(), .0.join("\n  "))]
+    Invalid(Vec<String>),
+}
+
+/// All sites and sensors a deployment knows.
+#[derive(Clone, Debug, Default)]
+pub struct Registry {
+    catalog: KindCatalog,
+    sites: BTreeMap<SiteId, Site>,
+    sensors: HashMap<SensorId, Sensor>,
+}
+
+impl Registry {
+    /// Parses and validates registry TOML.
+    pub fn from_toml(text: &str) -> Result<Self, RegistryError> {
+        let file: RegistryFile =
+            toml::from_str(text).map_err(|e| RegistryError::Parse(e.to_string()))?;
+        let mut problems = Vec::new();
+        let mut catalog = KindCatalog::default();
+        for (name, spec) in &file.kinds {
+            if SensorKind::builtin(name).is_some() {
+                problems.push(format!("kinds.{name}: redefines a built-in kind"));
+            } else if !is_valid_id(name) {
+                problems.push(format!("kinds.{name}: name must be letters, digits, - _ ."));
+            } else if spec.units.is_empty() {
+                problems.push(format!("kinds.{name}.units: at least one unit is required"));
+            } else {
+                catalog.declare(name, spec.clone());
+            }
+        }
+        let mut sites = BTreeMap::new();
+        for (i, site) in file.sites.into_iter().enumerate() {
+            if !is_valid_id(site.id.as_str()) {
+                problems.push(format!(
+                    "sites[{i}].id: {:?} must be 1-64 letters, digits, - _ .",
+                    site.id.as_str()
+                ));
+            }
+            if sites.contains_key(&site.id) {
+                problems.push(format!("sites[{i}].id: duplicate site id {:?}", site.id.as_str()));
+            }
+            sites.insert(site.id.clone(), site);
+        }
+        let mut sensors = HashMap::new();
+        for (i, s) in file.sensors.into_iter().enumerate() {
+            let at = format!("sensors[{i}]");
+            if !is_valid_id(&s.id) {
+                problems.push(format!("{at}.id: {:?} must be 1-64 letters, digits, - _ .", s.id));
+            }
+            if sensors.contains_key(s.id.as_str()) {
+                problems.push(format!("{at}.id: duplicate sensor id {:?}", s.id));
+            }
+            if !sites.contains_key(s.site.as_str()) {
+                problems.push(format!("{at}.site: unknown site {:?} (declare it under [[sites]])", s.site));
+            }
+            let Some((kind, spec)) = catalog.lookup(&s.kind) else {
+                problems.push(format!(
+                    "{at}.kind: unknown kind {:?} (known: {}; or declare it under [kinds])",
+                    s.kind,
+                    catalog.names().collect::<Vec<_>>().join(", ")
+                ));
+                continue;
+            };
+            let unit = canonical_unit(&s.unit);
+            if !spec.units.iter().any(|u| u == unit) {
+                problems.push(format!(
+                    "{at}.unit: {:?} is not a unit of {} (expected one of {})",
+                    s.unit,
+                    s.kind,
+                    spec.units.join(", ")
+                ));
+            }
+            if let Some(iv) = s.interval_s {
+                if !(iv.is_finite() && iv > 0.0) {
+                    problems.push(format!("{at}.interval_s: must be a positive number of seconds"));
+                }
+            }
+            for (name, v) in &s.attributes {
+                if !v.is_finite() {
+                    problems.push(format!("{at}.attributes.{name}: must be a finite number"));
+                }
+            }
+            let sensor = Sensor {
+                id: SensorId::new(&s.id),
+                site: SiteId::new(&s.site),
+                kind,
+                unit: Arc::from(unit),
+                name: s.name,
+                location: s.location,
+                interval_s: s.interval_s,
+                tags: s.tags,
+                attributes: s.attributes,
+            };
+            sensors.insert(sensor.id.clone(), sensor);
+        }
+        if problems.is_empty() {
+            Ok(Registry { catalog, sites, sensors })
+        } else {
+            Err(RegistryError::Invalid(problems))
+        }
+    }
+
+    /// The registered sensor with this id.
+    pub fn sensor(&self, id: &str) -> Option<&Sensor> {
+        self.sensors.get(id)
+    }
+
+    /// The site with this id.
+    pub fn site(&self, id: &str) -> Option<&Site> {
+        self.sites.get(id)
+    }
+
+    /// All sensors, in id order.
+    pub fn sensors(&self) -> Vec<&Sensor> {
+        let mut v: Vec<&Sensor> = self.sensors.values().collect();
+        v.sort_by(|a, b| a.id.cmp(&b.id));
+        v
+    }
+
+    /// All sites, in id order.
+    pub fn sites(&self) -> impl Iterator<Item = &Site> {
+        self.sites.values()
+    }
+
+    /// The kinds this registry accepts.
+    pub fn catalog(&self) -> &KindCatalog {
+        &self.catalog
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+        [kinds.oxygen]
+        shape = "scalar"
+        units = ["%vol"]
+
+        [[sites]]
+        id = "hankou"
+        name = "Hankou"
+
+        [[sensors]]
+        id = "hankou-wl"
+        site = "hankou"
+        kind = "water_level"
+        unit = "m"
+        attributes = { warning_level = 27.3 }
+
+        [[sensors]]
+        id = "o2-1"
+        site = "hankou"
+        kind = "oxygen"
+        unit = "%vol"
+    "#;
+
+    #[test]
+    fn loads_sensors_and_custom_kinds() {
+        let r = Registry::from_toml(GOOD).unwrap();
+        let s = r.sensor("hankou-wl").unwrap();
+        assert_eq!(s.kind, SensorKind::WaterLevel);
+        assert_eq!(s.attributes["warning_level"], 27.3);
+        assert_eq!(r.sensor("o2-1").unwrap().kind.as_str(), "oxygen");
+    }
+
+    #[test]
+    fn reports_every_problem_with_its_field() {
+        let bad = r#"
+            [[sites]]
+            id = "a"
+            [[sensors]]
+            id = "s1"
+            site = "nowhere"
+            kind = "water_level"
+            unit = "ft"
+            [[sensors]]
+            id = "s1"
+            site = "a"
+            kind = "lava"
+            unit = "m"
+        "#;
+        let RegistryError::Invalid(problems) = Registry::from_toml(bad).unwrap_err() else {
+            panic!("expected Invalid")
+        };
+        let all = problems.join("\n");
+        assert!(all.contains("sensors[0].site: unknown site \"nowhere\""), "{all}");
+        assert!(all.contains("sensors[0].unit: \"ft\""), "{all}");
+        assert!(all.contains("sensors[1].id: duplicate sensor id"), "{all}");
+        assert!(all.contains("sensors[1].kind: unknown kind \"lava\""), "{all}");
+    }
+
+    #[test]
+    fn unknown_field_is_named() {
+        let err = Registry::from_toml("[[sites]]\nid = \"a\"\ncolour = 1\n").unwrap_err();
+        assert!(err.to_string().contains("colour"), "{err}");
+    }
+}

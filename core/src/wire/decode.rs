@@ -1,0 +1,357 @@
+//! Decoding and validating v1 reading payloads.
+
+use super::error::DecodeError;
+use super::topic::parse_reading_topic;
+use super::WIRE_VERSION;
+use crate::ids::is_valid_id;
+use crate::kind::{canonical_unit, ValueShape};
+use crate::reading::{Channel, Displacement, Quality, Reading, Value, Waveform};
+use crate::registry::Registry;
+use crate::time::{MAX_WIRE_MS, MIN_WIRE_MS};
+use crate::Timestamp;
+use serde_json::{Map, Value as Json};
+use std::sync::Arc;
+
+/// Caps that keep one hostile or broken gateway from costing anyone else memory or time.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Limits {
+    /// Largest payload accepted, in bytes.
+    pub max_payload_bytes: usize,
+    /// Most readings in one batch.
+    pub max_batch: usize,
+    /// Longest id or unit string.
+    pub max_string: usize,
+    /// Most waveform channels.
+    pub max_channels: usize,
+    /// Most samples per waveform channel.
+    pub max_samples: usize,
+    /// Highest waveform sample rate.
+    pub max_rate_hz: f64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_payload_bytes: 256 * 1024,
+            max_batch: 1000,
+            max_string: 64,
+            max_channels: 6,
+            max_samples: 10_000,
+            max_rate_hz: 10_000.0,
+        }
+    }
+}
+
+/// One reading of a batch that was refused; the others in the message were still accepted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ItemRejection {
+    /// Position in `readings` (`None` for a single-reading message).
+    pub index: Option<usize>,
+    /// The sensor id, when it could be read.
+    pub sensor: Option<String>,
+    /// Why.
+    pub error: DecodeError,
+    /// The item's JSON text, for the dead-letter record.
+    pub raw: String,
+}
+
+/// What one message yielded.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Decoded {
+    /// Valid readings, in payload order.
+    pub readings: Vec<Reading>,
+    /// Refused items.
+    pub rejected: Vec<ItemRejection>,
+}
+
+/// Decodes one MQTT message. `Err` means nothing in it could be used (the whole payload goes to
+/// dead letter); otherwise each item is accepted or rejected on its own.
+pub fn decode(
+    topic: &str,
+    payload: &[u8],
+    registry: &Registry,
+    limits: &Limits,
+) -> Result<Decoded, DecodeError> {
+    if payload.len() > limits.max_payload_bytes {
+        return Err(DecodeError::Oversized { size: payload.len(), limit: limits.max_payload_bytes });
+    }
+    let place = parse_reading_topic(topic)
+        .map_err(|reason| DecodeError::BadTopic { topic: topic.to_string(), reason })?;
+    let root: Json = serde_json::from_slice(payload).map_err(|e| json_error(payload, &e))?;
+    let Json::Object(obj) = root else {
+        return Err(wrong_type("(payload)", "a JSON object", &root));
+    };
+    if let Some(v) = obj.get("v") {
+        if v.as_u64() != Some(WIRE_VERSION) {
+            return Err(DecodeError::UnsupportedVersion { version: v.to_string() });
+        }
+    }
+    let ctx = Ctx { registry, limits, topic_site: place.site, topic_sensor: place.sensor };
+    let mut out = Decoded::default();
+    match obj.get("readings") {
+        None => {
+            if place.sensor.is_none() {
+                return Err(DecodeError::MissingField { field: "readings".into() });
+            }
+            push_item(&ctx, &obj, String::new(), None, &mut out);
+        }
+        Some(Json::Array(items)) => {
+            if items.is_empty() {
+                return Err(DecodeError::EmptyBatch);
+            }
+            if items.len() > limits.max_batch {
+                return Err(DecodeError::BatchTooLarge { len: items.len(), limit: limits.max_batch });
+            }
+            for (i, item) in items.iter().enumerate() {
+                let prefix = format!("readings[{i}].");
+                match item {
+                    Json::Object(m) => push_item(&ctx, m, prefix, Some(i), &mut out),
+                    other => out.rejected.push(ItemRejection {
+                        index: Some(i),
+                        sensor: None,
+                        error: wrong_type(&format!("readings[{i}]"), "a JSON object", other),
+                        raw: other.to_string(),
+                    }),
+                }
+            }
+        }
+        Some(other) => return Err(wrong_type("readings", "an array of readings", other)),
+    }
+    Ok(out)
+}
+
+struct Ctx<'a> {
+    registry: &'a Registry,
+    limits: &'a Limits,
+    topic_site: &'a str,
+    topic_sensor: Option<&'a str>,
+}
+
+fn push_item(ctx: &Ctx<'_>, m: &Map<String, Json>, prefix: String, index: Option<usize>, out: &mut Decoded) {
+    match reading(ctx, m, &prefix) {
+        Ok(r) => out.readings.push(r),
+        Err(error) => out.rejected.push(ItemRejection {
+            index,
+            sensor: m.get("sensor").and_then(Json::as_str).map(str::to_string).or_else(|| ctx.topic_sensor.map(str::to_string)),
+            error,
+            raw: Json::Object(m.clone()).to_string(),
+        }),
+    }
+}
+
+fn reading(ctx: &Ctx<'_>, m: &Map<String, Json>, p: &str) -> Result<Reading, DecodeError> {
+    let f = |name: &str| format!("{p}{name}");
+    // sensor: from the payload or the topic; both present must agree.
+    let sent_sensor = opt_str(m, &f("sensor"), "sensor", ctx.limits.max_string)?;
+    let sensor_id = match (sent_sensor, ctx.topic_sensor) {
+        (Some(s), Some(t)) if s != t => {
+            return Err(DecodeError::Mismatch { field: f("sensor"), sent: s.into(), expected: t.into(), source_of_truth: "topic" })
+        }
+        (Some(s), _) => s,
+        (None, Some(t)) => t,
+        (None, None) => return Err(DecodeError::MissingField { field: f("sensor") }),
+    };
+    if !is_valid_id(sensor_id) {
+        return Err(DecodeError::BadValue { field: f("sensor"), reason: format!("{sensor_id:?} is not a valid id (letters, digits, - _ .)") });
+    }
+    let sensor = ctx
+        .registry
+        .sensor(sensor_id)
+        .ok_or_else(|| DecodeError::UnknownSensor { field: f("sensor"), sensor: sensor_id.into() })?;
+    if let Some(site) = opt_str(m, &f("site"), "site", ctx.limits.max_string)? {
+        if site != ctx.topic_site {
+            return Err(DecodeError::Mismatch { field: f("site"), sent: site.into(), expected: ctx.topic_site.into(), source_of_truth: "topic" });
+        }
+    }
+    if sensor.site.as_str() != ctx.topic_site {
+        return Err(DecodeError::Mismatch {
+            field: "topic site".into(),
+            sent: ctx.topic_site.into(),
+            expected: sensor.site.to_string(),
+            source_of_truth: "registry",
+        });
+    }
+    let kind_name = req_str(m, &f("kind"), "kind", ctx.limits.max_string)?;
+    let (kind, spec) = ctx
+        .registry
+        .catalog()
+        .lookup(kind_name)
+        .ok_or_else(|| DecodeError::UnknownKind { field: f("kind"), kind: kind_name.into() })?;
+    if kind != sensor.kind {
+        return Err(DecodeError::KindMismatch {
+            field: f("kind"),
+            sensor: sensor_id.into(),
+            registered: sensor.kind.to_string(),
+            sent: kind_name.into(),
+        });
+    }
+    let ts = timestamp(m.get("ts"), &f("ts"))?;
+    let unit_sent = req_str(m, &f("unit"), "unit", ctx.limits.max_string)?;
+    let unit = canonical_unit(unit_sent);
+    if !spec.units.iter().any(|u| u == unit) || unit != &*sensor.unit {
+        return Err(DecodeError::UnitMismatch { field: f("unit"), unit: unit_sent.into(), expected: sensor.unit.to_string() });
+    }
+    let value_json = m.get("value").ok_or_else(|| DecodeError::MissingField { field: f("value") })?;
+    let value = match spec.shape {
+        ValueShape::Scalar => Value::Scalar(number(value_json, &f("value"))?),
+        ValueShape::Displacement => Value::Displacement(displacement(value_json, &f("value"))?),
+        ValueShape::Waveform => Value::Waveform(waveform(value_json, &f("value"), ctx.limits)?),
+    };
+    let quality = match m.get("quality") {
+        None | Some(Json::Null) => Quality::NotEvaluated,
+        Some(q) => q
+            .as_u64()
+            .and_then(|n| u8::try_from(n).ok())
+            .and_then(|n| Quality::try_from(n).ok())
+            .ok_or_else(|| DecodeError::BadQuality { field: f("quality"), value: q.to_string() })?,
+    };
+    Ok(Reading { sensor: sensor.id.clone(), site: sensor.site.clone(), kind, ts, value, unit: Arc::clone(&sensor.unit), quality })
+}
+
+fn timestamp(v: Option<&Json>, field: &str) -> Result<Timestamp, DecodeError> {
+    let bad = |value: &Json, reason: String| DecodeError::BadTimestamp { field: field.into(), value: value.to_string(), reason };
+    let ts = match v {
+        None => return Err(DecodeError::MissingField { field: field.into() }),
+        Some(j @ Json::String(s)) => {
+            if is_non_finite_text(s) {
+                return Err(DecodeError::NonFinite { field: field.into() });
+            }
+            Timestamp::parse_rfc3339(s).map_err(|r| bad(j, r))?
+        }
+        Some(j @ Json::Number(n)) => match n.as_i64() {
+            Some(ms) => Timestamp(ms),
+            None => return Err(bad(j, "epoch time must be an integer number of milliseconds".into())),
+        },
+        Some(other) => return Err(wrong_type(field, "RFC 3339 text or integer epoch milliseconds", other)),
+    };
+    if !(MIN_WIRE_MS..MAX_WIRE_MS).contains(&ts.millis()) {
+        let value = v.map(Json::to_string).unwrap_or_default();
+        let hint = if (MIN_WIRE_MS / 1000..MAX_WIRE_MS / 1000).contains(&ts.millis()) {
+            " (looks like epoch seconds; send milliseconds)"
+        } else {
+            ""
+        };
+        return Err(DecodeError::BadTimestamp {
+            field: field.into(),
+            value,
+            reason: format!("outside 2000-01-01..2100-01-01{hint}"),
+        });
+    }
+    Ok(ts)
+}
+
+fn number(v: &Json, field: &str) -> Result<f64, DecodeError> {
+    match v {
+        Json::Number(n) => n.as_f64().filter(|x| x.is_finite()).ok_or_else(|| DecodeError::NonFinite { field: field.into() }),
+        Json::String(s) if is_non_finite_text(s) => Err(DecodeError::NonFinite { field: field.into() }),
+        other => Err(wrong_type(field, "a number", other)),
+    }
+}
+
+fn displacement(v: &Json, field: &str) -> Result<Displacement, DecodeError> {
+    let Json::Object(m) = v else {
+        return Err(wrong_type(field, "an object {\"e\", \"n\", \"u\"} (GNSS displacement)", v));
+    };
+    let comp = |c: &str| {
+        let f = format!("{field}.{c}");
+        m.get(c).ok_or_else(|| DecodeError::MissingField { field: f.clone() }).and_then(|x| number(x, &f))
+    };
+    Ok(Displacement { e: comp("e")?, n: comp("n")?, u: comp("u")? })
+}
+
+fn waveform(v: &Json, field: &str, limits: &Limits) -> Result<Waveform, DecodeError> {
+    let Json::Object(m) = v else {
+        return Err(wrong_type(field, "an object {\"rate_hz\", \"channels\"} (waveform packet)", v));
+    };
+    let rate_field = format!("{field}.rate_hz");
+    let rate_hz = number(m.get("rate_hz").ok_or_else(|| DecodeError::MissingField { field: rate_field.clone() })?, &rate_field)?;
+    if !(rate_hz > 0.0 && rate_hz <= limits.max_rate_hz) {
+        return Err(DecodeError::BadValue { field: rate_field, reason: format!("sample rate must be in (0, {}] Hz", limits.max_rate_hz) });
+    }
+    let ch_field = format!("{field}.channels");
+    let chans = match m.get("channels") {
+        None => return Err(DecodeError::MissingField { field: ch_field }),
+        Some(Json::Object(c)) => c,
+        Some(other) => return Err(wrong_type(&ch_field, "an object of channel name → sample array", other)),
+    };
+    if chans.is_empty() || chans.len() > limits.max_channels {
+        return Err(DecodeError::BadValue { field: ch_field, reason: format!("must hold 1 to {} channels", limits.max_channels) });
+    }
+    let mut channels = Vec::with_capacity(chans.len());
+    for (name, samples) in chans {
+        let cf = format!("{ch_field}.{name}");
+        if name.len() > limits.max_string {
+            return Err(DecodeError::TooLong { field: cf, limit: limits.max_string });
+        }
+        let Json::Array(arr) = samples else {
+            return Err(wrong_type(&cf, "an array of numbers", samples));
+        };
+        if arr.is_empty() || arr.len() > limits.max_samples {
+            return Err(DecodeError::BadValue { field: cf, reason: format!("must hold 1 to {} samples", limits.max_samples) });
+        }
+        let mut out = Vec::with_capacity(arr.len());
+        for (i, s) in arr.iter().enumerate() {
+            out.push(number(s, &format!("{cf}[{i}]"))?);
+        }
+        channels.push(Channel { name: name.clone(), samples: out });
+    }
+    let n = channels[0].samples.len();
+    if let Some(c) = channels.iter().find(|c| c.samples.len() != n) {
+        return Err(DecodeError::BadValue {
+            field: format!("{ch_field}.{}", c.name),
+            reason: format!("has {} samples but channel {} has {n}; all channels must be equally long", c.samples.len(), channels[0].name),
+        });
+    }
+    Ok(Waveform { rate_hz, channels })
+}
+
+fn opt_str<'a>(m: &'a Map<String, Json>, field: &str, key: &str, limit: usize) -> Result<Option<&'a str>, DecodeError> {
+    match m.get(key) {
+        None | Some(Json::Null) => Ok(None),
+        Some(Json::String(s)) if s.chars().count() > limit => Err(DecodeError::TooLong { field: field.into(), limit }),
+        Some(Json::String(s)) => Ok(Some(s)),
+        Some(other) => Err(wrong_type(field, "a string", other)),
+    }
+}
+
+fn req_str<'a>(m: &'a Map<String, Json>, field: &str, key: &str, limit: usize) -> Result<&'a str, DecodeError> {
+    opt_str(m, field, key, limit)?.ok_or_else(|| DecodeError::MissingField { field: field.into() })
+}
+
+fn wrong_type(field: &str, expected: &'static str, found: &Json) -> DecodeError {
+    let found = match found {
+        Json::Null => "null",
+        Json::Bool(_) => "a boolean",
+        Json::Number(_) => "a number",
+        Json::String(_) => "a string",
+        Json::Array(_) => "an array",
+        Json::Object(_) => "an object",
+    };
+    DecodeError::WrongType { field: field.into(), expected, found }
+}
+
+fn is_non_finite_text(s: &str) -> bool {
+    matches!(s.trim().to_ascii_lowercase().as_str(), "nan" | "-nan" | "inf" | "-inf" | "+inf" | "infinity" | "-infinity" | "+infinity")
+}
+
+/// Turns a serde_json syntax error into `NonFinite` when the offending token is a bare
+/// `NaN`/`Infinity` (a common gateway bug) or a number beyond f64, and `NotJson` otherwise.
+fn json_error(payload: &[u8], e: &serde_json::Error) -> DecodeError {
+    if e.to_string().contains("number out of range") {
+        return DecodeError::NonFinite { field: format!("(payload, line {} column {})", e.line(), e.column()) };
+    }
+    let line_start: usize = payload
+        .split(|b| *b == b'\n')
+        .take(e.line().saturating_sub(1))
+        .map(|l| l.len() + 1)
+        .sum();
+    let at = (line_start + e.column()).saturating_sub(1).min(payload.len());
+    let from = at.saturating_sub(1);
+    let tail = &payload[from..payload.len().min(from + 10)];
+    let text = String::from_utf8_lossy(tail);
+    let t = text.trim_start_matches(|c: char| c == ':' || c == ',' || c == '[' || c.is_whitespace());
+    if t.starts_with("NaN") || t.starts_with("Infinity") || t.starts_with("-Infinity") || t.starts_with("inf") {
+        return DecodeError::NonFinite { field: format!("(payload, line {} column {})", e.line(), e.column()) };
+    }
+    DecodeError::NotJson { detail: e.to_string() }
+}

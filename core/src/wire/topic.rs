@@ -1,0 +1,94 @@
+//! MQTT topic scheme, version 1.
+//!
+//! ```text
+//! riskwatch/v1/readings/{site}/{sensor}     one sensor's reading(s)        gateway → riskwatch
+//! riskwatch/v1/readings/{site}              a gateway batch for one site   gateway → riskwatch
+//! riskwatch/v1/alerts/{level}/{site}/{sensor}   alert events               riskwatch → officers
+//! riskwatch/v1/rejections/{site}            why a message was rejected     riskwatch → gateway
+//! ```
+
+use crate::ids::is_valid_id;
+use crate::{AlertEvent, Level};
+
+/// Prefix of every v1 topic.
+pub const PREFIX: &str = "riskwatch/v1";
+/// Subscription filter covering every reading topic.
+pub const READINGS_FILTER: &str = "riskwatch/v1/readings/#";
+/// Subscription filter covering every alert event.
+pub const ALERTS_FILTER: &str = "riskwatch/v1/alerts/#";
+
+/// Site and (optionally) sensor named by a reading topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadingTopic<'a> {
+    /// The `{site}` level.
+    pub site: &'a str,
+    /// The `{sensor}` level, absent on a gateway batch topic.
+    pub sensor: Option<&'a str>,
+}
+
+/// Splits a reading topic, or says what is wrong with it.
+pub fn parse_reading_topic(topic: &str) -> Result<ReadingTopic<'_>, String> {
+    let rest = topic
+        .strip_prefix("riskwatch/v1/readings/")
+        .ok_or_else(|| "topic must start with riskwatch/v1/readings/".to_string())?;
+    let mut parts = rest.split('/');
+    let site = parts.next().unwrap_or_default();
+    let sensor = parts.next();
+    if parts.next().is_some() {
+        return Err("too many topic levels (expected readings/{site} or readings/{site}/{sensor})".into());
+    }
+    if !is_valid_id(site) {
+        return Err(format!("site level {site:?} is not a valid id"));
+    }
+    if let Some(s) = sensor {
+        if !is_valid_id(s) {
+            return Err(format!("sensor level {s:?} is not a valid id"));
+        }
+    }
+    Ok(ReadingTopic { site, sensor })
+}
+
+/// Topic for a single sensor's readings.
+pub fn reading_topic(site: &str, sensor: &str) -> String {
+    format!("{PREFIX}/readings/{site}/{sensor}")
+}
+
+/// Topic for a gateway batch covering several sensors of one site.
+pub fn batch_topic(site: &str) -> String {
+    format!("{PREFIX}/readings/{site}")
+}
+
+/// Topic an alert event is published on.
+pub fn alert_topic(event: &AlertEvent) -> String {
+    alert_topic_for(event.level, event.site.as_str(), event.subject.as_str())
+}
+
+/// Topic for alert events of one level, site and subject.
+pub fn alert_topic_for(level: Level, site: &str, subject: &str) -> String {
+    format!("{PREFIX}/alerts/{level}/{site}/{subject}")
+}
+
+/// Topic rejections of a site's messages are published on.
+pub fn rejection_topic(site: &str) -> String {
+    format!("{PREFIX}/rejections/{site}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_both_reading_topic_forms() {
+        assert_eq!(
+            parse_reading_topic("riskwatch/v1/readings/hankou/hankou-wl"),
+            Ok(ReadingTopic { site: "hankou", sensor: Some("hankou-wl") })
+        );
+        assert_eq!(
+            parse_reading_topic("riskwatch/v1/readings/plant-a"),
+            Ok(ReadingTopic { site: "plant-a", sensor: None })
+        );
+        assert!(parse_reading_topic("riskwatch/v2/readings/a/b").is_err());
+        assert!(parse_reading_topic("riskwatch/v1/readings/a/b/c").is_err());
+        assert!(parse_reading_topic("riskwatch/v1/readings//b").is_err());
+    }
+}
