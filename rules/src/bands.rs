@@ -1,0 +1,260 @@
+//! Four-level threshold bands with deadband hysteresis and an on-delay.
+//!
+//! The raise condition for a level is `value ≥ threshold` (rising) or `value ≤ threshold`
+//! (falling). A level is only entered once its raise condition has held for the on-delay
+//! (N consecutive samples and/or T seconds of event time), which keeps one spike from paging
+//! anyone. Once in a level, the alert stays there until the value leaves the level's
+//! *deadband* (`threshold − deadband` when rising), so noise around a threshold cannot make it
+//! flap. Leaving drops to the highest lower level whose deadband still holds, or clears.
+
+use riskwatch_core::{Level, Timestamp};
+
+/// Whether higher or lower values are worse.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// Alarm at or above thresholds (water level, gas concentration).
+    Rising,
+    /// Alarm at or below thresholds (reservoir low level, oxygen deficiency).
+    Falling,
+}
+
+/// How long a raise condition must hold before the level is entered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OnDelay {
+    /// Consecutive samples that must satisfy the condition (0 or 1 = immediately).
+    #[serde(default)]
+    pub samples: u32,
+    /// Event-time seconds the condition must have held (0 = immediately).
+    #[serde(default)]
+    pub seconds: u32,
+}
+
+/// Resolved band parameters for one (rule, sensor) binding.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BandSpec {
+    /// Which side is dangerous.
+    pub direction: Direction,
+    /// Threshold per level, blue..red; `None` where the rule has no such level.
+    pub thresholds: [Option<f64>; 4],
+    /// Hysteresis width (≥ 0), in the measure's unit.
+    pub deadband: f64,
+    /// Confirmation before entering a level.
+    pub on_delay: OnDelay,
+}
+
+/// Running streak of samples satisfying one level's raise condition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Streak {
+    since: Timestamp,
+    samples: u32,
+}
+
+/// The mutable state of one binding: current level and per-level confirmation streaks.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct BandState {
+    /// Current level, `None` when no alert is active.
+    pub level: Option<Level>,
+    streaks: [Option<Streak>; 4],
+}
+
+/// A change of level caused by one sample.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Transition {
+    /// Level before.
+    pub from: Option<Level>,
+    /// Level after (`None` = cleared).
+    pub to: Option<Level>,
+    /// The threshold that decided it: the entered level's raise threshold when going up, the
+    /// left level's clear threshold (threshold ∓ deadband) when going down.
+    pub threshold: f64,
+}
+
+/// The band state machine (stateless; state lives in [`BandState`]).
+pub struct ThresholdBands;
+
+impl BandSpec {
+    fn raises(&self, v: f64, t: f64) -> bool {
+        match self.direction {
+            Direction::Rising => v >= t,
+            Direction::Falling => v <= t,
+        }
+    }
+
+    fn clear_threshold(&self, t: f64) -> f64 {
+        match self.direction {
+            Direction::Rising => t - self.deadband,
+            Direction::Falling => t + self.deadband,
+        }
+    }
+
+    /// Whether a value still holds a level already entered (inside its deadband).
+    fn holds(&self, v: f64, t: f64) -> bool {
+        self.raises(v, self.clear_threshold(t))
+    }
+
+    fn confirmed(&self, s: Option<Streak>, now: Timestamp) -> bool {
+        s.is_some_and(|s| {
+            s.samples >= self.on_delay.samples.max(1)
+                && now.millis() - s.since.millis() >= i64::from(self.on_delay.seconds) * 1000
+        })
+    }
+}
+
+impl ThresholdBands {
+    /// Feeds one sample (already quality-checked and in event-time order) and returns the level
+    /// change it causes, if any.
+    pub fn step(spec: &BandSpec, state: &mut BandState, ts: Timestamp, v: f64) -> Option<Transition> {
+        let mut target: Option<Level> = None;
+        for level in Level::ALL {
+            let i = level.index();
+            let Some(t) = spec.thresholds[i] else { continue };
+            state.streaks[i] = if spec.raises(v, t) {
+                Some(state.streaks[i].map_or(Streak { since: ts, samples: 1 }, |s| Streak { samples: s.samples + 1, ..s }))
+            } else {
+                None
+            };
+            if spec.confirmed(state.streaks[i], ts) {
+                target = Some(level);
+            }
+        }
+        // Staying: the highest level at or below the current one whose deadband still holds.
+        if let Some(current) = state.level {
+            let stay = Level::ALL
+                .into_iter()
+                .filter(|l| *l <= current)
+                .filter(|l| spec.thresholds[l.index()].is_some_and(|t| spec.holds(v, t)))
+                .max();
+            target = target.max(stay);
+        }
+        if target == state.level {
+            return None;
+        }
+        let from = state.level;
+        state.level = target;
+        let going_up = target > from;
+        let threshold = if going_up {
+            target.and_then(|l| spec.thresholds[l.index()])
+        } else {
+            from.and_then(|l| spec.thresholds[l.index()]).map(|t| spec.clear_threshold(t))
+        };
+        Some(Transition { from, to: target, threshold: threshold.unwrap_or(f64::NAN) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Level::*;
+
+    fn spec(deadband: f64, samples: u32, seconds: u32) -> BandSpec {
+        BandSpec {
+            direction: Direction::Rising,
+            thresholds: [Some(10.0), Some(20.0), Some(30.0), Some(40.0)],
+            deadband,
+            on_delay: OnDelay { samples, seconds },
+        }
+    }
+
+    /// Runs values at 1-minute spacing and returns the level after each sample.
+    fn run(spec: &BandSpec, values: &[f64]) -> Vec<Option<Level>> {
+        let mut st = BandState::default();
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                ThresholdBands::step(spec, &mut st, Timestamp(i as i64 * 60_000), *v);
+                st.level
+            })
+            .collect()
+    }
+
+    #[test]
+    fn raises_escalates_de_escalates_and_clears() {
+        let s = spec(1.0, 1, 0);
+        let levels = run(&s, &[5.0, 12.0, 25.0, 45.0, 35.0, 15.0, 5.0]);
+        assert_eq!(levels, vec![None, Some(Blue), Some(Yellow), Some(Red), Some(Orange), Some(Blue), None]);
+    }
+
+    #[test]
+    fn jumping_straight_to_red_raises_red() {
+        let s = spec(0.0, 1, 0);
+        let mut st = BandState::default();
+        let t = ThresholdBands::step(&s, &mut st, Timestamp(0), 41.0).unwrap();
+        assert_eq!((t.from, t.to, t.threshold), (None, Some(Red), 40.0));
+    }
+
+    #[test]
+    fn deadband_holds_level_until_value_leaves_it() {
+        let s = spec(2.0, 1, 0);
+        // Enters yellow at 20, stays while ≥ 18, drops to blue at 17.9.
+        let levels = run(&s, &[21.0, 19.0, 18.0, 17.9]);
+        assert_eq!(levels, vec![Some(Yellow), Some(Yellow), Some(Yellow), Some(Blue)]);
+        let mut st = BandState::default();
+        ThresholdBands::step(&s, &mut st, Timestamp(0), 21.0);
+        let t = ThresholdBands::step(&s, &mut st, Timestamp(1), 17.9).unwrap();
+        assert_eq!(t.threshold, 18.0, "a downgrade reports the clear threshold");
+    }
+
+    #[test]
+    fn noise_around_a_threshold_does_not_flap() {
+        let s = spec(0.5, 1, 0);
+        // ±0.3 around the yellow threshold of 20 after entering yellow.
+        let noisy: Vec<f64> = (0..200).map(|i| 20.0 + if i % 2 == 0 { 0.3 } else { -0.3 }).collect();
+        let mut st = BandState::default();
+        let changes: Vec<Transition> = noisy
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| ThresholdBands::step(&s, &mut st, Timestamp(i as i64 * 1000), *v))
+            .collect();
+        assert_eq!(changes.len(), 1, "one raise, no flapping: {changes:?}");
+        assert_eq!(changes[0].to, Some(Yellow));
+    }
+
+    #[test]
+    fn on_delay_in_samples_ignores_a_single_spike() {
+        let s = spec(0.0, 3, 0);
+        assert_eq!(run(&s, &[5.0, 50.0, 5.0, 5.0]), vec![None; 4]);
+        assert_eq!(run(&s, &[25.0, 25.0, 25.0]), vec![None, None, Some(Yellow)]);
+    }
+
+    #[test]
+    fn on_delay_in_seconds_uses_event_time() {
+        let s = spec(0.0, 1, 120);
+        // Samples one minute apart: the condition has held 120 s at the third sample.
+        assert_eq!(run(&s, &[15.0, 15.0, 15.0]), vec![None, None, Some(Blue)]);
+    }
+
+    #[test]
+    fn escalation_also_waits_for_its_on_delay() {
+        let s = spec(0.0, 2, 0);
+        assert_eq!(
+            run(&s, &[25.0, 25.0, 45.0, 25.0, 45.0, 45.0]),
+            vec![None, Some(Yellow), Some(Yellow), Some(Yellow), Some(Yellow), Some(Red)]
+        );
+    }
+
+    #[test]
+    fn falling_direction_alarms_on_low_values() {
+        let s = BandSpec {
+            direction: Direction::Falling,
+            thresholds: [Some(19.5), Some(18.0), None, None],
+            deadband: 0.2,
+            on_delay: OnDelay::default(),
+        };
+        let levels = run(&s, &[20.9, 19.4, 17.5, 18.1, 18.3, 19.8]);
+        assert_eq!(levels, vec![None, Some(Blue), Some(Yellow), Some(Yellow), Some(Blue), None]);
+    }
+
+    #[test]
+    fn rules_without_some_levels_skip_them() {
+        let s = BandSpec {
+            direction: Direction::Rising,
+            thresholds: [None, Some(25.0), Some(50.0), None],
+            deadband: 0.0,
+            on_delay: OnDelay::default(),
+        };
+        assert_eq!(run(&s, &[10.0, 30.0, 200.0]), vec![None, Some(Yellow), Some(Orange)]);
+    }
+}

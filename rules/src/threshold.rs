@@ -1,0 +1,104 @@
+//! Thresholds as numbers or as registry attributes with an offset (`warning_level + 0.5`).
+//!
+//! Each gauge, detector and slope has its own values, so rules usually name an attribute and
+//! the registry supplies the number per station.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// A threshold: a constant, or `attribute ± offset`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ThresholdExpr {
+    /// A fixed number.
+    Const(f64),
+    /// A registry attribute of the sensor plus an offset.
+    Attr {
+        /// Attribute name.
+        name: String,
+        /// Added to the attribute.
+        offset: f64,
+    },
+}
+
+impl ThresholdExpr {
+    /// Parses `name`, `name + 0.5`, `name - 1` or a number written as text.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let t = text.trim();
+        if let Ok(v) = t.parse::<f64>() {
+            return if v.is_finite() { Ok(ThresholdExpr::Const(v)) } else { Err("threshold must be finite".into()) };
+        }
+        let (name, offset) = match t.find(['+', '-']) {
+            Some(i) if i > 0 => {
+                let sign = if &t[i..=i] == "-" { -1.0 } else { 1.0 };
+                let num = t[i + 1..].trim();
+                let off: f64 = num.parse().map_err(|_| format!("{num:?} after the sign is not a number"))?;
+                if !off.is_finite() {
+                    return Err("offset must be finite".into());
+                }
+                (t[..i].trim(), sign * off)
+            }
+            _ => (t, 0.0),
+        };
+        let ok = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') && !name.starts_with(|c: char| c.is_ascii_digit());
+        if !ok {
+            return Err(format!("{text:?} is neither a number nor `attribute [+|- number]`"));
+        }
+        Ok(ThresholdExpr::Attr { name: name.to_string(), offset })
+    }
+
+    /// The number for a sensor with these attributes; `Err` names the missing attribute.
+    pub fn resolve(&self, attributes: &BTreeMap<String, f64>) -> Result<f64, String> {
+        match self {
+            ThresholdExpr::Const(v) => Ok(*v),
+            ThresholdExpr::Attr { name, offset } => attributes
+                .get(name)
+                .map(|v| v + offset)
+                .ok_or_else(|| format!("sensor has no attribute {name:?}")),
+        }
+    }
+}
+
+impl fmt::Display for ThresholdExpr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ThresholdExpr::Const(v) => write!(f, "{v}"),
+            ThresholdExpr::Attr { name, offset } if *offset == 0.0 => f.write_str(name),
+            ThresholdExpr::Attr { name, offset } if *offset < 0.0 => write!(f, "{name} - {}", -offset),
+            ThresholdExpr::Attr { name, offset } => write!(f, "{name} + {offset}"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ThresholdExpr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Num(f64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Num(v) if v.is_finite() => Ok(ThresholdExpr::Const(v)),
+            Raw::Num(_) => Err(serde::de::Error::custom("threshold must be finite")),
+            Raw::Text(t) => ThresholdExpr::parse(&t).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_attribute_offsets() {
+        let attrs = BTreeMap::from([("warning_level".to_string(), 27.3)]);
+        let e = ThresholdExpr::parse("warning_level - 0.5").unwrap();
+        assert!((e.resolve(&attrs).unwrap() - 26.8).abs() < 1e-9);
+        assert_eq!(ThresholdExpr::parse("warning_level+1").unwrap().resolve(&attrs).unwrap(), 28.3);
+        assert_eq!(ThresholdExpr::parse("25").unwrap(), ThresholdExpr::Const(25.0));
+        assert!(ThresholdExpr::parse("guaranteed_level").unwrap().resolve(&attrs).is_err());
+        assert!(ThresholdExpr::parse("warning_level + x").is_err());
+        assert!(ThresholdExpr::parse("2 cats").is_err());
+    }
+}
