@@ -7,6 +7,7 @@
 //! same code runs in the live pipeline, in replay and in benchmarks.
 
 pub mod alert;
+pub mod dead_letter;
 pub mod ids;
 pub mod kind;
 pub mod level;
@@ -16,6 +17,7 @@ pub mod time;
 pub mod wire;
 
 pub use alert::{AlertChange, AlertEvent};
+pub use dead_letter::DeadLetter;
 pub use ids::{SensorId, SiteId};
 pub use kind::{KindCatalog, KindSpec, SensorKind, ValueShape};
 pub use level::Level;

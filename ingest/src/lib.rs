@@ -1,1 +1,21 @@
-//! placeholder
+//! riskwatch sources: where readings come from.
+//!
+//! A source turns outside input into [`IngestEvent`]s: batches of validated readings, or dead
+//! letters carrying the reason and the original bytes. Sources never drop input silently and
+//! never apply rules; they hand everything to the next stage through a bounded channel, which
+//! is also how back-pressure reaches the network.
+
+pub mod mqtt;
+
+use riskwatch_core::{DeadLetter, Reading};
+
+/// What a source hands to the pipeline.
+#[derive(Debug, Clone, PartialEq)]
+pub enum IngestEvent {
+    /// Valid readings from one message, in payload order.
+    Readings(Vec<Reading>),
+    /// Something that could not be used.
+    DeadLetter(DeadLetter),
+}
+
+pub use mqtt::{MqttSource, MqttSourceConfig, SourceStats};

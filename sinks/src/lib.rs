@@ -1,1 +1,12 @@
-//! placeholder
+//! riskwatch sinks: where readings, alert events and dead letters go.
+//!
+//! - [`sqlite::SqliteStore`]: the embedded store (readings, alert events, dead letters).
+//! - [`mqtt_alerts::MqttAlertPublisher`]: alert events and rejections on MQTT topics.
+//! - [`console`]: the colour-coded live feed printed by `riskwatch demo`.
+//!
+//! Writes are idempotent (readings keyed by sensor and event time, alert events by their
+//! stable id), so at-least-once delivery upstream never shows up as duplicates here.
+
+pub mod console;
+pub mod mqtt_alerts;
+pub mod sqlite;

@@ -165,7 +165,7 @@ fn reading(ctx: &Ctx<'_>, m: &Map<String, Json>, p: &str) -> Result<Reading, Dec
     }
     if sensor.site.as_str() != ctx.topic_site {
         return Err(DecodeError::Mismatch {
-            field: "topic site".into(),
+            field: f("site"),
             sent: ctx.topic_site.into(),
             expected: sensor.site.to_string(),
             source_of_truth: "registry",
@@ -250,7 +250,7 @@ fn number(v: &Json, field: &str) -> Result<f64, DecodeError> {
 
 fn displacement(v: &Json, field: &str) -> Result<Displacement, DecodeError> {
     let Json::Object(m) = v else {
-        return Err(wrong_type(field, "an object {\"e\", \"n\", \"u\"} (GNSS displacement)", v));
+        return Err(shape_error(field, "an object {\"e\", \"n\", \"u\"} (GNSS displacement)", v));
     };
     let comp = |c: &str| {
         let f = format!("{field}.{c}");
@@ -261,7 +261,7 @@ fn displacement(v: &Json, field: &str) -> Result<Displacement, DecodeError> {
 
 fn waveform(v: &Json, field: &str, limits: &Limits) -> Result<Waveform, DecodeError> {
     let Json::Object(m) = v else {
-        return Err(wrong_type(field, "an object {\"rate_hz\", \"channels\"} (waveform packet)", v));
+        return Err(shape_error(field, "an object {\"rate_hz\", \"channels\"} (waveform packet)", v));
     };
     let rate_field = format!("{field}.rate_hz");
     let rate_hz = number(m.get("rate_hz").ok_or_else(|| DecodeError::MissingField { field: rate_field.clone() })?, &rate_field)?;
@@ -319,15 +319,24 @@ fn req_str<'a>(m: &'a Map<String, Json>, field: &str, key: &str, limit: usize) -
 }
 
 fn wrong_type(field: &str, expected: &'static str, found: &Json) -> DecodeError {
-    let found = match found {
+    DecodeError::WrongType { field: field.into(), expected, found: json_type(found) }
+}
+
+/// A `value` that is not the shape its kind takes (a number for a GNSS point) is a bad value,
+/// as [`DecodeError::BadValue`] documents, rather than a wrong type.
+fn shape_error(field: &str, expected: &'static str, found: &Json) -> DecodeError {
+    DecodeError::BadValue { field: field.into(), reason: format!("this kind takes {expected}, found {}", json_type(found)) }
+}
+
+fn json_type(v: &Json) -> &'static str {
+    match v {
         Json::Null => "null",
         Json::Bool(_) => "a boolean",
         Json::Number(_) => "a number",
         Json::String(_) => "a string",
         Json::Array(_) => "an array",
         Json::Object(_) => "an object",
-    };
-    DecodeError::WrongType { field: field.into(), expected, found }
+    }
 }
 
 fn is_non_finite_text(s: &str) -> bool {

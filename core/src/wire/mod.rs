@@ -7,10 +7,12 @@
 //! costs the readings of its neighbours.
 
 mod decode;
+mod encode;
 mod error;
 pub mod topic;
 
 pub use decode::{decode, Decoded, ItemRejection, Limits};
+pub use encode::{encode_batch, encode_reading, reading_json};
 pub use error::DecodeError;
 
 /// The wire format version this code speaks; also the `v1` in every topic.

@@ -1,0 +1,186 @@
+//! MQTT source: subscribes to reading topics, validates each message against the wire format
+//! and the registry, and forwards readings and dead letters to the pipeline.
+//!
+//! At-least-once: the session is persistent (fixed client id, `clean_session = false`) and
+//! acknowledgements are manual. A QoS 1 message is acknowledged to the broker only after its
+//! readings (or its dead letter) were accepted by the next stage, so a crash in between makes
+//! the broker re-deliver instead of losing it. Connection loss is retried with exponential
+//! backoff; the subscription is renewed whenever the broker has no session for us.
+
+use crate::IngestEvent;
+use riskwatch_core::wire::{decode, topic, Limits};
+use riskwatch_core::{DeadLetter, Registry, Timestamp};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, info, warn};
+
+/// Where and how to subscribe.
+#[derive(Clone, Debug)]
+pub struct MqttSourceConfig {
+    /// Broker host.
+    pub host: String,
+    /// Broker port.
+    pub port: u16,
+    /// Client id; keep it fixed so the broker keeps our session (and queued messages).
+    pub client_id: String,
+    /// Topic filter, normally [`topic::READINGS_FILTER`] or a `$share/GROUP/…` form.
+    pub filter: String,
+    /// Persistent session unless set (tests of clean-session behaviour only).
+    pub clean_session: bool,
+    /// Largest MQTT packet accepted from the broker; above the wire cap so oversized payloads
+    /// reach the decoder and are dead-lettered with a reason instead of breaking the link.
+    pub max_packet_bytes: usize,
+    /// Unacknowledged QoS 1 messages the broker may have in flight to us.
+    pub inflight: u16,
+    /// Optional username and password.
+    pub credentials: Option<(String, String)>,
+}
+
+impl MqttSourceConfig {
+    /// Defaults for a broker at `host:port`.
+    pub fn new(host: &str, port: u16, client_id: &str) -> Self {
+        MqttSourceConfig {
+            host: host.to_string(),
+            port,
+            client_id: client_id.to_string(),
+            filter: topic::READINGS_FILTER.to_string(),
+            clean_session: false,
+            max_packet_bytes: 1024 * 1024,
+            inflight: 100,
+            credentials: None,
+        }
+    }
+}
+
+/// Live counters of a running source (shared, so the CLI can report while it runs).
+#[derive(Debug, Default)]
+pub struct SourceStats {
+    /// MQTT messages received (each acknowledged once handled).
+    pub messages: AtomicU64,
+    /// Valid readings forwarded.
+    pub readings: AtomicU64,
+    /// Dead letters forwarded (whole messages or batch items).
+    pub rejected: AtomicU64,
+    /// Connection errors seen (each followed by a backoff and a reconnect).
+    pub reconnects: AtomicU64,
+}
+
+/// A running MQTT source.
+pub struct MqttSource {
+    cfg: MqttSourceConfig,
+    registry: Arc<Registry>,
+    limits: Limits,
+    stats: Arc<SourceStats>,
+}
+
+impl MqttSource {
+    /// Prepares a source; [`MqttSource::run`] does the work.
+    pub fn new(cfg: MqttSourceConfig, registry: Arc<Registry>, limits: Limits) -> Self {
+        MqttSource { cfg, registry, limits, stats: Arc::new(SourceStats::default()) }
+    }
+
+    /// Shared counters.
+    pub fn stats(&self) -> Arc<SourceStats> {
+        Arc::clone(&self.stats)
+    }
+
+    /// Runs until `shutdown` turns true or the pipeline side of `tx` is gone. `ready` is set to
+    /// true once the subscription is acknowledged by the broker.
+    pub async fn run(self, tx: mpsc::Sender<IngestEvent>, mut shutdown: watch::Receiver<bool>, ready: watch::Sender<bool>) {
+        let mut opts = MqttOptions::new(&self.cfg.client_id, &self.cfg.host, self.cfg.port);
+        opts.set_clean_session(self.cfg.clean_session)
+            .set_manual_acks(true)
+            .set_keep_alive(Duration::from_secs(15))
+            .set_inflight(self.cfg.inflight)
+            .set_max_packet_size(self.cfg.max_packet_bytes, self.cfg.max_packet_bytes);
+        if let Some((u, p)) = &self.cfg.credentials {
+            opts.set_credentials(u, p);
+        }
+        let (client, mut eventloop) = AsyncClient::new(opts, 256);
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let polled = tokio::select! {
+                _ = shutdown.changed() => break,
+                ev = eventloop.poll() => ev,
+            };
+            match polled {
+                Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                    backoff = Duration::from_millis(100);
+                    info!(broker = %format!("{}:{}", self.cfg.host, self.cfg.port), session_present = ack.session_present, "ingest connected");
+                    if !ack.session_present || self.cfg.clean_session {
+                        if let Err(e) = client.subscribe(&self.cfg.filter, QoS::AtLeastOnce).await {
+                            warn!(error = %e, "subscribe request failed");
+                        }
+                    } else {
+                        let _ = ready.send(true);
+                    }
+                }
+                Ok(Event::Incoming(Packet::SubAck(_))) => {
+                    info!(filter = %self.cfg.filter, "ingest subscribed");
+                    let _ = ready.send(true);
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    self.stats.messages.fetch_add(1, Ordering::Relaxed);
+                    if !self.handle(&p.topic, &p.payload, &tx).await {
+                        break;
+                    }
+                    if let Err(e) = client.ack(&p).await {
+                        warn!(error = %e, "could not queue MQTT ack");
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    self.stats.reconnects.fetch_add(1, Ordering::Relaxed);
+                    warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "MQTT connection error; reconnecting");
+                    let _ = ready.send(false);
+                    tokio::select! {
+                        _ = shutdown.changed() => break,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+        let _ = client.disconnect().await;
+        // Let the DISCONNECT (and pending acks) go out.
+        let _ = tokio::time::timeout(Duration::from_millis(500), async {
+            while eventloop.poll().await.is_ok() {}
+        })
+        .await;
+    }
+
+    /// Decodes one message and forwards its outcome; false when the pipeline has gone away.
+    async fn handle(&self, topic_name: &str, payload: &[u8], tx: &mpsc::Sender<IngestEvent>) -> bool {
+        let now = Timestamp::now();
+        let mut out = Vec::with_capacity(2);
+        match decode(topic_name, payload, &self.registry, &self.limits) {
+            Ok(decoded) => {
+                for rej in decoded.rejected {
+                    debug!(topic = topic_name, reason = rej.error.code(), "reading rejected");
+                    out.push(IngestEvent::DeadLetter(DeadLetter::new(now, topic_name, &rej.error, rej.index, rej.sensor, rej.raw.into_bytes())));
+                }
+                if !decoded.readings.is_empty() {
+                    self.stats.readings.fetch_add(decoded.readings.len() as u64, Ordering::Relaxed);
+                    out.push(IngestEvent::Readings(decoded.readings));
+                }
+            }
+            Err(e) => {
+                debug!(topic = topic_name, reason = e.code(), "message rejected");
+                out.push(IngestEvent::DeadLetter(DeadLetter::new(now, topic_name, &e, None, None, payload.to_vec())));
+            }
+        }
+        for ev in out {
+            if matches!(ev, IngestEvent::DeadLetter(_)) {
+                self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+            }
+            if tx.send(ev).await.is_err() {
+                return false;
+            }
+        }
+        true
+    }
+}
+

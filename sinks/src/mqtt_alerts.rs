@@ -1,0 +1,95 @@
+//! Publishes alert events and rejections on MQTT (QoS 1).
+//!
+//! Alert events go to `riskwatch/v1/alerts/{level}/{site}/{subject}` so officers can subscribe
+//! by colour or by site with wildcards; rejections go to `riskwatch/v1/rejections/{site}` so a
+//! gateway integrator sees at once why a message was refused.
+
+use riskwatch_core::wire::topic;
+use riskwatch_core::{AlertEvent, DeadLetter};
+use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tracing::warn;
+
+/// A connected publisher. Publishing queues the message; [`MqttAlertPublisher::close`] waits
+/// until the broker has acknowledged everything queued.
+pub struct MqttAlertPublisher {
+    client: AsyncClient,
+    pending: Arc<AtomicI64>,
+    driver: JoinHandle<()>,
+}
+
+/// Why publishing failed.
+#[derive(Debug, thiserror::Error)]
+#[error("MQTT publish: {0}")]
+pub struct PublishError(#[from] rumqttc::ClientError);
+
+impl MqttAlertPublisher {
+    /// Connects to the broker at `host:port` with the given client id.
+    pub fn connect(host: &str, port: u16, client_id: &str) -> Self {
+        let mut opts = MqttOptions::new(client_id, host, port);
+        opts.set_keep_alive(Duration::from_secs(15)).set_max_packet_size(1024 * 1024, 1024 * 1024);
+        let (client, mut eventloop) = AsyncClient::new(opts, 1024);
+        let pending = Arc::new(AtomicI64::new(0));
+        let p = Arc::clone(&pending);
+        let driver = tokio::spawn(async move {
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::PubAck(_))) => {
+                        p.fetch_sub(1, Ordering::AcqRel);
+                    }
+                    Ok(Event::Outgoing(Outgoing::Disconnect)) => break,
+                    Ok(_) => {}
+                    Err(e) => {
+                        warn!(error = %e, "alert publisher connection error; reconnecting");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                }
+            }
+        });
+        MqttAlertPublisher { client, pending, driver }
+    }
+
+    /// Queues one alert event.
+    pub async fn publish_event(&self, e: &AlertEvent) -> Result<(), PublishError> {
+        let payload = serde_json::to_vec(e).unwrap_or_default();
+        self.send(topic::alert_topic(e), payload).await
+    }
+
+    /// Queues a rejection notice for the gateway that sent it.
+    pub async fn publish_rejection(&self, d: &DeadLetter) -> Result<(), PublishError> {
+        let site = topic::parse_reading_topic(&d.topic).map(|t| t.site.to_string()).unwrap_or_else(|_| "_unknown".into());
+        let payload = serde_json::to_vec(d).unwrap_or_default();
+        self.send(topic::rejection_topic(&site), payload).await
+    }
+
+    async fn send(&self, topic: String, payload: Vec<u8>) -> Result<(), PublishError> {
+        self.pending.fetch_add(1, Ordering::AcqRel);
+        self.client.publish(topic, QoS::AtLeastOnce, false, payload).await.map_err(|e| {
+            self.pending.fetch_sub(1, Ordering::AcqRel);
+            PublishError(e)
+        })
+    }
+
+    /// Messages queued but not yet acknowledged by the broker.
+    pub fn pending(&self) -> i64 {
+        self.pending.load(Ordering::Acquire)
+    }
+
+    /// Waits (up to `deadline`) for every queued message to be acknowledged, then disconnects.
+    /// Returns the number still unacknowledged (0 when everything was delivered).
+    pub async fn close(self, deadline: Duration) -> i64 {
+        let waited = tokio::time::timeout(deadline, async {
+            while self.pending() > 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        let left = if waited.is_ok() { 0 } else { self.pending() };
+        let _ = self.client.disconnect().await;
+        let _ = tokio::time::timeout(Duration::from_millis(500), self.driver).await;
+        left
+    }
+}

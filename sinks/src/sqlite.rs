@@ -1,0 +1,180 @@
+//! The embedded store: SQLite with WAL, written in batched transactions from one thread.
+//!
+//! Tables: `readings` (primary key sensor + event time, so a re-delivered reading replaces
+//! itself), `alert_events` (primary key event id), `dead_letters` (reason + raw bytes).
+
+use riskwatch_core::reading::Value;
+use riskwatch_core::wire::reading_json;
+use riskwatch_core::{AlertEvent, DeadLetter, Reading};
+use rusqlite::{params, Connection};
+use std::path::Path;
+use std::thread::JoinHandle;
+use tokio::sync::mpsc;
+use tracing::error;
+
+/// Something to store.
+#[derive(Debug, Clone)]
+pub enum StoreItem {
+    /// Validated readings.
+    Readings(Vec<Reading>),
+    /// Alert events.
+    Events(Vec<AlertEvent>),
+    /// A rejected message or item.
+    DeadLetter(DeadLetter),
+}
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite reported an error (disk full, locked, corrupt…).
+    #[error("SQLite store: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The writer thread ended unexpectedly.
+    #[error("SQLite writer thread panicked")]
+    WriterGone,
+}
+
+/// Row counts written by a store.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Reading rows written (including replacements of duplicates).
+    pub readings: u64,
+    /// Alert event rows newly inserted.
+    pub events: u64,
+    /// Dead-letter rows inserted.
+    pub dead_letters: u64,
+}
+
+const SCHEMA: &str = "
+PRAGMA journal_mode = WAL;
+PRAGMA synchronous = NORMAL;
+CREATE TABLE IF NOT EXISTS readings (
+    sensor TEXT NOT NULL, site TEXT NOT NULL, kind TEXT NOT NULL, ts INTEGER NOT NULL,
+    value REAL, value_json TEXT, unit TEXT NOT NULL, quality INTEGER NOT NULL,
+    PRIMARY KEY (sensor, ts)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS alert_events (
+    event_id TEXT PRIMARY KEY, alert_id TEXT NOT NULL, seq INTEGER NOT NULL, rule_id TEXT NOT NULL,
+    subject TEXT NOT NULL, site TEXT NOT NULL, kind TEXT NOT NULL, change TEXT NOT NULL,
+    level TEXT NOT NULL, previous_level TEXT, highest_level TEXT NOT NULL,
+    first_ts INTEGER NOT NULL, ts INTEGER NOT NULL, value REAL NOT NULL, threshold REAL NOT NULL,
+    unit TEXT NOT NULL, message_zh TEXT NOT NULL, message_en TEXT NOT NULL, exercise INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS alert_events_by_alert ON alert_events (alert_id, seq);
+CREATE INDEX IF NOT EXISTS alert_events_by_time ON alert_events (ts);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id INTEGER PRIMARY KEY, received_at INTEGER NOT NULL, topic TEXT NOT NULL, reason TEXT NOT NULL,
+    error TEXT NOT NULL, item_index INTEGER, sensor TEXT, raw BLOB NOT NULL);
+";
+
+/// A SQLite store on one connection.
+pub struct SqliteStore {
+    conn: Connection,
+    stats: StoreStats,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and its tables.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open(path)?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(SqliteStore { conn, stats: StoreStats::default() })
+    }
+
+    /// Rows written so far.
+    pub fn stats(&self) -> StoreStats {
+        self.stats
+    }
+
+    /// Writes a group of items in one transaction.
+    pub fn write(&mut self, items: &[StoreItem]) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut rd = tx.prepare_cached(
+                "INSERT OR REPLACE INTO readings (sensor, site, kind, ts, value, value_json, unit, quality) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?;
+            let mut ev = tx.prepare_cached(
+                "INSERT OR IGNORE INTO alert_events VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
+            )?;
+            let mut dl = tx.prepare_cached(
+                "INSERT INTO dead_letters (received_at, topic, reason, error, item_index, sensor, raw) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?;
+            for item in items {
+                match item {
+                    StoreItem::Readings(rs) => {
+                        for r in rs {
+                            let (value, json) = match &r.value {
+                                Value::Scalar(v) => (Some(*v), None),
+                                _ => (None, Some(reading_json(r)["value"].to_string())),
+                            };
+                            rd.execute(params![r.sensor.as_str(), r.site.as_str(), r.kind.as_str(), r.ts.millis(), value, json, &*r.unit, r.quality.code()])?;
+                            self.stats.readings += 1;
+                        }
+                    }
+                    StoreItem::Events(es) => {
+                        for e in es {
+                            self.stats.events += ev.execute(params![
+                                e.event_id, e.alert_id, e.seq, &*e.rule_id, e.subject.as_str(), e.site.as_str(), e.kind.as_str(),
+                                e.change.as_str(), e.level.as_str(), e.previous_level.map(|l| l.as_str()), e.highest_level.as_str(),
+                                e.first_ts.millis(), e.ts.millis(), e.value, e.threshold, &*e.unit, e.message_zh, e.message_en, e.exercise
+                            ])? as u64;
+                        }
+                    }
+                    StoreItem::DeadLetter(d) => {
+                        dl.execute(params![d.received_at.millis(), d.topic, d.reason, d.error, d.index.map(|i| i as i64), d.sensor, d.raw])?;
+                        self.stats.dead_letters += 1;
+                    }
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+/// A store running on its own thread, fed through a bounded channel (back-pressure reaches
+/// the rules stage when the disk is slow).
+pub struct SqliteSink {
+    tx: mpsc::Sender<StoreItem>,
+    handle: JoinHandle<Result<StoreStats, StoreError>>,
+}
+
+impl SqliteSink {
+    /// Opens the store and starts its writer thread.
+    pub fn start(path: &Path) -> Result<Self, StoreError> {
+        let mut store = SqliteStore::open(path)?;
+        let (tx, mut rx) = mpsc::channel::<StoreItem>(1024);
+        let handle = std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || {
+                let mut batch = Vec::with_capacity(256);
+                while let Some(first) = rx.blocking_recv() {
+                    batch.push(first);
+                    while batch.len() < 512 {
+                        match rx.try_recv() {
+                            Ok(item) => batch.push(item),
+                            Err(_) => break,
+                        }
+                    }
+                    if let Err(e) = store.write(&batch) {
+                        error!(error = %e, "SQLite write failed");
+                        return Err(e);
+                    }
+                    batch.clear();
+                }
+                Ok(store.stats())
+            })
+            .map_err(|_| StoreError::WriterGone)?;
+        Ok(SqliteSink { tx, handle })
+    }
+
+    /// A handle for sending items.
+    pub fn sender(&self) -> mpsc::Sender<StoreItem> {
+        self.tx.clone()
+    }
+
+    /// Closes the channel, waits for every queued item to be committed, and returns the counts.
+    /// Other senders obtained from [`SqliteSink::sender`] must be dropped first.
+    pub fn finish(self) -> Result<StoreStats, StoreError> {
+        drop(self.tx);
+        self.handle.join().map_err(|_| StoreError::WriterGone)?
+    }
+}

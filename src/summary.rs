@@ -1,0 +1,98 @@
+//! What a run did, printed at the end of `riskwatch demo` and `riskwatch run`.
+
+use riskwatch_core::{AlertChange, AlertEvent, DeadLetter, Level};
+use riskwatch_rules::EngineStats;
+use riskwatch_sinks::sqlite::StoreStats;
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+/// Counters of one run.
+#[derive(Debug, Default, Clone)]
+pub struct Summary {
+    /// MQTT messages received by ingest.
+    pub mqtt_messages: u64,
+    /// Valid readings that reached the rule engine.
+    pub readings: u64,
+    /// Rejected messages or batch items, by reason code.
+    pub rejected: BTreeMap<&'static str, u64>,
+    /// Alerts raised, by the highest level each reached.
+    pub alerts_by_level: BTreeMap<Level, u64>,
+    /// Alert events, by change.
+    pub events_by_change: BTreeMap<&'static str, u64>,
+    /// Levels of alerts still active when the run ended.
+    pub active_at_end: Vec<Level>,
+    /// Engine counters.
+    pub engine: EngineStats,
+    /// Store counters.
+    pub store: StoreStats,
+    highest: BTreeMap<String, Level>,
+}
+
+impl Summary {
+    /// Counts one alert event.
+    pub fn record_event(&mut self, e: &AlertEvent) {
+        *self.events_by_change.entry(e.change.as_str()).or_default() += 1;
+        let prev = self.highest.insert(e.alert_id.clone(), e.highest_level);
+        if let Some(p) = prev {
+            if let Some(n) = self.alerts_by_level.get_mut(&p) {
+                *n -= 1;
+            }
+        }
+        *self.alerts_by_level.entry(e.highest_level).or_default() += 1;
+        if e.change == AlertChange::Cleared {
+            self.highest.remove(&e.alert_id);
+        }
+    }
+
+    /// Counts one rejection.
+    pub fn record_rejection(&mut self, d: &DeadLetter) {
+        *self.rejected.entry(d.reason).or_default() += 1;
+    }
+
+    /// Total rejections.
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.values().sum()
+    }
+
+    /// Alerts (distinct alert ids) whose highest level was `l`.
+    pub fn alerts_at(&self, l: Level) -> u64 {
+        self.alerts_by_level.get(&l).copied().unwrap_or(0)
+    }
+
+    /// The summary as text, colour-coded when `colour`.
+    pub fn render(&self, colour: bool) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "── summary ─────────────────────────────────────────────");
+        let _ = writeln!(s, "MQTT messages in      {}", self.mqtt_messages);
+        let _ = writeln!(s, "readings processed    {}", self.readings);
+        let rej: Vec<String> = self.rejected.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+        let _ = writeln!(
+            s,
+            "rejected (dead letter) {}{}",
+            self.rejected_total(),
+            if rej.is_empty() { String::new() } else { format!("  ({})", rej.join(", ")) }
+        );
+        let _ = write!(s, "alerts by highest level");
+        for l in Level::ALL.iter().rev() {
+            let (on, off) = if colour { (riskwatch_sinks::console::ansi(*l), riskwatch_sinks::console::RESET) } else { ("", "") };
+            let _ = write!(s, "  {on}{} {}{off}", l.as_str(), self.alerts_at(*l));
+        }
+        let _ = writeln!(s);
+        let ev: Vec<String> = self.events_by_change.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        let _ = writeln!(s, "alert events          {}", ev.join(", "));
+        let _ = writeln!(s, "still active at end   {}", self.active_at_end.len());
+        let _ = writeln!(
+            s,
+            "stored in SQLite      {} readings, {} alert events, {} dead letters",
+            self.store.readings, self.store.events, self.store.dead_letters
+        );
+        if self.engine.bad_quality + self.engine.out_of_order > 0 {
+            let _ = writeln!(
+                s,
+                "not used by rules     {} bad-quality, {} duplicate/out-of-order",
+                self.engine.bad_quality, self.engine.out_of_order
+            );
+        }
+        s
+    }
+}
