@@ -169,7 +169,8 @@ impl MqttSource {
             }
             Err(e) => {
                 debug!(topic = topic_name, reason = e.code(), "message rejected");
-                out.push(IngestEvent::DeadLetter(DeadLetter::new(now, topic_name, &e, None, None, payload.to_vec())));
+                let sensor = topic::parse_reading_topic(topic_name).ok().and_then(|t| t.sensor.map(str::to_string));
+                out.push(IngestEvent::DeadLetter(DeadLetter::new(now, topic_name, &e, None, sensor, payload.to_vec())));
             }
         }
         for ev in out {

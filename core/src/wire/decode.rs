@@ -358,8 +358,9 @@ fn json_error(payload: &[u8], e: &serde_json::Error) -> DecodeError {
     let from = at.saturating_sub(1);
     let tail = &payload[from..payload.len().min(from + 10)];
     let text = String::from_utf8_lossy(tail);
-    let t = text.trim_start_matches(|c: char| c == ':' || c == ',' || c == '[' || c.is_whitespace());
-    if t.starts_with("NaN") || t.starts_with("Infinity") || t.starts_with("-Infinity") || t.starts_with("inf") {
+    let t = text.trim_start_matches(|c: char| c == ':' || c == ',' || c == '[' || c.is_whitespace()).to_ascii_lowercase();
+    let t = t.trim_start_matches(['-', '+']);
+    if t.starts_with("nan") || t.starts_with("inf") {
         return DecodeError::NonFinite { field: format!("(payload, line {} column {})", e.line(), e.column()) };
     }
     DecodeError::NotJson { detail: e.to_string() }

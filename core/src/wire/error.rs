@@ -19,7 +19,7 @@ pub enum DecodeError {
         detail: String,
     },
     /// A number is NaN or infinite (JSON has no such numbers; some gateways send them anyway).
-    #[error("{field}: NaN or infinite number; send a finite value, or omit the reading and set quality 9")]
+    #[error("{field}: NaN or infinite number; send a finite value (a sensor that cannot measure sends a placeholder value with quality 4 or 9)")]
     NonFinite {
         /// Where.
         field: String,

@@ -58,9 +58,11 @@ pub fn batch_topic(site: &str) -> String {
     format!("{PREFIX}/readings/{site}")
 }
 
-/// Topic an alert event is published on.
+/// Topic an alert event is published on. The level segment is the higher of the levels before
+/// and after the change, so a subscriber to a colour sees an alert enter *and leave* it.
 pub fn alert_topic(event: &AlertEvent) -> String {
-    alert_topic_for(event.level, event.site.as_str(), event.subject.as_str())
+    let level = event.previous_level.map_or(event.level, |p| p.max(event.level));
+    alert_topic_for(level, event.site.as_str(), event.subject.as_str())
 }
 
 /// Topic for alert events of one level, site and subject.

@@ -1,0 +1,163 @@
+//! Helpers shared by the end-to-end tests: start the real `riskwatch` binary, talk to it over
+//! real MQTT, wait on conditions with deadlines.
+
+#![allow(dead_code)]
+
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, Publish, QoS};
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A running `riskwatch` child process whose stdout lines are collected on a channel.
+pub struct Riskwatch {
+    pub child: Child,
+    pub lines: mpsc::Receiver<String>,
+    pub seen: Vec<String>,
+}
+
+impl Riskwatch {
+    /// Starts `riskwatch ARGS…` with stdout captured.
+    pub fn spawn(args: &[&str], cwd: &Path) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_riskwatch"))
+            .args(args)
+            .current_dir(cwd)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("riskwatch binary starts");
+        let stdout: ChildStdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Riskwatch { child, lines: rx, seen: Vec::new() }
+    }
+
+    /// Waits until a stdout line contains `needle`; panics with everything seen at the deadline.
+    pub fn wait_for_line(&mut self, needle: &str, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!("no line containing {needle:?} within {within:?}; output so far:\n{}", self.seen.join("\n")),
+            }
+        }
+    }
+
+    /// Sends SIGINT (as Ctrl-C does) and waits for exit; returns the exit code and remaining output.
+    pub fn interrupt(self, within: Duration) -> (i32, Vec<String>) {
+        let status = Command::new("kill").args(["-INT", &self.child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+        self.wait_exit(within)
+    }
+
+    /// Waits for the process to exit by itself; returns its exit code and all output.
+    pub fn wait_exit(mut self, within: Duration) -> (i32, Vec<String>) {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                while let Ok(l) = self.lines.recv_timeout(Duration::from_secs(2)) {
+                    self.seen.push(l);
+                }
+                return (st.code().unwrap_or(-1), std::mem::take(&mut self.seen));
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("riskwatch did not exit within {within:?}; output:\n{}", self.seen.join("\n"));
+            }
+            while let Ok(l) = self.lines.recv_timeout(Duration::from_millis(50)) {
+                self.seen.push(l);
+            }
+        }
+    }
+}
+
+impl Drop for Riskwatch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+/// An MQTT client for tests, connected and (optionally) subscribed before it is returned.
+pub struct TestClient {
+    pub client: AsyncClient,
+    pub eventloop: EventLoop,
+}
+
+impl TestClient {
+    /// Connects to 127.0.0.1:`port` and subscribes to `filters` (waiting for each SubAck).
+    pub async fn connect(port: u16, id: &str, filters: &[&str]) -> Self {
+        let mut opts = MqttOptions::new(id, "127.0.0.1", port);
+        opts.set_max_packet_size(1 << 20, 1 << 20).set_keep_alive(Duration::from_secs(30));
+        let (client, mut eventloop) = AsyncClient::new(opts, 1000);
+        for f in filters {
+            client.subscribe(*f, QoS::AtLeastOnce).await.unwrap();
+        }
+        let mut acks = 0;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while acks < filters.len() || filters.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, eventloop.poll()).await {
+                Ok(Ok(Event::Incoming(Packet::SubAck(_)))) => acks += 1,
+                Ok(Ok(Event::Incoming(Packet::ConnAck(_)))) if filters.is_empty() => break,
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => panic!("test MQTT client {id}: {e}"),
+                Err(_) => panic!("test MQTT client {id} not subscribed within 10 s"),
+            }
+        }
+        TestClient { client, eventloop }
+    }
+
+    /// Publishes at QoS 1 and drives the connection until the broker acknowledged it.
+    pub async fn publish_acked(&mut self, topic: &str, payload: impl Into<Vec<u8>>) {
+        self.client.publish(topic, QoS::AtLeastOnce, false, payload.into()).await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, self.eventloop.poll()).await {
+                Ok(Ok(Event::Incoming(Packet::PubAck(_)))) => return,
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => panic!("publish to {topic}: {e}"),
+                Err(_) => panic!("no PUBACK for {topic} within 10 s"),
+            }
+        }
+    }
+
+    /// Collects incoming publishes until `done(&collected)` holds or the deadline passes;
+    /// returns what was collected either way.
+    pub async fn collect_until(&mut self, within: Duration, done: impl Fn(&[Publish]) -> bool) -> Vec<Publish> {
+        let mut got = Vec::new();
+        let deadline = Instant::now() + within;
+        while !done(&got) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match tokio::time::timeout(left, self.eventloop.poll()).await {
+                Ok(Ok(Event::Incoming(Packet::Publish(p)))) => got.push(p),
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => panic!("subscriber connection: {e}"),
+                Err(_) => break,
+            }
+        }
+        got
+    }
+}
