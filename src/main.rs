@@ -75,7 +75,7 @@ enum RulesCommand {
 
 fn main() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("RISKWATCH_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,rumqttd=error"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,rumqttd=off"));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     let cli = Cli::parse();
     let result = match cli.command {
@@ -143,7 +143,7 @@ async fn run(args: RunArgs) -> Result<()> {
         db: args.db.clone(),
         mqtt_host: host.clone(),
         mqtt_port: port,
-        client_prefix: format!("riskwatch-{}", std::process::id()),
+        client_prefix: "riskwatch".into(),
         feed: Some(feed_tx),
     })
     .await?;

@@ -15,7 +15,8 @@ pub struct Summary {
     pub readings: u64,
     /// Rejected messages or batch items, by reason code.
     pub rejected: BTreeMap<&'static str, u64>,
-    /// Alerts raised, by the highest level each reached.
+    /// Alerts that held each level at some point of their life (an alert that went blue →
+    /// yellow → orange counts once under each of the three).
     pub alerts_by_level: BTreeMap<Level, u64>,
     /// Alert events, by change.
     pub events_by_change: BTreeMap<&'static str, u64>,
@@ -25,22 +26,22 @@ pub struct Summary {
     pub engine: EngineStats,
     /// Store counters.
     pub store: StoreStats,
-    highest: BTreeMap<String, Level>,
+    /// Levels each alert has held so far, by alert id.
+    held: BTreeMap<String, [bool; 4]>,
 }
 
 impl Summary {
     /// Counts one alert event.
     pub fn record_event(&mut self, e: &AlertEvent) {
         *self.events_by_change.entry(e.change.as_str()).or_default() += 1;
-        let prev = self.highest.insert(e.alert_id.clone(), e.highest_level);
-        if let Some(p) = prev {
-            if let Some(n) = self.alerts_by_level.get_mut(&p) {
-                *n -= 1;
-            }
-        }
-        *self.alerts_by_level.entry(e.highest_level).or_default() += 1;
         if e.change == AlertChange::Cleared {
-            self.highest.remove(&e.alert_id);
+            self.held.remove(&e.alert_id);
+            return;
+        }
+        let held = self.held.entry(e.alert_id.clone()).or_default();
+        if !held[e.level.index()] {
+            held[e.level.index()] = true;
+            *self.alerts_by_level.entry(e.level).or_default() += 1;
         }
     }
 
@@ -54,7 +55,7 @@ impl Summary {
         self.rejected.values().sum()
     }
 
-    /// Alerts (distinct alert ids) whose highest level was `l`.
+    /// Alerts (distinct alert ids) that held level `l`.
     pub fn alerts_at(&self, l: Level) -> u64 {
         self.alerts_by_level.get(&l).copied().unwrap_or(0)
     }
@@ -72,7 +73,7 @@ impl Summary {
             self.rejected_total(),
             if rej.is_empty() { String::new() } else { format!("  ({})", rej.join(", ")) }
         );
-        let _ = write!(s, "alerts by highest level");
+        let _ = write!(s, "alerts reaching level ");
         for l in Level::ALL.iter().rev() {
             let (on, off) = if colour { (riskwatch_sinks::console::ansi(*l), riskwatch_sinks::console::RESET) } else { ("", "") };
             let _ = write!(s, "  {on}{} {}{off}", l.as_str(), self.alerts_at(*l));

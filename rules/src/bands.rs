@@ -5,7 +5,9 @@
 //! (N consecutive samples and/or T seconds of event time), which keeps one spike from paging
 //! anyone. Once in a level, the alert stays there until the value leaves the level's
 //! *deadband* (`threshold − deadband` when rising), so noise around a threshold cannot make it
-//! flap. Leaving drops to the highest lower level whose deadband still holds, or clears.
+//! flap. Leaving drops to the highest lower level whose deadband still holds, or clears — and
+//! only once that lower state has itself held for the off-delay, so a turbulent gas plume or
+//! a seismic coda does not bounce an alert up and down the ladder.
 
 use riskwatch_core::{Level, Timestamp};
 
@@ -19,10 +21,11 @@ pub enum Direction {
     Falling,
 }
 
-/// How long a raise condition must hold before the level is entered.
+/// How long a condition must hold before it takes effect (on-delay for raising, off-delay for
+/// de-escalating and clearing). Both parts must be met; the default takes effect at once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct OnDelay {
+pub struct Delay {
     /// Consecutive samples that must satisfy the condition (0 or 1 = immediately).
     #[serde(default)]
     pub samples: u32,
@@ -41,7 +44,9 @@ pub struct BandSpec {
     /// Hysteresis width (≥ 0), in the measure's unit.
     pub deadband: f64,
     /// Confirmation before entering a level.
-    pub on_delay: OnDelay,
+    pub on_delay: Delay,
+    /// Confirmation before leaving a level downwards.
+    pub off_delay: Delay,
 }
 
 /// Running streak of samples satisfying one level's raise condition.
@@ -57,6 +62,7 @@ pub struct BandState {
     /// Current level, `None` when no alert is active.
     pub level: Option<Level>,
     streaks: [Option<Streak>; 4],
+    down: Option<Streak>,
 }
 
 /// A change of level caused by one sample.
@@ -93,13 +99,16 @@ impl BandSpec {
     fn holds(&self, v: f64, t: f64) -> bool {
         self.raises(v, self.clear_threshold(t))
     }
+}
 
-    fn confirmed(&self, s: Option<Streak>, now: Timestamp) -> bool {
-        s.is_some_and(|s| {
-            s.samples >= self.on_delay.samples.max(1)
-                && now.millis() - s.since.millis() >= i64::from(self.on_delay.seconds) * 1000
-        })
-    }
+fn confirmed(delay: Delay, s: Option<Streak>, now: Timestamp) -> bool {
+    s.is_some_and(|s| {
+        s.samples >= delay.samples.max(1) && now.millis() - s.since.millis() >= i64::from(delay.seconds) * 1000
+    })
+}
+
+fn extend(s: Option<Streak>, ts: Timestamp) -> Option<Streak> {
+    Some(s.map_or(Streak { since: ts, samples: 1 }, |s| Streak { samples: s.samples + 1, ..s }))
 }
 
 impl ThresholdBands {
@@ -110,12 +119,8 @@ impl ThresholdBands {
         for level in Level::ALL {
             let i = level.index();
             let Some(t) = spec.thresholds[i] else { continue };
-            state.streaks[i] = if spec.raises(v, t) {
-                Some(state.streaks[i].map_or(Streak { since: ts, samples: 1 }, |s| Streak { samples: s.samples + 1, ..s }))
-            } else {
-                None
-            };
-            if spec.confirmed(state.streaks[i], ts) {
+            state.streaks[i] = if spec.raises(v, t) { extend(state.streaks[i], ts) } else { None };
+            if confirmed(spec.on_delay, state.streaks[i], ts) {
                 target = Some(level);
             }
         }
@@ -128,6 +133,13 @@ impl ThresholdBands {
                 .max();
             target = target.max(stay);
         }
+        if target < state.level {
+            state.down = extend(state.down, ts);
+            if !confirmed(spec.off_delay, state.down, ts) {
+                return None;
+            }
+        }
+        state.down = None;
         if target == state.level {
             return None;
         }
@@ -153,7 +165,8 @@ mod tests {
             direction: Direction::Rising,
             thresholds: [Some(10.0), Some(20.0), Some(30.0), Some(40.0)],
             deadband,
-            on_delay: OnDelay { samples, seconds },
+            on_delay: Delay { samples, seconds },
+            off_delay: Delay::default(),
         }
     }
 
@@ -236,12 +249,24 @@ mod tests {
     }
 
     #[test]
+    fn off_delay_holds_a_level_through_short_dips() {
+        let s = BandSpec { off_delay: Delay { samples: 0, seconds: 180 }, ..spec(0.0, 1, 0) };
+        // Red, a two-minute dip to orange, red again; then a sustained fall clears after 3 min.
+        let levels = run(&s, &[45.0, 35.0, 35.0, 45.0, 5.0, 5.0, 5.0, 5.0]);
+        assert_eq!(
+            levels,
+            vec![Some(Red), Some(Red), Some(Red), Some(Red), Some(Red), Some(Red), Some(Red), None]
+        );
+    }
+
+    #[test]
     fn falling_direction_alarms_on_low_values() {
         let s = BandSpec {
             direction: Direction::Falling,
             thresholds: [Some(19.5), Some(18.0), None, None],
             deadband: 0.2,
-            on_delay: OnDelay::default(),
+            on_delay: Delay::default(),
+            off_delay: Delay::default(),
         };
         let levels = run(&s, &[20.9, 19.4, 17.5, 18.1, 18.3, 19.8]);
         assert_eq!(levels, vec![None, Some(Blue), Some(Yellow), Some(Yellow), Some(Blue), None]);
@@ -253,7 +278,8 @@ mod tests {
             direction: Direction::Rising,
             thresholds: [None, Some(25.0), Some(50.0), None],
             deadband: 0.0,
-            on_delay: OnDelay::default(),
+            on_delay: Delay::default(),
+            off_delay: Delay::default(),
         };
         assert_eq!(run(&s, &[10.0, 30.0, 200.0]), vec![None, Some(Yellow), Some(Orange)]);
     }

@@ -11,7 +11,7 @@
 //! levels = { blue = "warning_level - 0.3", yellow = "warning_level", orange = "guaranteed_level", red = "record_level" }
 //! ```
 
-use crate::bands::{Direction, OnDelay};
+use crate::bands::{Direction, Delay};
 use crate::measure::Measure;
 use crate::message::MessageTemplate;
 use crate::threshold::ThresholdExpr;
@@ -94,7 +94,10 @@ pub struct RuleSpec {
     pub deadband: f64,
     /// Confirmation before a level is entered.
     #[serde(default)]
-    pub on_delay: OnDelay,
+    pub on_delay: Delay,
+    /// Confirmation before a level is left downwards (de-escalation or clear).
+    #[serde(default)]
+    pub off_delay: Delay,
     /// Where each band starts.
     pub levels: LevelThresholds,
     /// Decimal places for values in messages.

@@ -64,7 +64,7 @@ impl Engine {
                 let thresholds = resolve(r, s).map_err(|p| RuleError::Invalid(vec![p]))?;
                 bindings.entry(s.id.clone()).or_default().push(Binding {
                     rule: ri,
-                    spec: BandSpec { direction: r.direction, thresholds, deadband: r.deadband, on_delay: r.on_delay },
+                    spec: BandSpec { direction: r.direction, thresholds, deadband: r.deadband, on_delay: r.on_delay, off_delay: r.off_delay },
                     state: BandState::default(),
                     alert: None,
                     last_ts: None,

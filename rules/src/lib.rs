@@ -17,7 +17,7 @@ mod measure;
 mod message;
 mod threshold;
 
-pub use bands::{BandSpec, BandState, Direction, OnDelay, ThresholdBands, Transition};
+pub use bands::{BandSpec, BandState, Direction, Delay, ThresholdBands, Transition};
 pub use config::{RuleError, RuleSet, RuleSpec, Selector};
 pub use engine::{Engine, EngineStats};
 pub use measure::Measure;

@@ -12,6 +12,8 @@
 use riskwatch_core::{Reading, SensorId, SensorKind, SiteId, Timestamp};
 use std::sync::Arc;
 
+mod noise;
+mod params;
 pub mod flood;
 pub mod gas;
 pub mod gnss;
