@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 /// The demo's registry and rules, as shipped in `config/demo/`.
 pub const DEMO_REGISTRY: &str = include_str!("../config/demo/registry.toml");
@@ -71,12 +71,6 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     println!("Each series is time-compressed to fit {}; times shown are event times (UTC+8).", humantime::format_duration(args.duration));
     println!("Hankou is a reconstruction shaped on published 2020 reference points, not observed data.\n");
 
-    let (feed_tx, mut feed_rx) = mpsc::unbounded_channel();
-    let printer = tokio::spawn(async move {
-        while let Some(e) = feed_rx.recv().await {
-            println!("{}", riskwatch_sinks::console::format_event(&e, colour));
-        }
-    });
     let pipeline = Pipeline::start(PipelineConfig {
         registry,
         rules,
@@ -84,7 +78,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         mqtt_host: "127.0.0.1".into(),
         mqtt_port: port,
         client_prefix: "riskwatch-demo".into(),
-        feed: Some(feed_tx),
+        console: Some(colour),
     })
     .await?;
 
@@ -118,7 +112,6 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let summary = pipeline.stop().await?;
-    let _ = printer.await;
     println!();
     print!("{}", summary.render(colour));
     println!("messages published by simulated gateways: {sent}");

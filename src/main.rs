@@ -15,7 +15,6 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
 
 #[derive(Parser)]
 #[command(name = "riskwatch", version, about = "Live sensor streams to tiered red/orange/yellow/blue risk alerts")]
@@ -131,12 +130,6 @@ async fn run(args: RunArgs) -> Result<()> {
         }
     };
     let colour = std::io::stdout().is_terminal();
-    let (feed_tx, mut feed_rx) = mpsc::unbounded_channel();
-    let printer = tokio::spawn(async move {
-        while let Some(e) = feed_rx.recv().await {
-            println!("{}", riskwatch_sinks::console::format_event(&e, colour));
-        }
-    });
     let pipeline = Pipeline::start(PipelineConfig {
         registry,
         rules,
@@ -144,7 +137,7 @@ async fn run(args: RunArgs) -> Result<()> {
         mqtt_host: host.clone(),
         mqtt_port: port,
         client_prefix: "riskwatch".into(),
-        feed: Some(feed_tx),
+        console: Some(colour),
     })
     .await?;
     println!("riskwatch ready: MQTT {host}:{port}, store {}", args.db.display());
@@ -160,7 +153,6 @@ async fn run(args: RunArgs) -> Result<()> {
         }
     }
     let summary = pipeline.stop().await?;
-    let _ = printer.await;
     print!("{}", summary.render(colour));
     Ok(())
 }

@@ -33,8 +33,9 @@ pub struct PipelineConfig {
     pub mqtt_port: u16,
     /// Prefix of the MQTT client ids (`{prefix}-ingest`, `{prefix}-alerts`).
     pub client_prefix: String,
-    /// Where to copy each alert event for a live display, if anywhere.
-    pub feed: Option<mpsc::UnboundedSender<AlertEvent>>,
+    /// Print each alert event on stdout as it happens: `Some(colour)` to print, with or without
+    /// ANSI colours; `None` for no live feed.
+    pub console: Option<bool>,
 }
 
 /// A running pipeline.
@@ -44,6 +45,7 @@ pub struct Pipeline {
     rules: JoinHandle<Result<(Summary, MqttAlertPublisher)>>,
     store: SqliteSink,
     source_stats: Arc<SourceStats>,
+    printer: Option<JoinHandle<()>>,
 }
 
 impl Pipeline {
@@ -64,12 +66,24 @@ impl Pipeline {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (ready_tx, mut ready_rx) = watch::channel(false);
         let ingest = tokio::spawn(source.run(tx, shutdown_rx, ready_tx));
-        let rules = tokio::spawn(run_rules(engine, rx, store.sender(), publisher, cfg.feed));
+        let (feed, printer) = match cfg.console {
+            Some(colour) => {
+                let (feed_tx, mut feed_rx) = mpsc::unbounded_channel::<AlertEvent>();
+                let printer = tokio::spawn(async move {
+                    while let Some(e) = feed_rx.recv().await {
+                        println!("{}", riskwatch_sinks::console::format_event(&e, colour));
+                    }
+                });
+                (Some(feed_tx), Some(printer))
+            }
+            None => (None, None),
+        };
+        let rules = tokio::spawn(run_rules(engine, rx, store.sender(), publisher, feed));
         tokio::time::timeout(Duration::from_secs(15), ready_rx.wait_for(|r| *r))
             .await
             .context("MQTT source did not subscribe within 15 s (is the broker reachable?)")?
             .context("MQTT source stopped before subscribing")?;
-        Ok(Pipeline { shutdown, ingest, rules, store, source_stats })
+        Ok(Pipeline { shutdown, ingest, rules, store, source_stats, printer })
     }
 
     /// MQTT messages the source has handled so far.
@@ -88,6 +102,9 @@ impl Pipeline {
             warn!(unacked, "alert messages not acknowledged by the broker at shutdown");
         }
         summary.store = self.store.finish()?;
+        if let Some(p) = self.printer {
+            let _ = p.await;
+        }
         summary.mqtt_messages = self.source_stats.messages.load(Ordering::Relaxed);
         Ok(summary)
     }

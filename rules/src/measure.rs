@@ -34,7 +34,7 @@ impl Measure {
     }
 
     /// Unit of the measured number, given the reading's unit.
-    pub fn unit<'a>(self, reading_unit: &'a str) -> &'a str {
+    pub fn unit(self, reading_unit: &str) -> &str {
         match self {
             Measure::Value | Measure::Horizontal | Measure::Settlement | Measure::Total => reading_unit,
             Measure::Pga => "m/s2",
