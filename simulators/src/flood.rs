@@ -12,11 +12,10 @@
 //! level 27.30 m, crest 28.77 m); it is reconstructed for demos, not observed data.
 
 use crate::noise::standard_normal;
-use crate::params::repair;
-use crate::{SensorSpec, Track};
-use rand::SeedableRng;
+use crate::params::{any, non_negative, positive, repair, Repair};
+use crate::series::{Physics, Schedule, Series};
 use rand_chacha::ChaCha8Rng;
-use riskwatch_core::{Quality, Reading, Timestamp, Value};
+use riskwatch_core::Value;
 use serde::{Deserialize, Serialize};
 
 /// Shape of the flood wave and how the gauge samples it. Missing fields take the defaults
@@ -91,128 +90,64 @@ impl RiverFloodParams {
 
     /// `Ok` if every field is usable; otherwise an error naming each bad field.
     pub fn validate(&self) -> Result<(), String> {
-        let bad = self.clone().repair();
-        if bad.is_empty() {
-            Ok(())
-        } else {
-            Err(format!("invalid river flood parameter(s): {}", bad.join(", ")))
-        }
+        self.check()
     }
+}
 
-    /// Replaces each unusable field by its default and returns the names of those fields.
-    fn repair(&mut self) -> Vec<&'static str> {
-        let (p, d) = (self, RiverFloodParams::default());
-        let mut bad = Vec::new();
-        let any = |_: f64| true;
-        let positive = |v: f64| v > 0.0;
-        let non_negative = |v: f64| v >= 0.0;
-        repair!(bad, p.base_level_m, d.base_level_m, any);
-        repair!(bad, p.peak_level_m, d.peak_level_m, any);
-        repair!(bad, p.time_to_peak_h, d.time_to_peak_h, positive);
-        repair!(bad, p.rise_shape, d.rise_shape, positive);
-        repair!(bad, p.recession_h, d.recession_h, positive);
-        repair!(bad, p.tide_amplitude_m, d.tide_amplitude_m, non_negative);
-        repair!(bad, p.tide_period_h, d.tide_period_h, positive);
-        repair!(bad, p.tide_phase_deg, d.tide_phase_deg, any);
-        repair!(bad, p.noise_sigma_m, d.noise_sigma_m, non_negative);
-        repair!(bad, p.interval_s, d.interval_s, |v: f64| v >= 0.001);
-        repair!(bad, p.duration_h, d.duration_h, non_negative);
-        bad
+impl Repair for RiverFloodParams {
+    const WHAT: &'static str = "river flood";
+
+    fn repair_fields(p: &mut Self, d: &Self, bad: &mut Vec<&'static str>) {
+        repair!(bad, p, d, {
+            base_level_m: any,
+            peak_level_m: any,
+            time_to_peak_h: positive,
+            rise_shape: positive,
+            recession_h: positive,
+            tide_amplitude_m: non_negative,
+            tide_period_h: positive,
+            tide_phase_deg: any,
+            noise_sigma_m: non_negative,
+            interval_s: |v: f64| v >= 0.001,
+            duration_h: non_negative,
+        });
     }
 }
 
 /// A river gauge's readings during one flood wave: a lazy, deterministic iterator of
-/// water-level [`Reading`]s, one every `interval_s` from `start` through `duration_h`.
-pub struct RiverFlood {
+/// water-level [`Reading`](riskwatch_core::Reading)s, one every `interval_s` from `start`
+/// through `duration_h`. Build it with `RiverFlood::new` or `RiverFlood::track`.
+pub type RiverFlood = Series<FloodWave>;
+
+/// The flood wave as the gauge samples it: the physics of a [`RiverFlood`].
+pub struct FloodWave {
     params: RiverFloodParams,
-    spec: SensorSpec,
-    start: Timestamp,
-    interval_ms: i64,
-    count: u64,
-    next_index: u64,
-    rng: ChaCha8Rng,
 }
 
-impl RiverFlood {
-    /// The gauge's series. Parameters that fail [`RiverFloodParams::validate`] are logged and
-    /// replaced by their defaults, so a bad scenario file never makes a simulator panic or
-    /// emit non-finite values; validate first to reject such a file instead.
-    pub fn new(params: RiverFloodParams, spec: SensorSpec, start: Timestamp, seed: u64) -> Self {
-        let mut params = params;
-        let bad = params.repair();
-        if !bad.is_empty() {
-            tracing::warn!(
-                sensor = %spec.sensor, fields = ?bad,
-                "invalid river flood parameters replaced by defaults"
-            );
-        }
-        let interval_ms = ((params.interval_s * 1000.0).round() as i64).max(1);
-        let duration_ms = (params.duration_h * 3_600_000.0).round() as i64;
-        let count = (duration_ms / interval_ms) as u64 + 1;
-        RiverFlood {
-            params,
-            spec,
-            start,
-            interval_ms,
-            count,
-            next_index: 0,
-            rng: ChaCha8Rng::seed_from_u64(seed),
-        }
+impl Physics for FloodWave {
+    type Params = RiverFloodParams;
+
+    fn schedule(params: &RiverFloodParams) -> Schedule {
+        Schedule::through(params.interval_s, (params.duration_h * 3_600_000.0).round() as i64)
     }
 
-    /// The gauge's series as a [`Track`] (see [`RiverFlood::new`]).
-    pub fn track(params: RiverFloodParams, spec: SensorSpec, start: Timestamp, seed: u64) -> Track {
-        RiverFlood::new(params, spec, start, seed).into_track()
+    fn new(params: RiverFloodParams, _: &Schedule, _: &mut ChaCha8Rng) -> Self {
+        FloodWave { params }
     }
 
-    /// Wraps the remaining series as a [`Track`].
-    pub fn into_track(self) -> Track {
-        Track {
-            spec: self.spec.clone(),
-            start: self.start,
-            span_ms: self.span_ms(),
-            readings: Box::new(self),
-        }
-    }
-
-    /// Event time from the first reading to the last, ms.
-    pub fn span_ms(&self) -> i64 {
-        (self.count.saturating_sub(1) as i64).saturating_mul(self.interval_ms)
-    }
-}
-
-impl Iterator for RiverFlood {
-    type Item = Reading;
-
-    fn next(&mut self) -> Option<Reading> {
-        if self.next_index >= self.count {
-            return None;
-        }
-        let offset_ms = (self.next_index as i64).saturating_mul(self.interval_ms);
-        self.next_index += 1;
-        let level = self.params.level_at(offset_ms as f64 / 1000.0)
-            + self.params.noise_sigma_m * standard_normal(&mut self.rng);
-        Some(Reading {
-            sensor: self.spec.sensor.clone(),
-            site: self.spec.site.clone(),
-            kind: self.spec.kind.clone(),
-            ts: Timestamp::from_millis(self.start.millis().saturating_add(offset_ms)),
-            value: Value::Scalar(level),
-            unit: self.spec.unit.clone(),
-            quality: Quality::Good,
-        })
-    }
-
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        let left = usize::try_from(self.count - self.next_index).unwrap_or(usize::MAX);
-        (left, Some(left))
+    fn reading_at(&mut self, offset_ms: i64, rng: &mut ChaCha8Rng) -> Value {
+        let p = &self.params;
+        Value::Scalar(
+            p.level_at(offset_ms as f64 / 1000.0) + p.noise_sigma_m * standard_normal(rng),
+        )
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use riskwatch_core::SensorKind;
+    use crate::SensorSpec;
+    use riskwatch_core::{Quality, Reading, SensorKind, Timestamp};
 
     const START: Timestamp = Timestamp::from_millis(1_594_080_000_000); // 2020-07-07T00:00Z
 

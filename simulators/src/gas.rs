@@ -18,11 +18,10 @@
 //! detector its own copy placed with [`GasLeakParams::at`] and its own seed.
 
 use crate::noise::standard_normal;
-use crate::params::repair;
-use crate::{SensorSpec, Track};
-use rand::SeedableRng;
+use crate::params::{any, non_negative, positive, repair, Repair};
+use crate::series::{Physics, Schedule, Series};
 use rand_chacha::ChaCha8Rng;
-use riskwatch_core::{Quality, Reading, Timestamp, Value};
+use riskwatch_core::Value;
 use serde::{Deserialize, Serialize};
 
 /// The leak, the weather and where the detector stands. Missing fields take the defaults
@@ -147,143 +146,89 @@ impl GasLeakParams {
 
     /// `Ok` if every field is usable; otherwise an error naming each bad field.
     pub fn validate(&self) -> Result<(), String> {
-        let bad = self.clone().repair();
-        if bad.is_empty() {
-            Ok(())
-        } else {
-            Err(format!("invalid gas leak parameter(s): {}", bad.join(", ")))
-        }
+        self.check()
     }
+}
 
-    /// Replaces each unusable field by its default and returns the names of those fields.
-    fn repair(&mut self) -> Vec<&'static str> {
-        let (p, d) = (self, GasLeakParams::default());
-        let mut bad = Vec::new();
-        let any = |_: f64| true;
-        let positive = |v: f64| v > 0.0;
-        let non_negative = |v: f64| v >= 0.0;
-        repair!(bad, p.source_strength_lel, d.source_strength_lel, non_negative);
-        repair!(bad, p.length_scale_m, d.length_scale_m, positive);
-        repair!(bad, p.wind_speed_m_s, d.wind_speed_m_s, |v: f64| v >= 0.1);
-        repair!(bad, p.wind_from_deg, d.wind_from_deg, any);
-        repair!(bad, p.plume_spread_deg, d.plume_spread_deg, positive);
-        repair!(bad, p.detector_distance_m, d.detector_distance_m, non_negative);
-        repair!(bad, p.detector_bearing_deg, d.detector_bearing_deg, any);
-        repair!(bad, p.leak_start_s, d.leak_start_s, any);
+impl Repair for GasLeakParams {
+    const WHAT: &'static str = "gas leak";
+
+    fn repair_fields(p: &mut Self, d: &Self, bad: &mut Vec<&'static str>) {
+        repair!(bad, p, d, {
+            source_strength_lel: non_negative,
+            length_scale_m: positive,
+            wind_speed_m_s: |v: f64| v >= 0.1,
+            wind_from_deg: any,
+            plume_spread_deg: positive,
+            detector_distance_m: non_negative,
+            detector_bearing_deg: any,
+            leak_start_s: any,
+        });
         let default_end = p.leak_start_s + (d.leak_end_s - d.leak_start_s);
         let leak_start = p.leak_start_s;
         repair!(bad, p.leak_end_s, default_end, |v: f64| v >= leak_start);
-        repair!(bad, p.rise_time_s, d.rise_time_s, positive);
-        repair!(bad, p.decay_time_s, d.decay_time_s, positive);
-        repair!(bad, p.turbulence_intensity, d.turbulence_intensity, non_negative);
-        repair!(bad, p.turbulence_time_s, d.turbulence_time_s, positive);
-        repair!(bad, p.background_lel, d.background_lel, non_negative);
-        repair!(bad, p.background_sigma_lel, d.background_sigma_lel, non_negative);
-        repair!(bad, p.full_scale_lel, d.full_scale_lel, positive);
-        repair!(bad, p.interval_s, d.interval_s, |v: f64| v >= 0.001);
-        repair!(bad, p.duration_s, d.duration_s, non_negative);
-        bad
+        repair!(bad, p, d, {
+            rise_time_s: positive,
+            decay_time_s: positive,
+            turbulence_intensity: non_negative,
+            turbulence_time_s: positive,
+            background_lel: non_negative,
+            background_sigma_lel: non_negative,
+            full_scale_lel: positive,
+            interval_s: |v: f64| v >= 0.001,
+            duration_s: non_negative,
+        });
     }
 }
 
 /// One gas detector's readings around a leak: a lazy, deterministic iterator of %LEL
-/// [`Reading`]s, one every `interval_s` from `start` through `duration_s`.
-pub struct GasLeak {
+/// [`Reading`](riskwatch_core::Reading)s, one every `interval_s` from `start` through
+/// `duration_s`. Build it with `GasLeak::new` or `GasLeak::track`.
+pub type GasLeak = Series<Plume>;
+
+/// The plume as one detector sees it: the physics of a [`GasLeak`].
+pub struct Plume {
     params: GasLeakParams,
-    spec: SensorSpec,
-    start: Timestamp,
-    interval_ms: i64,
-    count: u64,
-    next_index: u64,
-    rng: ChaCha8Rng,
-    /// Unit-variance turbulent fluctuation, carried from reading to reading.
-    eddy: f64,
+    /// Unit-variance turbulent fluctuation, carried from reading to reading (drawn fresh for
+    /// the first one).
+    eddy: Option<f64>,
     /// How much of `eddy` survives one interval.
     eddy_memory: f64,
 }
 
-impl GasLeak {
-    /// The detector's series. Parameters that fail [`GasLeakParams::validate`] are logged and
-    /// replaced by their defaults, so a bad scenario file never makes a simulator panic or
-    /// emit non-finite values; validate first to reject such a file instead.
-    pub fn new(params: GasLeakParams, spec: SensorSpec, start: Timestamp, seed: u64) -> Self {
-        let mut params = params;
-        let bad = params.repair();
-        if !bad.is_empty() {
-            tracing::warn!(
-                sensor = %spec.sensor, fields = ?bad,
-                "invalid gas leak parameters replaced by defaults"
-            );
-        }
-        let interval_ms = ((params.interval_s * 1000.0).round() as i64).max(1);
-        let duration_ms = (params.duration_s * 1000.0).round() as i64;
-        let count = (duration_ms / interval_ms) as u64 + 1;
-        let eddy_memory = (-(interval_ms as f64 / 1000.0) / params.turbulence_time_s).exp();
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let eddy = standard_normal(&mut rng);
-        GasLeak { params, spec, start, interval_ms, count, next_index: 0, rng, eddy, eddy_memory }
+impl Physics for Plume {
+    type Params = GasLeakParams;
+
+    fn schedule(params: &GasLeakParams) -> Schedule {
+        Schedule::through(params.interval_s, (params.duration_s * 1000.0).round() as i64)
     }
 
-    /// The detector's series as a [`Track`] (see [`GasLeak::new`]).
-    pub fn track(params: GasLeakParams, spec: SensorSpec, start: Timestamp, seed: u64) -> Track {
-        GasLeak::new(params, spec, start, seed).into_track()
+    fn new(params: GasLeakParams, schedule: &Schedule, _: &mut ChaCha8Rng) -> Self {
+        let interval_s = schedule.interval_ms as f64 / 1000.0;
+        let eddy_memory = (-interval_s / params.turbulence_time_s).exp();
+        Plume { params, eddy: None, eddy_memory }
     }
 
-    /// Wraps the remaining series as a [`Track`].
-    pub fn into_track(self) -> Track {
-        Track {
-            spec: self.spec.clone(),
-            start: self.start,
-            span_ms: self.span_ms(),
-            readings: Box::new(self),
-        }
-    }
-
-    /// Event time from the first reading to the last, ms.
-    pub fn span_ms(&self) -> i64 {
-        (self.count.saturating_sub(1) as i64).saturating_mul(self.interval_ms)
-    }
-}
-
-impl Iterator for GasLeak {
-    type Item = Reading;
-
-    fn next(&mut self) -> Option<Reading> {
-        if self.next_index >= self.count {
-            return None;
-        }
-        let offset_ms = (self.next_index as i64).saturating_mul(self.interval_ms);
-        if self.next_index > 0 {
-            let m = self.eddy_memory;
-            self.eddy = m * self.eddy + (1.0 - m * m).sqrt() * standard_normal(&mut self.rng);
-        }
-        self.next_index += 1;
+    fn reading_at(&mut self, offset_ms: i64, rng: &mut ChaCha8Rng) -> Value {
+        let m = self.eddy_memory;
+        let eddy = match self.eddy {
+            None => standard_normal(rng),
+            Some(eddy) => m * eddy + (1.0 - m * m).sqrt() * standard_normal(rng),
+        };
+        self.eddy = Some(eddy);
         let p = &self.params;
         let plume = p.mean_concentration_at(offset_ms as f64 / 1000.0)
-            * (1.0 + p.turbulence_intensity * self.eddy).max(0.0);
-        let background = p.background_lel + p.background_sigma_lel * standard_normal(&mut self.rng);
-        let lel = (background + plume).clamp(0.0, p.full_scale_lel);
-        Some(Reading {
-            sensor: self.spec.sensor.clone(),
-            site: self.spec.site.clone(),
-            kind: self.spec.kind.clone(),
-            ts: Timestamp::from_millis(self.start.millis().saturating_add(offset_ms)),
-            value: Value::Scalar(lel),
-            unit: self.spec.unit.clone(),
-            quality: Quality::Good,
-        })
-    }
-
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        let left = usize::try_from(self.count - self.next_index).unwrap_or(usize::MAX);
-        (left, Some(left))
+            * (1.0 + p.turbulence_intensity * eddy).max(0.0);
+        let background = p.background_lel + p.background_sigma_lel * standard_normal(rng);
+        Value::Scalar((background + plume).clamp(0.0, p.full_scale_lel))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use riskwatch_core::SensorKind;
+    use crate::SensorSpec;
+    use riskwatch_core::{Quality, Reading, SensorKind, Timestamp};
 
     const START: Timestamp = Timestamp::from_millis(1_700_000_000_000);
 

@@ -16,11 +16,10 @@
 //! finite.
 
 use crate::noise::standard_normal;
-use crate::params::repair;
-use crate::{SensorSpec, Track};
-use rand::SeedableRng;
+use crate::params::{any, non_negative, positive, repair, Repair};
+use crate::series::{Physics, Schedule, Series};
 use rand_chacha::ChaCha8Rng;
-use riskwatch_core::{Displacement, Quality, Reading, Timestamp, Value};
+use riskwatch_core::{Displacement, Timestamp, Value};
 use serde::{Deserialize, Serialize};
 
 const MS_PER_DAY: f64 = 86_400_000.0;
@@ -113,142 +112,80 @@ impl SlopeCreepParams {
 
     /// `Ok` if every field is usable; otherwise an error naming each bad field.
     pub fn validate(&self) -> Result<(), String> {
-        let bad = self.clone().repair();
-        if bad.is_empty() {
-            Ok(())
-        } else {
-            Err(format!("invalid slope creep parameter(s): {}", bad.join(", ")))
-        }
+        self.check()
     }
+}
 
-    /// Replaces each unusable field by its default and returns the names of those fields.
-    fn repair(&mut self) -> Vec<&'static str> {
-        let (p, d) = (self, SlopeCreepParams::default());
-        let mut bad = Vec::new();
-        let any = |_: f64| true;
-        let positive = |v: f64| v > 0.0;
-        let non_negative = |v: f64| v >= 0.0;
-        repair!(bad, p.creep_velocity_mm_per_day, d.creep_velocity_mm_per_day, non_negative);
-        repair!(bad, p.failure_after_days, d.failure_after_days, positive);
+impl Repair for SlopeCreepParams {
+    const WHAT: &'static str = "slope creep";
+
+    fn repair_fields(p: &mut Self, d: &Self, bad: &mut Vec<&'static str>) {
+        repair!(bad, p, d, {
+            creep_velocity_mm_per_day: non_negative,
+            failure_after_days: positive,
+        });
         let tf = p.failure_after_days;
         let onset = tf * d.acceleration_onset_days / d.failure_after_days;
         repair!(bad, p.acceleration_onset_days, onset, |v: f64| (0.0..tf).contains(&v));
         repair!(bad, p.duration_days, d.duration_days, non_negative);
         let stop = d.stop_before_failure_h.min(tf * 12.0);
         repair!(bad, p.stop_before_failure_h, stop, |v: f64| v > 0.0 && v < tf * 24.0);
-        repair!(bad, p.azimuth_deg, d.azimuth_deg, any);
-        repair!(bad, p.plunge_deg, d.plunge_deg, |v: f64| (-90.0..=90.0).contains(&v));
-        repair!(bad, p.horizontal_sigma_mm, d.horizontal_sigma_mm, non_negative);
-        repair!(bad, p.vertical_sigma_mm, d.vertical_sigma_mm, non_negative);
-        repair!(bad, p.interval_s, d.interval_s, |v: f64| v >= 0.001);
-        bad
+        repair!(bad, p, d, {
+            azimuth_deg: any,
+            plunge_deg: |v: f64| (-90.0..=90.0).contains(&v),
+            horizontal_sigma_mm: non_negative,
+            vertical_sigma_mm: non_negative,
+            interval_s: |v: f64| v >= 0.001,
+        });
     }
 }
 
 /// A GNSS point's solutions on a slope heading for failure: a lazy, deterministic iterator
-/// of displacement [`Reading`]s, one every `interval_s` from `start` to the end of the series.
-pub struct SlopeCreep {
+/// of displacement [`Reading`](riskwatch_core::Reading)s, one every `interval_s` from `start`
+/// to the end of the series. Build it with `SlopeCreep::new` or `SlopeCreep::track`.
+pub type SlopeCreep = Series<CreepToFailure>;
+
+/// The slope's motion as the receiver solves it: the physics of a [`SlopeCreep`].
+pub struct CreepToFailure {
     params: SlopeCreepParams,
-    spec: SensorSpec,
-    start: Timestamp,
-    interval_ms: i64,
-    count: u64,
-    next_index: u64,
-    rng: ChaCha8Rng,
+}
+
+impl Physics for CreepToFailure {
+    type Params = SlopeCreepParams;
+
+    fn schedule(params: &SlopeCreepParams) -> Schedule {
+        // Floor, not round: the last solution must not fall past the end, nearer to failure.
+        Schedule::through(params.interval_s, (params.end_days() * MS_PER_DAY).floor() as i64)
+    }
+
+    fn new(params: SlopeCreepParams, _: &Schedule, _: &mut ChaCha8Rng) -> Self {
+        CreepToFailure { params }
+    }
+
+    fn reading_at(&mut self, offset_ms: i64, rng: &mut ChaCha8Rng) -> Value {
+        let p = &self.params;
+        let truth = p.displacement_at(offset_ms as f64 / MS_PER_DAY);
+        Value::Displacement(Displacement {
+            e: truth.e + p.horizontal_sigma_mm * standard_normal(rng),
+            n: truth.n + p.horizontal_sigma_mm * standard_normal(rng),
+            u: truth.u + p.vertical_sigma_mm * standard_normal(rng),
+        })
+    }
 }
 
 impl SlopeCreep {
-    /// The point's series. Parameters that fail [`SlopeCreepParams::validate`] are logged and
-    /// replaced by their defaults, so a bad scenario file never makes a simulator panic or
-    /// emit non-finite values; validate first to reject such a file instead.
-    pub fn new(params: SlopeCreepParams, spec: SensorSpec, start: Timestamp, seed: u64) -> Self {
-        let mut params = params;
-        let bad = params.repair();
-        if !bad.is_empty() {
-            tracing::warn!(
-                sensor = %spec.sensor, fields = ?bad,
-                "invalid slope creep parameters replaced by defaults"
-            );
-        }
-        let interval_ms = ((params.interval_s * 1000.0).round() as i64).max(1);
-        // Floor, not round: the last solution must not fall past the end, nearer to failure.
-        let end_ms = (params.end_days() * MS_PER_DAY).floor() as i64;
-        let count = if end_ms < 0 { 0 } else { (end_ms / interval_ms) as u64 + 1 };
-        SlopeCreep {
-            params,
-            spec,
-            start,
-            interval_ms,
-            count,
-            next_index: 0,
-            rng: ChaCha8Rng::seed_from_u64(seed),
-        }
-    }
-
-    /// The point's series as a [`Track`] (see [`SlopeCreep::new`]).
-    pub fn track(params: SlopeCreepParams, spec: SensorSpec, start: Timestamp, seed: u64) -> Track {
-        SlopeCreep::new(params, spec, start, seed).into_track()
-    }
-
-    /// Wraps the remaining series as a [`Track`].
-    pub fn into_track(self) -> Track {
-        Track {
-            spec: self.spec.clone(),
-            start: self.start,
-            span_ms: self.span_ms(),
-            readings: Box::new(self),
-        }
-    }
-
-    /// Event time from the first solution to the last, ms.
-    pub fn span_ms(&self) -> i64 {
-        (self.count.saturating_sub(1) as i64).saturating_mul(self.interval_ms)
-    }
-
     /// When the slope fails: the time a correct inverse-velocity forecast should predict.
     pub fn failure_time(&self) -> Timestamp {
-        let ms = (self.params.failure_after_days * MS_PER_DAY).round() as i64;
-        Timestamp::from_millis(self.start.millis().saturating_add(ms))
-    }
-}
-
-impl Iterator for SlopeCreep {
-    type Item = Reading;
-
-    fn next(&mut self) -> Option<Reading> {
-        if self.next_index >= self.count {
-            return None;
-        }
-        let offset_ms = (self.next_index as i64).saturating_mul(self.interval_ms);
-        self.next_index += 1;
-        let p = &self.params;
-        let truth = p.displacement_at(offset_ms as f64 / MS_PER_DAY);
-        let noisy = Displacement {
-            e: truth.e + p.horizontal_sigma_mm * standard_normal(&mut self.rng),
-            n: truth.n + p.horizontal_sigma_mm * standard_normal(&mut self.rng),
-            u: truth.u + p.vertical_sigma_mm * standard_normal(&mut self.rng),
-        };
-        Some(Reading {
-            sensor: self.spec.sensor.clone(),
-            site: self.spec.site.clone(),
-            kind: self.spec.kind.clone(),
-            ts: Timestamp::from_millis(self.start.millis().saturating_add(offset_ms)),
-            value: Value::Displacement(noisy),
-            unit: self.spec.unit.clone(),
-            quality: Quality::Good,
-        })
-    }
-
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        let left = usize::try_from(self.count - self.next_index).unwrap_or(usize::MAX);
-        (left, Some(left))
+        let ms = (self.physics().params.failure_after_days * MS_PER_DAY).round() as i64;
+        Timestamp::from_millis(self.start().millis().saturating_add(ms))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use riskwatch_core::SensorKind;
+    use crate::SensorSpec;
+    use riskwatch_core::{Quality, Reading, SensorKind};
 
     const START: Timestamp = Timestamp::from_millis(1_700_000_000_000);
 

@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 mod noise;
 mod params;
+pub mod series;
 pub mod flood;
 pub mod gas;
 pub mod gnss;

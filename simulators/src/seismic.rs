@@ -18,11 +18,11 @@
 //! sample.
 
 use crate::noise::standard_normal;
-use crate::params::repair;
-use crate::{SensorSpec, Track};
-use rand::{Rng, SeedableRng};
+use crate::params::{any, non_negative, positive, repair, Repair};
+use crate::series::{Physics, Schedule, Series};
+use rand::Rng;
 use rand_chacha::ChaCha8Rng;
-use riskwatch_core::{Channel, Quality, Reading, Timestamp, Value, Waveform};
+use riskwatch_core::{Channel, Value, Waveform};
 use serde::{Deserialize, Serialize};
 use std::f64::consts::{FRAC_PI_2, TAU};
 
@@ -121,42 +121,38 @@ impl SeismicStationParams {
 
     /// `Ok` if every field is usable; otherwise an error naming each bad field.
     pub fn validate(&self) -> Result<(), String> {
-        let bad = self.clone().repair();
-        if bad.is_empty() {
-            Ok(())
-        } else {
-            Err(format!("invalid seismic station parameter(s): {}", bad.join(", ")))
-        }
+        self.check()
     }
+}
 
-    /// Replaces each unusable field by its default and returns the names of those fields.
-    fn repair(&mut self) -> Vec<&'static str> {
-        let (p, d) = (self, SeismicStationParams::default());
-        let mut bad = Vec::new();
-        let any = |_: f64| true;
-        let positive = |v: f64| v > 0.0;
-        let non_negative = |v: f64| v >= 0.0;
+impl Repair for SeismicStationParams {
+    const WHAT: &'static str = "seismic station";
+
+    fn repair_fields(p: &mut Self, d: &Self, bad: &mut Vec<&'static str>) {
         if p.sample_rate_hz == 0 {
             bad.push("sample_rate_hz");
             p.sample_rate_hz = d.sample_rate_hz;
         }
-        repair!(bad, p.origin_s, d.origin_s, any);
-        repair!(bad, p.distance_km, d.distance_km, non_negative);
-        repair!(bad, p.peak_accel_at_10km_m_s2, d.peak_accel_at_10km_m_s2, non_negative);
-        repair!(bad, p.p_velocity_km_s, d.p_velocity_km_s, positive);
+        repair!(bad, p, d, {
+            origin_s: any,
+            distance_km: non_negative,
+            peak_accel_at_10km_m_s2: non_negative,
+            p_velocity_km_s: positive,
+        });
         let vp = p.p_velocity_km_s;
         let vs = vp * d.s_velocity_km_s / d.p_velocity_km_s;
         repair!(bad, p.s_velocity_km_s, vs, |v: f64| v > 0.0 && v < vp);
-        repair!(bad, p.p_to_s_amplitude, d.p_to_s_amplitude, non_negative);
-        repair!(bad, p.rise_s, d.rise_s, positive);
-        repair!(bad, p.coda_s, d.coda_s, positive);
+        repair!(bad, p, d, {
+            p_to_s_amplitude: non_negative,
+            rise_s: positive,
+            coda_s: positive,
+        });
         let nyquist = f64::from(p.sample_rate_hz) / 2.0;
         let (lo, hi) = (d.min_freq_hz.min(nyquist / 2.0), d.max_freq_hz.min(nyquist));
         repair!(bad, p.max_freq_hz, hi, |v: f64| v > 0.0 && v <= nyquist);
         let top = p.max_freq_hz;
         repair!(bad, p.min_freq_hz, lo.min(top), |v: f64| v > 0.0 && v <= top);
         repair!(bad, p.noise_sigma_m_s2, d.noise_sigma_m_s2, non_negative);
-        bad
     }
 }
 
@@ -169,75 +165,18 @@ fn oscillation(tones: &[(f64, f64); TONES], t: f64) -> f64 {
 }
 
 /// A strong-motion terminal's packets around one earthquake: a lazy, deterministic iterator of
-/// 1-s, three-component acceleration [`Reading`]s, contiguous from `start`.
-pub struct SeismicStation {
+/// 1-s, three-component acceleration [`Reading`](riskwatch_core::Reading)s, contiguous from
+/// `start`. Build it with `SeismicStation::new` or `SeismicStation::track`.
+pub type SeismicStation = Series<GroundMotion>;
+
+/// The ground shaking at the station: the physics of a [`SeismicStation`].
+pub struct GroundMotion {
     params: SeismicStationParams,
-    spec: SensorSpec,
-    start: Timestamp,
-    next_packet: u32,
-    rng: ChaCha8Rng,
     p_tones: Tones,
     s_tones: Tones,
 }
 
-impl SeismicStation {
-    /// The station's series. Parameters that fail [`SeismicStationParams::validate`] are
-    /// logged and replaced by their defaults, so a bad scenario file never makes a simulator
-    /// panic or emit non-finite values; validate first to reject such a file instead.
-    pub fn new(
-        params: SeismicStationParams,
-        spec: SensorSpec,
-        start: Timestamp,
-        seed: u64,
-    ) -> Self {
-        let mut params = params;
-        let bad = params.repair();
-        if !bad.is_empty() {
-            tracing::warn!(
-                sensor = %spec.sensor, fields = ?bad,
-                "invalid seismic station parameters replaced by defaults"
-            );
-        }
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let (lo, hi) = (params.min_freq_hz.ln(), params.max_freq_hz.ln());
-        let draw_tones = |rng: &mut ChaCha8Rng| -> Tones {
-            let mut tones = [[(0.0, 0.0); TONES]; 3];
-            for tone in tones.iter_mut().flatten() {
-                let freq_hz = (lo + (hi - lo) * rng.gen::<f64>()).exp();
-                *tone = (TAU * freq_hz, TAU * rng.gen::<f64>());
-            }
-            tones
-        };
-        let p_tones = draw_tones(&mut rng);
-        let s_tones = draw_tones(&mut rng);
-        SeismicStation { params, spec, start, next_packet: 0, rng, p_tones, s_tones }
-    }
-
-    /// The station's series as a [`Track`] (see [`SeismicStation::new`]).
-    pub fn track(
-        params: SeismicStationParams,
-        spec: SensorSpec,
-        start: Timestamp,
-        seed: u64,
-    ) -> Track {
-        SeismicStation::new(params, spec, start, seed).into_track()
-    }
-
-    /// Wraps the remaining series as a [`Track`].
-    pub fn into_track(self) -> Track {
-        Track {
-            spec: self.spec.clone(),
-            start: self.start,
-            span_ms: self.span_ms(),
-            readings: Box::new(self),
-        }
-    }
-
-    /// Event time covered by all packets (the last one included), ms.
-    pub fn span_ms(&self) -> i64 {
-        i64::from(self.params.duration_s) * 1000
-    }
-
+impl GroundMotion {
     /// Noise-free acceleration on component `c` (index into [`COMPONENTS`]) at `t` seconds.
     fn shaking(&self, c: usize, t: f64) -> f64 {
         let p = &self.params;
@@ -257,50 +196,50 @@ impl SeismicStation {
     }
 }
 
-impl Iterator for SeismicStation {
-    type Item = Reading;
+impl Physics for GroundMotion {
+    type Params = SeismicStationParams;
 
-    fn next(&mut self) -> Option<Reading> {
-        if self.next_packet >= self.params.duration_s {
-            return None;
-        }
-        let second = self.next_packet;
-        self.next_packet += 1;
+    fn schedule(params: &SeismicStationParams) -> Schedule {
+        Schedule::packets(1000, params.duration_s)
+    }
+
+    fn new(params: SeismicStationParams, _: &Schedule, rng: &mut ChaCha8Rng) -> Self {
+        let (lo, hi) = (params.min_freq_hz.ln(), params.max_freq_hz.ln());
+        let mut draw_tones = || -> Tones {
+            let mut tones = [[(0.0, 0.0); TONES]; 3];
+            for tone in tones.iter_mut().flatten() {
+                let freq_hz = (lo + (hi - lo) * rng.gen::<f64>()).exp();
+                *tone = (TAU * freq_hz, TAU * rng.gen::<f64>());
+            }
+            tones
+        };
+        let p_tones = draw_tones();
+        let s_tones = draw_tones();
+        GroundMotion { params, p_tones, s_tones }
+    }
+
+    fn reading_at(&mut self, offset_ms: i64, rng: &mut ChaCha8Rng) -> Value {
+        let second = offset_ms as f64 / 1000.0;
         let rate = self.params.sample_rate_hz;
         let mut channels = Vec::with_capacity(COMPONENTS.len());
         for (c, name) in COMPONENTS.iter().enumerate() {
             let samples = (0..rate)
                 .map(|i| {
-                    let t = f64::from(second) + f64::from(i) / f64::from(rate);
-                    self.shaking(c, t)
-                        + self.params.noise_sigma_m_s2 * standard_normal(&mut self.rng)
+                    let t = second + f64::from(i) / f64::from(rate);
+                    self.shaking(c, t) + self.params.noise_sigma_m_s2 * standard_normal(rng)
                 })
                 .collect();
             channels.push(Channel { name: (*name).to_string(), samples });
         }
-        Some(Reading {
-            sensor: self.spec.sensor.clone(),
-            site: self.spec.site.clone(),
-            kind: self.spec.kind.clone(),
-            ts: Timestamp::from_millis(
-                self.start.millis().saturating_add(i64::from(second) * 1000),
-            ),
-            value: Value::Waveform(Waveform { rate_hz: f64::from(rate), channels }),
-            unit: self.spec.unit.clone(),
-            quality: Quality::Good,
-        })
-    }
-
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        let left = (self.params.duration_s - self.next_packet) as usize;
-        (left, Some(left))
+        Value::Waveform(Waveform { rate_hz: f64::from(rate), channels })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use riskwatch_core::SensorKind;
+    use crate::SensorSpec;
+    use riskwatch_core::{Quality, Reading, SensorKind, Timestamp};
 
     const START: Timestamp = Timestamp::from_millis(1_700_000_000_000);
 
