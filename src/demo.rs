@@ -78,6 +78,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         mqtt_host: "127.0.0.1".into(),
         mqtt_port: port,
         client_prefix: "riskwatch-demo".into(),
+        rules_path: None,
         console: Some(colour),
     })
     .await?;

@@ -3,6 +3,7 @@
 mod broker;
 mod demo;
 mod pipeline;
+mod rules_stage;
 mod summary;
 
 use anyhow::{bail, Context, Result};
@@ -137,6 +138,7 @@ async fn run(args: RunArgs) -> Result<()> {
         mqtt_host: host.clone(),
         mqtt_port: port,
         client_prefix: "riskwatch".into(),
+        rules_path: Some(args.rules.clone()),
         console: Some(colour),
     })
     .await?;

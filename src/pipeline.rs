@@ -3,14 +3,15 @@
 //! Same components as the production path, wired in one process with bounded in-process
 //! channels instead of Kafka (architecture.md, "Embedded mode").
 
+use crate::rules_stage::{ReloadWatch, RulesStage};
 use crate::summary::Summary;
 use anyhow::{Context, Result};
-use riskwatch_core::wire::Limits;
-use riskwatch_core::{AlertEvent, Registry};
+use riskwatch_core::wire::{topic, Limits};
+use riskwatch_core::{AlertEvent, Registry, Timestamp};
 use riskwatch_ingest::{IngestEvent, MqttSource, MqttSourceConfig, SourceStats};
-use riskwatch_rules::{Engine, RuleSet};
+use riskwatch_rules::{Engine, RuleSet, Snapshot};
 use riskwatch_sinks::mqtt_alerts::MqttAlertPublisher;
-use riskwatch_sinks::sqlite::{SqliteSink, StoreItem};
+use riskwatch_sinks::sqlite::{SqliteSink, SqliteStore};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -33,6 +34,8 @@ pub struct PipelineConfig {
     pub mqtt_port: u16,
     /// Prefix of the MQTT client ids (`{prefix}-ingest`, `{prefix}-alerts`).
     pub client_prefix: String,
+    /// The rules file, to hot-reload when it changes (`None`: rules are fixed).
+    pub rules_path: Option<PathBuf>,
     /// Print each alert event on stdout as it happens: `Some(colour)` to print, with or without
     /// ANSI colours; `None` for no live feed.
     pub console: Option<bool>,
@@ -52,12 +55,27 @@ impl Pipeline {
     /// Builds the engine, opens the store, connects to the broker and returns once the
     /// subscription is in place (readings published after this are processed).
     pub async fn start(cfg: PipelineConfig) -> Result<Pipeline> {
-        let engine = Engine::new(&cfg.rules, &cfg.registry).context("rules do not fit the registry")?;
+        let mut engine = Engine::new(&cfg.rules, &cfg.registry).context("rules do not fit the registry")?;
         info!(bindings = engine.binding_count(), "rule engine ready");
-        let store = SqliteSink::start(&cfg.db).with_context(|| format!("opening store {}", cfg.db.display()))?;
+        let store = SqliteStore::open(&cfg.db).with_context(|| format!("opening store {}", cfg.db.display()))?;
+        // Pick up where the last run stopped: active alerts, running delays, acknowledgements.
+        let mut pending = Vec::new();
+        if let Some(json) = store.load_snapshot()? {
+            match serde_json::from_str::<Snapshot>(&json) {
+                Ok(snap) => match engine.restore(snap, Timestamp::now(), &mut pending) {
+                    Ok(()) => info!(open_alerts = engine.open_alerts().count(), "engine state restored"),
+                    Err(e) => warn!(error = %e, "saved engine state not usable; starting fresh"),
+                },
+                Err(e) => warn!(error = %e, "saved engine state not readable; starting fresh"),
+            }
+        }
+        let store = SqliteSink::start_store(store)?;
         let publisher = MqttAlertPublisher::connect(&cfg.mqtt_host, cfg.mqtt_port, &format!("{}-alerts", cfg.client_prefix));
         let source = MqttSource::new(
-            MqttSourceConfig::new(&cfg.mqtt_host, cfg.mqtt_port, &format!("{}-ingest", cfg.client_prefix)),
+            MqttSourceConfig {
+                filters: vec![topic::READINGS_FILTER.into(), topic::COMMANDS_TOPIC.into()],
+                ..MqttSourceConfig::new(&cfg.mqtt_host, cfg.mqtt_port, &format!("{}-ingest", cfg.client_prefix))
+            },
             Arc::clone(&cfg.registry),
             Limits::default(),
         );
@@ -78,7 +96,13 @@ impl Pipeline {
             }
             None => (None, None),
         };
-        let rules = tokio::spawn(run_rules(engine, rx, store.sender(), publisher, feed));
+        let reload = cfg.rules_path.map(|path| ReloadWatch {
+            loaded: std::fs::metadata(&path).and_then(|m| m.modified()).ok(),
+            path,
+            registry: Arc::clone(&cfg.registry),
+        });
+        let stage = RulesStage::new(engine, store.sender(), publisher, feed, reload, pending);
+        let rules = tokio::spawn(stage.run(rx));
         tokio::time::timeout(Duration::from_secs(15), ready_rx.wait_for(|r| *r))
             .await
             .context("MQTT source did not subscribe within 15 s (is the broker reachable?)")?
@@ -108,50 +132,4 @@ impl Pipeline {
         summary.mqtt_messages = self.source_stats.messages.load(Ordering::Relaxed);
         Ok(summary)
     }
-}
-
-/// The rules stage: every reading through the engine, every outcome to the sinks.
-async fn run_rules(
-    mut engine: Engine,
-    mut rx: mpsc::Receiver<IngestEvent>,
-    store: mpsc::Sender<StoreItem>,
-    publisher: MqttAlertPublisher,
-    feed: Option<mpsc::UnboundedSender<AlertEvent>>,
-) -> Result<(Summary, MqttAlertPublisher)> {
-    let mut summary = Summary::default();
-    let mut events = Vec::new();
-    while let Some(item) = rx.recv().await {
-        match item {
-            IngestEvent::Readings(readings) => {
-                summary.readings += readings.len() as u64;
-                for r in &readings {
-                    engine.process(r, &mut events);
-                }
-                store.send(StoreItem::Readings(readings)).await.context("store stopped")?;
-                if events.is_empty() {
-                    continue;
-                }
-                for e in &events {
-                    summary.record_event(e);
-                    if let Err(err) = publisher.publish_event(e).await {
-                        warn!(error = %err, event = %e.event_id, "could not publish alert event");
-                    }
-                    if let Some(f) = &feed {
-                        let _ = f.send(e.clone());
-                    }
-                }
-                store.send(StoreItem::Events(std::mem::take(&mut events))).await.context("store stopped")?;
-            }
-            IngestEvent::DeadLetter(d) => {
-                summary.record_rejection(&d);
-                if let Err(err) = publisher.publish_rejection(&d).await {
-                    warn!(error = %err, "could not publish rejection notice");
-                }
-                store.send(StoreItem::DeadLetter(d)).await.context("store stopped")?;
-            }
-        }
-    }
-    summary.engine = engine.stats();
-    summary.active_at_end = engine.active().into_iter().map(|(_, _, l)| l).collect();
-    Ok((summary, publisher))
 }

@@ -26,6 +26,10 @@ pub struct Summary {
     pub engine: EngineStats,
     /// Store counters.
     pub store: StoreStats,
+    /// Officers' commands refused (unknown alert, wrong state, malformed).
+    pub commands_refused: u64,
+    /// Successful hot reloads of the rules file.
+    pub reloads: u64,
     /// Levels each alert has held so far, by alert id.
     held: BTreeMap<String, [bool; 4]>,
 }
@@ -34,6 +38,9 @@ impl Summary {
     /// Counts one alert event.
     pub fn record_event(&mut self, e: &AlertEvent) {
         *self.events_by_change.entry(e.change.as_str()).or_default() += 1;
+        if !matches!(e.change, AlertChange::Raised | AlertChange::Escalated | AlertChange::DeEscalated | AlertChange::Cleared) {
+            return;
+        }
         if e.change == AlertChange::Cleared {
             self.held.remove(&e.alert_id);
             return;
@@ -84,9 +91,12 @@ impl Summary {
         let _ = writeln!(s, "still active at end   {}", self.active_at_end.len());
         let _ = writeln!(
             s,
-            "stored in SQLite      {} readings, {} alert events, {} dead letters",
-            self.store.readings, self.store.events, self.store.dead_letters
+            "stored in SQLite      {} readings, {} alert events, {} dead letters, {} commands",
+            self.store.readings, self.store.events, self.store.dead_letters, self.store.commands
         );
+        if self.commands_refused > 0 || self.reloads > 0 {
+            let _ = writeln!(s, "commands refused      {}; rules reloaded {} time(s)", self.commands_refused, self.reloads);
+        }
         if self.engine.bad_quality + self.engine.out_of_order > 0 {
             let _ = writeln!(
                 s,

@@ -20,8 +20,40 @@ pub enum AlertChange {
     Escalated,
     /// It moved down the ladder (still active).
     DeEscalated,
-    /// It left the ladder; the alert is no longer active.
+    /// It left the ladder; the alert is no longer active (it stays open until resolved).
     Cleared,
+    /// An officer acknowledged it (reminders stop until it escalates again).
+    Acknowledged,
+    /// It was assigned to a responsible unit.
+    Assigned,
+    /// An officer closed the loop with a note; the alert is finished.
+    Resolved,
+    /// Re-notification of a red or orange alert nobody has acknowledged yet.
+    Reminder,
+}
+
+/// What an alert is about.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertCategory {
+    /// A hazard: the measured world crossed a threshold.
+    #[default]
+    Hazard,
+    /// A problem with the data itself: out of range, stuck, spiking, late or missing.
+    DataQuality,
+    /// A site-level roll-up of other alerts.
+    Composite,
+}
+
+impl AlertCategory {
+    /// Wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertCategory::Hazard => "hazard",
+            AlertCategory::DataQuality => "data_quality",
+            AlertCategory::Composite => "composite",
+        }
+    }
 }
 
 impl AlertChange {
@@ -32,6 +64,10 @@ impl AlertChange {
             AlertChange::Escalated => "escalated",
             AlertChange::DeEscalated => "de_escalated",
             AlertChange::Cleared => "cleared",
+            AlertChange::Acknowledged => "acknowledged",
+            AlertChange::Assigned => "assigned",
+            AlertChange::Resolved => "resolved",
+            AlertChange::Reminder => "reminder",
         }
     }
 
@@ -42,6 +78,10 @@ impl AlertChange {
             AlertChange::Escalated => "升级",
             AlertChange::DeEscalated => "降级",
             AlertChange::Cleared => "解除",
+            AlertChange::Acknowledged => "已确认",
+            AlertChange::Assigned => "已派单",
+            AlertChange::Resolved => "已处置闭环",
+            AlertChange::Reminder => "提醒",
         }
     }
 }
@@ -71,7 +111,8 @@ pub struct AlertEvent {
     pub kind: SensorKind,
     /// What changed.
     pub change: AlertChange,
-    /// Level after the change; for `cleared`, the level the alert had when it cleared.
+    /// Level after the change; for `cleared` and the lifecycle changes, the level the alert
+    /// has (or had when it cleared).
     pub level: Level,
     /// Level before the change (`None` for `raised`).
     pub previous_level: Option<Level>,
@@ -96,6 +137,18 @@ pub struct AlertEvent {
     /// True when produced by a drill or exercise rather than live data.
     #[serde(default)]
     pub exercise: bool,
+    /// Hazard, data quality or composite.
+    #[serde(default)]
+    pub category: AlertCategory,
+    /// Who acted, for acknowledged / assigned / resolved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    /// The officer's note, for acknowledged / assigned / resolved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// The responsible unit the alert is assigned to, once assigned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assignee: Option<String>,
 }
 
 /// The stable id of an alert: a 64-bit FNV-1a hash of rule, subject and first event time, as

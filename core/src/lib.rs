@@ -16,7 +16,7 @@ pub mod registry;
 pub mod time;
 pub mod wire;
 
-pub use alert::{AlertChange, AlertEvent};
+pub use alert::{AlertCategory, AlertChange, AlertEvent};
 pub use dead_letter::DeadLetter;
 pub use ids::{SensorId, SiteId};
 pub use kind::{KindCatalog, KindSpec, SensorKind, ValueShape};

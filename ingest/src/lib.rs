@@ -16,6 +16,8 @@ pub enum IngestEvent {
     Readings(Vec<Reading>),
     /// Something that could not be used.
     DeadLetter(DeadLetter),
+    /// A lifecycle command from a duty officer (raw JSON; the rules stage decodes it).
+    Command(Vec<u8>),
 }
 
 pub use mqtt::{MqttSource, MqttSourceConfig, SourceStats};

@@ -26,8 +26,9 @@ pub struct MqttSourceConfig {
     pub port: u16,
     /// Client id; keep it fixed so the broker keeps our session (and queued messages).
     pub client_id: String,
-    /// Topic filter, normally [`topic::READINGS_FILTER`] or a `$share/GROUP/…` form.
-    pub filter: String,
+    /// Topic filters, normally [`topic::READINGS_FILTER`] (or a `$share/GROUP/…` form) and,
+    /// where this process applies officers' commands, [`topic::COMMANDS_TOPIC`].
+    pub filters: Vec<String>,
     /// Persistent session unless set (tests of clean-session behaviour only).
     pub clean_session: bool,
     /// Largest MQTT packet accepted from the broker; above the wire cap so oversized payloads
@@ -46,7 +47,7 @@ impl MqttSourceConfig {
             host: host.to_string(),
             port,
             client_id: client_id.to_string(),
-            filter: topic::READINGS_FILTER.to_string(),
+            filters: vec![topic::READINGS_FILTER.to_string()],
             clean_session: false,
             max_packet_bytes: 1024 * 1024,
             inflight: 100,
@@ -101,6 +102,7 @@ impl MqttSource {
         }
         let (client, mut eventloop) = AsyncClient::new(opts, 256);
         let mut backoff = Duration::from_millis(100);
+        let mut pending_subacks = 0usize;
         loop {
             let polled = tokio::select! {
                 _ = shutdown.changed() => break,
@@ -111,16 +113,22 @@ impl MqttSource {
                     backoff = Duration::from_millis(100);
                     info!(broker = %format!("{}:{}", self.cfg.host, self.cfg.port), session_present = ack.session_present, "ingest connected");
                     if !ack.session_present || self.cfg.clean_session {
-                        if let Err(e) = client.subscribe(&self.cfg.filter, QoS::AtLeastOnce).await {
-                            warn!(error = %e, "subscribe request failed");
+                        pending_subacks = self.cfg.filters.len();
+                        for f in &self.cfg.filters {
+                            if let Err(e) = client.subscribe(f, QoS::AtLeastOnce).await {
+                                warn!(error = %e, filter = %f, "subscribe request failed");
+                            }
                         }
                     } else {
                         let _ = ready.send(true);
                     }
                 }
                 Ok(Event::Incoming(Packet::SubAck(_))) => {
-                    info!(filter = %self.cfg.filter, "ingest subscribed");
-                    let _ = ready.send(true);
+                    pending_subacks = pending_subacks.saturating_sub(1);
+                    if pending_subacks == 0 {
+                        info!(filters = ?self.cfg.filters, "ingest subscribed");
+                        let _ = ready.send(true);
+                    }
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
                     self.stats.messages.fetch_add(1, Ordering::Relaxed);
@@ -154,6 +162,9 @@ impl MqttSource {
 
     /// Decodes one message and forwards its outcome; false when the pipeline has gone away.
     async fn handle(&self, topic_name: &str, payload: &[u8], tx: &mpsc::Sender<IngestEvent>) -> bool {
+        if topic_name == topic::COMMANDS_TOPIC {
+            return tx.send(IngestEvent::Command(payload.to_vec())).await.is_ok();
+        }
         let now = Timestamp::now();
         let mut out = Vec::with_capacity(2);
         match decode(topic_name, payload, &self.registry, &self.limits) {

@@ -23,7 +23,7 @@ pub enum Direction {
 
 /// How long a condition must hold before it takes effect (on-delay for raising, off-delay for
 /// de-escalating and clearing). Both parts must be met; the default takes effect at once.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Delay {
     /// Consecutive samples that must satisfy the condition (0 or 1 = immediately).
@@ -50,19 +50,65 @@ pub struct BandSpec {
 }
 
 /// Running streak of samples satisfying one level's raise condition.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct Streak {
     since: Timestamp,
     samples: u32,
 }
 
 /// The mutable state of one binding: current level and per-level confirmation streaks.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BandState {
     /// Current level, `None` when no alert is active.
     pub level: Option<Level>,
     streaks: [Option<Streak>; 4],
     down: Option<Streak>,
+}
+
+/// What one sample says about each level: whether its raise condition holds, and whether an
+/// alert already at that level may stay there (its condition inside the deadband). `None` for
+/// levels the rule does not use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LevelInputs {
+    /// Raise condition per level, blue..red.
+    pub raises: [Option<bool>; 4],
+    /// Hold condition per level, blue..red.
+    pub holds: [Option<bool>; 4],
+}
+
+impl BandState {
+    /// Feeds one sample's per-level conditions and returns `(from, to)` when the level changes.
+    /// This is the whole ladder logic (on-delay per level, deadband via `holds`, off-delay for
+    /// going down) for any kind of condition: thresholds, rates, accumulations, composites.
+    pub fn step(&mut self, ts: Timestamp, inputs: &LevelInputs, on_delay: Delay, off_delay: Delay) -> Option<(Option<Level>, Option<Level>)> {
+        let mut target: Option<Level> = None;
+        for level in Level::ALL {
+            let i = level.index();
+            let Some(raise) = inputs.raises[i] else { continue };
+            self.streaks[i] = if raise { extend(self.streaks[i], ts) } else { None };
+            if confirmed(on_delay, self.streaks[i], ts) {
+                target = Some(level);
+            }
+        }
+        // Staying: the highest level at or below the current one whose hold condition holds.
+        if let Some(current) = self.level {
+            let stay = Level::ALL.into_iter().filter(|l| *l <= current).filter(|l| inputs.holds[l.index()] == Some(true)).max();
+            target = target.max(stay);
+        }
+        if target < self.level {
+            self.down = extend(self.down, ts);
+            if !confirmed(off_delay, self.down, ts) {
+                return None;
+            }
+        }
+        self.down = None;
+        if target == self.level {
+            return None;
+        }
+        let from = self.level;
+        self.level = target;
+        Some((from, target))
+    }
 }
 
 /// A change of level caused by one sample.
@@ -112,46 +158,23 @@ fn extend(s: Option<Streak>, ts: Timestamp) -> Option<Streak> {
 }
 
 impl ThresholdBands {
-    /// Feeds one sample (already quality-checked and in event-time order) and returns the level
+    /// Feeds one value (already quality-checked and in event-time order) and returns the level
     /// change it causes, if any.
     pub fn step(spec: &BandSpec, state: &mut BandState, ts: Timestamp, v: f64) -> Option<Transition> {
-        let mut target: Option<Level> = None;
-        for level in Level::ALL {
-            let i = level.index();
-            let Some(t) = spec.thresholds[i] else { continue };
-            state.streaks[i] = if spec.raises(v, t) { extend(state.streaks[i], ts) } else { None };
-            if confirmed(spec.on_delay, state.streaks[i], ts) {
-                target = Some(level);
+        let mut inputs = LevelInputs::default();
+        for (i, t) in spec.thresholds.iter().enumerate() {
+            if let Some(t) = t {
+                inputs.raises[i] = Some(spec.raises(v, *t));
+                inputs.holds[i] = Some(spec.holds(v, *t));
             }
         }
-        // Staying: the highest level at or below the current one whose deadband still holds.
-        if let Some(current) = state.level {
-            let stay = Level::ALL
-                .into_iter()
-                .filter(|l| *l <= current)
-                .filter(|l| spec.thresholds[l.index()].is_some_and(|t| spec.holds(v, t)))
-                .max();
-            target = target.max(stay);
-        }
-        if target < state.level {
-            state.down = extend(state.down, ts);
-            if !confirmed(spec.off_delay, state.down, ts) {
-                return None;
-            }
-        }
-        state.down = None;
-        if target == state.level {
-            return None;
-        }
-        let from = state.level;
-        state.level = target;
-        let going_up = target > from;
-        let threshold = if going_up {
-            target.and_then(|l| spec.thresholds[l.index()])
+        let (from, to) = state.step(ts, &inputs, spec.on_delay, spec.off_delay)?;
+        let threshold = if to > from {
+            to.and_then(|l| spec.thresholds[l.index()])
         } else {
             from.and_then(|l| spec.thresholds[l.index()]).map(|t| spec.clear_threshold(t))
         };
-        Some(Transition { from, to: target, threshold: threshold.unwrap_or(f64::NAN) })
+        Some(Transition { from, to, threshold: threshold.unwrap_or(f64::NAN) })
     }
 }
 

@@ -1,24 +1,37 @@
-//! The rules file (TOML): what each rule watches and where its bands start.
+//! The rules file (TOML): hazard rules, data-quality checks and composite site rules.
 //!
 //! ```toml
 //! [[rules]]
 //! id = "water-level"
 //! applies_to = { kind = "water_level" }
-//! measure = "value"
-//! direction = "rising"
 //! deadband = 0.05
 //! on_delay = { samples = 2 }
-//! levels = { blue = "warning_level - 0.3", yellow = "warning_level", orange = "guaranteed_level", red = "record_level" }
+//! off_delay = { seconds = 900 }
+//! levels = { blue = "warning_level - 0.3", yellow = ["warning_level", "rate(1h) >= 0.3"], orange = "guaranteed_level", red = "record_level" }
+//!
+//! [[quality]]
+//! applies_to = { kind = "water_level" }
+//! flat_line = { tolerance = 0.001, suspect_s = 3600, fail_s = 7200 }
+//!
+//! [[composites]]
+//! id = "tailings-rollup"
+//! levels = { yellow = "count(>= blue) >= 4", orange = "count(>= yellow) >= 3", red = "count(>= orange) >= 2" }
 //! ```
+//!
+//! Parsing checks everything that can be checked without a registry and reports every
+//! problem with its line and field; [`RuleSet::check_against`] adds the registry checks.
 
-use crate::bands::{Direction, Delay};
+use crate::bands::{Delay, Direction};
+use crate::composite::CompositeSpec;
+use crate::condition::{parse_window, Condition, Feature, LevelConditions};
 use crate::measure::Measure;
 use crate::message::MessageTemplate;
-use crate::threshold::ThresholdExpr;
+use crate::quality::QualitySpec;
 use riskwatch_core::ids::is_valid_id;
 use riskwatch_core::{Level, Registry, Sensor};
 use serde::Deserialize;
 use std::collections::HashSet;
+use toml::Spanned;
 
 /// Which sensors a rule applies to. Every given criterion must match.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
@@ -47,24 +60,40 @@ impl Selector {
     }
 }
 
-/// Threshold per level; absent levels are not used by the rule.
+/// Conditions per level as written; absent levels are not used by the rule.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct LevelThresholds {
-    /// Blue (IV) threshold.
-    pub blue: Option<ThresholdExpr>,
-    /// Yellow (III) threshold.
-    pub yellow: Option<ThresholdExpr>,
-    /// Orange (II) threshold.
-    pub orange: Option<ThresholdExpr>,
-    /// Red (I) threshold.
-    pub red: Option<ThresholdExpr>,
+pub struct LevelSpecs {
+    /// Blue (IV).
+    pub blue: Option<LevelConditions>,
+    /// Yellow (III).
+    pub yellow: Option<LevelConditions>,
+    /// Orange (II).
+    pub orange: Option<LevelConditions>,
+    /// Red (I).
+    pub red: Option<LevelConditions>,
 }
 
-impl LevelThresholds {
-    /// The expressions, blue..red.
-    pub fn as_array(&self) -> [Option<&ThresholdExpr>; 4] {
+impl LevelSpecs {
+    /// The entries, blue..red.
+    pub fn as_array(&self) -> [Option<&LevelConditions>; 4] {
         [self.blue.as_ref(), self.yellow.as_ref(), self.orange.as_ref(), self.red.as_ref()]
+    }
+}
+
+/// Re-notification intervals for unacknowledged alerts, per level (`"5m"`, `"15m"`, `"off"`).
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Remind {
+    /// Interval at red.
+    pub red: Option<String>,
+    /// Interval at orange.
+    pub orange: Option<String>,
+}
+
+impl Default for Remind {
+    fn default() -> Self {
+        Remind { red: Some("5m".into()), orange: Some("15m".into()) }
     }
 }
 
@@ -72,7 +101,15 @@ fn default_precision() -> usize {
     2
 }
 
-/// One threshold-band rule.
+fn default_measure() -> Measure {
+    Measure::Value
+}
+
+fn default_direction() -> Direction {
+    Direction::Rising
+}
+
+/// One hazard rule as written in the file.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuleSpec {
@@ -86,20 +123,23 @@ pub struct RuleSpec {
     /// What number it watches.
     #[serde(default = "default_measure")]
     pub measure: Measure,
-    /// Which side is dangerous.
+    /// Which side is dangerous (decides the comparison of bare thresholds).
     #[serde(default = "default_direction")]
     pub direction: Direction,
-    /// Hysteresis width, in the measure's unit.
+    /// Hysteresis width, in the unit of each condition's feature.
     #[serde(default)]
     pub deadband: f64,
     /// Confirmation before a level is entered.
     #[serde(default)]
     pub on_delay: Delay,
-    /// Confirmation before a level is left downwards (de-escalation or clear).
+    /// Confirmation (hold time) before a level is left downwards.
     #[serde(default)]
     pub off_delay: Delay,
-    /// Where each band starts.
-    pub levels: LevelThresholds,
+    /// Conditions per level; any one raises the level.
+    pub levels: LevelSpecs,
+    /// Reminders while red or orange stays unacknowledged.
+    #[serde(default)]
+    pub remind: Remind,
     /// Decimal places for values in messages.
     #[serde(default = "default_precision")]
     pub precision: usize,
@@ -108,26 +148,43 @@ pub struct RuleSpec {
     pub message: MessageTemplate,
 }
 
-fn default_measure() -> Measure {
-    Measure::Value
-}
-
-fn default_direction() -> Direction {
-    Direction::Rising
+/// A rule ready to bind: its spec plus parsed conditions and derived window sizes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CompiledRule {
+    /// As written.
+    pub spec: RuleSpec,
+    /// Parsed conditions per level, blue..red (empty = level unused).
+    pub conditions: [Vec<Condition>; 4],
+    /// Reminder interval per level in ms (only orange and red are used).
+    pub remind_ms: [Option<i64>; 4],
+    /// History the windowed conditions need (0 = none), and its slot resolution.
+    pub window_keep_ms: i64,
+    /// Slot width of the history.
+    pub window_resolution_ms: i64,
+    /// 1-based line of the rule in its file.
+    pub line: usize,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RulesFile {
     #[serde(default)]
-    rules: Vec<RuleSpec>,
+    rules: Vec<Spanned<RuleSpec>>,
+    #[serde(default)]
+    quality: Vec<Spanned<QualitySpec>>,
+    #[serde(default)]
+    composites: Vec<Spanned<CompositeSpec>>,
 }
 
-/// A parsed rules file.
+/// A parsed, statically valid rules file.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct RuleSet {
-    /// The rules, in file order.
-    pub rules: Vec<RuleSpec>,
+    /// Hazard rules, in file order.
+    pub rules: Vec<CompiledRule>,
+    /// Data-quality checks, in file order, with their lines.
+    pub quality: Vec<(QualitySpec, usize)>,
+    /// Composite site rules, in file order, with their lines.
+    pub composites: Vec<(CompositeSpec, usize)>,
 }
 
 /// Why a rules file cannot be used.
@@ -136,9 +193,13 @@ pub enum RuleError {
     /// Not valid TOML, or a field of the wrong type (the message has line and column).
     #[error("rules file is not valid: {0}")]
     Parse(String),
-    /// Every problem found, each naming its rule and field.
+    /// Every problem found, each naming its line, rule and field.
     #[error("rules file has {} problem(s):\n  {}", .0.len(), .0.join("\n  "))]
     Invalid(Vec<String>),
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())].iter().filter(|b| **b == b'\n').count() + 1
 }
 
 impl RuleSet {
@@ -147,13 +208,16 @@ impl RuleSet {
         let file: RulesFile = toml::from_str(text).map_err(|e| RuleError::Parse(e.to_string()))?;
         let mut problems = Vec::new();
         let mut seen = HashSet::new();
-        for (i, r) in file.rules.iter().enumerate() {
-            let at = format!("rules[{i}] ({:?})", r.id);
+        let mut rules = Vec::new();
+        for (i, spanned) in file.rules.into_iter().enumerate() {
+            let line = line_of(text, spanned.span().start);
+            let r = spanned.into_inner();
+            let at = format!("line {line}: rules[{i}] ({:?})", r.id);
             if !is_valid_id(&r.id) {
                 problems.push(format!("{at}.id: must be 1-64 letters, digits, - _ ."));
             }
-            if !seen.insert(r.id.as_str()) {
-                problems.push(format!("{at}.id: duplicate rule id"));
+            if !seen.insert(r.id.clone()) {
+                problems.push(format!("{at}.id: duplicate id"));
             }
             if !(r.deadband.is_finite() && r.deadband >= 0.0) {
                 problems.push(format!("{at}.deadband: must be a finite number ≥ 0"));
@@ -167,9 +231,63 @@ impl RuleSet {
             for p in r.message.unknown_placeholders() {
                 problems.push(format!("{at}.message: unknown placeholder {{{p}}}"));
             }
+            let mut conditions: [Vec<Condition>; 4] = Default::default();
+            for (li, entry) in r.levels.as_array().into_iter().enumerate() {
+                if let Some(entry) = entry {
+                    match entry.parse(r.direction) {
+                        Ok(cs) => conditions[li] = cs,
+                        Err(e) => problems.push(format!("{at}.levels.{}: {e}", Level::ALL[li])),
+                    }
+                }
+            }
+            let mut remind_ms = [None; 4];
+            for (level, text) in [(Level::Orange, &r.remind.orange), (Level::Red, &r.remind.red)] {
+                match text.as_deref() {
+                    None | Some("off") => {}
+                    Some(t) => match parse_window(t) {
+                        Ok(ms) => remind_ms[level.index()] = Some(ms),
+                        Err(e) => problems.push(format!("{at}.remind.{level}: {e}")),
+                    },
+                }
+            }
+            let windows: Vec<i64> = conditions.iter().flatten().filter_map(|c| c.feature.window_ms()).collect();
+            let keep = windows.iter().copied().max().unwrap_or(0);
+            let resolution = windows.iter().copied().min().map_or(1, |w| (w / 24).max(1));
+            rules.push(CompiledRule { spec: r, conditions, remind_ms, window_keep_ms: keep, window_resolution_ms: resolution, line });
+        }
+        let mut quality = Vec::new();
+        for (i, spanned) in file.quality.into_iter().enumerate() {
+            let line = line_of(text, spanned.span().start);
+            let q = spanned.into_inner();
+            for p in q.problems() {
+                problems.push(format!("line {line}: quality[{i}].{p}"));
+            }
+            quality.push((q, line));
+        }
+        let mut composites = Vec::new();
+        for (i, spanned) in file.composites.into_iter().enumerate() {
+            let line = line_of(text, spanned.span().start);
+            let c = spanned.into_inner();
+            let at = format!("line {line}: composites[{i}] ({:?})", c.id);
+            for p in c.problems() {
+                problems.push(format!("{at}.{p}"));
+            }
+            if !seen.insert(c.id.clone()) {
+                problems.push(format!("{at}.id: duplicate id (rule and composite ids share one namespace)"));
+            }
+            composites.push((c, line));
+        }
+        let rule_ids: HashSet<&str> = rules.iter().map(|r| r.spec.id.as_str()).collect();
+        for (i, (c, line)) in composites.iter().enumerate() {
+            let referenced = c.levels.as_array().into_iter().flatten().flat_map(|e| e.rules_referenced()).chain(c.members.rules.iter().map(String::as_str));
+            for r in referenced {
+                if !rule_ids.contains(r) {
+                    problems.push(format!("line {line}: composites[{i}] ({:?}): refers to unknown rule {r:?}", c.id));
+                }
+            }
         }
         if problems.is_empty() {
-            Ok(RuleSet { rules: file.rules })
+            Ok(RuleSet { rules, quality, composites })
         } else {
             Err(RuleError::Invalid(problems))
         }
@@ -180,19 +298,19 @@ impl RuleSet {
     pub fn check_against(&self, registry: &Registry) -> Vec<String> {
         let mut problems = Vec::new();
         for (i, r) in self.rules.iter().enumerate() {
-            let at = format!("rules[{i}] ({:?})", r.id);
-            match registry.catalog().lookup(&r.applies_to.kind) {
-                None => problems.push(format!("{at}.applies_to.kind: unknown kind {:?}", r.applies_to.kind)),
-                Some((_, spec)) if spec.shape != r.measure.shape() => problems.push(format!(
+            let at = format!("line {}: rules[{i}] ({:?})", r.line, r.spec.id);
+            match registry.catalog().lookup(&r.spec.applies_to.kind) {
+                None => problems.push(format!("{at}.applies_to.kind: unknown kind {:?}", r.spec.applies_to.kind)),
+                Some((_, spec)) if spec.shape != r.spec.measure.shape() => problems.push(format!(
                     "{at}.measure: {:?} reads {} values but {} readings are {}",
-                    r.measure,
-                    r.measure.shape().as_str(),
-                    r.applies_to.kind,
+                    r.spec.measure,
+                    r.spec.measure.shape().as_str(),
+                    r.spec.applies_to.kind,
                     spec.shape.as_str()
                 )),
                 Some(_) => {}
             }
-            for s in registry.sensors().into_iter().filter(|s| r.applies_to.matches(s)) {
+            for s in registry.sensors().into_iter().filter(|s| r.spec.applies_to.matches(s)) {
                 match resolve(r, s) {
                     Ok(t) => {
                         if let Some(p) = ordering_problem(r, &t) {
@@ -203,31 +321,52 @@ impl RuleSet {
                 }
             }
         }
+        for (i, (q, line)) in self.quality.iter().enumerate() {
+            if registry.catalog().lookup(&q.applies_to.kind).is_none() {
+                problems.push(format!("line {line}: quality[{i}].applies_to.kind: unknown kind {:?}", q.applies_to.kind));
+            }
+            for s in registry.sensors().into_iter().filter(|s| q.applies_to.matches(s)) {
+                if let Err(p) = q.resolve(s) {
+                    problems.push(format!("line {line}: quality[{i}] (sensor {}): {p}", s.id));
+                }
+            }
+        }
         problems
     }
 }
 
-/// Thresholds of a rule resolved for one sensor, blue..red.
-pub(crate) fn resolve(r: &RuleSpec, s: &Sensor) -> Result<[Option<f64>; 4], String> {
-    let mut out = [None; 4];
-    for (i, e) in r.levels.as_array().into_iter().enumerate() {
-        if let Some(e) = e {
-            out[i] = Some(e.resolve(&s.attributes).map_err(|m| format!("{}: {m}", Level::ALL[i]))?);
+/// Thresholds of a rule's conditions resolved for one sensor, per level.
+pub(crate) fn resolve(r: &CompiledRule, s: &Sensor) -> Result<[Vec<f64>; 4], String> {
+    let mut out: [Vec<f64>; 4] = Default::default();
+    for (i, cs) in r.conditions.iter().enumerate() {
+        for c in cs {
+            out[i].push(c.threshold.resolve(&s.attributes).map_err(|m| format!("{}: {m}", Level::ALL[i]))?);
         }
     }
     Ok(out)
 }
 
-fn ordering_problem(r: &RuleSpec, t: &[Option<f64>; 4]) -> Option<String> {
-    let present: Vec<(Level, f64)> = Level::ALL.iter().zip(t).filter_map(|(l, v)| v.map(|v| (*l, v))).collect();
-    for w in present.windows(2) {
-        let ((la, a), (lb, b)) = (w[0], w[1]);
-        let ok = match r.direction {
-            Direction::Rising => a <= b,
-            Direction::Falling => a >= b,
-        };
-        if !ok {
-            return Some(format!("{la} threshold {a} must be {} {lb} threshold {b} for a {:?} rule", if r.direction == Direction::Rising { "≤" } else { "≥" }, r.direction));
+/// For each feature used on several levels, thresholds must not contradict the ladder.
+fn ordering_problem(r: &CompiledRule, t: &[Vec<f64>; 4]) -> Option<String> {
+    let mut features: Vec<(Feature, crate::condition::Cmp)> = Vec::new();
+    for c in r.conditions.iter().flatten() {
+        if !features.contains(&(c.feature, c.cmp)) {
+            features.push((c.feature, c.cmp));
+        }
+    }
+    for (feature, cmp) in features {
+        let present: Vec<(Level, f64)> = Level::ALL
+            .iter()
+            .zip(r.conditions.iter().zip(t))
+            .filter_map(|(l, (cs, ts))| cs.iter().zip(ts).find(|(c, _)| c.feature == feature && c.cmp == cmp).map(|(_, v)| (*l, *v)))
+            .collect();
+        for w in present.windows(2) {
+            let ((la, a), (lb, b)) = (w[0], w[1]);
+            let ok = if cmp == crate::condition::Cmp::Ge { a <= b } else { a >= b };
+            if !ok {
+                let sym = if cmp == crate::condition::Cmp::Ge { "≤" } else { "≥" };
+                return Some(format!("{feature}: {la} threshold {a} must be {sym} {lb} threshold {b}"));
+            }
         }
     }
     None

@@ -1,29 +1,73 @@
 //! The engine: binds rules to registered sensors and turns readings into alert events.
+//!
+//! Per reading: duplicates and out-of-order readings are set aside; data-quality checks run
+//! and may raise data-quality alerts; a reading that failed them never moves a hazard alert;
+//! otherwise every hazard rule bound to the sensor evaluates its conditions and steps its
+//! level ladder; composites of the sensor's site re-evaluate when a member changed. Then
+//! time-driven work runs for the processing clock: reminders and stale-sensor detection.
 
-use crate::bands::{BandSpec, BandState, ThresholdBands, Transition};
-use crate::config::{resolve, RuleError, RuleSet, RuleSpec};
+use crate::bands::{BandState, LevelInputs, ThresholdBands};
+use crate::composite::{CompositeFacts, CompositeSpec, Member};
+use crate::condition::{Cmp, Feature};
+use crate::config::{resolve, CompiledRule, RuleError, RuleSet};
+use crate::lifecycle::{AlertBook, Command, CommandError, LevelChange};
 use crate::message::MessageTemplate;
-use riskwatch_core::alert::alert_id;
-use riskwatch_core::{AlertChange, AlertEvent, Level, Reading, Registry, SensorId, Timestamp};
-use std::collections::HashMap;
+use crate::quality::{QcTest, ResolvedQuality, QualityState};
+use crate::window::Window;
+use riskwatch_core::{AlertCategory, AlertEvent, Level, Quality, Reading, Registry, SensorId, SensorKind, SiteId, Timestamp};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-/// The one active alert of a binding.
-#[derive(Clone, Debug, PartialEq)]
-struct ActiveAlert {
-    id: String,
-    seq: u32,
-    highest: Level,
-    first_ts: Timestamp,
+/// One hazard rule applied to one sensor.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Binding {
+    #[serde(skip)]
+    pub rule: usize,
+    /// Resolved thresholds, per level, per condition.
+    #[serde(skip)]
+    pub thresholds: [Vec<f64>; 4],
+    pub state: BandState,
+    pub window: Window,
+    pub alert: Option<String>,
 }
 
-/// One rule applied to one sensor, with its resolved thresholds and its state.
-struct Binding {
-    rule: usize,
-    spec: BandSpec,
-    state: BandState,
-    alert: Option<ActiveAlert>,
-    last_ts: Option<Timestamp>,
+/// Data-quality machinery of one sensor.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct QualitySlot {
+    pub spec: ResolvedQuality,
+    pub measure: crate::Measure,
+    pub state: QualityState,
+    pub tests: [BandState; 5],
+    pub alerts: [Option<String>; 5],
+    pub stale_after_ms: Option<i64>,
+    pub stale: BandState,
+    pub stale_alert: Option<String>,
+}
+
+/// Everything the engine keeps per sensor.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct SensorSlot {
+    pub site: SiteId,
+    pub kind: SensorKind,
+    pub unit: Arc<str>,
+    pub last_ts: Option<Timestamp>,
+    /// Processing time of the last reading (for stale detection: arrival, not event time).
+    pub last_seen: Option<Timestamp>,
+    pub quality: Option<Box<QualitySlot>>,
+    pub bindings: Vec<Binding>,
+}
+
+/// A composite rule applied to one site.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct CompositeBinding {
+    pub composite: usize,
+    pub site: SiteId,
+    pub site_subject: SensorId,
+    /// (sensor, index of the binding in that sensor's slot).
+    pub members: Vec<(SensorId, usize)>,
+    pub state: BandState,
+    pub alert: Option<String>,
 }
 
 /// Counters of what the engine did with its input.
@@ -31,57 +75,119 @@ struct Binding {
 pub struct EngineStats {
     /// Readings offered.
     pub readings: u64,
-    /// Readings no rule applies to.
+    /// Readings of sensors no rule or check applies to.
     pub unmatched: u64,
-    /// Readings skipped because their quality flag is fail or missing.
+    /// Readings kept out of hazard rules because their quality is fail or missing (as sent,
+    /// or as found by the data-quality checks).
     pub bad_quality: u64,
-    /// Readings skipped because they were older than or as old as the last one seen for the
-    /// same binding (duplicates and out-of-order arrivals).
+    /// Readings not newer than the sensor's last one (duplicates, late arrivals).
     pub out_of_order: u64,
     /// Alert events emitted.
     pub events: u64,
 }
 
-/// The rule engine. Feed readings with [`Engine::process`]; it never does I/O.
+/// The rule engine. It never does I/O: feed it readings with [`Engine::process`], officers'
+/// commands with [`Engine::command`], and the passing of time with [`Engine::advance`].
 pub struct Engine {
-    rules: Vec<Arc<RuleSpec>>,
-    rule_ids: Vec<Arc<str>>,
-    bindings: HashMap<SensorId, Vec<Binding>>,
-    stats: EngineStats,
+    pub(crate) rules: Vec<CompiledRule>,
+    pub(crate) rule_ids: Vec<Arc<str>>,
+    pub(crate) composites: Vec<CompositeSpec>,
+    pub(crate) composite_ids: Vec<Arc<str>>,
+    pub(crate) sensors: HashMap<SensorId, SensorSlot>,
+    pub(crate) site_composites: BTreeMap<SiteId, Vec<CompositeBinding>>,
+    pub(crate) book: AlertBook,
+    pub(crate) stats: EngineStats,
+    /// First processing time seen (baseline for sensors that never reported).
+    pub(crate) started: Option<Timestamp>,
+    pub(crate) next_sweep: Timestamp,
 }
 
+const DQ_RULE_IDS: [&str; 5] = ["dq.gross_range", "dq.spike", "dq.flat_line", "dq.rate_of_change", "dq.timing"];
+const STALE_RULE_ID: &str = "dq.stale";
+
 impl Engine {
-    /// Binds every rule to every matching sensor of the registry. Fails, listing every
+    /// Binds every rule, quality check and composite to the registry. Fails, listing every
     /// problem, if a rule does not fit the registry (unknown kind, missing attribute, …).
     pub fn new(rules: &RuleSet, registry: &Registry) -> Result<Self, RuleError> {
         let problems = rules.check_against(registry);
         if !problems.is_empty() {
             return Err(RuleError::Invalid(problems));
         }
-        let mut bindings: HashMap<SensorId, Vec<Binding>> = HashMap::new();
-        for (ri, r) in rules.rules.iter().enumerate() {
-            for s in registry.sensors().into_iter().filter(|s| r.applies_to.matches(s)) {
+        let mut sensors: HashMap<SensorId, SensorSlot> = HashMap::new();
+        for s in registry.sensors() {
+            let mut bindings = Vec::new();
+            for (ri, r) in rules.rules.iter().enumerate().filter(|(_, r)| r.spec.applies_to.matches(s)) {
                 let thresholds = resolve(r, s).map_err(|p| RuleError::Invalid(vec![p]))?;
-                bindings.entry(s.id.clone()).or_default().push(Binding {
-                    rule: ri,
-                    spec: BandSpec { direction: r.direction, thresholds, deadband: r.deadband, on_delay: r.on_delay, off_delay: r.off_delay },
+                bindings.push(Binding { rule: ri, thresholds, state: BandState::default(), window: Window::default(), alert: None });
+            }
+            // The first matching quality table applies.
+            let quality = match rules.quality.iter().find(|(q, _)| q.applies_to.matches(s)) {
+                Some((q, _)) => {
+                    let spec = q.resolve(s).map_err(|p| RuleError::Invalid(vec![format!("sensor {}: {p}", s.id)]))?;
+                    let stale_after_ms = spec.stale_intervals().zip(s.interval_s).map(|(n, iv)| (n * iv * 1000.0).round() as i64);
+                    Some(Box::new(QualitySlot {
+                        spec,
+                        measure: q.measure,
+                        state: QualityState::default(),
+                        tests: Default::default(),
+                        alerts: Default::default(),
+                        stale_after_ms,
+                        stale: BandState::default(),
+                        stale_alert: None,
+                    }))
+                }
+                None => None,
+            };
+            if bindings.is_empty() && quality.is_none() {
+                continue;
+            }
+            sensors.insert(s.id.clone(), SensorSlot { site: s.site.clone(), kind: s.kind.clone(), unit: Arc::clone(&s.unit), last_ts: None, last_seen: None, quality, bindings });
+        }
+        let mut site_composites: BTreeMap<SiteId, Vec<CompositeBinding>> = BTreeMap::new();
+        for (ci, (c, _)) in rules.composites.iter().enumerate() {
+            for site in registry.sites() {
+                if !c.sites.is_empty() && !c.sites.iter().any(|x| x == site.id.as_str()) {
+                    continue;
+                }
+                let mut members = Vec::new();
+                for s in registry.sensors().into_iter().filter(|s| s.site == site.id) {
+                    let Some(slot) = sensors.get(&s.id) else { continue };
+                    for (bi, b) in slot.bindings.iter().enumerate() {
+                        if c.members.matches(&rules.rules[b.rule].spec.id, s) {
+                            members.push((s.id.clone(), bi));
+                        }
+                    }
+                }
+                if members.is_empty() {
+                    continue;
+                }
+                site_composites.entry(site.id.clone()).or_default().push(CompositeBinding {
+                    composite: ci,
+                    site: site.id.clone(),
+                    site_subject: SensorId::new(site.id.as_str()),
+                    members,
                     state: BandState::default(),
                     alert: None,
-                    last_ts: None,
                 });
             }
         }
         Ok(Engine {
-            rules: rules.rules.iter().cloned().map(Arc::new).collect(),
-            rule_ids: rules.rules.iter().map(|r| Arc::from(r.id.as_str())).collect(),
-            bindings,
+            rule_ids: rules.rules.iter().map(|r| Arc::from(r.spec.id.as_str())).collect(),
+            rules: rules.rules.clone(),
+            composite_ids: rules.composites.iter().map(|(c, _)| Arc::from(c.id.as_str())).collect(),
+            composites: rules.composites.iter().map(|(c, _)| c.clone()).collect(),
+            sensors,
+            site_composites,
+            book: AlertBook::default(),
             stats: EngineStats::default(),
+            started: None,
+            next_sweep: Timestamp(i64::MIN),
         })
     }
 
     /// Number of (rule, sensor) bindings.
     pub fn binding_count(&self) -> usize {
-        self.bindings.values().map(Vec::len).sum()
+        self.sensors.values().map(|s| s.bindings.len()).sum()
     }
 
     /// What the engine has done so far.
@@ -89,114 +195,378 @@ impl Engine {
         self.stats
     }
 
-    /// Levels of all active alerts, by (rule id, sensor id).
+    /// Open alerts (active, or cleared and awaiting resolution), in id order.
+    pub fn open_alerts(&self) -> impl Iterator<Item = &crate::lifecycle::AlertRecord> {
+        self.book.iter()
+    }
+
+    /// Levels of all active hazard alerts, by (rule id, sensor id).
     pub fn active(&self) -> Vec<(Arc<str>, SensorId, Level)> {
-        let mut v: Vec<_> = self
-            .bindings
-            .iter()
-            .flat_map(|(sid, bs)| {
-                bs.iter().filter_map(move |b| b.state.level.map(|l| (Arc::clone(&self.rule_ids[b.rule]), sid.clone(), l)))
-            })
-            .collect();
+        let mut v: Vec<_> = self.book.iter().filter(|r| r.active).map(|r| (Arc::clone(&r.rule_id), r.subject.clone(), r.level)).collect();
         v.sort();
         v
     }
 
-    /// Runs one reading through every rule bound to its sensor, appending the resulting alert
-    /// events to `out`.
-    pub fn process(&mut self, reading: &Reading, out: &mut Vec<AlertEvent>) {
+    /// Runs one reading through data-quality checks and every rule bound to its sensor,
+    /// appending the resulting alert events to `out`. `now` is the processing clock (wall
+    /// clock live; the reading's event time in replay). Returns the reading's quality flag
+    /// after the checks, for the store.
+    pub fn process(&mut self, reading: &Reading, now: Timestamp, out: &mut Vec<AlertEvent>) -> Quality {
         self.stats.readings += 1;
-        let Some(bindings) = self.bindings.get_mut(reading.sensor.as_str()) else {
+        self.started.get_or_insert(now);
+        let before = out.len();
+        let flag = self.process_reading(reading, now, out);
+        self.advance(now, out);
+        self.stats.events += (out.len() - before) as u64;
+        flag
+    }
+
+    fn process_reading(&mut self, reading: &Reading, now: Timestamp, out: &mut Vec<AlertEvent>) -> Quality {
+        let Some(slot) = self.sensors.get_mut(reading.sensor.as_str()) else {
             self.stats.unmatched += 1;
-            return;
+            return reading.quality;
         };
-        if !reading.quality.usable_for_hazard() {
+        if slot.last_ts.is_some_and(|last| reading.ts <= last) {
+            self.stats.out_of_order += 1;
+            return reading.quality;
+        }
+        let previous_ts = slot.last_ts;
+        slot.last_ts = Some(reading.ts);
+        slot.last_seen = Some(now);
+        let mut flag = reading.quality;
+        if let Some(q) = slot.quality.as_deref_mut() {
+            if q.stale.level.is_some() {
+                clear_stale(&mut self.book, q, &reading.sensor, &slot.site, &slot.kind, reading.ts, now, out);
+            }
+            if let Some(v) = q.measure.of(reading) {
+                let outcome = q.spec.check(&mut q.state, reading.ts, v, now);
+                if outcome.get(QcTest::Timing) == Some(Quality::Fail) {
+                    // A reading stamped far in the future must not make the sensor's correct
+                    // readings look out of order.
+                    slot.last_ts = previous_ts;
+                }
+                flag = worst(flag, outcome.flag());
+                let at = (reading.ts, now);
+                quality_alerts(&mut self.book, q, &outcome.results, &reading.sensor, &slot.site, &slot.kind, &slot.unit, at, v, out);
+            }
+        }
+        if !flag.usable_for_hazard() {
             self.stats.bad_quality += 1;
-            return;
+            return flag;
         }
-        for b in bindings.iter_mut() {
-            if b.last_ts.is_some_and(|last| reading.ts <= last) {
-                self.stats.out_of_order += 1;
-                continue;
-            }
-            b.last_ts = Some(reading.ts);
+        let mut changed = false;
+        for b in slot.bindings.iter_mut() {
             let rule = &self.rules[b.rule];
-            let Some(v) = rule.measure.of(reading) else { continue };
-            if let Some(t) = ThresholdBands::step(&b.spec, &mut b.state, reading.ts, v) {
-                let ev = event(rule, &self.rule_ids[b.rule], &mut b.alert, &t, reading, v);
-                self.stats.events += 1;
-                out.push(ev);
+            let Some(v) = rule.spec.measure.of(reading) else { continue };
+            if rule.window_keep_ms > 0 {
+                b.window.push(reading.ts.millis(), v, rule.window_resolution_ms, rule.window_keep_ms);
+            }
+            let eval = evaluate(rule, b, reading.ts, v);
+            let Some((from, to)) = b.state.step(reading.ts, &eval.inputs, rule.spec.on_delay, rule.spec.off_delay) else { continue };
+            changed = true;
+            let (value, threshold, cond) = if to > from { eval.raised_by[to.map_or(0, Level::index)] } else { eval.held_by[from.map_or(0, Level::index)] };
+            let feature = cond.map(|c| c.0).unwrap_or(Feature::Value);
+            let base_unit = rule.spec.measure.unit(&reading.unit);
+            let unit: Arc<str> = match feature {
+                Feature::Rate { .. } => Arc::from(format!("{base_unit}/h")),
+                _ => Arc::from(base_unit),
+            };
+            let mut ev = self.book.apply_change(
+                &mut b.alert,
+                LevelChange {
+                    rule_id: &self.rule_ids[b.rule],
+                    subject: &reading.sensor,
+                    site: &reading.site,
+                    kind: &reading.kind,
+                    category: AlertCategory::Hazard,
+                    from,
+                    to,
+                    ts: reading.ts,
+                    now,
+                    value,
+                    threshold,
+                    unit,
+                    remind_ms: rule.remind_ms,
+                },
+            );
+            let condition = cond.map(|(f, c)| format!("{f} {} {threshold:.p$}", c.symbol(), p = rule.spec.precision)).unwrap_or_default();
+            render_hazard(&rule.spec.message, rule.spec.precision, &condition, &mut ev);
+            out.push(ev);
+        }
+        if changed {
+            let site = reading.site.clone();
+            self.evaluate_composites(&site, reading.ts, now, out);
+        }
+        flag
+    }
+
+    fn evaluate_composites(&mut self, site: &SiteId, ts: Timestamp, now: Timestamp, out: &mut Vec<AlertEvent>) {
+        let Some(bindings) = self.site_composites.get_mut(site) else { return };
+        for cb in bindings.iter_mut() {
+            let spec = &self.composites[cb.composite];
+            let members: Vec<Member<'_>> = cb
+                .members
+                .iter()
+                .filter_map(|(sid, bi)| {
+                    let b = self.sensors.get(sid)?.bindings.get(*bi)?;
+                    Some(Member { rule: &self.rules[b.rule].spec.id, sensor: sid.as_str(), level: b.state.level })
+                })
+                .collect();
+            let Some(t) = ThresholdBands::step(&spec.band_spec(), &mut cb.state, ts, spec.levels.band_value(&members)) else { continue };
+            let shown = if t.to > t.from { t.to } else { t.from };
+            let strength = shown.and_then(|l| spec.levels.get(l)).map_or(0.0, |e| e.strength(&members));
+            let mut ev = self.book.apply_change(
+                &mut cb.alert,
+                LevelChange {
+                    rule_id: &self.composite_ids[cb.composite],
+                    subject: &cb.site_subject,
+                    site: &cb.site,
+                    kind: &SensorKind::Custom(Arc::from("site")),
+                    category: AlertCategory::Composite,
+                    from: t.from,
+                    to: t.to,
+                    ts,
+                    now,
+                    value: strength,
+                    threshold: 0.0,
+                    unit: Arc::from(""),
+                    remind_ms: [None, None, Some(15 * 60_000), Some(5 * 60_000)],
+                },
+            );
+            let (zh, en) = spec.render_message(&CompositeFacts { site: cb.site.as_str(), level: ev.level, change: ev.change, strength });
+            ev.message_zh = zh;
+            ev.message_en = en;
+            out.push(ev);
+        }
+    }
+
+    /// Lets time pass: reminders for unacknowledged red/orange alerts and stale-sensor
+    /// detection, for the processing clock `now`. Call it periodically (live) or with each
+    /// reading's event time (replay); [`Engine::process`] calls it too.
+    pub fn advance(&mut self, now: Timestamp, out: &mut Vec<AlertEvent>) {
+        self.started.get_or_insert(now);
+        let before = out.len();
+        self.book.remind(now, out);
+        if now >= self.next_sweep {
+            self.next_sweep = now.plus_millis(1000);
+            let baseline = self.started.unwrap_or(now);
+            let mut ids: Vec<&SensorId> = self.sensors.keys().collect();
+            ids.sort();
+            let ids: Vec<SensorId> = ids.into_iter().cloned().collect();
+            for id in ids {
+                let Some(slot) = self.sensors.get_mut(&id) else { continue };
+                let Some(q) = slot.quality.as_deref_mut() else { continue };
+                let Some(after) = q.stale_after_ms else { continue };
+                let last = slot.last_seen.unwrap_or(baseline);
+                let silent_ms = now.millis() - last.millis();
+                if q.stale.level.is_none() && silent_ms > after {
+                    let level = q.spec.level();
+                    let mut inputs = LevelInputs::default();
+                    inputs.raises[level.index()] = Some(true);
+                    inputs.holds[level.index()] = Some(true);
+                    if let Some((from, to)) = q.stale.step(now, &inputs, Default::default(), Default::default()) {
+                        let mut ev = self.book.apply_change(
+                            &mut q.stale_alert,
+                            LevelChange {
+                                rule_id: &Arc::from(STALE_RULE_ID),
+                                subject: &id,
+                                site: &slot.site,
+                                kind: &slot.kind,
+                                category: AlertCategory::DataQuality,
+                                from,
+                                to,
+                                ts: now,
+                                now,
+                                value: silent_ms as f64 / 1000.0,
+                                threshold: after as f64 / 1000.0,
+                                unit: Arc::from("s"),
+                                remind_ms: [None; 4],
+                            },
+                        );
+                        ev.message_zh = format!("{} {} 通信中断：{:.0} 秒无数据（超过 {:.0} 秒）", slot.site, id, silent_ms as f64 / 1000.0, after as f64 / 1000.0);
+                        ev.message_en = format!("stale sensor {id} at {}: no reading for {:.0} s (limit {:.0} s)", slot.site, silent_ms as f64 / 1000.0, after as f64 / 1000.0);
+                        out.push(ev);
+                    }
+                }
             }
         }
+        self.stats.events += (out.len() - before) as u64;
+    }
+
+    /// Applies an officer's lifecycle command at processing time `now`. An invalid command
+    /// returns the reason; the caller reports it to the sender as an error event.
+    pub fn command(&mut self, cmd: &Command, now: Timestamp) -> Result<AlertEvent, CommandError> {
+        let ev = self.book.command(cmd, now)?;
+        self.stats.events += 1;
+        Ok(ev)
     }
 }
 
-/// Builds the alert event for a transition and updates the binding's active alert.
-fn event(
-    rule: &RuleSpec,
-    rule_id: &Arc<str>,
-    slot: &mut Option<ActiveAlert>,
-    t: &Transition,
-    r: &Reading,
-    value: f64,
-) -> AlertEvent {
-    let (change, level) = match (t.from, t.to) {
-        (None, Some(to)) => (AlertChange::Raised, to),
-        (Some(from), Some(to)) if to > from => (AlertChange::Escalated, to),
-        (Some(_), Some(to)) => (AlertChange::DeEscalated, to),
-        (Some(from), None) => (AlertChange::Cleared, from),
-        (None, None) => unreachable!("ThresholdBands reports only changes"),
+fn worst(a: Quality, b: Quality) -> Quality {
+    let rank = |q: Quality| match q {
+        Quality::Good => 0,
+        Quality::NotEvaluated => 1,
+        Quality::Suspect => 2,
+        Quality::Fail => 3,
+        Quality::Missing => 4,
     };
-    let alert = match slot {
-        Some(a) if change != AlertChange::Raised => {
-            a.seq += 1;
-            a.highest = a.highest.max(level);
-            a.clone()
+    if rank(b) > rank(a) || (a == Quality::NotEvaluated && b == Quality::Good) {
+        b
+    } else {
+        a
+    }
+}
+
+/// What decided a level: (value, threshold, condition).
+type Decider = (f64, f64, Option<(Feature, Cmp)>);
+
+/// The result of evaluating one binding's conditions on one reading.
+struct Evaluation {
+    inputs: LevelInputs,
+    /// Per level: the first condition that raises it.
+    raised_by: [Decider; 4],
+    /// Per level: its first condition, against its clear threshold.
+    held_by: [Decider; 4],
+}
+
+fn evaluate(rule: &CompiledRule, b: &Binding, ts: Timestamp, v: f64) -> Evaluation {
+    let mut e = Evaluation { inputs: LevelInputs::default(), raised_by: [(v, 0.0, None); 4], held_by: [(v, 0.0, None); 4] };
+    for (i, conds) in rule.conditions.iter().enumerate() {
+        if conds.is_empty() {
+            continue;
         }
-        _ => ActiveAlert { id: alert_id(rule_id, r.sensor.as_str(), r.ts), seq: 0, highest: level, first_ts: r.ts },
-    };
-    *slot = if change == AlertChange::Cleared { None } else { Some(alert.clone()) };
-    let unit: Arc<str> = Arc::from(rule.measure.unit(&r.unit));
-    let p = rule.precision;
+        let (mut raise, mut hold) = (false, false);
+        for (j, (c, t)) in conds.iter().zip(&b.thresholds[i]).enumerate() {
+            let x = match c.feature {
+                Feature::Value => Some(v),
+                Feature::Rate { window_ms } => b.window.rate_per_hour(ts.millis(), window_ms),
+                Feature::Sum { window_ms } => Some(b.window.sum(ts.millis(), window_ms)),
+            };
+            let clear = c.cmp.clear_threshold(*t, rule.spec.deadband);
+            if j == 0 {
+                e.held_by[i] = (x.unwrap_or(v), clear, Some((c.feature, c.cmp)));
+            }
+            let Some(x) = x else { continue };
+            if !raise && c.cmp.holds(x, *t) {
+                raise = true;
+                e.raised_by[i] = (x, *t, Some((c.feature, c.cmp)));
+            }
+            if !hold && c.cmp.holds(x, clear) {
+                hold = true;
+                if !raise {
+                    e.held_by[i] = (x, clear, Some((c.feature, c.cmp)));
+                }
+            }
+        }
+        e.inputs.raises[i] = Some(raise);
+        e.inputs.holds[i] = Some(hold);
+    }
+    e
+}
+
+fn render_hazard(template: &MessageTemplate, p: usize, condition: &str, ev: &mut AlertEvent) {
     let lookup = |name: &str| -> Option<String> {
         Some(match name {
-            "sensor" => r.sensor.to_string(),
-            "site" => r.site.to_string(),
-            "kind" => r.kind.en().to_string(),
-            "kind_zh" => r.kind.zh().to_string(),
-            "value" => format!("{value:.p$}"),
-            "threshold" => format!("{:.p$}", t.threshold),
-            "unit" => unit.to_string(),
-            "level" => level.as_str().to_string(),
-            "level_zh" => level.zh().to_string(),
-            "grade" => level.grade().to_string(),
-            "change" => change.as_str().replace('_', "-"),
-            "change_zh" => change.zh().to_string(),
-            "rule" => rule_id.to_string(),
+            "sensor" => ev.subject.to_string(),
+            "site" => ev.site.to_string(),
+            "kind" => ev.kind.en().to_string(),
+            "kind_zh" => ev.kind.zh().to_string(),
+            "value" => format!("{:.p$}", ev.value),
+            "threshold" => format!("{:.p$}", ev.threshold),
+            "unit" => ev.unit.to_string(),
+            "level" => ev.level.as_str().to_string(),
+            "level_zh" => ev.level.zh().to_string(),
+            "grade" => ev.level.grade().to_string(),
+            "change" => ev.change.as_str().replace('_', "-"),
+            "change_zh" => ev.change.zh().to_string(),
+            "rule" => ev.rule_id.to_string(),
+            "condition" => condition.to_string(),
             _ => return None,
         })
     };
-    let message_zh = MessageTemplate::render(&rule.message.zh, lookup);
-    let message_en = MessageTemplate::render(&rule.message.en, lookup);
-    AlertEvent {
-        event_id: format!("{}-{}", alert.id, alert.seq),
-        alert_id: alert.id,
-        seq: alert.seq,
-        rule_id: Arc::clone(rule_id),
-        subject: r.sensor.clone(),
-        site: r.site.clone(),
-        kind: r.kind.clone(),
-        change,
-        level,
-        previous_level: t.from,
-        highest_level: alert.highest,
-        first_ts: alert.first_ts,
-        ts: r.ts,
-        value,
-        threshold: t.threshold,
-        unit,
-        message_zh,
-        message_en,
-        exercise: false,
+    let zh = MessageTemplate::render(&template.zh, lookup);
+    let en = MessageTemplate::render(&template.en, lookup);
+    ev.message_zh = zh;
+    ev.message_en = en;
+}
+
+#[allow(clippy::too_many_arguments)]
+fn quality_alerts(
+    book: &mut AlertBook,
+    q: &mut QualitySlot,
+    results: &[Option<Quality>; 5],
+    sensor: &SensorId,
+    site: &SiteId,
+    kind: &SensorKind,
+    unit: &Arc<str>,
+    (ts, now): (Timestamp, Timestamp),
+    v: f64,
+    out: &mut Vec<AlertEvent>,
+) {
+    let level = q.spec.level();
+    let off = crate::Delay { samples: q.spec.clear_after(), seconds: 0 };
+    for test in QcTest::ALL {
+        let i = test.index();
+        let Some(result) = results[i] else { continue };
+        let failed = result == Quality::Fail;
+        let mut inputs = LevelInputs::default();
+        inputs.raises[level.index()] = Some(failed);
+        inputs.holds[level.index()] = Some(failed);
+        let Some((from, to)) = q.tests[i].step(ts, &inputs, Default::default(), off) else { continue };
+        let mut ev = book.apply_change(
+            &mut q.alerts[i],
+            LevelChange {
+                rule_id: &Arc::from(DQ_RULE_IDS[i]),
+                subject: sensor,
+                site,
+                kind,
+                category: AlertCategory::DataQuality,
+                from,
+                to,
+                ts,
+                now,
+                value: v,
+                threshold: 0.0,
+                unit: Arc::clone(unit),
+                remind_ms: [None; 4],
+            },
+        );
+        let (zh, en) = q.spec.explain(test, v);
+        if to.is_some() {
+            ev.message_zh = format!("{site} {sensor} 数据质量告警（{}）：{zh}", test.zh());
+            ev.message_en = format!("data-quality alert at {site}/{sensor} ({}): {en}", test.en());
+        } else {
+            ev.message_zh = format!("{site} {sensor} 数据质量恢复（{}）", test.zh());
+            ev.message_en = format!("data quality recovered at {site}/{sensor} ({})", test.en());
+        }
+        out.push(ev);
     }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn clear_stale(book: &mut AlertBook, q: &mut QualitySlot, sensor: &SensorId, site: &SiteId, kind: &SensorKind, ts: Timestamp, now: Timestamp, out: &mut Vec<AlertEvent>) {
+    let Some((from, to)) = q.stale.step(ts, &LevelInputs { raises: [Some(false); 4], holds: [Some(false); 4] }, Default::default(), Default::default()) else {
+        return;
+    };
+    let mut ev = book.apply_change(
+        &mut q.stale_alert,
+        LevelChange {
+            rule_id: &Arc::from(STALE_RULE_ID),
+            subject: sensor,
+            site,
+            kind,
+            category: AlertCategory::DataQuality,
+            from,
+            to,
+            ts,
+            now,
+            value: 0.0,
+            threshold: q.stale_after_ms.unwrap_or(0) as f64 / 1000.0,
+            unit: Arc::from("s"),
+            remind_ms: [None; 4],
+        },
+    );
+    ev.message_zh = format!("{site} {sensor} 通信恢复");
+    ev.message_en = format!("sensor {sensor} at {site} reporting again");
+    out.push(ev);
 }

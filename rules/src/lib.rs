@@ -11,15 +11,25 @@
 //! reading through the [`ThresholdBands`] state machine of each binding.
 
 mod bands;
+pub mod composite;
+mod condition;
 mod config;
 mod engine;
+pub mod lifecycle;
 mod measure;
 mod message;
+pub mod quality;
+mod snapshot;
 mod threshold;
+mod window;
 
-pub use bands::{BandSpec, BandState, Direction, Delay, ThresholdBands, Transition};
-pub use config::{RuleError, RuleSet, RuleSpec, Selector};
+pub use bands::{BandSpec, BandState, Delay, Direction, LevelInputs, ThresholdBands, Transition};
+pub use condition::{Cmp, Condition, Feature};
+pub use config::{CompiledRule, RuleError, RuleSet, RuleSpec, Selector};
 pub use engine::{Engine, EngineStats};
+pub use lifecycle::{Action, Command, CommandError};
 pub use measure::Measure;
+pub use snapshot::{Snapshot, SNAPSHOT_VERSION};
 pub use message::MessageTemplate;
 pub use threshold::ThresholdExpr;
+pub use window::Window;

@@ -51,7 +51,7 @@ fn wl(sensor: &str, site: &str, minute: i64, v: f64) -> Reading {
 fn feed(e: &mut Engine, rs: &[Reading]) -> Vec<riskwatch_core::AlertEvent> {
     let mut out = Vec::new();
     for r in rs {
-        e.process(r, &mut out);
+        e.process(r, r.ts, &mut out);
     }
     out
 }
@@ -168,7 +168,12 @@ fn rules_file_problems_are_all_reported() {
     )
     .unwrap_err();
     let s = err.to_string();
-    for needle in ["deadband", "levels: give at least one", "duplicate rule id", "unknown placeholder {colour}"] {
+    for needle in [
+        "line 2: rules[0] (\"a\").deadband",
+        "line 2: rules[0] (\"a\").levels: give at least one",
+        "line 7: rules[1] (\"a\").id: duplicate id",
+        "line 7: rules[1] (\"a\").message: unknown placeholder {colour}",
+    ] {
         assert!(s.contains(needle), "{needle} missing from: {s}");
     }
     let err = RuleSet::from_toml("[[rules]]\nid = \"x\"\napplies_to = { kind = \"gas\" }\nlevels = { red = 1 }\nmeasure = \"pgv\"\n").unwrap_err();

@@ -18,7 +18,9 @@ pub const RESET: &str = "\x1b[0m";
 /// One feed line: event time (UTC+8), level, change, site/subject, English and Chinese message.
 pub fn format_event(e: &AlertEvent, colour: bool) -> String {
     let marker = match e.change {
-        AlertChange::Cleared => "○",
+        AlertChange::Cleared | AlertChange::Resolved => "○",
+        AlertChange::Acknowledged | AlertChange::Assigned => "✓",
+        AlertChange::Reminder => "↻",
         _ => "●",
     };
     let lvl = format!("{:<6}", e.level.as_str().to_uppercase());

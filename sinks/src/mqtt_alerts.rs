@@ -65,6 +65,11 @@ impl MqttAlertPublisher {
         self.send(topic::rejection_topic(&site), payload).await
     }
 
+    /// Reports a refused command to officers on [`topic::COMMAND_ERRORS_TOPIC`].
+    pub async fn publish_command_error(&self, payload: Vec<u8>) -> Result<(), PublishError> {
+        self.send(topic::COMMAND_ERRORS_TOPIC.to_string(), payload).await
+    }
+
     async fn send(&self, topic: String, payload: Vec<u8>) -> Result<(), PublishError> {
         self.pending.fetch_add(1, Ordering::AcqRel);
         self.client.publish(topic, QoS::AtLeastOnce, false, payload).await.map_err(|e| {

@@ -21,6 +21,23 @@ pub enum StoreItem {
     Events(Vec<AlertEvent>),
     /// A rejected message or item.
     DeadLetter(DeadLetter),
+    /// An officer's command and what became of it (the audit trail).
+    Command(CommandRecord),
+    /// The rule engine's state (JSON), replacing the previous one.
+    Snapshot(String),
+}
+
+/// One received lifecycle command, for the audit log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommandRecord {
+    /// Arrival time (wall clock).
+    pub received_at: riskwatch_core::Timestamp,
+    /// The command as received.
+    pub payload: Vec<u8>,
+    /// `ok`, or the error code.
+    pub outcome: String,
+    /// Error text, when refused.
+    pub error: Option<String>,
 }
 
 /// Why the store failed.
@@ -43,6 +60,8 @@ pub struct StoreStats {
     pub events: u64,
     /// Dead-letter rows inserted.
     pub dead_letters: u64,
+    /// Commands logged.
+    pub commands: u64,
 }
 
 const SCHEMA: &str = "
@@ -57,12 +76,18 @@ CREATE TABLE IF NOT EXISTS alert_events (
     subject TEXT NOT NULL, site TEXT NOT NULL, kind TEXT NOT NULL, change TEXT NOT NULL,
     level TEXT NOT NULL, previous_level TEXT, highest_level TEXT NOT NULL,
     first_ts INTEGER NOT NULL, ts INTEGER NOT NULL, value REAL NOT NULL, threshold REAL NOT NULL,
-    unit TEXT NOT NULL, message_zh TEXT NOT NULL, message_en TEXT NOT NULL, exercise INTEGER NOT NULL);
+    unit TEXT NOT NULL, message_zh TEXT NOT NULL, message_en TEXT NOT NULL, exercise INTEGER NOT NULL,
+    category TEXT NOT NULL, actor TEXT, note TEXT, assignee TEXT);
 CREATE INDEX IF NOT EXISTS alert_events_by_alert ON alert_events (alert_id, seq);
 CREATE INDEX IF NOT EXISTS alert_events_by_time ON alert_events (ts);
 CREATE TABLE IF NOT EXISTS dead_letters (
     id INTEGER PRIMARY KEY, received_at INTEGER NOT NULL, topic TEXT NOT NULL, reason TEXT NOT NULL,
     error TEXT NOT NULL, item_index INTEGER, sensor TEXT, raw BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS commands (
+    id INTEGER PRIMARY KEY, received_at INTEGER NOT NULL, payload BLOB NOT NULL,
+    outcome TEXT NOT NULL, error TEXT);
+CREATE TABLE IF NOT EXISTS engine_state (
+    id INTEGER PRIMARY KEY CHECK (id = 1), saved_at INTEGER NOT NULL, snapshot TEXT NOT NULL);
 ";
 
 /// A SQLite store on one connection.
@@ -79,6 +104,16 @@ impl SqliteStore {
         Ok(SqliteStore { conn, stats: StoreStats::default() })
     }
 
+    /// The engine state saved last, if any.
+    pub fn load_snapshot(&self) -> Result<Option<String>, StoreError> {
+        let mut st = self.conn.prepare("SELECT snapshot FROM engine_state WHERE id = 1")?;
+        let mut rows = st.query([])?;
+        Ok(match rows.next()? {
+            Some(row) => Some(row.get(0)?),
+            None => None,
+        })
+    }
+
     /// Rows written so far.
     pub fn stats(&self) -> StoreStats {
         self.stats
@@ -92,7 +127,7 @@ impl SqliteStore {
                 "INSERT OR REPLACE INTO readings (sensor, site, kind, ts, value, value_json, unit, quality) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?;
             let mut ev = tx.prepare_cached(
-                "INSERT OR IGNORE INTO alert_events VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
+                "INSERT OR IGNORE INTO alert_events VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)",
             )?;
             let mut dl = tx.prepare_cached(
                 "INSERT INTO dead_letters (received_at, topic, reason, error, item_index, sensor, raw) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -114,13 +149,27 @@ impl SqliteStore {
                             self.stats.events += ev.execute(params![
                                 e.event_id, e.alert_id, e.seq, &*e.rule_id, e.subject.as_str(), e.site.as_str(), e.kind.as_str(),
                                 e.change.as_str(), e.level.as_str(), e.previous_level.map(|l| l.as_str()), e.highest_level.as_str(),
-                                e.first_ts.millis(), e.ts.millis(), e.value, e.threshold, &*e.unit, e.message_zh, e.message_en, e.exercise
+                                e.first_ts.millis(), e.ts.millis(), e.value, e.threshold, &*e.unit, e.message_zh, e.message_en, e.exercise,
+                                e.category.as_str(), e.by, e.note, e.assignee
                             ])? as u64;
                         }
                     }
                     StoreItem::DeadLetter(d) => {
                         dl.execute(params![d.received_at.millis(), d.topic, d.reason, d.error, d.index.map(|i| i as i64), d.sensor, d.raw])?;
                         self.stats.dead_letters += 1;
+                    }
+                    StoreItem::Command(c) => {
+                        tx.execute(
+                            "INSERT INTO commands (received_at, payload, outcome, error) VALUES (?1, ?2, ?3, ?4)",
+                            params![c.received_at.millis(), c.payload, c.outcome, c.error],
+                        )?;
+                        self.stats.commands += 1;
+                    }
+                    StoreItem::Snapshot(json) => {
+                        tx.execute(
+                            "INSERT OR REPLACE INTO engine_state (id, saved_at, snapshot) VALUES (1, ?1, ?2)",
+                            params![riskwatch_core::Timestamp::now().millis(), json],
+                        )?;
                     }
                 }
             }
@@ -140,7 +189,11 @@ pub struct SqliteSink {
 impl SqliteSink {
     /// Opens the store and starts its writer thread.
     pub fn start(path: &Path) -> Result<Self, StoreError> {
-        let mut store = SqliteStore::open(path)?;
+        Self::start_store(SqliteStore::open(path)?)
+    }
+
+    /// Starts the writer thread on an already opened store.
+    pub fn start_store(mut store: SqliteStore) -> Result<Self, StoreError> {
         let (tx, mut rx) = mpsc::channel::<StoreItem>(1024);
         let handle = std::thread::Builder::new()
             .name("sqlite-writer".into())

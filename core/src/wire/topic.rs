@@ -5,6 +5,8 @@
 //! riskwatch/v1/readings/{site}              a gateway batch for one site   gateway → riskwatch
 //! riskwatch/v1/alerts/{level}/{site}/{sensor}   alert events               riskwatch → officers
 //! riskwatch/v1/rejections/{site}            why a message was rejected     riskwatch → gateway
+//! riskwatch/v1/commands                     acknowledge / assign / resolve officers → riskwatch
+//! riskwatch/v1/commands/errors              why a command was refused      riskwatch → officers
 //! ```
 
 use crate::ids::is_valid_id;
@@ -16,6 +18,11 @@ pub const PREFIX: &str = "riskwatch/v1";
 pub const READINGS_FILTER: &str = "riskwatch/v1/readings/#";
 /// Subscription filter covering every alert event.
 pub const ALERTS_FILTER: &str = "riskwatch/v1/alerts/#";
+/// Topic duty officers' consoles and apps send lifecycle commands to (acknowledge, assign,
+/// resolve).
+pub const COMMANDS_TOPIC: &str = "riskwatch/v1/commands";
+/// Topic refused commands are reported on, with the reason.
+pub const COMMAND_ERRORS_TOPIC: &str = "riskwatch/v1/commands/errors";
 
 /// Site and (optionally) sensor named by a reading topic.
 #[derive(Debug, Clone, PartialEq, Eq)]

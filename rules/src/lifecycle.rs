@@ -1,0 +1,385 @@
+//! The life of an alert after the rules raised it: acknowledgement, assignment to a
+//! responsible unit, resolution with a note (the closed loop the emergency plans ask for), and
+//! reminders while a red or orange alert stays unacknowledged.
+//!
+//! States: *active* while its condition holds, *cleared* once it no longer does; either may be
+//! acknowledged and assigned; only a cleared alert can be resolved, which ends it. An alert
+//! that escalates after acknowledgement is unacknowledged again (ISA-18.2 practice), so the
+//! new severity gets its own acknowledgement and reminders.
+
+use riskwatch_core::alert::alert_id;
+use riskwatch_core::{AlertCategory, AlertChange, AlertEvent, Level, SensorId, SensorKind, SiteId, Timestamp};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// What an officer asks to do with an alert (from the MQTT command topic).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Command {
+    /// The sender's id for this command, echoed in the resulting event or error.
+    #[serde(default)]
+    pub command_id: Option<String>,
+    /// The alert concerned.
+    pub alert_id: String,
+    /// What to do.
+    pub action: Action,
+    /// Operator name or id.
+    pub by: String,
+    /// Free text: what was done, who was sent.
+    #[serde(default)]
+    pub note: String,
+    /// Responsible unit, for `assign`.
+    #[serde(default)]
+    pub unit: Option<String>,
+}
+
+/// Lifecycle actions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// "I have seen it."
+    Acknowledge,
+    /// Hand it to a responsible unit (work order).
+    Assign,
+    /// Close the loop once the condition has cleared; needs a note.
+    Resolve,
+}
+
+/// Why a command was refused. Each becomes an error event for the sender — never a silent drop.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    /// No open alert has this id (never existed, or already resolved).
+    #[error("unknown alert {0:?} (no open alert has this id; it may already be resolved)")]
+    UnknownAlert(String),
+    /// `by` is empty.
+    #[error("by: the operator must be named")]
+    MissingOperator,
+    /// Acknowledged already.
+    #[error("alert {alert} is already acknowledged by {by}")]
+    AlreadyAcknowledged {
+        /// The alert.
+        alert: String,
+        /// Who acknowledged it.
+        by: String,
+    },
+    /// `assign` without a unit.
+    #[error("unit: assign needs the responsible unit")]
+    MissingUnit,
+    /// `resolve` while the condition still holds.
+    #[error("alert {alert} is still active at {level}; it can be resolved once it clears")]
+    StillActive {
+        /// The alert.
+        alert: String,
+        /// Its current level.
+        level: Level,
+    },
+    /// `resolve` without a note.
+    #[error("note: resolving needs a note saying what was done")]
+    MissingNote,
+}
+
+impl CommandError {
+    /// Machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            CommandError::UnknownAlert(_) => "unknown_alert",
+            CommandError::MissingOperator => "missing_operator",
+            CommandError::AlreadyAcknowledged { .. } => "already_acknowledged",
+            CommandError::MissingUnit => "missing_unit",
+            CommandError::StillActive { .. } => "wrong_state",
+            CommandError::MissingNote => "missing_note",
+        }
+    }
+}
+
+/// Everything known about one open alert.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AlertRecord {
+    /// Stable id.
+    pub id: String,
+    /// Producing rule (or `dq.*` check, or composite).
+    pub rule_id: Arc<str>,
+    /// Sensor or site it is about.
+    pub subject: SensorId,
+    /// Site.
+    pub site: SiteId,
+    /// Kind of the subject.
+    pub kind: SensorKind,
+    /// Hazard, data quality or composite.
+    pub category: AlertCategory,
+    /// Current (or last) level.
+    pub level: Level,
+    /// Highest level reached.
+    pub highest: Level,
+    /// Event time raised.
+    pub first_ts: Timestamp,
+    /// Processing time raised (reminders run on the processing clock, so history replayed
+    /// live does not trigger a burst of overdue reminders).
+    pub raised_at: Timestamp,
+    /// Sequence number of the latest event.
+    pub seq: u32,
+    /// Whether the condition still holds.
+    pub active: bool,
+    /// Who acknowledged it, and when.
+    pub acked: Option<(String, Timestamp)>,
+    /// Responsible unit.
+    pub assignee: Option<String>,
+    /// When the next reminder is due.
+    pub next_reminder: Option<Timestamp>,
+    /// Reminder interval per level, ms.
+    pub remind_ms: [Option<i64>; 4],
+    /// Value and threshold of the latest level change, with their unit.
+    pub value: f64,
+    /// See `value`.
+    pub threshold: f64,
+    /// See `value`.
+    pub unit: Arc<str>,
+}
+
+/// A level change computed by a rule, to be turned into an event.
+pub struct LevelChange<'a> {
+    /// Producing rule id.
+    pub rule_id: &'a Arc<str>,
+    /// Subject.
+    pub subject: &'a SensorId,
+    /// Site.
+    pub site: &'a SiteId,
+    /// Kind.
+    pub kind: &'a SensorKind,
+    /// Category.
+    pub category: AlertCategory,
+    /// Before.
+    pub from: Option<Level>,
+    /// After (`None` = cleared).
+    pub to: Option<Level>,
+    /// Event time.
+    pub ts: Timestamp,
+    /// Processing time (wall clock live, event time in replay).
+    pub now: Timestamp,
+    /// Deciding value and threshold, and their unit.
+    pub value: f64,
+    /// See `value`.
+    pub threshold: f64,
+    /// See `value`.
+    pub unit: Arc<str>,
+    /// Reminder intervals of the rule.
+    pub remind_ms: [Option<i64>; 4],
+}
+
+/// All open alerts, by id. Sorted, so snapshots and reminder order are deterministic.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AlertBook {
+    records: BTreeMap<String, AlertRecord>,
+}
+
+impl AlertBook {
+    /// An open alert.
+    pub fn get(&self, id: &str) -> Option<&AlertRecord> {
+        self.records.get(id)
+    }
+
+    /// All open alerts.
+    pub fn iter(&self) -> impl Iterator<Item = &AlertRecord> {
+        self.records.values()
+    }
+
+    /// Applies a level change to the alert in `slot` (the binding's current alert id),
+    /// returning the event with messages still empty for the caller to fill.
+    pub fn apply_change(&mut self, slot: &mut Option<String>, c: LevelChange<'_>) -> AlertEvent {
+        let (change, level) = match (c.from, c.to) {
+            (None, Some(to)) => (AlertChange::Raised, to),
+            (Some(from), Some(to)) if to > from => (AlertChange::Escalated, to),
+            (Some(_), Some(to)) => (AlertChange::DeEscalated, to),
+            (Some(from), None) => (AlertChange::Cleared, from),
+            (None, None) => unreachable!("only changes are applied"),
+        };
+        let existing = slot.as_ref().and_then(|id| self.records.get_mut(id));
+        let rec = match existing {
+            Some(rec) if change != AlertChange::Raised => {
+                rec.seq += 1;
+                rec
+            }
+            _ => {
+                let id = alert_id(c.rule_id, c.subject.as_str(), c.ts);
+                let rec = AlertRecord {
+                    id: id.clone(),
+                    rule_id: Arc::clone(c.rule_id),
+                    subject: c.subject.clone(),
+                    site: c.site.clone(),
+                    kind: c.kind.clone(),
+                    category: c.category,
+                    level,
+                    highest: level,
+                    first_ts: c.ts,
+                    raised_at: c.now,
+                    seq: 0,
+                    active: true,
+                    acked: None,
+                    assignee: None,
+                    next_reminder: None,
+                    remind_ms: c.remind_ms,
+                    value: c.value,
+                    threshold: c.threshold,
+                    unit: Arc::clone(&c.unit),
+                };
+                *slot = Some(id.clone());
+                self.records.entry(id).or_insert(rec)
+            }
+        };
+        let previous = rec.level;
+        rec.level = level;
+        rec.highest = rec.highest.max(level);
+        rec.value = c.value;
+        rec.threshold = c.threshold;
+        rec.unit = Arc::clone(&c.unit);
+        match change {
+            AlertChange::Cleared => {
+                rec.active = false;
+                rec.next_reminder = None;
+                *slot = None;
+            }
+            AlertChange::Escalated => rec.acked = None,
+            _ => {}
+        }
+        if rec.active && rec.acked.is_none() && (change == AlertChange::Raised || level != previous) {
+            rec.next_reminder = rec.remind_ms[level.index()].map(|ms| c.now.plus_millis(ms));
+        }
+        let ev = event(rec, change, c.ts, c.from);
+        // A cleared alert nobody ever needs to close is not kept around: data-quality alerts
+        // close themselves when the data recovers.
+        if change == AlertChange::Cleared && rec.category == AlertCategory::DataQuality {
+            let id = rec.id.clone();
+            self.records.remove(&id);
+        }
+        ev
+    }
+
+    /// Applies an officer's command.
+    pub fn command(&mut self, cmd: &Command, now: Timestamp) -> Result<AlertEvent, CommandError> {
+        if cmd.by.trim().is_empty() {
+            return Err(CommandError::MissingOperator);
+        }
+        let rec = self.records.get_mut(&cmd.alert_id).ok_or_else(|| CommandError::UnknownAlert(cmd.alert_id.clone()))?;
+        let change = match cmd.action {
+            Action::Acknowledge => {
+                if let Some((by, _)) = &rec.acked {
+                    return Err(CommandError::AlreadyAcknowledged { alert: rec.id.clone(), by: by.clone() });
+                }
+                rec.acked = Some((cmd.by.clone(), now));
+                rec.next_reminder = None;
+                AlertChange::Acknowledged
+            }
+            Action::Assign => {
+                let unit = cmd.unit.as_deref().map(str::trim).filter(|u| !u.is_empty()).ok_or(CommandError::MissingUnit)?;
+                rec.assignee = Some(unit.to_string());
+                AlertChange::Assigned
+            }
+            Action::Resolve => {
+                if rec.active {
+                    return Err(CommandError::StillActive { alert: rec.id.clone(), level: rec.level });
+                }
+                if cmd.note.trim().is_empty() {
+                    return Err(CommandError::MissingNote);
+                }
+                AlertChange::Resolved
+            }
+        };
+        rec.seq += 1;
+        let mut ev = event(rec, change, now, Some(rec.level));
+        ev.by = Some(cmd.by.clone());
+        ev.note = (!cmd.note.is_empty()).then(|| cmd.note.clone());
+        let who = &cmd.by;
+        let note = if cmd.note.is_empty() { String::new() } else { format!(": {}", cmd.note) };
+        let note_zh = if cmd.note.is_empty() { String::new() } else { format!("：{}", cmd.note) };
+        let (zh, en) = match change {
+            AlertChange::Acknowledged => (format!("{who} 已确认{note_zh}"), format!("acknowledged by {who}{note}")),
+            AlertChange::Assigned => {
+                let unit = rec.assignee.clone().unwrap_or_default();
+                (format!("{who} 派单至 {unit}{note_zh}"), format!("assigned to {unit} by {who}{note}"))
+            }
+            _ => (format!("{who} 处置完毕，闭环{note_zh}"), format!("resolved by {who}{note}")),
+        };
+        ev.message_zh = format!("{} {}/{} {}预警 {zh}", rec.id, rec.site, rec.subject, rec.level.zh());
+        ev.message_en = format!("{} alert {} at {}/{} {en}", rec.level, rec.id, rec.site, rec.subject);
+        if change == AlertChange::Resolved {
+            let id = rec.id.clone();
+            self.records.remove(&id);
+        }
+        Ok(ev)
+    }
+
+    /// Emits the reminders due at `now`: one per due alert, then the next is scheduled one
+    /// interval later (missed intervals are not replayed as a burst).
+    pub fn remind(&mut self, now: Timestamp, out: &mut Vec<AlertEvent>) {
+        for rec in self.records.values_mut() {
+            let Some(due) = rec.next_reminder else { continue };
+            if due > now || !rec.active || rec.acked.is_some() {
+                continue;
+            }
+            let Some(every) = rec.remind_ms[rec.level.index()] else {
+                rec.next_reminder = None;
+                continue;
+            };
+            let mut next = due;
+            while next <= now {
+                next = next.plus_millis(every);
+            }
+            rec.next_reminder = Some(next);
+            rec.seq += 1;
+            let mut ev = event(rec, AlertChange::Reminder, now, Some(rec.level));
+            let minutes = (now.millis() - rec.raised_at.millis()) / 60_000;
+            ev.message_zh = format!("提醒：{}/{} {}预警已持续 {minutes} 分钟，尚未确认", rec.site, rec.subject, rec.level.zh());
+            ev.message_en = format!("reminder: {} alert at {}/{} unacknowledged for {minutes} min", rec.level, rec.site, rec.subject);
+            out.push(ev);
+        }
+    }
+
+    /// Restores records (snapshot).
+    pub fn insert(&mut self, rec: AlertRecord) {
+        self.records.insert(rec.id.clone(), rec);
+    }
+
+    /// Removes a record (rule removed on reload).
+    pub fn remove(&mut self, id: &str) -> Option<AlertRecord> {
+        self.records.remove(id)
+    }
+
+    /// Number of open alerts.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Whether no alert is open.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+}
+
+fn event(rec: &AlertRecord, change: AlertChange, ts: Timestamp, previous: Option<Level>) -> AlertEvent {
+    AlertEvent {
+        event_id: format!("{}-{}", rec.id, rec.seq),
+        alert_id: rec.id.clone(),
+        seq: rec.seq,
+        rule_id: Arc::clone(&rec.rule_id),
+        subject: rec.subject.clone(),
+        site: rec.site.clone(),
+        kind: rec.kind.clone(),
+        change,
+        level: rec.level,
+        previous_level: previous,
+        highest_level: rec.highest,
+        first_ts: rec.first_ts,
+        ts,
+        value: rec.value,
+        threshold: rec.threshold,
+        unit: Arc::clone(&rec.unit),
+        message_zh: String::new(),
+        message_en: String::new(),
+        exercise: false,
+        category: rec.category,
+        by: None,
+        note: None,
+        assignee: rec.assignee.clone(),
+    }
+}

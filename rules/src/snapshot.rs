@@ -1,0 +1,198 @@
+//! Engine state that survives restarts and rule reloads.
+//!
+//! A [`Snapshot`] holds everything that decides future events: every binding's ladder state,
+//! on/off-delay streaks and window history, data-quality state, composite state, and the open
+//! alerts with their acknowledgements and reminder schedule. It is keyed by ids (rule, sensor,
+//! site), not positions, so it can be restored into an engine built from an edited rules file:
+//! state of rules that still exist carries over, alerts of rules that were removed are cleared
+//! with an event saying so. Restoring a snapshot taken mid-stream and feeding the rest of the
+//! stream produces exactly the events an uninterrupted run would have.
+
+use crate::bands::BandState;
+use crate::engine::{Binding, Engine};
+use crate::lifecycle::{AlertBook, LevelChange};
+use crate::quality::QualityState;
+use crate::window::Window;
+use crate::{RuleError, RuleSet};
+use riskwatch_core::{AlertCategory, AlertEvent, Registry, SensorId, SiteId, Timestamp};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Format version of [`Snapshot`]; bumped on incompatible changes.
+pub const SNAPSHOT_VERSION: u32 = 1;
+
+/// Serialisable engine state (serde; the embedded store keeps it as JSON).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// [`SNAPSHOT_VERSION`] when taken.
+    pub version: u32,
+    sensors: Vec<SensorSnap>,
+    composites: Vec<CompositeSnap>,
+    book: AlertBook,
+    started: Option<Timestamp>,
+    next_sweep: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct BindingSnap {
+    rule: String,
+    state: BandState,
+    window: Window,
+    alert: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct QualitySnap {
+    state: QualityState,
+    tests: [BandState; 5],
+    alerts: [Option<String>; 5],
+    stale: BandState,
+    stale_alert: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct SensorSnap {
+    sensor: SensorId,
+    last_ts: Option<Timestamp>,
+    last_seen: Option<Timestamp>,
+    bindings: Vec<BindingSnap>,
+    quality: Option<QualitySnap>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct CompositeSnap {
+    composite: String,
+    site: SiteId,
+    state: BandState,
+    alert: Option<String>,
+}
+
+impl Engine {
+    /// The engine's state, to restore after a restart.
+    pub fn snapshot(&self) -> Snapshot {
+        let mut sensors: Vec<SensorSnap> = self
+            .sensors
+            .iter()
+            .map(|(id, slot)| SensorSnap {
+                sensor: id.clone(),
+                last_ts: slot.last_ts,
+                last_seen: slot.last_seen,
+                bindings: slot
+                    .bindings
+                    .iter()
+                    .map(|b| BindingSnap { rule: self.rules[b.rule].spec.id.clone(), state: b.state.clone(), window: b.window.clone(), alert: b.alert.clone() })
+                    .collect(),
+                quality: slot.quality.as_deref().map(|q| QualitySnap {
+                    state: q.state.clone(),
+                    tests: q.tests.clone(),
+                    alerts: q.alerts.clone(),
+                    stale: q.stale.clone(),
+                    stale_alert: q.stale_alert.clone(),
+                }),
+            })
+            .collect();
+        sensors.sort_by(|a, b| a.sensor.cmp(&b.sensor));
+        let composites = self
+            .site_composites
+            .values()
+            .flatten()
+            .map(|c| CompositeSnap { composite: self.composites[c.composite].id.clone(), site: c.site.clone(), state: c.state.clone(), alert: c.alert.clone() })
+            .collect();
+        Snapshot { version: SNAPSHOT_VERSION, sensors, composites, book: self.book.clone(), started: self.started, next_sweep: self.next_sweep }
+    }
+
+    /// Restores state taken with [`Engine::snapshot`], possibly from an engine with other
+    /// rules. Active alerts whose rule no longer exists are cleared; their events go to `out`.
+    pub fn restore(&mut self, snap: Snapshot, now: Timestamp, out: &mut Vec<AlertEvent>) -> Result<(), RuleError> {
+        if snap.version != SNAPSHOT_VERSION {
+            return Err(RuleError::Invalid(vec![format!("snapshot version {} is not {SNAPSHOT_VERSION}", snap.version)]));
+        }
+        self.book = snap.book;
+        self.started = snap.started;
+        self.next_sweep = snap.next_sweep;
+        let mut orphans: Vec<(SensorId, BindingSnap)> = Vec::new();
+        for s in snap.sensors {
+            let Some(slot) = self.sensors.get_mut(&s.sensor) else {
+                orphans.extend(s.bindings.into_iter().map(|b| (s.sensor.clone(), b)));
+                continue;
+            };
+            slot.last_ts = s.last_ts;
+            slot.last_seen = s.last_seen;
+            for bs in s.bindings {
+                let target: Option<&mut Binding> = slot.bindings.iter_mut().find(|b| self.rules[b.rule].spec.id == bs.rule);
+                match target {
+                    Some(b) => {
+                        b.state = bs.state;
+                        b.window = bs.window;
+                        b.alert = bs.alert;
+                    }
+                    None => orphans.push((s.sensor.clone(), bs)),
+                }
+            }
+            if let (Some(q), Some(qs)) = (slot.quality.as_deref_mut(), s.quality) {
+                q.state = qs.state;
+                q.tests = qs.tests;
+                q.alerts = qs.alerts;
+                q.stale = qs.stale;
+                q.stale_alert = qs.stale_alert;
+            }
+        }
+        let mut composite_index: HashMap<(String, SiteId), usize> = HashMap::new();
+        for (site, list) in &self.site_composites {
+            for (i, c) in list.iter().enumerate() {
+                composite_index.insert((self.composites[c.composite].id.clone(), site.clone()), i);
+            }
+        }
+        let mut orphan_alerts: Vec<Option<String>> = orphans.into_iter().map(|(_, b)| b.alert).collect();
+        for cs in snap.composites {
+            match composite_index.get(&(cs.composite.clone(), cs.site.clone())) {
+                Some(i) => {
+                    let c = &mut self.site_composites.get_mut(&cs.site).expect("indexed above")[*i];
+                    c.state = cs.state;
+                    c.alert = cs.alert;
+                }
+                None => orphan_alerts.push(cs.alert),
+            }
+        }
+        for mut slot in orphan_alerts {
+            let Some(rec) = slot.as_ref().and_then(|id| self.book.get(id)).filter(|r| r.active).cloned() else { continue };
+            let mut ev = self.book.apply_change(
+                &mut slot,
+                LevelChange {
+                    rule_id: &rec.rule_id,
+                    subject: &rec.subject,
+                    site: &rec.site,
+                    kind: &rec.kind,
+                    category: rec.category,
+                    from: Some(rec.level),
+                    to: None,
+                    ts: now,
+                    now,
+                    value: rec.value,
+                    threshold: rec.threshold,
+                    unit: Arc::clone(&rec.unit),
+                    remind_ms: rec.remind_ms,
+                },
+            );
+            ev.message_zh = format!("{}/{} {}预警解除：规则 {} 已删除", rec.site, rec.subject, rec.level.zh(), rec.rule_id);
+            ev.message_en = format!("{} alert at {}/{} cleared: rule {} was removed", rec.level, rec.site, rec.subject, rec.rule_id);
+            if rec.category == AlertCategory::Hazard {
+                ev.note = Some("rule removed".into());
+            }
+            out.push(ev);
+        }
+        Ok(())
+    }
+
+    /// Swaps in new rules without losing state: bindings of rules that still exist keep their
+    /// levels, delays, windows and alerts; alerts of removed rules are cleared (events to
+    /// `out`). On error (the new rules do not fit the registry) the engine is unchanged.
+    pub fn reload(&mut self, rules: &RuleSet, registry: &Registry, now: Timestamp, out: &mut Vec<AlertEvent>) -> Result<(), RuleError> {
+        let mut next = Engine::new(rules, registry)?;
+        next.restore(self.snapshot(), now, out)?;
+        next.stats = self.stats;
+        *self = next;
+        Ok(())
+    }
+}

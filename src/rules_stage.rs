@@ -1,0 +1,183 @@
+//! The rules stage of the embedded topology: every reading, officer command and clock tick
+//! through the engine, and every outcome to the sinks. Also where the engine's state is saved
+//! (every few seconds and at shutdown) and where an edited rules file is hot-reloaded.
+
+use crate::summary::Summary;
+use anyhow::{Context, Result};
+use riskwatch_core::{AlertEvent, DeadLetter, Reading, Registry, Timestamp};
+use riskwatch_ingest::IngestEvent;
+use riskwatch_rules::{Command, Engine, RuleSet};
+use riskwatch_sinks::mqtt_alerts::MqttAlertPublisher;
+use riskwatch_sinks::sqlite::{CommandRecord, StoreItem};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+/// How often the engine's state is saved while running.
+const SNAPSHOT_EVERY: Duration = Duration::from_secs(5);
+
+/// A rules file to watch for edits.
+pub struct ReloadWatch {
+    /// The file.
+    pub path: PathBuf,
+    /// The registry new rules are bound to.
+    pub registry: Arc<Registry>,
+    /// Modification time of the version loaded.
+    pub loaded: Option<SystemTime>,
+}
+
+/// The stage's state.
+pub struct RulesStage {
+    /// The engine.
+    pub engine: Engine,
+    /// Store channel.
+    pub store: mpsc::Sender<StoreItem>,
+    /// MQTT publisher for events, rejections and command errors.
+    pub publisher: MqttAlertPublisher,
+    /// Live feed, if any.
+    pub feed: Option<mpsc::UnboundedSender<AlertEvent>>,
+    /// Rules file to hot-reload, if any.
+    pub reload: Option<ReloadWatch>,
+    /// Counters.
+    pub summary: Summary,
+    events: Vec<AlertEvent>,
+}
+
+impl RulesStage {
+    /// A stage; `pending` are events produced before it started (e.g. by restoring state).
+    pub fn new(
+        engine: Engine,
+        store: mpsc::Sender<StoreItem>,
+        publisher: MqttAlertPublisher,
+        feed: Option<mpsc::UnboundedSender<AlertEvent>>,
+        reload: Option<ReloadWatch>,
+        pending: Vec<AlertEvent>,
+    ) -> Self {
+        RulesStage { engine, store, publisher, feed, reload, summary: Summary::default(), events: pending }
+    }
+
+    /// Runs until the ingest side closes; returns the summary and the publisher (to close).
+    pub async fn run(mut self, mut rx: mpsc::Receiver<IngestEvent>) -> Result<(Summary, MqttAlertPublisher)> {
+        self.emit().await?;
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_snapshot = Instant::now();
+        loop {
+            tokio::select! {
+                item = rx.recv() => match item {
+                    None => break,
+                    Some(IngestEvent::Readings(readings)) => self.readings(readings).await?,
+                    Some(IngestEvent::DeadLetter(d)) => self.dead_letter(d).await?,
+                    Some(IngestEvent::Command(raw)) => self.command(raw).await?,
+                },
+                _ = tick.tick() => {
+                    self.engine.advance(Timestamp::now(), &mut self.events);
+                    self.check_reload();
+                    self.emit().await?;
+                    if last_snapshot.elapsed() >= SNAPSHOT_EVERY {
+                        self.snapshot().await?;
+                        last_snapshot = Instant::now();
+                    }
+                }
+            }
+        }
+        self.snapshot().await?;
+        self.summary.engine = self.engine.stats();
+        self.summary.active_at_end = self.engine.active().into_iter().map(|(_, _, l)| l).collect();
+        Ok((self.summary, self.publisher))
+    }
+
+    async fn readings(&mut self, mut readings: Vec<Reading>) -> Result<()> {
+        self.summary.readings += readings.len() as u64;
+        let now = Timestamp::now();
+        for r in readings.iter_mut() {
+            r.quality = self.engine.process(r, now, &mut self.events);
+        }
+        self.store.send(StoreItem::Readings(readings)).await.context("store stopped")?;
+        self.emit().await
+    }
+
+    async fn dead_letter(&mut self, d: DeadLetter) -> Result<()> {
+        self.summary.record_rejection(&d);
+        if let Err(err) = self.publisher.publish_rejection(&d).await {
+            warn!(error = %err, "could not publish rejection notice");
+        }
+        self.store.send(StoreItem::DeadLetter(d)).await.context("store stopped")
+    }
+
+    async fn command(&mut self, raw: Vec<u8>) -> Result<()> {
+        let now = Timestamp::now();
+        let outcome = match serde_json::from_slice::<Command>(&raw) {
+            Err(e) => Err(("bad_command", format!("not a valid command: {e}"), None, None)),
+            Ok(cmd) => match self.engine.command(&cmd, now) {
+                Ok(ev) => Ok(ev),
+                Err(e) => Err((e.code(), e.to_string(), cmd.command_id, Some(cmd.alert_id))),
+            },
+        };
+        let record = match outcome {
+            Ok(ev) => {
+                info!(alert = %ev.alert_id, change = %ev.change, by = ?ev.by, "command applied");
+                self.events.push(ev);
+                CommandRecord { received_at: now, payload: raw, outcome: "ok".into(), error: None }
+            }
+            Err((code, error, command_id, alert_id)) => {
+                self.summary.commands_refused += 1;
+                warn!(code, %error, "command refused");
+                let report = serde_json::json!({
+                    "command_id": command_id, "alert_id": alert_id, "code": code, "error": error, "received_at": now.to_rfc3339(),
+                });
+                if let Err(err) = self.publisher.publish_command_error(report.to_string().into_bytes()).await {
+                    warn!(error = %err, "could not publish command error");
+                }
+                CommandRecord { received_at: now, payload: raw, outcome: code.into(), error: Some(error) }
+            }
+        };
+        self.store.send(StoreItem::Command(record)).await.context("store stopped")?;
+        self.emit().await
+    }
+
+    /// Publishes, stores and shows the events produced so far.
+    async fn emit(&mut self) -> Result<()> {
+        if self.events.is_empty() {
+            return Ok(());
+        }
+        for e in &self.events {
+            self.summary.record_event(e);
+            if let Err(err) = self.publisher.publish_event(e).await {
+                warn!(error = %err, event = %e.event_id, "could not publish alert event");
+            }
+            if let Some(f) = &self.feed {
+                let _ = f.send(e.clone());
+            }
+        }
+        self.store.send(StoreItem::Events(std::mem::take(&mut self.events))).await.context("store stopped")
+    }
+
+    async fn snapshot(&mut self) -> Result<()> {
+        let json = serde_json::to_string(&self.engine.snapshot()).context("serialising engine state")?;
+        self.store.send(StoreItem::Snapshot(json)).await.context("store stopped")
+    }
+
+    /// Reloads the rules file if it changed; a broken edit keeps the running rules.
+    fn check_reload(&mut self) {
+        let Some(w) = self.reload.as_mut() else { return };
+        let modified = std::fs::metadata(&w.path).and_then(|m| m.modified()).ok();
+        if modified.is_none() || modified == w.loaded {
+            return;
+        }
+        w.loaded = modified;
+        let result = std::fs::read_to_string(&w.path)
+            .map_err(anyhow::Error::from)
+            .and_then(|text| RuleSet::from_toml(&text).map_err(anyhow::Error::from))
+            .and_then(|rules| self.engine.reload(&rules, &w.registry, Timestamp::now(), &mut self.events).map_err(anyhow::Error::from));
+        match result {
+            Ok(()) => {
+                self.summary.reloads += 1;
+                info!(file = %w.path.display(), "rules reloaded");
+            }
+            Err(e) => warn!(file = %w.path.display(), error = %format!("{e:#}"), "rules file changed but cannot be used; keeping the running rules"),
+        }
+    }
+}
