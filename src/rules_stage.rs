@@ -175,9 +175,9 @@ impl RulesStage {
         match result {
             Ok(()) => {
                 self.summary.reloads += 1;
-                info!(file = %w.path.display(), "rules reloaded");
+                println!("rules reloaded from {}", w.path.display());
             }
-            Err(e) => warn!(file = %w.path.display(), error = %format!("{e:#}"), "rules file changed but cannot be used; keeping the running rules"),
+            Err(e) => println!("rules file {} changed but cannot be used; keeping the running rules: {e:#}", w.path.display()),
         }
     }
 }
