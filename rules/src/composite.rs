@@ -96,6 +96,11 @@ pub struct CompositeSpec {
     /// Only these sites (empty = every site that has members).
     #[serde(default)]
     pub sites: Vec<String>,
+    /// `site` (default): one alert per site, over that site's members. `network`: one alert
+    /// over the members of all the selected sites together — multi-station coincidence of
+    /// seismic terminals, a river basin — whose subject and site are the composite's id.
+    #[serde(default)]
+    pub scope: Scope,
     /// Which per-sensor rule bindings of a site count as members.
     #[serde(default)]
     pub members: MemberFilter,
@@ -111,6 +116,17 @@ pub struct CompositeSpec {
     /// gets the site-level default, not the per-sensor one.
     #[serde(default = "default_message", deserialize_with = "composite_message")]
     pub message: MessageTemplate,
+}
+
+/// How a composite groups its members.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// One composite alert per site.
+    #[default]
+    Site,
+    /// One composite alert over all selected sites.
+    Network,
 }
 
 /// Which per-sensor rule bindings are members of a composite. Every non-empty list must

@@ -7,7 +7,7 @@
 //! time-driven work runs for the processing clock: reminders and stale-sensor detection.
 
 use crate::bands::{BandState, LevelInputs, ThresholdBands};
-use crate::composite::{CompositeFacts, CompositeSpec, Member};
+use crate::composite::{CompositeFacts, CompositeSpec, Member, Scope};
 use crate::condition::{Cmp, Feature};
 use crate::config::{resolve, CompiledRule, RuleError, RuleSet};
 use crate::lifecycle::{AlertBook, Command, CommandError, LevelChange};
@@ -94,7 +94,9 @@ pub struct Engine {
     pub(crate) composites: Vec<CompositeSpec>,
     pub(crate) composite_ids: Vec<Arc<str>>,
     pub(crate) sensors: HashMap<SensorId, SensorSlot>,
-    pub(crate) site_composites: BTreeMap<SiteId, Vec<CompositeBinding>>,
+    pub(crate) composite_bindings: Vec<CompositeBinding>,
+    /// Indices into `composite_bindings`, by member site.
+    pub(crate) site_composites: BTreeMap<SiteId, Vec<usize>>,
     pub(crate) book: AlertBook,
     pub(crate) stats: EngineStats,
     /// First processing time seen (baseline for sensors that never reported).
@@ -143,32 +145,46 @@ impl Engine {
             }
             sensors.insert(s.id.clone(), SensorSlot { site: s.site.clone(), kind: s.kind.clone(), unit: Arc::clone(&s.unit), last_ts: None, last_seen: None, quality, bindings });
         }
-        let mut site_composites: BTreeMap<SiteId, Vec<CompositeBinding>> = BTreeMap::new();
+        let mut composite_bindings: Vec<CompositeBinding> = Vec::new();
+        let mut site_composites: BTreeMap<SiteId, Vec<usize>> = BTreeMap::new();
         for (ci, (c, _)) in rules.composites.iter().enumerate() {
-            for site in registry.sites() {
-                if !c.sites.is_empty() && !c.sites.iter().any(|x| x == site.id.as_str()) {
-                    continue;
-                }
+            let selected: Vec<&riskwatch_core::Site> =
+                registry.sites().filter(|site| c.sites.is_empty() || c.sites.iter().any(|x| x == site.id.as_str())).collect();
+            // Groups of sites that share one composite alert, with the alert's site id.
+            let groups: Vec<(SiteId, Vec<&riskwatch_core::Site>)> = match c.scope {
+                Scope::Site => selected.into_iter().map(|s| (s.id.clone(), vec![s])).collect(),
+                Scope::Network => vec![(SiteId::new(&c.id), selected)],
+            };
+            for (group_id, sites) in groups {
                 let mut members = Vec::new();
-                for s in registry.sensors().into_iter().filter(|s| s.site == site.id) {
-                    let Some(slot) = sensors.get(&s.id) else { continue };
-                    for (bi, b) in slot.bindings.iter().enumerate() {
-                        if c.members.matches(&rules.rules[b.rule].spec.id, s) {
-                            members.push((s.id.clone(), bi));
+                for site in &sites {
+                    for s in registry.sensors().into_iter().filter(|s| s.site == site.id) {
+                        let Some(slot) = sensors.get(&s.id) else { continue };
+                        for (bi, b) in slot.bindings.iter().enumerate() {
+                            if c.members.matches(&rules.rules[b.rule].spec.id, s) {
+                                members.push((s.id.clone(), bi));
+                            }
                         }
                     }
                 }
                 if members.is_empty() {
                     continue;
                 }
-                site_composites.entry(site.id.clone()).or_default().push(CompositeBinding {
+                let binding = CompositeBinding {
                     composite: ci,
-                    site: site.id.clone(),
-                    site_subject: SensorId::new(site.id.as_str()),
+                    site: group_id.clone(),
+                    site_subject: SensorId::new(group_id.as_str()),
                     members,
                     state: BandState::default(),
                     alert: None,
-                });
+                };
+                // Index the binding under every member site so a change there re-evaluates it;
+                // a network binding is shared through an index into `composite_bindings`.
+                let index = composite_bindings.len();
+                composite_bindings.push(binding);
+                for site in sites {
+                    site_composites.entry(site.id.clone()).or_default().push(index);
+                }
             }
         }
         Ok(Engine {
@@ -177,6 +193,7 @@ impl Engine {
             composite_ids: rules.composites.iter().map(|(c, _)| Arc::from(c.id.as_str())).collect(),
             composites: rules.composites.iter().map(|(c, _)| c.clone()).collect(),
             sensors,
+            composite_bindings,
             site_composites,
             book: AlertBook::default(),
             stats: EngineStats::default(),
@@ -301,8 +318,9 @@ impl Engine {
     }
 
     fn evaluate_composites(&mut self, site: &SiteId, ts: Timestamp, now: Timestamp, out: &mut Vec<AlertEvent>) {
-        let Some(bindings) = self.site_composites.get_mut(site) else { return };
-        for cb in bindings.iter_mut() {
+        let Some(indices) = self.site_composites.get(site) else { return };
+        for &i in indices {
+            let cb = &mut self.composite_bindings[i];
             let spec = &self.composites[cb.composite];
             let members: Vec<Member<'_>> = cb
                 .members

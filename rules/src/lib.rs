@@ -13,6 +13,7 @@
 mod bands;
 pub mod composite;
 mod condition;
+pub mod detectors;
 mod config;
 mod engine;
 pub mod lifecycle;

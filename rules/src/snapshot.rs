@@ -94,9 +94,8 @@ impl Engine {
             .collect();
         sensors.sort_by(|a, b| a.sensor.cmp(&b.sensor));
         let composites = self
-            .site_composites
-            .values()
-            .flatten()
+            .composite_bindings
+            .iter()
             .map(|c| CompositeSnap { composite: self.composites[c.composite].id.clone(), site: c.site.clone(), state: c.state.clone(), alert: c.alert.clone() })
             .collect();
         Snapshot { version: SNAPSHOT_VERSION, sensors, composites, book: self.book.clone(), started: self.started, next_sweep: self.next_sweep }
@@ -139,16 +138,14 @@ impl Engine {
             }
         }
         let mut composite_index: HashMap<(String, SiteId), usize> = HashMap::new();
-        for (site, list) in &self.site_composites {
-            for (i, c) in list.iter().enumerate() {
-                composite_index.insert((self.composites[c.composite].id.clone(), site.clone()), i);
-            }
+        for (i, c) in self.composite_bindings.iter().enumerate() {
+            composite_index.insert((self.composites[c.composite].id.clone(), c.site.clone()), i);
         }
         let mut orphan_alerts: Vec<Option<String>> = orphans.into_iter().map(|(_, b)| b.alert).collect();
         for cs in snap.composites {
             match composite_index.get(&(cs.composite.clone(), cs.site.clone())) {
                 Some(i) => {
-                    let c = &mut self.site_composites.get_mut(&cs.site).expect("indexed above")[*i];
+                    let c = &mut self.composite_bindings[*i];
                     c.state = cs.state;
                     c.alert = cs.alert;
                 }
