@@ -110,7 +110,17 @@ fn rules_check(file: &Path, registry: Option<&Path>) -> Result<()> {
     if let Some(reg) = registry {
         let registry = load_registry(reg)?;
         let engine = Engine::new(&rules, &registry).with_context(|| format!("{} against {}", file.display(), reg.display()))?;
-        println!("{}: {} rule(s), {} sensor binding(s): OK", file.display(), rules.rules.len(), engine.binding_count());
+        for w in rules.warnings_against(&registry) {
+            println!("warning: {w}");
+        }
+        println!(
+            "{}: {} rule(s), {} quality table(s), {} composite(s), {} sensor binding(s): OK",
+            file.display(),
+            rules.rules.len(),
+            rules.quality.len(),
+            rules.composites.len(),
+            engine.binding_count()
+        );
     } else {
         println!("{}: {} rule(s): OK", file.display(), rules.rules.len());
     }

@@ -81,6 +81,7 @@ async fn acknowledge_over_mqtt_survive_a_restart_and_hot_reload_rules() {
     let acked = &events(&got)[0];
     assert_eq!((acked.change.as_str(), acked.alert_id.as_str(), acked.by.as_deref()), ("acknowledged", id.as_str(), Some("Li Wei")));
     assert_eq!(acked.note.as_deref(), Some("dike patrol dispatched"));
+    assert_eq!(acked.command_id.as_deref(), Some("acknowledge"), "the command id is echoed for the sender");
 
     // Restart: the red alert is still open; the same level raises nothing new.
     let (code, _) = rw.interrupt(Duration::from_secs(30));
@@ -141,5 +142,5 @@ fn rules_check_names_line_and_field_and_exits_non_zero() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("1 rule(s), 1 sensor binding(s): OK"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 rule(s), 0 quality table(s), 0 composite(s), 1 sensor binding(s): OK"));
 }

@@ -149,6 +149,9 @@ pub struct AlertEvent {
     /// The responsible unit the alert is assigned to, once assigned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assignee: Option<String>,
+    /// For acknowledged / assigned / resolved: the `command_id` of the command that did it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_id: Option<String>,
 }
 
 /// The stable id of an alert: a 64-bit FNV-1a hash of rule, subject and first event time, as

@@ -967,6 +967,7 @@ mod tests {
             id: id.into(),
             description: String::new(),
             sites: vec!["ok".into(), "not ok".into()],
+            scope: Scope::Site,
             members: MemberFilter { rules: vec!["gnss".into()], ..MemberFilter::default() },
             levels,
             on_delay: Delay::default(),

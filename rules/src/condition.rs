@@ -53,7 +53,8 @@ impl fmt::Display for Feature {
 
 fn fmt_window(ms: i64) -> String {
     for (unit, size) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)] {
-        if ms % size == 0 {
+        // Hours read better than days up to two days (`sum(24h)`, not `sum(1d)`).
+        if ms % size == 0 && !(unit == "d" && ms < 2 * 86_400_000) {
             return format!("{}{unit}", ms / size);
         }
     }
@@ -65,6 +66,7 @@ pub fn parse_window(text: &str) -> Result<i64, String> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').ok_or_else(|| format!("window {t:?} needs a unit (s, m, h, d)"))?;
     let (num, unit) = t.split_at(split);
+    let unit = unit.trim();
     let n: f64 = num.parse().map_err(|_| format!("window {t:?} must start with a number"))?;
     let size = match unit {
         "s" => 1000.0,
@@ -217,7 +219,9 @@ mod tests {
         assert_eq!((c.feature, c.cmp, c.threshold), (Feature::Rate { window_ms: 3_600_000 }, Cmp::Ge, ThresholdExpr::Const(0.3)));
         let c = Condition::parse("sum(24h)>=warning_rain - 5", Direction::Rising).unwrap();
         assert_eq!(c.feature, Feature::Sum { window_ms: 86_400_000 });
-        assert_eq!(c.to_string(), "sum(1d) ≥ warning_rain - 5");
+        assert_eq!(c.to_string(), "sum(24h) ≥ warning_rain - 5");
+        assert_eq!(parse_window("1 h"), Ok(3_600_000));
+        assert_eq!(Condition::parse("sum(72h) >= 1", Direction::Rising).unwrap().feature.to_string(), "sum(3d)");
         let c = Condition::parse("warning_level", Direction::Falling).unwrap();
         assert_eq!((c.feature, c.cmp), (Feature::Value, Cmp::Le));
         for bad in ["rate(1h) > 3", "speed(1h) >= 2", "rate(1 parsec) >= 1", "sum(0h) >= 1", "value >= "] {

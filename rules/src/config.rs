@@ -82,18 +82,29 @@ impl LevelSpecs {
 }
 
 /// Re-notification intervals for unacknowledged alerts, per level (`"5m"`, `"15m"`, `"off"`).
+/// A level left out keeps its default (red 5 min, orange 15 min).
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Remind {
     /// Interval at red.
+    #[serde(default = "default_remind_red")]
     pub red: Option<String>,
     /// Interval at orange.
+    #[serde(default = "default_remind_orange")]
     pub orange: Option<String>,
+}
+
+fn default_remind_red() -> Option<String> {
+    Some("5m".into())
+}
+
+fn default_remind_orange() -> Option<String> {
+    Some("15m".into())
 }
 
 impl Default for Remind {
     fn default() -> Self {
-        Remind { red: Some("5m".into()), orange: Some("15m".into()) }
+        Remind { red: default_remind_red(), orange: default_remind_orange() }
     }
 }
 
@@ -322,8 +333,16 @@ impl RuleSet {
             }
         }
         for (i, (q, line)) in self.quality.iter().enumerate() {
-            if registry.catalog().lookup(&q.applies_to.kind).is_none() {
-                problems.push(format!("line {line}: quality[{i}].applies_to.kind: unknown kind {:?}", q.applies_to.kind));
+            match registry.catalog().lookup(&q.applies_to.kind) {
+                None => problems.push(format!("line {line}: quality[{i}].applies_to.kind: unknown kind {:?}", q.applies_to.kind)),
+                Some((_, spec)) if spec.shape != q.measure.shape() => problems.push(format!(
+                    "line {line}: quality[{i}].measure: {:?} reads {} values but {} readings are {}",
+                    q.measure,
+                    q.measure.shape().as_str(),
+                    q.applies_to.kind,
+                    spec.shape.as_str()
+                )),
+                Some(_) => {}
             }
             for s in registry.sensors().into_iter().filter(|s| q.applies_to.matches(s)) {
                 if let Err(p) = q.resolve(s) {
@@ -332,6 +351,36 @@ impl RuleSet {
             }
         }
         problems
+    }
+}
+
+impl RuleSet {
+    /// Things that are legal but probably not what the author meant: rules, quality tables
+    /// and composites that select nothing, and quality tables hidden by an earlier one.
+    pub fn warnings_against(&self, registry: &Registry) -> Vec<String> {
+        let mut w = Vec::new();
+        let sensors = registry.sensors();
+        for (i, r) in self.rules.iter().enumerate() {
+            if !sensors.iter().any(|s| r.spec.applies_to.matches(s)) {
+                w.push(format!("line {}: rules[{i}] ({:?}) applies to no registered sensor", r.line, r.spec.id));
+            }
+        }
+        for (i, (q, line)) in self.quality.iter().enumerate() {
+            let selected: Vec<_> = sensors.iter().filter(|s| q.applies_to.matches(s)).collect();
+            if selected.is_empty() {
+                w.push(format!("line {line}: quality[{i}] applies to no registered sensor"));
+            } else if selected.iter().all(|s| self.quality[..i].iter().any(|(earlier, _)| earlier.applies_to.matches(s))) {
+                w.push(format!("line {line}: quality[{i}] is hidden: an earlier [[quality]] table already applies to all its sensors (the first match wins)"));
+            }
+        }
+        for (i, (c, line)) in self.composites.iter().enumerate() {
+            for site in &c.sites {
+                if registry.site(site).is_none() {
+                    w.push(format!("line {line}: composites[{i}] ({:?}).sites: unknown site {site:?}", c.id));
+                }
+            }
+        }
+        w
     }
 }
 

@@ -55,6 +55,9 @@ pub(crate) struct SensorSlot {
     /// Processing time of the last reading (for stale detection: arrival, not event time).
     pub last_seen: Option<Timestamp>,
     pub quality: Option<Box<QualitySlot>>,
+    /// Ladder of the `dq.sensor_fault` alert (the gateway itself flagged readings 4 = fail).
+    pub fault: BandState,
+    pub fault_alert: Option<String>,
     pub bindings: Vec<Binding>,
 }
 
@@ -106,6 +109,9 @@ pub struct Engine {
 
 const DQ_RULE_IDS: [&str; 5] = ["dq.gross_range", "dq.spike", "dq.flat_line", "dq.rate_of_change", "dq.timing"];
 const STALE_RULE_ID: &str = "dq.stale";
+const FAULT_RULE_ID: &str = "dq.sensor_fault";
+/// Good readings needed to clear a sensor-fault alert when no quality table says otherwise.
+const DEFAULT_CLEAR_AFTER: u32 = 3;
 
 impl Engine {
     /// Binds every rule, quality check and composite to the registry. Fails, listing every
@@ -143,7 +149,7 @@ impl Engine {
             if bindings.is_empty() && quality.is_none() {
                 continue;
             }
-            sensors.insert(s.id.clone(), SensorSlot { site: s.site.clone(), kind: s.kind.clone(), unit: Arc::clone(&s.unit), last_ts: None, last_seen: None, quality, bindings });
+            sensors.insert(s.id.clone(), SensorSlot { site: s.site.clone(), kind: s.kind.clone(), unit: Arc::clone(&s.unit), last_ts: None, last_seen: None, quality, fault: BandState::default(), fault_alert: None, bindings });
         }
         let mut composite_bindings: Vec<CompositeBinding> = Vec::new();
         let mut site_composites: BTreeMap<SiteId, Vec<usize>> = BTreeMap::new();
@@ -251,11 +257,21 @@ impl Engine {
         slot.last_ts = Some(reading.ts);
         slot.last_seen = Some(now);
         let mut flag = reading.quality;
+        // The gateway's own verdict first: a detector reporting fault (GB 15322.1, including end
+        // of sensor life) is not an all-clear, it is an alert of its own.
+        let reported_fault = reading.quality == Quality::Fail;
+        if reported_fault || slot.fault.level.is_some() {
+            let clear_after = slot.quality.as_deref().map_or(DEFAULT_CLEAR_AFTER, |q| q.spec.clear_after());
+            sensor_fault(&mut self.book, slot, reading, now, reported_fault, clear_after, out);
+        }
         if let Some(q) = slot.quality.as_deref_mut() {
             if q.stale.level.is_some() {
                 clear_stale(&mut self.book, q, &reading.sensor, &slot.site, &slot.kind, reading.ts, now, out);
             }
-            if let Some(v) = q.measure.of(reading) {
+            // Readings the gateway already marked fail or missing carry placeholder values:
+            // they must not raise range alerts or become the reference for spike and flat line.
+            let measured = if reading.quality.usable_for_hazard() { q.measure.of(reading) } else { None };
+            if let Some(v) = measured {
                 let outcome = q.spec.check(&mut q.state, reading.ts, v, now);
                 if outcome.get(QcTest::Timing) == Some(Quality::Fail) {
                     // A reading stamped far in the future must not make the sensor's correct
@@ -319,43 +335,47 @@ impl Engine {
 
     fn evaluate_composites(&mut self, site: &SiteId, ts: Timestamp, now: Timestamp, out: &mut Vec<AlertEvent>) {
         let Some(indices) = self.site_composites.get(site) else { return };
-        for &i in indices {
-            let cb = &mut self.composite_bindings[i];
-            let spec = &self.composites[cb.composite];
-            let members: Vec<Member<'_>> = cb
-                .members
-                .iter()
-                .filter_map(|(sid, bi)| {
-                    let b = self.sensors.get(sid)?.bindings.get(*bi)?;
-                    Some(Member { rule: &self.rules[b.rule].spec.id, sensor: sid.as_str(), level: b.state.level })
-                })
-                .collect();
-            let Some(t) = ThresholdBands::step(&spec.band_spec(), &mut cb.state, ts, spec.levels.band_value(&members)) else { continue };
-            let shown = if t.to > t.from { t.to } else { t.from };
-            let strength = shown.and_then(|l| spec.levels.get(l)).map_or(0.0, |e| e.strength(&members));
-            let mut ev = self.book.apply_change(
-                &mut cb.alert,
-                LevelChange {
-                    rule_id: &self.composite_ids[cb.composite],
-                    subject: &cb.site_subject,
-                    site: &cb.site,
-                    kind: &SensorKind::Custom(Arc::from("site")),
-                    category: AlertCategory::Composite,
-                    from: t.from,
-                    to: t.to,
-                    ts,
-                    now,
-                    value: strength,
-                    threshold: 0.0,
-                    unit: Arc::from(""),
-                    remind_ms: [None, None, Some(15 * 60_000), Some(5 * 60_000)],
-                },
-            );
-            let (zh, en) = spec.render_message(&CompositeFacts { site: cb.site.as_str(), level: ev.level, change: ev.change, strength });
-            ev.message_zh = zh;
-            ev.message_en = en;
-            out.push(ev);
+        for i in indices.clone() {
+            self.evaluate_composite(i, ts, now, out);
         }
+    }
+
+    fn evaluate_composite(&mut self, i: usize, ts: Timestamp, now: Timestamp, out: &mut Vec<AlertEvent>) {
+        let cb = &mut self.composite_bindings[i];
+        let spec = &self.composites[cb.composite];
+        let members: Vec<Member<'_>> = cb
+            .members
+            .iter()
+            .filter_map(|(sid, bi)| {
+                let b = self.sensors.get(sid)?.bindings.get(*bi)?;
+                Some(Member { rule: &self.rules[b.rule].spec.id, sensor: sid.as_str(), level: b.state.level })
+            })
+            .collect();
+        let Some(t) = ThresholdBands::step(&spec.band_spec(), &mut cb.state, ts, spec.levels.band_value(&members)) else { return };
+        let shown = if t.to > t.from { t.to } else { t.from };
+        let strength = shown.and_then(|l| spec.levels.get(l)).map_or(0.0, |e| e.strength(&members));
+        let mut ev = self.book.apply_change(
+            &mut cb.alert,
+            LevelChange {
+                rule_id: &self.composite_ids[cb.composite],
+                subject: &cb.site_subject,
+                site: &cb.site,
+                kind: &SensorKind::Custom(Arc::from("site")),
+                category: AlertCategory::Composite,
+                from: t.from,
+                to: t.to,
+                ts,
+                now,
+                value: strength,
+                threshold: 0.0,
+                unit: Arc::from(""),
+                remind_ms: [None, None, Some(15 * 60_000), Some(5 * 60_000)],
+            },
+        );
+        let (zh, en) = spec.render_message(&CompositeFacts { site: cb.site.as_str(), level: ev.level, change: ev.change, strength });
+        ev.message_zh = zh;
+        ev.message_en = en;
+        out.push(ev);
     }
 
     /// Lets time pass: reminders for unacknowledged red/orange alerts and stale-sensor
@@ -367,6 +387,21 @@ impl Engine {
         self.book.remind(now, out);
         if now >= self.next_sweep {
             self.next_sweep = now.plus_millis(1000);
+            // Composites with delays must see time pass even when no member changes.
+            let delayed: Vec<SiteId> = self
+                .composite_bindings
+                .iter()
+                .filter(|c| {
+                    let spec = &self.composites[c.composite];
+                    spec.on_delay != crate::Delay::default() || spec.off_delay != crate::Delay::default()
+                })
+                .map(|c| c.site.clone())
+                .collect();
+            for i in 0..self.composite_bindings.len() {
+                if delayed.contains(&self.composite_bindings[i].site) {
+                    self.evaluate_composite(i, now, now, out);
+                }
+            }
             let baseline = self.started.unwrap_or(now);
             let mut ids: Vec<&SensorId> = self.sensors.keys().collect();
             ids.sort();
@@ -526,10 +561,13 @@ fn quality_alerts(
     for test in QcTest::ALL {
         let i = test.index();
         let Some(result) = results[i] else { continue };
+        // Raised on fail; held while the test still flags anything (suspect included), so it
+        // clears only after `clear_after` readings that pass.
         let failed = result == Quality::Fail;
+        let flagged = matches!(result, Quality::Suspect | Quality::Fail | Quality::Missing);
         let mut inputs = LevelInputs::default();
         inputs.raises[level.index()] = Some(failed);
-        inputs.holds[level.index()] = Some(failed);
+        inputs.holds[level.index()] = Some(flagged);
         let Some((from, to)) = q.tests[i].step(ts, &inputs, Default::default(), off) else { continue };
         let mut ev = book.apply_change(
             &mut q.alerts[i],
@@ -559,6 +597,41 @@ fn quality_alerts(
         }
         out.push(ev);
     }
+}
+
+fn sensor_fault(book: &mut AlertBook, slot: &mut SensorSlot, r: &Reading, now: Timestamp, reported: bool, clear_after: u32, out: &mut Vec<AlertEvent>) {
+    let level = Level::Yellow;
+    let mut inputs = LevelInputs::default();
+    inputs.raises[level.index()] = Some(reported);
+    inputs.holds[level.index()] = Some(reported);
+    let off = crate::Delay { samples: clear_after, seconds: 0 };
+    let Some((from, to)) = slot.fault.step(r.ts, &inputs, Default::default(), off) else { return };
+    let mut ev = book.apply_change(
+        &mut slot.fault_alert,
+        LevelChange {
+            rule_id: &Arc::from(FAULT_RULE_ID),
+            subject: &r.sensor,
+            site: &r.site,
+            kind: &r.kind,
+            category: AlertCategory::DataQuality,
+            from,
+            to,
+            ts: r.ts,
+            now,
+            value: f64::from(r.quality.code()),
+            threshold: f64::from(Quality::Fail.code()),
+            unit: Arc::from(""),
+            remind_ms: [None; 4],
+        },
+    );
+    if to.is_some() {
+        ev.message_zh = format!("{} {} 探测器故障：网关上报故障状态（含传感器寿命终止），该点不再提供有效监测", r.site, r.sensor);
+        ev.message_en = format!("sensor fault at {}/{}: the gateway reports the detector in fault (incl. end of life); this point is not monitoring", r.site, r.sensor);
+    } else {
+        ev.message_zh = format!("{} {} 探测器故障恢复", r.site, r.sensor);
+        ev.message_en = format!("sensor {} at {} reports normal readings again", r.sensor, r.site);
+    }
+    out.push(ev);
 }
 
 #[allow(clippy::too_many_arguments)]

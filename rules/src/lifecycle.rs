@@ -288,6 +288,7 @@ impl AlertBook {
         rec.seq += 1;
         let mut ev = event(rec, change, now, Some(rec.level));
         ev.by = Some(cmd.by.clone());
+        ev.command_id = cmd.command_id.clone();
         ev.note = (!cmd.note.is_empty()).then(|| cmd.note.clone());
         let who = &cmd.by;
         let note = if cmd.note.is_empty() { String::new() } else { format!(": {}", cmd.note) };
@@ -381,5 +382,6 @@ fn event(rec: &AlertRecord, change: AlertChange, ts: Timestamp, previous: Option
         by: None,
         note: None,
         assignee: rec.assignee.clone(),
+        command_id: None,
     }
 }

@@ -14,7 +14,7 @@ use crate::lifecycle::{AlertBook, LevelChange};
 use crate::quality::QualityState;
 use crate::window::Window;
 use crate::{RuleError, RuleSet};
-use riskwatch_core::{AlertCategory, AlertEvent, Registry, SensorId, SiteId, Timestamp};
+use riskwatch_core::{AlertEvent, Registry, SensorId, SiteId, Timestamp};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -56,6 +56,10 @@ struct SensorSnap {
     sensor: SensorId,
     last_ts: Option<Timestamp>,
     last_seen: Option<Timestamp>,
+    #[serde(default)]
+    fault: BandState,
+    #[serde(default)]
+    fault_alert: Option<String>,
     bindings: Vec<BindingSnap>,
     quality: Option<QualitySnap>,
 }
@@ -78,6 +82,8 @@ impl Engine {
                 sensor: id.clone(),
                 last_ts: slot.last_ts,
                 last_seen: slot.last_seen,
+                fault: slot.fault.clone(),
+                fault_alert: slot.fault_alert.clone(),
                 bindings: slot
                     .bindings
                     .iter()
@@ -111,13 +117,24 @@ impl Engine {
         self.started = snap.started;
         self.next_sweep = snap.next_sweep;
         let mut orphans: Vec<(SensorId, BindingSnap)> = Vec::new();
+        // Alerts whose producing check no longer exists in this engine (data quality).
+        let mut orphan_alerts: Vec<Option<String>> = Vec::new();
         for s in snap.sensors {
             let Some(slot) = self.sensors.get_mut(&s.sensor) else {
                 orphans.extend(s.bindings.into_iter().map(|b| (s.sensor.clone(), b)));
+                orphan_alerts.push(s.fault_alert);
+                if let Some(q) = s.quality {
+                    orphan_alerts.extend(q.alerts);
+                    orphan_alerts.push(q.stale_alert);
+                }
                 continue;
             };
             slot.last_ts = s.last_ts;
-            slot.last_seen = s.last_seen;
+            // Silence is measured from the restart: readings queued at the broker while we were
+            // down are still on their way, and must not all look stale at the first tick.
+            slot.last_seen = s.last_seen.map(|_| now);
+            slot.fault = s.fault;
+            slot.fault_alert = s.fault_alert;
             for bs in s.bindings {
                 let target: Option<&mut Binding> = slot.bindings.iter_mut().find(|b| self.rules[b.rule].spec.id == bs.rule);
                 match target {
@@ -129,19 +146,37 @@ impl Engine {
                     None => orphans.push((s.sensor.clone(), bs)),
                 }
             }
-            if let (Some(q), Some(qs)) = (slot.quality.as_deref_mut(), s.quality) {
-                q.state = qs.state;
-                q.tests = qs.tests;
-                q.alerts = qs.alerts;
-                q.stale = qs.stale;
-                q.stale_alert = qs.stale_alert;
+            match (slot.quality.as_deref_mut(), s.quality) {
+                (Some(q), Some(qs)) => {
+                    q.state = qs.state;
+                    for test in crate::quality::QcTest::ALL {
+                        let i = test.index();
+                        if q.spec.has(test) {
+                            q.tests[i] = qs.tests[i].clone();
+                            q.alerts[i] = qs.alerts[i].clone();
+                        } else {
+                            orphan_alerts.push(qs.alerts[i].clone());
+                        }
+                    }
+                    if q.stale_after_ms.is_some() {
+                        q.stale = qs.stale;
+                        q.stale_alert = qs.stale_alert;
+                    } else {
+                        orphan_alerts.push(qs.stale_alert);
+                    }
+                }
+                (None, Some(qs)) => {
+                    orphan_alerts.extend(qs.alerts);
+                    orphan_alerts.push(qs.stale_alert);
+                }
+                _ => {}
             }
         }
         let mut composite_index: HashMap<(String, SiteId), usize> = HashMap::new();
         for (i, c) in self.composite_bindings.iter().enumerate() {
             composite_index.insert((self.composites[c.composite].id.clone(), c.site.clone()), i);
         }
-        let mut orphan_alerts: Vec<Option<String>> = orphans.into_iter().map(|(_, b)| b.alert).collect();
+        orphan_alerts.extend(orphans.into_iter().map(|(_, b)| b.alert));
         for cs in snap.composites {
             match composite_index.get(&(cs.composite.clone(), cs.site.clone())) {
                 Some(i) => {
@@ -174,9 +209,7 @@ impl Engine {
             );
             ev.message_zh = format!("{}/{} {}预警解除：规则 {} 已删除", rec.site, rec.subject, rec.level.zh(), rec.rule_id);
             ev.message_en = format!("{} alert at {}/{} cleared: rule {} was removed", rec.level, rec.site, rec.subject, rec.rule_id);
-            if rec.category == AlertCategory::Hazard {
-                ev.note = Some("rule removed".into());
-            }
+            ev.note = Some("rule removed".into());
             out.push(ev);
         }
         Ok(())

@@ -114,12 +114,21 @@ fn failed_quality_readings_neither_raise_nor_clear() {
     bad.quality = Quality::Fail;
     let mut bad2 = bad.clone();
     bad2.ts = Timestamp(bad.ts.millis() + 60_000);
-    assert!(feed(&mut e, &[bad, bad2]).is_empty());
+    // A gauge reporting fault raises a sensor-fault alert — never a flood alert.
+    let ev = feed(&mut e, &[bad, bad2]);
+    let seen: Vec<(&str, AlertChange)> = ev.iter().map(|x| (x.rule_id.as_ref(), x.change)).collect();
+    assert_eq!(seen, vec![("dq.sensor_fault", AlertChange::Raised)]);
+    assert_eq!(ev[0].category, riskwatch_core::AlertCategory::DataQuality);
     let ev = feed(&mut e, &[wl("hankou-wl", "hankou", 2, 28.0), wl("hankou-wl", "hankou", 3, 28.0)]);
-    assert_eq!(ev.len(), 1);
+    let hazard: Vec<Level> = ev.iter().filter(|x| x.rule_id.as_ref() == "water-level").map(|x| x.level).collect();
+    assert_eq!(hazard, vec![Level::Yellow]);
     let mut low = wl("hankou-wl", "hankou", 4, 20.0);
     low.quality = Quality::Missing;
-    assert!(feed(&mut e, &[low]).is_empty(), "a missing-value reading must not clear");
+    // It neither clears the flood alert nor reports a fault: the third reading without a fault
+    // flag clears the sensor-fault alert.
+    let ev = feed(&mut e, &[low]);
+    let seen: Vec<(&str, AlertChange)> = ev.iter().map(|x| (x.rule_id.as_ref(), x.change)).collect();
+    assert_eq!(seen, vec![("dq.sensor_fault", AlertChange::Cleared)]);
     assert_eq!(e.stats().bad_quality, 3);
 }
 

@@ -89,3 +89,30 @@ fn stations_too_far_apart_in_time_do_not_coincide() {
     }
     assert!(out.iter().all(|x| x.category != AlertCategory::Composite), "{out:#?}");
 }
+
+#[test]
+fn a_composite_off_delay_runs_out_with_the_clock() {
+    let rules = RULES.replace("levels = { orange = \"count(station >= yellow) >= 2\"", "off_delay = { seconds = 10 }\nlevels = { orange = \"count(station >= yellow) >= 2\"");
+    let mut e = Engine::new(&RuleSet::from_toml(&rules).unwrap(), &Registry::from_toml(REGISTRY).unwrap()).unwrap();
+    let mut out = Vec::new();
+    // Two stations shake at t=0 and report calm every second until t=35; their own 30-s holds
+    // (counted from the first calm reading at t=1) end at t=31, after which nothing changes
+    // any member any more.
+    for rd in [r("a", "sta-a", 0, 3.5), r("b", "sta-b", 0, 3.5)] {
+        e.process(&rd, rd.ts, &mut out);
+    }
+    for s in 1..=35 {
+        for rd in [r("a", "sta-a", s, 1.0), r("b", "sta-b", s, 1.0)] {
+            e.process(&rd, rd.ts, &mut out);
+        }
+    }
+    for s in 36..=60 {
+        e.advance(Timestamp(1_600_000_000_000 + s * 1000), &mut out);
+    }
+    let net: Vec<(i64, &str)> = out
+        .iter()
+        .filter(|x| x.category == AlertCategory::Composite)
+        .map(|x| ((x.ts.millis() - 1_600_000_000_000) / 1000, x.change.as_str()))
+        .collect();
+    assert_eq!(net, vec![(0, "raised"), (41, "cleared")], "the network alert clears 10 s after its members, on the clock");
+}
