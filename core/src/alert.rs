@@ -152,6 +152,10 @@ pub struct AlertEvent {
     /// For acknowledged / assigned / resolved: the `command_id` of the command that did it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command_id: Option<String>,
+    /// Facts a detector attaches, e.g. `predicted_failure` (inverse-velocity forecast) for a
+    /// landslide, or `pga_m_s2` / `pgv_m_s` for an intensity alert.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<serde_json::Value>,
 }
 
 /// The stable id of an alert: a 64-bit FNV-1a hash of rule, subject and first event time, as

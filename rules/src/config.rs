@@ -157,6 +157,13 @@ pub struct RuleSpec {
     /// Message templates.
     #[serde(default)]
     pub message: MessageTemplate,
+    /// Parameters of the GNSS detector (measures `tangent_angle`, `gnss_velocity`,
+    /// `subsidence_rate`).
+    #[serde(default)]
+    pub gnss: Option<crate::detectors::gnss::GnssParams>,
+    /// STA/LTA windows (measure `sta_lta`).
+    #[serde(default)]
+    pub sta_lta: Option<crate::StaLtaParams>,
 }
 
 /// A rule ready to bind: its spec plus parsed conditions and derived window sizes.
@@ -174,6 +181,10 @@ pub struct CompiledRule {
     pub window_resolution_ms: i64,
     /// 1-based line of the rule in its file.
     pub line: usize,
+    /// GNSS detector parameters in force (the rule's, or the defaults).
+    pub gnss: crate::detectors::gnss::GnssParams,
+    /// STA/LTA windows in force.
+    pub sta_lta: crate::StaLtaParams,
 }
 
 #[derive(Deserialize)]
@@ -242,6 +253,12 @@ impl RuleSet {
             for p in r.message.unknown_placeholders() {
                 problems.push(format!("{at}.message: unknown placeholder {{{p}}}"));
             }
+            if let Some(g) = &r.gnss {
+                problems.extend(g.problems().into_iter().map(|p| format!("{at}.gnss.{p}")));
+            }
+            if let Some(s) = &r.sta_lta {
+                problems.extend(s.problems().into_iter().map(|p| format!("{at}.{p}")));
+            }
             let mut conditions: [Vec<Condition>; 4] = Default::default();
             for (li, entry) in r.levels.as_array().into_iter().enumerate() {
                 if let Some(entry) = entry {
@@ -264,7 +281,9 @@ impl RuleSet {
             let windows: Vec<i64> = conditions.iter().flatten().filter_map(|c| c.feature.window_ms()).collect();
             let keep = windows.iter().copied().max().unwrap_or(0);
             let resolution = windows.iter().copied().min().map_or(1, |w| (w / 24).max(1));
-            rules.push(CompiledRule { spec: r, conditions, remind_ms, window_keep_ms: keep, window_resolution_ms: resolution, line });
+            let gnss = r.gnss.clone().unwrap_or_default();
+            let sta_lta = r.sta_lta.unwrap_or_default();
+            rules.push(CompiledRule { spec: r, conditions, remind_ms, window_keep_ms: keep, window_resolution_ms: resolution, line, gnss, sta_lta });
         }
         let mut quality = Vec::new();
         for (i, spanned) in file.quality.into_iter().enumerate() {

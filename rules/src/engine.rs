@@ -30,6 +30,8 @@ pub(crate) struct Binding {
     pub state: BandState,
     pub window: Window,
     pub alert: Option<String>,
+    /// Detector of a stateful measure (tangent angle, intensity, STA/LTA).
+    pub detector: Option<crate::Detector>,
 }
 
 /// Data-quality machinery of one sensor.
@@ -105,6 +107,8 @@ pub struct Engine {
     /// First processing time seen (baseline for sensors that never reported).
     pub(crate) started: Option<Timestamp>,
     pub(crate) next_sweep: Timestamp,
+    /// Reused buffer for detector output.
+    pub(crate) scratch: Vec<f64>,
 }
 
 const DQ_RULE_IDS: [&str; 5] = ["dq.gross_range", "dq.spike", "dq.flat_line", "dq.rate_of_change", "dq.timing"];
@@ -126,7 +130,7 @@ impl Engine {
             let mut bindings = Vec::new();
             for (ri, r) in rules.rules.iter().enumerate().filter(|(_, r)| r.spec.applies_to.matches(s)) {
                 let thresholds = resolve(r, s).map_err(|p| RuleError::Invalid(vec![p]))?;
-                bindings.push(Binding { rule: ri, thresholds, state: BandState::default(), window: Window::default(), alert: None });
+                bindings.push(Binding { rule: ri, thresholds, state: BandState::default(), window: Window::default(), alert: None, detector: None });
             }
             // The first matching quality table applies.
             let quality = match rules.quality.iter().find(|(q, _)| q.applies_to.matches(s)) {
@@ -205,6 +209,7 @@ impl Engine {
             stats: EngineStats::default(),
             started: None,
             next_sweep: Timestamp(i64::MIN),
+            scratch: Vec::new(),
         })
     }
 
@@ -290,7 +295,17 @@ impl Engine {
         let mut changed = false;
         for b in slot.bindings.iter_mut() {
             let rule = &self.rules[b.rule];
-            let Some(v) = rule.spec.measure.of(reading) else { continue };
+            let (v, details) = if rule.spec.measure.is_detector() {
+                match crate::detector_measure::measure(rule.spec.measure, &mut b.detector, &rule.gnss, &rule.sta_lta, reading, &mut self.scratch) {
+                    Some(x) => x,
+                    None => continue,
+                }
+            } else {
+                match rule.spec.measure.of(reading) {
+                    Some(v) => (v, None),
+                    None => continue,
+                }
+            };
             if rule.window_keep_ms > 0 {
                 b.window.push(reading.ts.millis(), v, rule.window_resolution_ms, rule.window_keep_ms);
             }
@@ -323,6 +338,7 @@ impl Engine {
                 },
             );
             let condition = cond.map(|(f, c)| format!("{f} {} {threshold:.p$}", c.symbol(), p = rule.spec.precision)).unwrap_or_default();
+            ev.details = details;
             render_hazard(&rule.spec.message, rule.spec.precision, &condition, &mut ev);
             out.push(ev);
         }
@@ -534,6 +550,14 @@ fn render_hazard(template: &MessageTemplate, p: usize, condition: &str, ev: &mut
             "change_zh" => ev.change.zh().to_string(),
             "rule" => ev.rule_id.to_string(),
             "condition" => condition.to_string(),
+            "forecast" => ev
+                .details
+                .as_ref()
+                .and_then(|d| d.get("predicted_failure"))
+                .and_then(|t| t.as_str())
+                .and_then(|t| Timestamp::parse_rfc3339(t).ok())
+                .map(|t| t.to_rfc3339_cst())
+                .unwrap_or_else(|| "–".into()),
             _ => return None,
         })
     };

@@ -383,5 +383,6 @@ fn event(rec: &AlertRecord, change: AlertChange, ts: Timestamp, previous: Option
         note: None,
         assignee: rec.assignee.clone(),
         command_id: None,
+        details: None,
     }
 }

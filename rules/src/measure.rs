@@ -19,8 +19,22 @@ pub enum Measure {
     Pga,
     /// Instrumental intensity from the unfiltered packet PGA with GB/T 17742-2020's
     /// I_A = 3.17·lg(PGA) + 6.59, clamped to 1.0–12.0 and rounded to 0.1. A first
-    /// approximation: the full method (0.1–10 Hz band-pass, PGV term) is a separate detector.
+    /// approximation: the full method is `intensity`.
     PgaIntensity,
+    /// Improved tangent angle of a GNSS point, degrees (Xu Qiang et al., 2009), from smoothed
+    /// velocity over the constant-stage velocity. Stateful (detector).
+    TangentAngle,
+    /// Smoothed GNSS velocity along the direction of motion, mm/day. Stateful.
+    GnssVelocity,
+    /// Vertical rate of a GNSS point, mm/yr, positive when sinking. Stateful.
+    SubsidenceRate,
+    /// GB/T 17742-2020 instrumental intensity (0.1–10 Hz band-pass, vector PGA and PGV).
+    /// Stateful (filter state carried across packets).
+    Intensity,
+    /// Peak ground velocity of the packet after band-pass and integration, m/s. Stateful.
+    Pgv,
+    /// Peak recursive STA/LTA ratio of the packet's vertical channel. Stateful.
+    StaLta,
 }
 
 impl Measure {
@@ -29,8 +43,14 @@ impl Measure {
         match self {
             Measure::Value => ValueShape::Scalar,
             Measure::Horizontal | Measure::Settlement | Measure::Total => ValueShape::Displacement,
-            Measure::Pga | Measure::PgaIntensity => ValueShape::Waveform,
+            Measure::TangentAngle | Measure::GnssVelocity | Measure::SubsidenceRate => ValueShape::Displacement,
+            Measure::Pga | Measure::PgaIntensity | Measure::Intensity | Measure::Pgv | Measure::StaLta => ValueShape::Waveform,
         }
+    }
+
+    /// Whether the measure needs a per-binding detector (see `detector_measure`).
+    pub fn is_detector(self) -> bool {
+        matches!(self, Measure::TangentAngle | Measure::GnssVelocity | Measure::SubsidenceRate | Measure::Intensity | Measure::Pgv | Measure::StaLta)
     }
 
     /// Unit of the measured number, given the reading's unit.
@@ -38,7 +58,11 @@ impl Measure {
         match self {
             Measure::Value | Measure::Horizontal | Measure::Settlement | Measure::Total => reading_unit,
             Measure::Pga => "m/s2",
-            Measure::PgaIntensity => "",
+            Measure::PgaIntensity | Measure::Intensity | Measure::StaLta => "",
+            Measure::TangentAngle => "deg",
+            Measure::GnssVelocity => "mm/d",
+            Measure::SubsidenceRate => "mm/yr",
+            Measure::Pgv => "m/s",
         }
     }
 

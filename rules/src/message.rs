@@ -5,7 +5,7 @@ use serde::Deserialize;
 /// Placeholders a template may use.
 pub const PLACEHOLDERS: &[&str] = &[
     "sensor", "site", "kind", "kind_zh", "value", "threshold", "unit", "level", "level_zh", "grade", "change", "change_zh", "rule",
-    "condition",
+    "condition", "forecast",
 ];
 
 /// Chinese and English message templates of a rule.

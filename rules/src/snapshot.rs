@@ -40,6 +40,8 @@ struct BindingSnap {
     state: BandState,
     window: Window,
     alert: Option<String>,
+    #[serde(default)]
+    detector: Option<crate::Detector>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -87,7 +89,13 @@ impl Engine {
                 bindings: slot
                     .bindings
                     .iter()
-                    .map(|b| BindingSnap { rule: self.rules[b.rule].spec.id.clone(), state: b.state.clone(), window: b.window.clone(), alert: b.alert.clone() })
+                    .map(|b| BindingSnap {
+                        rule: self.rules[b.rule].spec.id.clone(),
+                        state: b.state.clone(),
+                        window: b.window.clone(),
+                        alert: b.alert.clone(),
+                        detector: b.detector.clone(),
+                    })
                     .collect(),
                 quality: slot.quality.as_deref().map(|q| QualitySnap {
                     state: q.state.clone(),
@@ -142,6 +150,7 @@ impl Engine {
                         b.state = bs.state;
                         b.window = bs.window;
                         b.alert = bs.alert;
+                        b.detector = bs.detector;
                     }
                     None => orphans.push((s.sensor.clone(), bs)),
                 }

@@ -185,8 +185,8 @@ fn rules_file_problems_are_all_reported() {
     ] {
         assert!(s.contains(needle), "{needle} missing from: {s}");
     }
-    let err = RuleSet::from_toml("[[rules]]\nid = \"x\"\napplies_to = { kind = \"gas\" }\nlevels = { red = 1 }\nmeasure = \"pgv\"\n").unwrap_err();
-    assert!(err.to_string().contains("pgv"), "{err}");
+    let err = RuleSet::from_toml("[[rules]]\nid = \"x\"\napplies_to = { kind = \"gas\" }\nlevels = { red = 1 }\nmeasure = \"pgd\"\n").unwrap_err();
+    assert!(err.to_string().contains("pgd"), "{err}");
 }
 
 #[test]
