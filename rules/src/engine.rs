@@ -32,6 +32,9 @@ pub(crate) struct Binding {
     pub alert: Option<String>,
     /// Detector of a stateful measure (tangent angle, intensity, STA/LTA).
     pub detector: Option<crate::Detector>,
+    /// The measure's latest value (reported by composites over this binding).
+    #[serde(default)]
+    pub last_value: Option<f64>,
 }
 
 /// Data-quality machinery of one sensor.
@@ -130,7 +133,7 @@ impl Engine {
             let mut bindings = Vec::new();
             for (ri, r) in rules.rules.iter().enumerate().filter(|(_, r)| r.spec.applies_to.matches(s)) {
                 let thresholds = resolve(r, s).map_err(|p| RuleError::Invalid(vec![p]))?;
-                bindings.push(Binding { rule: ri, thresholds, state: BandState::default(), window: Window::default(), alert: None, detector: None });
+                bindings.push(Binding { rule: ri, thresholds, state: BandState::default(), window: Window::default(), alert: None, detector: None, last_value: None });
             }
             // The first matching quality table applies.
             let quality = match rules.quality.iter().find(|(q, _)| q.applies_to.matches(s)) {
@@ -306,6 +309,7 @@ impl Engine {
                     None => continue,
                 }
             };
+            b.last_value = Some(v);
             if rule.window_keep_ms > 0 {
                 b.window.push(reading.ts.millis(), v, rule.window_resolution_ms, rule.window_keep_ms);
             }
@@ -391,6 +395,21 @@ impl Engine {
         let (zh, en) = spec.render_message(&CompositeFacts { site: cb.site.as_str(), level: ev.level, change: ev.change, strength });
         ev.message_zh = zh;
         ev.message_en = en;
+        // What each member saw, so the site alert carries e.g. every station's intensity.
+        let members: Vec<serde_json::Value> = cb
+            .members
+            .iter()
+            .filter_map(|(sid, bi)| {
+                let b = self.sensors.get(sid)?.bindings.get(*bi)?;
+                Some(serde_json::json!({
+                    "sensor": sid.as_str(),
+                    "rule": self.rules[b.rule].spec.id,
+                    "level": b.state.level,
+                    "value": b.last_value,
+                }))
+            })
+            .collect();
+        ev.details = Some(serde_json::json!({ "members": members }));
         out.push(ev);
     }
 

@@ -42,6 +42,8 @@ struct BindingSnap {
     alert: Option<String>,
     #[serde(default)]
     detector: Option<crate::Detector>,
+    #[serde(default)]
+    last_value: Option<f64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -95,6 +97,7 @@ impl Engine {
                         window: b.window.clone(),
                         alert: b.alert.clone(),
                         detector: b.detector.clone(),
+                        last_value: b.last_value,
                     })
                     .collect(),
                 quality: slot.quality.as_deref().map(|q| QualitySnap {
@@ -151,6 +154,7 @@ impl Engine {
                         b.window = bs.window;
                         b.alert = bs.alert;
                         b.detector = bs.detector;
+                        b.last_value = bs.last_value;
                     }
                     None => orphans.push((s.sensor.clone(), bs)),
                 }
