@@ -91,6 +91,17 @@ async fn run(stations: &[(&str, &str, f64, f64)], want_network: bool) -> Vec<Ale
             parse(ps).iter().any(|e| e.category == AlertCategory::Composite)
         })
         .await;
+    // Stop only once every packet has been through the pipeline (the store has them all).
+    let db = rusqlite::Connection::open(dir.path().join("s.db")).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let stored: i64 = db.query_row("SELECT count(*) FROM readings", [], |r| r.get(0)).unwrap_or(0);
+        if stored as usize >= n || std::time::Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(db);
     let (code, out) = rw.interrupt(Duration::from_secs(30));
     assert_eq!(code, 0);
     assert!(out.iter().any(|l| l.contains(&format!("readings processed    {n}"))), "all {n} packets processed:\n{}", out.join("\n"));

@@ -24,13 +24,17 @@
 //! after [`Engine::new`] (registry and rules dropped, so sensor ids count against the engine)
 //! and after one hour of readings (rate windows full, open alerts included), for 10 000 and
 //! 100 000 sensors.
+//!
+//! Options after `--`: a variant name runs only that variant; `--sensors N` changes the sensor
+//! count of the throughput runs; `--quick` shortens the runs (for profiling); `--no-size` skips
+//! the state-size figures. Recorded results, with machine and date: `docs/benchmarks.md`.
 
 use riskwatch_core::{AlertEvent, Quality, Reading, Registry, SensorId, SensorKind, SiteId, Timestamp, Value};
 use riskwatch_rules::{Engine, RuleSet};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::fmt::Write as _;
 use std::hint::black_box;
-use std::sync::atomic::{AtomicIsize, Ordering};
+use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -38,6 +42,7 @@ use std::time::Instant;
 struct CountingAlloc;
 
 static LIVE_BYTES: AtomicIsize = AtomicIsize::new(0);
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
 
 // SAFETY: every call is forwarded to the system allocator unchanged; only a counter is added.
 unsafe impl GlobalAlloc for CountingAlloc {
@@ -45,6 +50,7 @@ unsafe impl GlobalAlloc for CountingAlloc {
         let p = unsafe { System.alloc(layout) };
         if !p.is_null() {
             LIVE_BYTES.fetch_add(layout.size() as isize, Ordering::Relaxed);
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
         }
         p
     }
@@ -53,6 +59,7 @@ unsafe impl GlobalAlloc for CountingAlloc {
         let p = unsafe { System.alloc_zeroed(layout) };
         if !p.is_null() {
             LIVE_BYTES.fetch_add(layout.size() as isize, Ordering::Relaxed);
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
         }
         p
     }
@@ -66,6 +73,7 @@ unsafe impl GlobalAlloc for CountingAlloc {
         let p = unsafe { System.realloc(ptr, layout, new_size) };
         if !p.is_null() {
             LIVE_BYTES.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
         }
         p
     }
@@ -78,9 +86,9 @@ fn live_bytes() -> isize {
     LIVE_BYTES.load(Ordering::Relaxed)
 }
 
-/// Sensors of the throughput runs.
+/// Sensors of the throughput runs (`--sensors N` to change).
 const SENSORS: usize = 10_000;
-/// Readings per timed run.
+/// Readings per timed run (`--quick`: a tenth, for profiling).
 const READINGS_PER_RUN: usize = 2_000_000;
 /// Timed runs per variant.
 const RUNS: usize = 5;
@@ -315,6 +323,8 @@ struct Digest {
     hash: u64,
     events: u64,
     flags: [u64; 5],
+    /// Readings during which the heap was touched although no event was emitted.
+    quiet_allocating: u64,
 }
 
 impl Digest {
@@ -355,7 +365,11 @@ impl Digest {
 fn feed(engine: &mut Engine, readings: &[Reading], out: &mut Vec<AlertEvent>, digest: &mut Digest) -> f64 {
     let start = Instant::now();
     for r in readings {
+        let (events_before, allocations_before) = (out.len(), ALLOCATIONS.load(Ordering::Relaxed));
         let q = engine.process(black_box(r), r.ts, out);
+        if out.len() == events_before && ALLOCATIONS.load(Ordering::Relaxed) != allocations_before {
+            digest.quiet_allocating += 1;
+        }
         digest.flag(q);
         if out.len() >= DRAIN_AT {
             digest.events(out);
@@ -365,24 +379,26 @@ fn feed(engine: &mut Engine, readings: &[Reading], out: &mut Vec<AlertEvent>, di
     start.elapsed().as_secs_f64()
 }
 
-fn build(fleet: &[SimSensor], variant: Variant) -> Engine {
-    let registry = Registry::from_toml(&registry_toml(fleet)).expect("generated registry is valid");
+fn throughput(variant: Variant, sensors: usize, per_run: usize) {
+    let mut fleet = fleet(sensors);
+    let registry = Registry::from_toml(&registry_toml(&fleet)).expect("generated registry is valid");
     let rules = RuleSet::from_toml(&rules_toml(variant)).expect("bench rules are valid");
-    Engine::new(&rules, &registry).expect("bench rules fit the registry")
-}
-
-fn throughput(variant: Variant) {
-    let fleet = fleet(SENSORS);
-    let mut engine = build(&fleet, variant);
+    let mut engine = Engine::new(&rules, &registry).expect("bench rules fit the registry");
+    // Readings carry the registry's ids, site ids and units, as the wire decoder's do.
+    for f in &mut fleet {
+        let s = registry.sensor(f.id.as_str()).expect("every simulated sensor is registered");
+        (f.id, f.site, f.unit) = (s.id.clone(), s.site.clone(), Arc::clone(&s.unit));
+    }
     let mut readings = Vec::new();
     let mut out = Vec::with_capacity(DRAIN_AT + 64);
     let mut digest = Digest::default();
     // Warm-up: one hour, so rate windows are full and caches warm.
     fill(&mut readings, &fleet, 0, ROUNDS_PER_HOUR);
     feed(&mut engine, &readings, &mut out, &mut digest);
-    let rounds = (READINGS_PER_RUN / SENSORS) as u64;
+    let rounds = (per_run / sensors) as u64;
     let mut next = ROUNDS_PER_HOUR;
     let mut rates = Vec::new();
+    let warm = std::mem::take(&mut digest.quiet_allocating);
     for _ in 0..RUNS {
         fill(&mut readings, &fleet, next, rounds);
         next += rounds;
@@ -392,11 +408,11 @@ fn throughput(variant: Variant) {
     rates.sort_by(f64::total_cmp);
     let stats = engine.stats();
     println!(
-        "{:<15} median {:>6.2} M readings/s   best {:>6.2} M readings/s   runs [{}]",
+        "{:<15} median {:>6.3} M readings/s   best {:>6.3} M readings/s   runs [{}] M/s",
         variant.name(),
         rates[RUNS / 2] / 1e6,
         rates[RUNS - 1] / 1e6,
-        rates.iter().map(|r| format!("{:.2}", r / 1e6)).collect::<Vec<_>>().join(" ")
+        rates.iter().map(|r| format!("{:.3}", r / 1e6)).collect::<Vec<_>>().join(" ")
     );
     println!(
         "{:<15} {} readings, {} events (digest {:016x}), flags good/not-evaluated/suspect/fail/missing {:?}, bindings {}",
@@ -407,11 +423,17 @@ fn throughput(variant: Variant) {
         digest.flags,
         engine.binding_count()
     );
+    println!(
+        "{:<15} readings that allocated without emitting an event: {warm} in the warm-up hour, {} in the timed runs",
+        "", digest.quiet_allocating
+    );
 }
 
 fn state_size(n: usize, variant: Variant) {
     let fleet = fleet(n);
     let registry_text = registry_toml(&fleet);
+    // Here the registry is dropped once the engine is built, so the ids the engine keeps are
+    // counted against it.
     let rules_text = rules_toml(variant);
     let base = live_bytes();
     let mut engine = {
@@ -443,14 +465,27 @@ fn state_size(n: usize, variant: Variant) {
 }
 
 fn main() {
-    println!("riskwatch-rules engine benchmark: {SENSORS} sensors, {RUNS} runs of {READINGS_PER_RUN} readings after a 1 h warm-up, one thread");
-    for variant in [Variant::Hazard, Variant::HazardQuality, Variant::Full] {
-        throughput(variant);
+    // `cargo bench` passes `--bench`. `-- --quick` shortens the runs and skips 100 000 sensors;
+    // `-- hazard` (or another variant name) runs only that variant; `-- --sensors N` changes
+    // the throughput runs' sensor count; `-- --no-size` skips the state-size figures.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let only: Vec<&str> = args.iter().filter(|a| !a.starts_with("--") && a.parse::<usize>().is_err()).map(String::as_str).collect();
+    let variants: Vec<Variant> =
+        [Variant::Hazard, Variant::HazardQuality, Variant::Full].into_iter().filter(|v| only.is_empty() || only.contains(&v.name())).collect();
+    let per_run = if quick { READINGS_PER_RUN / 10 } else { READINGS_PER_RUN };
+    let sensors = args.iter().position(|a| a == "--sensors").and_then(|i| args.get(i + 1)?.parse().ok()).unwrap_or(SENSORS);
+    println!("riskwatch-rules engine benchmark: {sensors} sensors, {RUNS} runs of {per_run} readings after a 1 h warm-up, one thread");
+    for variant in &variants {
+        throughput(*variant, sensors, per_run);
+    }
+    if args.iter().any(|a| a == "--no-size") {
+        return;
     }
     println!("state per sensor (heap held by the engine, counted by the global allocator):");
-    for n in [10_000, 100_000] {
-        for variant in [Variant::Hazard, Variant::HazardQuality, Variant::Full] {
-            state_size(n, variant);
+    for n in if quick { &[10_000][..] } else { &[10_000, 100_000][..] } {
+        for variant in &variants {
+            state_size(*n, *variant);
         }
     }
 }

@@ -10,6 +10,7 @@
 //! a seismic coda does not bounce an alert up and down the ladder.
 
 use riskwatch_core::{Level, Timestamp};
+use std::num::NonZeroU32;
 
 /// Whether higher or lower values are worse.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
@@ -53,7 +54,10 @@ pub struct BandSpec {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct Streak {
     since: Timestamp,
-    samples: u32,
+    /// Never zero (a streak starts at its first sample), which lets `Option<Streak>` take 16
+    /// bytes rather than 24: every binding and data-quality test of every sensor holds five.
+    /// Serialised as the plain number.
+    samples: NonZeroU32,
 }
 
 /// The mutable state of one binding: current level and per-level confirmation streaks.
@@ -63,6 +67,42 @@ pub struct BandState {
     pub level: Option<Level>,
     streaks: [Option<Streak>; 4],
     down: Option<Streak>,
+}
+
+/// Ladders that are almost always at rest — a sensor's data-quality tests, which raise an alert
+/// only when the data goes bad — held without a heap allocation until one of them moves, so
+/// that the thousands of healthy sensors do not each carry them.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct RestingLadders<const N: usize>(Option<Box<[BandState; N]>>);
+
+impl<const N: usize> RestingLadders<N> {
+    /// Whether ladder `i` has no level and nothing pending.
+    pub(crate) fn at_rest(&self, i: usize) -> bool {
+        self.0.as_ref().is_none_or(|all| all[i] == BandState::default())
+    }
+
+    /// Ladder `i`, to step.
+    pub(crate) fn get_mut(&mut self, i: usize) -> &mut BandState {
+        &mut self.0.get_or_insert_with(|| Box::new(std::array::from_fn(|_| BandState::default())))[i]
+    }
+
+    /// Sets ladder `i` (no allocation for a ladder at rest).
+    pub(crate) fn set(&mut self, i: usize, state: BandState) {
+        if self.0.is_some() || state != BandState::default() {
+            *self.get_mut(i) = state;
+        }
+    }
+
+    /// All ladders.
+    pub(crate) fn to_array(&self) -> [BandState; N] {
+        self.0.as_deref().cloned().unwrap_or_else(|| std::array::from_fn(|_| BandState::default()))
+    }
+}
+
+impl<const N: usize> PartialEq for RestingLadders<N> {
+    fn eq(&self, other: &Self) -> bool {
+        self.to_array() == other.to_array()
+    }
 }
 
 /// What one sample says about each level: whether its raise condition holds, and whether an
@@ -149,12 +189,12 @@ impl BandSpec {
 
 fn confirmed(delay: Delay, s: Option<Streak>, now: Timestamp) -> bool {
     s.is_some_and(|s| {
-        s.samples >= delay.samples.max(1) && now.millis() - s.since.millis() >= i64::from(delay.seconds) * 1000
+        s.samples.get() >= delay.samples.max(1) && now.millis() - s.since.millis() >= i64::from(delay.seconds) * 1000
     })
 }
 
 fn extend(s: Option<Streak>, ts: Timestamp) -> Option<Streak> {
-    Some(s.map_or(Streak { since: ts, samples: 1 }, |s| Streak { samples: s.samples + 1, ..s }))
+    Some(s.map_or(Streak { since: ts, samples: NonZeroU32::MIN }, |s| Streak { samples: s.samples.saturating_add(1), ..s }))
 }
 
 impl ThresholdBands {

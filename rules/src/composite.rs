@@ -282,9 +282,15 @@ impl CompositeExpr {
 
 /// Distinct sensors among `members` (of `rule`, if given) at `at_least` or above.
 fn count(rule: Option<&str>, at_least: Level, members: &[Member<'_>]) -> usize {
+    let hit = |m: &Member<'_>| rule.is_none_or(|r| r == m.rule) && m.level.is_some_and(|l| l >= at_least);
+    if members.len() <= 32 {
+        // A site's handful of members, counted without allocating (this runs every second for
+        // composites with delays): a hit counts unless an earlier hit is the same sensor.
+        return members.iter().enumerate().filter(|(i, m)| hit(m) && !members[..*i].iter().any(|e| hit(e) && e.sensor == m.sensor)).count();
+    }
     let mut hits: Vec<&str> = members
         .iter()
-        .filter(|m| rule.is_none_or(|r| r == m.rule) && m.level.is_some_and(|l| l >= at_least))
+        .filter(|m| hit(m))
         .map(|m| m.sensor)
         .collect();
     hits.sort_unstable();

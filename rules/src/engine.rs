@@ -15,8 +15,10 @@ use crate::message::MessageTemplate;
 use crate::quality::{QcTest, ResolvedQuality, QualityState};
 use crate::window::Window;
 use riskwatch_core::{AlertCategory, AlertEvent, Level, Quality, Reading, Registry, SensorId, SensorKind, SiteId, Timestamp};
+use crate::sensor_table::SensorTable;
+use smallvec::SmallVec;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// One hazard rule applied to one sensor.
@@ -26,7 +28,7 @@ pub(crate) struct Binding {
     pub rule: usize,
     /// Resolved thresholds, per level, per condition.
     #[serde(skip)]
-    pub thresholds: [Vec<f64>; 4],
+    pub thresholds: crate::threshold::ResolvedThresholds,
     pub state: BandState,
     pub window: Window,
     pub alert: Option<String>,
@@ -35,6 +37,9 @@ pub(crate) struct Binding {
     /// The measure's latest value (reported by composites over this binding).
     #[serde(default)]
     pub last_value: Option<f64>,
+    /// Indices of the composite bindings this binding is a member of.
+    #[serde(skip)]
+    pub member_of: SmallVec<[u32; 2]>,
 }
 
 /// Data-quality machinery of one sensor.
@@ -43,7 +48,8 @@ pub(crate) struct QualitySlot {
     pub spec: ResolvedQuality,
     pub measure: crate::Measure,
     pub state: QualityState,
-    pub tests: [BandState; 5],
+    /// Alert ladders of the five tests, by [`QcTest::index`].
+    pub tests: crate::bands::RestingLadders<5>,
     pub alerts: [Option<String>; 5],
     pub stale_after_ms: Option<i64>,
     pub stale: BandState,
@@ -63,7 +69,8 @@ pub(crate) struct SensorSlot {
     /// Ladder of the `dq.sensor_fault` alert (the gateway itself flagged readings 4 = fail).
     pub fault: BandState,
     pub fault_alert: Option<String>,
-    pub bindings: Vec<Binding>,
+    /// Most sensors have one rule: it sits in the slot itself, one cache miss fewer per reading.
+    pub bindings: SmallVec<[Binding; 1]>,
 }
 
 /// A composite rule applied to one site.
@@ -76,6 +83,10 @@ pub(crate) struct CompositeBinding {
     pub members: Vec<(SensorId, usize)>,
     pub state: BandState,
     pub alert: Option<String>,
+    /// What the members' levels add up to ([`crate::composite::CompositeLevels::band_value`])
+    /// as of the last evaluation; `None` once a member's level has changed. The evaluation
+    /// every second for delays then needs no member lookups.
+    pub band_value: Option<f64>,
 }
 
 /// Counters of what the engine did with its input.
@@ -101,10 +112,18 @@ pub struct Engine {
     pub(crate) rule_ids: Vec<Arc<str>>,
     pub(crate) composites: Vec<CompositeSpec>,
     pub(crate) composite_ids: Vec<Arc<str>>,
-    pub(crate) sensors: HashMap<SensorId, SensorSlot>,
+    pub(crate) sensors: SensorTable<SensorSlot>,
+    /// Sensors with stale detection, in id order (the order their stale alerts are raised in).
+    pub(crate) stale_watch: Vec<SensorId>,
+    /// No sensor can turn stale at or before this processing time (`None`: not known, look).
+    /// Keeps the once-a-second sweep from visiting every sensor when none is near its limit.
+    pub(crate) quiet_until: Option<Timestamp>,
     pub(crate) composite_bindings: Vec<CompositeBinding>,
     /// Indices into `composite_bindings`, by member site.
     pub(crate) site_composites: BTreeMap<SiteId, Vec<usize>>,
+    /// Indices into `composite_bindings` the sweep re-evaluates (those at a site, or group, with
+    /// a composite that has delays), ascending.
+    pub(crate) clock_composites: Vec<usize>,
     pub(crate) book: AlertBook,
     pub(crate) stats: EngineStats,
     /// First processing time seen (baseline for sensors that never reported).
@@ -128,12 +147,12 @@ impl Engine {
         if !problems.is_empty() {
             return Err(RuleError::Invalid(problems));
         }
-        let mut sensors: HashMap<SensorId, SensorSlot> = HashMap::new();
+        let mut sensors: SensorTable<SensorSlot> = SensorTable::default();
         for s in registry.sensors() {
-            let mut bindings = Vec::new();
+            let mut bindings: SmallVec<[Binding; 1]> = SmallVec::new();
             for (ri, r) in rules.rules.iter().enumerate().filter(|(_, r)| r.spec.applies_to.matches(s)) {
-                let thresholds = resolve(r, s).map_err(|p| RuleError::Invalid(vec![p]))?;
-                bindings.push(Binding { rule: ri, thresholds, state: BandState::default(), window: Window::default(), alert: None, detector: None, last_value: None });
+                let thresholds = crate::threshold::ResolvedThresholds::new(&resolve(r, s).map_err(|p| RuleError::Invalid(vec![p]))?);
+                bindings.push(Binding { rule: ri, thresholds, state: BandState::default(), window: Window::default(), alert: None, detector: None, last_value: None, member_of: SmallVec::new() });
             }
             // The first matching quality table applies.
             let quality = match rules.quality.iter().find(|(q, _)| q.applies_to.matches(s)) {
@@ -156,10 +175,20 @@ impl Engine {
             if bindings.is_empty() && quality.is_none() {
                 continue;
             }
+            // Held for every sensor for the engine's life: no spare capacity.
+            bindings.shrink_to_fit();
             sensors.insert(s.id.clone(), SensorSlot { site: s.site.clone(), kind: s.kind.clone(), unit: Arc::clone(&s.unit), last_ts: None, last_seen: None, quality, fault: BandState::default(), fault_alert: None, bindings });
         }
+        sensors.shrink_to_fit();
         let mut composite_bindings: Vec<CompositeBinding> = Vec::new();
         let mut site_composites: BTreeMap<SiteId, Vec<usize>> = BTreeMap::new();
+        // Sensors by site, each in id order: listed once, not once per site and composite.
+        let mut by_site: BTreeMap<&SiteId, Vec<&riskwatch_core::Sensor>> = BTreeMap::new();
+        if !rules.composites.is_empty() {
+            for s in registry.sensors() {
+                by_site.entry(&s.site).or_default().push(s);
+            }
+        }
         for (ci, (c, _)) in rules.composites.iter().enumerate() {
             let selected: Vec<&riskwatch_core::Site> =
                 registry.sites().filter(|site| c.sites.is_empty() || c.sites.iter().any(|x| x == site.id.as_str())).collect();
@@ -171,7 +200,7 @@ impl Engine {
             for (group_id, sites) in groups {
                 let mut members = Vec::new();
                 for site in &sites {
-                    for s in registry.sensors().into_iter().filter(|s| s.site == site.id) {
+                    for s in by_site.get(&site.id).into_iter().flatten().copied() {
                         let Some(slot) = sensors.get(&s.id) else { continue };
                         for (bi, b) in slot.bindings.iter().enumerate() {
                             if c.members.matches(&rules.rules[b.rule].spec.id, s) {
@@ -190,6 +219,7 @@ impl Engine {
                     members,
                     state: BandState::default(),
                     alert: None,
+                    band_value: None,
                 };
                 // Index the binding under every member site so a change there re-evaluates it;
                 // a network binding is shared through an index into `composite_bindings`.
@@ -200,14 +230,38 @@ impl Engine {
                 }
             }
         }
+        // Composites with delays must see time pass even when no member changes; so must every
+        // other composite of the same site.
+        let delayed: Vec<&SiteId> = composite_bindings
+            .iter()
+            .filter(|c| {
+                let spec = &rules.composites[c.composite].0;
+                spec.on_delay != crate::Delay::default() || spec.off_delay != crate::Delay::default()
+            })
+            .map(|c| &c.site)
+            .collect();
+        let clock_composites = (0..composite_bindings.len()).filter(|i| delayed.contains(&&composite_bindings[*i].site)).collect();
+        for (ci, cb) in composite_bindings.iter().enumerate() {
+            for (sid, bi) in &cb.members {
+                if let Some(b) = sensors.get_mut(sid).and_then(|slot| slot.bindings.get_mut(*bi)) {
+                    b.member_of.push(u32::try_from(ci).unwrap_or(u32::MAX));
+                }
+            }
+        }
+        let mut stale_watch: Vec<SensorId> =
+            sensors.iter().filter(|(_, slot)| slot.quality.as_ref().is_some_and(|q| q.stale_after_ms.is_some())).map(|(id, _)| id.clone()).collect();
+        stale_watch.sort();
         Ok(Engine {
             rule_ids: rules.rules.iter().map(|r| Arc::from(r.spec.id.as_str())).collect(),
             rules: rules.rules.clone(),
             composite_ids: rules.composites.iter().map(|(c, _)| Arc::from(c.id.as_str())).collect(),
             composites: rules.composites.iter().map(|(c, _)| c.clone()).collect(),
             sensors,
+            stale_watch,
+            quiet_until: None,
             composite_bindings,
             site_composites,
+            clock_composites,
             book: AlertBook::default(),
             stats: EngineStats::default(),
             started: None,
@@ -253,7 +307,7 @@ impl Engine {
     }
 
     fn process_reading(&mut self, reading: &Reading, now: Timestamp, out: &mut Vec<AlertEvent>) -> Quality {
-        let Some(slot) = self.sensors.get_mut(reading.sensor.as_str()) else {
+        let Some(slot) = self.sensors.get_mut(&reading.sensor) else {
             self.stats.unmatched += 1;
             return reading.quality;
         };
@@ -264,6 +318,9 @@ impl Engine {
         let previous_ts = slot.last_ts;
         slot.last_ts = Some(reading.ts);
         slot.last_seen = Some(now);
+        if let (Some(after), Some(quiet)) = (slot.quality.as_deref().and_then(|q| q.stale_after_ms), self.quiet_until.as_mut()) {
+            *quiet = (*quiet).min(Timestamp(now.millis().saturating_add(after)));
+        }
         let mut flag = reading.quality;
         // The gateway's own verdict first: a detector reporting fault (GB 15322.1, including end
         // of sensor life) is not an all-clear, it is an alert of its own.
@@ -315,6 +372,11 @@ impl Engine {
             }
             let eval = evaluate(rule, b, reading.ts, v);
             let Some((from, to)) = b.state.step(reading.ts, &eval.inputs, rule.spec.on_delay, rule.spec.off_delay) else { continue };
+            for &ci in &b.member_of {
+                if let Some(cb) = self.composite_bindings.get_mut(ci as usize) {
+                    cb.band_value = None;
+                }
+            }
             changed = true;
             let (value, threshold, cond) = if to > from { eval.raised_by[to.map_or(0, Level::index)] } else { eval.held_by[from.map_or(0, Level::index)] };
             let feature = cond.map(|c| c.0).unwrap_or(Feature::Value);
@@ -363,15 +425,16 @@ impl Engine {
     fn evaluate_composite(&mut self, i: usize, ts: Timestamp, now: Timestamp, out: &mut Vec<AlertEvent>) {
         let cb = &mut self.composite_bindings[i];
         let spec = &self.composites[cb.composite];
-        let members: Vec<Member<'_>> = cb
-            .members
-            .iter()
-            .filter_map(|(sid, bi)| {
-                let b = self.sensors.get(sid)?.bindings.get(*bi)?;
-                Some(Member { rule: &self.rules[b.rule].spec.id, sensor: sid.as_str(), level: b.state.level })
-            })
-            .collect();
-        let Some(t) = ThresholdBands::step(&spec.band_spec(), &mut cb.state, ts, spec.levels.band_value(&members)) else { return };
+        let value = match cb.band_value {
+            Some(v) => v,
+            None => {
+                let v = spec.levels.band_value(&members_of(&cb.members, &self.sensors, &self.rules));
+                cb.band_value = Some(v);
+                v
+            }
+        };
+        let Some(t) = ThresholdBands::step(&spec.band_spec(), &mut cb.state, ts, value) else { return };
+        let members = members_of(&cb.members, &self.sensors, &self.rules);
         let shown = if t.to > t.from { t.to } else { t.from };
         let strength = shown.and_then(|l| spec.levels.get(l)).map_or(0.0, |e| e.strength(&members));
         let mut ev = self.book.apply_change(
@@ -422,27 +485,23 @@ impl Engine {
         self.book.remind(now, out);
         if now >= self.next_sweep {
             self.next_sweep = now.plus_millis(1000);
-            // Composites with delays must see time pass even when no member changes.
-            let delayed: Vec<SiteId> = self
-                .composite_bindings
-                .iter()
-                .filter(|c| {
-                    let spec = &self.composites[c.composite];
-                    spec.on_delay != crate::Delay::default() || spec.off_delay != crate::Delay::default()
-                })
-                .map(|c| c.site.clone())
-                .collect();
-            for i in 0..self.composite_bindings.len() {
-                if delayed.contains(&self.composite_bindings[i].site) {
-                    self.evaluate_composite(i, now, now, out);
+            for k in 0..self.clock_composites.len() {
+                let i = self.clock_composites[k];
+                let cb = &self.composite_bindings[i];
+                // No level holds and nothing is pending: the step would leave everything as is.
+                if cb.band_value == Some(0.0) && cb.state == BandState::default() {
+                    continue;
                 }
+                self.evaluate_composite(i, now, now, out);
+            }
+            if self.quiet_until.is_some_and(|t| now <= t) {
+                self.stats.events += (out.len() - before) as u64;
+                return;
             }
             let baseline = self.started.unwrap_or(now);
-            let mut ids: Vec<&SensorId> = self.sensors.keys().collect();
-            ids.sort();
-            let ids: Vec<SensorId> = ids.into_iter().cloned().collect();
-            for id in ids {
-                let Some(slot) = self.sensors.get_mut(&id) else { continue };
+            let mut quiet_until = Timestamp(i64::MAX);
+            for id in &self.stale_watch {
+                let Some(slot) = self.sensors.get_mut(id) else { continue };
                 let Some(q) = slot.quality.as_deref_mut() else { continue };
                 let Some(after) = q.stale_after_ms else { continue };
                 let last = slot.last_seen.unwrap_or(baseline);
@@ -457,7 +516,7 @@ impl Engine {
                             &mut q.stale_alert,
                             LevelChange {
                                 rule_id: &Arc::from(STALE_RULE_ID),
-                                subject: &id,
+                                subject: id,
                                 site: &slot.site,
                                 kind: &slot.kind,
                                 category: AlertCategory::DataQuality,
@@ -476,7 +535,11 @@ impl Engine {
                         out.push(ev);
                     }
                 }
+                if q.stale.level.is_none() {
+                    quiet_until = quiet_until.min(Timestamp(last.millis().saturating_add(after)));
+                }
             }
+            self.quiet_until = Some(quiet_until);
         }
         self.stats.events += (out.len() - before) as u64;
     }
@@ -488,6 +551,17 @@ impl Engine {
         self.stats.events += 1;
         Ok(ev)
     }
+}
+
+/// The current levels of a composite binding's members.
+fn members_of<'a>(members: &'a [(SensorId, usize)], sensors: &'a SensorTable<SensorSlot>, rules: &'a [CompiledRule]) -> Vec<Member<'a>> {
+    members
+        .iter()
+        .filter_map(|(sid, bi)| {
+            let b = sensors.get(sid)?.bindings.get(*bi)?;
+            Some(Member { rule: &rules[b.rule].spec.id, sensor: sid.as_str(), level: b.state.level })
+        })
+        .collect()
 }
 
 fn worst(a: Quality, b: Quality) -> Quality {
@@ -524,7 +598,7 @@ fn evaluate(rule: &CompiledRule, b: &Binding, ts: Timestamp, v: f64) -> Evaluati
             continue;
         }
         let (mut raise, mut hold) = (false, false);
-        for (j, (c, t)) in conds.iter().zip(&b.thresholds[i]).enumerate() {
+        for (j, (c, t)) in conds.iter().zip(b.thresholds.level(i)).enumerate() {
             let x = match c.feature {
                 Feature::Value => Some(v),
                 Feature::Rate { window_ms } => b.window.rate_per_hour(ts.millis(), window_ms),
@@ -608,10 +682,14 @@ fn quality_alerts(
         // clears only after `clear_after` readings that pass.
         let failed = result == Quality::Fail;
         let flagged = matches!(result, Quality::Suspect | Quality::Fail | Quality::Missing);
+        if !flagged && q.tests.at_rest(i) {
+            // Passing, with no alert and nothing pending: the step would change nothing.
+            continue;
+        }
         let mut inputs = LevelInputs::default();
         inputs.raises[level.index()] = Some(failed);
         inputs.holds[level.index()] = Some(flagged);
-        let Some((from, to)) = q.tests[i].step(ts, &inputs, Default::default(), off) else { continue };
+        let Some((from, to)) = q.tests.get_mut(i).step(ts, &inputs, Default::default(), off) else { continue };
         let mut ev = book.apply_change(
             &mut q.alerts[i],
             LevelChange {

@@ -21,6 +21,8 @@ pub mod lifecycle;
 mod measure;
 mod message;
 pub mod quality;
+mod reminders;
+mod sensor_table;
 mod snapshot;
 mod threshold;
 mod window;

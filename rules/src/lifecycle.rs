@@ -7,6 +7,7 @@
 //! that escalates after acknowledgement is unacknowledged again (ISA-18.2 practice), so the
 //! new severity gets its own acknowledgement and reminders.
 
+use crate::reminders::ReminderSchedule;
 use riskwatch_core::alert::alert_id;
 use riskwatch_core::{AlertCategory, AlertChange, AlertEvent, Level, SensorId, SensorKind, SiteId, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -168,9 +169,21 @@ pub struct LevelChange<'a> {
 }
 
 /// All open alerts, by id. Sorted, so snapshots and reminder order are deterministic.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct AlertBook {
     records: BTreeMap<String, AlertRecord>,
+    /// The records' pending reminders by due time (`None` until built from the records, as
+    /// after deserialising). Every change to a record's `next_reminder` goes through
+    /// [`AlertBook::reschedule`].
+    #[serde(skip)]
+    schedule: Option<ReminderSchedule>,
+}
+
+/// Books are equal when they hold the same alerts; the schedule is derived from them.
+impl PartialEq for AlertBook {
+    fn eq(&self, other: &Self) -> bool {
+        self.records == other.records
+    }
 }
 
 impl AlertBook {
@@ -252,7 +265,15 @@ impl AlertBook {
             let id = rec.id.clone();
             self.records.remove(&id);
         }
+        self.reschedule(&ev.alert_id);
         ev
+    }
+
+    /// Brings the schedule in line with record `id`'s `next_reminder` (or its removal).
+    fn reschedule(&mut self, id: &str) {
+        if let Some(schedule) = self.schedule.as_mut() {
+            schedule.set(id, self.records.get(id).and_then(|r| r.next_reminder));
+        }
     }
 
     /// Applies an officer's command.
@@ -307,43 +328,38 @@ impl AlertBook {
             let id = rec.id.clone();
             self.records.remove(&id);
         }
+        self.reschedule(&cmd.alert_id);
         Ok(ev)
     }
 
     /// Emits the reminders due at `now`: one per due alert, then the next is scheduled one
     /// interval later (missed intervals are not replayed as a burst).
     pub fn remind(&mut self, now: Timestamp, out: &mut Vec<AlertEvent>) {
-        for rec in self.records.values_mut() {
-            let Some(due) = rec.next_reminder else { continue };
-            if due > now || !rec.active || rec.acked.is_some() {
-                continue;
+        let schedule = self.schedule.get_or_insert_with(|| ReminderSchedule::of(self.records.values()));
+        if !schedule.any_due(now) {
+            return;
+        }
+        for id in schedule.take_due(now) {
+            let Some(rec) = self.records.get_mut(&id) else { continue };
+            if let Some(ev) = remind_one(rec, now) {
+                out.push(ev);
             }
-            let Some(every) = rec.remind_ms[rec.level.index()] else {
-                rec.next_reminder = None;
-                continue;
-            };
-            let mut next = due;
-            while next <= now {
-                next = next.plus_millis(every);
-            }
-            rec.next_reminder = Some(next);
-            rec.seq += 1;
-            let mut ev = event(rec, AlertChange::Reminder, now, Some(rec.level));
-            let minutes = (now.millis() - rec.raised_at.millis()) / 60_000;
-            ev.message_zh = format!("提醒：{}/{} {}预警已持续 {minutes} 分钟，尚未确认", rec.site, rec.subject, rec.level.zh());
-            ev.message_en = format!("reminder: {} alert at {}/{} unacknowledged for {minutes} min", rec.level, rec.site, rec.subject);
-            out.push(ev);
+            schedule.set(&id, rec.next_reminder);
         }
     }
 
     /// Restores records (snapshot).
     pub fn insert(&mut self, rec: AlertRecord) {
-        self.records.insert(rec.id.clone(), rec);
+        let id = rec.id.clone();
+        self.records.insert(id.clone(), rec);
+        self.reschedule(&id);
     }
 
     /// Removes a record (rule removed on reload).
     pub fn remove(&mut self, id: &str) -> Option<AlertRecord> {
-        self.records.remove(id)
+        let rec = self.records.remove(id);
+        self.reschedule(id);
+        rec
     }
 
     /// Number of open alerts.
@@ -355,6 +371,30 @@ impl AlertBook {
     pub fn is_empty(&self) -> bool {
         self.records.is_empty()
     }
+}
+
+/// The reminder for one alert if it is due at `now`, scheduling the next one interval later
+/// (missed intervals are not replayed as a burst).
+fn remind_one(rec: &mut AlertRecord, now: Timestamp) -> Option<AlertEvent> {
+    let due = rec.next_reminder?;
+    if due > now || !rec.active || rec.acked.is_some() {
+        return None;
+    }
+    let Some(every) = rec.remind_ms[rec.level.index()] else {
+        rec.next_reminder = None;
+        return None;
+    };
+    let mut next = due;
+    while next <= now {
+        next = next.plus_millis(every);
+    }
+    rec.next_reminder = Some(next);
+    rec.seq += 1;
+    let mut ev = event(rec, AlertChange::Reminder, now, Some(rec.level));
+    let minutes = (now.millis() - rec.raised_at.millis()) / 60_000;
+    ev.message_zh = format!("提醒：{}/{} {}预警已持续 {minutes} 分钟，尚未确认", rec.site, rec.subject, rec.level.zh());
+    ev.message_en = format!("reminder: {} alert at {}/{} unacknowledged for {minutes} min", rec.level, rec.site, rec.subject);
+    Some(ev)
 }
 
 fn event(rec: &AlertRecord, change: AlertChange, ts: Timestamp, previous: Option<Level>) -> AlertEvent {

@@ -102,7 +102,7 @@ impl Engine {
                     .collect(),
                 quality: slot.quality.as_deref().map(|q| QualitySnap {
                     state: q.state.clone(),
-                    tests: q.tests.clone(),
+                    tests: q.tests.to_array(),
                     alerts: q.alerts.clone(),
                     stale: q.stale.clone(),
                     stale_alert: q.stale_alert.clone(),
@@ -127,6 +127,10 @@ impl Engine {
         self.book = snap.book;
         self.started = snap.started;
         self.next_sweep = snap.next_sweep;
+        // Last-seen times, stale states and member levels change below: the sweep must look
+        // again at every sensor and composite.
+        self.quiet_until = None;
+        self.composite_bindings.iter_mut().for_each(|c| c.band_value = None);
         let mut orphans: Vec<(SensorId, BindingSnap)> = Vec::new();
         // Alerts whose producing check no longer exists in this engine (data quality).
         let mut orphan_alerts: Vec<Option<String>> = Vec::new();
@@ -165,7 +169,7 @@ impl Engine {
                     for test in crate::quality::QcTest::ALL {
                         let i = test.index();
                         if q.spec.has(test) {
-                            q.tests[i] = qs.tests[i].clone();
+                            q.tests.set(i, qs.tests[i].clone());
                             q.alerts[i] = qs.alerts[i].clone();
                         } else {
                             orphan_alerts.push(qs.alerts[i].clone());

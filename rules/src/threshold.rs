@@ -1,7 +1,8 @@
 //! Thresholds as numbers or as registry attributes with an offset (`warning_level + 0.5`).
 //!
 //! Each gauge, detector and slope has its own values, so rules usually name an attribute and
-//! the registry supplies the number per station.
+//! the registry supplies the number per station. [`ResolvedThresholds`] holds one binding's
+//! numbers.
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -86,9 +87,78 @@ impl<'de> Deserialize<'de> for ThresholdExpr {
     }
 }
 
+/// Conditions a binding holds thresholds for without a heap allocation: enough for four levels
+/// of one condition and a second condition on two of them.
+const INLINE: usize = 6;
+
+/// The thresholds of one (rule, sensor) binding, per level, per condition, resolved once.
+/// They are read for every reading, so they sit inside the binding unless the rule has many
+/// conditions, rather than in four separate heap vectors.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct ResolvedThresholds {
+    /// End of each level's run in `values`, blue..red.
+    ends: [u32; 4],
+    values: Values,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum Values {
+    Inline([f64; INLINE]),
+    Heap(Box<[f64]>),
+}
+
+impl Default for Values {
+    fn default() -> Self {
+        Values::Inline([0.0; INLINE])
+    }
+}
+
+impl ResolvedThresholds {
+    /// From the thresholds per level (blue..red), per condition.
+    pub(crate) fn new(per_level: &[Vec<f64>; 4]) -> Self {
+        let mut ends = [0u32; 4];
+        let mut total = 0usize;
+        for (end, level) in ends.iter_mut().zip(per_level) {
+            total += level.len();
+            *end = u32::try_from(total).unwrap_or(u32::MAX);
+        }
+        let all = per_level.iter().flatten().copied();
+        let values = if total <= INLINE {
+            let mut inline = [0.0; INLINE];
+            inline.iter_mut().zip(all).for_each(|(slot, v)| *slot = v);
+            Values::Inline(inline)
+        } else {
+            Values::Heap(all.collect())
+        };
+        ResolvedThresholds { ends, values }
+    }
+
+    /// The thresholds of level `i` (0 = blue), one per condition.
+    pub(crate) fn level(&self, i: usize) -> &[f64] {
+        let all: &[f64] = match &self.values {
+            Values::Inline(v) => v,
+            Values::Heap(v) => v,
+        };
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        &all[start..self.ends[i] as usize]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resolved_thresholds_keep_levels_apart_inline_or_not() {
+        let few = [vec![1.0], vec![2.0, 0.3], vec![], vec![4.0]];
+        let t = ResolvedThresholds::new(&few);
+        assert_eq!((t.level(0), t.level(1), t.level(2), t.level(3)), (&[1.0][..], &[2.0, 0.3][..], &[][..], &[4.0][..]));
+        assert!(matches!(t.values, Values::Inline(_)));
+        let many = [vec![35.0, 55.0, 70.0], vec![50.0, 80.0, 100.0], vec![70.0], vec![]];
+        let t = ResolvedThresholds::new(&many);
+        assert_eq!((t.level(0), t.level(1), t.level(2), t.level(3)), (&many[0][..], &many[1][..], &many[2][..], &[][..]));
+        assert!(matches!(t.values, Values::Heap(_)));
+    }
 
     #[test]
     fn parses_attribute_offsets() {

@@ -36,7 +36,17 @@ impl Window {
                 s.last = v;
                 s.sum += v;
             }
-            _ => self.slots.push_back(Slot { ts, last: v, sum: v }),
+            _ => {
+                if self.slots.len() == self.slots.capacity() {
+                    // Grow by doubling as usual, but never past the most slots the window can
+                    // hold (one per resolution step, plus the reference and the newest): this
+                    // is held per binding, for every sensor.
+                    let most = usize::try_from(keep_ms / resolution_ms.max(1)).unwrap_or(usize::MAX).saturating_add(2);
+                    let len = self.slots.len();
+                    self.slots.reserve_exact((len * 2).max(4).min(most.max(len + 1)) - len);
+                }
+                self.slots.push_back(Slot { ts, last: v, sum: v });
+            }
         }
         while self.slots.len() >= 2 && self.slots[1].ts <= ts - keep_ms {
             self.slots.pop_front();
@@ -53,7 +63,15 @@ impl Window {
     /// window. `None` while there is not enough history.
     pub fn rate_per_hour(&self, now: i64, window_ms: i64) -> Option<f64> {
         let latest = self.slots.back()?;
-        let reference = self.slots.iter().rev().find(|s| s.ts <= now - window_ms).or_else(|| {
+        // Slots are in event-time order, so "the newest one at least a window old" is one
+        // bisection — and usually the first slot (the window is the whole history kept), which
+        // `push` has just looked at — rather than a walk back through the window per reading.
+        let cut = now - window_ms;
+        let older = match self.slots.get(1) {
+            Some(second) if second.ts > cut => usize::from(self.slots[0].ts <= cut),
+            _ => self.slots.partition_point(|s| s.ts <= cut),
+        };
+        let reference = older.checked_sub(1).and_then(|i| self.slots.get(i)).or_else(|| {
             let oldest = self.slots.front()?;
             (now - oldest.ts >= window_ms / 2).then_some(oldest)
         })?;
