@@ -9,8 +9,8 @@ use crate::pipeline::{Pipeline, PipelineConfig};
 use anyhow::{Context, Result};
 use riskwatch_core::{Registry, SensorKind, Timestamp};
 use riskwatch_rules::RuleSet;
-use riskwatch_simulators::flood::{RiverFlood, RiverFloodParams};
 use riskwatch_simulators::fleet::{self, FleetConfig, Glitch};
+use riskwatch_simulators::flood::{RiverFlood, RiverFloodParams};
 use riskwatch_simulators::gas::{GasLeak, GasLeakParams};
 use riskwatch_simulators::gnss::{SlopeCreep, SlopeCreepParams};
 use riskwatch_simulators::seismic::{SeismicStation, SeismicStationParams};
@@ -67,8 +67,14 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     };
     println!("riskwatch demo — simulated river gauges, gas detectors, a GNSS landslide point and three");
     println!("strong-motion terminals publish over MQTT to the embedded broker at 127.0.0.1:{port};");
-    println!("alerts are published on riskwatch/v1/alerts/{{level}}/{{site}}/{{sensor}} and stored in {}.", args.db.display());
-    println!("Each series is time-compressed to fit {}; times shown are event times (UTC+8).", humantime::format_duration(args.duration));
+    println!(
+        "alerts are published on riskwatch/v1/alerts/{{level}}/{{site}}/{{sensor}} and stored in {}.",
+        args.db.display()
+    );
+    println!(
+        "Each series is time-compressed to fit {}; times shown are event times (UTC+8).",
+        humantime::format_duration(args.duration)
+    );
     println!("Hankou is a reconstruction shaped on published 2020 reference points, not observed data.\n");
 
     let pipeline = Pipeline::start(PipelineConfig {
@@ -88,7 +94,8 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     let glitches = vec![Glitch {
         after: args.duration.mul_f64(0.4),
         topic: "riskwatch/v1/readings/plant-a/plant-a-lel-02".into(),
-        payload: format!(r#"{{"kind":"gas_combustible","ts":{},"unit":"%LEL","value":NaN}}"#, now.millis()).into_bytes(),
+        payload: format!(r#"{{"kind":"gas_combustible","ts":{},"unit":"%LEL","value":NaN}}"#, now.millis())
+            .into_bytes(),
     }];
     let (stop_tx, stop_rx) = watch::channel(false);
     let fleet_cfg = FleetConfig {
@@ -125,22 +132,42 @@ fn demo_tracks(now: Timestamp, seed: u64) -> Vec<Track> {
     // Hankou, 2020 (reconstructed): warning 27.30 m crossed on 07-07, crest 28.77 m on 07-12 23:00.
     let hankou_start = Timestamp::parse_rfc3339("2020-07-04T00:00:00+08:00").expect("valid constant");
     tracks.push(RiverFlood::track(
-        RiverFloodParams { base_level_m: 26.2, peak_level_m: 28.77, time_to_peak_h: 215.0, rise_shape: 2.5, recession_h: 120.0, duration_h: 14.0 * 24.0, ..Default::default() },
+        RiverFloodParams {
+            base_level_m: 26.2,
+            peak_level_m: 28.77,
+            time_to_peak_h: 215.0,
+            rise_shape: 2.5,
+            recession_h: 120.0,
+            duration_h: 14.0 * 24.0,
+            ..Default::default()
+        },
         SensorSpec::new("hankou-wl", "hankou", SensorKind::WaterLevel, "m"),
         hankou_start,
         seed,
     ));
     // A small flashy creek: a cloudburst takes it past its record within a day.
     tracks.push(RiverFlood::track(
-        RiverFloodParams { base_level_m: 6.2, peak_level_m: 9.45, time_to_peak_h: 16.0, recession_h: 10.0, duration_h: 48.0, ..Default::default() },
+        RiverFloodParams {
+            base_level_m: 6.2,
+            peak_level_m: 9.45,
+            time_to_peak_h: 16.0,
+            recession_h: 10.0,
+            duration_h: 48.0,
+            ..Default::default()
+        },
         SensorSpec::new("shahe-wl", "shahe", SensorKind::WaterLevel, "m"),
         now,
         seed + 1,
     ));
     // A flange leak at pump P-101 in a westerly breeze: detectors at 15 m and 45 m downwind,
     // one 30 m crosswind.
-    let leak = GasLeakParams { source_strength_lel: 200.0, leak_start_s: 240.0, leak_end_s: 1200.0, ..Default::default() };
-    for (i, (id, distance, bearing)) in [("plant-a-lel-01", 15.0, 90.0), ("plant-a-lel-02", 45.0, 90.0), ("plant-a-lel-03", 30.0, 0.0)].into_iter().enumerate() {
+    let leak =
+        GasLeakParams { source_strength_lel: 200.0, leak_start_s: 240.0, leak_end_s: 1200.0, ..Default::default() };
+    for (i, (id, distance, bearing)) in
+        [("plant-a-lel-01", 15.0, 90.0), ("plant-a-lel-02", 45.0, 90.0), ("plant-a-lel-03", 30.0, 0.0)]
+            .into_iter()
+            .enumerate()
+    {
         tracks.push(GasLeak::track(
             leak.clone().at(distance, bearing),
             SensorSpec::new(id, "plant-a", SensorKind::GasCombustible, "%LEL"),
@@ -151,13 +178,20 @@ fn demo_tracks(now: Timestamp, seed: u64) -> Vec<Track> {
     // A slope creeping at 2 mm/day that starts to accelerate on day 15 and fails just after
     // day 30 (the series stops an hour before).
     tracks.push(SlopeCreep::track(
-        SlopeCreepParams { creep_velocity_mm_per_day: 2.0, acceleration_onset_days: 15.0, failure_after_days: 30.05, ..Default::default() },
+        SlopeCreepParams {
+            creep_velocity_mm_per_day: 2.0,
+            acceleration_onset_days: 15.0,
+            failure_after_days: 30.05,
+            ..Default::default()
+        },
         SensorSpec::new("slope-01-gnss-01", "slope-01", SensorKind::GnssDisplacement, "mm"),
         now,
         seed + 20,
     ));
     // A shallow earthquake 12, 35 and 80 km from the three terminals.
-    for (i, (id, site, km)) in [("eq-a-acc", "eq-a", 12.0), ("eq-b-acc", "eq-b", 35.0), ("eq-c-acc", "eq-c", 80.0)].into_iter().enumerate() {
+    for (i, (id, site, km)) in
+        [("eq-a-acc", "eq-a", 12.0), ("eq-b-acc", "eq-b", 35.0), ("eq-c-acc", "eq-c", 80.0)].into_iter().enumerate()
+    {
         tracks.push(SeismicStation::track(
             SeismicStationParams { distance_km: km, ..Default::default() },
             SensorSpec::new(id, site, SensorKind::SeismicAcceleration, "m/s2"),

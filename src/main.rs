@@ -109,7 +109,8 @@ fn rules_check(file: &Path, registry: Option<&Path>) -> Result<()> {
     let rules = load_rules(file)?;
     if let Some(reg) = registry {
         let registry = load_registry(reg)?;
-        let engine = Engine::new(&rules, &registry).with_context(|| format!("{} against {}", file.display(), reg.display()))?;
+        let engine =
+            Engine::new(&rules, &registry).with_context(|| format!("{} against {}", file.display(), reg.display()))?;
         for w in rules.warnings_against(&registry) {
             println!("warning: {w}");
         }

@@ -70,7 +70,8 @@ impl Pipeline {
             }
         }
         let store = SqliteSink::start_store(store)?;
-        let publisher = MqttAlertPublisher::connect(&cfg.mqtt_host, cfg.mqtt_port, &format!("{}-alerts", cfg.client_prefix));
+        let publisher =
+            MqttAlertPublisher::connect(&cfg.mqtt_host, cfg.mqtt_port, &format!("{}-alerts", cfg.client_prefix));
         let source = MqttSource::new(
             MqttSourceConfig {
                 filters: vec![topic::READINGS_FILTER.into(), topic::COMMANDS_TOPIC.into()],

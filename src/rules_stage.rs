@@ -171,13 +171,17 @@ impl RulesStage {
         let result = std::fs::read_to_string(&w.path)
             .map_err(anyhow::Error::from)
             .and_then(|text| RuleSet::from_toml(&text).map_err(anyhow::Error::from))
-            .and_then(|rules| self.engine.reload(&rules, &w.registry, Timestamp::now(), &mut self.events).map_err(anyhow::Error::from));
+            .and_then(|rules| {
+                self.engine.reload(&rules, &w.registry, Timestamp::now(), &mut self.events).map_err(anyhow::Error::from)
+            });
         match result {
             Ok(()) => {
                 self.summary.reloads += 1;
                 println!("rules reloaded from {}", w.path.display());
             }
-            Err(e) => println!("rules file {} changed but cannot be used; keeping the running rules: {e:#}", w.path.display()),
+            Err(e) => {
+                println!("rules file {} changed but cannot be used; keeping the running rules: {e:#}", w.path.display())
+            }
         }
     }
 }

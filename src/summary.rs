@@ -38,7 +38,10 @@ impl Summary {
     /// Counts one alert event.
     pub fn record_event(&mut self, e: &AlertEvent) {
         *self.events_by_change.entry(e.change.as_str()).or_default() += 1;
-        if !matches!(e.change, AlertChange::Raised | AlertChange::Escalated | AlertChange::DeEscalated | AlertChange::Cleared) {
+        if !matches!(
+            e.change,
+            AlertChange::Raised | AlertChange::Escalated | AlertChange::DeEscalated | AlertChange::Cleared
+        ) {
             return;
         }
         if e.change == AlertChange::Cleared {
@@ -82,7 +85,8 @@ impl Summary {
         );
         let _ = write!(s, "alerts reaching level ");
         for l in Level::ALL.iter().rev() {
-            let (on, off) = if colour { (riskwatch_sinks::console::ansi(*l), riskwatch_sinks::console::RESET) } else { ("", "") };
+            let (on, off) =
+                if colour { (riskwatch_sinks::console::ansi(*l), riskwatch_sinks::console::RESET) } else { ("", "") };
             let _ = write!(s, "  {on}{} {}{off}", l.as_str(), self.alerts_at(*l));
         }
         let _ = writeln!(s);
@@ -95,7 +99,8 @@ impl Summary {
             self.store.readings, self.store.events, self.store.dead_letters, self.store.commands
         );
         if self.commands_refused > 0 || self.reloads > 0 {
-            let _ = writeln!(s, "commands refused      {}; rules reloaded {} time(s)", self.commands_refused, self.reloads);
+            let _ =
+                writeln!(s, "commands refused      {}; rules reloaded {} time(s)", self.commands_refused, self.reloads);
         }
         if self.engine.bad_quality + self.engine.out_of_order > 0 {
             let _ = writeln!(

@@ -57,7 +57,9 @@ impl Riskwatch {
                         return line;
                     }
                 }
-                Err(_) => panic!("no line containing {needle:?} within {within:?}; output so far:\n{}", self.seen.join("\n")),
+                Err(_) => {
+                    panic!("no line containing {needle:?} within {within:?}; output so far:\n{}", self.seen.join("\n"))
+                }
             }
         }
     }

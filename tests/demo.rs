@@ -11,7 +11,8 @@ use std::time::Duration;
 fn demo_shows_all_four_colours_and_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port().to_string();
-    let rw = Riskwatch::spawn(&["demo", "--duration", "60s", "--no-color", "--port", &port, "--db", "demo.db"], dir.path());
+    let rw =
+        Riskwatch::spawn(&["demo", "--duration", "60s", "--no-color", "--port", &port, "--db", "demo.db"], dir.path());
     let (code, out) = rw.wait_exit(Duration::from_secs(150));
     let text = out.join("\n");
     assert_eq!(code, 0, "demo exit code; output:\n{text}");
@@ -19,7 +20,8 @@ fn demo_shows_all_four_colours_and_exits_zero() {
     // The live feed shows each colour being entered (raised or escalated).
     for level in ["BLUE", "YELLOW", "ORANGE", "RED"] {
         assert!(
-            out.iter().any(|l| l.contains(&format!("● {level:<6} raised")) || l.contains(&format!("● {level:<6} escalated"))),
+            out.iter()
+                .any(|l| l.contains(&format!("● {level:<6} raised")) || l.contains(&format!("● {level:<6} escalated"))),
             "no {level} alert in the feed:\n{text}"
         );
     }
@@ -28,7 +30,8 @@ fn demo_shows_all_four_colours_and_exits_zero() {
         assert!(out.iter().any(|l| l.contains(site)), "no alert from {site}:\n{text}");
     }
     // The summary counts alerts at every level and the one NaN the plant gateway sent.
-    let line = out.iter().find(|l| l.starts_with("alerts reaching level")).unwrap_or_else(|| panic!("no summary:\n{text}"));
+    let line =
+        out.iter().find(|l| l.starts_with("alerts reaching level")).unwrap_or_else(|| panic!("no summary:\n{text}"));
     for level in ["red", "orange", "yellow", "blue"] {
         let n: u64 = line
             .split(&format!("{level} "))

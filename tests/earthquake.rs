@@ -62,8 +62,19 @@ fn quake(stations: &[(&str, &str, f64, f64)]) -> Vec<Reading> {
         .iter()
         .enumerate()
         .flat_map(|(i, (sensor, site, km, peak))| {
-            let params = SeismicStationParams { distance_km: *km, peak_accel_at_10km_m_s2: *peak, duration_s: 50, ..Default::default() };
-            SeismicStation::track(params, SensorSpec::new(sensor, site, SensorKind::SeismicAcceleration, "m/s2"), start, 100 + i as u64).readings
+            let params = SeismicStationParams {
+                distance_km: *km,
+                peak_accel_at_10km_m_s2: *peak,
+                duration_s: 50,
+                ..Default::default()
+            };
+            SeismicStation::track(
+                params,
+                SensorSpec::new(sensor, site, SensorKind::SeismicAcceleration, "m/s2"),
+                start,
+                100 + i as u64,
+            )
+            .readings
         })
         .collect();
     all.sort_by_key(|r| r.ts);
@@ -76,7 +87,10 @@ async fn run(stations: &[(&str, &str, f64, f64)], want_network: bool) -> Vec<Ale
     std::fs::write(dir.path().join("rules.toml"), RULES).unwrap();
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
-    let mut rw = Riskwatch::spawn(&["run", "--registry", "registry.toml", "--rules", "rules.toml", "--db", "s.db", "--listen", &listen], dir.path());
+    let mut rw = Riskwatch::spawn(
+        &["run", "--registry", "registry.toml", "--rules", "rules.toml", "--db", "s.db", "--listen", &listen],
+        dir.path(),
+    );
     rw.wait_for_line("riskwatch ready", Duration::from_secs(60));
     let mut officer = TestClient::connect(port, "officer", &["riskwatch/v1/alerts/#"]).await;
     let mut gateway = TestClient::connect(port, "terminals", &[]).await;
@@ -85,7 +99,9 @@ async fn run(stations: &[(&str, &str, f64, f64)], want_network: bool) -> Vec<Ale
     for r in &packets {
         gateway.publish_acked(&topic::reading_topic(r.site.as_str(), r.sensor.as_str()), encode_reading(r)).await;
     }
-    let parse = |ps: &[Publish]| -> Vec<AlertEvent> { ps.iter().map(|p| serde_json::from_slice(&p.payload).unwrap()).collect() };
+    let parse = |ps: &[Publish]| -> Vec<AlertEvent> {
+        ps.iter().map(|p| serde_json::from_slice(&p.payload).unwrap()).collect()
+    };
     let got = officer
         .collect_until(Duration::from_secs(if want_network { 30 } else { 5 }), |ps| {
             parse(ps).iter().any(|e| e.category == AlertCategory::Composite)
@@ -104,13 +120,19 @@ async fn run(stations: &[(&str, &str, f64, f64)], want_network: bool) -> Vec<Ale
     drop(db);
     let (code, out) = rw.interrupt(Duration::from_secs(30));
     assert_eq!(code, 0);
-    assert!(out.iter().any(|l| l.contains(&format!("readings processed    {n}"))), "all {n} packets processed:\n{}", out.join("\n"));
+    assert!(
+        out.iter().any(|l| l.contains(&format!("readings processed    {n}"))),
+        "all {n} packets processed:\n{}",
+        out.join("\n")
+    );
     parse(&got)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_earthquake_seen_by_three_terminals_raises_one_network_alert_with_intensities() {
-    let events = run(&[("eq-a-acc", "eq-a", 12.0, 1.0), ("eq-b-acc", "eq-b", 35.0, 1.0), ("eq-c-acc", "eq-c", 60.0, 1.0)], true).await;
+    let events =
+        run(&[("eq-a-acc", "eq-a", 12.0, 1.0), ("eq-b-acc", "eq-b", 35.0, 1.0), ("eq-c-acc", "eq-c", 60.0, 1.0)], true)
+            .await;
     let network: Vec<&AlertEvent> = events.iter().filter(|e| e.category == AlertCategory::Composite).collect();
     assert_eq!(network.len(), 1, "exactly one site-level alert: {events:#?}");
     let n = network[0];
@@ -130,11 +152,19 @@ async fn an_earthquake_seen_by_three_terminals_raises_one_network_alert_with_int
 async fn one_terminal_shaking_alone_never_goes_beyond_yellow() {
     // Only station A records strong shaking (as a faulty or disturbed terminal would); the
     // others see background noise only.
-    let events = run(&[("eq-a-acc", "eq-a", 5.0, 3.0), ("eq-b-acc", "eq-b", 35.0, 0.0), ("eq-c-acc", "eq-c", 60.0, 0.0)], false).await;
+    let events =
+        run(&[("eq-a-acc", "eq-a", 5.0, 3.0), ("eq-b-acc", "eq-b", 35.0, 0.0), ("eq-c-acc", "eq-c", 60.0, 0.0)], false)
+            .await;
     let a: Vec<&AlertEvent> = events.iter().filter(|e| e.subject.as_str() == "eq-a-acc").collect();
     assert!(!a.is_empty(), "the shaking terminal raises its own alert");
-    assert!(a.iter().any(|e| e.details.as_ref().is_some_and(|d| d["intensity"].as_f64().unwrap_or(0.0) >= 6.0)), "it measured strong shaking: {a:#?}");
+    assert!(
+        a.iter().any(|e| e.details.as_ref().is_some_and(|d| d["intensity"].as_f64().unwrap_or(0.0) >= 6.0)),
+        "it measured strong shaking: {a:#?}"
+    );
     assert!(events.iter().all(|e| e.level <= Level::Yellow), "nothing above yellow: {events:#?}");
-    assert!(events.iter().all(|e| !e.subject.as_str().starts_with("eq-b") && !e.subject.as_str().starts_with("eq-c")), "quiet terminals stay quiet");
+    assert!(
+        events.iter().all(|e| !e.subject.as_str().starts_with("eq-b") && !e.subject.as_str().starts_with("eq-c")),
+        "quiet terminals stay quiet"
+    );
     assert!(events.iter().all(|e| e.category != AlertCategory::Composite), "no network alert from one station");
 }

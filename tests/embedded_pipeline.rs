@@ -66,7 +66,8 @@ async fn readings_become_alerts_on_mqtt_and_rows_in_sqlite() {
     );
     rw.wait_for_line("riskwatch ready", Duration::from_secs(60));
 
-    let mut officer = TestClient::connect(port, "duty-officer", &["riskwatch/v1/alerts/#", "riskwatch/v1/rejections/#"]).await;
+    let mut officer =
+        TestClient::connect(port, "duty-officer", &["riskwatch/v1/alerts/#", "riskwatch/v1/rejections/#"]).await;
     let mut gateway = TestClient::connect(port, "gateway-hankou", &[]).await;
 
     // A flood wave at 5-minute steps; on-delay is two readings.
@@ -75,7 +76,8 @@ async fn readings_become_alerts_on_mqtt_and_rows_in_sqlite() {
         let i = i as i64;
         // Alternate the two timestamp forms a gateway may use.
         let t = if i % 2 == 0 { serde_json::json!(ts(i).millis()) } else { serde_json::json!(ts(i).to_rfc3339_cst()) };
-        let payload = serde_json::json!({"v": 1, "kind": "water_level", "ts": t, "unit": "m", "value": v, "quality": 1});
+        let payload =
+            serde_json::json!({"v": 1, "kind": "water_level", "ts": t, "unit": "m", "value": v, "quality": 1});
         gateway.publish_acked("riskwatch/v1/readings/hankou/hankou-wl", payload.to_string()).await;
         if i == 5 {
             // A gateway bug in the middle of the wave: a bare NaN.
@@ -92,7 +94,8 @@ async fn readings_become_alerts_on_mqtt_and_rows_in_sqlite() {
 
     let got = officer
         .collect_until(Duration::from_secs(30), |ps| {
-            ps.iter().filter(|p| p.topic.contains("/alerts/")).count() >= 7 && ps.iter().filter(|p| p.topic.contains("/rejections/")).count() >= 2
+            ps.iter().filter(|p| p.topic.contains("/alerts/")).count() >= 7
+                && ps.iter().filter(|p| p.topic.contains("/rejections/")).count() >= 2
         })
         .await;
     let events: Vec<(String, AlertEvent)> = got
@@ -124,8 +127,11 @@ async fn readings_become_alerts_on_mqtt_and_rows_in_sqlite() {
     assert_eq!(events[4].0, "riskwatch/v1/alerts/red/hankou/hankou-wl", "leaving red is published under red");
     assert!(events[3].1.message_en.contains("29.10"), "{}", events[3].1.message_en);
 
-    let rejections: Vec<serde_json::Value> =
-        got.iter().filter(|p| p.topic.contains("/rejections/")).map(|p| serde_json::from_slice(&p.payload).unwrap()).collect();
+    let rejections: Vec<serde_json::Value> = got
+        .iter()
+        .filter(|p| p.topic.contains("/rejections/"))
+        .map(|p| serde_json::from_slice(&p.payload).unwrap())
+        .collect();
     assert_eq!(rejections[0]["reason"], "non_finite");
     assert_eq!(rejections[0]["sensor"], "hankou-wl");
     assert_eq!(rejections[1]["reason"], "unit_mismatch");
@@ -148,7 +154,8 @@ async fn readings_become_alerts_on_mqtt_and_rows_in_sqlite() {
         .unwrap()
         .map(Result::unwrap)
         .collect();
-    let expected: Vec<(String, String, i64)> = seen.iter().map(|(c, l, t)| (c.to_string(), l.to_string(), t.millis())).collect();
+    let expected: Vec<(String, String, i64)> =
+        seen.iter().map(|(c, l, t)| (c.to_string(), l.to_string(), t.millis())).collect();
     assert_eq!(stored, expected);
     let dead: Vec<(String, String, Vec<u8>)> = db
         .prepare("SELECT reason, error, raw FROM dead_letters ORDER BY id")

@@ -37,7 +37,10 @@ fn reading(minute: i64, v: f64) -> String {
 
 fn start(dir: &Path, port: u16) -> Riskwatch {
     let listen = format!("127.0.0.1:{port}");
-    let mut rw = Riskwatch::spawn(&["run", "--registry", "registry.toml", "--rules", "rules.toml", "--db", "store.db", "--listen", &listen], dir);
+    let mut rw = Riskwatch::spawn(
+        &["run", "--registry", "registry.toml", "--rules", "rules.toml", "--db", "store.db", "--listen", &listen],
+        dir,
+    );
     rw.wait_for_line("riskwatch ready", Duration::from_secs(60));
     rw
 }
@@ -47,7 +50,10 @@ fn events(ps: &[Publish]) -> Vec<AlertEvent> {
 }
 
 fn errors(ps: &[Publish]) -> Vec<serde_json::Value> {
-    ps.iter().filter(|p| p.topic == "riskwatch/v1/commands/errors").map(|p| serde_json::from_slice(&p.payload).unwrap()).collect()
+    ps.iter()
+        .filter(|p| p.topic == "riskwatch/v1/commands/errors")
+        .map(|p| serde_json::from_slice(&p.payload).unwrap())
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -57,7 +63,8 @@ async fn acknowledge_over_mqtt_survive_a_restart_and_hot_reload_rules() {
     std::fs::write(dir.path().join("rules.toml"), RULES).unwrap();
     let port = free_port();
     let rw = start(dir.path(), port);
-    let mut officer = TestClient::connect(port, "officer", &["riskwatch/v1/alerts/#", "riskwatch/v1/commands/errors"]).await;
+    let mut officer =
+        TestClient::connect(port, "officer", &["riskwatch/v1/alerts/#", "riskwatch/v1/commands/errors"]).await;
     let mut gateway = TestClient::connect(port, "gateway", &[]).await;
 
     gateway.publish_acked("riskwatch/v1/readings/hankou/wl", reading(0, 29.2)).await;
@@ -68,18 +75,23 @@ async fn acknowledge_over_mqtt_survive_a_restart_and_hot_reload_rules() {
 
     // Three bad commands, then a good one.
     let cmd = |action: &str, alert: &str, note: &str| {
-        serde_json::json!({"command_id": action, "alert_id": alert, "action": action, "by": "Li Wei", "note": note}).to_string()
+        serde_json::json!({"command_id": action, "alert_id": alert, "action": action, "by": "Li Wei", "note": note})
+            .to_string()
     };
     gateway.publish_acked("riskwatch/v1/commands", "{not json").await;
     gateway.publish_acked("riskwatch/v1/commands", cmd("acknowledge", "ffffffffffffffff", "")).await;
     gateway.publish_acked("riskwatch/v1/commands", cmd("resolve", &id, "done")).await;
     gateway.publish_acked("riskwatch/v1/commands", cmd("acknowledge", &id, "dike patrol dispatched")).await;
-    let got = officer.collect_until(Duration::from_secs(20), |ps| errors(ps).len() >= 3 && !events(ps).is_empty()).await;
+    let got =
+        officer.collect_until(Duration::from_secs(20), |ps| errors(ps).len() >= 3 && !events(ps).is_empty()).await;
     let codes: Vec<String> = errors(&got).iter().map(|e| e["code"].as_str().unwrap().to_string()).collect();
     assert_eq!(codes, ["bad_command", "unknown_alert", "wrong_state"]);
     assert_eq!(errors(&got)[2]["alert_id"], id.as_str());
     let acked = &events(&got)[0];
-    assert_eq!((acked.change.as_str(), acked.alert_id.as_str(), acked.by.as_deref()), ("acknowledged", id.as_str(), Some("Li Wei")));
+    assert_eq!(
+        (acked.change.as_str(), acked.alert_id.as_str(), acked.by.as_deref()),
+        ("acknowledged", id.as_str(), Some("Li Wei"))
+    );
     assert_eq!(acked.note.as_deref(), Some("dike patrol dispatched"));
     assert_eq!(acked.command_id.as_deref(), Some("acknowledge"), "the command id is echoed for the sender");
 
@@ -96,15 +108,25 @@ async fn acknowledge_over_mqtt_survive_a_restart_and_hot_reload_rules() {
     let got = officer.collect_until(Duration::from_secs(20), |ps| !events(ps).is_empty()).await;
     let evs = events(&got);
     assert_eq!(evs.len(), 1, "no re-raise after restart: {evs:?}");
-    assert_eq!((evs[0].change.as_str(), evs[0].level.as_str(), evs[0].alert_id.as_str()), ("de_escalated", "orange", id.as_str()));
+    assert_eq!(
+        (evs[0].change.as_str(), evs[0].level.as_str(), evs[0].alert_id.as_str()),
+        ("de_escalated", "orange", id.as_str())
+    );
 
     // Hot reload: orange now starts at 28.80, so 28.70 is yellow.
-    std::fs::write(dir.path().join("rules.toml"), RULES.replace("orange = \"guaranteed_level\"", "orange = \"guaranteed_level + 0.3\"")).unwrap();
+    std::fs::write(
+        dir.path().join("rules.toml"),
+        RULES.replace("orange = \"guaranteed_level\"", "orange = \"guaranteed_level + 0.3\""),
+    )
+    .unwrap();
     rw.wait_for_line("rules reloaded", Duration::from_secs(20));
     gateway.publish_acked("riskwatch/v1/readings/hankou/wl", reading(15, 28.7)).await;
     let got = officer.collect_until(Duration::from_secs(20), |ps| !events(ps).is_empty()).await;
     let evs = events(&got);
-    assert_eq!((evs[0].change.as_str(), evs[0].level.as_str(), evs[0].alert_id.as_str()), ("de_escalated", "yellow", id.as_str()));
+    assert_eq!(
+        (evs[0].change.as_str(), evs[0].level.as_str(), evs[0].alert_id.as_str()),
+        ("de_escalated", "yellow", id.as_str())
+    );
     // A broken edit is refused and the running rules stay.
     std::fs::write(dir.path().join("rules.toml"), "[[rules]]\nid = \"x\"\n").unwrap();
     rw.wait_for_line("cannot be used; keeping the running rules", Duration::from_secs(20));
@@ -112,8 +134,13 @@ async fn acknowledge_over_mqtt_survive_a_restart_and_hot_reload_rules() {
     let (code, _) = rw.interrupt(Duration::from_secs(30));
     assert_eq!(code, 0);
     let db = rusqlite::Connection::open(dir.path().join("store.db")).unwrap();
-    let outcomes: Vec<String> =
-        db.prepare("SELECT outcome FROM commands ORDER BY id").unwrap().query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
+    let outcomes: Vec<String> = db
+        .prepare("SELECT outcome FROM commands ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
     assert_eq!(outcomes, ["bad_command", "unknown_alert", "wrong_state", "ok"], "every command is in the audit log");
 }
 
@@ -142,5 +169,6 @@ fn rules_check_names_line_and_field_and_exits_non_zero() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("1 rule(s), 0 quality table(s), 0 composite(s), 1 sensor binding(s): OK"));
+    assert!(String::from_utf8_lossy(&out.stdout)
+        .contains("1 rule(s), 0 quality table(s), 0 composite(s), 1 sensor binding(s): OK"));
 }

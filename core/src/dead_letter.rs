@@ -29,7 +29,22 @@ pub struct DeadLetter {
 
 impl DeadLetter {
     /// A dead letter for an error, with its raw bytes.
-    pub fn new(received_at: Timestamp, topic: &str, err: &DecodeError, index: Option<usize>, sensor: Option<String>, raw: Vec<u8>) -> Self {
-        DeadLetter { received_at, topic: topic.to_string(), reason: err.code(), error: err.to_string(), index, sensor, raw }
+    pub fn new(
+        received_at: Timestamp,
+        topic: &str,
+        err: &DecodeError,
+        index: Option<usize>,
+        sensor: Option<String>,
+        raw: Vec<u8>,
+    ) -> Self {
+        DeadLetter {
+            received_at,
+            topic: topic.to_string(),
+            reason: err.code(),
+            error: err.to_string(),
+            index,
+            sensor,
+            raw,
+        }
     }
 }

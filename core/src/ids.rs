@@ -59,7 +59,5 @@ id_type!(
 /// Whether `s` is acceptable as a sensor or site id: 1–64 characters of ASCII letters, digits,
 /// `-`, `_` or `.`, so that it can stand as one MQTT topic level and one SQL/ILP symbol.
 pub fn is_valid_id(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 64
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }

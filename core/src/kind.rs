@@ -186,10 +186,7 @@ impl Default for KindCatalog {
     fn default() -> Self {
         let mut specs = BTreeMap::new();
         let mut add = |name: &str, shape: ValueShape, units: &[&str]| {
-            specs.insert(
-                name.to_string(),
-                KindSpec { shape, units: units.iter().map(|u| u.to_string()).collect() },
-            );
+            specs.insert(name.to_string(), KindSpec { shape, units: units.iter().map(|u| u.to_string()).collect() });
         };
         add("water_level", ValueShape::Scalar, &["m"]);
         add("rainfall", ValueShape::Scalar, &["mm"]);

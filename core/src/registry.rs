@@ -116,8 +116,7 @@ pub struct Registry {
 impl Registry {
     /// Parses and validates registry TOML.
     pub fn from_toml(text: &str) -> Result<Self, RegistryError> {
-        let file: RegistryFile =
-            toml::from_str(text).map_err(|e| RegistryError::Parse(e.to_string()))?;
+        let file: RegistryFile = toml::from_str(text).map_err(|e| RegistryError::Parse(e.to_string()))?;
         let mut problems = Vec::new();
         let mut catalog = KindCatalog::default();
         for (name, spec) in &file.kinds {
@@ -134,10 +133,7 @@ impl Registry {
         let mut sites = BTreeMap::new();
         for (i, site) in file.sites.into_iter().enumerate() {
             if !is_valid_id(site.id.as_str()) {
-                problems.push(format!(
-                    "sites[{i}].id: {:?} must be 1-64 letters, digits, - _ .",
-                    site.id.as_str()
-                ));
+                problems.push(format!("sites[{i}].id: {:?} must be 1-64 letters, digits, - _ .", site.id.as_str()));
             }
             if sites.contains_key(&site.id) {
                 problems.push(format!("sites[{i}].id: duplicate site id {:?}", site.id.as_str()));

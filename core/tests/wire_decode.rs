@@ -47,7 +47,8 @@ const REGISTRY: &str = r#"
 const T0_MS: i64 = 1_594_566_000_000;
 
 /// A valid water-level reading for `hankou`, used as the neighbour of a bad batch item.
-const GOOD_WL: &str = r#"{"sensor":"hankou-wl","kind":"water_level","ts":"2020-07-12T23:00:00+08:00","unit":"m","value":27.1}"#;
+const GOOD_WL: &str =
+    r#"{"sensor":"hankou-wl","kind":"water_level","ts":"2020-07-12T23:00:00+08:00","unit":"m","value":27.1}"#;
 
 /// A valid toxic-gas reading for `plant-a`.
 const GOOD_H2S: &str = r#"{"sensor":"plant-a-h2s","kind":"gas_toxic","ts":1594566000000,"unit":"mg/m3","value":4.2}"#;
@@ -199,7 +200,10 @@ fn site_topic_needs_a_readings_array() {
 
 #[test]
 fn nan_as_a_string_is_non_finite_and_names_the_field() {
-    let err = batch_item_error("hankou", r#"{"sensor":"hankou-wl","kind":"water_level","ts":1594566000000,"unit":"m","value":"NaN"}"#);
+    let err = batch_item_error(
+        "hankou",
+        r#"{"sensor":"hankou-wl","kind":"water_level","ts":1594566000000,"unit":"m","value":"NaN"}"#,
+    );
     assert_reason(&err, "non_finite", "readings[1].value");
     let err = batch_item_error(
         "hankou",
@@ -215,7 +219,8 @@ fn missing_fields_are_named() {
     assert_reason(&err, "missing_field", "readings[1].ts: required field is missing");
     let err = batch_item_error("hankou", r#"{"kind":"water_level","ts":1594566000000,"unit":"m","value":27.1}"#);
     assert_reason(&err, "missing_field", "readings[1].sensor");
-    let err = batch_item_error("hankou", r#"{"sensor":"hankou-wl","kind":"water_level","ts":1594566000000,"unit":"m"}"#);
+    let err =
+        batch_item_error("hankou", r#"{"sensor":"hankou-wl","kind":"water_level","ts":1594566000000,"unit":"m"}"#);
     assert_reason(&err, "missing_field", "readings[1].value");
     let err = batch_item_error(
         "plant-a",
@@ -226,11 +231,16 @@ fn missing_fields_are_named() {
 
 #[test]
 fn wrong_json_types_are_named() {
-    let err = batch_item_error("hankou", r#"{"sensor":"hankou-wl","kind":"water_level","ts":1594566000000,"unit":"m","value":"27.1"}"#);
+    let err = batch_item_error(
+        "hankou",
+        r#"{"sensor":"hankou-wl","kind":"water_level","ts":1594566000000,"unit":"m","value":"27.1"}"#,
+    );
     assert_reason(&err, "wrong_type", "readings[1].value: expected a number, found a string");
-    let err = batch_item_error("hankou", r#"{"sensor":"hankou-wl","kind":7,"ts":1594566000000,"unit":"m","value":27.1}"#);
+    let err =
+        batch_item_error("hankou", r#"{"sensor":"hankou-wl","kind":7,"ts":1594566000000,"unit":"m","value":27.1}"#);
     assert_reason(&err, "wrong_type", "readings[1].kind: expected a string, found a number");
-    let err = batch_item_error("hankou", r#"{"sensor":"hankou-wl","kind":"water_level","ts":true,"unit":"m","value":27.1}"#);
+    let err =
+        batch_item_error("hankou", r#"{"sensor":"hankou-wl","kind":"water_level","ts":true,"unit":"m","value":27.1}"#);
     assert_reason(&err, "wrong_type", "readings[1].ts");
     let err = batch_item_error("hankou", "[27.1]");
     assert_reason(&err, "wrong_type", "readings[1]: expected a JSON object, found an array");
@@ -238,19 +248,32 @@ fn wrong_json_types_are_named() {
 
 #[test]
 fn unknown_kind_is_refused() {
-    let err = batch_item_error("hankou", r#"{"sensor":"hankou-wl","kind":"lava_flow","ts":1594566000000,"unit":"m","value":27.1}"#);
+    let err = batch_item_error(
+        "hankou",
+        r#"{"sensor":"hankou-wl","kind":"lava_flow","ts":1594566000000,"unit":"m","value":27.1}"#,
+    );
     assert_reason(&err, "unknown_kind", "readings[1].kind: unknown kind \"lava_flow\"");
 }
 
 #[test]
 fn kind_other_than_registered_is_refused() {
-    let err = batch_item_error("hankou", r#"{"sensor":"hankou-wl","kind":"rainfall","ts":1594566000000,"unit":"mm","value":12.0}"#);
-    assert_reason(&err, "kind_mismatch", "readings[1].kind: sensor hankou-wl is registered as water_level, not rainfall");
+    let err = batch_item_error(
+        "hankou",
+        r#"{"sensor":"hankou-wl","kind":"rainfall","ts":1594566000000,"unit":"mm","value":12.0}"#,
+    );
+    assert_reason(
+        &err,
+        "kind_mismatch",
+        "readings[1].kind: sensor hankou-wl is registered as water_level, not rainfall",
+    );
 }
 
 #[test]
 fn unit_not_of_the_kind_is_refused() {
-    let err = batch_item_error("hankou", r#"{"sensor":"hankou-wl","kind":"water_level","ts":1594566000000,"unit":"ft","value":89.0}"#);
+    let err = batch_item_error(
+        "hankou",
+        r#"{"sensor":"hankou-wl","kind":"water_level","ts":1594566000000,"unit":"ft","value":89.0}"#,
+    );
     assert_reason(&err, "unit_mismatch", "readings[1].unit: unit \"ft\" does not match; expected \"m\"");
 }
 
@@ -258,41 +281,62 @@ fn unit_not_of_the_kind_is_refused() {
 fn unit_of_the_kind_but_not_the_registered_one_is_refused() {
     // ppm is a toxic-gas unit, but this detector is registered in mg/m3: converting would need
     // the gas's molar mass, so the decoder refuses rather than guesses.
-    let err = batch_item_error("plant-a", r#"{"sensor":"plant-a-h2s","kind":"gas_toxic","ts":1594566000000,"unit":"ppm","value":3.0}"#);
+    let err = batch_item_error(
+        "plant-a",
+        r#"{"sensor":"plant-a-h2s","kind":"gas_toxic","ts":1594566000000,"unit":"ppm","value":3.0}"#,
+    );
     assert_reason(&err, "unit_mismatch", "readings[1].unit: unit \"ppm\" does not match; expected \"mg/m3\"");
 }
 
 #[test]
 fn unparseable_timestamp_is_refused() {
-    let err = batch_item_error("hankou", r#"{"sensor":"hankou-wl","kind":"water_level","ts":"yesterday 23:00","unit":"m","value":27.1}"#);
+    let err = batch_item_error(
+        "hankou",
+        r#"{"sensor":"hankou-wl","kind":"water_level","ts":"yesterday 23:00","unit":"m","value":27.1}"#,
+    );
     assert_reason(&err, "bad_timestamp", "readings[1].ts: bad timestamp \"yesterday 23:00\"");
-    let err = batch_item_error("hankou", r#"{"sensor":"hankou-wl","kind":"water_level","ts":1594566000000.5,"unit":"m","value":27.1}"#);
+    let err = batch_item_error(
+        "hankou",
+        r#"{"sensor":"hankou-wl","kind":"water_level","ts":1594566000000.5,"unit":"m","value":27.1}"#,
+    );
     assert_reason(&err, "bad_timestamp", "readings[1].ts");
     assert!(err.to_string().contains("integer number of milliseconds"), "{err}");
 }
 
 #[test]
 fn timestamp_without_offset_is_refused() {
-    let err = batch_item_error("hankou", r#"{"sensor":"hankou-wl","kind":"water_level","ts":"2020-07-12T23:00:00","unit":"m","value":27.1}"#);
+    let err = batch_item_error(
+        "hankou",
+        r#"{"sensor":"hankou-wl","kind":"water_level","ts":"2020-07-12T23:00:00","unit":"m","value":27.1}"#,
+    );
     assert_reason(&err, "bad_timestamp", "readings[1].ts");
     assert!(err.to_string().contains("not RFC 3339 with an offset"), "{err}");
 }
 
 #[test]
 fn epoch_seconds_are_refused_with_a_hint() {
-    let err = batch_item_error("hankou", r#"{"sensor":"hankou-wl","kind":"water_level","ts":1594566000,"unit":"m","value":27.1}"#);
+    let err = batch_item_error(
+        "hankou",
+        r#"{"sensor":"hankou-wl","kind":"water_level","ts":1594566000,"unit":"m","value":27.1}"#,
+    );
     assert_reason(&err, "bad_timestamp", "readings[1].ts: bad timestamp 1594566000");
     assert!(err.to_string().contains("looks like epoch seconds; send milliseconds"), "{err}");
 
     // A zeroed gateway clock is out of range too, but is not mistaken for seconds.
-    let err = batch_item_error("hankou", r#"{"sensor":"hankou-wl","kind":"water_level","ts":"1970-01-01T00:00:05Z","unit":"m","value":27.1}"#);
+    let err = batch_item_error(
+        "hankou",
+        r#"{"sensor":"hankou-wl","kind":"water_level","ts":"1970-01-01T00:00:05Z","unit":"m","value":27.1}"#,
+    );
     assert_reason(&err, "bad_timestamp", "outside 2000-01-01..2100-01-01");
     assert!(!err.to_string().contains("epoch seconds"), "{err}");
 }
 
 #[test]
 fn number_for_a_gnss_point_is_a_bad_value() {
-    let err = batch_item_error("plant-a", r#"{"sensor":"plant-a-gnss","kind":"gnss_displacement","ts":1594566000000,"unit":"mm","value":12.5}"#);
+    let err = batch_item_error(
+        "plant-a",
+        r#"{"sensor":"plant-a-gnss","kind":"gnss_displacement","ts":1594566000000,"unit":"mm","value":12.5}"#,
+    );
     assert_reason(&err, "bad_value", "readings[1].value");
     assert!(err.to_string().contains("found a number"), "{err}");
 }
@@ -330,19 +374,31 @@ fn waveform_rate_out_of_range_is_a_bad_value() {
 #[test]
 fn quality_outside_the_qartod_flags_is_refused() {
     for q in ["5", "0", "\"1\"", "1.0", "-1", "true"] {
-        let bad = format!(r#"{{"sensor":"hankou-wl","kind":"water_level","ts":1594566000000,"unit":"m","value":27.1,"quality":{q}}}"#);
+        let bad = format!(
+            r#"{{"sensor":"hankou-wl","kind":"water_level","ts":1594566000000,"unit":"m","value":27.1,"quality":{q}}}"#
+        );
         let err = batch_item_error("hankou", &bad);
-        assert_reason(&err, "bad_quality", &format!("readings[1].quality: quality flag {q} is not one of 1, 2, 3, 4, 9"));
+        assert_reason(
+            &err,
+            "bad_quality",
+            &format!("readings[1].quality: quality flag {q} is not one of 1, 2, 3, 4, 9"),
+        );
     }
 }
 
 #[test]
 fn overlong_strings_are_refused() {
     let unit = "m".repeat(65);
-    let err = batch_item_error("hankou", &format!(r#"{{"sensor":"hankou-wl","kind":"water_level","ts":1594566000000,"unit":"{unit}","value":27.1}}"#));
+    let err = batch_item_error(
+        "hankou",
+        &format!(r#"{{"sensor":"hankou-wl","kind":"water_level","ts":1594566000000,"unit":"{unit}","value":27.1}}"#),
+    );
     assert_reason(&err, "too_long", "readings[1].unit: longer than 64 characters");
     let sensor = "s".repeat(65);
-    let err = batch_item_error("hankou", &format!(r#"{{"sensor":"{sensor}","kind":"water_level","ts":1594566000000,"unit":"m","value":27.1}}"#));
+    let err = batch_item_error(
+        "hankou",
+        &format!(r#"{{"sensor":"{sensor}","kind":"water_level","ts":1594566000000,"unit":"m","value":27.1}}"#),
+    );
     assert_reason(&err, "too_long", "readings[1].sensor: longer than 64 characters");
 }
 
@@ -358,7 +414,10 @@ fn payload_sensor_contradicting_the_topic_is_refused() {
 
 #[test]
 fn payload_site_contradicting_the_topic_is_refused() {
-    let err = batch_item_error("hankou", r#"{"sensor":"hankou-wl","site":"plant-a","kind":"water_level","ts":1594566000000,"unit":"m","value":27.1}"#);
+    let err = batch_item_error(
+        "hankou",
+        r#"{"sensor":"hankou-wl","site":"plant-a","kind":"water_level","ts":1594566000000,"unit":"m","value":27.1}"#,
+    );
     assert_reason(&err, "mismatch", "readings[1].site: \"plant-a\" contradicts \"hankou\" (topic)");
 }
 
@@ -377,7 +436,10 @@ fn sensor_published_under_another_site_is_refused() {
 
 #[test]
 fn unregistered_sensor_is_refused() {
-    let err = batch_item_error("plant-a", r#"{"sensor":"plant-a-so2","kind":"gas_toxic","ts":1594566000000,"unit":"mg/m3","value":1.0}"#);
+    let err = batch_item_error(
+        "plant-a",
+        r#"{"sensor":"plant-a-so2","kind":"gas_toxic","ts":1594566000000,"unit":"mg/m3","value":1.0}"#,
+    );
     assert_reason(&err, "unknown_sensor", "readings[1].sensor: sensor \"plant-a-so2\" is not registered");
     let r = single_rejection(
         &topic::reading_topic("plant-a", "plant-a-so2"),
@@ -389,7 +451,10 @@ fn unregistered_sensor_is_refused() {
 
 #[test]
 fn invalid_sensor_id_is_a_bad_value() {
-    let err = batch_item_error("hankou", r#"{"sensor":"hankou wl","kind":"water_level","ts":1594566000000,"unit":"m","value":27.1}"#);
+    let err = batch_item_error(
+        "hankou",
+        r#"{"sensor":"hankou wl","kind":"water_level","ts":1594566000000,"unit":"m","value":27.1}"#,
+    );
     assert_reason(&err, "bad_value", "readings[1].sensor: \"hankou wl\" is not a valid id");
 }
 
@@ -493,9 +558,7 @@ fn waveform_packet_decodes_to_channels() {
     );
     let d = run(&topic::reading_topic("hankou", "hankou-seis"), &payload).expect("readable");
     assert!(d.rejected.is_empty(), "{:?}", d.rejected);
-    let Value::Waveform(w) = &d.readings[0].value else {
-        panic!("expected a waveform, got {:?}", d.readings[0].value)
-    };
+    let Value::Waveform(w) = &d.readings[0].value else { panic!("expected a waveform, got {:?}", d.readings[0].value) };
     assert_eq!(w.rate_hz, 100.0);
     let names: Vec<&str> = w.channels.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names, ["e", "n", "z"]);
@@ -512,8 +575,15 @@ fn quality_defaults_to_not_evaluated() {
         let d = run(&wl_topic(), &payload).expect("readable");
         assert_eq!(d.readings[0].quality, Quality::NotEvaluated, "{payload}");
     }
-    for (flag, q) in [(1, Quality::Good), (2, Quality::NotEvaluated), (3, Quality::Suspect), (4, Quality::Fail), (9, Quality::Missing)] {
-        let payload = format!(r#"{{"kind":"water_level","ts":1594566000000,"unit":"m","value":27.1,"quality":{flag}}}"#);
+    for (flag, q) in [
+        (1, Quality::Good),
+        (2, Quality::NotEvaluated),
+        (3, Quality::Suspect),
+        (4, Quality::Fail),
+        (9, Quality::Missing),
+    ] {
+        let payload =
+            format!(r#"{{"kind":"water_level","ts":1594566000000,"unit":"m","value":27.1,"quality":{flag}}}"#);
         let d = run(&wl_topic(), &payload).expect("readable");
         assert_eq!(d.readings[0].quality, q, "{payload}");
     }

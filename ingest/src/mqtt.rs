@@ -90,7 +90,12 @@ impl MqttSource {
 
     /// Runs until `shutdown` turns true or the pipeline side of `tx` is gone. `ready` is set to
     /// true once the subscription is acknowledged by the broker.
-    pub async fn run(self, tx: mpsc::Sender<IngestEvent>, mut shutdown: watch::Receiver<bool>, ready: watch::Sender<bool>) {
+    pub async fn run(
+        self,
+        tx: mpsc::Sender<IngestEvent>,
+        mut shutdown: watch::Receiver<bool>,
+        ready: watch::Sender<bool>,
+    ) {
         let mut opts = MqttOptions::new(&self.cfg.client_id, &self.cfg.host, self.cfg.port);
         opts.set_clean_session(self.cfg.clean_session)
             .set_manual_acks(true)
@@ -154,10 +159,8 @@ impl MqttSource {
         }
         let _ = client.disconnect().await;
         // Let the DISCONNECT (and pending acks) go out.
-        let _ = tokio::time::timeout(Duration::from_millis(500), async {
-            while eventloop.poll().await.is_ok() {}
-        })
-        .await;
+        let _ =
+            tokio::time::timeout(Duration::from_millis(500), async { while eventloop.poll().await.is_ok() {} }).await;
     }
 
     /// Decodes one message and forwards its outcome; false when the pipeline has gone away.
@@ -171,7 +174,14 @@ impl MqttSource {
             Ok(decoded) => {
                 for rej in decoded.rejected {
                     debug!(topic = topic_name, reason = rej.error.code(), "reading rejected");
-                    out.push(IngestEvent::DeadLetter(DeadLetter::new(now, topic_name, &rej.error, rej.index, rej.sensor, rej.raw.into_bytes())));
+                    out.push(IngestEvent::DeadLetter(DeadLetter::new(
+                        now,
+                        topic_name,
+                        &rej.error,
+                        rej.index,
+                        rej.sensor,
+                        rej.raw.into_bytes(),
+                    )));
                 }
                 if !decoded.readings.is_empty() {
                     self.stats.readings.fetch_add(decoded.readings.len() as u64, Ordering::Relaxed);
@@ -195,4 +205,3 @@ impl MqttSource {
         true
     }
 }
-

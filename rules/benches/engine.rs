@@ -164,14 +164,29 @@ fn fleet(n: usize) -> Vec<SimSensor> {
                 0..=4 => {
                     let warning = 5.0 + 25.0 * u(0);
                     let guaranteed = warning + 1.0 + u(1);
-                    let signal = Signal::Water { warning, guaranteed, record: guaranteed + 0.5 + 0.5 * u(2), amplitude: 0.4 + 1.6 * u(3) };
+                    let signal = Signal::Water {
+                        warning,
+                        guaranteed,
+                        record: guaranteed + 0.5 + 0.5 * u(2),
+                        amplitude: 0.4 + 1.6 * u(3),
+                    };
                     ("wl", SensorKind::WaterLevel, "m", signal, 6.0 + 18.0 * u(4))
                 }
                 5..=7 => {
-                    let signal = Signal::Gas { alarm_1: 20.0 + 5.0 * u(0), alarm_2: 40.0 + 10.0 * u(1), plume: 70.0 * u(2).powi(3) };
+                    let signal = Signal::Gas {
+                        alarm_1: 20.0 + 5.0 * u(0),
+                        alarm_2: 40.0 + 10.0 * u(1),
+                        plume: 70.0 * u(2).powi(3),
+                    };
                     ("gas", SensorKind::GasCombustible, "%LEL", signal, 2.0 + 8.0 * u(4))
                 }
-                _ => ("p", SensorKind::Pressure, "kPa", Signal::Pressure { mawp: 1000.0 + 1000.0 * u(0), amplitude: 50.0 + 150.0 * u(3) }, 1.0 + 5.0 * u(4)),
+                _ => (
+                    "p",
+                    SensorKind::Pressure,
+                    "kPa",
+                    Signal::Pressure { mawp: 1000.0 + 1000.0 * u(0), amplitude: 50.0 + 150.0 * u(3) },
+                    1.0 + 5.0 * u(4),
+                ),
             };
             SimSensor {
                 id: SensorId::new(format!("{prefix}-{i:06}")),
@@ -268,7 +283,10 @@ fn rules_toml(variant: Variant) -> String {
     match variant {
         Variant::Hazard => HAZARD_RULES.to_string(),
         Variant::HazardQuality => format!("{HAZARD_RULES}{QUALITY}"),
-        Variant::Full => format!("{HAZARD_RULES}{}{COMPOSITE}", QUALITY.replace("[[quality]]\n", "[[quality]]\nstale = { intervals = 3 }\n")),
+        Variant::Full => format!(
+            "{HAZARD_RULES}{}{COMPOSITE}",
+            QUALITY.replace("[[quality]]\n", "[[quality]]\nstale = { intervals = 3 }\n")
+        ),
     }
 }
 
@@ -289,7 +307,9 @@ fn reading(f: &SimSensor, i: usize, n: usize, round: u64) -> Reading {
                 warning - 0.8 + amplitude * angle.sin() + 0.02 * noise + if glitch { 3.0 } else { 0.0 }
             }
         }
-        Signal::Gas { plume, .. } => (2.0 + noise + plume * angle.sin().max(0.0).powi(16)).max(0.0) + if glitch { 50.0 } else { 0.0 },
+        Signal::Gas { plume, .. } => {
+            (2.0 + noise + plume * angle.sin().max(0.0).powi(16)).max(0.0) + if glitch { 50.0 } else { 0.0 }
+        }
         Signal::Pressure { mawp, amplitude } => {
             if stuck_round {
                 mawp - 300.0
@@ -340,10 +360,26 @@ impl Digest {
     fn events(&mut self, out: &mut Vec<AlertEvent>) {
         for e in out.drain(..) {
             self.events += 1;
-            for s in [e.event_id.as_str(), &e.rule_id, e.subject.as_str(), e.site.as_str(), e.change.as_str(), e.level.as_str(), &e.unit, &e.message_zh, &e.message_en] {
+            for s in [
+                e.event_id.as_str(),
+                &e.rule_id,
+                e.subject.as_str(),
+                e.site.as_str(),
+                e.change.as_str(),
+                e.level.as_str(),
+                &e.unit,
+                &e.message_zh,
+                &e.message_en,
+            ] {
                 self.feed(s.as_bytes());
             }
-            for x in [e.ts.millis(), e.first_ts.millis(), e.value.to_bits() as i64, e.threshold.to_bits() as i64, i64::from(e.seq)] {
+            for x in [
+                e.ts.millis(),
+                e.first_ts.millis(),
+                e.value.to_bits() as i64,
+                e.threshold.to_bits() as i64,
+                i64::from(e.seq),
+            ] {
                 self.feed(&x.to_le_bytes());
             }
         }
@@ -470,11 +506,15 @@ fn main() {
     // the throughput runs' sensor count; `-- --no-size` skips the state-size figures.
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
-    let only: Vec<&str> = args.iter().filter(|a| !a.starts_with("--") && a.parse::<usize>().is_err()).map(String::as_str).collect();
-    let variants: Vec<Variant> =
-        [Variant::Hazard, Variant::HazardQuality, Variant::Full].into_iter().filter(|v| only.is_empty() || only.contains(&v.name())).collect();
+    let only: Vec<&str> =
+        args.iter().filter(|a| !a.starts_with("--") && a.parse::<usize>().is_err()).map(String::as_str).collect();
+    let variants: Vec<Variant> = [Variant::Hazard, Variant::HazardQuality, Variant::Full]
+        .into_iter()
+        .filter(|v| only.is_empty() || only.contains(&v.name()))
+        .collect();
     let per_run = if quick { READINGS_PER_RUN / 10 } else { READINGS_PER_RUN };
-    let sensors = args.iter().position(|a| a == "--sensors").and_then(|i| args.get(i + 1)?.parse().ok()).unwrap_or(SENSORS);
+    let sensors =
+        args.iter().position(|a| a == "--sensors").and_then(|i| args.get(i + 1)?.parse().ok()).unwrap_or(SENSORS);
     println!("riskwatch-rules engine benchmark: {sensors} sensors, {RUNS} runs of {per_run} readings after a 1 h warm-up, one thread");
     for variant in &variants {
         throughput(*variant, sensors, per_run);

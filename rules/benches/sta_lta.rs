@@ -35,7 +35,11 @@ fn measure(name: &str, packet: usize, mut run: impl FnMut(&[f64], &mut Vec<f64>)
         rates.push(x.len() as f64 / t.elapsed().as_secs_f64());
     }
     rates.sort_by(|a, b| a.total_cmp(b));
-    println!("{name:<34} packet {packet:>5}: median {:>7.1} M samples/s, best {:>7.1} M samples/s", rates[2] / 1e6, rates[4] / 1e6);
+    println!(
+        "{name:<34} packet {packet:>5}: median {:>7.1} M samples/s, best {:>7.1} M samples/s",
+        rates[2] / 1e6,
+        rates[4] / 1e6
+    );
 }
 
 fn main() {

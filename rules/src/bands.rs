@@ -116,11 +116,28 @@ pub struct LevelInputs {
     pub holds: [Option<bool>; 4],
 }
 
+impl LevelInputs {
+    /// Inputs for a one-level alarm (data-quality, stale, sensor-fault): raise and hold
+    /// conditions for `level` only.
+    pub fn single(level: Level, raises: bool, holds: bool) -> Self {
+        let mut inputs = LevelInputs::default();
+        inputs.raises[level.index()] = Some(raises);
+        inputs.holds[level.index()] = Some(holds);
+        inputs
+    }
+}
+
 impl BandState {
     /// Feeds one sample's per-level conditions and returns `(from, to)` when the level changes.
     /// This is the whole ladder logic (on-delay per level, deadband via `holds`, off-delay for
     /// going down) for any kind of condition: thresholds, rates, accumulations, composites.
-    pub fn step(&mut self, ts: Timestamp, inputs: &LevelInputs, on_delay: Delay, off_delay: Delay) -> Option<(Option<Level>, Option<Level>)> {
+    pub fn step(
+        &mut self,
+        ts: Timestamp,
+        inputs: &LevelInputs,
+        on_delay: Delay,
+        off_delay: Delay,
+    ) -> Option<(Option<Level>, Option<Level>)> {
         let mut target: Option<Level> = None;
         for level in Level::ALL {
             let i = level.index();
@@ -132,7 +149,11 @@ impl BandState {
         }
         // Staying: the highest level at or below the current one whose hold condition holds.
         if let Some(current) = self.level {
-            let stay = Level::ALL.into_iter().filter(|l| *l <= current).filter(|l| inputs.holds[l.index()] == Some(true)).max();
+            let stay = Level::ALL
+                .into_iter()
+                .filter(|l| *l <= current)
+                .filter(|l| inputs.holds[l.index()] == Some(true))
+                .max();
             target = target.max(stay);
         }
         if target < self.level {
@@ -194,7 +215,10 @@ fn confirmed(delay: Delay, s: Option<Streak>, now: Timestamp) -> bool {
 }
 
 fn extend(s: Option<Streak>, ts: Timestamp) -> Option<Streak> {
-    Some(s.map_or(Streak { since: ts, samples: NonZeroU32::MIN }, |s| Streak { samples: s.samples.saturating_add(1), ..s }))
+    Some(s.map_or(Streak { since: ts, samples: NonZeroU32::MIN }, |s| Streak {
+        samples: s.samples.saturating_add(1),
+        ..s
+    }))
 }
 
 impl ThresholdBands {
@@ -316,10 +340,7 @@ mod tests {
         let s = BandSpec { off_delay: Delay { samples: 0, seconds: 180 }, ..spec(0.0, 1, 0) };
         // Red, a two-minute dip to orange, red again; then a sustained fall clears after 3 min.
         let levels = run(&s, &[45.0, 35.0, 35.0, 45.0, 5.0, 5.0, 5.0, 5.0]);
-        assert_eq!(
-            levels,
-            vec![Some(Red), Some(Red), Some(Red), Some(Red), Some(Red), Some(Red), Some(Red), None]
-        );
+        assert_eq!(levels, vec![Some(Red), Some(Red), Some(Red), Some(Red), Some(Red), Some(Red), Some(Red), None]);
     }
 
     #[test]

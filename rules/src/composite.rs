@@ -77,9 +77,8 @@ use serde::{Deserialize, Deserializer};
 use std::fmt;
 
 /// Placeholders a composite message template may use.
-pub const COMPOSITE_PLACEHOLDERS: &[&str] = &[
-    "site", "rule", "description", "level", "level_zh", "grade", "change", "change_zh", "condition", "strength",
-];
+pub const COMPOSITE_PLACEHOLDERS: &[&str] =
+    &["site", "rule", "description", "level", "level_zh", "grade", "change", "change_zh", "condition", "strength"];
 
 /// Parentheses nested deeper than this are refused, so no configuration can exhaust the stack.
 const MAX_NESTING: usize = 32;
@@ -267,7 +266,9 @@ impl CompositeExpr {
         }
         match self {
             CompositeExpr::Count { rule, at_least, .. } => count(rule.as_deref(), *at_least, members) as f64,
-            CompositeExpr::And(xs) | CompositeExpr::Or(xs) => xs.iter().map(|x| x.strength(members)).fold(0.0, f64::max),
+            CompositeExpr::And(xs) | CompositeExpr::Or(xs) => {
+                xs.iter().map(|x| x.strength(members)).fold(0.0, f64::max)
+            }
         }
     }
 
@@ -286,13 +287,13 @@ fn count(rule: Option<&str>, at_least: Level, members: &[Member<'_>]) -> usize {
     if members.len() <= 32 {
         // A site's handful of members, counted without allocating (this runs every second for
         // composites with delays): a hit counts unless an earlier hit is the same sensor.
-        return members.iter().enumerate().filter(|(i, m)| hit(m) && !members[..*i].iter().any(|e| hit(e) && e.sensor == m.sensor)).count();
+        return members
+            .iter()
+            .enumerate()
+            .filter(|(i, m)| hit(m) && !members[..*i].iter().any(|e| hit(e) && e.sensor == m.sensor))
+            .count();
     }
-    let mut hits: Vec<&str> = members
-        .iter()
-        .filter(|m| hit(m))
-        .map(|m| m.sensor)
-        .collect();
+    let mut hits: Vec<&str> = members.iter().filter(|m| hit(m)).map(|m| m.sensor).collect();
     hits.sort_unstable();
     hits.dedup();
     hits.len()
@@ -305,7 +306,11 @@ impl fmt::Display for CompositeExpr {
             CompositeExpr::Count { rule: Some(r), at_least, min: 1 } => write!(f, "{r} >= {at_least}"),
             CompositeExpr::Count { rule: None, at_least, min: 1 } => write!(f, "any(>= {at_least})"),
             CompositeExpr::Count { rule, at_least, min } => {
-                write!(f, "count({}>= {at_least}) >= {min}", rule.as_deref().map(|r| format!("{r} ")).unwrap_or_default())
+                write!(
+                    f,
+                    "count({}>= {at_least}) >= {min}",
+                    rule.as_deref().map(|r| format!("{r} ")).unwrap_or_default()
+                )
             }
             CompositeExpr::And(xs) => join(f, xs, " and ", |x| matches!(x, CompositeExpr::Or(_))),
             CompositeExpr::Or(xs) => join(f, xs, " or ", |_| false),
@@ -313,7 +318,12 @@ impl fmt::Display for CompositeExpr {
     }
 }
 
-fn join(f: &mut fmt::Formatter<'_>, xs: &[CompositeExpr], sep: &str, paren: impl Fn(&CompositeExpr) -> bool) -> fmt::Result {
+fn join(
+    f: &mut fmt::Formatter<'_>,
+    xs: &[CompositeExpr],
+    sep: &str,
+    paren: impl Fn(&CompositeExpr) -> bool,
+) -> fmt::Result {
     for (i, x) in xs.iter().enumerate() {
         if i > 0 {
             f.write_str(sep)?;
@@ -382,14 +392,19 @@ impl CompositeSpec {
             if !self.members.rules.is_empty() {
                 for r in e.rules_referenced() {
                     if !self.members.rules.iter().any(|m| m == r) {
-                        p.push(format!("levels.{level}: rule {r:?} is not in members.rules, so its terms can never hold"));
+                        p.push(format!(
+                            "levels.{level}: rule {r:?} is not in members.rules, so its terms can never hold"
+                        ));
                     }
                 }
             }
         }
         for t in [&self.message.zh, &self.message.en] {
             for name in placeholders(t).filter(|n| !COMPOSITE_PLACEHOLDERS.contains(n)) {
-                p.push(format!("message: unknown placeholder {{{name}}} (known: {})", COMPOSITE_PLACEHOLDERS.join(", ")));
+                p.push(format!(
+                    "message: unknown placeholder {{{name}}} (known: {})",
+                    COMPOSITE_PLACEHOLDERS.join(", ")
+                ));
             }
         }
         p
@@ -408,7 +423,13 @@ impl CompositeSpec {
         for (i, e) in self.levels.as_array().into_iter().enumerate() {
             thresholds[i] = e.map(|_| (i + 1) as f64);
         }
-        BandSpec { direction: Direction::Rising, thresholds, deadband: 0.0, on_delay: self.on_delay, off_delay: self.off_delay }
+        BandSpec {
+            direction: Direction::Rising,
+            thresholds,
+            deadband: 0.0,
+            on_delay: self.on_delay,
+            off_delay: self.off_delay,
+        }
     }
 
     /// The Chinese and English messages for a change of this composite's alert.
@@ -761,7 +782,9 @@ mod tests {
             let row: Vec<Option<Level>> = (0..4).map(|d| ladder[n / ladder.len().pow(d) % ladder.len()]).collect();
             let before = levels.highest(&members("g", &points(&row)));
             for i in 0..4 {
-                let Some(pos) = ladder.iter().position(|l| *l == row[i]).filter(|p| p + 1 < ladder.len()) else { continue };
+                let Some(pos) = ladder.iter().position(|l| *l == row[i]).filter(|p| p + 1 < ladder.len()) else {
+                    continue;
+                };
                 let mut worse = row.clone();
                 worse[i] = ladder[pos + 1];
                 assert!(levels.highest(&members("g", &points(&worse))) >= before, "{row:?} → {worse:?}");
@@ -885,13 +908,25 @@ mod tests {
     fn parse_errors_say_what_was_expected_where() {
         let cases = [
             ("count(>= green) >= 2", "expected a level (blue, yellow, orange or red) at character 10, found `green`"),
-            ("water-level-bands >= crimson", "expected a level (blue, yellow, orange or red) at character 22, found `crimson`"),
-            ("count(>= blue)", "expected `>= <number>` after `count(…)` at character 15, found the end of the condition"),
+            (
+                "water-level-bands >= crimson",
+                "expected a level (blue, yellow, orange or red) at character 22, found `crimson`",
+            ),
+            (
+                "count(>= blue)",
+                "expected `>= <number>` after `count(…)` at character 15, found the end of the condition",
+            ),
             ("count(>= blue) >=", "expected a whole number of members at character 18, found the end of the condition"),
             ("count(>= blue) >= four", "expected a whole number of members at character 19, found `four`"),
-            ("(a >= red or b >= red", "expected `)` (to close the `(` at character 1) at character 22, found the end of the condition"),
+            (
+                "(a >= red or b >= red",
+                "expected `)` (to close the `(` at character 1) at character 22, found the end of the condition",
+            ),
             ("a >= red)", "unexpected `)` at character 9: no `(` is open"),
-            ("any(>= red) sometimes", "expected `and`, `or` or the end of the condition at character 13, found `sometimes`"),
+            (
+                "any(>= red) sometimes",
+                "expected `and`, `or` or the end of the condition at character 13, found `sometimes`",
+            ),
             ("a >= red and", "expected a condition"),
             ("", "at character 1, found the end of the condition"),
             ("a orange", "expected `>=` at character 3, found `orange`"),
@@ -943,9 +978,15 @@ mod tests {
         let dam = &f.composites[0];
         assert_eq!(dam.id, "tailings-dam-rollup");
         assert_eq!(dam.sites, vec!["dam-3".to_string()]);
-        assert_eq!(dam.members, MemberFilter { rules: vec![], kinds: vec!["gnss_displacement".into()], tags: vec!["tailings".into()] });
+        assert_eq!(
+            dam.members,
+            MemberFilter { rules: vec![], kinds: vec!["gnss_displacement".into()], tags: vec!["tailings".into()] }
+        );
         assert_eq!(dam.levels, rollup());
-        assert_eq!((dam.on_delay, dam.off_delay), (Delay { samples: 2, seconds: 0 }, Delay { samples: 0, seconds: 1800 }));
+        assert_eq!(
+            (dam.on_delay, dam.off_delay),
+            (Delay { samples: 2, seconds: 0 }, Delay { samples: 0, seconds: 1800 })
+        );
         assert_eq!(dam.message.zh, default_message().zh, "the missing half is the site-level default");
         assert!(dam.problems().is_empty(), "{:?}", dam.problems());
 
@@ -987,9 +1028,15 @@ mod tests {
         assert!(p[2].starts_with("levels: give at least one"));
         assert!(p[3].starts_with("message: unknown placeholder {value}"));
 
-        let levels = CompositeLevels { red: Some(expr("count(gnss >= blue) >= 0 or water >= red")), ..CompositeLevels::default() };
+        let levels = CompositeLevels {
+            red: Some(expr("count(gnss >= blue) >= 0 or water >= red")),
+            ..CompositeLevels::default()
+        };
         let p = spec("ok", levels).problems();
-        assert!(p.iter().any(|m| m == "levels.red: `count(gnss >= blue) >= 0` always holds; the count must be at least 1"), "{p:?}");
+        assert!(
+            p.iter().any(|m| m == "levels.red: `count(gnss >= blue) >= 0` always holds; the count must be at least 1"),
+            "{p:?}"
+        );
         assert!(p.iter().any(|m| m.starts_with("levels.red: rule \"water\" is not in members.rules")), "{p:?}");
     }
 
@@ -1007,11 +1054,18 @@ mod tests {
             attributes: Default::default(),
         };
         assert!(MemberFilter::default().matches("anything", &sensor));
-        let f = MemberFilter { rules: vec!["gnss-h".into(), "gnss-v".into()], kinds: vec!["gnss_displacement".into()], tags: vec!["tailings".into()] };
+        let f = MemberFilter {
+            rules: vec!["gnss-h".into(), "gnss-v".into()],
+            kinds: vec!["gnss_displacement".into()],
+            tags: vec!["tailings".into()],
+        };
         assert!(f.matches("gnss-v", &sensor));
         assert!(!f.matches("water", &sensor));
-        assert!(!MemberFilter { kinds: vec!["water_level".into()], ..MemberFilter::default() }.matches("gnss-v", &sensor));
-        assert!(!MemberFilter { tags: vec!["tailings".into(), "toe".into()], ..MemberFilter::default() }.matches("gnss-v", &sensor));
+        assert!(
+            !MemberFilter { kinds: vec!["water_level".into()], ..MemberFilter::default() }.matches("gnss-v", &sensor)
+        );
+        assert!(!MemberFilter { tags: vec!["tailings".into(), "toe".into()], ..MemberFilter::default() }
+            .matches("gnss-v", &sensor));
     }
 
     #[test]
@@ -1024,14 +1078,20 @@ mod tests {
         let o = Some(Orange);
         // Minute by minute: four blue points twice (on-delay of two samples), then two orange
         // points twice, then calm — held for the 30-minute off-delay.
-        let minutes: Vec<Vec<Option<Level>>> = [vec![vec![b, b, b, b]; 2], vec![vec![o, o, b, b]; 2], vec![vec![None; 4]; 31]].concat();
+        let minutes: Vec<Vec<Option<Level>>> =
+            [vec![vec![b, b, b, b]; 2], vec![vec![o, o, b, b]; 2], vec![vec![None; 4]; 31]].concat();
         let mut state = BandState::default();
         let levels: Vec<Option<Level>> = minutes
             .iter()
             .enumerate()
             .map(|(i, row)| {
                 let pts = points(row);
-                ThresholdBands::step(&spec, &mut state, Timestamp(i as i64 * 60_000), dam.levels.band_value(&members("g", &pts)));
+                ThresholdBands::step(
+                    &spec,
+                    &mut state,
+                    Timestamp(i as i64 * 60_000),
+                    dam.levels.band_value(&members("g", &pts)),
+                );
                 state.level
             })
             .collect();

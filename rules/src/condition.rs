@@ -64,7 +64,9 @@ fn fmt_window(ms: i64) -> String {
 /// Parses `90s`, `15m`, `1h`, `24h`, `2d` into milliseconds.
 pub fn parse_window(text: &str) -> Result<i64, String> {
     let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').ok_or_else(|| format!("window {t:?} needs a unit (s, m, h, d)"))?;
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .ok_or_else(|| format!("window {t:?} needs a unit (s, m, h, d)"))?;
     let (num, unit) = t.split_at(split);
     let unit = unit.trim();
     let n: f64 = num.parse().map_err(|_| format!("window {t:?} must start with a number"))?;
@@ -216,7 +218,10 @@ mod tests {
     #[test]
     fn parses_the_condition_forms() {
         let c = Condition::parse("rate(1h) >= 0.3", Direction::Rising).unwrap();
-        assert_eq!((c.feature, c.cmp, c.threshold), (Feature::Rate { window_ms: 3_600_000 }, Cmp::Ge, ThresholdExpr::Const(0.3)));
+        assert_eq!(
+            (c.feature, c.cmp, c.threshold),
+            (Feature::Rate { window_ms: 3_600_000 }, Cmp::Ge, ThresholdExpr::Const(0.3))
+        );
         let c = Condition::parse("sum(24h)>=warning_rain - 5", Direction::Rising).unwrap();
         assert_eq!(c.feature, Feature::Sum { window_ms: 86_400_000 });
         assert_eq!(c.to_string(), "sum(24h) ≥ warning_rain - 5");

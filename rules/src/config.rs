@@ -283,7 +283,16 @@ impl RuleSet {
             let resolution = windows.iter().copied().min().map_or(1, |w| (w / 24).max(1));
             let gnss = r.gnss.clone().unwrap_or_default();
             let sta_lta = r.sta_lta.unwrap_or_default();
-            rules.push(CompiledRule { spec: r, conditions, remind_ms, window_keep_ms: keep, window_resolution_ms: resolution, line, gnss, sta_lta });
+            rules.push(CompiledRule {
+                spec: r,
+                conditions,
+                remind_ms,
+                window_keep_ms: keep,
+                window_resolution_ms: resolution,
+                line,
+                gnss,
+                sta_lta,
+            });
         }
         let mut quality = Vec::new();
         for (i, spanned) in file.quality.into_iter().enumerate() {
@@ -309,7 +318,13 @@ impl RuleSet {
         }
         let rule_ids: HashSet<&str> = rules.iter().map(|r| r.spec.id.as_str()).collect();
         for (i, (c, line)) in composites.iter().enumerate() {
-            let referenced = c.levels.as_array().into_iter().flatten().flat_map(|e| e.rules_referenced()).chain(c.members.rules.iter().map(String::as_str));
+            let referenced = c
+                .levels
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|e| e.rules_referenced())
+                .chain(c.members.rules.iter().map(String::as_str));
             for r in referenced {
                 if !rule_ids.contains(r) {
                     problems.push(format!("line {line}: composites[{i}] ({:?}): refers to unknown rule {r:?}", c.id));
@@ -353,7 +368,8 @@ impl RuleSet {
         }
         for (i, (q, line)) in self.quality.iter().enumerate() {
             match registry.catalog().lookup(&q.applies_to.kind) {
-                None => problems.push(format!("line {line}: quality[{i}].applies_to.kind: unknown kind {:?}", q.applies_to.kind)),
+                None => problems
+                    .push(format!("line {line}: quality[{i}].applies_to.kind: unknown kind {:?}", q.applies_to.kind)),
                 Some((_, spec)) if spec.shape != q.measure.shape() => problems.push(format!(
                     "line {line}: quality[{i}].measure: {:?} reads {} values but {} readings are {}",
                     q.measure,
@@ -388,7 +404,10 @@ impl RuleSet {
             let selected: Vec<_> = sensors.iter().filter(|s| q.applies_to.matches(s)).collect();
             if selected.is_empty() {
                 w.push(format!("line {line}: quality[{i}] applies to no registered sensor"));
-            } else if selected.iter().all(|s| self.quality[..i].iter().any(|(earlier, _)| earlier.applies_to.matches(s))) {
+            } else if selected
+                .iter()
+                .all(|s| self.quality[..i].iter().any(|(earlier, _)| earlier.applies_to.matches(s)))
+            {
                 w.push(format!("line {line}: quality[{i}] is hidden: an earlier [[quality]] table already applies to all its sensors (the first match wins)"));
             }
         }
@@ -426,7 +445,9 @@ fn ordering_problem(r: &CompiledRule, t: &[Vec<f64>; 4]) -> Option<String> {
         let present: Vec<(Level, f64)> = Level::ALL
             .iter()
             .zip(r.conditions.iter().zip(t))
-            .filter_map(|(l, (cs, ts))| cs.iter().zip(ts).find(|(c, _)| c.feature == feature && c.cmp == cmp).map(|(_, v)| (*l, *v)))
+            .filter_map(|(l, (cs, ts))| {
+                cs.iter().zip(ts).find(|(c, _)| c.feature == feature && c.cmp == cmp).map(|(_, v)| (*l, *v))
+            })
             .collect();
         for w in present.windows(2) {
             let ((la, a), (lb, b)) = (w[0], w[1]);

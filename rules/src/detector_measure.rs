@@ -64,7 +64,9 @@ pub type Details = serde_json::Value;
 /// The detector a measure needs, or why none can be built for this reading.
 fn build(measure: Measure, gnss: &GnssParams, sta_lta: &StaLtaParams, r: &Reading) -> Option<Detector> {
     match measure {
-        Measure::TangentAngle | Measure::GnssVelocity | Measure::SubsidenceRate => GnssDetector::new(gnss.clone()).ok().map(|d| Detector::Gnss(Box::new(d))),
+        Measure::TangentAngle | Measure::GnssVelocity | Measure::SubsidenceRate => {
+            GnssDetector::new(gnss.clone()).ok().map(|d| Detector::Gnss(Box::new(d)))
+        }
         Measure::Intensity | Measure::Pgv => match &r.value {
             Value::Waveform(w) => IntensityMeter::new(w.rate_hz).ok().map(|m| Detector::Intensity(Box::new(m))),
             _ => None,
@@ -73,7 +75,9 @@ fn build(measure: Measure, gnss: &GnssParams, sta_lta: &StaLtaParams, r: &Readin
             Value::Waveform(w) => {
                 let nsta = (sta_lta.sta_s * w.rate_hz).round().max(1.0) as usize;
                 let nlta = (sta_lta.lta_s * w.rate_hz).round().max(nsta as f64) as usize;
-                RecursiveStaLta::new(nsta, nlta).ok().map(|f| Detector::StaLta { filter: Box::new(f), rate_hz: w.rate_hz })
+                RecursiveStaLta::new(nsta, nlta)
+                    .ok()
+                    .map(|f| Detector::StaLta { filter: Box::new(f), rate_hz: w.rate_hz })
             }
             _ => None,
         },
@@ -121,7 +125,8 @@ pub fn measure(
         (Detector::Intensity(m), Value::Waveform(w)) => {
             let scale = if &*r.unit == "gal" { 0.01 } else { 1.0 };
             let peaks = m.process_waveform(w, scale).ok()?;
-            let details = serde_json::json!({ "pga_m_s2": peaks.pga, "pgv_m_s": peaks.pgv, "intensity": peaks.intensity });
+            let details =
+                serde_json::json!({ "pga_m_s2": peaks.pga, "pgv_m_s": peaks.pgv, "intensity": peaks.intensity });
             let v = if measure == Measure::Pgv { peaks.pgv } else { peaks.intensity };
             Some((v, Some(details)))
         }

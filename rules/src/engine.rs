@@ -12,12 +12,14 @@ use crate::condition::{Cmp, Feature};
 use crate::config::{resolve, CompiledRule, RuleError, RuleSet};
 use crate::lifecycle::{AlertBook, Command, CommandError, LevelChange};
 use crate::message::MessageTemplate;
-use crate::quality::{QcTest, ResolvedQuality, QualityState};
-use crate::window::Window;
-use riskwatch_core::{AlertCategory, AlertEvent, Level, Quality, Reading, Registry, SensorId, SensorKind, SiteId, Timestamp};
+use crate::quality::{QcTest, QualityState, ResolvedQuality};
 use crate::sensor_table::SensorTable;
-use smallvec::SmallVec;
+use crate::window::Window;
+use riskwatch_core::{
+    AlertCategory, AlertEvent, Level, Quality, Reading, Registry, SensorId, SensorKind, SiteId, Timestamp,
+};
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -151,14 +153,25 @@ impl Engine {
         for s in registry.sensors() {
             let mut bindings: SmallVec<[Binding; 1]> = SmallVec::new();
             for (ri, r) in rules.rules.iter().enumerate().filter(|(_, r)| r.spec.applies_to.matches(s)) {
-                let thresholds = crate::threshold::ResolvedThresholds::new(&resolve(r, s).map_err(|p| RuleError::Invalid(vec![p]))?);
-                bindings.push(Binding { rule: ri, thresholds, state: BandState::default(), window: Window::default(), alert: None, detector: None, last_value: None, member_of: SmallVec::new() });
+                let thresholds =
+                    crate::threshold::ResolvedThresholds::new(&resolve(r, s).map_err(|p| RuleError::Invalid(vec![p]))?);
+                bindings.push(Binding {
+                    rule: ri,
+                    thresholds,
+                    state: BandState::default(),
+                    window: Window::default(),
+                    alert: None,
+                    detector: None,
+                    last_value: None,
+                    member_of: SmallVec::new(),
+                });
             }
             // The first matching quality table applies.
             let quality = match rules.quality.iter().find(|(q, _)| q.applies_to.matches(s)) {
                 Some((q, _)) => {
                     let spec = q.resolve(s).map_err(|p| RuleError::Invalid(vec![format!("sensor {}: {p}", s.id)]))?;
-                    let stale_after_ms = spec.stale_intervals().zip(s.interval_s).map(|(n, iv)| (n * iv * 1000.0).round() as i64);
+                    let stale_after_ms =
+                        spec.stale_intervals().zip(s.interval_s).map(|(n, iv)| (n * iv * 1000.0).round() as i64);
                     Some(Box::new(QualitySlot {
                         spec,
                         measure: q.measure,
@@ -177,7 +190,20 @@ impl Engine {
             }
             // Held for every sensor for the engine's life: no spare capacity.
             bindings.shrink_to_fit();
-            sensors.insert(s.id.clone(), SensorSlot { site: s.site.clone(), kind: s.kind.clone(), unit: Arc::clone(&s.unit), last_ts: None, last_seen: None, quality, fault: BandState::default(), fault_alert: None, bindings });
+            sensors.insert(
+                s.id.clone(),
+                SensorSlot {
+                    site: s.site.clone(),
+                    kind: s.kind.clone(),
+                    unit: Arc::clone(&s.unit),
+                    last_ts: None,
+                    last_seen: None,
+                    quality,
+                    fault: BandState::default(),
+                    fault_alert: None,
+                    bindings,
+                },
+            );
         }
         sensors.shrink_to_fit();
         let mut composite_bindings: Vec<CompositeBinding> = Vec::new();
@@ -190,8 +216,10 @@ impl Engine {
             }
         }
         for (ci, (c, _)) in rules.composites.iter().enumerate() {
-            let selected: Vec<&riskwatch_core::Site> =
-                registry.sites().filter(|site| c.sites.is_empty() || c.sites.iter().any(|x| x == site.id.as_str())).collect();
+            let selected: Vec<&riskwatch_core::Site> = registry
+                .sites()
+                .filter(|site| c.sites.is_empty() || c.sites.iter().any(|x| x == site.id.as_str()))
+                .collect();
             // Groups of sites that share one composite alert, with the alert's site id.
             let groups: Vec<(SiteId, Vec<&riskwatch_core::Site>)> = match c.scope {
                 Scope::Site => selected.into_iter().map(|s| (s.id.clone(), vec![s])).collect(),
@@ -240,7 +268,8 @@ impl Engine {
             })
             .map(|c| &c.site)
             .collect();
-        let clock_composites = (0..composite_bindings.len()).filter(|i| delayed.contains(&&composite_bindings[*i].site)).collect();
+        let clock_composites =
+            (0..composite_bindings.len()).filter(|i| delayed.contains(&&composite_bindings[*i].site)).collect();
         for (ci, cb) in composite_bindings.iter().enumerate() {
             for (sid, bi) in &cb.members {
                 if let Some(b) = sensors.get_mut(sid).and_then(|slot| slot.bindings.get_mut(*bi)) {
@@ -248,8 +277,11 @@ impl Engine {
                 }
             }
         }
-        let mut stale_watch: Vec<SensorId> =
-            sensors.iter().filter(|(_, slot)| slot.quality.as_ref().is_some_and(|q| q.stale_after_ms.is_some())).map(|(id, _)| id.clone()).collect();
+        let mut stale_watch: Vec<SensorId> = sensors
+            .iter()
+            .filter(|(_, slot)| slot.quality.as_ref().is_some_and(|q| q.stale_after_ms.is_some()))
+            .map(|(id, _)| id.clone())
+            .collect();
         stale_watch.sort();
         Ok(Engine {
             rule_ids: rules.rules.iter().map(|r| Arc::from(r.spec.id.as_str())).collect(),
@@ -287,7 +319,12 @@ impl Engine {
 
     /// Levels of all active hazard alerts, by (rule id, sensor id).
     pub fn active(&self) -> Vec<(Arc<str>, SensorId, Level)> {
-        let mut v: Vec<_> = self.book.iter().filter(|r| r.active).map(|r| (Arc::clone(&r.rule_id), r.subject.clone(), r.level)).collect();
+        let mut v: Vec<_> = self
+            .book
+            .iter()
+            .filter(|r| r.active)
+            .map(|r| (Arc::clone(&r.rule_id), r.subject.clone(), r.level))
+            .collect();
         v.sort();
         v
     }
@@ -318,7 +355,9 @@ impl Engine {
         let previous_ts = slot.last_ts;
         slot.last_ts = Some(reading.ts);
         slot.last_seen = Some(now);
-        if let (Some(after), Some(quiet)) = (slot.quality.as_deref().and_then(|q| q.stale_after_ms), self.quiet_until.as_mut()) {
+        if let (Some(after), Some(quiet)) =
+            (slot.quality.as_deref().and_then(|q| q.stale_after_ms), self.quiet_until.as_mut())
+        {
             *quiet = (*quiet).min(Timestamp(now.millis().saturating_add(after)));
         }
         let mut flag = reading.quality;
@@ -345,7 +384,18 @@ impl Engine {
                 }
                 flag = worst(flag, outcome.flag());
                 let at = (reading.ts, now);
-                quality_alerts(&mut self.book, q, &outcome.results, &reading.sensor, &slot.site, &slot.kind, &slot.unit, at, v, out);
+                quality_alerts(
+                    &mut self.book,
+                    q,
+                    &outcome.results,
+                    &reading.sensor,
+                    &slot.site,
+                    &slot.kind,
+                    &slot.unit,
+                    at,
+                    v,
+                    out,
+                );
             }
         }
         if !flag.usable_for_hazard() {
@@ -356,7 +406,14 @@ impl Engine {
         for b in slot.bindings.iter_mut() {
             let rule = &self.rules[b.rule];
             let (v, details) = if rule.spec.measure.is_detector() {
-                match crate::detector_measure::measure(rule.spec.measure, &mut b.detector, &rule.gnss, &rule.sta_lta, reading, &mut self.scratch) {
+                match crate::detector_measure::measure(
+                    rule.spec.measure,
+                    &mut b.detector,
+                    &rule.gnss,
+                    &rule.sta_lta,
+                    reading,
+                    &mut self.scratch,
+                ) {
                     Some(x) => x,
                     None => continue,
                 }
@@ -371,14 +428,21 @@ impl Engine {
                 b.window.push(reading.ts.millis(), v, rule.window_resolution_ms, rule.window_keep_ms);
             }
             let eval = evaluate(rule, b, reading.ts, v);
-            let Some((from, to)) = b.state.step(reading.ts, &eval.inputs, rule.spec.on_delay, rule.spec.off_delay) else { continue };
+            let Some((from, to)) = b.state.step(reading.ts, &eval.inputs, rule.spec.on_delay, rule.spec.off_delay)
+            else {
+                continue;
+            };
             for &ci in &b.member_of {
                 if let Some(cb) = self.composite_bindings.get_mut(ci as usize) {
                     cb.band_value = None;
                 }
             }
             changed = true;
-            let (value, threshold, cond) = if to > from { eval.raised_by[to.map_or(0, Level::index)] } else { eval.held_by[from.map_or(0, Level::index)] };
+            let (value, threshold, cond) = if to > from {
+                eval.raised_by[to.map_or(0, Level::index)]
+            } else {
+                eval.held_by[from.map_or(0, Level::index)]
+            };
             let feature = cond.map(|c| c.0).unwrap_or(Feature::Value);
             let base_unit = rule.spec.measure.unit(&reading.unit);
             let unit: Arc<str> = match feature {
@@ -403,7 +467,9 @@ impl Engine {
                     remind_ms: rule.remind_ms,
                 },
             );
-            let condition = cond.map(|(f, c)| format!("{f} {} {threshold:.p$}", c.symbol(), p = rule.spec.precision)).unwrap_or_default();
+            let condition = cond
+                .map(|(f, c)| format!("{f} {} {threshold:.p$}", c.symbol(), p = rule.spec.precision))
+                .unwrap_or_default();
             ev.details = details;
             render_hazard(&rule.spec.message, rule.spec.precision, &condition, &mut ev);
             out.push(ev);
@@ -455,7 +521,12 @@ impl Engine {
                 remind_ms: [None, None, Some(15 * 60_000), Some(5 * 60_000)],
             },
         );
-        let (zh, en) = spec.render_message(&CompositeFacts { site: cb.site.as_str(), level: ev.level, change: ev.change, strength });
+        let (zh, en) = spec.render_message(&CompositeFacts {
+            site: cb.site.as_str(),
+            level: ev.level,
+            change: ev.change,
+            strength,
+        });
         ev.message_zh = zh;
         ev.message_en = en;
         // What each member saw, so the site alert carries e.g. every station's intensity.
@@ -508,9 +579,7 @@ impl Engine {
                 let silent_ms = now.millis() - last.millis();
                 if q.stale.level.is_none() && silent_ms > after {
                     let level = q.spec.level();
-                    let mut inputs = LevelInputs::default();
-                    inputs.raises[level.index()] = Some(true);
-                    inputs.holds[level.index()] = Some(true);
+                    let inputs = LevelInputs::single(level, true, true);
                     if let Some((from, to)) = q.stale.step(now, &inputs, Default::default(), Default::default()) {
                         let mut ev = self.book.apply_change(
                             &mut q.stale_alert,
@@ -530,8 +599,19 @@ impl Engine {
                                 remind_ms: [None; 4],
                             },
                         );
-                        ev.message_zh = format!("{} {} 通信中断：{:.0} 秒无数据（超过 {:.0} 秒）", slot.site, id, silent_ms as f64 / 1000.0, after as f64 / 1000.0);
-                        ev.message_en = format!("stale sensor {id} at {}: no reading for {:.0} s (limit {:.0} s)", slot.site, silent_ms as f64 / 1000.0, after as f64 / 1000.0);
+                        ev.message_zh = format!(
+                            "{} {} 通信中断：{:.0} 秒无数据（超过 {:.0} 秒）",
+                            slot.site,
+                            id,
+                            silent_ms as f64 / 1000.0,
+                            after as f64 / 1000.0
+                        );
+                        ev.message_en = format!(
+                            "stale sensor {id} at {}: no reading for {:.0} s (limit {:.0} s)",
+                            slot.site,
+                            silent_ms as f64 / 1000.0,
+                            after as f64 / 1000.0
+                        );
                         out.push(ev);
                     }
                 }
@@ -554,7 +634,11 @@ impl Engine {
 }
 
 /// The current levels of a composite binding's members.
-fn members_of<'a>(members: &'a [(SensorId, usize)], sensors: &'a SensorTable<SensorSlot>, rules: &'a [CompiledRule]) -> Vec<Member<'a>> {
+fn members_of<'a>(
+    members: &'a [(SensorId, usize)],
+    sensors: &'a SensorTable<SensorSlot>,
+    rules: &'a [CompiledRule],
+) -> Vec<Member<'a>> {
     members
         .iter()
         .filter_map(|(sid, bi)| {
@@ -592,7 +676,8 @@ struct Evaluation {
 }
 
 fn evaluate(rule: &CompiledRule, b: &Binding, ts: Timestamp, v: f64) -> Evaluation {
-    let mut e = Evaluation { inputs: LevelInputs::default(), raised_by: [(v, 0.0, None); 4], held_by: [(v, 0.0, None); 4] };
+    let mut e =
+        Evaluation { inputs: LevelInputs::default(), raised_by: [(v, 0.0, None); 4], held_by: [(v, 0.0, None); 4] };
     for (i, conds) in rule.conditions.iter().enumerate() {
         if conds.is_empty() {
             continue;
@@ -686,9 +771,7 @@ fn quality_alerts(
             // Passing, with no alert and nothing pending: the step would change nothing.
             continue;
         }
-        let mut inputs = LevelInputs::default();
-        inputs.raises[level.index()] = Some(failed);
-        inputs.holds[level.index()] = Some(flagged);
+        let inputs = LevelInputs::single(level, failed, flagged);
         let Some((from, to)) = q.tests.get_mut(i).step(ts, &inputs, Default::default(), off) else { continue };
         let mut ev = book.apply_change(
             &mut q.alerts[i],
@@ -720,11 +803,17 @@ fn quality_alerts(
     }
 }
 
-fn sensor_fault(book: &mut AlertBook, slot: &mut SensorSlot, r: &Reading, now: Timestamp, reported: bool, clear_after: u32, out: &mut Vec<AlertEvent>) {
+fn sensor_fault(
+    book: &mut AlertBook,
+    slot: &mut SensorSlot,
+    r: &Reading,
+    now: Timestamp,
+    reported: bool,
+    clear_after: u32,
+    out: &mut Vec<AlertEvent>,
+) {
     let level = Level::Yellow;
-    let mut inputs = LevelInputs::default();
-    inputs.raises[level.index()] = Some(reported);
-    inputs.holds[level.index()] = Some(reported);
+    let inputs = LevelInputs::single(level, reported, reported);
     let off = crate::Delay { samples: clear_after, seconds: 0 };
     let Some((from, to)) = slot.fault.step(r.ts, &inputs, Default::default(), off) else { return };
     let mut ev = book.apply_change(
@@ -746,7 +835,8 @@ fn sensor_fault(book: &mut AlertBook, slot: &mut SensorSlot, r: &Reading, now: T
         },
     );
     if to.is_some() {
-        ev.message_zh = format!("{} {} 探测器故障：网关上报故障状态（含传感器寿命终止），该点不再提供有效监测", r.site, r.sensor);
+        ev.message_zh =
+            format!("{} {} 探测器故障：网关上报故障状态（含传感器寿命终止），该点不再提供有效监测", r.site, r.sensor);
         ev.message_en = format!("sensor fault at {}/{}: the gateway reports the detector in fault (incl. end of life); this point is not monitoring", r.site, r.sensor);
     } else {
         ev.message_zh = format!("{} {} 探测器故障恢复", r.site, r.sensor);
@@ -756,8 +846,22 @@ fn sensor_fault(book: &mut AlertBook, slot: &mut SensorSlot, r: &Reading, now: T
 }
 
 #[allow(clippy::too_many_arguments)]
-fn clear_stale(book: &mut AlertBook, q: &mut QualitySlot, sensor: &SensorId, site: &SiteId, kind: &SensorKind, ts: Timestamp, now: Timestamp, out: &mut Vec<AlertEvent>) {
-    let Some((from, to)) = q.stale.step(ts, &LevelInputs { raises: [Some(false); 4], holds: [Some(false); 4] }, Default::default(), Default::default()) else {
+fn clear_stale(
+    book: &mut AlertBook,
+    q: &mut QualitySlot,
+    sensor: &SensorId,
+    site: &SiteId,
+    kind: &SensorKind,
+    ts: Timestamp,
+    now: Timestamp,
+    out: &mut Vec<AlertEvent>,
+) {
+    let Some((from, to)) = q.stale.step(
+        ts,
+        &LevelInputs { raises: [Some(false); 4], holds: [Some(false); 4] },
+        Default::default(),
+        Default::default(),
+    ) else {
         return;
     };
     let mut ev = book.apply_change(

@@ -281,7 +281,8 @@ impl AlertBook {
         if cmd.by.trim().is_empty() {
             return Err(CommandError::MissingOperator);
         }
-        let rec = self.records.get_mut(&cmd.alert_id).ok_or_else(|| CommandError::UnknownAlert(cmd.alert_id.clone()))?;
+        let rec =
+            self.records.get_mut(&cmd.alert_id).ok_or_else(|| CommandError::UnknownAlert(cmd.alert_id.clone()))?;
         let change = match cmd.action {
             Action::Acknowledge => {
                 if let Some((by, _)) = &rec.acked {
@@ -292,7 +293,8 @@ impl AlertBook {
                 AlertChange::Acknowledged
             }
             Action::Assign => {
-                let unit = cmd.unit.as_deref().map(str::trim).filter(|u| !u.is_empty()).ok_or(CommandError::MissingUnit)?;
+                let unit =
+                    cmd.unit.as_deref().map(str::trim).filter(|u| !u.is_empty()).ok_or(CommandError::MissingUnit)?;
                 rec.assignee = Some(unit.to_string());
                 AlertChange::Assigned
             }
@@ -393,7 +395,8 @@ fn remind_one(rec: &mut AlertRecord, now: Timestamp) -> Option<AlertEvent> {
     let mut ev = event(rec, AlertChange::Reminder, now, Some(rec.level));
     let minutes = (now.millis() - rec.raised_at.millis()) / 60_000;
     ev.message_zh = format!("提醒：{}/{} {}预警已持续 {minutes} 分钟，尚未确认", rec.site, rec.subject, rec.level.zh());
-    ev.message_en = format!("reminder: {} alert at {}/{} unacknowledged for {minutes} min", rec.level, rec.site, rec.subject);
+    ev.message_en =
+        format!("reminder: {} alert at {}/{} unacknowledged for {minutes} min", rec.level, rec.site, rec.subject);
     Some(ev)
 }
 

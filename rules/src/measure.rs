@@ -44,13 +44,23 @@ impl Measure {
             Measure::Value => ValueShape::Scalar,
             Measure::Horizontal | Measure::Settlement | Measure::Total => ValueShape::Displacement,
             Measure::TangentAngle | Measure::GnssVelocity | Measure::SubsidenceRate => ValueShape::Displacement,
-            Measure::Pga | Measure::PgaIntensity | Measure::Intensity | Measure::Pgv | Measure::StaLta => ValueShape::Waveform,
+            Measure::Pga | Measure::PgaIntensity | Measure::Intensity | Measure::Pgv | Measure::StaLta => {
+                ValueShape::Waveform
+            }
         }
     }
 
     /// Whether the measure needs a per-binding detector (see `detector_measure`).
     pub fn is_detector(self) -> bool {
-        matches!(self, Measure::TangentAngle | Measure::GnssVelocity | Measure::SubsidenceRate | Measure::Intensity | Measure::Pgv | Measure::StaLta)
+        matches!(
+            self,
+            Measure::TangentAngle
+                | Measure::GnssVelocity
+                | Measure::SubsidenceRate
+                | Measure::Intensity
+                | Measure::Pgv
+                | Measure::StaLta
+        )
     }
 
     /// Unit of the measured number, given the reading's unit.

@@ -4,8 +4,21 @@ use serde::Deserialize;
 
 /// Placeholders a template may use.
 pub const PLACEHOLDERS: &[&str] = &[
-    "sensor", "site", "kind", "kind_zh", "value", "threshold", "unit", "level", "level_zh", "grade", "change", "change_zh", "rule",
-    "condition", "forecast",
+    "sensor",
+    "site",
+    "kind",
+    "kind_zh",
+    "value",
+    "threshold",
+    "unit",
+    "level",
+    "level_zh",
+    "grade",
+    "change",
+    "change_zh",
+    "rule",
+    "condition",
+    "forecast",
 ];
 
 /// Chinese and English message templates of a rule.

@@ -203,7 +203,8 @@ pub enum QcTest {
 
 impl QcTest {
     /// All tests, in [`QcTest::index`] order.
-    pub const ALL: [QcTest; 5] = [QcTest::GrossRange, QcTest::Spike, QcTest::FlatLine, QcTest::RateOfChange, QcTest::Timing];
+    pub const ALL: [QcTest; 5] =
+        [QcTest::GrossRange, QcTest::Spike, QcTest::FlatLine, QcTest::RateOfChange, QcTest::Timing];
 
     /// Position in [`QcOutcome::results`].
     pub fn index(self) -> usize {
@@ -311,7 +312,12 @@ struct Bounds {
 impl Bounds {
     /// In the order they must be ascending.
     fn ordered(&self) -> [(&'static str, Option<f64>); 4] {
-        [("fail_min", self.fail_min), ("suspect_min", self.suspect_min), ("suspect_max", self.suspect_max), ("fail_max", self.fail_max)]
+        [
+            ("fail_min", self.fail_min),
+            ("suspect_min", self.suspect_min),
+            ("suspect_max", self.suspect_max),
+            ("fail_max", self.fail_max),
+        ]
     }
 
     fn flag(&self, v: f64) -> Quality {
@@ -423,9 +429,17 @@ impl QualitySpec {
         if self.applies_to.kind.is_empty() {
             out.push("applies_to.kind: must name a sensor kind".into());
         }
-        let tests = [self.gross_range.is_some(), self.spike.is_some(), self.flat_line.is_some(), self.rate_of_change.is_some(), self.timing.is_some()];
+        let tests = [
+            self.gross_range.is_some(),
+            self.spike.is_some(),
+            self.flat_line.is_some(),
+            self.rate_of_change.is_some(),
+            self.timing.is_some(),
+        ];
         if !tests.contains(&true) && self.stale.is_none() {
-            out.push("tests: configure at least one of gross_range, spike, flat_line, rate_of_change, timing, stale".into());
+            out.push(
+                "tests: configure at least one of gross_range, spike, flat_line, rate_of_change, timing, stale".into(),
+            );
         }
         if let Some(g) = &self.gross_range {
             g.problems(&mut out);
@@ -446,7 +460,12 @@ impl QualitySpec {
             }
         }
         if let Some(r) = &self.rate_of_change {
-            pair_problems(&mut out, "rate_of_change", ("suspect_per_hour", r.suspect_per_hour), ("fail_per_hour", r.fail_per_hour));
+            pair_problems(
+                &mut out,
+                "rate_of_change",
+                ("suspect_per_hour", r.suspect_per_hour),
+                ("fail_per_hour", r.fail_per_hour),
+            );
         }
         if let Some(t) = &self.timing {
             if t.max_future_s.is_none() && t.max_age_s.is_none() {
@@ -478,13 +497,17 @@ impl QualitySpec {
             return Err(problems.join("; "));
         }
         let gross_range = self.gross_range.as_ref().map(|g| g.resolve(&sensor.attributes)).transpose()?;
-        let stale_after_ms = match self.stale {
-            Some(s) => match sensor.interval_s.filter(|iv| iv.is_finite() && *iv > 0.0) {
-                Some(iv) => Some((iv * s.intervals * 1000.0).round() as i64),
-                None => return Err("stale: sensor has no interval_s (expected reporting interval) to count missed intervals of".into()),
-            },
-            None => None,
-        };
+        let stale_after_ms =
+            match self.stale {
+                Some(s) => match sensor.interval_s.filter(|iv| iv.is_finite() && *iv > 0.0) {
+                    Some(iv) => Some((iv * s.intervals * 1000.0).round() as i64),
+                    None => return Err(
+                        "stale: sensor has no interval_s (expected reporting interval) to count missed intervals of"
+                            .into(),
+                    ),
+                },
+                None => None,
+            };
         Ok(ResolvedQuality {
             measure: self.measure,
             unit: Arc::from(self.measure.unit(&sensor.unit)),
@@ -661,15 +684,24 @@ impl ResolvedQuality {
                 let Some(f) = self.flat_line else { return not_configured() };
                 let (zl, el) = limits(f.suspect_s, f.fail_s, duration);
                 (
-                    format!("读数 {val} 在 ±{}{u} 内保持不变（限值：{zl}，且至少 {} 个读数）", f.tolerance, f.min_samples),
-                    format!("{val} has stayed within ±{}{u} (limits: {el}, and at least {} readings)", f.tolerance, f.min_samples),
+                    format!(
+                        "读数 {val} 在 ±{}{u} 内保持不变（限值：{zl}，且至少 {} 个读数）",
+                        f.tolerance, f.min_samples
+                    ),
+                    format!(
+                        "{val} has stayed within ±{}{u} (limits: {el}, and at least {} readings)",
+                        f.tolerance, f.min_samples
+                    ),
                 )
             }
             QcTest::RateOfChange => {
                 let Some(r) = self.rate_of_change else { return not_configured() };
                 let per_h = |x: f64| (format!("{x:.2}{u}/小时"), format!("{x:.2}{u}/h"));
                 let (zl, el) = limits(r.suspect_per_hour, r.fail_per_hour, per_h);
-                (format!("读数 {val} 相对上一读数变化过快（限值：{zl}）"), format!("{val} changed too fast since the previous reading (limits: {el})"))
+                (
+                    format!("读数 {val} 相对上一读数变化过快（限值：{zl}）"),
+                    format!("{val} changed too fast since the previous reading (limits: {el})"),
+                )
             }
             QcTest::Timing => {
                 let Some(t) = self.timing else { return not_configured() };
@@ -685,7 +717,10 @@ impl ResolvedQuality {
                     zs.push(format!("早于当前时钟超过 {z}"));
                     es.push(format!("more than {e} old"));
                 }
-                (format!("读数 {val} 的测量时间{}", zs.join("或")), format!("reading {val} was measured {}", es.join(" or ")))
+                (
+                    format!("读数 {val} 的测量时间{}", zs.join("或")),
+                    format!("reading {val} was measured {}", es.join(" or ")),
+                )
             }
         }
     }
@@ -823,7 +858,18 @@ mod tests {
     #[test]
     fn gross_range_fails_outside_fail_bounds_and_is_suspect_outside_suspect_bounds() {
         let q = resolved("gross_range = { fail_min = 0, suspect_min = 1, suspect_max = 35, fail_max = 40 }");
-        for (v, want) in [(-0.1, Fail), (0.0, Suspect), (0.5, Suspect), (1.0, Good), (20.0, Good), (35.0, Good), (35.1, Suspect), (40.0, Suspect), (40.01, Fail), (1e9, Fail)] {
+        for (v, want) in [
+            (-0.1, Fail),
+            (0.0, Suspect),
+            (0.5, Suspect),
+            (1.0, Good),
+            (20.0, Good),
+            (35.0, Good),
+            (35.1, Suspect),
+            (40.0, Suspect),
+            (40.01, Fail),
+            (1e9, Fail),
+        ] {
             let out = q.check(&mut QualityState::default(), Timestamp(T0), v, Timestamp(T0));
             assert_eq!(out.get(QcTest::GrossRange), Some(want), "value {v}");
             assert_eq!(out.flag(), want, "value {v}");
@@ -832,14 +878,17 @@ mod tests {
 
     #[test]
     fn gross_range_thresholds_come_from_registry_attributes() {
-        let s = spec(r#"gross_range = { fail_min = "sensor_min", fail_max = "sensor_max", suspect_max = "record_level + 2" }"#);
+        let s = spec(
+            r#"gross_range = { fail_min = "sensor_min", fail_max = "sensor_max", suspect_max = "record_level + 2" }"#,
+        );
         let q = s.resolve(&sensor(&[("sensor_min", 10.0), ("sensor_max", 40.0), ("record_level", 29.7)])).unwrap();
         let at = |v| q.check(&mut QualityState::default(), Timestamp(T0), v, Timestamp(T0)).flag();
         assert_eq!((at(9.9), at(25.0), at(31.8), at(40.5)), (Fail, Good, Suspect, Fail));
 
         let err = s.resolve(&sensor(&[("sensor_min", 10.0), ("record_level", 29.7)])).unwrap_err();
         assert!(err.contains("gross_range.fail_max") && err.contains("\"sensor_max\""), "{err}");
-        let err = s.resolve(&sensor(&[("sensor_min", 10.0), ("sensor_max", 40.0), ("record_level", 39.0)])).unwrap_err();
+        let err =
+            s.resolve(&sensor(&[("sensor_min", 10.0), ("sensor_max", 40.0), ("record_level", 39.0)])).unwrap_err();
         assert_eq!(err, "gross_range: suspect_max 41 must be ≤ fail_max 40");
     }
 
@@ -934,7 +983,16 @@ mod tests {
     fn timestamps_in_the_future_or_too_old_fail_timing() {
         let q = resolved("timing = { max_future_s = 300, max_age_s = 86400 }");
         let now = Timestamp(T0);
-        for (offset_ms, want) in [(0, Good), (300_000, Good), (300_001, Fail), (3_600_000, Fail), (-86_400_000, Good), (-86_400_001, Fail), (i64::MIN, Fail), (i64::MAX / 2, Fail)] {
+        for (offset_ms, want) in [
+            (0, Good),
+            (300_000, Good),
+            (300_001, Fail),
+            (3_600_000, Fail),
+            (-86_400_000, Good),
+            (-86_400_001, Fail),
+            (i64::MIN, Fail),
+            (i64::MAX / 2, Fail),
+        ] {
             let ts = Timestamp(T0.saturating_add(offset_ms));
             let out = q.check(&mut QualityState::default(), ts, 1.0, now);
             assert_eq!(out.get(QcTest::Timing), Some(want), "offset {offset_ms} ms");
@@ -958,7 +1016,10 @@ mod tests {
     fn problems_name_the_bad_field() {
         let cases = [
             ("gross_range = { fail_min = 10, suspect_min = 5 }", "gross_range: fail_min 10 must be ≤ suspect_min 5"),
-            ("gross_range = { suspect_min = 30, suspect_max = 20 }", "gross_range: suspect_min 30 must be ≤ suspect_max 20"),
+            (
+                "gross_range = { suspect_min = 30, suspect_max = 20 }",
+                "gross_range: suspect_min 30 must be ≤ suspect_max 20",
+            ),
             ("gross_range = {}", "gross_range: give at least one of"),
             ("spike = { suspect = 1, window = 0 }", "spike.window: must be ≥ 1"),
             ("spike = { suspect = 1, window = 17 }", "spike.window: must be ≥ 1 and ≤ 16"),
@@ -969,7 +1030,10 @@ mod tests {
             ("flat_line = { tolerance = -0.1, suspect_s = 60 }", "flat_line.tolerance: must be a finite number ≥ 0"),
             ("flat_line = { suspect_s = 60, min_samples = 1 }", "flat_line.min_samples: must be ≥ 2"),
             ("flat_line = { suspect_s = 7200, fail_s = 3600 }", "flat_line: suspect_s 7200 must be ≤ fail_s 3600"),
-            ("rate_of_change = { suspect_per_hour = 0 }", "rate_of_change.suspect_per_hour: must be a finite number > 0"),
+            (
+                "rate_of_change = { suspect_per_hour = 0 }",
+                "rate_of_change.suspect_per_hour: must be a finite number > 0",
+            ),
             ("timing = {}", "timing: give max_future_s, max_age_s or both"),
             ("timing = { max_age_s = -1 }", "timing.max_age_s: must be a finite number of seconds ≥ 0"),
             ("stale = { intervals = 0.5 }", "stale.intervals: must be a finite number ≥ 1"),
@@ -981,7 +1045,8 @@ mod tests {
             assert!(problems.iter().any(|p| p.starts_with(want)), "{body}: expected {want:?}, got {problems:?}");
             assert!(spec(body).resolve(&sensor(&[])).is_err(), "{body}: resolve must refuse an invalid spec");
         }
-        let good = spec("gross_range = { fail_min = \"sensor_min\", suspect_min = 0 }\nspike = { fail = 1 }\nstale = {}");
+        let good =
+            spec("gross_range = { fail_min = \"sensor_min\", suspect_min = 0 }\nspike = { fail = 1 }\nstale = {}");
         assert_eq!(good.problems(), Vec::<String>::new(), "attribute bounds are checked at resolve time");
     }
 
@@ -992,9 +1057,13 @@ mod tests {
         assert_eq!(s.spike.map(|x| x.window), Some(3));
         assert_eq!(s.flat_line.map(|f| (f.tolerance, f.min_samples)), Some((0.0, 3)));
         assert_eq!(s.stale.map(|x| x.intervals), Some(3.0));
-        let err = toml::from_str::<QualitySpec>("applies_to = { kind = \"x\" }\nspike = { suspect = 1, windw = 3 }").unwrap_err();
+        let err = toml::from_str::<QualitySpec>("applies_to = { kind = \"x\" }\nspike = { suspect = 1, windw = 3 }")
+            .unwrap_err();
         assert!(err.to_string().contains("windw"), "{err}");
-        let g: QualitySpec = toml::from_str("applies_to = { kind = \"gnss_displacement\" }\nmeasure = \"horizontal\"\ntiming = { max_age_s = 60 }").unwrap();
+        let g: QualitySpec = toml::from_str(
+            "applies_to = { kind = \"gnss_displacement\" }\nmeasure = \"horizontal\"\ntiming = { max_age_s = 60 }",
+        )
+        .unwrap();
         assert_eq!(g.measure, Measure::Horizontal);
     }
 
@@ -1002,7 +1071,10 @@ mod tests {
     fn stale_is_carried_and_needs_the_sensor_interval() {
         let s = spec("stale = { intervals = 4 }\nlevel = \"yellow\"\nclear_after = 2");
         let q = s.resolve(&sensor(&[])).unwrap();
-        assert_eq!((q.stale_intervals(), q.stale_after_ms(), q.level(), q.clear_after()), (Some(4.0), Some(1_200_000), Level::Yellow, 2));
+        assert_eq!(
+            (q.stale_intervals(), q.stale_after_ms(), q.level(), q.clear_after()),
+            (Some(4.0), Some(1_200_000), Level::Yellow, 2)
+        );
         let no_interval = Sensor { interval_s: None, ..sensor(&[]) };
         assert!(s.resolve(&no_interval).unwrap_err().starts_with("stale: sensor has no interval_s"));
         assert_eq!(QcTest::ALL.iter().filter(|t| q.has(**t)).count(), 0);
@@ -1023,7 +1095,10 @@ mod tests {
         for (i, t) in QcTest::ALL.iter().enumerate() {
             assert_eq!(t.index(), i);
         }
-        assert_eq!((QcTest::FlatLine.as_str(), QcTest::FlatLine.zh(), QcTest::FlatLine.en()), ("flat_line", "卡死", "stuck sensor"));
+        assert_eq!(
+            (QcTest::FlatLine.as_str(), QcTest::FlatLine.zh(), QcTest::FlatLine.en()),
+            ("flat_line", "卡死", "stuck sensor")
+        );
     }
 
     #[test]
@@ -1039,10 +1114,19 @@ mod tests {
         assert_eq!(q.explain(QcTest::GrossRange, 36.0).1, "36.00 m outside suspect range (−∞, 35.00] m");
         let (zh, en) = q.explain(QcTest::FlatLine, 12.3);
         assert_eq!(zh, "读数 12.30 m 在 ±0.001 m 内保持不变（限值：可疑 ≥ 1 小时，失效 ≥ 2 小时，且至少 3 个读数）");
-        assert_eq!(en, "12.30 m has stayed within ±0.001 m (limits: suspect ≥ 1 h, fail ≥ 2 h, and at least 3 readings)");
-        assert_eq!(q.explain(QcTest::Spike, 15.0).1, "15.00 m departs from the mean of the previous 3 readings (limits: suspect ≥ 0.50 m, fail ≥ 2.00 m)");
+        assert_eq!(
+            en,
+            "12.30 m has stayed within ±0.001 m (limits: suspect ≥ 1 h, fail ≥ 2 h, and at least 3 readings)"
+        );
+        assert_eq!(
+            q.explain(QcTest::Spike, 15.0).1,
+            "15.00 m departs from the mean of the previous 3 readings (limits: suspect ≥ 0.50 m, fail ≥ 2.00 m)"
+        );
         assert!(q.explain(QcTest::RateOfChange, 15.0).1.ends_with("(limits: fail ≥ 3.00 m/h)"));
-        assert_eq!(q.explain(QcTest::Timing, 1.0).1, "reading 1.00 m was measured more than 5 min in the future or more than 1 d old");
+        assert_eq!(
+            q.explain(QcTest::Timing, 1.0).1,
+            "reading 1.00 m was measured more than 5 min in the future or more than 1 d old"
+        );
         assert!(q.explain(QcTest::Spike, f64::NAN).1.contains("not a finite number"));
     }
 

@@ -113,16 +113,31 @@ impl Engine {
         let composites = self
             .composite_bindings
             .iter()
-            .map(|c| CompositeSnap { composite: self.composites[c.composite].id.clone(), site: c.site.clone(), state: c.state.clone(), alert: c.alert.clone() })
+            .map(|c| CompositeSnap {
+                composite: self.composites[c.composite].id.clone(),
+                site: c.site.clone(),
+                state: c.state.clone(),
+                alert: c.alert.clone(),
+            })
             .collect();
-        Snapshot { version: SNAPSHOT_VERSION, sensors, composites, book: self.book.clone(), started: self.started, next_sweep: self.next_sweep }
+        Snapshot {
+            version: SNAPSHOT_VERSION,
+            sensors,
+            composites,
+            book: self.book.clone(),
+            started: self.started,
+            next_sweep: self.next_sweep,
+        }
     }
 
     /// Restores state taken with [`Engine::snapshot`], possibly from an engine with other
     /// rules. Active alerts whose rule no longer exists are cleared; their events go to `out`.
     pub fn restore(&mut self, snap: Snapshot, now: Timestamp, out: &mut Vec<AlertEvent>) -> Result<(), RuleError> {
         if snap.version != SNAPSHOT_VERSION {
-            return Err(RuleError::Invalid(vec![format!("snapshot version {} is not {SNAPSHOT_VERSION}", snap.version)]));
+            return Err(RuleError::Invalid(vec![format!(
+                "snapshot version {} is not {SNAPSHOT_VERSION}",
+                snap.version
+            )]));
         }
         self.book = snap.book;
         self.started = snap.started;
@@ -151,7 +166,8 @@ impl Engine {
             slot.fault = s.fault;
             slot.fault_alert = s.fault_alert;
             for bs in s.bindings {
-                let target: Option<&mut Binding> = slot.bindings.iter_mut().find(|b| self.rules[b.rule].spec.id == bs.rule);
+                let target: Option<&mut Binding> =
+                    slot.bindings.iter_mut().find(|b| self.rules[b.rule].spec.id == bs.rule);
                 match target {
                     Some(b) => {
                         b.state = bs.state;
@@ -205,7 +221,9 @@ impl Engine {
             }
         }
         for mut slot in orphan_alerts {
-            let Some(rec) = slot.as_ref().and_then(|id| self.book.get(id)).filter(|r| r.active).cloned() else { continue };
+            let Some(rec) = slot.as_ref().and_then(|id| self.book.get(id)).filter(|r| r.active).cloned() else {
+                continue;
+            };
             let mut ev = self.book.apply_change(
                 &mut slot,
                 LevelChange {
@@ -224,8 +242,12 @@ impl Engine {
                     remind_ms: rec.remind_ms,
                 },
             );
-            ev.message_zh = format!("{}/{} {}预警解除：规则 {} 已删除", rec.site, rec.subject, rec.level.zh(), rec.rule_id);
-            ev.message_en = format!("{} alert at {}/{} cleared: rule {} was removed", rec.level, rec.site, rec.subject, rec.rule_id);
+            ev.message_zh =
+                format!("{}/{} {}预警解除：规则 {} 已删除", rec.site, rec.subject, rec.level.zh(), rec.rule_id);
+            ev.message_en = format!(
+                "{} alert at {}/{} cleared: rule {} was removed",
+                rec.level, rec.site, rec.subject, rec.rule_id
+            );
             ev.note = Some("rule removed".into());
             out.push(ev);
         }
@@ -235,7 +257,13 @@ impl Engine {
     /// Swaps in new rules without losing state: bindings of rules that still exist keep their
     /// levels, delays, windows and alerts; alerts of removed rules are cleared (events to
     /// `out`). On error (the new rules do not fit the registry) the engine is unchanged.
-    pub fn reload(&mut self, rules: &RuleSet, registry: &Registry, now: Timestamp, out: &mut Vec<AlertEvent>) -> Result<(), RuleError> {
+    pub fn reload(
+        &mut self,
+        rules: &RuleSet,
+        registry: &Registry,
+        now: Timestamp,
+        out: &mut Vec<AlertEvent>,
+    ) -> Result<(), RuleError> {
         let mut next = Engine::new(rules, registry)?;
         next.restore(self.snapshot(), now, out)?;
         next.stats = self.stats;

@@ -41,7 +41,9 @@ impl ThresholdExpr {
             }
             _ => (t, 0.0),
         };
-        let ok = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') && !name.starts_with(|c: char| c.is_ascii_digit());
+        let ok = !name.is_empty()
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && !name.starts_with(|c: char| c.is_ascii_digit());
         if !ok {
             return Err(format!("{text:?} is neither a number nor `attribute [+|- number]`"));
         }
@@ -52,10 +54,9 @@ impl ThresholdExpr {
     pub fn resolve(&self, attributes: &BTreeMap<String, f64>) -> Result<f64, String> {
         match self {
             ThresholdExpr::Const(v) => Ok(*v),
-            ThresholdExpr::Attr { name, offset } => attributes
-                .get(name)
-                .map(|v| v + offset)
-                .ok_or_else(|| format!("sensor has no attribute {name:?}")),
+            ThresholdExpr::Attr { name, offset } => {
+                attributes.get(name).map(|v| v + offset).ok_or_else(|| format!("sensor has no attribute {name:?}"))
+            }
         }
     }
 }
@@ -152,11 +153,17 @@ mod tests {
     fn resolved_thresholds_keep_levels_apart_inline_or_not() {
         let few = [vec![1.0], vec![2.0, 0.3], vec![], vec![4.0]];
         let t = ResolvedThresholds::new(&few);
-        assert_eq!((t.level(0), t.level(1), t.level(2), t.level(3)), (&[1.0][..], &[2.0, 0.3][..], &[][..], &[4.0][..]));
+        assert_eq!(
+            (t.level(0), t.level(1), t.level(2), t.level(3)),
+            (&[1.0][..], &[2.0, 0.3][..], &[][..], &[4.0][..])
+        );
         assert!(matches!(t.values, Values::Inline(_)));
         let many = [vec![35.0, 55.0, 70.0], vec![50.0, 80.0, 100.0], vec![70.0], vec![]];
         let t = ResolvedThresholds::new(&many);
-        assert_eq!((t.level(0), t.level(1), t.level(2), t.level(3)), (&many[0][..], &many[1][..], &many[2][..], &[][..]));
+        assert_eq!(
+            (t.level(0), t.level(1), t.level(2), t.level(3)),
+            (&many[0][..], &many[1][..], &many[2][..], &[][..])
+        );
         assert!(matches!(t.values, Values::Heap(_)));
     }
 

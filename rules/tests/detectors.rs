@@ -2,7 +2,9 @@
 //! a failure forecast attached, and a strong-motion record raises a GB/T 17742 intensity
 //! alert with its PGA and PGV.
 
-use riskwatch_core::{AlertChange, Channel, Displacement, Level, Quality, Reading, Registry, SensorKind, Timestamp, Value, Waveform};
+use riskwatch_core::{
+    AlertChange, Channel, Displacement, Level, Quality, Reading, Registry, SensorKind, Timestamp, Value, Waveform,
+};
 use riskwatch_rules::{Engine, RuleSet};
 
 const REGISTRY: &str = r#"
@@ -65,7 +67,11 @@ fn creep() -> Vec<Reading> {
                 site: "slope".into(),
                 kind: SensorKind::GnssDisplacement,
                 ts: Timestamp(T0 + (t * DAY_MS).round() as i64),
-                value: Value::Displacement(Displacement { e: slip * 0.7 + noise(), n: -slip * 0.7 + noise(), u: -0.1 * slip + noise() }),
+                value: Value::Displacement(Displacement {
+                    e: slip * 0.7 + noise(),
+                    n: -slip * 0.7 + noise(),
+                    u: -0.1 * slip + noise(),
+                }),
                 unit: "mm".into(),
                 quality: Quality::Good,
             }
@@ -100,7 +106,8 @@ fn tangent_angle_escalates_in_order_with_a_failure_forecast() {
 
 fn packet(second: i64, amp: f64) -> Reading {
     // 1-s packets at 100 Hz: a 2 Hz shake of amplitude `amp` on both horizontals.
-    let s: Vec<f64> = (0..100).map(|i| amp * (2.0 * std::f64::consts::PI * 2.0 * (second as f64 + i as f64 / 100.0)).sin()).collect();
+    let s: Vec<f64> =
+        (0..100).map(|i| amp * (2.0 * std::f64::consts::PI * 2.0 * (second as f64 + i as f64 / 100.0)).sin()).collect();
     Reading {
         sensor: "acc".into(),
         site: "eq".into(),
@@ -127,7 +134,10 @@ fn strong_motion_raises_an_intensity_alert_with_pga_and_pgv() {
         let r = packet(s, if (10..14).contains(&s) { 0.5 } else { 0.001 });
         e.process(&r, r.ts, &mut out);
     }
-    let raised = out.iter().find(|x| x.rule_id.as_ref() == "intensity" && x.change == AlertChange::Raised).expect("an intensity alert");
+    let raised = out
+        .iter()
+        .find(|x| x.rule_id.as_ref() == "intensity" && x.change == AlertChange::Raised)
+        .expect("an intensity alert");
     assert_eq!(raised.level, Level::Yellow);
     assert_eq!((raised.ts.millis() - T0) / 1000, 10);
     let d = raised.details.as_ref().unwrap();

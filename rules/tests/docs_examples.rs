@@ -53,7 +53,12 @@ fn blocks(doc: &str) -> Vec<Block> {
             }
             None if line.starts_with("```") => {
                 let marker = last_text_line.filter(|l| l.starts_with("<!--")).map(str::to_string);
-                open = Some(Block { line: i + 1, lang: line.trim_start_matches('`').trim().to_string(), text: String::new(), marker });
+                open = Some(Block {
+                    line: i + 1,
+                    lang: line.trim_start_matches('`').trim().to_string(),
+                    text: String::new(),
+                    marker,
+                });
             }
             None if !line.is_empty() => last_text_line = Some(line.trim()),
             None => {}
@@ -119,10 +124,13 @@ fn expected_lines(output: &str) -> Vec<String> {
 fn every_toml_example_in_rules_md_is_accepted() {
     let doc = read_doc();
     let all = blocks(&doc);
-    let toml: Vec<&Block> = all.iter().filter(|b| b.lang == "toml" && b.marker.as_deref() != Some("<!-- not-checked -->")).collect();
+    let toml: Vec<&Block> =
+        all.iter().filter(|b| b.lang == "toml" && b.marker.as_deref() != Some("<!-- not-checked -->")).collect();
 
-    let registry_text: String = toml.iter().filter(|b| is_registry(b)).map(|b| b.text.as_str()).collect::<Vec<_>>().join("\n");
-    let registry = Registry::from_toml(&registry_text).unwrap_or_else(|e| panic!("the example registry of docs/rules.md is not valid: {e}"));
+    let registry_text: String =
+        toml.iter().filter(|b| is_registry(b)).map(|b| b.text.as_str()).collect::<Vec<_>>().join("\n");
+    let registry = Registry::from_toml(&registry_text)
+        .unwrap_or_else(|e| panic!("the example registry of docs/rules.md is not valid: {e}"));
 
     let mut failures = Vec::new();
     let mut checked = 0;
@@ -156,7 +164,12 @@ fn every_toml_example_in_rules_md_is_accepted() {
 fn documented_check_output_matches_what_riskwatch_reports() {
     let doc = read_doc();
     let all = blocks(&doc);
-    let registry_text: String = all.iter().filter(|b| b.lang == "toml" && is_registry(b)).map(|b| b.text.as_str()).collect::<Vec<_>>().join("\n");
+    let registry_text: String = all
+        .iter()
+        .filter(|b| b.lang == "toml" && is_registry(b))
+        .map(|b| b.text.as_str())
+        .collect::<Vec<_>>()
+        .join("\n");
     let registry = Registry::from_toml(&registry_text).unwrap_or_else(|e| panic!("example registry: {e}"));
 
     let mut seen = 0;
@@ -172,15 +185,26 @@ fn documented_check_output_matches_what_riskwatch_reports() {
                 Ok(_) => panic!("line {}: the example marked invalid is accepted", b.line),
             },
         };
-        let output = all[i + 1..].iter().find(|o| o.lang == "text").unwrap_or_else(|| panic!("line {}: no ```text output follows", b.line));
+        let output = all[i + 1..]
+            .iter()
+            .find(|o| o.lang == "text")
+            .unwrap_or_else(|| panic!("line {}: no ```text output follows", b.line));
         let want = expected_lines(&output.text);
         assert!(!want.is_empty(), "line {}: the output block names no problem", output.line);
         for w in want {
-            assert!(message.contains(&w), "line {}: documented output {w:?} is not what riskwatch says:\n{message}", output.line);
+            assert!(
+                message.contains(&w),
+                "line {}: documented output {w:?} is not what riskwatch says:\n{message}",
+                output.line
+            );
         }
         let documented = output.text.lines().filter(|l| l.trim().starts_with("line ")).count();
         let actual = message.lines().filter(|l| l.trim().starts_with("line ")).count();
-        assert_eq!(documented, actual, "line {}: riskwatch reports {actual} problems, the doc shows {documented}:\n{message}", output.line);
+        assert_eq!(
+            documented, actual,
+            "line {}: riskwatch reports {actual} problems, the doc shows {documented}:\n{message}",
+            output.line
+        );
     }
     assert!(seen >= 2, "expected the two `rules check` error examples, found {seen}");
 }

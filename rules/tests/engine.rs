@@ -61,7 +61,8 @@ fn a_flood_wave_walks_up_and_down_the_ladder_per_station() {
     let mut e = engine();
     assert_eq!(e.binding_count(), 2);
     let levels = [26.5, 27.1, 27.1, 27.4, 27.4, 28.6, 28.6, 29.1, 29.1, 28.7, 27.2, 26.0];
-    let rs: Vec<Reading> = levels.iter().enumerate().map(|(i, v)| wl("hankou-wl", "hankou", i as i64 * 5, *v)).collect();
+    let rs: Vec<Reading> =
+        levels.iter().enumerate().map(|(i, v)| wl("hankou-wl", "hankou", i as i64 * 5, *v)).collect();
     let ev = feed(&mut e, &rs);
     let summary: Vec<(AlertChange, Level, i64)> =
         ev.iter().map(|e| (e.change, e.level, (e.ts.millis() - 1_594_080_000_000) / 60_000)).collect();
@@ -100,7 +101,8 @@ fn thresholds_come_from_each_stations_attributes() {
 
 #[test]
 fn replaying_the_same_history_gives_the_same_ids() {
-    let rs: Vec<Reading> = [27.5, 27.5, 26.0].iter().enumerate().map(|(i, v)| wl("hankou-wl", "hankou", i as i64, *v)).collect();
+    let rs: Vec<Reading> =
+        [27.5, 27.5, 26.0].iter().enumerate().map(|(i, v)| wl("hankou-wl", "hankou", i as i64, *v)).collect();
     let a = feed(&mut engine(), &rs);
     let b = feed(&mut engine(), &rs);
     assert_eq!(a.len(), 2);
@@ -185,7 +187,10 @@ fn rules_file_problems_are_all_reported() {
     ] {
         assert!(s.contains(needle), "{needle} missing from: {s}");
     }
-    let err = RuleSet::from_toml("[[rules]]\nid = \"x\"\napplies_to = { kind = \"gas\" }\nlevels = { red = 1 }\nmeasure = \"pgd\"\n").unwrap_err();
+    let err = RuleSet::from_toml(
+        "[[rules]]\nid = \"x\"\napplies_to = { kind = \"gas\" }\nlevels = { red = 1 }\nmeasure = \"pgd\"\n",
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("pgd"), "{err}");
 }
 

@@ -66,8 +66,15 @@ fn stations_agreeing_within_the_window_escalate_one_network_alert() {
     }
     let net: Vec<_> = out.iter().filter(|x| x.category == AlertCategory::Composite).collect();
     assert_eq!(net.len(), 2, "{out:#?}");
-    assert_eq!((net[0].subject.as_str(), net[0].site.as_str(), net[0].level), ("quake-network", "quake-network", Level::Orange));
-    assert_eq!((net[1].level, net[1].ts.millis() - net[0].ts.millis()), (Level::Red, 7000), "red when the third station agrees");
+    assert_eq!(
+        (net[0].subject.as_str(), net[0].site.as_str(), net[0].level),
+        ("quake-network", "quake-network", Level::Orange)
+    );
+    assert_eq!(
+        (net[1].level, net[1].ts.millis() - net[0].ts.millis()),
+        (Level::Red, 7000),
+        "red when the third station agrees"
+    );
     assert!(out.iter().filter(|x| x.category == AlertCategory::Hazard).all(|x| x.level <= Level::Yellow));
 }
 
@@ -92,7 +99,10 @@ fn stations_too_far_apart_in_time_do_not_coincide() {
 
 #[test]
 fn a_composite_off_delay_runs_out_with_the_clock() {
-    let rules = RULES.replace("levels = { orange = \"count(station >= yellow) >= 2\"", "off_delay = { seconds = 10 }\nlevels = { orange = \"count(station >= yellow) >= 2\"");
+    let rules = RULES.replace(
+        "levels = { orange = \"count(station >= yellow) >= 2\"",
+        "off_delay = { seconds = 10 }\nlevels = { orange = \"count(station >= yellow) >= 2\"",
+    );
     let mut e = Engine::new(&RuleSet::from_toml(&rules).unwrap(), &Registry::from_toml(REGISTRY).unwrap()).unwrap();
     let mut out = Vec::new();
     // Two stations shake at t=0 and report calm every second until t=35; their own 30-s holds
@@ -114,5 +124,9 @@ fn a_composite_off_delay_runs_out_with_the_clock() {
         .filter(|x| x.category == AlertCategory::Composite)
         .map(|x| ((x.ts.millis() - 1_600_000_000_000) / 1000, x.change.as_str()))
         .collect();
-    assert_eq!(net, vec![(0, "raised"), (41, "cleared")], "the network alert clears 10 s after its members, on the clock");
+    assert_eq!(
+        net,
+        vec![(0, "raised"), (41, "cleared")],
+        "the network alert clears 10 s after its members, on the clock"
+    );
 }

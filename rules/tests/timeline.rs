@@ -1,7 +1,10 @@
 //! Table-driven timelines: readings (and commands, and the passing of time) in, alert events
 //! out — one test per engine capability a duty officer relies on.
 
-use riskwatch_core::{AlertCategory, AlertChange, AlertEvent, Displacement, Level, Quality, Reading, Registry, SensorKind, Timestamp, Value};
+use riskwatch_core::{
+    AlertCategory, AlertChange, AlertEvent, Displacement, Level, Quality, Reading, Registry, SensorKind, Timestamp,
+    Value,
+};
 use riskwatch_rules::{Action, Command, CommandError, Engine, RuleSet};
 
 const T0: i64 = 1_594_051_200_000; // 2020-07-07T00:00+08:00
@@ -100,7 +103,15 @@ fn at(minute: i64) -> Timestamp {
 }
 
 fn scalar(sensor: &str, site: &str, kind: SensorKind, unit: &str, minute: i64, v: f64) -> Reading {
-    Reading { sensor: sensor.into(), site: site.into(), kind, ts: at(minute), value: Value::Scalar(v), unit: unit.into(), quality: Quality::Good }
+    Reading {
+        sensor: sensor.into(),
+        site: site.into(),
+        kind,
+        ts: at(minute),
+        value: Value::Scalar(v),
+        unit: unit.into(),
+        quality: Quality::Good,
+    }
 }
 
 fn wl(minute: i64, v: f64) -> Reading {
@@ -167,7 +178,14 @@ fn rainfall_accumulation_over_one_and_three_hours() {
     // 5 mm every 5 minutes = 60 mm/h: after 35 mm in the hour, blue; 45 → yellow; 60 → orange.
     let rs: Vec<Reading> = (0..12).map(|i| rain(i * 5, 5.0)).collect();
     let tl = only(&feed(&mut e, &rs), "rainfall");
-    assert_eq!(tl, vec![row("rainfall", Raised, Blue, 30), row("rainfall", Escalated, Yellow, 40), row("rainfall", Escalated, Orange, 55)]);
+    assert_eq!(
+        tl,
+        vec![
+            row("rainfall", Raised, Blue, 30),
+            row("rainfall", Escalated, Yellow, 40),
+            row("rainfall", Escalated, Orange, 55)
+        ]
+    );
     // Light rain for two more hours keeps the 3-hour sum high after the 1-hour sum has dropped.
     let more: Vec<Reading> = (12..36).map(|i| rain(i * 5, 1.5)).collect();
     let tl = only(&feed(&mut e, &more), "rainfall");
@@ -186,8 +204,18 @@ fn reminders_fire_once_per_interval_until_acknowledged() {
     for m in 1..=25 {
         e.advance(at(m), &mut out);
     }
-    assert_eq!(only(&out, "water-level"), vec![row("water-level", Reminder, Red, 10), row("water-level", Reminder, Red, 20)]);
-    let ack = Command { command_id: Some("c1".into()), alert_id: id.clone(), action: Action::Acknowledge, by: "Li Wei".into(), note: "patrol sent".into(), unit: None };
+    assert_eq!(
+        only(&out, "water-level"),
+        vec![row("water-level", Reminder, Red, 10), row("water-level", Reminder, Red, 20)]
+    );
+    let ack = Command {
+        command_id: Some("c1".into()),
+        alert_id: id.clone(),
+        action: Action::Acknowledge,
+        by: "Li Wei".into(),
+        note: "patrol sent".into(),
+        unit: None,
+    };
     let ev = e.command(&ack, at(26)).unwrap();
     assert_eq!((ev.change, ev.by.as_deref(), ev.note.as_deref()), (Acknowledged, Some("Li Wei"), Some("patrol sent")));
     out.clear();
@@ -195,7 +223,10 @@ fn reminders_fire_once_per_interval_until_acknowledged() {
         e.advance(at(m), &mut out);
     }
     assert!(only(&out, "water-level").is_empty(), "no reminder after acknowledgement: {:?}", timeline(&out));
-    assert_eq!(e.command(&ack, at(61)).unwrap_err(), CommandError::AlreadyAcknowledged { alert: id, by: "Li Wei".into() });
+    assert_eq!(
+        e.command(&ack, at(61)).unwrap_err(),
+        CommandError::AlreadyAcknowledged { alert: id, by: "Li Wei".into() }
+    );
 }
 
 #[test]
@@ -214,7 +245,8 @@ fn commands_close_the_loop_and_invalid_ones_are_refused_with_reasons() {
     let unknown = Command { alert_id: "0000000000000000".into(), ..cmd(Action::Acknowledge, "", None) };
     assert_eq!(e.command(&unknown, at(1)).unwrap_err().code(), "unknown_alert");
     assert_eq!(e.command(&cmd(Action::Assign, "", None), at(1)).unwrap_err().code(), "missing_unit");
-    let assigned = e.command(&cmd(Action::Assign, "dike patrol", Some("Jiang'an district flood office")), at(2)).unwrap();
+    let assigned =
+        e.command(&cmd(Action::Assign, "dike patrol", Some("Jiang'an district flood office")), at(2)).unwrap();
     assert_eq!(assigned.assignee.as_deref(), Some("Jiang'an district flood office"));
     let err = e.command(&cmd(Action::Resolve, "done", None), at(3)).unwrap_err();
     assert_eq!(err.code(), "wrong_state", "cannot resolve while the water is still high: {err}");
@@ -238,7 +270,8 @@ fn a_stuck_sensor_raises_a_data_quality_alert_and_never_a_hazard() {
     assert_eq!((dq[0].rule_id.as_ref(), dq[0].change, (dq[0].ts.millis() - T0) / MIN), ("dq.flat_line", Raised, 60));
     assert_eq!((dq[1].change, (dq[1].ts.millis() - T0) / MIN), (Cleared, 85), "clears after 3 good readings");
     // The hazard alert was raised by the first (good) readings and is not cleared by failed ones.
-    let hazard: Vec<_> = ev.iter().filter(|e| e.category == AlertCategory::Hazard).map(|e| (e.change, e.level)).collect();
+    let hazard: Vec<_> =
+        ev.iter().filter(|e| e.category == AlertCategory::Hazard).map(|e| (e.change, e.level)).collect();
     assert_eq!(hazard, vec![(Raised, Yellow)]);
 }
 
@@ -272,7 +305,10 @@ fn tailings_rollup_k_of_n() {
     let ev = feed(&mut e, &[gnss("p4", 3, 12.0)]);
     let site: Vec<_> = ev.iter().filter(|x| x.category == AlertCategory::Composite).collect();
     assert_eq!(site.len(), 1);
-    assert_eq!((site[0].rule_id.as_ref(), site[0].subject.as_str(), site[0].level), ("tailings-rollup", "dam-1", Yellow));
+    assert_eq!(
+        (site[0].rule_id.as_ref(), site[0].subject.as_str(), site[0].level),
+        ("tailings-rollup", "dam-1", Yellow)
+    );
     // Three yellow points ⇒ orange; two orange ⇒ red.
     let ev = feed(&mut e, &[gnss("p1", 4, 25.0), gnss("p2", 5, 25.0), gnss("p3", 6, 25.0)]);
     let lv: Vec<Level> = ev.iter().filter(|x| x.category == AlertCategory::Composite).map(|x| x.level).collect();
@@ -324,8 +360,17 @@ fn snapshot_and_restore_mid_stream_gives_exactly_the_uninterrupted_events() {
         e.process(r, r.ts, out);
         // Acknowledge the first red alert one hour after it appears, in both runs.
         if !*ack_done {
-            if let Some(red) = out.iter().find(|x| x.level == Red && x.change == Raised && r.ts.millis() - x.ts.millis() >= 60 * MIN) {
-                let cmd = Command { command_id: None, alert_id: red.alert_id.clone(), action: Action::Acknowledge, by: "duty".into(), note: String::new(), unit: None };
+            if let Some(red) =
+                out.iter().find(|x| x.level == Red && x.change == Raised && r.ts.millis() - x.ts.millis() >= 60 * MIN)
+            {
+                let cmd = Command {
+                    command_id: None,
+                    alert_id: red.alert_id.clone(),
+                    action: Action::Acknowledge,
+                    by: "duty".into(),
+                    note: String::new(),
+                    unit: None,
+                };
                 out.push(e.command(&cmd, r.ts).unwrap());
                 *ack_done = true;
             }
@@ -379,12 +424,23 @@ fn hot_reload_keeps_active_alerts_and_clears_those_of_removed_rules() {
     let edited = format!("{}{}", &edited[..start], &edited[end..]).replace("[[composites]]\nid = \"tailings-rollup\"\nmembers = { rules = [\"gnss\"], tags = [\"tailings\"] }\nlevels = { yellow = \"count(>= blue) >= 4\", orange = \"count(>= yellow) >= 3\", red = \"count(>= orange) >= 2\" }\n", "");
     let mut out = Vec::new();
     e.reload(&RuleSet::from_toml(&edited).unwrap(), &registry, at(1), &mut out).unwrap();
-    assert_eq!(timeline(&out), vec![row("gnss", Cleared, Yellow, 1)], "the removed rule's alert is cleared, with a reason");
+    assert_eq!(
+        timeline(&out),
+        vec![row("gnss", Cleared, Yellow, 1)],
+        "the removed rule's alert is cleared, with a reason"
+    );
     assert!(out[0].message_en.contains("removed"));
     // The water alert lives on with its id; the next reading is judged by the new threshold.
     let ev = feed(&mut e, &[wl(5, 28.6)]);
     assert_eq!(timeline(&ev), vec![row("water-level", DeEscalated, Yellow, 5)]);
     assert_eq!(ev[0].alert_id, water_id);
     // A broken file leaves the engine as it was.
-    assert!(e.reload(&RuleSet::from_toml(RULES.replace("warning_level", "warn_level").as_str()).unwrap(), &registry, at(6), &mut out).is_err());
+    assert!(e
+        .reload(
+            &RuleSet::from_toml(RULES.replace("warning_level", "warn_level").as_str()).unwrap(),
+            &registry,
+            at(6),
+            &mut out
+        )
+        .is_err());
 }

@@ -126,7 +126,14 @@ impl Gateway {
         Gateway { client, driver, stats }
     }
 
-    async fn run(self, tracks: Vec<Track>, mut glitches: Vec<Glitch>, start: Instant, duration: Duration, mut shutdown: watch::Receiver<bool>) {
+    async fn run(
+        self,
+        tracks: Vec<Track>,
+        mut glitches: Vec<Glitch>,
+        start: Instant,
+        duration: Duration,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         // Leave the last 15 % of the run for the pipeline to catch up before the demo ends.
         let budget_ms = duration.as_secs_f64() * 1000.0 * 0.85;
         let mut cursors: Vec<Cursor> = tracks

@@ -81,11 +81,8 @@ impl RiverFloodParams {
         } else {
             1.0 / ((t_h - tp) / self.recession_h).cosh()
         };
-        let tide_angle =
-            std::f64::consts::TAU * t_h / self.tide_period_h + self.tide_phase_deg.to_radians();
-        self.base_level_m
-            + (self.peak_level_m - self.base_level_m) * wave
-            + self.tide_amplitude_m * tide_angle.sin()
+        let tide_angle = std::f64::consts::TAU * t_h / self.tide_period_h + self.tide_phase_deg.to_radians();
+        self.base_level_m + (self.peak_level_m - self.base_level_m) * wave + self.tide_amplitude_m * tide_angle.sin()
     }
 
     /// `Ok` if every field is usable; otherwise an error naming each bad field.
@@ -137,9 +134,7 @@ impl Physics for FloodWave {
 
     fn reading_at(&mut self, offset_ms: i64, rng: &mut ChaCha8Rng) -> Value {
         let p = &self.params;
-        Value::Scalar(
-            p.level_at(offset_ms as f64 / 1000.0) + p.noise_sigma_m * standard_normal(rng),
-        )
+        Value::Scalar(p.level_at(offset_ms as f64 / 1000.0) + p.noise_sigma_m * standard_normal(rng))
     }
 }
 
@@ -167,12 +162,9 @@ mod tests {
 
     #[test]
     fn same_seed_same_series_other_seed_differs() {
-        let a: Vec<Reading> =
-            RiverFlood::new(RiverFloodParams::default(), spec(), START, 7).collect();
-        let b: Vec<Reading> =
-            RiverFlood::new(RiverFloodParams::default(), spec(), START, 7).collect();
-        let c: Vec<Reading> =
-            RiverFlood::new(RiverFloodParams::default(), spec(), START, 8).collect();
+        let a: Vec<Reading> = RiverFlood::new(RiverFloodParams::default(), spec(), START, 7).collect();
+        let b: Vec<Reading> = RiverFlood::new(RiverFloodParams::default(), spec(), START, 7).collect();
+        let c: Vec<Reading> = RiverFlood::new(RiverFloodParams::default(), spec(), START, 8).collect();
         assert_eq!(a, b);
         assert_ne!(a, c);
     }
@@ -189,10 +181,7 @@ mod tests {
             assert_eq!(pair[1].ts.millis() - pair[0].ts.millis(), 300_000);
         }
         for r in &readings {
-            assert_eq!(
-                (r.sensor.as_str(), r.site.as_str(), &*r.unit),
-                ("hankou-wl", "hankou", "m")
-            );
+            assert_eq!((r.sensor.as_str(), r.site.as_str(), &*r.unit), ("hankou-wl", "hankou", "m"));
             assert_eq!((r.kind.clone(), r.quality), (SensorKind::WaterLevel, Quality::Good));
         }
     }
@@ -202,13 +191,8 @@ mod tests {
         let p = RiverFloodParams::default();
         let s = series(p.clone(), 42);
         assert!(s.iter().all(|(_, v)| v.is_finite()));
-        let (crest_h, crest) =
-            s.iter().copied().fold((0.0, f64::MIN), |m, x| if x.1 > m.1 { x } else { m });
-        assert!(
-            (crest - p.peak_level_m).abs() < 0.05,
-            "crest {crest} vs configured {}",
-            p.peak_level_m
-        );
+        let (crest_h, crest) = s.iter().copied().fold((0.0, f64::MIN), |m, x| if x.1 > m.1 { x } else { m });
+        assert!((crest - p.peak_level_m).abs() < 0.05, "crest {crest} vs configured {}", p.peak_level_m);
         assert!((crest_h - p.time_to_peak_h).abs() <= 6.0, "crest at {crest_h} h");
         assert!(s[0].1 < p.base_level_m + 0.05, "starts at base, got {}", s[0].1);
 
@@ -232,8 +216,7 @@ mod tests {
             ..RiverFloodParams::default()
         };
         let s = series(p, 3);
-        let (lo, hi) =
-            s.iter().fold((f64::MAX, f64::MIN), |(lo, hi), (_, v)| (lo.min(*v), hi.max(*v)));
+        let (lo, hi) = s.iter().fold((f64::MAX, f64::MIN), |(lo, hi), (_, v)| (lo.min(*v), hi.max(*v)));
         assert!((hi - lo - 1.0).abs() < 0.01, "range {}", hi - lo);
         let upward_crossings = s.windows(2).filter(|w| w[0].1 < 25.0 && w[1].1 >= 25.0).count();
         assert_eq!(upward_crossings, 2);
@@ -241,11 +224,7 @@ mod tests {
 
     #[test]
     fn bad_fields_are_named_and_never_panic() {
-        let p = RiverFloodParams {
-            interval_s: 0.0,
-            recession_h: f64::NAN,
-            ..RiverFloodParams::default()
-        };
+        let p = RiverFloodParams { interval_s: 0.0, recession_h: f64::NAN, ..RiverFloodParams::default() };
         let err = p.validate().err().unwrap_or_default();
         assert!(err.contains("interval_s") && err.contains("recession_h"), "{err}");
         assert!(series(p, 1).iter().all(|(_, v)| v.is_finite()));
@@ -254,8 +233,7 @@ mod tests {
 
     #[test]
     fn params_fill_defaults_from_json() {
-        let p: RiverFloodParams =
-            serde_json::from_str(r#"{"peak_level_m": 30.0}"#).unwrap_or_default();
+        let p: RiverFloodParams = serde_json::from_str(r#"{"peak_level_m": 30.0}"#).unwrap_or_default();
         assert_eq!(p, RiverFloodParams { peak_level_m: 30.0, ..RiverFloodParams::default() });
         assert!(serde_json::from_str::<RiverFloodParams>(r#"{"peak_m": 30.0}"#).is_err());
     }

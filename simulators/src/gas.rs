@@ -119,13 +119,9 @@ impl GasLeakParams {
     /// Mean concentration the detector would settle at under a steady leak, %LEL, before
     /// saturation and noise.
     pub fn settled_concentration_lel(&self) -> f64 {
-        let off_axis = (self.detector_bearing_deg - self.downwind_bearing_deg() + 180.0)
-            .rem_euclid(360.0)
-            - 180.0;
+        let off_axis = (self.detector_bearing_deg - self.downwind_bearing_deg() + 180.0).rem_euclid(360.0) - 180.0;
         let crosswind = (-0.5 * (off_axis / self.plume_spread_deg).powi(2)).exp();
-        self.source_strength_lel
-            * (-self.detector_distance_m / self.length_scale_m).exp()
-            * crosswind
+        self.source_strength_lel * (-self.detector_distance_m / self.length_scale_m).exp() * crosswind
     }
 
     /// Mean leak contribution at the detector `t_s` seconds after the start, %LEL, without
@@ -133,8 +129,7 @@ impl GasLeakParams {
     pub fn mean_concentration_at(&self, t_s: f64) -> f64 {
         let arrival = self.leak_start_s + self.transport_delay_s();
         let tail = self.leak_end_s + self.transport_delay_s();
-        let build_up =
-            |dt: f64| self.settled_concentration_lel() * (1.0 - (-dt / self.rise_time_s).exp());
+        let build_up = |dt: f64| self.settled_concentration_lel() * (1.0 - (-dt / self.rise_time_s).exp());
         if t_s < arrival {
             0.0
         } else if t_s < tail {
@@ -217,8 +212,7 @@ impl Physics for Plume {
         };
         self.eddy = Some(eddy);
         let p = &self.params;
-        let plume = p.mean_concentration_at(offset_ms as f64 / 1000.0)
-            * (1.0 + p.turbulence_intensity * eddy).max(0.0);
+        let plume = p.mean_concentration_at(offset_ms as f64 / 1000.0) * (1.0 + p.turbulence_intensity * eddy).max(0.0);
         let background = p.background_lel + p.background_sigma_lel * standard_normal(rng);
         Value::Scalar((background + plume).clamp(0.0, p.full_scale_lel))
     }
@@ -278,10 +272,7 @@ mod tests {
         let upwind = detector(10.0, 270.0, 4);
         let t_near = first_crossing(&near, 25.0).unwrap_or(f64::INFINITY);
         let t_far = first_crossing(&far, 25.0).unwrap_or(f64::INFINITY);
-        assert!(
-            t_near >= p.leak_start_s + 10.0 / p.wind_speed_m_s,
-            "no alarm before the gas can arrive"
-        );
+        assert!(t_near >= p.leak_start_s + 10.0 / p.wind_speed_m_s, "no alarm before the gas can arrive");
         assert!(t_near < t_far && t_far < p.leak_end_s, "near {t_near} s, far {t_far} s");
         assert!(peak(&crosswind) < 5.0, "crosswind peak {}", peak(&crosswind));
         assert!(peak(&upwind) < 2.0, "upwind peak {}", peak(&upwind));
@@ -290,10 +281,7 @@ mod tests {
 
     /// Mean reading over event times in `window` (seconds since start).
     fn mean_over(s: &[(f64, f64)], window: std::ops::Range<f64>) -> f64 {
-        let (sum, n) = s
-            .iter()
-            .filter(|(t, _)| window.contains(t))
-            .fold((0.0, 0), |(sum, n), x| (sum + x.1, n + 1));
+        let (sum, n) = s.iter().filter(|(t, _)| window.contains(t)).fold((0.0, 0), |(sum, n), x| (sum + x.1, n + 1));
         sum / n as f64
     }
 

@@ -79,8 +79,7 @@ impl SlopeCreepParams {
     /// Noise-free velocity along the slip direction `t_days` after the start, mm/day. Times
     /// past the end of the series are taken at the end, so the result is always finite.
     pub fn velocity_mm_per_day_at(&self, t_days: f64) -> f64 {
-        let (v0, ta, tf) =
-            (self.creep_velocity_mm_per_day, self.acceleration_onset_days, self.failure_after_days);
+        let (v0, ta, tf) = (self.creep_velocity_mm_per_day, self.acceleration_onset_days, self.failure_after_days);
         let t = t_days.min(self.end_days());
         if t <= ta {
             v0
@@ -92,8 +91,7 @@ impl SlopeCreepParams {
     /// Noise-free cumulative slip along the slip direction `t_days` after the start, mm (clamped
     /// like [`SlopeCreepParams::velocity_mm_per_day_at`]).
     pub fn slip_mm_at(&self, t_days: f64) -> f64 {
-        let (v0, ta, tf) =
-            (self.creep_velocity_mm_per_day, self.acceleration_onset_days, self.failure_after_days);
+        let (v0, ta, tf) = (self.creep_velocity_mm_per_day, self.acceleration_onset_days, self.failure_after_days);
         let t = t_days.min(self.end_days()).max(0.0);
         if t <= ta {
             v0 * t
@@ -206,11 +204,9 @@ mod tests {
     /// Least-squares velocity (mm/day) of the downslope horizontal component over `points`.
     fn downslope_velocity(points: &[(f64, Displacement)], azimuth_deg: f64) -> f64 {
         let az = azimuth_deg.to_radians();
-        let xs: Vec<(f64, f64)> =
-            points.iter().map(|(t, d)| (*t, d.e * az.sin() + d.n * az.cos())).collect();
+        let xs: Vec<(f64, f64)> = points.iter().map(|(t, d)| (*t, d.e * az.sin() + d.n * az.cos())).collect();
         let n = xs.len() as f64;
-        let (mt, mx) =
-            (xs.iter().map(|x| x.0).sum::<f64>() / n, xs.iter().map(|x| x.1).sum::<f64>() / n);
+        let (mt, mx) = (xs.iter().map(|x| x.0).sum::<f64>() / n, xs.iter().map(|x| x.1).sum::<f64>() / n);
         let cov: f64 = xs.iter().map(|(t, x)| (t - mt) * (x - mx)).sum();
         let var: f64 = xs.iter().map(|(t, _)| (t - mt) * (t - mt)).sum();
         cov / var
@@ -218,10 +214,8 @@ mod tests {
 
     #[test]
     fn same_seed_same_series() {
-        let a: Vec<Reading> =
-            SlopeCreep::new(SlopeCreepParams::default(), spec(), START, 3).collect();
-        let b: Vec<Reading> =
-            SlopeCreep::new(SlopeCreepParams::default(), spec(), START, 3).collect();
+        let a: Vec<Reading> = SlopeCreep::new(SlopeCreepParams::default(), spec(), START, 3).collect();
+        let b: Vec<Reading> = SlopeCreep::new(SlopeCreepParams::default(), spec(), START, 3).collect();
         assert_eq!(a, b);
         assert_ne!(series(SlopeCreepParams::default(), 3), series(SlopeCreepParams::default(), 4));
     }
@@ -233,9 +227,7 @@ mod tests {
         let readings: Vec<Reading> = track.readings.collect();
         assert_eq!(readings.len(), 30 * 24 + 1);
         assert!(readings.windows(2).all(|w| w[1].ts.millis() - w[0].ts.millis() == 3_600_000));
-        assert!(readings
-            .iter()
-            .all(|r| r.quality == Quality::Good && r.kind == SensorKind::GnssDisplacement));
+        assert!(readings.iter().all(|r| r.quality == Quality::Good && r.kind == SensorKind::GnssDisplacement));
     }
 
     #[test]
@@ -248,9 +240,7 @@ mod tests {
         assert!(late > 10.0 * early, "late {late} mm/day vs early {early} mm/day");
 
         let tail = &s[s.len() - 24..];
-        let mean = |f: fn(&Displacement) -> f64| {
-            tail.iter().map(|(_, d)| f(d)).sum::<f64>() / tail.len() as f64
-        };
+        let mean = |f: fn(&Displacement) -> f64| tail.iter().map(|(_, d)| f(d)).sum::<f64>() / tail.len() as f64;
         let (e, n, u) = (mean(|d| d.e), mean(|d| d.n), mean(|d| d.u));
         let bearing = e.atan2(n).to_degrees().rem_euclid(360.0);
         assert!((bearing - p.azimuth_deg).abs() < 10.0, "moving toward {bearing}°");
@@ -262,10 +252,7 @@ mod tests {
         let p = SlopeCreepParams::default();
         let ratio = p.velocity_mm_per_day_at(p.end_days()) / p.creep_velocity_mm_per_day;
         assert!(ratio.atan().to_degrees() >= 85.0, "α = {}°", ratio.atan().to_degrees());
-        assert_eq!(
-            p.velocity_mm_per_day_at(p.acceleration_onset_days),
-            p.creep_velocity_mm_per_day
-        );
+        assert_eq!(p.velocity_mm_per_day_at(p.acceleration_onset_days), p.creep_velocity_mm_per_day);
     }
 
     #[test]
@@ -275,23 +262,13 @@ mod tests {
         let failure = model.failure_time();
         let readings: Vec<Reading> = model.collect();
         let last = readings.last().map(|r| r.ts.millis()).unwrap_or(i64::MAX);
-        assert!(
-            failure.millis() - last >= 3_600_000,
-            "last solution {} ms before failure",
-            failure.millis() - last
-        );
-        assert!(series(p, 5)
-            .iter()
-            .all(|(_, d)| d.e.is_finite() && d.n.is_finite() && d.u.is_finite()));
+        assert!(failure.millis() - last >= 3_600_000, "last solution {} ms before failure", failure.millis() - last);
+        assert!(series(p, 5).iter().all(|(_, d)| d.e.is_finite() && d.n.is_finite() && d.u.is_finite()));
     }
 
     #[test]
     fn bad_fields_are_named() {
-        let p = SlopeCreepParams {
-            acceleration_onset_days: 40.0,
-            interval_s: -1.0,
-            ..SlopeCreepParams::default()
-        };
+        let p = SlopeCreepParams { acceleration_onset_days: 40.0, interval_s: -1.0, ..SlopeCreepParams::default() };
         let err = p.validate().err().unwrap_or_default();
         assert!(err.contains("acceleration_onset_days") && err.contains("interval_s"), "{err}");
         assert_eq!(SlopeCreepParams::default().validate(), Ok(()));

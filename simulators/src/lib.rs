@@ -12,14 +12,14 @@
 use riskwatch_core::{Reading, SensorId, SensorKind, SiteId, Timestamp};
 use std::sync::Arc;
 
-mod noise;
-mod params;
-pub mod series;
+pub mod fleet;
 pub mod flood;
 pub mod gas;
 pub mod gnss;
+mod noise;
+mod params;
 pub mod seismic;
-pub mod fleet;
+pub mod series;
 
 /// Identity of the simulated sensor a model produces readings for.
 #[derive(Clone, Debug, PartialEq)]

@@ -293,10 +293,7 @@ mod tests {
             let Value::Waveform(w) = &r.value else { panic!("expected a waveform") };
             let names: Vec<&str> = w.channels.iter().map(|c| c.name.as_str()).collect();
             assert_eq!(names, COMPONENTS);
-            assert!(w
-                .channels
-                .iter()
-                .all(|c| c.samples.len() == 100 && c.samples.iter().all(|s| s.is_finite())));
+            assert!(w.channels.iter().all(|c| c.samples.len() == 100 && c.samples.iter().all(|s| s.is_finite())));
             assert_eq!((w.rate_hz, w.duration_ms()), (100.0, 1000));
             assert_eq!((r.quality, &*r.unit), (Quality::Good, "m/s2"));
         }
@@ -311,12 +308,8 @@ mod tests {
         assert!(peak(&w, &all, 0.0, tp) < 0.015, "pre-event {}", peak(&w, &all, 0.0, tp));
 
         let loud = 8.0 * p.noise_sigma_m_s2;
-        let onset =
-            w.iter().find(|(_, x)| x.iter().any(|v| v.abs() > loud)).map_or(f64::INFINITY, |s| s.0);
-        assert!(
-            onset >= tp && onset < tp + 1.0 && onset < ts,
-            "onset at {onset} s, P due {tp} s, S due {ts} s"
-        );
+        let onset = w.iter().find(|(_, x)| x.iter().any(|v| v.abs() > loud)).map_or(f64::INFINITY, |s| s.0);
+        assert!(onset >= tp && onset < tp + 1.0 && onset < ts, "onset at {onset} s, P due {tp} s, S due {ts} s");
 
         let p_z = peak(&w, &[2], tp, ts);
         let p_h = peak(&w, &[0, 1], tp, ts);
@@ -335,18 +328,13 @@ mod tests {
         assert!(pga(&near) > 3.0 * pga(&far), "near {} far {}", pga(&near), pga(&far));
         let configured = SeismicStationParams::default().peak_accel_at_10km_m_s2;
         assert!((0.6 * configured..1.4 * configured).contains(&pga(&near)), "PGA {}", pga(&near));
-        let first_loud =
-            |w: &[Waveform]| w.iter().position(|p| p.peak_vector() > 0.05).unwrap_or(usize::MAX);
+        let first_loud = |w: &[Waveform]| w.iter().position(|p| p.peak_vector() > 0.05).unwrap_or(usize::MAX);
         assert!(first_loud(&near) < first_loud(&far));
     }
 
     #[test]
     fn bad_fields_are_named() {
-        let p = SeismicStationParams {
-            s_velocity_km_s: 7.0,
-            sample_rate_hz: 0,
-            ..SeismicStationParams::default()
-        };
+        let p = SeismicStationParams { s_velocity_km_s: 7.0, sample_rate_hz: 0, ..SeismicStationParams::default() };
         let err = p.validate().err().unwrap_or_default();
         assert!(err.contains("s_velocity_km_s") && err.contains("sample_rate_hz"), "{err}");
         assert_eq!(SeismicStationParams::default().validate(), Ok(()));

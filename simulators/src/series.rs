@@ -56,11 +56,7 @@ impl Schedule {
 
     /// `count` contiguous packets of `packet_ms` each. The span includes the last packet.
     pub fn packets(packet_ms: i64, count: u32) -> Self {
-        Schedule {
-            interval_ms: packet_ms,
-            count: u64::from(count),
-            span_ms: i64::from(count) * packet_ms,
-        }
+        Schedule { interval_ms: packet_ms, count: u64::from(count), span_ms: i64::from(count) * packet_ms }
     }
 }
 
@@ -101,12 +97,7 @@ impl<P: Physics> Series<P> {
 
     /// Wraps the remaining series as a [`Track`].
     pub fn into_track(self) -> Track {
-        Track {
-            spec: self.spec.clone(),
-            start: self.start,
-            span_ms: self.span_ms(),
-            readings: Box::new(self),
-        }
+        Track { spec: self.spec.clone(), start: self.start, span_ms: self.span_ms(), readings: Box::new(self) }
     }
 
     /// Event time the series covers, ms: from the first reading to the last, or to the end of

@@ -140,22 +140,58 @@ impl SqliteStore {
                                 Value::Scalar(v) => (Some(*v), None),
                                 _ => (None, Some(reading_json(r)["value"].to_string())),
                             };
-                            rd.execute(params![r.sensor.as_str(), r.site.as_str(), r.kind.as_str(), r.ts.millis(), value, json, &*r.unit, r.quality.code()])?;
+                            rd.execute(params![
+                                r.sensor.as_str(),
+                                r.site.as_str(),
+                                r.kind.as_str(),
+                                r.ts.millis(),
+                                value,
+                                json,
+                                &*r.unit,
+                                r.quality.code()
+                            ])?;
                             self.stats.readings += 1;
                         }
                     }
                     StoreItem::Events(es) => {
                         for e in es {
                             self.stats.events += ev.execute(params![
-                                e.event_id, e.alert_id, e.seq, &*e.rule_id, e.subject.as_str(), e.site.as_str(), e.kind.as_str(),
-                                e.change.as_str(), e.level.as_str(), e.previous_level.map(|l| l.as_str()), e.highest_level.as_str(),
-                                e.first_ts.millis(), e.ts.millis(), e.value, e.threshold, &*e.unit, e.message_zh, e.message_en, e.exercise,
-                                e.category.as_str(), e.by, e.note, e.assignee
+                                e.event_id,
+                                e.alert_id,
+                                e.seq,
+                                &*e.rule_id,
+                                e.subject.as_str(),
+                                e.site.as_str(),
+                                e.kind.as_str(),
+                                e.change.as_str(),
+                                e.level.as_str(),
+                                e.previous_level.map(|l| l.as_str()),
+                                e.highest_level.as_str(),
+                                e.first_ts.millis(),
+                                e.ts.millis(),
+                                e.value,
+                                e.threshold,
+                                &*e.unit,
+                                e.message_zh,
+                                e.message_en,
+                                e.exercise,
+                                e.category.as_str(),
+                                e.by,
+                                e.note,
+                                e.assignee
                             ])? as u64;
                         }
                     }
                     StoreItem::DeadLetter(d) => {
-                        dl.execute(params![d.received_at.millis(), d.topic, d.reason, d.error, d.index.map(|i| i as i64), d.sensor, d.raw])?;
+                        dl.execute(params![
+                            d.received_at.millis(),
+                            d.topic,
+                            d.reason,
+                            d.error,
+                            d.index.map(|i| i as i64),
+                            d.sensor,
+                            d.raw
+                        ])?;
                         self.stats.dead_letters += 1;
                     }
                     StoreItem::Command(c) => {

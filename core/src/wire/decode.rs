@@ -66,17 +66,12 @@ pub struct Decoded {
 
 /// Decodes one MQTT message. `Err` means nothing in it could be used (the whole payload goes to
 /// dead letter); otherwise each item is accepted or rejected on its own.
-pub fn decode(
-    topic: &str,
-    payload: &[u8],
-    registry: &Registry,
-    limits: &Limits,
-) -> Result<Decoded, DecodeError> {
+pub fn decode(topic: &str, payload: &[u8], registry: &Registry, limits: &Limits) -> Result<Decoded, DecodeError> {
     if payload.len() > limits.max_payload_bytes {
         return Err(DecodeError::Oversized { size: payload.len(), limit: limits.max_payload_bytes });
     }
-    let place = parse_reading_topic(topic)
-        .map_err(|reason| DecodeError::BadTopic { topic: topic.to_string(), reason })?;
+    let place =
+        parse_reading_topic(topic).map_err(|reason| DecodeError::BadTopic { topic: topic.to_string(), reason })?;
     let root: Json = serde_json::from_slice(payload).map_err(|e| json_error(payload, &e))?;
     let Json::Object(obj) = root else {
         return Err(wrong_type("(payload)", "a JSON object", &root));
@@ -132,7 +127,11 @@ fn push_item(ctx: &Ctx<'_>, m: &Map<String, Json>, prefix: String, index: Option
         Ok(r) => out.readings.push(r),
         Err(error) => out.rejected.push(ItemRejection {
             index,
-            sensor: m.get("sensor").and_then(Json::as_str).map(str::to_string).or_else(|| ctx.topic_sensor.map(str::to_string)),
+            sensor: m
+                .get("sensor")
+                .and_then(Json::as_str)
+                .map(str::to_string)
+                .or_else(|| ctx.topic_sensor.map(str::to_string)),
             error,
             raw: Json::Object(m.clone()).to_string(),
         }),
@@ -145,14 +144,22 @@ fn reading(ctx: &Ctx<'_>, m: &Map<String, Json>, p: &str) -> Result<Reading, Dec
     let sent_sensor = opt_str(m, &f("sensor"), "sensor", ctx.limits.max_string)?;
     let sensor_id = match (sent_sensor, ctx.topic_sensor) {
         (Some(s), Some(t)) if s != t => {
-            return Err(DecodeError::Mismatch { field: f("sensor"), sent: s.into(), expected: t.into(), source_of_truth: "topic" })
+            return Err(DecodeError::Mismatch {
+                field: f("sensor"),
+                sent: s.into(),
+                expected: t.into(),
+                source_of_truth: "topic",
+            })
         }
         (Some(s), _) => s,
         (None, Some(t)) => t,
         (None, None) => return Err(DecodeError::MissingField { field: f("sensor") }),
     };
     if !is_valid_id(sensor_id) {
-        return Err(DecodeError::BadValue { field: f("sensor"), reason: format!("{sensor_id:?} is not a valid id (letters, digits, - _ .)") });
+        return Err(DecodeError::BadValue {
+            field: f("sensor"),
+            reason: format!("{sensor_id:?} is not a valid id (letters, digits, - _ .)"),
+        });
     }
     let sensor = ctx
         .registry
@@ -160,7 +167,12 @@ fn reading(ctx: &Ctx<'_>, m: &Map<String, Json>, p: &str) -> Result<Reading, Dec
         .ok_or_else(|| DecodeError::UnknownSensor { field: f("sensor"), sensor: sensor_id.into() })?;
     if let Some(site) = opt_str(m, &f("site"), "site", ctx.limits.max_string)? {
         if site != ctx.topic_site {
-            return Err(DecodeError::Mismatch { field: f("site"), sent: site.into(), expected: ctx.topic_site.into(), source_of_truth: "topic" });
+            return Err(DecodeError::Mismatch {
+                field: f("site"),
+                sent: site.into(),
+                expected: ctx.topic_site.into(),
+                source_of_truth: "topic",
+            });
         }
     }
     if sensor.site.as_str() != ctx.topic_site {
@@ -189,7 +201,11 @@ fn reading(ctx: &Ctx<'_>, m: &Map<String, Json>, p: &str) -> Result<Reading, Dec
     let unit_sent = req_str(m, &f("unit"), "unit", ctx.limits.max_string)?;
     let unit = canonical_unit(unit_sent);
     if !spec.units.iter().any(|u| u == unit) || unit != &*sensor.unit {
-        return Err(DecodeError::UnitMismatch { field: f("unit"), unit: unit_sent.into(), expected: sensor.unit.to_string() });
+        return Err(DecodeError::UnitMismatch {
+            field: f("unit"),
+            unit: unit_sent.into(),
+            expected: sensor.unit.to_string(),
+        });
     }
     let value_json = m.get("value").ok_or_else(|| DecodeError::MissingField { field: f("value") })?;
     let value = match spec.shape {
@@ -205,11 +221,23 @@ fn reading(ctx: &Ctx<'_>, m: &Map<String, Json>, p: &str) -> Result<Reading, Dec
             .and_then(|n| Quality::try_from(n).ok())
             .ok_or_else(|| DecodeError::BadQuality { field: f("quality"), value: q.to_string() })?,
     };
-    Ok(Reading { sensor: sensor.id.clone(), site: sensor.site.clone(), kind, ts, value, unit: Arc::clone(&sensor.unit), quality })
+    Ok(Reading {
+        sensor: sensor.id.clone(),
+        site: sensor.site.clone(),
+        kind,
+        ts,
+        value,
+        unit: Arc::clone(&sensor.unit),
+        quality,
+    })
 }
 
 fn timestamp(v: Option<&Json>, field: &str) -> Result<Timestamp, DecodeError> {
-    let bad = |value: &Json, reason: String| DecodeError::BadTimestamp { field: field.into(), value: value.to_string(), reason };
+    let bad = |value: &Json, reason: String| DecodeError::BadTimestamp {
+        field: field.into(),
+        value: value.to_string(),
+        reason,
+    };
     let ts = match v {
         None => return Err(DecodeError::MissingField { field: field.into() }),
         Some(j @ Json::String(s)) => {
@@ -242,7 +270,9 @@ fn timestamp(v: Option<&Json>, field: &str) -> Result<Timestamp, DecodeError> {
 
 fn number(v: &Json, field: &str) -> Result<f64, DecodeError> {
     match v {
-        Json::Number(n) => n.as_f64().filter(|x| x.is_finite()).ok_or_else(|| DecodeError::NonFinite { field: field.into() }),
+        Json::Number(n) => {
+            n.as_f64().filter(|x| x.is_finite()).ok_or_else(|| DecodeError::NonFinite { field: field.into() })
+        }
         Json::String(s) if is_non_finite_text(s) => Err(DecodeError::NonFinite { field: field.into() }),
         other => Err(wrong_type(field, "a number", other)),
     }
@@ -264,9 +294,13 @@ fn waveform(v: &Json, field: &str, limits: &Limits) -> Result<Waveform, DecodeEr
         return Err(shape_error(field, "an object {\"rate_hz\", \"channels\"} (waveform packet)", v));
     };
     let rate_field = format!("{field}.rate_hz");
-    let rate_hz = number(m.get("rate_hz").ok_or_else(|| DecodeError::MissingField { field: rate_field.clone() })?, &rate_field)?;
+    let rate_hz =
+        number(m.get("rate_hz").ok_or_else(|| DecodeError::MissingField { field: rate_field.clone() })?, &rate_field)?;
     if !(rate_hz > 0.0 && rate_hz <= limits.max_rate_hz) {
-        return Err(DecodeError::BadValue { field: rate_field, reason: format!("sample rate must be in (0, {}] Hz", limits.max_rate_hz) });
+        return Err(DecodeError::BadValue {
+            field: rate_field,
+            reason: format!("sample rate must be in (0, {}] Hz", limits.max_rate_hz),
+        });
     }
     let ch_field = format!("{field}.channels");
     let chans = match m.get("channels") {
@@ -275,7 +309,10 @@ fn waveform(v: &Json, field: &str, limits: &Limits) -> Result<Waveform, DecodeEr
         Some(other) => return Err(wrong_type(&ch_field, "an object of channel name → sample array", other)),
     };
     if chans.is_empty() || chans.len() > limits.max_channels {
-        return Err(DecodeError::BadValue { field: ch_field, reason: format!("must hold 1 to {} channels", limits.max_channels) });
+        return Err(DecodeError::BadValue {
+            field: ch_field,
+            reason: format!("must hold 1 to {} channels", limits.max_channels),
+        });
     }
     let mut channels = Vec::with_capacity(chans.len());
     for (name, samples) in chans {
@@ -287,7 +324,10 @@ fn waveform(v: &Json, field: &str, limits: &Limits) -> Result<Waveform, DecodeEr
             return Err(wrong_type(&cf, "an array of numbers", samples));
         };
         if arr.is_empty() || arr.len() > limits.max_samples {
-            return Err(DecodeError::BadValue { field: cf, reason: format!("must hold 1 to {} samples", limits.max_samples) });
+            return Err(DecodeError::BadValue {
+                field: cf,
+                reason: format!("must hold 1 to {} samples", limits.max_samples),
+            });
         }
         let mut out = Vec::with_capacity(arr.len());
         for (i, s) in arr.iter().enumerate() {
@@ -299,7 +339,11 @@ fn waveform(v: &Json, field: &str, limits: &Limits) -> Result<Waveform, DecodeEr
     if let Some(c) = channels.iter().find(|c| c.samples.len() != n) {
         return Err(DecodeError::BadValue {
             field: format!("{ch_field}.{}", c.name),
-            reason: format!("has {} samples but channel {} has {n}; all channels must be equally long", c.samples.len(), channels[0].name),
+            reason: format!(
+                "has {} samples but channel {} has {n}; all channels must be equally long",
+                c.samples.len(),
+                channels[0].name
+            ),
         });
     }
     Ok(Waveform { rate_hz, channels })
@@ -325,7 +369,10 @@ fn wrong_type(field: &str, expected: &'static str, found: &Json) -> DecodeError 
 /// A `value` that is not the shape its kind takes (a number for a GNSS point) is a bad value,
 /// as [`DecodeError::BadValue`] documents, rather than a wrong type.
 fn shape_error(field: &str, expected: &'static str, found: &Json) -> DecodeError {
-    DecodeError::BadValue { field: field.into(), reason: format!("this kind takes {expected}, found {}", json_type(found)) }
+    DecodeError::BadValue {
+        field: field.into(),
+        reason: format!("this kind takes {expected}, found {}", json_type(found)),
+    }
 }
 
 fn json_type(v: &Json) -> &'static str {
@@ -340,7 +387,10 @@ fn json_type(v: &Json) -> &'static str {
 }
 
 fn is_non_finite_text(s: &str) -> bool {
-    matches!(s.trim().to_ascii_lowercase().as_str(), "nan" | "-nan" | "inf" | "-inf" | "+inf" | "infinity" | "-infinity" | "+infinity")
+    matches!(
+        s.trim().to_ascii_lowercase().as_str(),
+        "nan" | "-nan" | "inf" | "-inf" | "+inf" | "infinity" | "-infinity" | "+infinity"
+    )
 }
 
 /// Turns a serde_json syntax error into `NonFinite` when the offending token is a bare
@@ -349,16 +399,13 @@ fn json_error(payload: &[u8], e: &serde_json::Error) -> DecodeError {
     if e.to_string().contains("number out of range") {
         return DecodeError::NonFinite { field: format!("(payload, line {} column {})", e.line(), e.column()) };
     }
-    let line_start: usize = payload
-        .split(|b| *b == b'\n')
-        .take(e.line().saturating_sub(1))
-        .map(|l| l.len() + 1)
-        .sum();
+    let line_start: usize = payload.split(|b| *b == b'\n').take(e.line().saturating_sub(1)).map(|l| l.len() + 1).sum();
     let at = (line_start + e.column()).saturating_sub(1).min(payload.len());
     let from = at.saturating_sub(1);
     let tail = &payload[from..payload.len().min(from + 10)];
     let text = String::from_utf8_lossy(tail);
-    let t = text.trim_start_matches(|c: char| c == ':' || c == ',' || c == '[' || c.is_whitespace()).to_ascii_lowercase();
+    let t =
+        text.trim_start_matches(|c: char| c == ':' || c == ',' || c == '[' || c.is_whitespace()).to_ascii_lowercase();
     let t = t.trim_start_matches(['-', '+']);
     if t.starts_with("nan") || t.starts_with("inf") {
         return DecodeError::NonFinite { field: format!("(payload, line {} column {})", e.line(), e.column()) };

@@ -563,7 +563,10 @@ mod tests {
     #[test]
     fn a_snapshot_resumes_exactly() {
         let record = synthetic_record(30);
-        let (a, b) = (&record.iter().map(|c| &c[..1500]).collect::<Vec<_>>(), &record.iter().map(|c| &c[1500..]).collect::<Vec<_>>());
+        let (a, b) = (
+            &record.iter().map(|c| &c[..1500]).collect::<Vec<_>>(),
+            &record.iter().map(|c| &c[1500..]).collect::<Vec<_>>(),
+        );
         let mut live = IntensityMeter::new(FS).unwrap();
         live.process(a);
         let mut restored: IntensityMeter = serde_json::from_str(&serde_json::to_string(&live).unwrap()).unwrap();
@@ -580,7 +583,8 @@ mod tests {
         // An offset appearing mid-record (a sensor knocked askew at 10 s) leaves a transient
         // that dies away: 100 s later the peaks match the same shaking without the offset.
         let shaking = tone(1.0, 0.05, 120.0, 0.0);
-        let stepped: Vec<f64> = shaking.iter().enumerate().map(|(i, x)| x + if i >= 1000 { 0.3 } else { 0.0 }).collect();
+        let stepped: Vec<f64> =
+            shaking.iter().enumerate().map(|(i, x)| x + if i >= 1000 { 0.3 } else { 0.0 }).collect();
         let reference = steady_peaks(&[shaking], 90.0);
         let with_step = steady_peaks(&[stepped], 90.0);
         assert!((with_step.pga / reference.pga - 1.0).abs() < 0.01);
@@ -610,7 +614,10 @@ mod tests {
         assert!(IntensityMeter::new(f64::NAN).is_err());
         let mut m = IntensityMeter::new(FS).unwrap();
         let channel = |name: &str, samples: Vec<f64>| riskwatch_core::Channel { name: name.into(), samples };
-        let gal = Waveform { rate_hz: FS, channels: vec![channel("e", tone(1.0, 100.0, 1.0, 0.0)), channel("n", vec![0.0; 100])] };
+        let gal = Waveform {
+            rate_hz: FS,
+            channels: vec![channel("e", tone(1.0, 100.0, 1.0, 0.0)), channel("n", vec![0.0; 100])],
+        };
         let in_m_s2 = IntensityMeter::new(FS).unwrap().process(&[tone(1.0, 1.0, 1.0, 0.0), vec![0.0; 100]]);
         let from_gal = m.process_waveform(&gal, 0.01).unwrap();
         assert!((from_gal.pga / in_m_s2.pga - 1.0).abs() < 1e-12 && (from_gal.pgv / in_m_s2.pgv - 1.0).abs() < 1e-12);
