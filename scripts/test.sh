@@ -16,6 +16,11 @@ fi
 echo "== build"
 cargo build --workspace --all-targets --locked
 
+if cargo fmt --version >/dev/null 2>&1; then
+    echo "== format"
+    cargo fmt --all -- --check
+fi
+
 if cargo clippy --version >/dev/null 2>&1; then
     echo "== clippy"
     cargo clippy --workspace --all-targets --locked -- -D warnings
