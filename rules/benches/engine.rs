@@ -3,11 +3,16 @@
 //! `cargo bench -p riskwatch-rules --bench engine` builds a realistic deployment in code — 10 000
 //! scalar sensors at 1 000 sites (per site five water-level gauges with warning / guaranteed /
 //! record levels, three combustible-gas heads, two pressure tags), rules with four levels,
-//! deadband, on/off-delays and a `rate(1h)` condition on water level — and feeds
-//! [`Engine::process`] pre-generated readings: one per sensor per minute, round-robin, event
-//! time advancing, values a slow sine wave plus noise (with rare glitches and stuck gauges) so
-//! alerts are raised, escalated and cleared now and then. `now` is the reading's event time, as
-//! in a replay. Generating readings is never timed.
+//! deadband, on/off-delays and a `rate(1h)` condition on water level — and feeds the engine
+//! pre-generated readings: one per sensor per minute, round-robin, event time advancing, values
+//! a slow sine wave plus noise (with rare glitches and stuck gauges) so alerts are raised,
+//! escalated and cleared now and then. `now` is the reading's event time, as in a replay.
+//! Generating readings is never timed.
+//!
+//! By default the readings go through [`Engine::replay_batch`] ten at a time — one gateway
+//! message, a site's ten sensors — which is [`Engine::process`] per reading with the state of
+//! the next readings prefetched; `--batch N` changes the batch size, `--batch 0` calls
+//! [`Engine::process`] one reading at a time. Both give the same digest.
 //!
 //! Variants, reported separately:
 //! - `hazard`: threshold + hysteresis + rate rules only (the figure the ≥ 5 M readings/s target
@@ -26,8 +31,9 @@
 //! 100 000 sensors.
 //!
 //! Options after `--`: a variant name runs only that variant; `--sensors N` changes the sensor
-//! count of the throughput runs; `--quick` shortens the runs (for profiling); `--no-size` skips
-//! the state-size figures. Recorded results, with machine and date: `docs/benchmarks.md`.
+//! count of the throughput runs; `--batch N` the readings per call (0: one at a time through
+//! `process`); `--quick` shortens the runs (for profiling); `--no-size` skips the state-size
+//! figures. Recorded results, with machine and date: `docs/benchmarks.md`.
 
 use riskwatch_core::{AlertEvent, Quality, Reading, Registry, SensorId, SensorKind, SiteId, Timestamp, Value};
 use riskwatch_rules::{Engine, RuleSet};
@@ -98,6 +104,10 @@ const INTERVAL_MS: i64 = 60_000;
 const ROUNDS_PER_HOUR: u64 = (3_600_000 / INTERVAL_MS) as u64;
 /// 2020-07-07T00:00:00Z, in the Yangtze flood season.
 const T0: i64 = 1_594_080_000_000;
+/// Readings per [`Engine::replay_batch`] call (`--batch N` to change, `--batch 0` for
+/// [`Engine::process`] one reading at a time). Ten is one gateway message: a site's ten
+/// sensors, which is what the round-robin stream has next to each other.
+const BATCH: usize = 10;
 /// The output vector is drained when it holds this many events.
 const DRAIN_AT: usize = 1024;
 
@@ -397,25 +407,69 @@ impl Digest {
     }
 }
 
-/// Feeds a slice of readings, draining events into the digest; returns the elapsed seconds.
-fn feed(engine: &mut Engine, readings: &[Reading], out: &mut Vec<AlertEvent>, digest: &mut Digest) -> f64 {
-    let start = Instant::now();
-    for r in readings {
-        let (events_before, allocations_before) = (out.len(), ALLOCATIONS.load(Ordering::Relaxed));
-        let q = engine.process(black_box(r), r.ts, out);
-        if out.len() == events_before && ALLOCATIONS.load(Ordering::Relaxed) != allocations_before {
-            digest.quiet_allocating += 1;
+/// How readings are handed to the engine.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// [`Engine::process`], one reading at a time.
+    PerReading,
+    /// [`Engine::replay_batch`] on consecutive slices of this many readings.
+    Batch(usize),
+}
+
+impl Mode {
+    fn describe(self) -> String {
+        match self {
+            Mode::PerReading => "Engine::process, one reading at a time".into(),
+            Mode::Batch(n) => format!("Engine::replay_batch, {n} readings per call"),
         }
-        digest.flag(q);
-        if out.len() >= DRAIN_AT {
-            digest.events(out);
+    }
+}
+
+/// Feeds a slice of readings, draining events into the digest; returns the elapsed seconds.
+/// The batch calls store each reading's flag in its `quality`, which is read back from there.
+fn feed(
+    engine: &mut Engine,
+    readings: &mut [Reading],
+    out: &mut Vec<AlertEvent>,
+    digest: &mut Digest,
+    mode: Mode,
+) -> f64 {
+    let start = Instant::now();
+    match mode {
+        Mode::PerReading => {
+            for r in readings.iter() {
+                let (events_before, allocations_before) = (out.len(), ALLOCATIONS.load(Ordering::Relaxed));
+                let q = engine.process(black_box(r), r.ts, out);
+                if out.len() == events_before && ALLOCATIONS.load(Ordering::Relaxed) != allocations_before {
+                    digest.quiet_allocating += 1;
+                }
+                digest.flag(q);
+                if out.len() >= DRAIN_AT {
+                    digest.events(out);
+                }
+            }
+        }
+        Mode::Batch(n) => {
+            for batch in readings.chunks_mut(n) {
+                let (events_before, allocations_before) = (out.len(), ALLOCATIONS.load(Ordering::Relaxed));
+                engine.replay_batch(black_box(batch), out);
+                if out.len() == events_before && ALLOCATIONS.load(Ordering::Relaxed) != allocations_before {
+                    digest.quiet_allocating += 1;
+                }
+                for r in batch.iter() {
+                    digest.flag(r.quality);
+                }
+                if out.len() >= DRAIN_AT {
+                    digest.events(out);
+                }
+            }
         }
     }
     digest.events(out);
     start.elapsed().as_secs_f64()
 }
 
-fn throughput(variant: Variant, sensors: usize, per_run: usize) {
+fn throughput(variant: Variant, sensors: usize, per_run: usize, mode: Mode) {
     let mut fleet = fleet(sensors);
     let registry = Registry::from_toml(&registry_toml(&fleet)).expect("generated registry is valid");
     let rules = RuleSet::from_toml(&rules_toml(variant)).expect("bench rules are valid");
@@ -430,7 +484,7 @@ fn throughput(variant: Variant, sensors: usize, per_run: usize) {
     let mut digest = Digest::default();
     // Warm-up: one hour, so rate windows are full and caches warm.
     fill(&mut readings, &fleet, 0, ROUNDS_PER_HOUR);
-    feed(&mut engine, &readings, &mut out, &mut digest);
+    feed(&mut engine, &mut readings, &mut out, &mut digest, mode);
     let rounds = (per_run / sensors) as u64;
     let mut next = ROUNDS_PER_HOUR;
     let mut rates = Vec::new();
@@ -438,7 +492,7 @@ fn throughput(variant: Variant, sensors: usize, per_run: usize) {
     for _ in 0..RUNS {
         fill(&mut readings, &fleet, next, rounds);
         next += rounds;
-        let secs = feed(&mut engine, &readings, &mut out, &mut digest);
+        let secs = feed(&mut engine, &mut readings, &mut out, &mut digest, mode);
         rates.push(readings.len() as f64 / secs);
     }
     rates.sort_by(f64::total_cmp);
@@ -460,8 +514,10 @@ fn throughput(variant: Variant, sensors: usize, per_run: usize) {
         engine.binding_count()
     );
     println!(
-        "{:<15} readings that allocated without emitting an event: {warm} in the warm-up hour, {} in the timed runs",
-        "", digest.quiet_allocating
+        "{:<15} {} that allocated without emitting an event: {warm} in the warm-up hour, {} in the timed runs",
+        "",
+        if mode == Mode::PerReading { "readings" } else { "batches" },
+        digest.quiet_allocating
     );
 }
 
@@ -484,7 +540,7 @@ fn state_size(n: usize, variant: Variant) {
     let mut out = Vec::new();
     for chunk in 0..6 {
         fill(&mut readings, &fleet, chunk * ROUNDS_PER_HOUR / 6, ROUNDS_PER_HOUR / 6);
-        feed(&mut engine, &readings, &mut out, &mut digest);
+        feed(&mut engine, &mut readings, &mut out, &mut digest, Mode::PerReading);
     }
     drop(readings);
     drop(out);
@@ -515,9 +571,17 @@ fn main() {
     let per_run = if quick { READINGS_PER_RUN / 10 } else { READINGS_PER_RUN };
     let sensors =
         args.iter().position(|a| a == "--sensors").and_then(|i| args.get(i + 1)?.parse().ok()).unwrap_or(SENSORS);
-    println!("riskwatch-rules engine benchmark: {sensors} sensors, {RUNS} runs of {per_run} readings after a 1 h warm-up, one thread");
+    let mode = match args.iter().position(|a| a == "--batch").and_then(|i| args.get(i + 1)?.parse::<usize>().ok()) {
+        Some(0) => Mode::PerReading,
+        Some(n) => Mode::Batch(n),
+        None => Mode::Batch(BATCH),
+    };
+    println!(
+        "riskwatch-rules engine benchmark: {sensors} sensors, {RUNS} runs of {per_run} readings after a 1 h warm-up, one thread, {}",
+        mode.describe()
+    );
     for variant in &variants {
-        throughput(*variant, sensors, per_run);
+        throughput(*variant, sensors, per_run, mode);
     }
     if args.iter().any(|a| a == "--no-size") {
         return;

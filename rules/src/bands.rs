@@ -138,23 +138,38 @@ impl BandState {
         on_delay: Delay,
         off_delay: Delay,
     ) -> Option<(Option<Level>, Option<Level>)> {
+        // Written with plain indices: this runs for every reading of every binding.
+        let need_samples = on_delay.samples.max(1);
+        let need_ms = i64::from(on_delay.seconds) * 1000;
         let mut target: Option<Level> = None;
-        for level in Level::ALL {
-            let i = level.index();
+        // Nothing raised and no streak running (the usual quiet reading): the loop below would
+        // change nothing and find no target.
+        let quiet = !inputs.raises.contains(&Some(true)) && self.streaks == [None; 4];
+        for i in 0..if quiet { 0 } else { 4 } {
             let Some(raise) = inputs.raises[i] else { continue };
-            self.streaks[i] = if raise { extend(self.streaks[i], ts) } else { None };
-            if confirmed(on_delay, self.streaks[i], ts) {
-                target = Some(level);
+            if raise {
+                let s = match self.streaks[i] {
+                    Some(s) => Streak { since: s.since, samples: s.samples.saturating_add(1) },
+                    None => Streak { since: ts, samples: NonZeroU32::MIN },
+                };
+                self.streaks[i] = Some(s);
+                if s.samples.get() >= need_samples && ts.millis() - s.since.millis() >= need_ms {
+                    target = Some(Level::ALL[i]);
+                }
+            } else {
+                self.streaks[i] = None;
             }
         }
         // Staying: the highest level at or below the current one whose hold condition holds.
         if let Some(current) = self.level {
-            let stay = Level::ALL
-                .into_iter()
-                .filter(|l| *l <= current)
-                .filter(|l| inputs.holds[l.index()] == Some(true))
-                .max();
-            target = target.max(stay);
+            let mut i = current.index() + 1;
+            while i > 0 {
+                i -= 1;
+                if inputs.holds[i] == Some(true) {
+                    target = target.max(Some(Level::ALL[i]));
+                    break;
+                }
+            }
         }
         if target < self.level {
             self.down = extend(self.down, ts);

@@ -24,24 +24,28 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// One hazard rule applied to one sensor.
+///
+/// `repr(C)`: what every reading reads and writes comes first, in declaration order, so it
+/// shares as few cache lines as possible (and so [`SensorSlot::prefetch_hot`] can name them).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[repr(C)]
 pub(crate) struct Binding {
     #[serde(skip)]
     pub rule: usize,
-    /// Resolved thresholds, per level, per condition.
-    #[serde(skip)]
-    pub thresholds: crate::threshold::ResolvedThresholds,
     pub state: BandState,
-    pub window: Window,
-    pub alert: Option<String>,
-    /// Detector of a stateful measure (tangent angle, intensity, STA/LTA).
-    pub detector: Option<crate::Detector>,
     /// The measure's latest value (reported by composites over this binding).
     #[serde(default)]
     pub last_value: Option<f64>,
+    pub window: Window,
+    /// Resolved thresholds, per level, per condition.
+    #[serde(skip)]
+    pub thresholds: crate::threshold::ResolvedThresholds,
     /// Indices of the composite bindings this binding is a member of.
     #[serde(skip)]
     pub member_of: SmallVec<[u32; 2]>,
+    pub alert: Option<String>,
+    /// Detector of a stateful measure (tangent angle, intensity, STA/LTA).
+    pub detector: Option<crate::Detector>,
 }
 
 /// Data-quality machinery of one sensor.
@@ -59,20 +63,58 @@ pub(crate) struct QualitySlot {
 }
 
 /// Everything the engine keeps per sensor.
+///
+/// `repr(C)`, hot fields first: see [`Binding`].
 #[derive(Clone, Debug, PartialEq)]
+#[repr(C)]
 pub(crate) struct SensorSlot {
-    pub site: SiteId,
-    pub kind: SensorKind,
-    pub unit: Arc<str>,
     pub last_ts: Option<Timestamp>,
     /// Processing time of the last reading (for stale detection: arrival, not event time).
     pub last_seen: Option<Timestamp>,
     pub quality: Option<Box<QualitySlot>>,
+    /// Whether `fault` has a level: the one thing about it every reading asks, kept with the
+    /// hot fields. Set wherever `fault` changes ([`SensorSlot::set_fault`]).
+    pub fault_raised: bool,
+    /// Most sensors have one rule: it sits in the slot itself, one cache miss fewer per reading.
+    pub bindings: SmallVec<[Binding; 1]>,
     /// Ladder of the `dq.sensor_fault` alert (the gateway itself flagged readings 4 = fail).
     pub fault: BandState,
     pub fault_alert: Option<String>,
-    /// Most sensors have one rule: it sits in the slot itself, one cache miss fewer per reading.
-    pub bindings: SmallVec<[Binding; 1]>,
+    pub site: SiteId,
+    pub kind: SensorKind,
+    pub unit: Arc<str>,
+}
+
+impl SensorSlot {
+    /// Replaces the sensor-fault ladder (restore).
+    pub(crate) fn set_fault(&mut self, fault: BandState) {
+        self.fault_raised = fault.level.is_some();
+        self.fault = fault;
+    }
+
+    /// Starts loading what a reading of this sensor reads first: the slot's head and its
+    /// first binding up to and including the thresholds. A hint only.
+    #[inline]
+    pub(crate) fn prefetch_hot(&self) {
+        let start = self as *const SensorSlot as usize;
+        // Computed from the layout, without reading the slot (that is what is being loaded).
+        let hot = std::mem::offset_of!(SensorSlot, bindings)
+            + std::mem::size_of::<SmallVec<[Binding; 1]>>().saturating_sub(std::mem::size_of::<Binding>())
+            + std::mem::offset_of!(Binding, member_of);
+        crate::prefetch::span(start as *const u8, hot.min(std::mem::size_of::<SensorSlot>()));
+    }
+
+    /// Starts loading the rate-window history of the slot's bindings (call once the slot
+    /// itself has been loaded). A hint only.
+    #[inline]
+    pub(crate) fn prefetch_history(&self) {
+        if let Some(q) = self.quality.as_deref() {
+            crate::prefetch::span(q as *const QualitySlot as *const u8, std::mem::size_of::<QualitySlot>().min(256));
+        }
+        for b in &self.bindings {
+            b.window.prefetch();
+        }
+    }
 }
 
 /// A composite rule applied to one site.
@@ -133,6 +175,8 @@ pub struct Engine {
     pub(crate) next_sweep: Timestamp,
     /// Reused buffer for detector output.
     pub(crate) scratch: Vec<f64>,
+    /// Details of the latest detector measure, until its event takes them.
+    pub(crate) details: Option<serde_json::Value>,
 }
 
 const DQ_RULE_IDS: [&str; 5] = ["dq.gross_range", "dq.spike", "dq.flat_line", "dq.rate_of_change", "dq.timing"];
@@ -199,6 +243,7 @@ impl Engine {
                     last_ts: None,
                     last_seen: None,
                     quality,
+                    fault_raised: false,
                     fault: BandState::default(),
                     fault_alert: None,
                     bindings,
@@ -299,6 +344,7 @@ impl Engine {
             started: None,
             next_sweep: Timestamp(i64::MIN),
             scratch: Vec::new(),
+            details: None,
         })
     }
 
@@ -334,20 +380,92 @@ impl Engine {
     /// clock live; the reading's event time in replay). Returns the reading's quality flag
     /// after the checks, for the store.
     pub fn process(&mut self, reading: &Reading, now: Timestamp, out: &mut Vec<AlertEvent>) -> Quality {
+        let position = self.sensors.position(reading.sensor.as_str());
+        self.process_at(position, reading, now, out)
+    }
+
+    /// Runs a batch of readings, as [`Engine::process`] would one after the other with the
+    /// same `now`, and stores each reading's returned flag in its `quality`:
+    /// exactly `for r in readings { r.quality = engine.process(r, now, out) }`, events and
+    /// state included, only faster. While one reading is evaluated, the state of the next
+    /// few is already being loaded (software prefetch), so the cache misses of a large fleet
+    /// overlap instead of following one another.
+    pub fn process_batch(&mut self, readings: &mut [Reading], now: Timestamp, out: &mut Vec<AlertEvent>) {
+        self.batch(readings, |_| now, out);
+    }
+
+    /// [`Engine::process_batch`] with each reading's own event time as the processing clock,
+    /// as in a replay: exactly `for r in readings { r.quality = engine.process(r, r.ts, out) }`.
+    pub fn replay_batch(&mut self, readings: &mut [Reading], out: &mut Vec<AlertEvent>) {
+        self.batch(readings, |r| r.ts, out);
+    }
+
+    fn batch(&mut self, readings: &mut [Reading], now_of: impl Fn(&Reading) -> Timestamp, out: &mut Vec<AlertEvent>) {
+        /// Readings whose sensors are looked up (and their state prefetched) ahead of
+        /// evaluation.
+        const CHUNK: usize = 32;
+        /// How far ahead of evaluation a reading's rate-window history is prefetched (its
+        /// address is only known once the sensor's slot has arrived).
+        const AHEAD: usize = 4;
+        let mut positions = [None::<usize>; CHUNK];
+        for chunk in readings.chunks_mut(CHUNK) {
+            // Three passes over the chunk, each issuing independent loads the CPU overlaps:
+            // the index entries, then the slots they point to, then (while evaluating) the
+            // histories the slots point to.
+            for r in chunk.iter() {
+                self.sensors.prefetch_position(r.sensor.as_str());
+            }
+            for (p, r) in positions.iter_mut().zip(chunk.iter()) {
+                *p = self.sensors.position(r.sensor.as_str());
+                if let Some(p) = *p {
+                    self.sensors.at(p).prefetch_hot();
+                }
+            }
+            for i in 0..chunk.len() {
+                if let Some(Some(p)) = positions.get(i + AHEAD).filter(|_| i + AHEAD < chunk.len()) {
+                    self.sensors.at(*p).prefetch_history();
+                }
+                let r = &mut chunk[i];
+                let now = now_of(r);
+                r.quality = self.process_at(positions[i], r, now, out);
+            }
+        }
+    }
+
+    /// [`Engine::process`] for a sensor already looked up (`None`: not in the table).
+    #[inline]
+    fn process_at(
+        &mut self,
+        position: Option<usize>,
+        reading: &Reading,
+        now: Timestamp,
+        out: &mut Vec<AlertEvent>,
+    ) -> Quality {
         self.stats.readings += 1;
         self.started.get_or_insert(now);
         let before = out.len();
-        let flag = self.process_reading(reading, now, out);
-        self.advance(now, out);
+        let flag = self.process_reading(position, reading, now, out);
+        // `advance`, skipped when it would find nothing to do: no reminder due, no sweep due
+        // (it counts its own events; `started` is set above).
+        if now >= self.next_sweep || self.book.may_remind(now) {
+            self.advance(now, out);
+        }
         self.stats.events += (out.len() - before) as u64;
         flag
     }
 
-    fn process_reading(&mut self, reading: &Reading, now: Timestamp, out: &mut Vec<AlertEvent>) -> Quality {
-        let Some(slot) = self.sensors.get_mut(&reading.sensor) else {
+    fn process_reading(
+        &mut self,
+        position: Option<usize>,
+        reading: &Reading,
+        now: Timestamp,
+        out: &mut Vec<AlertEvent>,
+    ) -> Quality {
+        let Some(position) = position else {
             self.stats.unmatched += 1;
             return reading.quality;
         };
+        let slot = self.sensors.at_mut(position).1;
         if slot.last_ts.is_some_and(|last| reading.ts <= last) {
             self.stats.out_of_order += 1;
             return reading.quality;
@@ -364,7 +482,7 @@ impl Engine {
         // The gateway's own verdict first: a detector reporting fault (GB 15322.1, including end
         // of sensor life) is not an all-clear, it is an alert of its own.
         let reported_fault = reading.quality == Quality::Fail;
-        if reported_fault || slot.fault.level.is_some() {
+        if reported_fault || slot.fault_raised {
             let clear_after = slot.quality.as_deref().map_or(DEFAULT_CLEAR_AFTER, |q| q.spec.clear_after());
             sensor_fault(&mut self.book, slot, reading, now, reported_fault, clear_after, out);
         }
@@ -405,7 +523,7 @@ impl Engine {
         let mut changed = false;
         for b in slot.bindings.iter_mut() {
             let rule = &self.rules[b.rule];
-            let (v, details) = if rule.spec.measure.is_detector() {
+            let v = if rule.spec.measure.is_detector() {
                 match crate::detector_measure::measure(
                     rule.spec.measure,
                     &mut b.detector,
@@ -414,12 +532,17 @@ impl Engine {
                     reading,
                     &mut self.scratch,
                 ) {
-                    Some(x) => x,
+                    Some((v, d)) => {
+                        // Kept aside for the event, if this reading makes one; a local would
+                        // cost a drop call on every reading of every binding.
+                        self.details = d;
+                        v
+                    }
                     None => continue,
                 }
             } else {
                 match rule.spec.measure.of(reading) {
-                    Some(v) => (v, None),
+                    Some(v) => v,
                     None => continue,
                 }
             };
@@ -427,11 +550,13 @@ impl Engine {
             if rule.window_keep_ms > 0 {
                 b.window.push(reading.ts.millis(), v, rule.window_resolution_ms, rule.window_keep_ms);
             }
-            let eval = evaluate(rule, b, reading.ts, v);
-            let Some((from, to)) = b.state.step(reading.ts, &eval.inputs, rule.spec.on_delay, rule.spec.off_delay)
-            else {
+            let inputs = level_inputs(rule, b, reading.ts, v);
+            let Some((from, to)) = b.state.step(reading.ts, &inputs, rule.spec.on_delay, rule.spec.off_delay) else {
                 continue;
             };
+            // A change: now find out which condition decided it (same inputs, more detail).
+            let eval = evaluate(rule, b, reading.ts, v);
+            debug_assert_eq!(eval.inputs, inputs);
             for &ci in &b.member_of {
                 if let Some(cb) = self.composite_bindings.get_mut(ci as usize) {
                     cb.band_value = None;
@@ -447,6 +572,7 @@ impl Engine {
             let base_unit = rule.spec.measure.unit(&reading.unit);
             let unit: Arc<str> = match feature {
                 Feature::Rate { .. } => Arc::from(format!("{base_unit}/h")),
+                _ if std::ptr::eq(base_unit, &*reading.unit) => Arc::clone(&reading.unit),
                 _ => Arc::from(base_unit),
             };
             let mut ev = self.book.apply_change(
@@ -467,11 +593,8 @@ impl Engine {
                     remind_ms: rule.remind_ms,
                 },
             );
-            let condition = cond
-                .map(|(f, c)| format!("{f} {} {threshold:.p$}", c.symbol(), p = rule.spec.precision))
-                .unwrap_or_default();
-            ev.details = details;
-            render_hazard(&rule.spec.message, rule.spec.precision, &condition, &mut ev);
+            ev.details = if rule.spec.measure.is_detector() { self.details.take() } else { None };
+            render_hazard(&rule.spec.message, rule.spec.precision, cond, &mut ev);
             out.push(ev);
         }
         if changed {
@@ -675,6 +798,44 @@ struct Evaluation {
     held_by: [Decider; 4],
 }
 
+/// What one reading says about each level of a binding: [`evaluate`]'s `inputs`, without
+/// working out which condition decided (needed only when the level changes). A level's
+/// conditions are OR-ed, so its remaining ones are skipped once raise and hold are both true.
+#[inline]
+fn level_inputs(rule: &CompiledRule, b: &Binding, ts: Timestamp, v: f64) -> LevelInputs {
+    let mut inputs = LevelInputs::default();
+    // `thresholds.level(i)`, walked in order rather than looked up per level.
+    let (all, ends) = b.thresholds.flat();
+    let mut start = 0;
+    for (i, conds) in rule.conditions.iter().enumerate() {
+        let end = ends[i] as usize;
+        let thresholds = all.get(start..end).unwrap_or_default();
+        start = end;
+        if conds.is_empty() {
+            continue;
+        }
+        let (mut raise, mut hold) = (false, false);
+        for (c, t) in conds.iter().zip(thresholds) {
+            let x = match c.feature {
+                Feature::Value => v,
+                Feature::Rate { window_ms } => match b.window.rate_per_hour(ts.millis(), window_ms) {
+                    Some(x) => x,
+                    None => continue,
+                },
+                Feature::Sum { window_ms } => b.window.sum(ts.millis(), window_ms),
+            };
+            raise |= c.cmp.holds(x, *t);
+            hold |= c.cmp.holds(x, c.cmp.clear_threshold(*t, rule.spec.deadband));
+            if raise && hold {
+                break;
+            }
+        }
+        inputs.raises[i] = Some(raise);
+        inputs.holds[i] = Some(hold);
+    }
+    inputs
+}
+
 fn evaluate(rule: &CompiledRule, b: &Binding, ts: Timestamp, v: f64) -> Evaluation {
     let mut e =
         Evaluation { inputs: LevelInputs::default(), raised_by: [(v, 0.0, None); 4], held_by: [(v, 0.0, None); 4] };
@@ -711,36 +872,51 @@ fn evaluate(rule: &CompiledRule, b: &Binding, ts: Timestamp, v: f64) -> Evaluati
     e
 }
 
-fn render_hazard(template: &MessageTemplate, p: usize, condition: &str, ev: &mut AlertEvent) {
-    let lookup = |name: &str| -> Option<String> {
-        Some(match name {
-            "sensor" => ev.subject.to_string(),
-            "site" => ev.site.to_string(),
-            "kind" => ev.kind.en().to_string(),
-            "kind_zh" => ev.kind.zh().to_string(),
-            "value" => format!("{:.p$}", ev.value),
-            "threshold" => format!("{:.p$}", ev.threshold),
-            "unit" => ev.unit.to_string(),
-            "level" => ev.level.as_str().to_string(),
-            "level_zh" => ev.level.zh().to_string(),
-            "grade" => ev.level.grade().to_string(),
-            "change" => ev.change.as_str().replace('_', "-"),
-            "change_zh" => ev.change.zh().to_string(),
-            "rule" => ev.rule_id.to_string(),
-            "condition" => condition.to_string(),
-            "forecast" => ev
-                .details
-                .as_ref()
-                .and_then(|d| d.get("predicted_failure"))
-                .and_then(|t| t.as_str())
-                .and_then(|t| Timestamp::parse_rfc3339(t).ok())
-                .map(|t| t.to_rfc3339_cst())
-                .unwrap_or_else(|| "–".into()),
-            _ => return None,
-        })
+/// Fills the event's messages from the rule's templates. `cond` is the condition that decided
+/// the change (for `{condition}`, against the event's threshold).
+fn render_hazard(template: &MessageTemplate, p: usize, cond: Option<(Feature, Cmp)>, ev: &mut AlertEvent) {
+    use std::fmt::Write as _;
+    let e = &*ev;
+    // Formatted once for both languages.
+    let (value, threshold) = (std::cell::OnceCell::new(), std::cell::OnceCell::new());
+    let write = |name: &str, out: &mut String| -> bool {
+        match name {
+            "sensor" => out.push_str(e.subject.as_str()),
+            "site" => out.push_str(e.site.as_str()),
+            "kind" => out.push_str(e.kind.en()),
+            "kind_zh" => out.push_str(e.kind.zh()),
+            "value" => out.push_str(value.get_or_init(|| format!("{:.p$}", e.value))),
+            "threshold" => out.push_str(threshold.get_or_init(|| format!("{:.p$}", e.threshold))),
+            "unit" => out.push_str(&e.unit),
+            "level" => out.push_str(e.level.as_str()),
+            "level_zh" => out.push_str(e.level.zh()),
+            "grade" => out.push_str(e.level.grade()),
+            "change" => out.extend(e.change.as_str().chars().map(|c| if c == '_' { '-' } else { c })),
+            "change_zh" => out.push_str(e.change.zh()),
+            "rule" => out.push_str(&e.rule_id),
+            "condition" => {
+                if let Some((f, c)) = cond {
+                    let _ = write!(out, "{f} {} ", c.symbol());
+                    out.push_str(threshold.get_or_init(|| format!("{:.p$}", e.threshold)));
+                }
+            }
+            "forecast" => out.push_str(
+                &e.details
+                    .as_ref()
+                    .and_then(|d| d.get("predicted_failure"))
+                    .and_then(|t| t.as_str())
+                    .and_then(|t| Timestamp::parse_rfc3339(t).ok())
+                    .map(|t| t.to_rfc3339_cst())
+                    .unwrap_or_else(|| "–".into()),
+            ),
+            _ => return false,
+        }
+        true
     };
-    let zh = MessageTemplate::render(&template.zh, lookup);
-    let en = MessageTemplate::render(&template.en, lookup);
+    let mut zh = String::with_capacity(template.zh.len() + 64);
+    MessageTemplate::render_into(&template.zh, &mut zh, &write);
+    let mut en = String::with_capacity(template.en.len() + 64);
+    MessageTemplate::render_into(&template.en, &mut en, &write);
     ev.message_zh = zh;
     ev.message_en = en;
 }
@@ -815,7 +991,9 @@ fn sensor_fault(
     let level = Level::Yellow;
     let inputs = LevelInputs::single(level, reported, reported);
     let off = crate::Delay { samples: clear_after, seconds: 0 };
-    let Some((from, to)) = slot.fault.step(r.ts, &inputs, Default::default(), off) else { return };
+    let step = slot.fault.step(r.ts, &inputs, Default::default(), off);
+    slot.fault_raised = slot.fault.level.is_some();
+    let Some((from, to)) = step else { return };
     let mut ev = book.apply_change(
         &mut slot.fault_alert,
         LevelChange {

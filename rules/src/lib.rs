@@ -20,6 +20,7 @@ mod engine;
 pub mod lifecycle;
 mod measure;
 mod message;
+mod prefetch;
 pub mod quality;
 mod reminders;
 mod sensor_table;

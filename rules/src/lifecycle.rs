@@ -334,6 +334,13 @@ impl AlertBook {
         Ok(ev)
     }
 
+    /// Whether [`AlertBook::remind`] might have something to do at `now` (false: it would
+    /// return at once). Cheap enough to ask for every reading.
+    #[inline]
+    pub fn may_remind(&self, now: Timestamp) -> bool {
+        self.schedule.as_ref().is_none_or(|s| s.any_due(now))
+    }
+
     /// Emits the reminders due at `now`: one per due alert, then the next is scheduled one
     /// interval later (missed intervals are not replayed as a burst).
     pub fn remind(&mut self, now: Timestamp, out: &mut Vec<AlertEvent>) {

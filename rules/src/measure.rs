@@ -77,7 +77,15 @@ impl Measure {
     }
 
     /// The number for this reading, or `None` if the reading has another shape.
+    #[inline]
     pub fn of(self, r: &Reading) -> Option<f64> {
+        if let (Measure::Value, Value::Scalar(v)) = (self, &r.value) {
+            return Some(*v);
+        }
+        self.of_other(r)
+    }
+
+    fn of_other(self, r: &Reading) -> Option<f64> {
         match (self, &r.value) {
             (Measure::Value, Value::Scalar(v)) => Some(*v),
             (Measure::Horizontal, Value::Displacement(d)) => Some(d.horizontal()),

@@ -60,20 +60,35 @@ impl MessageTemplate {
     /// Renders a template, replacing each `{name}` with `lookup(name)`.
     pub fn render(template: &str, lookup: impl Fn(&str) -> Option<String>) -> String {
         let mut out = String::with_capacity(template.len() + 32);
+        Self::render_into(template, &mut out, |name, out| match lookup(name) {
+            Some(v) => {
+                out.push_str(&v);
+                true
+            }
+            None => false,
+        });
+        out
+    }
+
+    /// Renders a template into `out`: `write(name, out)` appends the value of `{name}` and
+    /// returns true, or returns false (having appended nothing) for an unknown name, which is
+    /// then kept as written. Same output as [`MessageTemplate::render`], without a `String`
+    /// per placeholder.
+    pub(crate) fn render_into(template: &str, out: &mut String, mut write: impl FnMut(&str, &mut String) -> bool) {
+        // Braces are ASCII, so a byte search finds them at character boundaries; it is much
+        // cheaper than `str::find` on these short strings.
+        let find = |s: &str, b: u8| s.as_bytes().iter().position(|x| *x == b);
         let mut rest = template;
-        while let Some(open) = rest.find('{') {
+        while let Some(open) = find(rest, b'{') {
             out.push_str(&rest[..open]);
             let after = &rest[open + 1..];
-            match after.find('}') {
+            match find(after, b'}') {
                 Some(close) => {
                     let name = &after[..close];
-                    match lookup(name) {
-                        Some(v) => out.push_str(&v),
-                        None => {
-                            out.push('{');
-                            out.push_str(name);
-                            out.push('}');
-                        }
+                    if !write(name, out) {
+                        out.push('{');
+                        out.push_str(name);
+                        out.push('}');
                     }
                     rest = &after[close + 1..];
                 }
@@ -84,7 +99,6 @@ impl MessageTemplate {
             }
         }
         out.push_str(rest);
-        out
     }
 }
 

@@ -17,6 +17,9 @@ pub(crate) struct ReminderSchedule {
     by_due: BTreeMap<Timestamp, BTreeSet<String>>,
     /// Id → its entry in `by_due`, to move or drop it when the record changes.
     due_of: HashMap<String, Timestamp>,
+    /// The first key of `by_due`, kept at hand: [`ReminderSchedule::any_due`] runs for every
+    /// reading.
+    first_due: Option<Timestamp>,
 }
 
 impl ReminderSchedule {
@@ -48,11 +51,12 @@ impl ReminderSchedule {
             self.by_due.entry(t).or_default().insert(id.to_string());
             self.due_of.insert(id.to_string(), t);
         }
+        self.first_due = self.by_due.first_key_value().map(|(t, _)| *t);
     }
 
     /// Whether any reminder is due at or before `now`.
     pub(crate) fn any_due(&self, now: Timestamp) -> bool {
-        self.by_due.first_key_value().is_some_and(|(t, _)| *t <= now)
+        self.first_due.is_some_and(|t| t <= now)
     }
 
     /// Takes the alerts due at or before `now` out of the schedule, in id order (the order the
@@ -68,6 +72,7 @@ impl ReminderSchedule {
         for id in &due {
             self.due_of.remove(id);
         }
+        self.first_due = self.by_due.first_key_value().map(|(t, _)| *t);
         due.sort_unstable();
         due
     }

@@ -163,7 +163,7 @@ impl Engine {
             // Silence is measured from the restart: readings queued at the broker while we were
             // down are still on their way, and must not all look stale at the first tick.
             slot.last_seen = s.last_seen.map(|_| now);
-            slot.fault = s.fault;
+            slot.set_fault(s.fault);
             slot.fault_alert = s.fault_alert;
             for bs in s.bindings {
                 let target: Option<&mut Binding> =

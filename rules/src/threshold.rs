@@ -134,6 +134,16 @@ impl ResolvedThresholds {
         ResolvedThresholds { ends, values }
     }
 
+    /// All thresholds, level after level, and where each level's run ends.
+    #[inline]
+    pub(crate) fn flat(&self) -> (&[f64], &[u32; 4]) {
+        let all: &[f64] = match &self.values {
+            Values::Inline(v) => v,
+            Values::Heap(v) => v,
+        };
+        (all, &self.ends)
+    }
+
     /// The thresholds of level `i` (0 = blue), one per condition.
     pub(crate) fn level(&self, i: usize) -> &[f64] {
         let all: &[f64] = match &self.values {

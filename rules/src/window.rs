@@ -79,6 +79,20 @@ impl Window {
         (dt_ms > 0).then(|| (latest.last - reference.last) * 3_600_000.0 / dt_ms as f64)
     }
 
+    /// Starts loading the slots the next reading will read: the oldest two and the newest.
+    /// A hint only.
+    #[inline]
+    pub(crate) fn prefetch(&self) {
+        let (a, b) = self.slots.as_slices();
+        if let Some(first) = a.first() {
+            crate::prefetch::line(first);
+            crate::prefetch::line(a.get(1).or(b.first()).unwrap_or(first));
+        }
+        if let Some(last) = b.last().or(a.last()) {
+            crate::prefetch::line(last);
+        }
+    }
+
     /// Slots held (for state-size accounting).
     pub fn len(&self) -> usize {
         self.slots.len()
