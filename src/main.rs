@@ -2,9 +2,13 @@
 
 mod broker;
 mod demo;
+mod kafka_ingest;
+mod kafka_sink;
 mod pipeline;
 mod rules_stage;
+mod rules_worker;
 mod summary;
+mod topology;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -16,6 +20,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+use topology::{Component, Topology};
 
 #[derive(Parser)]
 #[command(name = "riskwatch", version, about = "Live sensor streams to tiered red/orange/yellow/blue risk alerts")]
@@ -29,23 +34,47 @@ enum Command {
     /// Run simulated water, gas, GNSS and seismic sensors through the embedded pipeline and
     /// watch the alerts (no Kafka or QuestDB needed).
     Demo(demo::DemoArgs),
-    /// Run the embedded pipeline (broker, rules, SQLite) on your own registry and rules.
+    /// Run the embedded pipeline (broker, rules, SQLite) on your own registry and rules, or
+    /// with --config any subset of ingest, rules and sink from a topology file.
     Run(RunArgs),
-    /// Check configuration files.
+    /// MQTT → Kafka: validate readings and produce them to the readings topic.
+    Ingest(ConfigArg),
+    /// Kafka readings → rule engine → alerts (a consumer-group worker); `rules check` validates
+    /// a rules file.
+    #[command(args_conflicts_with_subcommands = true)]
     Rules {
         #[command(subcommand)]
-        command: RulesCommand,
+        command: Option<RulesCommand>,
+        #[command(flatten)]
+        worker: Option<ConfigArg>,
     },
+    /// Kafka readings and alert events → QuestDB.
+    Sink(ConfigArg),
+    /// Publish the demo's simulated sensors to an external MQTT broker.
+    Simulate(demo::SimulateArgs),
+}
+
+#[derive(clap::Args)]
+struct ConfigArg {
+    /// Topology file (docs/operations.md).
+    #[arg(long)]
+    config: PathBuf,
+    /// Stop after this long (e.g. `90s`); default: until Ctrl-C or SIGTERM.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    duration: Option<Duration>,
 }
 
 #[derive(clap::Args)]
 struct RunArgs {
+    /// Topology file: which components to run and how to reach MQTT, Kafka and QuestDB.
+    #[arg(long, conflicts_with_all = ["registry", "rules", "broker"])]
+    config: Option<PathBuf>,
     /// Sensor registry (TOML).
-    #[arg(long)]
-    registry: PathBuf,
+    #[arg(long, required_unless_present = "config")]
+    registry: Option<PathBuf>,
     /// Rules file (TOML).
-    #[arg(long)]
-    rules: PathBuf,
+    #[arg(long, required_unless_present = "config")]
+    rules: Option<PathBuf>,
     /// SQLite store for readings, alert events and dead letters.
     #[arg(long, default_value = "riskwatch.db")]
     db: PathBuf,
@@ -79,8 +108,17 @@ fn main() {
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Rules { command: RulesCommand::Check { file, registry } } => rules_check(&file, registry.as_deref()),
+        Command::Rules { command: Some(RulesCommand::Check { file, registry }), .. } => {
+            rules_check(&file, registry.as_deref())
+        }
+        Command::Rules { command: None, worker: Some(c) } => components(c, &[Component::Rules]),
+        Command::Rules { command: None, worker: None } => {
+            Err(anyhow::anyhow!("say `riskwatch rules check FILE` or `riskwatch rules --config FILE`"))
+        }
+        Command::Ingest(c) => components(c, &[Component::Ingest]),
+        Command::Sink(c) => components(c, &[Component::Sink]),
         Command::Demo(args) => runtime().and_then(|rt| rt.block_on(demo::run(args))),
+        Command::Simulate(args) => runtime().and_then(|rt| rt.block_on(demo::simulate(args))),
         Command::Run(args) => runtime().and_then(|rt| rt.block_on(run(args))),
     };
     if let Err(e) = result {
@@ -128,43 +166,185 @@ fn rules_check(file: &Path, registry: Option<&Path>) -> Result<()> {
     Ok(())
 }
 
-async fn run(args: RunArgs) -> Result<()> {
-    let registry = Arc::new(load_registry(&args.registry)?);
-    let rules = load_rules(&args.rules)?;
-    let (host, port) = match &args.broker {
-        Some(b) => {
-            let (h, p) = b.rsplit_once(':').context("--broker must be HOST:PORT")?;
-            (h.to_string(), p.parse::<u16>().context("--broker port must be a number")?)
+/// `HOST:PORT` or `mqtt://HOST:PORT`.
+pub fn parse_mqtt_address(s: &str) -> Result<(String, u16)> {
+    let rest = s.strip_prefix("mqtt://").unwrap_or(s);
+    let (h, p) = rest.rsplit_once(':').with_context(|| format!("{s:?}: expected HOST:PORT or mqtt://HOST:PORT"))?;
+    Ok((h.to_string(), p.parse::<u16>().with_context(|| format!("{s:?}: the port must be a number"))?))
+}
+
+/// Completes on Ctrl-C or SIGTERM (how docker and systemd stop a service).
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
         }
-        None => {
-            broker::start(args.listen)?;
-            (args.listen.ip().to_string(), args.listen.port())
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+async fn wait_for_stop(duration: Option<Duration>) {
+    match duration {
+        Some(d) => tokio::select! {
+            _ = tokio::time::sleep(d) => {}
+            _ = shutdown_signal() => {}
+        },
+        None => shutdown_signal().await,
+    }
+}
+
+/// `riskwatch ingest|rules|sink --config FILE`: one component of the production path.
+fn components(c: ConfigArg, only: &[Component]) -> Result<()> {
+    let mut t = Topology::load(&c.config)?;
+    t.components = only.to_vec();
+    if t.kafka.is_none() {
+        bail!("{}: [kafka] is required to run {:?} (or set RISKWATCH_KAFKA_BROKERS)", c.config.display(), only[0]);
+    }
+    let problems = t.problems();
+    if !problems.is_empty() {
+        bail!("{}:\n  {}", c.config.display(), problems.join("\n  "));
+    }
+    runtime()?.block_on(run_topology(t, c.duration))
+}
+
+/// Runs the components a topology names until stopped.
+async fn run_topology(t: Topology, duration: Option<Duration>) -> Result<()> {
+    let registry = Arc::new(load_registry(&t.registry)?);
+    let rules = load_rules(&t.rules)?;
+    let t = Arc::new(t);
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let mut tasks: Vec<tokio::task::JoinHandle<Result<String>>> = Vec::new();
+    if t.runs(Component::Ingest) {
+        let (t, reg, rx) = (Arc::clone(&t), Arc::clone(&registry), stop_rx.clone());
+        tasks.push(tokio::spawn(async move {
+            let s = kafka_ingest::run(&t, reg, rx).await?;
+            Ok(format!("ingest: {s:?}"))
+        }));
+    }
+    if t.runs(Component::Rules) {
+        let (t, reg, rx, rules) = (Arc::clone(&t), Arc::clone(&registry), stop_rx.clone(), rules.clone());
+        tasks.push(tokio::spawn(async move {
+            let s = rules_worker::run(&t, reg, rules, rx).await?;
+            Ok(format!("rules: {s:?}"))
+        }));
+    }
+    if t.runs(Component::Sink) {
+        let (t, reg, rx) = (Arc::clone(&t), Arc::clone(&registry), stop_rx.clone());
+        tasks.push(tokio::spawn(async move {
+            let s = kafka_sink::run(&t, reg, rx).await?;
+            Ok(format!("sink: {s:?}"))
+        }));
+    }
+    // Stop everything when asked, or as soon as one component fails.
+    let mut set = tokio::task::JoinSet::new();
+    for t in tasks {
+        set.spawn(async move { t.await.unwrap_or_else(|e| Err(anyhow::anyhow!("component panicked: {e}"))) });
+    }
+    let mut results = Vec::new();
+    let stop_early = async {
+        while let Some(r) = set.join_next().await {
+            let r = r.unwrap_or_else(|e| Err(anyhow::anyhow!("component panicked: {e}")));
+            let failed = r.is_err();
+            results.push(r);
+            if failed {
+                return;
+            }
+        }
+        std::future::pending::<()>().await
+    };
+    tokio::select! {
+        _ = wait_for_stop(duration) => {}
+        _ = stop_early => {}
+    }
+    let _ = stop.send(true);
+    while let Some(r) = set.join_next().await {
+        results.push(r.unwrap_or_else(|e| Err(anyhow::anyhow!("component panicked: {e}"))));
+    }
+    let mut first_error = None;
+    for r in results {
+        match r {
+            Ok(l) => println!("stopped {l}"),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+async fn run(args: RunArgs) -> Result<()> {
+    if let Some(config) = &args.config {
+        let t = Topology::load(config)?;
+        if t.kafka.is_some() {
+            return run_topology(t, args.duration).await;
+        }
+        return run_embedded(
+            load_registry(&t.registry)?,
+            load_rules(&t.rules)?,
+            t.rules.clone(),
+            t.embedded.db.clone(),
+            match t.embedded.listen {
+                Some(l) => None.ok_or(l),
+                None => Ok(format!("{}:{}", t.mqtt.host, t.mqtt.port)),
+            },
+            args.duration,
+        )
+        .await;
+    }
+    let (registry, rules) = (args.registry.expect("clap requires it"), args.rules.expect("clap requires it"));
+    let broker = match args.broker {
+        Some(b) => Ok(b),
+        None => Err(args.listen),
+    };
+    run_embedded(load_registry(&registry)?, load_rules(&rules)?, rules, args.db, broker, args.duration).await
+}
+
+/// The embedded wiring; `broker` is an external `HOST:PORT`, or the address to run the
+/// in-process broker on.
+async fn run_embedded(
+    registry: Registry,
+    rules: RuleSet,
+    rules_path: PathBuf,
+    db: PathBuf,
+    broker: std::result::Result<String, SocketAddr>,
+    duration: Option<Duration>,
+) -> Result<()> {
+    let registry = Arc::new(registry);
+    let (host, port) = match broker {
+        Ok(b) => parse_mqtt_address(&b)?,
+        Err(listen) => {
+            broker::start(listen)?;
+            (listen.ip().to_string(), listen.port())
         }
     };
     let colour = std::io::stdout().is_terminal();
     let pipeline = Pipeline::start(PipelineConfig {
         registry,
         rules,
-        db: args.db.clone(),
+        db: db.clone(),
         mqtt_host: host.clone(),
         mqtt_port: port,
         client_prefix: "riskwatch".into(),
-        rules_path: Some(args.rules.clone()),
+        rules_path: Some(rules_path),
         console: Some(colour),
     })
     .await?;
-    println!("riskwatch ready: MQTT {host}:{port}, store {}", args.db.display());
-    match args.duration {
-        Some(d) => tokio::select! {
-            _ = tokio::time::sleep(d) => {}
-            _ = tokio::signal::ctrl_c() => {}
-        },
-        None => {
-            if tokio::signal::ctrl_c().await.is_err() {
-                bail!("cannot wait for Ctrl-C");
-            }
-        }
-    }
+    println!("riskwatch ready: MQTT {host}:{port}, store {}", db.display());
+    wait_for_stop(duration).await;
     let summary = pipeline.stop().await?;
     print!("{}", summary.render(colour));
     Ok(())

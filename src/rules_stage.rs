@@ -92,9 +92,7 @@ impl RulesStage {
     async fn readings(&mut self, mut readings: Vec<Reading>) -> Result<()> {
         self.summary.readings += readings.len() as u64;
         let now = Timestamp::now();
-        for r in readings.iter_mut() {
-            r.quality = self.engine.process(r, now, &mut self.events);
-        }
+        self.engine.process_batch(&mut readings, now, &mut self.events);
         self.store.send(StoreItem::Readings(readings)).await.context("store stopped")?;
         self.emit().await
     }

@@ -225,6 +225,16 @@ impl Registry {
     pub fn catalog(&self) -> &KindCatalog {
         &self.catalog
     }
+
+    /// The part of the registry whose sites pass `keep` (e.g. the sites of one Kafka
+    /// partition, which one rules worker watches).
+    pub fn retain_sites(&self, keep: impl Fn(&SiteId) -> bool) -> Registry {
+        Registry {
+            catalog: self.catalog.clone(),
+            sites: self.sites.iter().filter(|(id, _)| keep(id)).map(|(k, v)| (k.clone(), v.clone())).collect(),
+            sensors: self.sensors.iter().filter(|(_, s)| keep(&s.site)).map(|(k, v)| (k.clone(), v.clone())).collect(),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -2,20 +2,58 @@
 //! and the registry, and forwards readings and dead letters to the pipeline.
 //!
 //! At-least-once: the session is persistent (fixed client id, `clean_session = false`) and
-//! acknowledgements are manual. A QoS 1 message is acknowledged to the broker only after its
-//! readings (or its dead letter) were accepted by the next stage, so a crash in between makes
-//! the broker re-deliver instead of losing it. Connection loss is retried with exponential
+//! acknowledgements are manual. A QoS 1 message is acknowledged to the broker only after the
+//! next stage confirmed its [`Delivery`] (the embedded pipeline: accepted into its channel;
+//! `riskwatch ingest`: written to Kafka), so a crash in between makes the broker re-deliver
+//! instead of losing it. Acknowledgements go out in arrival order, as MQTT requires. Connection loss is retried with exponential
 //! backoff; the subscription is renewed whenever the broker has no session for us.
 
 use crate::IngestEvent;
 use riskwatch_core::wire::{decode, topic, Limits};
 use riskwatch_core::{DeadLetter, Registry, Timestamp};
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
+
+/// Everything one MQTT message turned into, with the means to confirm it. The message is
+/// acknowledged to the broker once [`Delivery::confirm`] is called; dropping the delivery
+/// unconfirmed leaves it unacknowledged, so the broker re-delivers it after a reconnect.
+#[derive(Debug)]
+pub struct Delivery {
+    /// The MQTT topic it arrived on.
+    pub topic: String,
+    /// Arrival time.
+    pub received_at: Timestamp,
+    /// Readings, dead letters or a command, in payload order.
+    pub events: Vec<IngestEvent>,
+    confirm: oneshot::Sender<()>,
+}
+
+impl Delivery {
+    /// The message is safe downstream: acknowledge it to the broker.
+    pub fn confirm(self) {
+        let _ = self.confirm.send(());
+    }
+
+    /// Takes the events out, keeping the confirmation.
+    pub fn split(self) -> (Vec<IngestEvent>, Confirmation) {
+        (self.events, Confirmation(self.confirm))
+    }
+}
+
+/// The confirmation half of a [`Delivery`].
+#[derive(Debug)]
+pub struct Confirmation(oneshot::Sender<()>);
+
+impl Confirmation {
+    /// Acknowledge the message to the broker.
+    pub fn confirm(self) {
+        let _ = self.0.send(());
+    }
+}
 
 /// Where and how to subscribe.
 #[derive(Clone, Debug)]
@@ -88,11 +126,31 @@ impl MqttSource {
         Arc::clone(&self.stats)
     }
 
-    /// Runs until `shutdown` turns true or the pipeline side of `tx` is gone. `ready` is set to
-    /// true once the subscription is acknowledged by the broker.
-    pub async fn run(
+    /// Runs until `shutdown` turns true or the pipeline side of `tx` is gone, acknowledging each
+    /// message once its events were accepted by `tx`. `ready` is set to true once the
+    /// subscription is acknowledged by the broker.
+    pub async fn run(self, tx: mpsc::Sender<IngestEvent>, shutdown: watch::Receiver<bool>, ready: watch::Sender<bool>) {
+        let (dtx, mut drx) = mpsc::channel::<Delivery>(64);
+        let forward = tokio::spawn(async move {
+            while let Some(d) = drx.recv().await {
+                let (events, confirmation) = d.split();
+                for ev in events {
+                    if tx.send(ev).await.is_err() {
+                        return;
+                    }
+                }
+                confirmation.confirm();
+            }
+        });
+        self.run_confirmed(dtx, shutdown, ready).await;
+        let _ = forward.await;
+    }
+
+    /// Runs until `shutdown` turns true or the receiver of `tx` is gone; each message is
+    /// acknowledged only once its [`Delivery`] is confirmed, in arrival order.
+    pub async fn run_confirmed(
         self,
-        tx: mpsc::Sender<IngestEvent>,
+        tx: mpsc::Sender<Delivery>,
         mut shutdown: watch::Receiver<bool>,
         ready: watch::Sender<bool>,
     ) {
@@ -106,6 +164,7 @@ impl MqttSource {
             opts.set_credentials(u, p);
         }
         let (client, mut eventloop) = AsyncClient::new(opts, 256);
+        let acker = spawn_acker(client.clone(), self.cfg.inflight as usize);
         let mut backoff = Duration::from_millis(100);
         let mut pending_subacks = 0usize;
         loop {
@@ -137,11 +196,15 @@ impl MqttSource {
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
                     self.stats.messages.fetch_add(1, Ordering::Relaxed);
-                    if !self.handle(&p.topic, &p.payload, &tx).await {
+                    let (confirm, confirmed) = oneshot::channel();
+                    let delivery = Delivery {
+                        topic: p.topic.clone(),
+                        received_at: Timestamp::now(),
+                        events: self.handle(&p.topic, &p.payload),
+                        confirm,
+                    };
+                    if acker.0.send((p, confirmed)).await.is_err() || tx.send(delivery).await.is_err() {
                         break;
-                    }
-                    if let Err(e) = client.ack(&p).await {
-                        warn!(error = %e, "could not queue MQTT ack");
                     }
                 }
                 Ok(_) => {}
@@ -157,16 +220,29 @@ impl MqttSource {
                 }
             }
         }
+        drop(tx);
+        // Acknowledge what the next stage confirms while it drains, then disconnect.
+        drop(acker.0);
+        let drained = async {
+            let mut acks_done = acker.1;
+            loop {
+                tokio::select! {
+                    _ = &mut acks_done => break,
+                    ev = eventloop.poll() => if ev.is_err() { break },
+                }
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(10), drained).await;
         let _ = client.disconnect().await;
         // Let the DISCONNECT (and pending acks) go out.
         let _ =
             tokio::time::timeout(Duration::from_millis(500), async { while eventloop.poll().await.is_ok() {} }).await;
     }
 
-    /// Decodes one message and forwards its outcome; false when the pipeline has gone away.
-    async fn handle(&self, topic_name: &str, payload: &[u8], tx: &mpsc::Sender<IngestEvent>) -> bool {
+    /// Decodes one message into what the pipeline should see.
+    fn handle(&self, topic_name: &str, payload: &[u8]) -> Vec<IngestEvent> {
         if topic_name == topic::COMMANDS_TOPIC {
-            return tx.send(IngestEvent::Command(payload.to_vec())).await.is_ok();
+            return vec![IngestEvent::Command(payload.to_vec())];
         }
         let now = Timestamp::now();
         let mut out = Vec::with_capacity(2);
@@ -194,14 +270,34 @@ impl MqttSource {
                 out.push(IngestEvent::DeadLetter(DeadLetter::new(now, topic_name, &e, None, sensor, payload.to_vec())));
             }
         }
-        for ev in out {
-            if matches!(ev, IngestEvent::DeadLetter(_)) {
-                self.stats.rejected.fetch_add(1, Ordering::Relaxed);
-            }
-            if tx.send(ev).await.is_err() {
-                return false;
+        let rejected = out.iter().filter(|ev| matches!(ev, IngestEvent::DeadLetter(_))).count();
+        self.stats.rejected.fetch_add(rejected as u64, Ordering::Relaxed);
+        out
+    }
+}
+
+type AckQueue = mpsc::Sender<(Publish, oneshot::Receiver<()>)>;
+
+/// The task that acknowledges messages in arrival order as their deliveries are confirmed.
+/// Returns its queue and a receiver that completes when the task has finished.
+fn spawn_acker(client: AsyncClient, inflight: usize) -> (AckQueue, oneshot::Receiver<()>) {
+    let (tx, mut rx) = mpsc::channel::<(Publish, oneshot::Receiver<()>)>(inflight.max(1) * 2);
+    let (done_tx, done_rx) = oneshot::channel();
+    tokio::spawn(async move {
+        while let Some((publish, confirmed)) = rx.recv().await {
+            match confirmed.await {
+                Ok(()) => {
+                    if let Err(e) = client.ack(&publish).await {
+                        warn!(error = %e, "could not queue MQTT ack");
+                    }
+                }
+                Err(_) => warn!(
+                    topic = %publish.topic,
+                    "message not confirmed downstream; left unacknowledged for the broker to re-deliver"
+                ),
             }
         }
-        true
-    }
+        let _ = done_tx.send(());
+    });
+    (tx, done_rx)
 }

@@ -1,6 +1,7 @@
 //! riskwatch sinks: where readings, alert events and dead letters go.
 //!
 //! - [`sqlite::SqliteStore`]: the embedded store (readings, alert events, dead letters).
+//! - [`questdb::IlpWriter`]: readings and alert events to QuestDB over its line protocol.
 //! - [`mqtt_alerts::MqttAlertPublisher`]: alert events and rejections on MQTT topics.
 //! - [`console`]: the colour-coded live feed printed by `riskwatch demo`.
 //!
@@ -9,4 +10,5 @@
 
 pub mod console;
 pub mod mqtt_alerts;
+pub mod questdb;
 pub mod sqlite;

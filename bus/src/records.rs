@@ -1,0 +1,112 @@
+//! The records riskwatch writes to Kafka (docs/operations.md, "Topics").
+//!
+//! | topic        | key                 | value                                   | headers |
+//! |--------------|---------------------|-----------------------------------------|---------|
+//! | readings     | site id             | a v1 wire batch of that site's readings | source MQTT topic, arrival time |
+//! | alerts       | alert id            | the alert event JSON (wire-format.md)   | event id, level |
+//! | dead letters | site id or `_unknown` | the original bytes, unchanged         | reason code, error text, MQTT topic, batch index, sensor, arrival time |
+//! | rules state  | `{readings topic}/{partition}` | [`StateRecord`] JSON         | — |
+
+use rdkafka::message::{Header, Headers, OwnedHeaders};
+use riskwatch_core::wire::{decode, encode_batch, topic, DecodeError, Limits};
+use riskwatch_core::{AlertEvent, DeadLetter, Reading, Registry};
+use serde::{Deserialize, Serialize};
+
+/// Header names.
+pub mod header {
+    /// MQTT topic the data arrived on.
+    pub const MQTT_TOPIC: &str = "riskwatch-mqtt-topic";
+    /// Arrival time at ingest, epoch milliseconds.
+    pub const RECEIVED_AT: &str = "riskwatch-received-at";
+    /// Dead letters: machine-readable reason code.
+    pub const REASON: &str = "riskwatch-reason";
+    /// Dead letters: human-readable error naming the field.
+    pub const ERROR: &str = "riskwatch-error";
+    /// Dead letters: index of the rejected item in its batch.
+    pub const INDEX: &str = "riskwatch-index";
+    /// Dead letters: the sensor, when it could be read.
+    pub const SENSOR: &str = "riskwatch-sensor";
+    /// Alerts: the event id.
+    pub const EVENT_ID: &str = "riskwatch-event-id";
+    /// Alerts: the level name.
+    pub const LEVEL: &str = "riskwatch-level";
+}
+
+/// Readings of one message grouped by site, each group as `(site, wire batch)`.
+pub fn reading_records(readings: &[Reading]) -> Vec<(String, Vec<u8>)> {
+    let mut sites: Vec<&str> = readings.iter().map(|r| r.site.as_str()).collect();
+    sites.sort_unstable();
+    sites.dedup();
+    sites
+        .into_iter()
+        .map(|site| (site.to_string(), encode_batch(readings.iter().filter(|r| r.site.as_str() == site))))
+        .collect()
+}
+
+/// Decodes a readings record back into readings (validated again against this process's
+/// registry, so a worker with an older registry dead-letters instead of guessing).
+pub fn decode_reading_record(
+    site: &str,
+    value: &[u8],
+    registry: &Registry,
+    limits: &Limits,
+) -> Result<riskwatch_core::wire::Decoded, DecodeError> {
+    decode(&topic::batch_topic(site), value, registry, limits)
+}
+
+/// Headers for a readings record.
+pub fn reading_headers(mqtt_topic: &str, received_at_ms: i64) -> OwnedHeaders {
+    OwnedHeaders::new()
+        .insert(Header { key: header::MQTT_TOPIC, value: Some(mqtt_topic) })
+        .insert(Header { key: header::RECEIVED_AT, value: Some(&received_at_ms.to_string()) })
+}
+
+/// Key and headers of a dead letter (the value is `d.raw`, unchanged).
+pub fn dead_letter_record(d: &DeadLetter) -> (String, OwnedHeaders) {
+    let key = topic::parse_reading_topic(&d.topic).map(|t| t.site.to_string()).unwrap_or_else(|_| "_unknown".into());
+    let mut h = OwnedHeaders::new()
+        .insert(Header { key: header::REASON, value: Some(d.reason) })
+        .insert(Header { key: header::ERROR, value: Some(&d.error) })
+        .insert(Header { key: header::MQTT_TOPIC, value: Some(&d.topic) })
+        .insert(Header { key: header::RECEIVED_AT, value: Some(&d.received_at.millis().to_string()) });
+    if let Some(i) = d.index {
+        h = h.insert(Header { key: header::INDEX, value: Some(&i.to_string()) });
+    }
+    if let Some(s) = &d.sensor {
+        h = h.insert(Header { key: header::SENSOR, value: Some(s) });
+    }
+    (key, h)
+}
+
+/// Value and headers of an alert record (the key is the alert id).
+pub fn alert_record(e: &AlertEvent) -> (Vec<u8>, OwnedHeaders) {
+    let value = serde_json::to_vec(e).unwrap_or_default();
+    let h = OwnedHeaders::new()
+        .insert(Header { key: header::EVENT_ID, value: Some(&e.event_id) })
+        .insert(Header { key: header::LEVEL, value: Some(e.level.as_str()) });
+    (value, h)
+}
+
+/// A header's value as text.
+pub fn header_str<'a, H: Headers>(headers: Option<&'a H>, name: &str) -> Option<&'a str> {
+    let h = headers?;
+    h.iter().find(|x| x.key == name).and_then(|x| x.value).and_then(|v| std::str::from_utf8(v).ok())
+}
+
+/// Key of a partition's state record.
+pub fn state_key(readings_topic: &str, partition: i32) -> String {
+    format!("{readings_topic}/{partition}")
+}
+
+/// What a rules worker saves for one readings partition: the engine's state after consuming
+/// every record before `next_offset`. A worker taking the partition over restores it and skips
+/// records below `next_offset`, so nothing is applied twice to the state.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct StateRecord<S> {
+    /// First offset not yet reflected in `engine`.
+    pub next_offset: i64,
+    /// Partition count of the readings topic when saved (the site mapping depends on it).
+    pub partitions: i32,
+    /// The engine snapshot.
+    pub engine: S,
+}

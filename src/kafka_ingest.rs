@@ -1,0 +1,152 @@
+//! `riskwatch ingest`: MQTT readings → validated → Kafka readings topic (keyed and partitioned by
+//! site); rejects → dead-letter topic (reason in headers, original bytes) and a rejection notice
+//! on MQTT for the gateway.
+//!
+//! At-least-once: a QoS 1 message is acknowledged to the broker only after Kafka confirmed
+//! every record it produced (idempotent producer, `acks=all`). Records are enqueued in arrival
+//! order, so one sensor's readings stay in order on its partition.
+
+use crate::topology::Topology;
+use anyhow::{bail, Context, Result};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use riskwatch_bus::records::{dead_letter_record, reading_headers, reading_records};
+use riskwatch_bus::{admin, partition::site_partition};
+use riskwatch_core::wire::{topic, Limits};
+use riskwatch_core::Registry;
+use riskwatch_ingest::{Delivery, IngestEvent, MqttSource, MqttSourceConfig};
+use riskwatch_sinks::mqtt_alerts::MqttAlertPublisher;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tracing::{error, info, warn};
+
+/// Counters of a running ingest.
+#[derive(Default, Debug)]
+pub struct IngestStats {
+    /// MQTT messages confirmed (written to Kafka and acknowledged).
+    pub messages: AtomicU64,
+    /// Readings records produced.
+    pub records: AtomicU64,
+    /// Dead letters produced.
+    pub dead_letters: AtomicU64,
+}
+
+/// Runs ingest until `shutdown` turns true; returns an error if Kafka refused a record for good
+/// (the message stays unacknowledged, so the broker re-delivers it to the next ingest).
+pub async fn run(
+    t: &Topology,
+    registry: Arc<Registry>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<Arc<IngestStats>> {
+    let k = t.kafka.clone().context("ingest needs a [kafka] section")?;
+    admin::ensure_topics(&k, Duration::from_secs(60)).await?;
+    let partitions = admin::partition_count(&k, &k.readings_topic, Duration::from_secs(30))?;
+    let producer: FutureProducer = k.producer().set("client.id", format!("{}-ingest", t.instance)).create()?;
+    let notices = MqttAlertPublisher::connect(&t.mqtt.host, t.mqtt.port, &format!("{}-ingest-notices", t.instance));
+    let reading_filter = match &t.mqtt.share_group {
+        Some(g) => format!("$share/{g}/{}", topic::READINGS_FILTER),
+        None => topic::READINGS_FILTER.to_string(),
+    };
+    let mut mqtt = MqttSourceConfig::new(&t.mqtt.host, t.mqtt.port, &format!("{}-ingest", t.instance));
+    mqtt.filters = vec![reading_filter];
+    mqtt.inflight = t.mqtt.inflight;
+    mqtt.credentials = t.mqtt.username.clone().map(|u| (u, t.mqtt.password.clone().unwrap_or_default()));
+    let source = MqttSource::new(mqtt, Arc::clone(&registry), Limits::default());
+    let (tx, mut rx) = mpsc::channel::<Delivery>(256);
+    let (stop_source, stop_rx) = watch::channel(false);
+    let (ready_tx, mut ready_rx) = watch::channel(false);
+    let source_task = tokio::spawn(source.run_confirmed(tx, stop_rx, ready_tx));
+    let stats = Arc::new(IngestStats::default());
+    let (fatal_tx, mut fatal_rx) = mpsc::channel::<String>(1);
+    let mut announced = false;
+    let outcome: Result<()> = loop {
+        tokio::select! {
+            _ = shutdown.changed() => break Ok(()),
+            Some(reason) = fatal_rx.recv() => break Err(anyhow::anyhow!(reason)),
+            r = ready_rx.changed(), if !announced => {
+                if r.is_ok() && *ready_rx.borrow() {
+                    announced = true;
+                    println!("riskwatch ingest ready: MQTT {}:{} → Kafka {} ({} partitions)", t.mqtt.host, t.mqtt.port, k.readings_topic, partitions);
+                }
+            }
+            d = rx.recv() => {
+                let Some(d) = d else { break Ok(()) };
+                let topic_name = d.topic.clone();
+                let received = d.received_at.millis();
+                let (events, confirmation) = d.split();
+                let mut waits: Vec<DeliveryFuture> = Vec::new();
+                for ev in events {
+                    match ev {
+                        IngestEvent::Readings(readings) => {
+                            for (site, value) in reading_records(&readings) {
+                                let rec = FutureRecord::to(&k.readings_topic)
+                                    .key(&site)
+                                    .payload(&value)
+                                    .partition(site_partition(&site, partitions))
+                                    .headers(reading_headers(&topic_name, received));
+                                waits.push(enqueue(&producer, rec).await?);
+                                stats.records.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        IngestEvent::DeadLetter(dl) => {
+                            if let Err(e) = notices.publish_rejection(&dl).await {
+                                warn!(error = %e, "could not publish rejection notice");
+                            }
+                            let (key, headers) = dead_letter_record(&dl);
+                            let rec = FutureRecord::to(&k.dead_letter_topic).key(&key).payload(&dl.raw).headers(headers);
+                            waits.push(enqueue(&producer, rec).await?);
+                            stats.dead_letters.fetch_add(1, Ordering::Relaxed);
+                        }
+                        IngestEvent::Command(_) => warn!("ignoring a command on the ingest path"),
+                    }
+                }
+                let fatal = fatal_tx.clone();
+                let stats = Arc::clone(&stats);
+                tokio::spawn(async move {
+                    for w in waits {
+                        match w.await {
+                            Ok(Ok(_)) => {}
+                            Ok(Err((e, _))) => {
+                                error!(error = %e, topic = %topic_name, "Kafka refused a record; not acknowledging the MQTT message");
+                                let _ = fatal.try_send(format!("Kafka refused a record: {e}"));
+                                return;
+                            }
+                            Err(_) => {
+                                let _ = fatal.try_send("Kafka producer closed".into());
+                                return;
+                            }
+                        }
+                    }
+                    stats.messages.fetch_add(1, Ordering::Relaxed);
+                    confirmation.confirm();
+                });
+            }
+        }
+    };
+    let _ = stop_source.send(true);
+    // Let the source hand over what it already has and acknowledge what Kafka confirms.
+    while let Ok(Some(d)) = tokio::time::timeout(Duration::from_millis(200), rx.recv()).await {
+        drop(d); // not written: left unacknowledged, so the broker re-delivers it
+    }
+    let _ = producer.flush(Duration::from_secs(10));
+    let _ = tokio::time::timeout(Duration::from_secs(15), source_task).await;
+    notices.close(Duration::from_secs(2)).await;
+    info!(?stats, "ingest stopped");
+    outcome.map(|()| stats)
+}
+
+/// Enqueues a record, waiting while the producer's queue is full.
+async fn enqueue(producer: &FutureProducer, mut rec: FutureRecord<'_, String, Vec<u8>>) -> Result<DeliveryFuture> {
+    loop {
+        match producer.send_result(rec) {
+            Ok(f) => return Ok(f),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                rec = back;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Err((e, _)) => bail!("cannot produce to Kafka: {e}"),
+        }
+    }
+}

@@ -1,0 +1,476 @@
+//! `riskwatch rules`: a Kafka consumer-group member running the rule engine.
+//!
+//! Each readings partition the worker owns gets its own [`Engine`] over the sites of that
+//! partition (sites map to partitions by [`site_partition`]). Alert events go to the alerts
+//! topic (keyed by alert id) and to the MQTT alert topics.
+//!
+//! Commit points, every `rules_worker.commit_interval`: (1) wait until Kafka confirmed every
+//! alert record and the MQTT broker acknowledged every alert message; (2) write each changed
+//! partition's engine snapshot with the offset it covers to the compacted state topic; (3)
+//! commit those offsets. A worker that gains a partition (start, restart or rebalance)
+//! restores the partition's last state record and skips records below its offset, so no
+//! reading is applied twice to rule state and no running delay or active alert is forgotten.
+//! Work done after the last commit point is redone by the next owner, which re-emits the same
+//! events with the same `event_id`s (at-least-once; consumers deduplicate by `event_id`).
+
+use crate::topology::Topology;
+use anyhow::{bail, Context, Result};
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+use riskwatch_bus::partition::site_partition;
+use riskwatch_bus::records::{alert_record, dead_letter_record, decode_reading_record, state_key, StateRecord};
+use riskwatch_bus::{admin, KafkaConfig};
+use riskwatch_core::wire::{topic, Limits};
+use riskwatch_core::{AlertEvent, DeadLetter, Registry, Timestamp};
+use riskwatch_rules::{Engine, RuleSet, Snapshot};
+use riskwatch_sinks::mqtt_alerts::MqttAlertPublisher;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+/// One owned readings partition.
+struct Part {
+    engine: Engine,
+    registry: Registry,
+    /// First offset not yet applied to `engine`.
+    next_offset: i64,
+    /// Offset `next_offset` had at the last commit point.
+    committed: i64,
+}
+
+/// A change of this worker's partitions, noted by the consumer's rebalance callbacks (which
+/// run inside `recv`, before any record of the new assignment is returned).
+enum Change {
+    Assigned(Vec<i32>),
+    Revoked(Vec<i32>),
+}
+
+struct RebalanceNotes {
+    topic: String,
+    notes: std::sync::Mutex<Vec<Change>>,
+}
+
+impl RebalanceNotes {
+    fn partitions(&self, tpl: &TopicPartitionList) -> Vec<i32> {
+        tpl.elements().iter().filter(|e| e.topic() == self.topic).map(|e| e.partition()).collect()
+    }
+}
+
+impl ClientContext for RebalanceNotes {}
+
+impl ConsumerContext for RebalanceNotes {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            let parts = self.partitions(tpl);
+            self.notes.lock().unwrap_or_else(|e| e.into_inner()).push(Change::Revoked(parts));
+        }
+    }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            let parts = self.partitions(tpl);
+            self.notes.lock().unwrap_or_else(|e| e.into_inner()).push(Change::Assigned(parts));
+        }
+    }
+}
+
+type WorkerConsumer = StreamConsumer<RebalanceNotes>;
+
+/// Counters, printed when the worker stops.
+#[derive(Debug, Default, Clone)]
+pub struct WorkerStats {
+    /// Readings applied to engines.
+    pub readings: u64,
+    /// Records skipped because restored state already covered them.
+    pub skipped: u64,
+    /// Alert events emitted.
+    pub events: u64,
+    /// Commit points completed.
+    pub commits: u64,
+}
+
+struct Worker {
+    k: KafkaConfig,
+    instance: String,
+    registry: Arc<Registry>,
+    rules: RuleSet,
+    rules_path: PathBuf,
+    rules_loaded: Option<SystemTime>,
+    partitions: i32,
+    parts: BTreeMap<i32, Part>,
+    producer: FutureProducer,
+    publisher: Option<MqttAlertPublisher>,
+    waits: Vec<DeliveryFuture>,
+    events: Vec<AlertEvent>,
+    limits: Limits,
+    stats: WorkerStats,
+}
+
+/// Runs a rules worker until `shutdown` turns true.
+pub async fn run(
+    t: &Topology,
+    registry: Arc<Registry>,
+    rules: RuleSet,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<WorkerStats> {
+    let k = t.kafka.clone().context("the rules worker needs a [kafka] section")?;
+    admin::ensure_topics(&k, Duration::from_secs(60)).await?;
+    let partitions = admin::partition_count(&k, &k.readings_topic, Duration::from_secs(30))?;
+    // Rules must fit every partition's part of the registry; check once against the whole.
+    Engine::new(&rules, &registry).context("rules do not fit the registry")?;
+    let notes = RebalanceNotes { topic: k.readings_topic.clone(), notes: Default::default() };
+    let consumer: WorkerConsumer =
+        k.consumer(&k.rules_group, &format!("{}-rules", t.instance)).create_with_context(notes)?;
+    consumer.subscribe(&[&k.readings_topic]).context("subscribing to the readings topic")?;
+    let producer: FutureProducer = k.producer().set("client.id", format!("{}-rules-out", t.instance)).create()?;
+    let publisher = t
+        .mqtt
+        .publish_alerts
+        .then(|| MqttAlertPublisher::connect(&t.mqtt.host, t.mqtt.port, &format!("{}-alerts", t.instance)));
+    let mut w = Worker {
+        k,
+        instance: t.instance.clone(),
+        registry,
+        rules,
+        rules_loaded: std::fs::metadata(&t.rules).and_then(|m| m.modified()).ok(),
+        rules_path: t.rules.clone(),
+        partitions,
+        parts: BTreeMap::new(),
+        producer,
+        publisher,
+        waits: Vec::new(),
+        events: Vec::new(),
+        limits: Limits::default(),
+        stats: WorkerStats::default(),
+    };
+    println!("riskwatch rules worker {} ready: group {}, {} partitions", w.instance, w.k.rules_group, partitions);
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_commit = Instant::now();
+    let mut last_report = Instant::now();
+    let every = t.rules_worker.commit_interval;
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            m = consumer.recv() => match m {
+                Ok(msg) => {
+                    w.sync_assignment(&consumer)?;
+                    w.record(&msg)?
+                }
+                Err(e) => warn!(error = %e, "Kafka consumer error"),
+            },
+            _ = tick.tick() => {
+                w.sync_assignment(&consumer)?;
+                let now = Timestamp::now();
+                for p in w.parts.values_mut() {
+                    p.engine.advance(now, &mut w.events);
+                }
+                w.check_reload();
+                if last_report.elapsed() >= Duration::from_secs(10) {
+                    last_report = Instant::now();
+                    let owned: Vec<(i32, i64)> = w.parts.iter().map(|(p, s)| (*p, s.next_offset)).collect();
+                    info!(stats = ?w.stats, ?owned, "rules worker progress");
+                }
+            }
+        }
+        w.emit().await?;
+        if last_commit.elapsed() >= every {
+            w.commit_point(&consumer).await?;
+            last_commit = Instant::now();
+        }
+    }
+    w.emit().await?;
+    w.commit_point(&consumer).await?;
+    if let Some(p) = w.publisher.take() {
+        p.close(Duration::from_secs(5)).await;
+    }
+    info!(stats = ?w.stats, "rules worker stopped");
+    Ok(w.stats)
+}
+
+impl Worker {
+    /// Applies one readings record.
+    fn record(&mut self, msg: &BorrowedMessage<'_>) -> Result<()> {
+        let p = msg.partition();
+        if !self.parts.contains_key(&p) {
+            self.take_over(&[p])?;
+        }
+        let part = self.parts.get_mut(&p).expect("partition just taken over");
+        if msg.offset() < part.next_offset {
+            self.stats.skipped += 1;
+            return Ok(());
+        }
+        part.next_offset = msg.offset() + 1;
+        let site = msg.key().and_then(|k| std::str::from_utf8(k).ok()).unwrap_or("_unknown");
+        let payload = msg.payload().unwrap_or_default();
+        let now = Timestamp::now();
+        match decode_reading_record(site, payload, &self.registry, &self.limits) {
+            Ok(mut decoded) => {
+                part.engine.process_batch(&mut decoded.readings, now, &mut self.events);
+                self.stats.readings += decoded.readings.len() as u64;
+                for rej in decoded.rejected {
+                    let d = DeadLetter::new(
+                        now,
+                        &topic::batch_topic(site),
+                        &rej.error,
+                        rej.index,
+                        rej.sensor,
+                        rej.raw.into_bytes(),
+                    );
+                    self.dead_letter(&d)?;
+                }
+            }
+            Err(e) => {
+                let d = DeadLetter::new(now, &topic::batch_topic(site), &e, None, None, payload.to_vec());
+                self.dead_letter(&d)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A record this worker's registry refuses (e.g. ingest runs a newer registry).
+    fn dead_letter(&mut self, d: &DeadLetter) -> Result<()> {
+        warn!(reason = d.reason, error = %d.error, "readings record refused by the rules worker");
+        let (key, headers) = dead_letter_record(d);
+        let rec = FutureRecord::to(&self.k.dead_letter_topic).key(&key).payload(&d.raw).headers(headers);
+        let f = self.producer.send_result(rec).map_err(|(e, _)| anyhow::anyhow!("cannot produce dead letter: {e}"))?;
+        self.waits.push(f);
+        Ok(())
+    }
+
+    /// Applies the rebalances noted since the last call: revoked partitions are dropped (their
+    /// next owner resumes from the last saved state), assigned ones restored.
+    fn sync_assignment(&mut self, consumer: &WorkerConsumer) -> Result<()> {
+        let changes = std::mem::take(&mut *consumer.context().notes.lock().unwrap_or_else(|e| e.into_inner()));
+        for change in changes {
+            match change {
+                Change::Revoked(parts) => {
+                    for p in parts {
+                        if self.parts.remove(&p).is_some() {
+                            info!(partition = p, "partition revoked; its next owner resumes from the last saved state");
+                        }
+                    }
+                }
+                Change::Assigned(parts) => {
+                    // Always from the saved state: another worker may have moved it on meanwhile.
+                    for p in &parts {
+                        self.parts.remove(p);
+                    }
+                    self.take_over(&parts)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Builds the engines of `parts`, restored from their last state records.
+    fn take_over(&mut self, parts: &[i32]) -> Result<()> {
+        let mut saved = load_states(&self.k, parts)?;
+        let now = Timestamp::now();
+        for &p in parts {
+            let n = self.partitions;
+            let registry = self.registry.retain_sites(|s| site_partition(s.as_str(), n) == p);
+            let mut engine = Engine::new(&self.rules, &registry).context("rules do not fit the partition's sensors")?;
+            let mut next_offset = 0;
+            match saved.remove(&p) {
+                Some(rec) if rec.partitions == n => {
+                    engine.restore(rec.engine, now, &mut self.events).context("restoring partition state")?;
+                    next_offset = rec.next_offset;
+                    info!(
+                        partition = p,
+                        next_offset,
+                        open_alerts = engine.open_alerts().count(),
+                        "partition state restored"
+                    );
+                }
+                Some(rec) => warn!(
+                    partition = p,
+                    saved_for = rec.partitions,
+                    now = n,
+                    "saved state is for another partition count; starting this partition fresh"
+                ),
+                None => info!(partition = p, "no saved state; starting fresh"),
+            }
+            self.parts.insert(p, Part { engine, registry, next_offset, committed: next_offset });
+        }
+        Ok(())
+    }
+
+    /// Sends pending events to Kafka and MQTT.
+    async fn emit(&mut self) -> Result<()> {
+        for e in std::mem::take(&mut self.events) {
+            let (value, headers) = alert_record(&e);
+            let rec = FutureRecord::to(&self.k.alerts_topic).key(&e.alert_id).payload(&value).headers(headers);
+            let f = self
+                .producer
+                .send_result(rec)
+                .map_err(|(err, _)| anyhow::anyhow!("cannot produce alert event: {err}"))?;
+            self.waits.push(f);
+            if let Some(p) = &self.publisher {
+                if let Err(err) = p.publish_event(&e).await {
+                    warn!(error = %err, event = %e.event_id, "could not queue alert on MQTT");
+                }
+            }
+            debug!(event = %e.event_id, change = %e.change, level = %e.level, "alert event");
+            self.stats.events += 1;
+        }
+        Ok(())
+    }
+
+    /// Confirms outputs, saves changed partitions' state, commits their offsets.
+    async fn commit_point(&mut self, consumer: &WorkerConsumer) -> Result<()> {
+        for f in self.waits.drain(..) {
+            match f.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => bail!("Kafka refused an output record: {e}"),
+                Err(_) => bail!("Kafka producer closed"),
+            }
+        }
+        if let Some(p) = &self.publisher {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while p.pending() > 0 {
+                if Instant::now() >= deadline {
+                    warn!(pending = p.pending(), "MQTT broker has not acknowledged every alert; not committing yet");
+                    return Ok(());
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        let changed: Vec<i32> =
+            self.parts.iter().filter(|(_, p)| p.next_offset != p.committed).map(|(k, _)| *k).collect();
+        if changed.is_empty() {
+            return Ok(());
+        }
+        let mut writes = Vec::new();
+        for p in &changed {
+            let part = &self.parts[p];
+            let rec = StateRecord {
+                next_offset: part.next_offset,
+                partitions: self.partitions,
+                engine: part.engine.snapshot(),
+            };
+            let value = serde_json::to_vec(&rec).context("serialising rule state")?;
+            let key = state_key(&self.k.readings_topic, *p);
+            let f = self
+                .producer
+                .send_result(FutureRecord::to(&self.k.state_topic).key(&key).payload(&value))
+                .map_err(|(e, _)| anyhow::anyhow!("cannot produce state record: {e}"))?;
+            writes.push(f);
+        }
+        for f in writes {
+            match f.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => bail!("Kafka refused a state record: {e}"),
+                Err(_) => bail!("Kafka producer closed"),
+            }
+        }
+        let mut tpl = TopicPartitionList::new();
+        for p in &changed {
+            tpl.add_partition_offset(&self.k.readings_topic, *p, Offset::Offset(self.parts[p].next_offset))?;
+        }
+        match consumer.commit(&tpl, CommitMode::Sync) {
+            Ok(()) => {
+                for p in &changed {
+                    let part = self.parts.get_mut(p).expect("changed partition is owned");
+                    part.committed = part.next_offset;
+                }
+                self.stats.commits += 1;
+            }
+            // A rebalance took the partition away; the state record is already saved.
+            Err(e) => warn!(error = %e, "offset commit refused"),
+        }
+        Ok(())
+    }
+
+    /// Reloads the rules file into every partition's engine if it changed.
+    fn check_reload(&mut self) {
+        let modified = std::fs::metadata(&self.rules_path).and_then(|m| m.modified()).ok();
+        if modified.is_none() || modified == self.rules_loaded {
+            return;
+        }
+        self.rules_loaded = modified;
+        let rules = match crate::load_rules(&self.rules_path).and_then(|r| {
+            Engine::new(&r, &self.registry).context("rules do not fit the registry")?;
+            Ok(r)
+        }) {
+            Ok(r) => r,
+            Err(e) => {
+                println!(
+                    "rules file {} changed but cannot be used; keeping the running rules: {e:#}",
+                    self.rules_path.display()
+                );
+                return;
+            }
+        };
+        let now = Timestamp::now();
+        for (p, part) in self.parts.iter_mut() {
+            if let Err(e) = part.engine.reload(&rules, &part.registry, now, &mut self.events) {
+                warn!(partition = p, error = %e, "reload failed for a partition; it keeps the running rules");
+            }
+        }
+        self.rules = rules;
+        println!("rules reloaded from {}", self.rules_path.display());
+    }
+}
+
+/// Reads the state topic to its end and returns the latest record of each wanted partition.
+fn load_states(k: &KafkaConfig, parts: &[i32]) -> Result<HashMap<i32, StateRecord<Snapshot>>> {
+    let consumer: BaseConsumer = k
+        .client()
+        .set("group.id", "riskwatch-state-reader")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .create()?;
+    // Retry while the brokers are unreachable: a worker without its state must not run.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let (low, high) = loop {
+        match consumer.fetch_watermarks(&k.state_topic, 0, Duration::from_secs(10)) {
+            Ok(w) => break w,
+            Err(e) if Instant::now() < deadline => {
+                warn!(error = %e, "cannot read the state topic yet; retrying");
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            Err(e) => return Err(e).with_context(|| format!("reading the end of {}", k.state_topic)),
+        }
+    };
+    let mut out = HashMap::new();
+    if high <= low {
+        return Ok(out);
+    }
+    let wanted: HashMap<String, i32> = parts.iter().map(|p| (state_key(&k.readings_topic, *p), *p)).collect();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(&k.state_topic, 0, Offset::Offset(low))?;
+    consumer.assign(&tpl)?;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        match consumer.poll(Duration::from_millis(500)) {
+            Some(Ok(m)) => {
+                let key = m.key().and_then(|k| std::str::from_utf8(k).ok()).unwrap_or_default();
+                if let Some(p) = wanted.get(key) {
+                    match serde_json::from_slice::<StateRecord<Snapshot>>(m.payload().unwrap_or_default()) {
+                        Ok(rec) => {
+                            out.insert(*p, rec);
+                        }
+                        Err(e) => {
+                            warn!(partition = p, offset = m.offset(), error = %e, "unreadable state record skipped")
+                        }
+                    }
+                }
+                if m.offset() + 1 >= high {
+                    return Ok(out);
+                }
+            }
+            Some(Err(e)) => warn!(error = %e, "reading state topic"),
+            None => {}
+        }
+        if Instant::now() >= deadline {
+            bail!("could not read {} to its end within 5 minutes", k.state_topic);
+        }
+    }
+}

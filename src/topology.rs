@@ -1,0 +1,304 @@
+//! The topology file of `riskwatch run --config FILE` (and `ingest`, `rules`, `sink`): which
+//! components this process runs and how they reach MQTT, Kafka and QuestDB. Every key is listed
+//! in docs/operations.md. Secrets and addresses can be overridden from the environment.
+
+use anyhow::{bail, Context, Result};
+use riskwatch_bus::KafkaConfig;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// One process's configuration.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Topology {
+    /// Sensor registry (relative paths are relative to the topology file).
+    pub registry: PathBuf,
+    /// Rules file.
+    pub rules: PathBuf,
+    /// Names this process in client ids (`{instance}-ingest`, …); unique per process.
+    #[serde(default = "default_instance")]
+    pub instance: String,
+    /// Components to run: any of `ingest`, `rules`, `sink`. Default: all three.
+    #[serde(default = "default_components")]
+    pub components: Vec<Component>,
+    /// The MQTT broker gateways publish to and officers subscribe on.
+    #[serde(default)]
+    pub mqtt: MqttSettings,
+    /// Kafka; without it the process runs the embedded wiring.
+    pub kafka: Option<KafkaConfig>,
+    /// QuestDB (used by the `sink` component).
+    pub questdb: Option<QuestDbSettings>,
+    /// Rules worker settings.
+    #[serde(default)]
+    pub rules_worker: RulesWorkerSettings,
+    /// Embedded wiring (no `[kafka]`): SQLite store and in-process broker.
+    #[serde(default)]
+    pub embedded: EmbeddedSettings,
+}
+
+/// A component of the production path.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Component {
+    /// MQTT → Kafka readings.
+    Ingest,
+    /// Kafka readings → engine → Kafka and MQTT alerts.
+    Rules,
+    /// Kafka → QuestDB.
+    Sink,
+}
+
+/// `[mqtt]`.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct MqttSettings {
+    /// Broker host.
+    pub host: String,
+    /// Broker port.
+    pub port: u16,
+    /// Share the reading topics among several ingest processes (`$share/GROUP/…`).
+    pub share_group: Option<String>,
+    /// Username (with `password`, or `RISKWATCH_MQTT_PASSWORD`).
+    pub username: Option<String>,
+    /// Password; prefer the environment variable.
+    pub password: Option<String>,
+    /// QoS 1 messages the broker may have in flight to ingest before it waits for our acks.
+    pub inflight: u16,
+    /// Rules workers publish alert events on the MQTT alert topics.
+    pub publish_alerts: bool,
+}
+
+impl Default for MqttSettings {
+    fn default() -> Self {
+        MqttSettings {
+            host: "127.0.0.1".into(),
+            port: 1883,
+            share_group: None,
+            username: None,
+            password: None,
+            inflight: 100,
+            publish_alerts: true,
+        }
+    }
+}
+
+/// `[questdb]`.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct QuestDbSettings {
+    /// questdb-rs configuration string, e.g. `http::addr=questdb:9000;`.
+    pub conf: String,
+    /// Flush when this many rows are buffered…
+    #[serde(default = "default_flush_rows")]
+    pub flush_rows: usize,
+    /// …or when the oldest buffered row is this old.
+    #[serde(default = "default_flush_interval", with = "humantime_serde")]
+    pub flush_interval: Duration,
+}
+
+/// `[rules_worker]`.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct RulesWorkerSettings {
+    /// How often a worker confirms its outputs, saves its state and commits offsets.
+    #[serde(with = "humantime_serde")]
+    pub commit_interval: Duration,
+}
+
+impl Default for RulesWorkerSettings {
+    fn default() -> Self {
+        RulesWorkerSettings { commit_interval: Duration::from_secs(1) }
+    }
+}
+
+/// `[embedded]`.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmbeddedSettings {
+    /// SQLite store.
+    pub db: PathBuf,
+    /// Run the in-process MQTT broker on this address (else use `[mqtt]`).
+    pub listen: Option<SocketAddr>,
+}
+
+impl Default for EmbeddedSettings {
+    fn default() -> Self {
+        EmbeddedSettings { db: PathBuf::from("riskwatch.db"), listen: Some("127.0.0.1:18830".parse().unwrap()) }
+    }
+}
+
+fn default_instance() -> String {
+    "riskwatch".into()
+}
+fn default_components() -> Vec<Component> {
+    vec![Component::Ingest, Component::Rules, Component::Sink]
+}
+fn default_flush_rows() -> usize {
+    5000
+}
+fn default_flush_interval() -> Duration {
+    Duration::from_secs(1)
+}
+
+mod humantime_serde {
+    use serde::{Deserialize, Deserializer};
+    use std::time::Duration;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s).map_err(|e| serde::de::Error::custom(format!("{s:?} is not a duration: {e}")))
+    }
+}
+
+impl Topology {
+    /// Reads, applies environment overrides, resolves paths and validates.
+    pub fn load(path: &Path) -> Result<Topology> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading topology {}", path.display()))?;
+        let mut t: Topology = toml::from_str(&text).with_context(|| format!("in {}", path.display()))?;
+        t.apply_env(|k| std::env::var(k).ok())?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        t.registry = base.join(&t.registry);
+        t.rules = base.join(&t.rules);
+        if t.embedded.db.is_relative() {
+            t.embedded.db = base.join(&t.embedded.db);
+        }
+        let problems = t.problems();
+        if !problems.is_empty() {
+            bail!("{} has {} problem(s):\n  {}", path.display(), problems.len(), problems.join("\n  "));
+        }
+        Ok(t)
+    }
+
+    fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<()> {
+        if let Some(v) = get("RISKWATCH_INSTANCE") {
+            self.instance = v;
+        }
+        if let Some(v) = get("RISKWATCH_MQTT_HOST") {
+            self.mqtt.host = v;
+        }
+        if let Some(v) = get("RISKWATCH_MQTT_PORT") {
+            self.mqtt.port = v.parse().with_context(|| format!("RISKWATCH_MQTT_PORT: {v:?} is not a port"))?;
+        }
+        if let Some(v) = get("RISKWATCH_MQTT_USERNAME") {
+            self.mqtt.username = Some(v);
+        }
+        if let Some(v) = get("RISKWATCH_MQTT_PASSWORD") {
+            self.mqtt.password = Some(v);
+        }
+        if let Some(v) = get("RISKWATCH_KAFKA_BROKERS") {
+            match &mut self.kafka {
+                Some(k) => k.brokers = v,
+                None => self.kafka = Some(KafkaConfig::new(&v)),
+            }
+        }
+        if let Some(v) = get("RISKWATCH_QUESTDB_CONF") {
+            match &mut self.questdb {
+                Some(q) => q.conf = v,
+                None => {
+                    self.questdb = Some(QuestDbSettings {
+                        conf: v,
+                        flush_rows: default_flush_rows(),
+                        flush_interval: default_flush_interval(),
+                    })
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every inconsistency, each naming its key.
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        if self.instance.is_empty() || !self.instance.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
+            p.push(format!("instance: {:?} must be letters, digits, '.', '_' or '-'", self.instance));
+        }
+        if self.components.is_empty() {
+            p.push("components: name at least one of \"ingest\", \"rules\", \"sink\"".into());
+        }
+        if self.mqtt.host.is_empty() {
+            p.push("mqtt.host: must not be empty".into());
+        }
+        if self.mqtt.inflight == 0 {
+            p.push("mqtt.inflight: must be at least 1".into());
+        }
+        if let Some(k) = &self.kafka {
+            p.extend(k.problems());
+            if self.components.contains(&Component::Sink) && self.questdb.is_none() {
+                p.push("questdb: the sink component needs a [questdb] section (or RISKWATCH_QUESTDB_CONF)".into());
+            }
+        }
+        if let Some(q) = &self.questdb {
+            if q.conf.split_once("::").is_none() {
+                p.push(format!(
+                    "questdb.conf: {:?} is not a questdb client string like \"http::addr=HOST:PORT;\"",
+                    q.conf
+                ));
+            }
+            if q.flush_rows == 0 {
+                p.push("questdb.flush_rows: must be at least 1".into());
+            }
+        }
+        if self.rules_worker.commit_interval.is_zero() {
+            p.push("rules_worker.commit_interval: must be longer than zero".into());
+        }
+        p
+    }
+
+    /// Does this process run `c`?
+    pub fn runs(&self, c: Component) -> bool {
+        self.components.contains(&c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Topology> {
+        let mut t: Topology = toml::from_str(text)?;
+        t.apply_env(|_| None)?;
+        Ok(t)
+    }
+
+    #[test]
+    fn minimal_file_gets_defaults() {
+        let t = parse("registry = \"r.toml\"\nrules = \"x.toml\"\n[kafka]\nbrokers = \"k:9092\"\n[questdb]\nconf = \"http::addr=q:9000;\"\n").unwrap();
+        assert!(t.problems().is_empty(), "{:?}", t.problems());
+        assert_eq!(t.components.len(), 3);
+        assert_eq!(t.kafka.as_ref().unwrap().readings_topic, "riskwatch.readings");
+        assert_eq!(t.rules_worker.commit_interval, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let err = parse("registry = \"r\"\nrules = \"x\"\n[kafka]\nbrokers = \"k\"\nreadings_partitions = \"six\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("readings_partitions"), "{err}");
+        let err = parse("registry = \"r\"\nrules = \"x\"\n[mqtt]\nhots = \"a\"\n").unwrap_err().to_string();
+        assert!(err.contains("hots"), "{err}");
+        let t = parse("registry = \"r\"\nrules = \"x\"\ncomponents = [\"sink\"]\n[kafka]\nbrokers = \"\"\nreadings_partitions = 0\n").unwrap();
+        let p = t.problems().join("\n");
+        assert!(
+            p.contains("kafka.brokers") && p.contains("kafka.readings_partitions") && p.contains("questdb:"),
+            "{p}"
+        );
+    }
+
+    #[test]
+    fn environment_overrides_secrets_and_addresses() {
+        let mut t: Topology = toml::from_str("registry = \"r\"\nrules = \"x\"\n").unwrap();
+        t.apply_env(|k| match k {
+            "RISKWATCH_KAFKA_BROKERS" => Some("b:1".into()),
+            "RISKWATCH_MQTT_PASSWORD" => Some("s3cret".into()),
+            "RISKWATCH_MQTT_PORT" => Some("1999".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(t.kafka.unwrap().brokers, "b:1");
+        assert_eq!(t.mqtt.password.as_deref(), Some("s3cret"));
+        assert_eq!(t.mqtt.port, 1999);
+    }
+}

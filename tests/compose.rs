@@ -1,0 +1,432 @@
+//! The docker-compose stack, checked without Docker: docker-compose.yml, the Dockerfile, the
+//! topology file the riskwatch services load, the Mosquitto config and the QuestDB schema must
+//! agree with each other and with the code (topology structs, workspace members, the columns
+//! the QuestDB sink writes). Nothing here starts a container.
+
+use serde_yaml::{Mapping, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// The topology structs themselves, so the shipped file is parsed exactly as `riskwatch` parses
+/// it (`deny_unknown_fields` included).
+#[allow(dead_code)]
+#[path = "../src/topology.rs"]
+mod topology;
+
+const RISKWATCH_COMPONENTS: [&str; 3] = ["ingest", "rules", "sink"];
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn read(rel: &str) -> String {
+    std::fs::read_to_string(root().join(rel)).unwrap_or_else(|e| panic!("reading {rel}: {e}"))
+}
+
+/// docker-compose.yml with YAML merge keys (`<<: *riskwatch`) applied, as Compose does.
+fn compose() -> Value {
+    let mut v: Value = serde_yaml::from_str(&read("docker-compose.yml")).expect("docker-compose.yml is YAML");
+    v.apply_merge().expect("merge keys apply");
+    v
+}
+
+fn services(c: &Value) -> &Mapping {
+    c.get("services").and_then(Value::as_mapping).expect("a services mapping")
+}
+
+fn service<'a>(c: &'a Value, name: &str) -> &'a Value {
+    services(c).get(name).unwrap_or_else(|| panic!("service {name} is missing"))
+}
+
+fn scalar(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        Value::Null => String::new(),
+        other => panic!("expected a scalar, got {other:?}"),
+    }
+}
+
+/// A service's environment, from either the mapping or the `KEY=VALUE` list form.
+fn env(s: &Value) -> BTreeMap<String, String> {
+    match s.get("environment") {
+        None => BTreeMap::new(),
+        Some(Value::Mapping(m)) => m.iter().map(|(k, v)| (scalar(k), scalar(v))).collect(),
+        Some(Value::Sequence(items)) => items
+            .iter()
+            .map(|i| {
+                let i = scalar(i);
+                let (k, v) = i.split_once('=').unwrap_or((&i, ""));
+                (k.to_string(), v.to_string())
+            })
+            .collect(),
+        Some(other) => panic!("environment must be a mapping or a list, got {other:?}"),
+    }
+}
+
+fn command(s: &Value) -> Vec<String> {
+    match s.get("command") {
+        Some(Value::Sequence(items)) => items.iter().map(scalar).collect(),
+        Some(Value::String(line)) => line.split_whitespace().map(str::to_string).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// `(host source, container target)` of every bind mount (named volumes are left out).
+fn bind_mounts(s: &Value) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for v in s.get("volumes").and_then(Value::as_sequence).into_iter().flatten() {
+        let (src, dst) = match v {
+            Value::String(spec) => {
+                let mut parts = spec.splitn(3, ':');
+                (parts.next().unwrap_or_default().to_string(), parts.next().unwrap_or_default().to_string())
+            }
+            Value::Mapping(_) => (scalar(&v["source"]), scalar(&v["target"])),
+            other => panic!("volume entry {other:?}"),
+        };
+        if src.starts_with("./") || src.starts_with('/') || src.starts_with("../") {
+            out.push((src, dst));
+        }
+    }
+    out
+}
+
+/// Container ports a service publishes on the host.
+fn published_ports(s: &Value) -> BTreeSet<u16> {
+    let mut out = BTreeSet::new();
+    for p in s.get("ports").and_then(Value::as_sequence).into_iter().flatten() {
+        let target = match p {
+            Value::Mapping(_) => scalar(&p["target"]),
+            other => scalar(other).rsplit(':').next().unwrap_or_default().to_string(),
+        };
+        let target = target.split('/').next().unwrap_or_default();
+        out.insert(target.parse().unwrap_or_else(|_| panic!("port {p:?}")));
+    }
+    out
+}
+
+/// Services running `riskwatch ingest|rules|sink`, by name.
+fn riskwatch_components(c: &Value) -> BTreeMap<String, Vec<String>> {
+    services(c)
+        .iter()
+        .map(|(name, s)| (scalar(name), command(s)))
+        .filter(|(_, cmd)| cmd.len() >= 2 && cmd[0] == "riskwatch" && RISKWATCH_COMPONENTS.contains(&cmd[1].as_str()))
+        .collect()
+}
+
+/// The value after `flag` in a command line.
+fn flag<'a>(cmd: &'a [String], flag: &str) -> Option<&'a str> {
+    cmd.iter().position(|a| a == flag).and_then(|i| cmd.get(i + 1)).map(String::as_str)
+}
+
+/// Dockerfile instructions (continuation lines joined, comments dropped), grouped by stage.
+fn dockerfile_stages() -> Vec<Vec<String>> {
+    let text = read("Dockerfile");
+    let mut joined = Vec::new();
+    let mut current = String::new();
+    for line in text.lines() {
+        let t = line.trim();
+        if t.starts_with('#') || (t.is_empty() && current.is_empty()) {
+            continue;
+        }
+        match t.strip_suffix('\\') {
+            Some(head) => current.push_str(head),
+            None => {
+                current.push_str(t);
+                joined.push(std::mem::take(&mut current));
+            }
+        }
+    }
+    let mut stages: Vec<Vec<String>> = Vec::new();
+    for ins in joined {
+        if ins.to_ascii_uppercase().starts_with("FROM ") {
+            stages.push(Vec::new());
+        }
+        stages.last_mut().expect("the Dockerfile starts with FROM").push(ins);
+    }
+    stages
+}
+
+/// `(host source, image destination)` of the plain `COPY`s of a stage (not `--from`), in order.
+fn copies(stage: &[String]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for args in stage.iter().filter_map(|ins| ins.strip_prefix("COPY ")).filter(|a| !a.contains("--from")) {
+        let words: Vec<&str> = args.split_whitespace().filter(|w| !w.starts_with("--")).collect();
+        let (dst, srcs) = words.split_last().unwrap_or_else(|| panic!("COPY {args}"));
+        assert!(!srcs.is_empty(), "COPY {args}");
+        // Several sources, or a destination ending in '/', copy each source into the folder.
+        let into_folder = srcs.len() > 1 || dst.ends_with('/');
+        for src in srcs {
+            let src = src.trim_end_matches('/');
+            let dst = dst.trim_end_matches('/');
+            let dst = if into_folder { format!("{dst}/{}", src.rsplit('/').next().unwrap()) } else { dst.to_string() };
+            out.push((src.to_string(), dst));
+        }
+    }
+    out
+}
+
+/// The repository file behind `path` inside a riskwatch container: a bind mount covering it
+/// decides alone; otherwise the last image `COPY` that provides it.
+fn host_file(path: &str, mounts: &[(String, String)], image_copies: &[(String, String)]) -> Option<PathBuf> {
+    let under = |dst: &str| -> Option<String> {
+        if path == dst {
+            Some(String::new())
+        } else {
+            path.strip_prefix(&format!("{dst}/")).map(str::to_string)
+        }
+    };
+    for (src, dst) in mounts {
+        if let Some(rest) = under(dst) {
+            let f = root().join(src).join(rest);
+            return f.is_file().then_some(f);
+        }
+    }
+    image_copies.iter().rev().find_map(|(src, dst)| {
+        let f = root().join(src).join(under(dst)?);
+        f.is_file().then_some(f)
+    })
+}
+
+#[test]
+fn every_service_of_the_stack_is_defined() {
+    let c = compose();
+    for (name, image) in [
+        ("mosquitto", Some("eclipse-mosquitto:2")),
+        ("kafka", Some("apache/kafka:3.9.0")),
+        ("questdb", Some("questdb/questdb:8.2.3")),
+        ("questdb-init", None),
+        ("riskwatch-ingest", None),
+        ("riskwatch-rules-1", None),
+        ("riskwatch-rules-2", None),
+        ("riskwatch-sink", None),
+        ("riskwatch-simulator", None),
+    ] {
+        let s = service(&c, name);
+        if let Some(image) = image {
+            assert_eq!(s.get("image").map(scalar).as_deref(), Some(image), "{name} image");
+        }
+    }
+    let roles: BTreeMap<String, String> =
+        riskwatch_components(&c).into_iter().map(|(name, cmd)| (name, cmd[1].clone())).collect();
+    assert_eq!(roles.get("riskwatch-ingest").map(String::as_str), Some("ingest"));
+    assert_eq!(roles.get("riskwatch-sink").map(String::as_str), Some("sink"));
+    let sim = command(service(&c, "riskwatch-simulator"));
+    assert_eq!(sim.get(..2), Some(&["riskwatch".to_string(), "simulate".to_string()][..]), "{sim:?}");
+    let mqtt = flag(&sim, "--mqtt").expect("simulate --mqtt");
+    assert!(mqtt.starts_with("mqtt://mosquitto:"), "the simulator publishes to the mosquitto service: {mqtt}");
+}
+
+#[test]
+fn two_rules_workers_share_a_group_under_distinct_instances() {
+    let c = compose();
+    let components = riskwatch_components(&c);
+    let workers: Vec<&String> = components.iter().filter(|(_, cmd)| cmd[1] == "rules").map(|(n, _)| n).collect();
+    assert!(workers.len() >= 2, "at least two rules workers, got {workers:?}");
+    let configs: BTreeSet<&str> =
+        workers.iter().map(|w| flag(&components[*w], "--config").expect("rules --config")).collect();
+    assert_eq!(configs.len(), 1, "rules workers must share one topology (one consumer group): {configs:?}");
+    // Instances name client ids (MQTT sessions, Kafka clients): unique per process.
+    let mut seen = BTreeMap::new();
+    for name in components.keys() {
+        let instance = env(service(&c, name)).get("RISKWATCH_INSTANCE").cloned().unwrap_or_default();
+        assert!(!instance.is_empty(), "{name} sets no RISKWATCH_INSTANCE");
+        if let Some(other) = seen.insert(instance.clone(), name.clone()) {
+            panic!("{name} and {other} share RISKWATCH_INSTANCE={instance}");
+        }
+    }
+}
+
+#[test]
+fn kafka_runs_kraft_without_zookeeper_and_without_topic_auto_creation() {
+    let c = compose();
+    for (name, s) in services(&c) {
+        let (name, image) = (scalar(name), s.get("image").map(scalar).unwrap_or_default());
+        assert!(!name.contains("zookeeper") && !image.contains("zookeeper"), "ZooKeeper service {name}");
+    }
+    let e = env(service(&c, "kafka"));
+    let roles: BTreeSet<&str> = e.get("KAFKA_PROCESS_ROLES").expect("KAFKA_PROCESS_ROLES").split(',').collect();
+    assert!(roles.contains("controller") && roles.contains("broker"), "single KRaft node: {roles:?}");
+    assert!(e.contains_key("KAFKA_CONTROLLER_QUORUM_VOTERS") && e.contains_key("KAFKA_NODE_ID"), "{e:?}");
+    assert!(!e.contains_key("KAFKA_ZOOKEEPER_CONNECT"));
+    assert_eq!(e.get("KAFKA_AUTO_CREATE_TOPICS_ENABLE").map(String::as_str), Some("false"));
+    let advertised = e.get("KAFKA_ADVERTISED_LISTENERS").expect("advertised listeners");
+    assert!(advertised.contains("//kafka:9092"), "containers reach the broker as kafka:9092: {advertised}");
+}
+
+#[test]
+fn mqtt_and_questdb_ports_are_published() {
+    let c = compose();
+    assert!(published_ports(service(&c, "mosquitto")).contains(&1883));
+    let q = published_ports(service(&c, "questdb"));
+    assert!(q.contains(&9000) && q.contains(&8812), "{q:?}");
+}
+
+#[test]
+fn every_mounted_host_path_exists() {
+    let c = compose();
+    let mut mounts = Vec::new();
+    for (name, s) in services(&c) {
+        for (src, dst) in bind_mounts(s) {
+            assert!(root().join(&src).exists(), "{} mounts {src}, which is not in the repository", scalar(name));
+            mounts.push((scalar(name), src, dst));
+        }
+    }
+    let has = |svc: &str, src: &str, dst: &str| mounts.iter().any(|m| m.0 == svc && m.1 == src && m.2 == dst);
+    assert!(has("mosquitto", "./deploy/mosquitto/mosquitto.conf", "/mosquitto/config/mosquitto.conf"), "{mounts:?}");
+    assert!(mounts.iter().any(|m| m.0 == "questdb-init" && m.1 == "./deploy/questdb/schema.sql"), "{mounts:?}");
+}
+
+#[test]
+fn riskwatch_services_find_their_topology_in_the_image() {
+    let c = compose();
+    let stages = dockerfile_stages();
+    let runtime = copies(stages.last().expect("a runtime stage"));
+    let components = riskwatch_components(&c);
+    assert_eq!(components.len(), 4, "ingest, two rules workers and sink: {components:?}");
+    for (name, cmd) in &components {
+        let s = service(&c, name);
+        let build = s.get("build").unwrap_or_else(|| panic!("{name} builds the repo's image"));
+        let context = build.get("context").map(scalar).unwrap_or_else(|| scalar(build));
+        assert!(root().join(&context).join("Dockerfile").is_file(), "{name}: no Dockerfile in {context}");
+        assert_eq!(s.get("restart").map(scalar).as_deref(), Some("unless-stopped"), "{name} restart");
+        let e = env(s);
+        for (var, service_host) in [("RISKWATCH_KAFKA_BROKERS", "kafka:"), ("RISKWATCH_MQTT_HOST", "mosquitto")] {
+            let v = e.get(var).unwrap_or_else(|| panic!("{name} sets no {var}"));
+            assert!(v.starts_with(service_host), "{name}: {var}={v}");
+        }
+        assert!(e.get("RISKWATCH_QUESTDB_CONF").is_some_and(|q| q.starts_with("http::addr=questdb:9000;")), "{name}");
+
+        let config = flag(cmd, "--config").unwrap_or_else(|| panic!("{name} passes --config"));
+        let mounts = bind_mounts(s);
+        let file = host_file(config, &mounts, &runtime)
+            .unwrap_or_else(|| panic!("{name}: {config} is neither mounted nor copied into the image"));
+        let text = std::fs::read_to_string(&file).unwrap();
+        let doc: toml::Table = toml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        assert!(doc.get("kafka").is_some_and(toml::Value::is_table), "{}: no [kafka]", file.display());
+        assert!(doc.get("questdb").is_some_and(toml::Value::is_table), "{}: no [questdb]", file.display());
+        let t: topology::Topology = toml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        assert!(t.problems().is_empty(), "{}: {:?}", file.display(), t.problems());
+        assert_eq!(t.kafka.as_ref().map(|k| k.readings_partitions), Some(6));
+        // Registry and rules resolve against the topology file's folder inside the container.
+        let dir = Path::new(config).parent().unwrap();
+        for p in [&t.registry, &t.rules] {
+            let in_container = dir.join(p);
+            let in_container = in_container.to_str().unwrap();
+            let f = host_file(in_container, &mounts, &runtime)
+                .unwrap_or_else(|| panic!("{name}: {in_container} is neither mounted nor copied into the image"));
+            toml::from_str::<toml::Table>(&std::fs::read_to_string(&f).unwrap())
+                .unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        }
+    }
+}
+
+#[test]
+fn dockerfile_builds_the_riskwatch_package_from_every_workspace_member() {
+    let stages = dockerfile_stages();
+    assert!(stages.len() >= 2, "multi-stage build");
+    let build = &stages[0];
+    assert!(build[0].starts_with("FROM rust:1.95-bookworm"), "{}", build[0]);
+    assert!(
+        build.iter().any(|i| i.starts_with("RUN") && i.contains("cargo build --release --locked -p riskwatch")),
+        "builder runs cargo build --release --locked -p riskwatch"
+    );
+    let copied: BTreeSet<String> = copies(build).into_iter().map(|(src, _)| src).collect();
+    let manifest: toml::Table = toml::from_str(&read("Cargo.toml")).unwrap();
+    let members = manifest["workspace"]["members"].as_array().expect("workspace members");
+    for m in members.iter().filter_map(toml::Value::as_str).chain(["src", "Cargo.lock", "config"]) {
+        assert!(copied.contains(m), "the builder stage does not COPY {m} (copied: {copied:?})");
+    }
+    let runtime = stages.last().unwrap();
+    assert!(runtime[0].starts_with("FROM debian:bookworm-slim"), "{}", runtime[0]);
+    assert!(runtime.iter().any(|i| i.contains("ca-certificates")));
+    assert!(runtime.iter().any(|i| i.starts_with("COPY --from=") && i.ends_with("/usr/local/bin/riskwatch")));
+}
+
+#[test]
+fn questdb_schema_matches_the_sink_and_keeps_data_long_enough() {
+    let c = compose();
+    let init = service(&c, "questdb-init");
+    assert_eq!(scalar(&init["depends_on"]["questdb"]["condition"]), "service_healthy");
+    assert_eq!(
+        scalar(&service(&c, "riskwatch-sink")["depends_on"]["questdb-init"]["condition"]),
+        "service_completed_successfully",
+        "the tables must exist before the sink's first ILP write"
+    );
+
+    // Split as the init script does: drop `--` comments, split on `;`.
+    let text: String =
+        read("deploy/questdb/schema.sql").lines().map(|l| l.split("--").next().unwrap()).collect::<Vec<_>>().join(" ");
+    let mut tables = BTreeMap::new();
+    for stmt in text.split(';').map(|s| s.split_whitespace().collect::<Vec<_>>().join(" ")).filter(|s| !s.is_empty()) {
+        let rest = stmt.strip_prefix("CREATE TABLE IF NOT EXISTS ").unwrap_or_else(|| panic!("unexpected: {stmt}"));
+        let (name, body) = rest.split_once(" (").unwrap();
+        tables.insert(name.to_string(), body.to_string());
+    }
+    let common = "ts TIMESTAMP, site SYMBOL, sensor SYMBOL, kind SYMBOL, unit SYMBOL";
+    let expected: [(&str, String, &str, u32); 4] = [
+        ("readings", format!("{common}, value DOUBLE, quality LONG"), "DEDUP UPSERT KEYS(ts, sensor)", 30),
+        (
+            "gnss_readings",
+            format!("{common}, e DOUBLE, n DOUBLE, u DOUBLE, quality LONG"),
+            "DEDUP UPSERT KEYS(ts, sensor)",
+            30,
+        ),
+        (
+            "waveform_packets",
+            format!("{common}, peak DOUBLE, samples LONG, rate_hz DOUBLE, quality LONG"),
+            "DEDUP UPSERT KEYS(ts, sensor)",
+            30,
+        ),
+        (
+            "alert_events",
+            "ts TIMESTAMP, alert_id SYMBOL, seq LONG, event_id VARCHAR, rule_id SYMBOL, site SYMBOL, subject SYMBOL, \
+             kind SYMBOL, change SYMBOL, level SYMBOL, highest_level SYMBOL, value DOUBLE, threshold DOUBLE, \
+             unit SYMBOL, message_zh VARCHAR, message_en VARCHAR"
+                .to_string(),
+            "DEDUP UPSERT KEYS(ts, alert_id, seq)",
+            365,
+        ),
+    ];
+    assert_eq!(tables.len(), expected.len(), "tables: {:?}", tables.keys());
+    for (name, columns, dedup, min_days) in expected {
+        let body = tables.get(name).unwrap_or_else(|| panic!("no table {name}"));
+        let (cols, tail) = body.split_once(") TIMESTAMP(ts)").unwrap_or_else(|| panic!("{name}: TIMESTAMP(ts)"));
+        // Column name and type in order (SYMBOL options such as CAPACITY may follow the type).
+        let got: Vec<String> =
+            cols.split(',').map(|c| c.split_whitespace().take(2).collect::<Vec<_>>().join(" ")).collect();
+        let want: Vec<String> = columns.split(", ").map(str::to_string).collect();
+        assert_eq!(got, want, "{name} columns");
+        assert!(tail.contains(" PARTITION BY ") && tail.contains(" WAL"), "{name}: partitioned WAL table: {tail}");
+        assert!(tail.ends_with(dedup), "{name}: {dedup} (got {tail})");
+        let ttl: Vec<&str> = tail.split(" TTL ").nth(1).expect("a TTL").split(' ').take(2).collect();
+        let n: u32 = ttl[0].parse().unwrap();
+        let days = match ttl[1].trim_end_matches('S') {
+            "DAY" => n,
+            "WEEK" => n * 7,
+            "MONTH" => n * 28,
+            "YEAR" => n * 365,
+            other => panic!("{name}: TTL unit {other}"),
+        };
+        assert!(days >= min_days, "{name} keeps {days} days, needs at least {min_days}");
+    }
+}
+
+#[test]
+fn mosquitto_keeps_sessions_and_queues_generously() {
+    let conf = read("deploy/mosquitto/mosquitto.conf");
+    let settings: BTreeMap<&str, &str> = conf
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.split_once(' '))
+        .collect();
+    assert_eq!(settings.get("listener").map(|l| l.split(' ').next()), Some(Some("1883")));
+    assert_eq!(settings.get("persistence"), Some(&"true"));
+    let queued: u32 = settings.get("max_queued_messages").expect("max_queued_messages").parse().unwrap();
+    assert!(queued >= 10_000, "Mosquitto's default 1000 drops QoS 1 messages of slow subscribers; got {queued}");
+    let inflight: u16 = settings.get("max_inflight_messages").expect("max_inflight_messages").parse().unwrap();
+    let t: topology::Topology = toml::from_str(&read("deploy/riskwatch/riskwatch.toml")).unwrap();
+    assert_eq!(inflight, t.mqtt.inflight, "broker in-flight window and [mqtt] inflight should agree");
+}

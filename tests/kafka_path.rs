@@ -1,0 +1,595 @@
+//! The production path on real servers: a scripted gateway → Mosquitto → `riskwatch ingest` →
+//! Kafka (tansu) → two `riskwatch rules` workers in one group → alert events on Kafka and MQTT
+//! → `riskwatch sink` → rows read back from the line-protocol server (victoria-metrics standing
+//! in for QuestDB). Crash and outage tests kill or restart each piece while readings flow, and
+//! check that no reading is missing or stored twice and every expected alert is raised once.
+//!
+//! The expected alerts are what the rule engine produces on the same readings in one
+//! uninterrupted in-process run: the distributed, interrupted pipeline must match it.
+
+mod servers;
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use riskwatch_core::wire::{encode_batch, topic};
+use riskwatch_core::{
+    AlertChange, AlertEvent, Quality, Reading, Registry, SensorId, SensorKind, SiteId, Timestamp, Value,
+};
+use riskwatch_rules::{Engine, RuleSet};
+use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
+use servers::Server;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::process::{Child, Command};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// One test at a time: each starts three servers and four riskwatch processes on two cores.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+const SITES: usize = 8;
+const STEPS: i64 = 160;
+/// 2020-07-07T00:00:00+08:00; readings every 5 minutes.
+const T0: i64 = 1_594_051_200_000;
+const STEP_MS: i64 = 300_000;
+
+/// Reminders run on the processing clock, so they are off here: the reference run and the
+/// live pipeline would otherwise differ by when the wall clock happened to tick.
+const RULES: &str = r#"
+[[rules]]
+id = "water-level"
+applies_to = { kind = "water_level" }
+deadband = 0.1
+remind = { red = "off", orange = "off" }
+levels = { blue = "warning_level - 1.0", yellow = "warning_level", orange = "warning_level + 1.0", red = "warning_level + 2.0" }
+"#;
+
+fn registry_toml() -> String {
+    let mut s = String::new();
+    for i in 0..SITES {
+        s += &format!("[[sites]]\nid = \"river-{i}\"\n");
+    }
+    for i in 0..SITES {
+        for j in ["a", "b"] {
+            s += &format!(
+                "[[sensors]]\nid = \"river-{i}-wl-{j}\"\nsite = \"river-{i}\"\nkind = \"water_level\"\nunit = \"m\"\n\
+                 attributes = {{ warning_level = 11.0 }}\n"
+            );
+        }
+    }
+    s
+}
+
+/// Two flood waves per sensor, each sensor with its own phase and height (some stop at yellow).
+fn readings() -> Vec<Vec<Reading>> {
+    let mut steps = Vec::new();
+    for step in 0..STEPS {
+        let mut batch = Vec::new();
+        for i in 0..SITES {
+            for (n, j) in ["a", "b"].into_iter().enumerate() {
+                let k = (i * 2 + n) as f64;
+                let phase = (step as f64 + 7.0 * k) / (STEPS as f64 / 2.0) * std::f64::consts::PI;
+                let height = 2.2 + (k % 4.0) * 0.8; // peaks at 11.2 (yellow) … 13.6 (red)
+                let value = 9.0 + height * phase.sin().powi(2);
+                batch.push(Reading {
+                    sensor: SensorId::new(format!("river-{i}-wl-{j}")),
+                    site: SiteId::new(format!("river-{i}")),
+                    kind: SensorKind::WaterLevel,
+                    ts: Timestamp::from_millis(T0 + step * STEP_MS),
+                    unit: Arc::from("m"),
+                    value: Value::Scalar((value * 1000.0).round() / 1000.0),
+                    quality: Quality::Good,
+                });
+            }
+        }
+        steps.push(batch);
+    }
+    steps
+}
+
+/// MQTT messages a gateway per site would send: one batch per site per step.
+fn messages(steps: &[Vec<Reading>]) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for batch in steps {
+        for i in 0..SITES {
+            let site = format!("river-{i}");
+            let mine: Vec<&Reading> = batch.iter().filter(|r| r.site.as_str() == site).collect();
+            out.push((topic::batch_topic(&site), encode_batch(mine)));
+        }
+    }
+    out
+}
+
+/// The events of one uninterrupted in-process run, by event id.
+fn expected_events(steps: &[Vec<Reading>]) -> BTreeMap<String, AlertEvent> {
+    let registry = Registry::from_toml(&registry_toml()).unwrap();
+    let mut engine = Engine::new(&RuleSet::from_toml(RULES).unwrap(), &registry).unwrap();
+    let mut out = Vec::new();
+    for batch in steps {
+        for r in batch {
+            engine.process(r, r.ts, &mut out);
+        }
+    }
+    out.into_iter().map(|e| (e.event_id.clone(), e)).collect()
+}
+
+/// Mosquitto, tansu, victoria-metrics and the riskwatch processes of one test.
+struct Stack {
+    dir: tempfile::TempDir,
+    mqtt: Server,
+    kafka: Server,
+    vm: Server,
+    config: PathBuf,
+    procs: BTreeMap<String, Child>,
+}
+
+impl Stack {
+    fn start() -> Stack {
+        let dir = tempfile::tempdir().unwrap();
+        let mqtt = servers::mosquitto(dir.path());
+        let kafka = servers::tansu(dir.path());
+        let vm = servers::victoria_metrics(dir.path());
+        std::fs::write(dir.path().join("registry.toml"), registry_toml()).unwrap();
+        std::fs::write(dir.path().join("rules.toml"), RULES).unwrap();
+        let config = dir.path().join("riskwatch.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"registry = "registry.toml"
+rules = "rules.toml"
+
+[mqtt]
+host = "127.0.0.1"
+port = {}
+
+[kafka]
+brokers = "127.0.0.1:{}"
+readings_partitions = 4
+alerts_partitions = 2
+
+[questdb]
+conf = "http::addr=127.0.0.1:{};protocol_version=1;retry_timeout=1000;"
+flush_rows = 500
+flush_interval = "300ms"
+
+[rules_worker]
+commit_interval = "500ms"
+"#,
+                mqtt.port, kafka.port, vm.port
+            ),
+        )
+        .unwrap();
+        Stack { dir, mqtt, kafka, vm, config, procs: BTreeMap::new() }
+    }
+
+    fn log(&self, name: &str) -> PathBuf {
+        self.dir.path().join(format!("{name}.log"))
+    }
+
+    /// Starts `riskwatch COMMAND --config …` as instance `name`, and waits for its ready line.
+    fn spawn(&mut self, name: &str, command: &str) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log(name)).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_riskwatch"))
+            .args([command, "--config", self.config.to_str().unwrap()])
+            .env("RISKWATCH_INSTANCE", name)
+            .env("RISKWATCH_LOG", "warn,riskwatch=info")
+            .current_dir(self.dir.path())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.procs.insert(name.to_string(), child);
+        let log = self.log(name);
+        wait_until(Duration::from_secs(90), &format!("{name} ready"), || {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            assert!(!text.contains("error:"), "{name} failed:\n{text}");
+            // A restarted process appends: look for one ready line per start.
+            let starts = text.matches("ready").count();
+            (starts >= self.starts(name)).then_some(())
+        });
+    }
+
+    fn starts(&self, name: &str) -> usize {
+        // How many times `name` has been started (killed ones leave "KILLED" marks in its log).
+        1 + std::fs::read_to_string(self.log(name)).unwrap_or_default().matches("=== KILLED").count()
+    }
+
+    fn kill9(&mut self, name: &str) {
+        let mut c = self.procs.remove(name).expect("process running");
+        c.kill().unwrap();
+        c.wait().unwrap();
+        use std::io::Write;
+        let mut log = std::fs::OpenOptions::new().append(true).open(self.log(name)).unwrap();
+        writeln!(log, "=== KILLED by the test (kill -9)").unwrap();
+    }
+
+    fn start_all(&mut self) {
+        self.spawn("ingest-1", "ingest");
+        self.spawn("rules-1", "rules");
+        self.spawn("rules-2", "rules");
+        self.spawn("sink-1", "sink");
+    }
+
+    fn logs(&self) -> String {
+        let mut s = String::new();
+        for name in ["ingest-1", "rules-1", "rules-2", "sink-1"] {
+            let text = std::fs::read_to_string(self.log(name)).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            s += &format!("--- {name}\n{}\n", lines[lines.len().saturating_sub(25)..].join("\n"));
+        }
+        s += &format!("--- tansu\n{}\n--- mosquitto\n{}\n", self.kafka.log_tail(), self.mqtt.log_tail());
+        s
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("logs of the failed run:\n{}", self.logs());
+            if std::env::var_os("RISKWATCH_TEST_KEEP").is_some() {
+                let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+                eprintln!("test directory kept: {}", dir.keep().display());
+            }
+        }
+        for (_, mut c) in std::mem::take(&mut self.procs) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn wait_until<T>(within: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {within:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A gateway publishing QoS 1 at a steady pace from its own threads; `acked` counts messages
+/// the broker acknowledged. Its session is persistent, so a broker restart re-sends what was
+/// in flight.
+struct Gateway {
+    acked: Arc<AtomicUsize>,
+    total: usize,
+}
+
+impl Gateway {
+    fn start(port: u16, messages: Vec<(String, Vec<u8>)>, per_second: u32) -> Gateway {
+        let mut opts = MqttOptions::new("test-gateway", "127.0.0.1", port);
+        opts.set_clean_session(false).set_keep_alive(Duration::from_secs(5)).set_inflight(20);
+        let (client, mut connection) = Client::new(opts, 64);
+        let acked = Arc::new(AtomicUsize::new(0));
+        let a = Arc::clone(&acked);
+        std::thread::spawn(move || {
+            for ev in connection.iter() {
+                match ev {
+                    Ok(Event::Incoming(Packet::PubAck(_))) => {
+                        a.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Ok(_) => {}
+                    Err(_) => std::thread::sleep(Duration::from_millis(200)),
+                }
+            }
+        });
+        let total = messages.len();
+        std::thread::spawn(move || {
+            let gap = Duration::from_secs_f64(1.0 / f64::from(per_second));
+            for (t, p) in messages {
+                if client.publish(t, QoS::AtLeastOnce, false, p).is_err() {
+                    return;
+                }
+                std::thread::sleep(gap);
+            }
+            // Keep the client alive until everything is acknowledged.
+            std::thread::sleep(Duration::from_secs(600));
+            drop(client);
+        });
+        Gateway { acked, total }
+    }
+
+    fn acked(&self) -> usize {
+        self.acked.load(Ordering::SeqCst)
+    }
+
+    fn wait_acked(&self, n: usize, within: Duration) {
+        wait_until(within, &format!("{n} messages acknowledged by the broker"), || (self.acked() >= n).then_some(()));
+    }
+}
+
+/// Collects alert events from the MQTT alert topics (persistent session).
+fn alert_listener(port: u16) -> (Arc<Mutex<Vec<AlertEvent>>>, Arc<AtomicUsize>) {
+    let mut opts = MqttOptions::new("test-officer", "127.0.0.1", port);
+    opts.set_clean_session(false).set_keep_alive(Duration::from_secs(5)).set_max_packet_size(1 << 20, 1 << 20);
+    let (client, mut connection) = Client::new(opts, 64);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let subscribed = Arc::new(AtomicUsize::new(0));
+    let (s, sub) = (Arc::clone(&seen), Arc::clone(&subscribed));
+    std::thread::spawn(move || {
+        for ev in connection.iter() {
+            match ev {
+                Ok(Event::Incoming(Packet::ConnAck(ack))) if !ack.session_present => {
+                    client.subscribe(topic::ALERTS_FILTER, QoS::AtLeastOnce).unwrap();
+                }
+                Ok(Event::Incoming(Packet::SubAck(_))) => {
+                    sub.fetch_add(1, Ordering::SeqCst);
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    if let Ok(e) = serde_json::from_slice::<AlertEvent>(&p.payload) {
+                        s.lock().unwrap().push(e);
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => std::thread::sleep(Duration::from_millis(200)),
+            }
+        }
+    });
+    wait_until(Duration::from_secs(10), "alert subscription", || (subscribed.load(Ordering::SeqCst) > 0).then_some(()));
+    (seen, subscribed)
+}
+
+/// Every record of `topic` (all partitions, from the beginning) as (key, headers, value).
+fn read_topic(brokers: &str, topic_name: &str) -> Vec<(String, HashMap<String, String>, Vec<u8>)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "test-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let md = consumer.fetch_metadata(Some(topic_name), Duration::from_secs(10)).unwrap();
+    let mut tpl = TopicPartitionList::new();
+    let mut ends = HashMap::new();
+    for p in md.topics()[0].partitions() {
+        let (low, high) = consumer.fetch_watermarks(topic_name, p.id(), Duration::from_secs(10)).unwrap();
+        if high > low {
+            tpl.add_partition_offset(topic_name, p.id(), Offset::Offset(low)).unwrap();
+            ends.insert(p.id(), high);
+        }
+    }
+    let mut out = Vec::new();
+    if ends.is_empty() {
+        return out;
+    }
+    consumer.assign(&tpl).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut done: HashMap<i32, bool> = ends.keys().map(|p| (*p, false)).collect();
+    while done.values().any(|d| !d) && Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            let headers = m
+                .headers()
+                .map(|h| {
+                    h.iter()
+                        .map(|x| (x.key.to_string(), String::from_utf8_lossy(x.value.unwrap_or_default()).to_string()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let key = String::from_utf8_lossy(m.key().unwrap_or_default()).to_string();
+            out.push((key, headers, m.payload().unwrap_or_default().to_vec()));
+            if m.offset() + 1 >= ends[&m.partition()] {
+                done.insert(m.partition(), true);
+            }
+        }
+    }
+    out
+}
+
+fn kafka_events(stack: &Stack) -> Vec<AlertEvent> {
+    read_topic(&format!("127.0.0.1:{}", stack.kafka.port), "riskwatch.alerts")
+        .into_iter()
+        .map(|(_, _, v)| serde_json::from_slice::<AlertEvent>(&v).expect("alert record is an alert event"))
+        .collect()
+}
+
+/// victoria-metrics series of `metric`: label map and timestamps (ms).
+fn vm_series(port: u16, selector: &str) -> Vec<(HashMap<String, String>, Vec<i64>)> {
+    let body = servers::http_get(
+        port,
+        &format!("/api/v1/export?match[]={}&start=0&reduce_mem_usage=0", servers::urlencode(selector)),
+    );
+    body.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("export line {l:?}: {e}"));
+            let labels = v["metric"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect();
+            let ts = v["timestamps"].as_array().unwrap().iter().map(|t| t.as_i64().unwrap()).collect();
+            (labels, ts)
+        })
+        .collect()
+}
+
+/// (sensor, ts) of every reading stored, with how often each is stored.
+fn stored_readings(stack: &Stack) -> BTreeMap<(String, i64), usize> {
+    let mut out = BTreeMap::new();
+    for (labels, ts) in vm_series(stack.vm.port, "readings_value") {
+        for t in ts {
+            *out.entry((labels["sensor"].clone(), t)).or_insert(0) += 1;
+        }
+    }
+    out
+}
+
+/// Alert ids with events in the store.
+fn stored_alerts(stack: &Stack) -> BTreeSet<String> {
+    vm_series(stack.vm.port, "alert_events_seq").into_iter().map(|(labels, _)| labels["alert_id"].clone()).collect()
+}
+
+/// Waits until Kafka, MQTT and the store hold everything, then checks it against the
+/// uninterrupted run.
+fn check_everything_arrived_once(stack: &Stack, steps: &[Vec<Reading>], mqtt_seen: &Mutex<Vec<AlertEvent>>) {
+    let expected = expected_events(steps);
+    assert!(expected.len() > 100, "the scenario must raise plenty of alerts, got {}", expected.len());
+    let raised: BTreeSet<&str> =
+        expected.values().filter(|e| e.change == AlertChange::Raised).map(|e| e.alert_id.as_str()).collect();
+    for level in ["blue", "yellow", "orange", "red"] {
+        assert!(expected.values().any(|e| e.level.as_str() == level), "scenario reaches {level}");
+    }
+    let published: BTreeSet<(String, i64)> =
+        steps.iter().flatten().map(|r| (r.sensor.as_str().to_string(), r.ts.millis())).collect();
+
+    // Alert events on Kafka: exactly the expected ids; copies (after a crash) are identical.
+    let mut last_count = 0;
+    let on_kafka = wait_until(Duration::from_secs(180), "all alert events on Kafka", || {
+        let got = kafka_events(stack);
+        let ids: BTreeSet<&str> = got.iter().map(|e| e.event_id.as_str()).collect();
+        if ids.len() != last_count {
+            last_count = ids.len();
+            eprintln!("{} of {} expected alert events on Kafka", ids.len(), expected.len());
+        }
+        expected.keys().all(|id| ids.contains(id.as_str())).then_some(got)
+    });
+    let mut by_id: BTreeMap<&str, &AlertEvent> = BTreeMap::new();
+    for e in &on_kafka {
+        let want =
+            expected.get(&e.event_id).unwrap_or_else(|| panic!("unexpected alert event {e:?}\n{}", stack.logs()));
+        assert_eq!(
+            (e.change, e.level, e.ts, e.value),
+            (want.change, want.level, want.ts, want.value),
+            "event {}",
+            e.event_id
+        );
+        by_id.insert(&e.event_id, e);
+    }
+    let raised_on_kafka: BTreeSet<&str> =
+        by_id.values().filter(|e| e.change == AlertChange::Raised).map(|e| e.alert_id.as_str()).collect();
+    assert_eq!(raised_on_kafka, raised, "each alert raised exactly once");
+
+    // Alert events on MQTT: every expected one reached the officers' subscription.
+    wait_until(Duration::from_secs(60), "all alert events on MQTT", || {
+        let seen = mqtt_seen.lock().unwrap();
+        let ids: BTreeSet<&str> = seen.iter().map(|e| e.event_id.as_str()).collect();
+        expected.keys().all(|id| ids.contains(id.as_str())).then_some(())
+    });
+    assert!(mqtt_seen.lock().unwrap().iter().all(|e| expected.contains_key(&e.event_id)), "no unexpected MQTT alert");
+
+    // The store: every reading exactly once by (sensor, ts); every alert present.
+    let stored = wait_until(Duration::from_secs(120), "all readings in the store", || {
+        let s = stored_readings(stack);
+        (s.len() >= published.len()).then_some(s)
+    });
+    let stored_keys: BTreeSet<(String, i64)> = stored.keys().cloned().collect();
+    assert_eq!(stored_keys, published, "stored readings are exactly the published ones");
+    assert!(stored.values().all(|n| *n == 1), "a reading stored more than once");
+    let alert_ids: BTreeSet<String> = expected.values().map(|e| e.alert_id.clone()).collect();
+    let stored_alerts = wait_until(Duration::from_secs(60), "all alerts in the store", || {
+        let s = stored_alerts(stack);
+        (s.len() >= alert_ids.len()).then_some(s)
+    });
+    assert_eq!(stored_alerts, alert_ids);
+}
+
+#[test]
+fn readings_flow_through_kafka_to_alerts_and_the_store_exactly_once() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut stack = Stack::start();
+    stack.start_all();
+    let (seen, _) = alert_listener(stack.mqtt.port);
+    let steps = readings();
+    let gw = Gateway::start(stack.mqtt.port, messages(&steps), 400);
+    gw.wait_acked(gw.total, Duration::from_secs(120));
+    check_everything_arrived_once(&stack, &steps, &seen);
+    // Both workers took part (the group shared the partitions).
+    for w in ["rules-1", "rules-2"] {
+        let log = std::fs::read_to_string(stack.log(w)).unwrap();
+        assert!(
+            log.contains("partition state restored") || log.contains("starting fresh"),
+            "{w} owned no partition:\n{log}"
+        );
+    }
+}
+
+#[test]
+fn kill_9_of_ingest_then_a_rules_worker_then_the_sink_loses_and_doubles_nothing() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut stack = Stack::start();
+    stack.start_all();
+    let (seen, _) = alert_listener(stack.mqtt.port);
+    let steps = readings();
+    let gw = Gateway::start(stack.mqtt.port, messages(&steps), 60);
+    let total = gw.total;
+    gw.wait_acked(total / 5, Duration::from_secs(120));
+    stack.kill9("ingest-1");
+    std::thread::sleep(Duration::from_millis(500)); // readings pile up at the broker meanwhile
+    stack.spawn("ingest-1", "ingest");
+    gw.wait_acked(total * 2 / 5, Duration::from_secs(120));
+    stack.kill9("rules-1");
+    stack.spawn("rules-1", "rules");
+    gw.wait_acked(total * 3 / 5, Duration::from_secs(120));
+    stack.kill9("sink-1");
+    stack.spawn("sink-1", "sink");
+    gw.wait_acked(total, Duration::from_secs(180));
+    check_everything_arrived_once(&stack, &steps, &seen);
+}
+
+#[test]
+fn mosquitto_and_kafka_restarts_mid_stream_lose_nothing() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut stack = Stack::start();
+    stack.start_all();
+    let (seen, _) = alert_listener(stack.mqtt.port);
+    let steps = readings();
+    let gw = Gateway::start(stack.mqtt.port, messages(&steps), 60);
+    let total = gw.total;
+    gw.wait_acked(total / 4, Duration::from_secs(120));
+    stack.mqtt.stop();
+    std::thread::sleep(Duration::from_secs(1));
+    stack.mqtt.start();
+    gw.wait_acked(total / 2, Duration::from_secs(120));
+    // The broker process dies (kill -9: tansu 0.6.0 answers requests with errors while it shuts
+    // down gracefully, which no Kafka broker does) and comes back on the same storage.
+    stack.kafka.kill9();
+    std::thread::sleep(Duration::from_secs(1));
+    stack.kafka.start();
+    gw.wait_acked(total, Duration::from_secs(180));
+    check_everything_arrived_once(&stack, &steps, &seen);
+    // Nobody restarted a riskwatch process: they reconnected on their own.
+    for (name, c) in stack.procs.iter_mut() {
+        assert!(c.try_wait().unwrap().is_none(), "{name} exited");
+    }
+}
+
+#[test]
+fn malformed_input_goes_to_the_dead_letter_topic_with_reason_and_original_bytes() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut stack = Stack::start();
+    stack.spawn("ingest-1", "ingest");
+    let nan = br#"{"v":1,"kind":"water_level","ts":1594051200000,"unit":"m","value":NaN}"#.to_vec();
+    let wrong_unit = br#"{"v":1,"readings":[{"sensor":"river-0-wl-a","kind":"water_level","ts":1594051200000,"unit":"m","value":9.5},{"sensor":"river-0-wl-b","kind":"water_level","ts":1594051200000,"unit":"ft","value":31.2}]}"#.to_vec();
+    let gw = Gateway::start(
+        stack.mqtt.port,
+        vec![
+            (topic::reading_topic("river-0", "river-0-wl-a"), nan.clone()),
+            (topic::batch_topic("river-0"), wrong_unit),
+        ],
+        50,
+    );
+    gw.wait_acked(2, Duration::from_secs(30));
+    let brokers = format!("127.0.0.1:{}", stack.kafka.port);
+    let dead = wait_until(Duration::from_secs(60), "two dead letters", || {
+        let d = read_topic(&brokers, "riskwatch.dead-letters");
+        (d.len() >= 2).then_some(d)
+    });
+    assert_eq!(dead.len(), 2, "{dead:?}");
+    let (key, h, raw) = dead.iter().find(|(_, h, _)| h["riskwatch-reason"] == "non_finite").expect("NaN dead letter");
+    assert_eq!(key, "river-0");
+    assert_eq!(raw, &nan, "original bytes kept");
+    assert_eq!(h["riskwatch-mqtt-topic"], "riskwatch/v1/readings/river-0/river-0-wl-a");
+    assert!(h["riskwatch-error"].contains("value"), "error names the field: {}", h["riskwatch-error"]);
+    let (_, h, raw) = dead.iter().find(|(_, h, _)| h["riskwatch-reason"] != "non_finite").unwrap();
+    assert_eq!(h["riskwatch-index"], "1");
+    assert_eq!(h["riskwatch-sensor"], "river-0-wl-b");
+    assert!(String::from_utf8_lossy(raw).contains("\"ft\""), "the rejected item's bytes are kept");
+    // Its valid neighbour went on to the readings topic.
+    let readings = read_topic(&brokers, "riskwatch.readings");
+    assert_eq!(readings.len(), 1);
+    assert!(String::from_utf8_lossy(&readings[0].2).contains("river-0-wl-a"));
+}

@@ -1,0 +1,216 @@
+//! Real servers for the production-path tests: Mosquitto, tansu (Kafka API, sqlite storage)
+//! and victoria-metrics (InfluxDB line protocol, standing in for QuestDB's ILP endpoint). Each
+//! test starts its own on free ports in its own directory, and can kill or restart them.
+//! `scripts/install-test-servers.sh` installs the binaries (scripts/test.sh runs it).
+
+#![allow(dead_code)]
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Waits until something accepts connections on `port`.
+pub fn wait_port(port: u16, within: Duration, what: &str) {
+    let deadline = Instant::now() + within;
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "{what} did not listen on port {port} within {within:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn find_binary(name: &str, candidates: &[PathBuf]) -> PathBuf {
+    for c in candidates {
+        if c.is_file() {
+            return c.clone();
+        }
+    }
+    if let Ok(path) = std::env::var("PATH") {
+        for dir in std::env::split_paths(&path) {
+            let p = dir.join(name);
+            if p.is_file() {
+                return p;
+            }
+        }
+    }
+    panic!("{name} not found; run scripts/install-test-servers.sh (scripts/test.sh does) to install the test servers")
+}
+
+fn cache_dir() -> PathBuf {
+    std::env::var_os("RISKWATCH_CACHE").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into())).join(".cache/riskwatch")
+    })
+}
+
+/// A server process that can be killed and started again with the same data.
+pub struct Server {
+    pub name: &'static str,
+    pub port: u16,
+    program: PathBuf,
+    args: Vec<String>,
+    cwd: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Server {
+    fn new(name: &'static str, port: u16, program: PathBuf, args: Vec<String>, cwd: &Path) -> Server {
+        let log = cwd.join(format!("{name}.log"));
+        let mut s = Server { name, port, program, args, cwd: cwd.to_path_buf(), log, child: None };
+        s.start();
+        s
+    }
+
+    /// Starts the process and waits for its port.
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "{} already running", self.name);
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let child = Command::new(&self.program)
+            .args(&self.args)
+            .current_dir(&self.cwd)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", self.program.display()));
+        self.child = Some(child);
+        wait_port(self.port, Duration::from_secs(60), self.name);
+    }
+
+    /// Stops it the way an operator would (SIGTERM, then waits).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while c.try_wait().unwrap().is_none() {
+                if Instant::now() > deadline {
+                    let _ = c.kill();
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.wait();
+        }
+        // The port must be free before a restart.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_ok() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `kill -9`.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// The server's own log, for failure messages.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Mosquitto with persistence and deliberate queue limits (as shipped in deploy/mosquitto).
+pub fn mosquitto(dir: &Path) -> Server {
+    let port = free_port();
+    let data = dir.join("mosquitto-data");
+    std::fs::create_dir_all(&data).unwrap();
+    // Started as root, Mosquitto drops to its own user; it must still be able to save sessions.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let conf = dir.join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\n\
+             max_queued_messages 100000\nmax_inflight_messages 100\nlog_dest stderr\nlog_type error\nlog_type warning\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    let bin = find_binary("mosquitto", &[PathBuf::from("/usr/sbin/mosquitto")]);
+    Server::new("mosquitto", port, bin, vec!["-c".into(), conf.display().to_string()], dir)
+}
+
+/// tansu 0.6.0 with its sqlite storage engine (file in `dir`).
+pub fn tansu(dir: &Path) -> Server {
+    let port = free_port();
+    let bin = find_binary("tansu", &[cache_dir().join("tools/tansu-0.6.0/bin/tansu")]);
+    let url = format!("tcp://127.0.0.1:{port}");
+    Server::new(
+        "tansu",
+        port,
+        bin,
+        vec![
+            "broker".into(),
+            "--listener-url".into(),
+            url.clone(),
+            "--advertised-listener-url".into(),
+            url,
+            "--storage-engine".into(),
+            "sqlite://tansu.db".into(),
+        ],
+        dir,
+    )
+}
+
+/// victoria-metrics accepting line protocol over HTTP, deduplicating samples with the same
+/// series and timestamp (as QuestDB's DEDUP UPSERT KEYS does for its tables).
+pub fn victoria_metrics(dir: &Path) -> Server {
+    let port = free_port();
+    let bin = find_binary("victoria-metrics", &[]);
+    Server::new(
+        "victoria-metrics",
+        port,
+        bin,
+        vec![
+            format!("-storageDataPath={}", dir.join("vm-data").display()),
+            format!("-httpListenAddr=127.0.0.1:{port}"),
+            "-dedup.minScrapeInterval=1ms".into(),
+            "-retentionPeriod=100y".into(),
+            "-search.latencyOffset=0s".into(),
+            "-search.disableCache".into(),
+            "-loggerLevel=ERROR".into(),
+        ],
+        dir,
+    )
+}
+
+/// A blocking HTTP GET on 127.0.0.1 (no client library needed for a test).
+pub fn http_get(port: u16, path_and_query: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(s, "GET {path_and_query} HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).unwrap();
+    let text = String::from_utf8_lossy(&buf).to_string();
+    match text.split_once("\r\n\r\n") {
+        Some((_, body)) => body.to_string(),
+        None => text,
+    }
+}
+
+/// Percent-encodes a query value.
+pub fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
