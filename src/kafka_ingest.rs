@@ -10,10 +10,10 @@ use crate::topology::Topology;
 use anyhow::{bail, Context, Result};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
-use riskwatch_bus::records::{dead_letter_record, reading_headers, reading_records};
+use riskwatch_bus::records::{command_headers, command_site, dead_letter_record, reading_headers, reading_records};
 use riskwatch_bus::{admin, partition::site_partition};
 use riskwatch_core::wire::{topic, Limits};
-use riskwatch_core::Registry;
+use riskwatch_core::{Registry, Timestamp};
 use riskwatch_ingest::{Delivery, IngestEvent, MqttSource, MqttSourceConfig};
 use riskwatch_sinks::mqtt_alerts::MqttAlertPublisher;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -44,15 +44,20 @@ pub async fn run(
     admin::ensure_topics(&k, Duration::from_secs(60)).await?;
     let partitions = admin::partition_count(&k, &k.readings_topic, Duration::from_secs(30))?;
     let producer: FutureProducer = k.producer().set("client.id", format!("{}-ingest", t.instance)).create()?;
-    let notices = MqttAlertPublisher::connect(&t.mqtt.host, t.mqtt.port, &format!("{}-ingest-notices", t.instance));
-    let reading_filter = match &t.mqtt.share_group {
-        Some(g) => format!("$share/{g}/{}", topic::READINGS_FILTER),
-        None => topic::READINGS_FILTER.to_string(),
+    let notices = MqttAlertPublisher::connect_as(
+        &t.mqtt.host,
+        t.mqtt.port,
+        &format!("{}-ingest-notices", t.instance),
+        t.mqtt.credentials(),
+    );
+    let shared = |f: &str| match &t.mqtt.share_group {
+        Some(g) => format!("$share/{g}/{f}"),
+        None => f.to_string(),
     };
     let mut mqtt = MqttSourceConfig::new(&t.mqtt.host, t.mqtt.port, &format!("{}-ingest", t.instance));
-    mqtt.filters = vec![reading_filter];
+    mqtt.filters = vec![shared(topic::READINGS_FILTER), shared(topic::COMMANDS_TOPIC)];
     mqtt.inflight = t.mqtt.inflight;
-    mqtt.credentials = t.mqtt.username.clone().map(|u| (u, t.mqtt.password.clone().unwrap_or_default()));
+    mqtt.credentials = t.mqtt.credentials().map(|(u, p)| (u.to_string(), p.to_string()));
     let source = MqttSource::new(mqtt, Arc::clone(&registry), Limits::default());
     let (tx, mut rx) = mpsc::channel::<Delivery>(256);
     let (stop_source, stop_rx) = watch::channel(false);
@@ -99,7 +104,28 @@ pub async fn run(
                             waits.push(enqueue(&producer, rec).await?);
                             stats.dead_letters.fetch_add(1, Ordering::Relaxed);
                         }
-                        IngestEvent::Command(_) => warn!("ignoring a command on the ingest path"),
+                        // Commands travel with the readings of their alert's site, so the
+                        // worker owning that site applies them in order with its readings.
+                        IngestEvent::Command(raw) => match command_site(&raw) {
+                            Some(site) => {
+                                let rec = FutureRecord::to(&k.readings_topic)
+                                    .key(&site)
+                                    .payload(&raw)
+                                    .partition(site_partition(&site, partitions))
+                                    .headers(command_headers(&topic_name, received));
+                                waits.push(enqueue(&producer, rec).await?);
+                            }
+                            None => {
+                                let report = serde_json::json!({
+                                    "command_id": null, "alert_id": null, "code": "site_required",
+                                    "error": "site: name the alert's site (its events carry it) so the command reaches the worker that owns the alert",
+                                    "received_at": Timestamp::from_millis(received).to_rfc3339(),
+                                });
+                                if let Err(e) = notices.publish_command_error(report.to_string().into_bytes()).await {
+                                    warn!(error = %e, "could not publish command error");
+                                }
+                            }
+                        },
                     }
                 }
                 let fatal = fatal_tx.clone();

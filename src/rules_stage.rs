@@ -107,29 +107,24 @@ impl RulesStage {
 
     async fn command(&mut self, raw: Vec<u8>) -> Result<()> {
         let now = Timestamp::now();
-        let outcome = match serde_json::from_slice::<Command>(&raw) {
-            Err(e) => Err(("bad_command", format!("not a valid command: {e}"), None, None)),
-            Ok(cmd) => match self.engine.command(&cmd, now) {
-                Ok(ev) => Ok(ev),
-                Err(e) => Err((e.code(), e.to_string(), cmd.command_id, Some(cmd.alert_id))),
-            },
-        };
-        let record = match outcome {
+        let record = match apply_command(&mut self.engine, &raw, now) {
             Ok(ev) => {
                 info!(alert = %ev.alert_id, change = %ev.change, by = ?ev.by, "command applied");
                 self.events.push(ev);
                 CommandRecord { received_at: now, payload: raw, outcome: "ok".into(), error: None }
             }
-            Err((code, error, command_id, alert_id)) => {
+            Err(refused) => {
                 self.summary.commands_refused += 1;
-                warn!(code, %error, "command refused");
-                let report = serde_json::json!({
-                    "command_id": command_id, "alert_id": alert_id, "code": code, "error": error, "received_at": now.to_rfc3339(),
-                });
-                if let Err(err) = self.publisher.publish_command_error(report.to_string().into_bytes()).await {
+                warn!(code = refused.code, error = %refused.error, "command refused");
+                if let Err(err) = self.publisher.publish_command_error(refused.report(now)).await {
                     warn!(error = %err, "could not publish command error");
                 }
-                CommandRecord { received_at: now, payload: raw, outcome: code.into(), error: Some(error) }
+                CommandRecord {
+                    received_at: now,
+                    payload: raw,
+                    outcome: refused.code.into(),
+                    error: Some(refused.error),
+                }
             }
         };
         self.store.send(StoreItem::Command(record)).await.context("store stopped")?;
@@ -182,4 +177,44 @@ impl RulesStage {
             }
         }
     }
+}
+
+/// Why an officer's command was not applied.
+pub struct Refused {
+    /// Machine-readable reason (wire-format.md §9.2).
+    pub code: &'static str,
+    /// The reason in words.
+    pub error: String,
+    /// The command's id, if it could be read.
+    pub command_id: Option<String>,
+    /// The alert concerned, if it could be read.
+    pub alert_id: Option<String>,
+}
+
+impl Refused {
+    /// The error report published on `riskwatch/v1/commands/errors`.
+    pub fn report(&self, received_at: Timestamp) -> Vec<u8> {
+        serde_json::json!({
+            "command_id": self.command_id, "alert_id": self.alert_id, "code": self.code, "error": self.error,
+            "received_at": received_at.to_rfc3339(),
+        })
+        .to_string()
+        .into_bytes()
+    }
+}
+
+/// Decodes a raw command and applies it to `engine`.
+pub fn apply_command(engine: &mut Engine, raw: &[u8], now: Timestamp) -> Result<AlertEvent, Refused> {
+    let cmd = serde_json::from_slice::<Command>(raw).map_err(|e| Refused {
+        code: "bad_command",
+        error: format!("not a valid command: {e}"),
+        command_id: None,
+        alert_id: None,
+    })?;
+    engine.command(&cmd, now).map_err(|e| Refused {
+        code: e.code(),
+        error: e.to_string(),
+        command_id: cmd.command_id.clone(),
+        alert_id: Some(cmd.alert_id.clone()),
+    })
 }

@@ -21,7 +21,9 @@ use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use riskwatch_bus::partition::site_partition;
-use riskwatch_bus::records::{alert_record, dead_letter_record, decode_reading_record, state_key, StateRecord};
+use riskwatch_bus::records::{
+    alert_record, dead_letter_record, decode_reading_record, is_command, state_key, StateRecord,
+};
 use riskwatch_bus::{admin, KafkaConfig};
 use riskwatch_core::wire::{topic, Limits};
 use riskwatch_core::{AlertEvent, DeadLetter, Registry, Timestamp};
@@ -108,6 +110,8 @@ struct Worker {
     publisher: Option<MqttAlertPublisher>,
     waits: Vec<DeliveryFuture>,
     events: Vec<AlertEvent>,
+    /// Error reports of refused commands, to publish.
+    refused: Vec<Vec<u8>>,
     limits: Limits,
     stats: WorkerStats,
 }
@@ -129,10 +133,14 @@ pub async fn run(
         k.consumer(&k.rules_group, &format!("{}-rules", t.instance)).create_with_context(notes)?;
     consumer.subscribe(&[&k.readings_topic]).context("subscribing to the readings topic")?;
     let producer: FutureProducer = k.producer().set("client.id", format!("{}-rules-out", t.instance)).create()?;
-    let publisher = t
-        .mqtt
-        .publish_alerts
-        .then(|| MqttAlertPublisher::connect(&t.mqtt.host, t.mqtt.port, &format!("{}-alerts", t.instance)));
+    let publisher = t.mqtt.publish_alerts.then(|| {
+        MqttAlertPublisher::connect_as(
+            &t.mqtt.host,
+            t.mqtt.port,
+            &format!("{}-alerts", t.instance),
+            t.mqtt.credentials(),
+        )
+    });
     let mut w = Worker {
         k,
         instance: t.instance.clone(),
@@ -146,6 +154,7 @@ pub async fn run(
         publisher,
         waits: Vec::new(),
         events: Vec::new(),
+        refused: Vec::new(),
         limits: Limits::default(),
         stats: WorkerStats::default(),
     };
@@ -210,6 +219,19 @@ impl Worker {
         let site = msg.key().and_then(|k| std::str::from_utf8(k).ok()).unwrap_or("_unknown");
         let payload = msg.payload().unwrap_or_default();
         let now = Timestamp::now();
+        if is_command(msg.headers()) {
+            match crate::rules_stage::apply_command(&mut part.engine, payload, now) {
+                Ok(ev) => {
+                    info!(alert = %ev.alert_id, change = %ev.change, by = ?ev.by, "command applied");
+                    self.events.push(ev);
+                }
+                Err(refused) => {
+                    warn!(code = refused.code, error = %refused.error, "command refused");
+                    self.refused.push(refused.report(now));
+                }
+            }
+            return Ok(());
+        }
         match decode_reading_record(site, payload, &self.registry, &self.limits) {
             Ok(mut decoded) => {
                 part.engine.process_batch(&mut decoded.readings, now, &mut self.events);
@@ -304,6 +326,13 @@ impl Worker {
 
     /// Sends pending events to Kafka and MQTT.
     async fn emit(&mut self) -> Result<()> {
+        for report in std::mem::take(&mut self.refused) {
+            if let Some(p) = &self.publisher {
+                if let Err(err) = p.publish_command_error(report).await {
+                    warn!(error = %err, "could not publish command error");
+                }
+            }
+        }
         for e in std::mem::take(&mut self.events) {
             let (value, headers) = alert_record(&e);
             let rec = FutureRecord::to(&self.k.alerts_topic).key(&e.alert_id).payload(&value).headers(headers);

@@ -70,6 +70,13 @@ pub struct MqttSettings {
     pub publish_alerts: bool,
 }
 
+impl MqttSettings {
+    /// Username and password, if a username is configured.
+    pub fn credentials(&self) -> Option<(&str, &str)> {
+        self.username.as_deref().map(|u| (u, self.password.as_deref().unwrap_or_default()))
+    }
+}
+
 impl Default for MqttSettings {
     fn default() -> Self {
         MqttSettings {

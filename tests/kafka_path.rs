@@ -261,7 +261,11 @@ struct Gateway {
 
 impl Gateway {
     fn start(port: u16, messages: Vec<(String, Vec<u8>)>, per_second: u32) -> Gateway {
-        let mut opts = MqttOptions::new("test-gateway", "127.0.0.1", port);
+        Self::start_as("test-gateway", port, messages, per_second)
+    }
+
+    fn start_as(client_id: &str, port: u16, messages: Vec<(String, Vec<u8>)>, per_second: u32) -> Gateway {
+        let mut opts = MqttOptions::new(client_id, "127.0.0.1", port);
         opts.set_clean_session(false).set_keep_alive(Duration::from_secs(5)).set_inflight(20);
         let (client, mut connection) = Client::new(opts, 64);
         let acked = Arc::new(AtomicUsize::new(0));
@@ -302,35 +306,40 @@ impl Gateway {
     }
 }
 
-/// Collects alert events from the MQTT alert topics (persistent session).
-fn alert_listener(port: u16) -> (Arc<Mutex<Vec<AlertEvent>>>, Arc<AtomicUsize>) {
-    let mut opts = MqttOptions::new("test-officer", "127.0.0.1", port);
+type Seen = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
+/// Collects every message on `filter` (persistent session, so a broker restart loses nothing).
+fn listen(port: u16, client_id: &str, filter: &'static str) -> Seen {
+    let mut opts = MqttOptions::new(client_id, "127.0.0.1", port);
     opts.set_clean_session(false).set_keep_alive(Duration::from_secs(5)).set_max_packet_size(1 << 20, 1 << 20);
     let (client, mut connection) = Client::new(opts, 64);
-    let seen = Arc::new(Mutex::new(Vec::new()));
+    let seen: Seen = Arc::new(Mutex::new(Vec::new()));
     let subscribed = Arc::new(AtomicUsize::new(0));
     let (s, sub) = (Arc::clone(&seen), Arc::clone(&subscribed));
     std::thread::spawn(move || {
         for ev in connection.iter() {
             match ev {
                 Ok(Event::Incoming(Packet::ConnAck(ack))) if !ack.session_present => {
-                    client.subscribe(topic::ALERTS_FILTER, QoS::AtLeastOnce).unwrap();
+                    client.subscribe(filter, QoS::AtLeastOnce).unwrap();
                 }
                 Ok(Event::Incoming(Packet::SubAck(_))) => {
                     sub.fetch_add(1, Ordering::SeqCst);
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
-                    if let Ok(e) = serde_json::from_slice::<AlertEvent>(&p.payload) {
-                        s.lock().unwrap().push(e);
-                    }
+                    s.lock().unwrap().push((p.topic.clone(), p.payload.to_vec()))
                 }
                 Ok(_) => {}
                 Err(_) => std::thread::sleep(Duration::from_millis(200)),
             }
         }
     });
-    wait_until(Duration::from_secs(10), "alert subscription", || (subscribed.load(Ordering::SeqCst) > 0).then_some(()));
-    (seen, subscribed)
+    wait_until(Duration::from_secs(10), "subscription", || (subscribed.load(Ordering::SeqCst) > 0).then_some(()));
+    seen
+}
+
+/// Alert events received so far by a listener on the alert topics.
+fn alerts_seen(seen: &Seen) -> Vec<AlertEvent> {
+    seen.lock().unwrap().iter().filter_map(|(_, p)| serde_json::from_slice::<AlertEvent>(p).ok()).collect()
 }
 
 /// Every record of `topic` (all partitions, from the beginning) as (key, headers, value).
@@ -425,7 +434,7 @@ fn stored_alerts(stack: &Stack) -> BTreeSet<String> {
 
 /// Waits until Kafka, MQTT and the store hold everything, then checks it against the
 /// uninterrupted run.
-fn check_everything_arrived_once(stack: &Stack, steps: &[Vec<Reading>], mqtt_seen: &Mutex<Vec<AlertEvent>>) {
+fn check_everything_arrived_once(stack: &Stack, steps: &[Vec<Reading>], mqtt_seen: &Seen) {
     let expected = expected_events(steps);
     assert!(expected.len() > 100, "the scenario must raise plenty of alerts, got {}", expected.len());
     let raised: BTreeSet<&str> =
@@ -465,11 +474,11 @@ fn check_everything_arrived_once(stack: &Stack, steps: &[Vec<Reading>], mqtt_see
 
     // Alert events on MQTT: every expected one reached the officers' subscription.
     wait_until(Duration::from_secs(60), "all alert events on MQTT", || {
-        let seen = mqtt_seen.lock().unwrap();
+        let seen = alerts_seen(mqtt_seen);
         let ids: BTreeSet<&str> = seen.iter().map(|e| e.event_id.as_str()).collect();
         expected.keys().all(|id| ids.contains(id.as_str())).then_some(())
     });
-    assert!(mqtt_seen.lock().unwrap().iter().all(|e| expected.contains_key(&e.event_id)), "no unexpected MQTT alert");
+    assert!(alerts_seen(mqtt_seen).iter().all(|e| expected.contains_key(&e.event_id)), "no unexpected MQTT alert");
 
     // The store: every reading exactly once by (sensor, ts); every alert present.
     let stored = wait_until(Duration::from_secs(120), "all readings in the store", || {
@@ -492,7 +501,7 @@ fn readings_flow_through_kafka_to_alerts_and_the_store_exactly_once() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut stack = Stack::start();
     stack.start_all();
-    let (seen, _) = alert_listener(stack.mqtt.port);
+    let seen = listen(stack.mqtt.port, "test-officer", topic::ALERTS_FILTER);
     let steps = readings();
     let gw = Gateway::start(stack.mqtt.port, messages(&steps), 400);
     gw.wait_acked(gw.total, Duration::from_secs(120));
@@ -512,7 +521,7 @@ fn kill_9_of_ingest_then_a_rules_worker_then_the_sink_loses_and_doubles_nothing(
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut stack = Stack::start();
     stack.start_all();
-    let (seen, _) = alert_listener(stack.mqtt.port);
+    let seen = listen(stack.mqtt.port, "test-officer", topic::ALERTS_FILTER);
     let steps = readings();
     let gw = Gateway::start(stack.mqtt.port, messages(&steps), 60);
     let total = gw.total;
@@ -535,7 +544,7 @@ fn mosquitto_and_kafka_restarts_mid_stream_lose_nothing() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut stack = Stack::start();
     stack.start_all();
-    let (seen, _) = alert_listener(stack.mqtt.port);
+    let seen = listen(stack.mqtt.port, "test-officer", topic::ALERTS_FILTER);
     let steps = readings();
     let gw = Gateway::start(stack.mqtt.port, messages(&steps), 60);
     let total = gw.total;
@@ -592,4 +601,59 @@ fn malformed_input_goes_to_the_dead_letter_topic_with_reason_and_original_bytes(
     let readings = read_topic(&brokers, "riskwatch.readings");
     assert_eq!(readings.len(), 1);
     assert!(String::from_utf8_lossy(&readings[0].2).contains("river-0-wl-a"));
+}
+
+#[test]
+fn officers_commands_reach_the_worker_that_owns_the_alert() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut stack = Stack::start();
+    stack.start_all();
+    let alerts = listen(stack.mqtt.port, "test-officer", topic::ALERTS_FILTER);
+    let errors = listen(stack.mqtt.port, "test-console", topic::COMMAND_ERRORS_TOPIC);
+    let steps = readings();
+    let gw = Gateway::start(stack.mqtt.port, messages(&steps[..40]), 400);
+    gw.wait_acked(gw.total, Duration::from_secs(60));
+    let raised = wait_until(Duration::from_secs(60), "a raised alert", || {
+        alerts_seen(&alerts).into_iter().find(|e| e.change == AlertChange::Raised)
+    });
+    let command = |fields: &str| -> (String, Vec<u8>) {
+        (topic::COMMANDS_TOPIC.to_string(), format!("{{{fields}, \"by\": \"Li Wei\"}}").into_bytes())
+    };
+    let ack = format!(
+        r#""command_id": "c-1", "alert_id": "{}", "site": "{}", "action": "acknowledge", "note": "patrol sent""#,
+        raised.alert_id, raised.site
+    );
+    let no_site = format!(r#""command_id": "c-2", "alert_id": "{}", "action": "acknowledge""#, raised.alert_id);
+    let unknown = format!(
+        r#""command_id": "c-3", "alert_id": "0000000000000000", "site": "{}", "action": "acknowledge""#,
+        raised.site
+    );
+    let officer = Gateway::start_as(
+        "test-officer-app",
+        stack.mqtt.port,
+        vec![command(&ack), command(&no_site), command(&unknown)],
+        50,
+    );
+    officer.wait_acked(3, Duration::from_secs(30));
+    let acked = wait_until(Duration::from_secs(60), "the acknowledged event", || {
+        alerts_seen(&alerts).into_iter().find(|e| e.change == AlertChange::Acknowledged)
+    });
+    assert_eq!(acked.alert_id, raised.alert_id);
+    assert_eq!(acked.by.as_deref(), Some("Li Wei"));
+    assert_eq!(acked.command_id.as_deref(), Some("c-1"));
+    let codes = wait_until(Duration::from_secs(60), "two command errors", || {
+        let e = errors.lock().unwrap();
+        let codes: Vec<String> = e
+            .iter()
+            .map(|(_, p)| serde_json::from_slice::<serde_json::Value>(p).unwrap()["code"].as_str().unwrap().to_string())
+            .collect();
+        (codes.len() >= 2).then_some(codes)
+    });
+    let mut codes = codes;
+    codes.sort();
+    assert_eq!(codes, ["site_required", "unknown_alert"]);
+    // The acknowledgement is on the Kafka alerts topic too.
+    wait_until(Duration::from_secs(30), "acknowledged event on Kafka", || {
+        kafka_events(&stack).iter().any(|e| e.event_id == acked.event_id).then_some(())
+    });
 }

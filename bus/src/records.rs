@@ -2,7 +2,7 @@
 //!
 //! | topic        | key                 | value                                   | headers |
 //! |--------------|---------------------|-----------------------------------------|---------|
-//! | readings     | site id             | a v1 wire batch of that site's readings | source MQTT topic, arrival time |
+//! | readings     | site id             | a v1 wire batch of that site's readings, or an officer's command for an alert of that site | source MQTT topic, arrival time; `riskwatch-record: command` on commands |
 //! | alerts       | alert id            | the alert event JSON (wire-format.md)   | event id, level |
 //! | dead letters | site id or `_unknown` | the original bytes, unchanged         | reason code, error text, MQTT topic, batch index, sensor, arrival time |
 //! | rules state  | `{readings topic}/{partition}` | [`StateRecord`] JSON         | — |
@@ -30,6 +30,26 @@ pub mod header {
     pub const EVENT_ID: &str = "riskwatch-event-id";
     /// Alerts: the level name.
     pub const LEVEL: &str = "riskwatch-level";
+    /// Readings topic: `command` on an officer's lifecycle command routed to the partition of
+    /// its alert's site (absent on readings).
+    pub const RECORD: &str = "riskwatch-record";
+}
+
+/// Headers of a lifecycle command travelling on the readings topic.
+pub fn command_headers(mqtt_topic: &str, received_at_ms: i64) -> OwnedHeaders {
+    reading_headers(mqtt_topic, received_at_ms).insert(Header { key: header::RECORD, value: Some("command") })
+}
+
+/// Is this readings-topic record an officer's command?
+pub fn is_command<H: Headers>(headers: Option<&H>) -> bool {
+    header_str(headers, header::RECORD) == Some("command")
+}
+
+/// The `site` of a raw command, when it names a valid one.
+pub fn command_site(raw: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(raw).ok()?;
+    let site = v.get("site")?.as_str()?;
+    (!site.is_empty() && site.len() <= 64).then(|| site.to_string())
 }
 
 /// Readings of one message grouped by site, each group as `(site, wire batch)`.

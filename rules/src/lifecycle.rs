@@ -33,6 +33,10 @@ pub struct Command {
     /// Responsible unit, for `assign`.
     #[serde(default)]
     pub unit: Option<String>,
+    /// The alert's site, as in its events. The production path needs it to route the command
+    /// to the rules worker that owns the alert; the engine itself does not use it.
+    #[serde(default)]
+    pub site: Option<String>,
 }
 
 /// Lifecycle actions.

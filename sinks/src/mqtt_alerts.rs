@@ -29,8 +29,16 @@ pub struct PublishError(#[from] rumqttc::ClientError);
 impl MqttAlertPublisher {
     /// Connects to the broker at `host:port` with the given client id.
     pub fn connect(host: &str, port: u16, client_id: &str) -> Self {
+        Self::connect_as(host, port, client_id, None)
+    }
+
+    /// Connects with a username and password (brokers with `allow_anonymous false`).
+    pub fn connect_as(host: &str, port: u16, client_id: &str, credentials: Option<(&str, &str)>) -> Self {
         let mut opts = MqttOptions::new(client_id, host, port);
         opts.set_keep_alive(Duration::from_secs(15)).set_max_packet_size(1024 * 1024, 1024 * 1024);
+        if let Some((user, password)) = credentials {
+            opts.set_credentials(user, password);
+        }
         let (client, mut eventloop) = AsyncClient::new(opts, 1024);
         let pending = Arc::new(AtomicI64::new(0));
         let p = Arc::clone(&pending);
