@@ -42,8 +42,24 @@ struct Part {
     registry: Registry,
     /// First offset not yet applied to `engine`.
     next_offset: i64,
-    /// Offset `next_offset` had at the last commit point.
+    /// Offset `next_offset` had at the last completed commit point.
     committed: i64,
+    /// The first record after a take-over has not been seen yet: if the group's committed
+    /// offset is ahead of the saved state (a crash between the two writes), seek back.
+    check_gap: bool,
+}
+
+/// A commit point taken but not finished: the state and offsets as they were when it was
+/// taken, finished once every output emitted up to then is confirmed.
+struct PendingCommit {
+    /// MQTT messages queued up to then; done when the broker acknowledged that many.
+    mqtt_target: u64,
+    /// Kafka deliveries of outputs up to then.
+    waits: Vec<DeliveryFuture>,
+    /// (partition, next offset, state record) of the partitions that changed.
+    states: Vec<(i32, i64, Vec<u8>)>,
+    since: Instant,
+    warned: bool,
 }
 
 /// A change of this worker's partitions, noted by the consumer's rebalance callbacks (which
@@ -109,6 +125,7 @@ struct Worker {
     producer: FutureProducer,
     publisher: Option<MqttAlertPublisher>,
     waits: Vec<DeliveryFuture>,
+    pending: Option<PendingCommit>,
     events: Vec<AlertEvent>,
     /// Error reports of refused commands, to publish.
     refused: Vec<Vec<u8>>,
@@ -153,6 +170,7 @@ pub async fn run(
         producer,
         publisher,
         waits: Vec::new(),
+        pending: None,
         events: Vec::new(),
         refused: Vec::new(),
         limits: Limits::default(),
@@ -170,7 +188,7 @@ pub async fn run(
             m = consumer.recv() => match m {
                 Ok(msg) => {
                     w.sync_assignment(&consumer)?;
-                    w.record(&msg)?
+                    w.record(&consumer, &msg)?
                 }
                 Err(e) => warn!(error = %e, "Kafka consumer error"),
             },
@@ -192,10 +210,20 @@ pub async fn run(
         if last_commit.elapsed() >= every {
             w.commit_point(&consumer).await?;
             last_commit = Instant::now();
+        } else if w.pending.is_some() {
+            w.finish_commit(&consumer).await?;
         }
     }
     w.emit().await?;
-    w.commit_point(&consumer).await?;
+    // Finish what is in hand (the previous commit point, then one for the latest state).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for _ in 0..2 {
+        w.commit_point(&consumer).await?;
+        while w.pending.is_some() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            w.finish_commit(&consumer).await?;
+        }
+    }
     if let Some(p) = w.publisher.take() {
         p.close(Duration::from_secs(5)).await;
     }
@@ -205,12 +233,24 @@ pub async fn run(
 
 impl Worker {
     /// Applies one readings record.
-    fn record(&mut self, msg: &BorrowedMessage<'_>) -> Result<()> {
+    fn record(&mut self, consumer: &WorkerConsumer, msg: &BorrowedMessage<'_>) -> Result<()> {
         let p = msg.partition();
         if !self.parts.contains_key(&p) {
             self.take_over(&[p])?;
         }
         let part = self.parts.get_mut(&p).expect("partition just taken over");
+        if std::mem::take(&mut part.check_gap) && msg.offset() > part.next_offset {
+            warn!(
+                partition = p,
+                from = msg.offset(),
+                to = part.next_offset,
+                "resuming before the committed offset, where the saved state ends"
+            );
+            match consumer.seek(&self.k.readings_topic, p, Offset::Offset(part.next_offset), Duration::from_secs(10)) {
+                Ok(()) => return Ok(()),
+                Err(e) => warn!(partition = p, error = %e, "seek failed; records in between are not in the rule state"),
+            }
+        }
         if msg.offset() < part.next_offset {
             self.stats.skipped += 1;
             return Ok(());
@@ -273,6 +313,9 @@ impl Worker {
         for change in changes {
             match change {
                 Change::Revoked(parts) => {
+                    if let Some(pc) = self.pending.as_mut() {
+                        pc.states.retain(|(p, _, _)| !parts.contains(p));
+                    }
                     for p in parts {
                         if self.parts.remove(&p).is_some() {
                             info!(partition = p, "partition revoked; its next owner resumes from the last saved state");
@@ -319,7 +362,7 @@ impl Worker {
                 ),
                 None => info!(partition = p, "no saved state; starting fresh"),
             }
-            self.parts.insert(p, Part { engine, registry, next_offset, committed: next_offset });
+            self.parts.insert(p, Part { engine, registry, next_offset, committed: next_offset, check_gap: true });
         }
         Ok(())
     }
@@ -352,43 +395,70 @@ impl Worker {
         Ok(())
     }
 
-    /// Confirms outputs, saves changed partitions' state, commits their offsets.
+    /// Takes a commit point (unless one is still in hand) and finishes it if its outputs are
+    /// already confirmed.
     async fn commit_point(&mut self, consumer: &WorkerConsumer) -> Result<()> {
-        for f in self.waits.drain(..) {
+        if self.pending.is_none() {
+            let mut states = Vec::new();
+            for (p, part) in &self.parts {
+                if part.next_offset != part.committed {
+                    let rec = StateRecord {
+                        next_offset: part.next_offset,
+                        partitions: self.partitions,
+                        engine: part.engine.snapshot(),
+                    };
+                    states.push((*p, part.next_offset, serde_json::to_vec(&rec).context("serialising rule state")?));
+                }
+            }
+            if states.is_empty() && self.waits.is_empty() {
+                return Ok(());
+            }
+            self.pending = Some(PendingCommit {
+                mqtt_target: self.publisher.as_ref().map_or(0, |p| p.sent()),
+                waits: std::mem::take(&mut self.waits),
+                states,
+                since: Instant::now(),
+                warned: false,
+            });
+        }
+        self.finish_commit(consumer).await
+    }
+
+    /// Finishes the commit point in hand once the MQTT broker acknowledged every alert message
+    /// sent up to it: waits for its Kafka deliveries, writes the state records, then commits
+    /// the offsets they cover. Returns at once while MQTT is still behind (the worker keeps
+    /// processing; an MQTT outage only delays commits).
+    async fn finish_commit(&mut self, consumer: &WorkerConsumer) -> Result<()> {
+        let Some(pc) = self.pending.as_mut() else { return Ok(()) };
+        if let Some(p) = &self.publisher {
+            if p.acked() < pc.mqtt_target {
+                if !pc.warned && pc.since.elapsed() > Duration::from_secs(10) {
+                    pc.warned = true;
+                    warn!(
+                        behind = pc.mqtt_target - p.acked(),
+                        "MQTT broker has not acknowledged every alert; commits wait"
+                    );
+                }
+                return Ok(());
+            }
+        }
+        let pc = self.pending.take().expect("checked above");
+        for f in pc.waits {
             match f.await {
                 Ok(Ok(_)) => {}
                 Ok(Err((e, _))) => bail!("Kafka refused an output record: {e}"),
                 Err(_) => bail!("Kafka producer closed"),
             }
         }
-        if let Some(p) = &self.publisher {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while p.pending() > 0 {
-                if Instant::now() >= deadline {
-                    warn!(pending = p.pending(), "MQTT broker has not acknowledged every alert; not committing yet");
-                    return Ok(());
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        }
-        let changed: Vec<i32> =
-            self.parts.iter().filter(|(_, p)| p.next_offset != p.committed).map(|(k, _)| *k).collect();
-        if changed.is_empty() {
+        if pc.states.is_empty() {
             return Ok(());
         }
         let mut writes = Vec::new();
-        for p in &changed {
-            let part = &self.parts[p];
-            let rec = StateRecord {
-                next_offset: part.next_offset,
-                partitions: self.partitions,
-                engine: part.engine.snapshot(),
-            };
-            let value = serde_json::to_vec(&rec).context("serialising rule state")?;
+        for (p, _, value) in &pc.states {
             let key = state_key(&self.k.readings_topic, *p);
             let f = self
                 .producer
-                .send_result(FutureRecord::to(&self.k.state_topic).key(&key).payload(&value))
+                .send_result(FutureRecord::to(&self.k.state_topic).key(&key).payload(value))
                 .map_err(|(e, _)| anyhow::anyhow!("cannot produce state record: {e}"))?;
             writes.push(f);
         }
@@ -400,14 +470,15 @@ impl Worker {
             }
         }
         let mut tpl = TopicPartitionList::new();
-        for p in &changed {
-            tpl.add_partition_offset(&self.k.readings_topic, *p, Offset::Offset(self.parts[p].next_offset))?;
+        for (p, offset, _) in &pc.states {
+            tpl.add_partition_offset(&self.k.readings_topic, *p, Offset::Offset(*offset))?;
         }
         match consumer.commit(&tpl, CommitMode::Sync) {
             Ok(()) => {
-                for p in &changed {
-                    let part = self.parts.get_mut(p).expect("changed partition is owned");
-                    part.committed = part.next_offset;
+                for (p, offset, _) in &pc.states {
+                    if let Some(part) = self.parts.get_mut(p) {
+                        part.committed = *offset;
+                    }
                 }
                 self.stats.commits += 1;
             }

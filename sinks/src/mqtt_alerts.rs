@@ -7,7 +7,7 @@
 use riskwatch_core::wire::topic;
 use riskwatch_core::{AlertEvent, DeadLetter};
 use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
@@ -18,6 +18,8 @@ use tracing::warn;
 pub struct MqttAlertPublisher {
     client: AsyncClient,
     pending: Arc<AtomicI64>,
+    sent: AtomicU64,
+    acked: Arc<AtomicU64>,
     driver: JoinHandle<()>,
 }
 
@@ -41,12 +43,15 @@ impl MqttAlertPublisher {
         }
         let (client, mut eventloop) = AsyncClient::new(opts, 1024);
         let pending = Arc::new(AtomicI64::new(0));
+        let acked = Arc::new(AtomicU64::new(0));
         let p = Arc::clone(&pending);
+        let a = Arc::clone(&acked);
         let driver = tokio::spawn(async move {
             loop {
                 match eventloop.poll().await {
                     Ok(Event::Incoming(Packet::PubAck(_))) => {
                         p.fetch_sub(1, Ordering::AcqRel);
+                        a.fetch_add(1, Ordering::AcqRel);
                     }
                     Ok(Event::Outgoing(Outgoing::Disconnect)) => break,
                     Ok(_) => {}
@@ -57,7 +62,7 @@ impl MqttAlertPublisher {
                 }
             }
         });
-        MqttAlertPublisher { client, pending, driver }
+        MqttAlertPublisher { client, pending, sent: AtomicU64::new(0), acked, driver }
     }
 
     /// Queues one alert event.
@@ -81,10 +86,28 @@ impl MqttAlertPublisher {
 
     async fn send(&self, topic: String, payload: Vec<u8>) -> Result<(), PublishError> {
         self.pending.fetch_add(1, Ordering::AcqRel);
-        self.client.publish(topic, QoS::AtLeastOnce, false, payload).await.map_err(|e| {
-            self.pending.fetch_sub(1, Ordering::AcqRel);
-            PublishError(e)
-        })
+        match self.client.publish(topic, QoS::AtLeastOnce, false, payload).await {
+            Ok(()) => {
+                self.sent.fetch_add(1, Ordering::AcqRel);
+                Ok(())
+            }
+            Err(e) => {
+                self.pending.fetch_sub(1, Ordering::AcqRel);
+                Err(PublishError(e))
+            }
+        }
+    }
+
+    /// Messages queued so far. The broker acknowledges QoS 1 messages in order, so once
+    /// [`MqttAlertPublisher::acked`] reaches a value `sent` had, everything queued up to then
+    /// has been delivered.
+    pub fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Acquire)
+    }
+
+    /// Acknowledgements received so far.
+    pub fn acked(&self) -> u64 {
+        self.acked.load(Ordering::Acquire)
     }
 
     /// Messages queued but not yet acknowledged by the broker.
