@@ -170,3 +170,34 @@ async fn readings_become_alerts_on_mqtt_and_rows_in_sqlite() {
     assert_eq!(dead[1].0, "unit_mismatch");
     assert!(dead[1].1.contains("readings[1].unit"), "{}", dead[1].1);
 }
+
+/// A topology file without `[kafka]` runs the embedded wiring (the single-plant deployment):
+/// in-process broker on `[embedded] listen`, SQLite store at `[embedded] db`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topology_without_kafka_runs_the_embedded_wiring() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("registry.toml"), REGISTRY).unwrap();
+    std::fs::write(dir.path().join("rules.toml"), RULES).unwrap();
+    let port = free_port();
+    std::fs::write(
+        dir.path().join("plant.toml"),
+        format!(
+            "registry = \"registry.toml\"\nrules = \"rules.toml\"\n[embedded]\ndb = \"plant.db\"\nlisten = \"127.0.0.1:{port}\"\n"
+        ),
+    )
+    .unwrap();
+    let mut rw = Riskwatch::spawn(&["run", "--config", "plant.toml"], dir.path());
+    rw.wait_for_line("riskwatch ready", Duration::from_secs(60));
+    let mut officer = TestClient::connect(port, "duty-officer", &["riskwatch/v1/alerts/#"]).await;
+    let mut gateway = TestClient::connect(port, "gateway-plant-a", &[]).await;
+    let payload = serde_json::json!({"v": 1, "kind": "gas_combustible", "ts": T0, "unit": "%LEL", "value": 60.0});
+    gateway.publish_acked("riskwatch/v1/readings/plant-a/lel-01", payload.to_string()).await;
+    let got = officer.collect_until(Duration::from_secs(30), |ps| !ps.is_empty()).await;
+    let e: AlertEvent = serde_json::from_slice(&got[0].payload).unwrap();
+    assert_eq!((e.change.as_str(), e.level.as_str(), e.subject.as_str()), ("raised", "orange", "lel-01"));
+    let (code, _) = rw.interrupt(Duration::from_secs(30));
+    assert_eq!(code, 0);
+    let db = rusqlite::Connection::open(dir.path().join("plant.db")).unwrap();
+    let n: i64 = db.query_row("SELECT count(*) FROM alert_events", [], |r| r.get(0)).unwrap();
+    assert_eq!(n, 1, "the store named in the topology file holds the event");
+}

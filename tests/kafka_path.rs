@@ -540,7 +540,7 @@ fn kill_9_of_ingest_then_a_rules_worker_then_the_sink_loses_and_doubles_nothing(
 }
 
 #[test]
-fn mosquitto_and_kafka_restarts_mid_stream_lose_nothing() {
+fn mosquitto_kafka_and_store_restarts_mid_stream_lose_nothing() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut stack = Stack::start();
     stack.start_all();
@@ -558,8 +558,16 @@ fn mosquitto_and_kafka_restarts_mid_stream_lose_nothing() {
     stack.kafka.kill9();
     std::thread::sleep(Duration::from_secs(1));
     stack.kafka.start();
+    gw.wait_acked(total * 3 / 4, Duration::from_secs(120));
+    // The store goes away for a few seconds: the sink retries its flush and commits nothing
+    // until the rows are written.
+    stack.vm.stop();
+    std::thread::sleep(Duration::from_secs(3));
+    stack.vm.start();
     gw.wait_acked(total, Duration::from_secs(180));
     check_everything_arrived_once(&stack, &steps, &seen);
+    let sink_log = std::fs::read_to_string(stack.log("sink-1")).unwrap();
+    assert!(sink_log.contains("QuestDB flush failed; retrying"), "the sink met the store outage:\n{sink_log}");
     // Nobody restarted a riskwatch process: they reconnected on their own.
     for (name, c) in stack.procs.iter_mut() {
         assert!(c.try_wait().unwrap().is_none(), "{name} exited");
@@ -656,4 +664,20 @@ fn officers_commands_reach_the_worker_that_owns_the_alert() {
     wait_until(Duration::from_secs(30), "acknowledged event on Kafka", || {
         kafka_events(&stack).iter().any(|e| e.event_id == acked.event_id).then_some(())
     });
+}
+
+#[test]
+fn one_process_runs_ingest_rules_and_sink_from_one_topology_file() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut stack = Stack::start();
+    stack.spawn("all-1", "run");
+    let seen = listen(stack.mqtt.port, "test-officer", topic::ALERTS_FILTER);
+    let steps = readings();
+    let gw = Gateway::start(stack.mqtt.port, messages(&steps), 400);
+    gw.wait_acked(gw.total, Duration::from_secs(120));
+    check_everything_arrived_once(&stack, &steps, &seen);
+    let log = std::fs::read_to_string(stack.log("all-1")).unwrap();
+    for ready in ["ingest ready", "rules worker all-1 ready", "sink all-1 ready"] {
+        assert!(log.contains(ready), "{ready:?} missing:\n{log}");
+    }
 }
