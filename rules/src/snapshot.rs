@@ -84,8 +84,8 @@ impl Engine {
             .iter()
             .map(|(id, slot)| SensorSnap {
                 sensor: id.clone(),
-                last_ts: slot.last_ts,
-                last_seen: slot.last_seen,
+                last_ts: slot.last_ts(),
+                last_seen: slot.last_seen(),
                 fault: slot.fault.clone(),
                 fault_alert: slot.fault_alert.clone(),
                 bindings: slot
@@ -159,10 +159,10 @@ impl Engine {
                 }
                 continue;
             };
-            slot.last_ts = s.last_ts;
+            slot.set_last_ts(s.last_ts);
             // Silence is measured from the restart: readings queued at the broker while we were
             // down are still on their way, and must not all look stale at the first tick.
-            slot.last_seen = s.last_seen.map(|_| now);
+            slot.set_last_seen(s.last_seen.map(|_| now));
             slot.set_fault(s.fault);
             slot.fault_alert = s.fault_alert;
             for bs in s.bindings {
