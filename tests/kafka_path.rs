@@ -473,11 +473,21 @@ fn check_everything_arrived_once(stack: &Stack, steps: &[Vec<Reading>], mqtt_see
     assert_eq!(raised_on_kafka, raised, "each alert raised exactly once");
 
     // Alert events on MQTT: every expected one reached the officers' subscription.
-    wait_until(Duration::from_secs(60), "all alert events on MQTT", || {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
         let seen = alerts_seen(mqtt_seen);
         let ids: BTreeSet<&str> = seen.iter().map(|e| e.event_id.as_str()).collect();
-        expected.keys().all(|id| ids.contains(id.as_str())).then_some(())
-    });
+        let missing: Vec<&AlertEvent> = expected.values().filter(|e| !ids.contains(e.event_id.as_str())).collect();
+        if missing.is_empty() {
+            break;
+        }
+        if Instant::now() > deadline {
+            let when: Vec<String> =
+                missing.iter().map(|e| format!("{} ({} {})", e.event_id, e.change, e.level)).collect();
+            panic!("{} alert events never reached MQTT: {when:?}\n{}", missing.len(), stack.logs());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert!(alerts_seen(mqtt_seen).iter().all(|e| expected.contains_key(&e.event_id)), "no unexpected MQTT alert");
 
     // The store: every reading exactly once by (sensor, ts); every alert present.
@@ -496,14 +506,21 @@ fn check_everything_arrived_once(stack: &Stack, steps: &[Vec<Reading>], mqtt_see
     assert_eq!(stored_alerts, alert_ids);
 }
 
-#[test]
-fn readings_flow_through_kafka_to_alerts_and_the_store_exactly_once() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+/// The whole stack running (ingest, two rules workers, sink), an officer listening on the alert
+/// topics and a gateway publishing the scenario at `per_second` messages/s.
+fn streaming(per_second: u32) -> (std::sync::MutexGuard<'static, ()>, Stack, Seen, Vec<Vec<Reading>>, Gateway) {
+    let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut stack = Stack::start();
     stack.start_all();
     let seen = listen(stack.mqtt.port, "test-officer", topic::ALERTS_FILTER);
     let steps = readings();
-    let gw = Gateway::start(stack.mqtt.port, messages(&steps), 400);
+    let gw = Gateway::start(stack.mqtt.port, messages(&steps), per_second);
+    (serial, stack, seen, steps, gw)
+}
+
+#[test]
+fn readings_flow_through_kafka_to_alerts_and_the_store_exactly_once() {
+    let (_serial, stack, seen, steps, gw) = streaming(400);
     gw.wait_acked(gw.total, Duration::from_secs(120));
     check_everything_arrived_once(&stack, &steps, &seen);
     // Both workers took part (the group shared the partitions).
@@ -518,16 +535,11 @@ fn readings_flow_through_kafka_to_alerts_and_the_store_exactly_once() {
 
 #[test]
 fn kill_9_of_ingest_then_a_rules_worker_then_the_sink_loses_and_doubles_nothing() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let mut stack = Stack::start();
-    stack.start_all();
-    let seen = listen(stack.mqtt.port, "test-officer", topic::ALERTS_FILTER);
-    let steps = readings();
-    let gw = Gateway::start(stack.mqtt.port, messages(&steps), 60);
+    let (_serial, mut stack, seen, steps, gw) = streaming(60);
     let total = gw.total;
     gw.wait_acked(total / 5, Duration::from_secs(120));
     stack.kill9("ingest-1");
-    std::thread::sleep(Duration::from_millis(500)); // readings pile up at the broker meanwhile
+    gw.wait_acked(total / 4, Duration::from_secs(120)); // readings pile up at the broker meanwhile
     stack.spawn("ingest-1", "ingest");
     gw.wait_acked(total * 2 / 5, Duration::from_secs(120));
     stack.kill9("rules-1");
@@ -541,28 +553,24 @@ fn kill_9_of_ingest_then_a_rules_worker_then_the_sink_loses_and_doubles_nothing(
 
 #[test]
 fn mosquitto_kafka_and_store_restarts_mid_stream_lose_nothing() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let mut stack = Stack::start();
-    stack.start_all();
-    let seen = listen(stack.mqtt.port, "test-officer", topic::ALERTS_FILTER);
-    let steps = readings();
-    let gw = Gateway::start(stack.mqtt.port, messages(&steps), 60);
+    let (_serial, mut stack, seen, steps, gw) = streaming(60);
     let total = gw.total;
     gw.wait_acked(total / 4, Duration::from_secs(120));
     stack.mqtt.stop();
+    // Nothing can make progress while the broker is away: the outage is a span of time.
     std::thread::sleep(Duration::from_secs(1));
     stack.mqtt.start();
     gw.wait_acked(total / 2, Duration::from_secs(120));
     // The broker process dies (kill -9: tansu 0.6.0 answers requests with errors while it shuts
     // down gracefully, which no Kafka broker does) and comes back on the same storage.
     stack.kafka.kill9();
-    std::thread::sleep(Duration::from_secs(1));
+    gw.wait_acked(total * 11 / 20, Duration::from_secs(120)); // gateways go on publishing meanwhile
     stack.kafka.start();
     gw.wait_acked(total * 3 / 4, Duration::from_secs(120));
     // The store goes away for a few seconds: the sink retries its flush and commits nothing
     // until the rows are written.
     stack.vm.stop();
-    std::thread::sleep(Duration::from_secs(3));
+    gw.wait_acked(total * 17 / 20, Duration::from_secs(120));
     stack.vm.start();
     gw.wait_acked(total, Duration::from_secs(180));
     check_everything_arrived_once(&stack, &steps, &seen);

@@ -7,21 +7,31 @@
 use riskwatch_core::wire::topic;
 use riskwatch_core::{AlertEvent, DeadLetter};
 use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::task::JoinHandle;
 use tracing::warn;
 
 /// A connected publisher. Publishing queues the message; [`MqttAlertPublisher::close`] waits
 /// until the broker has acknowledged everything queued.
+///
+/// Nothing queued is lost to a broker restart: the publisher keeps every message until the
+/// broker acknowledges it, and when it reconnects to a broker that has no session for it
+/// (rumqttc then drops what it had in flight) it sends those messages again. A message may
+/// therefore arrive twice; alert events carry stable `event_id`s for that.
 pub struct MqttAlertPublisher {
     client: AsyncClient,
+    unacked: Unacked,
     pending: Arc<AtomicI64>,
     sent: AtomicU64,
     acked: Arc<AtomicU64>,
     driver: JoinHandle<()>,
 }
+
+/// Messages (topic, payload) queued and not yet acknowledged, oldest first.
+type Unacked = Arc<Mutex<VecDeque<(String, Vec<u8>)>>>;
 
 /// Why publishing failed.
 #[derive(Debug, thiserror::Error)]
@@ -44,14 +54,39 @@ impl MqttAlertPublisher {
         let (client, mut eventloop) = AsyncClient::new(opts, 1024);
         let pending = Arc::new(AtomicI64::new(0));
         let acked = Arc::new(AtomicU64::new(0));
+        let unacked: Unacked = Arc::default();
         let p = Arc::clone(&pending);
         let a = Arc::clone(&acked);
+        let u = Arc::clone(&unacked);
+        let again = client.clone();
         let driver = tokio::spawn(async move {
+            let mut connected_before = false;
             loop {
                 match eventloop.poll().await {
                     Ok(Event::Incoming(Packet::PubAck(_))) => {
+                        // QoS 1 acknowledgements come in publishing order.
+                        u.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
                         p.fetch_sub(1, Ordering::AcqRel);
                         a.fetch_add(1, Ordering::AcqRel);
+                    }
+                    Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                        if connected_before && !ack.session_present {
+                            let resend: Vec<(String, Vec<u8>)> =
+                                u.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect();
+                            if !resend.is_empty() {
+                                warn!(
+                                    messages = resend.len(),
+                                    "broker lost our session; sending unacknowledged messages again"
+                                );
+                                let c = again.clone();
+                                tokio::spawn(async move {
+                                    for (t, payload) in resend {
+                                        let _ = c.publish(t, QoS::AtLeastOnce, false, payload).await;
+                                    }
+                                });
+                            }
+                        }
+                        connected_before = true;
                     }
                     Ok(Event::Outgoing(Outgoing::Disconnect)) => break,
                     Ok(_) => {}
@@ -62,7 +97,7 @@ impl MqttAlertPublisher {
                 }
             }
         });
-        MqttAlertPublisher { client, pending, sent: AtomicU64::new(0), acked, driver }
+        MqttAlertPublisher { client, unacked, pending, sent: AtomicU64::new(0), acked, driver }
     }
 
     /// Queues one alert event.
@@ -86,12 +121,14 @@ impl MqttAlertPublisher {
 
     async fn send(&self, topic: String, payload: Vec<u8>) -> Result<(), PublishError> {
         self.pending.fetch_add(1, Ordering::AcqRel);
+        self.unacked.lock().unwrap_or_else(|e| e.into_inner()).push_back((topic.clone(), payload.clone()));
         match self.client.publish(topic, QoS::AtLeastOnce, false, payload).await {
             Ok(()) => {
                 self.sent.fetch_add(1, Ordering::AcqRel);
                 Ok(())
             }
             Err(e) => {
+                self.unacked.lock().unwrap_or_else(|e| e.into_inner()).pop_back();
                 self.pending.fetch_sub(1, Ordering::AcqRel);
                 Err(PublishError(e))
             }

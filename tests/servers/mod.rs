@@ -126,6 +126,11 @@ impl Drop for Server {
 
 /// Mosquitto with persistence and deliberate queue limits (as shipped in deploy/mosquitto).
 pub fn mosquitto(dir: &Path) -> Server {
+    mosquitto_with(dir, true)
+}
+
+/// Mosquitto, with or without persistence (without: a restart forgets every session).
+pub fn mosquitto_with(dir: &Path, persistence: bool) -> Server {
     let port = free_port();
     let data = dir.join("mosquitto-data");
     std::fs::create_dir_all(&data).unwrap();
@@ -136,7 +141,7 @@ pub fn mosquitto(dir: &Path) -> Server {
     std::fs::write(
         &conf,
         format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\n\
+            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence {persistence}\npersistence_location {}/\n\
              max_queued_messages 100000\nmax_inflight_messages 100\nlog_dest stderr\nlog_type error\nlog_type warning\n",
             data.display()
         ),
