@@ -127,7 +127,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
 }
 
 /// The demo fleet: one series per sensor of `config/demo/registry.toml`.
-fn demo_tracks(now: Timestamp, seed: u64) -> Vec<Track> {
+pub(crate) fn demo_tracks(now: Timestamp, seed: u64) -> Vec<Track> {
     let mut tracks = Vec::new();
     // Hankou, 2020 (reconstructed): warning 27.30 m crossed on 07-07, crest 28.77 m on 07-12 23:00.
     let hankou_start = Timestamp::parse_rfc3339("2020-07-04T00:00:00+08:00").expect("valid constant");
@@ -200,44 +200,4 @@ fn demo_tracks(now: Timestamp, seed: u64) -> Vec<Track> {
         ));
     }
     tracks
-}
-
-/// Options of `riskwatch simulate`.
-#[derive(clap::Args)]
-pub struct SimulateArgs {
-    /// Broker to publish to: `mqtt://HOST:PORT` or `HOST:PORT`.
-    #[arg(long)]
-    mqtt: String,
-    /// Wall-clock time the demo series are compressed into (e.g. `60s`, `10m`).
-    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
-    duration: Duration,
-    /// Seed of the simulated noise; the same seed gives the same readings.
-    #[arg(long, default_value_t = 2020)]
-    seed: u64,
-    /// Gateway client ids are `{prefix}-{site}`.
-    #[arg(long, default_value = "sim-gateway")]
-    client_prefix: String,
-}
-
-/// Publishes the demo fleet (the sensors of `config/demo/registry.toml`) to an external broker.
-pub async fn simulate(args: SimulateArgs) -> Result<()> {
-    let (host, port) = crate::parse_mqtt_address(&args.mqtt)?;
-    let tracks = demo_tracks(Timestamp::now(), args.seed);
-    println!("simulating {} sensors to {host}:{port} for {}", tracks.len(), humantime::format_duration(args.duration));
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let cfg = FleetConfig { host, port, client_prefix: args.client_prefix, duration: args.duration, glitches: vec![] };
-    let mut task = tokio::spawn(fleet::run(tracks, cfg, stop_rx));
-    let stats = tokio::select! {
-        s = &mut task => s.context("simulator fleet panicked")?,
-        _ = crate::shutdown_signal() => {
-            let _ = stop_tx.send(true);
-            task.await.context("simulator fleet panicked")?
-        }
-    };
-    println!(
-        "published {} messages, {} acknowledged by the broker",
-        stats.published.load(Ordering::Relaxed),
-        stats.acked.load(Ordering::Relaxed)
-    );
-    Ok(())
 }

@@ -7,6 +7,7 @@ mod kafka_sink;
 mod pipeline;
 mod rules_stage;
 mod rules_worker;
+mod simulate;
 mod summary;
 mod topology;
 
@@ -50,8 +51,9 @@ enum Command {
     },
     /// Kafka readings and alert events → QuestDB.
     Sink(ConfigArg),
-    /// Publish the demo's simulated sensors to an external MQTT broker.
-    Simulate(demo::SimulateArgs),
+    /// Publish simulated sensors to an MQTT broker: a scenario file (--scenario), or the demo's
+    /// fleet without one.
+    Simulate(simulate::SimulateArgs),
 }
 
 #[derive(clap::Args)]
@@ -118,7 +120,7 @@ fn main() {
         Command::Ingest(c) => components(c, &[Component::Ingest]),
         Command::Sink(c) => components(c, &[Component::Sink]),
         Command::Demo(args) => runtime().and_then(|rt| rt.block_on(demo::run(args))),
-        Command::Simulate(args) => runtime().and_then(|rt| rt.block_on(demo::simulate(args))),
+        Command::Simulate(args) => runtime().and_then(|rt| rt.block_on(simulate::run(args))),
         Command::Run(args) => runtime().and_then(|rt| rt.block_on(run(args))),
     };
     if let Err(e) = result {

@@ -163,3 +163,142 @@ impl TestClient {
         got
     }
 }
+
+/// Scenario runs: an embedded pipeline (`riskwatch run`) with a scenario's registry and rules,
+/// fed by `riskwatch simulate --scenario`, judged from its SQLite store.
+pub mod sim {
+    use super::{free_port, Riskwatch};
+    use riskwatch_simulators::scenario::{ObservedAlert, Scenario};
+    use std::path::{Path, PathBuf};
+    use std::time::{Duration, Instant};
+
+    /// The repository's `scenarios/` directory.
+    pub fn scenarios_dir() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios")
+    }
+
+    /// A running `riskwatch run` in a temporary directory.
+    pub struct Pipeline {
+        pub dir: tempfile::TempDir,
+        pub port: u16,
+        pub rw: Riskwatch,
+    }
+
+    impl Pipeline {
+        /// Starts `riskwatch run --registry --rules --db store.db` with the embedded broker on a
+        /// free port, and waits until it is ready.
+        pub fn start(scenario: &Scenario) -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join("registry.toml"), scenario.registry_text().unwrap()).unwrap();
+            std::fs::write(dir.path().join("rules.toml"), scenario.rules_text().unwrap()).unwrap();
+            let port = free_port();
+            let listen = format!("127.0.0.1:{port}");
+            let mut rw = Riskwatch::spawn(
+                &[
+                    "run",
+                    "--registry",
+                    "registry.toml",
+                    "--rules",
+                    "rules.toml",
+                    "--db",
+                    "store.db",
+                    "--listen",
+                    &listen,
+                ],
+                dir.path(),
+            );
+            rw.wait_for_line("riskwatch ready", Duration::from_secs(60));
+            Pipeline { dir, port, rw }
+        }
+
+        /// Runs `riskwatch simulate --scenario FILE --mqtt … ARGS` to completion; returns its
+        /// output and the number of readings it published.
+        pub fn simulate(&self, scenario_file: &Path, args: &[&str]) -> (Vec<String>, u64) {
+            let mqtt = format!("127.0.0.1:{}", self.port);
+            let file = scenario_file.to_string_lossy().to_string();
+            let mut all = vec!["simulate", "--scenario", &file, "--mqtt", &mqtt];
+            all.extend_from_slice(args);
+            let sim = Riskwatch::spawn(&all, self.dir.path());
+            let (code, out) = sim.wait_exit(Duration::from_secs(90));
+            assert_eq!(code, 0, "simulate failed:\n{}", out.join("\n"));
+            let line = out.iter().find(|l| l.starts_with("published")).expect("summary line");
+            let readings = line
+                .split('(')
+                .nth(1)
+                .and_then(|s| s.split_whitespace().next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("no reading count in {line:?}"));
+            let acked = line.split(", ").nth(1).and_then(|s| s.split_whitespace().next()).unwrap_or("?");
+            let published = line.split_whitespace().nth(1).unwrap_or("!");
+            assert_eq!(acked, published, "every message acknowledged: {line}");
+            (out, readings)
+        }
+
+        /// The store.
+        pub fn db(&self) -> rusqlite::Connection {
+            rusqlite::Connection::open(self.dir.path().join("store.db")).unwrap()
+        }
+
+        /// Waits until the store holds at least `n` readings (panics at the deadline).
+        pub fn wait_stored(&self, n: u64, within: Duration) {
+            let deadline = Instant::now() + within;
+            loop {
+                let stored: i64 = self.db().query_row("SELECT count(*) FROM readings", [], |r| r.get(0)).unwrap_or(0);
+                if stored as u64 >= n {
+                    return;
+                }
+                assert!(Instant::now() < deadline, "only {stored} of {n} readings stored within {within:?}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+
+        /// Waits until `done` holds for the alert events in the store.
+        pub fn wait_alerts(&self, within: Duration, done: impl Fn(&[ObservedAlert]) -> bool) -> Vec<ObservedAlert> {
+            let deadline = Instant::now() + within;
+            loop {
+                let a = alerts(&self.db());
+                if done(&a) || Instant::now() > deadline {
+                    return a;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+
+        /// Stops riskwatch (Ctrl-C) and returns every alert event it stored, in store order.
+        pub fn stop(self) -> (Vec<ObservedAlert>, tempfile::TempDir) {
+            let (code, out) = self.rw.interrupt(Duration::from_secs(30));
+            assert_eq!(code, 0, "riskwatch exit:\n{}", out.join("\n"));
+            let a = alerts(&rusqlite::Connection::open(self.dir.path().join("store.db")).unwrap());
+            (a, self.dir)
+        }
+    }
+
+    /// Alert events of a store, in the order they were stored.
+    pub fn alerts(db: &rusqlite::Connection) -> Vec<ObservedAlert> {
+        let Ok(mut st) = db.prepare("SELECT rule_id, subject, change, level, ts FROM alert_events ORDER BY rowid")
+        else {
+            return Vec::new();
+        };
+        st.query_map([], |r| {
+            let level: String = r.get(3)?;
+            Ok(ObservedAlert {
+                rule: r.get(0)?,
+                subject: r.get(1)?,
+                change: r.get(2)?,
+                level: level.parse().expect("a level"),
+                ts: r.get(4)?,
+            })
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+    }
+
+    /// A scenario written to `dir` (for tests that build their own).
+    pub fn write_scenario(dir: &Path, name: &str, text: &str) -> (PathBuf, Scenario) {
+        let path = dir.join(format!("{name}.toml"));
+        std::fs::write(&path, text).unwrap();
+        let s = Scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        (path, s)
+    }
+}

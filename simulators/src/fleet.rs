@@ -6,11 +6,12 @@
 //! each in its own event time. Publishing is QoS 1; a run ends when the broker has
 //! acknowledged every message or the deadline passes.
 
+use crate::plan::{Message, Plan};
 use crate::Track;
 use riskwatch_core::wire::{encode_reading, topic};
 use riskwatch_core::Reading;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,6 +53,8 @@ pub struct FleetStats {
     pub published: AtomicU64,
     /// Messages acknowledged by the broker.
     pub acked: AtomicU64,
+    /// Readings in the messages handed to the MQTT client (plans only).
+    pub readings: AtomicU64,
 }
 
 /// Publishes all tracks (grouped into one gateway per site) until they end, `shutdown` turns
@@ -189,4 +192,109 @@ impl Gateway {
             Err(e) => warn!(error = %e, "simulated gateway could not queue a message"),
         }
     }
+}
+
+/// How to publish a [`Plan`].
+#[derive(Clone, Debug)]
+pub struct PlanPublishConfig {
+    /// Broker host.
+    pub host: String,
+    /// Broker port.
+    pub port: u16,
+    /// Event ms per wall ms: a message due `d` ms after the scenario start is sent `d / speed`
+    /// ms after the run starts (or as soon as possible, if the fleet is behind).
+    pub speed: f64,
+    /// How long to wait for outstanding acknowledgements at the end.
+    pub ack_timeout: Duration,
+}
+
+/// Publishes a plan over MQTT at QoS 1, one connection per gateway client id, pacing messages
+/// by their due time compressed by `speed`. The plan is generated on its own thread while the
+/// previous messages are being sent. Ends when the plan is exhausted (and acknowledged, or
+/// `ack_timeout` passed) or `shutdown` turns true.
+pub async fn publish_plan(plan: Plan, cfg: PlanPublishConfig, mut shutdown: watch::Receiver<bool>) -> Arc<FleetStats> {
+    let stats = Arc::new(FleetStats::default());
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Message>(4096);
+    let producer = std::thread::spawn(move || {
+        for m in plan {
+            if tx.blocking_send(m).is_err() {
+                break;
+            }
+        }
+    });
+    let mut clients: HashMap<Arc<str>, (AsyncClient, tokio::task::JoinHandle<()>)> = HashMap::new();
+    let speed = if cfg.speed.is_finite() && cfg.speed > 0.0 { cfg.speed } else { f64::MAX };
+    let start = Instant::now();
+    loop {
+        let m = tokio::select! {
+            m = rx.recv() => m,
+            _ = shutdown.changed() => None,
+        };
+        let Some(m) = m else { break };
+        let due = Duration::from_secs_f64((m.due_ms.max(0) as f64 / speed / 1000.0).min(1e9));
+        if start.elapsed() < due {
+            tokio::select! {
+                _ = shutdown.changed() => break,
+                _ = tokio::time::sleep_until(start + due) => {}
+            }
+        }
+        let client = clients
+            .entry(Arc::clone(&m.client))
+            .or_insert_with(|| connect_gateway(&cfg.host, cfg.port, &m.client, Arc::clone(&stats)));
+        let sent = tokio::select! {
+            r = client.0.publish(m.topic, QoS::AtLeastOnce, false, m.payload) => r,
+            _ = shutdown.changed() => break,
+        };
+        match sent {
+            Ok(()) => {
+                stats.published.fetch_add(1, Ordering::Relaxed);
+                stats.readings.fetch_add(u64::from(m.readings), Ordering::Relaxed);
+            }
+            Err(e) => warn!(error = %e, "simulated gateway could not queue a message"),
+        }
+    }
+    drop(rx);
+    let _ = tokio::task::spawn_blocking(move || producer.join()).await;
+    let published = || stats.published.load(Ordering::Relaxed);
+    let _ = tokio::time::timeout(cfg.ack_timeout, async {
+        while stats.acked.load(Ordering::Relaxed) < published() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    for (_, (client, driver)) in clients {
+        let _ = client.disconnect().await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), driver).await;
+    }
+    stats
+}
+
+fn connect_gateway(
+    host: &str,
+    port: u16,
+    client_id: &str,
+    stats: Arc<FleetStats>,
+) -> (AsyncClient, tokio::task::JoinHandle<()>) {
+    let mut opts = MqttOptions::new(client_id, host, port);
+    opts.set_keep_alive(Duration::from_secs(15))
+        .set_max_packet_size(1024 * 1024, 1024 * 1024)
+        .set_inflight(500)
+        .set_clean_session(false);
+    let (client, mut eventloop) = AsyncClient::new(opts, 1024);
+    let driver = tokio::spawn(async move {
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::PubAck(_))) => {
+                    stats.acked.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => break,
+                Ok(_) => {}
+                Err(e) => {
+                    warn!(error = %e, "simulated gateway connection error; reconnecting");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    });
+    (client, driver)
 }

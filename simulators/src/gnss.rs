@@ -179,6 +179,110 @@ impl SlopeCreep {
     }
 }
 
+/// A GNSS point on subsiding ground (地面沉降): a steady sinking trend plus a seasonal term
+/// (groundwater drawn in the dry season, recharged in the wet one), usually reported as one
+/// daily solution. Missing fields take the defaults listed on each field.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SubsidenceParams {
+    /// Long-term sinking rate, mm/yr (positive = sinking). Default 30.
+    pub rate_mm_per_year: f64,
+    /// Amplitude of the annual vertical term, mm. Default 8.
+    pub seasonal_amplitude_mm: f64,
+    /// Phase of the annual term at the start of the series, degrees. Default 0.
+    pub seasonal_phase_deg: f64,
+    /// Horizontal drift that accompanies the sinking, mm/yr (east). Default 2.
+    pub horizontal_mm_per_year: f64,
+    /// Standard deviation of the horizontal noise, mm. Default 1.
+    pub horizontal_sigma_mm: f64,
+    /// Standard deviation of the vertical noise, mm. Default 2.
+    pub vertical_sigma_mm: f64,
+    /// Time between solutions, seconds. Default 86400 (daily).
+    pub interval_s: f64,
+    /// Length of the series, days. Default 730.
+    pub duration_days: f64,
+}
+
+impl Default for SubsidenceParams {
+    fn default() -> Self {
+        SubsidenceParams {
+            rate_mm_per_year: 30.0,
+            seasonal_amplitude_mm: 8.0,
+            seasonal_phase_deg: 0.0,
+            horizontal_mm_per_year: 2.0,
+            horizontal_sigma_mm: 1.0,
+            vertical_sigma_mm: 2.0,
+            interval_s: 86_400.0,
+            duration_days: 730.0,
+        }
+    }
+}
+
+impl SubsidenceParams {
+    /// Noise-free displacement `t_days` after the start, mm.
+    pub fn displacement_at(&self, t_days: f64) -> Displacement {
+        let years = t_days / 365.25;
+        let season = std::f64::consts::TAU * years + self.seasonal_phase_deg.to_radians();
+        Displacement {
+            e: self.horizontal_mm_per_year * years,
+            n: 0.0,
+            u: -self.rate_mm_per_year * years + self.seasonal_amplitude_mm * season.sin(),
+        }
+    }
+
+    /// `Ok` if every field is usable; otherwise an error naming each bad field.
+    pub fn validate(&self) -> Result<(), String> {
+        self.check()
+    }
+}
+
+impl Repair for SubsidenceParams {
+    const WHAT: &'static str = "subsidence";
+
+    fn repair_fields(p: &mut Self, d: &Self, bad: &mut Vec<&'static str>) {
+        repair!(bad, p, d, {
+            rate_mm_per_year: any,
+            seasonal_amplitude_mm: non_negative,
+            seasonal_phase_deg: any,
+            horizontal_mm_per_year: any,
+            horizontal_sigma_mm: non_negative,
+            vertical_sigma_mm: non_negative,
+            interval_s: |v: f64| v >= 0.001,
+            duration_days: non_negative,
+        });
+    }
+}
+
+/// A subsiding GNSS point's solutions. Build it with `Subsidence::new` or `Subsidence::track`.
+pub type Subsidence = Series<SinkingGround>;
+
+/// The ground as the GNSS point sees it: the physics of a [`Subsidence`].
+pub struct SinkingGround {
+    params: SubsidenceParams,
+}
+
+impl Physics for SinkingGround {
+    type Params = SubsidenceParams;
+
+    fn schedule(params: &SubsidenceParams) -> Schedule {
+        Schedule::through(params.interval_s, (params.duration_days * MS_PER_DAY).round() as i64)
+    }
+
+    fn new(params: SubsidenceParams, _: &Schedule, _: &mut ChaCha8Rng) -> Self {
+        SinkingGround { params }
+    }
+
+    fn reading_at(&mut self, offset_ms: i64, rng: &mut ChaCha8Rng) -> Value {
+        let p = &self.params;
+        let truth = p.displacement_at(offset_ms as f64 / MS_PER_DAY);
+        Value::Displacement(Displacement {
+            e: truth.e + p.horizontal_sigma_mm * standard_normal(rng),
+            n: truth.n + p.horizontal_sigma_mm * standard_normal(rng),
+            u: truth.u + p.vertical_sigma_mm * standard_normal(rng),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -272,5 +376,26 @@ mod tests {
         let err = p.validate().err().unwrap_or_default();
         assert!(err.contains("acceleration_onset_days") && err.contains("interval_s"), "{err}");
         assert_eq!(SlopeCreepParams::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn subsidence_sinks_at_its_trend_with_a_seasonal_swing() {
+        let p = SubsidenceParams::default();
+        let spec = SensorSpec::new("city-gnss-1", "city", SensorKind::GnssDisplacement, "mm");
+        let ups: Vec<f64> = Subsidence::new(p.clone(), spec, START, 4)
+            .map(|r| match r.value {
+                Value::Displacement(d) => d.u,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(ups.len(), 731);
+        // Two whole years: the seasonal term cancels and the trend remains.
+        let first: f64 = ups[..30].iter().sum::<f64>() / 30.0;
+        let last: f64 = ups[ups.len() - 30..].iter().sum::<f64>() / 30.0;
+        let sunk_per_year = (first - last) / 2.0;
+        assert!((sunk_per_year - p.rate_mm_per_year).abs() < 5.0, "{sunk_per_year} mm/yr");
+        // A quarter year in, the seasonal term lifts the point above its trend.
+        let q = p.displacement_at(365.25 / 4.0).u + p.rate_mm_per_year / 4.0;
+        assert!((q - p.seasonal_amplitude_mm).abs() < 1e-6);
     }
 }

@@ -7,7 +7,12 @@
 //!
 //! Models: [`flood::RiverFlood`] (rainfall-driven hydrograph), [`gas::GasLeak`] (a leak
 //! reaching detectors downwind), [`gnss::SlopeCreep`] (creep → acceleration → failure),
-//! [`seismic::SeismicStation`] (background noise plus an event with P and S arrivals).
+//! [`seismic::SeismicStation`] (background noise plus an event with P and S arrivals),
+//! [`rain::RainGauge`] (a storm's interval amounts), [`gnss::Subsidence`] (trend plus season).
+//!
+//! Scenarios ([`scenario`]) put many such sensors, failure modes and expected alerts in one
+//! TOML file; [`plan`] compiles a scenario and a seed into the deterministic, ordered messages a
+//! fleet of gateways sends, and [`fleet::publish_plan`] paces them over MQTT.
 
 use riskwatch_core::{Reading, SensorId, SensorKind, SiteId, Timestamp};
 use std::sync::Arc;
@@ -18,6 +23,9 @@ pub mod gas;
 pub mod gnss;
 mod noise;
 mod params;
+pub mod plan;
+pub mod rain;
+pub mod scenario;
 pub mod seismic;
 pub mod series;
 

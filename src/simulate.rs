@@ -1,0 +1,156 @@
+//! `riskwatch simulate`: virtual gateways publishing simulated sensors over MQTT.
+//!
+//! With `--scenario FILE` the scenario is compiled (with `--seed`, `--sensors`, `--rate`) into a
+//! deterministic plan of messages (`riskwatch_simulators::plan`) that is paced by `--speed` and
+//! published at QoS 1, or written as JSON lines with `--dry-run`. Without a scenario, the demo's
+//! fleet is published, compressed into `--duration`.
+
+use anyhow::{bail, Context, Result};
+use riskwatch_core::Timestamp;
+use riskwatch_simulators::fleet::{self, FleetConfig, PlanPublishConfig};
+use riskwatch_simulators::plan::{self, PlanOptions};
+use riskwatch_simulators::scenario::Scenario;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Options of `riskwatch simulate`.
+#[derive(clap::Args)]
+pub struct SimulateArgs {
+    /// Scenario file (see scenarios/ and docs/simulators.md); without it, the demo's fleet.
+    #[arg(long)]
+    scenario: Option<PathBuf>,
+    /// Broker to publish to: `mqtt://HOST:PORT` or `HOST:PORT` (not needed with --dry-run).
+    #[arg(long)]
+    mqtt: Option<String>,
+    /// Seed of the simulated noise and failures; the same seed gives byte-identical messages.
+    #[arg(long, default_value_t = 2020)]
+    seed: u64,
+    /// Scale the scenario's sensor groups to this many sensors in total.
+    #[arg(long)]
+    sensors: Option<usize>,
+    /// Readings per second per scalar sensor (water level, rain, gas), overriding the scenario.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Compress event time by this factor (default: the scenario's `speed`).
+    #[arg(long)]
+    speed: Option<f64>,
+    /// Event time of the scenario start, RFC 3339 (default: the scenario's `start`, else now).
+    #[arg(long)]
+    start: Option<String>,
+    /// Write the plan as JSON lines instead of publishing.
+    #[arg(long)]
+    dry_run: bool,
+    /// With --dry-run: the file to write (default: standard output).
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// Without --scenario: wall-clock time the demo series are compressed into (e.g. `60s`).
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// Gateway client ids start with this prefix.
+    #[arg(long, default_value = "sim-gateway")]
+    client_prefix: String,
+}
+
+/// Runs `riskwatch simulate`.
+pub async fn run(args: SimulateArgs) -> Result<()> {
+    match args.scenario.clone() {
+        Some(path) => scenario(args, path).await,
+        None => demo_fleet(args).await,
+    }
+}
+
+async fn scenario(args: SimulateArgs, path: PathBuf) -> Result<()> {
+    let scenario = Scenario::load(&path).map_err(anyhow::Error::msg)?;
+    let start = match args.start.as_deref() {
+        Some("now") => Timestamp::now(),
+        Some(s) => Timestamp::parse_rfc3339(s).map_err(anyhow::Error::msg).context("--start")?,
+        None => scenario.fixed_start().unwrap_or_else(Timestamp::now),
+    };
+    let speed = args.speed.unwrap_or(scenario.speed);
+    if !(speed.is_finite() && speed > 0.0) {
+        bail!("--speed must be a positive number");
+    }
+    let mut opts = PlanOptions::new(start, args.seed);
+    opts.sensors = args.sensors;
+    opts.rate = args.rate;
+    opts.client_prefix = args.client_prefix.clone();
+    let plan = plan::compile(&scenario, &opts).map_err(anyhow::Error::msg)?;
+    let (sensors, gateways) = (plan.sensor_count(), plan.clients().len());
+    if args.dry_run {
+        let (mut messages, mut readings) = (0u64, 0u64);
+        let mut out: Box<dyn Write> = match &args.output {
+            Some(p) => Box::new(std::io::BufWriter::new(
+                std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
+            )),
+            None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+        };
+        for m in plan {
+            messages += 1;
+            readings += u64::from(m.readings);
+            writeln!(out, "{}", m.json_line())?;
+        }
+        out.flush()?;
+        drop(out);
+        if args.output.is_some() {
+            println!(
+                "plan of {}: {sensors} sensors, {gateways} gateways, {messages} messages, {readings} readings",
+                scenario.name
+            );
+        }
+        return Ok(());
+    }
+    let Some(mqtt) = args.mqtt.as_deref() else { bail!("--mqtt URL is required (or use --dry-run)") };
+    let (host, port) = crate::parse_mqtt_address(mqtt)?;
+    println!(
+        "simulating scenario {} ({sensors} sensors, {gateways} gateways) to {host}:{port}: event start {}, speed {speed}",
+        scenario.name,
+        start.to_rfc3339()
+    );
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let cfg = PlanPublishConfig { host, port, speed, ack_timeout: Duration::from_secs(30) };
+    let began = std::time::Instant::now();
+    let mut task = tokio::spawn(fleet::publish_plan(plan, cfg, stop_rx));
+    let stats = tokio::select! {
+        s = &mut task => s.context("simulator fleet panicked")?,
+        _ = crate::shutdown_signal() => {
+            let _ = stop_tx.send(true);
+            task.await.context("simulator fleet panicked")?
+        }
+    };
+    let secs = began.elapsed().as_secs_f64();
+    let readings = stats.readings.load(Ordering::Relaxed);
+    println!(
+        "published {} messages ({readings} readings), {} acknowledged by the broker, in {secs:.1} s ({:.0} readings/s)",
+        stats.published.load(Ordering::Relaxed),
+        stats.acked.load(Ordering::Relaxed),
+        readings as f64 / secs.max(1e-9)
+    );
+    Ok(())
+}
+
+/// Publishes the demo fleet (the sensors of `config/demo/registry.toml`) to an external broker.
+async fn demo_fleet(args: SimulateArgs) -> Result<()> {
+    let Some(mqtt) = args.mqtt.as_deref() else { bail!("--mqtt URL is required") };
+    let (host, port) = crate::parse_mqtt_address(mqtt)?;
+    let tracks = crate::demo::demo_tracks(Timestamp::now(), args.seed);
+    println!("simulating {} sensors to {host}:{port} for {}", tracks.len(), humantime::format_duration(args.duration));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let cfg = FleetConfig { host, port, client_prefix: args.client_prefix, duration: args.duration, glitches: vec![] };
+    let mut task = tokio::spawn(fleet::run(tracks, cfg, stop_rx));
+    let stats = tokio::select! {
+        s = &mut task => s.context("simulator fleet panicked")?,
+        _ = crate::shutdown_signal() => {
+            let _ = stop_tx.send(true);
+            task.await.context("simulator fleet panicked")?
+        }
+    };
+    println!(
+        "published {} messages, {} acknowledged by the broker",
+        stats.published.load(Ordering::Relaxed),
+        stats.acked.load(Ordering::Relaxed)
+    );
+    Ok(())
+}
