@@ -116,12 +116,14 @@ pub async fn run(
                                 waits.push(enqueue(&producer, rec).await?);
                             }
                             None => {
-                                let report = serde_json::json!({
-                                    "command_id": null, "alert_id": null, "code": "site_required",
-                                    "error": "site: name the alert's site (its events carry it) so the command reaches the worker that owns the alert",
-                                    "received_at": Timestamp::from_millis(received).to_rfc3339(),
-                                });
-                                if let Err(e) = notices.publish_command_error(report.to_string().into_bytes()).await {
+                                let report = crate::rules_stage::Refused {
+                                    code: "site_required",
+                                    error: "site: name the alert's site (its events carry it) so the command reaches the worker that owns the alert".into(),
+                                    command_id: None,
+                                    alert_id: None,
+                                }
+                                .report(Timestamp::from_millis(received));
+                                if let Err(e) = notices.publish_command_error(report).await {
                                     warn!(error = %e, "could not publish command error");
                                 }
                             }
