@@ -81,6 +81,7 @@ fn readings() -> Vec<Vec<Reading>> {
                     unit: Arc::from("m"),
                     value: Value::Scalar((value * 1000.0).round() / 1000.0),
                     quality: Quality::Good,
+                    exercise: false,
                 });
             }
         }

@@ -22,6 +22,10 @@ pub struct Reading {
     pub unit: Arc<str>,
     /// Data-quality flag.
     pub quality: Quality,
+    /// True for a drill's reading (a replayed past event published as an exercise): it is
+    /// evaluated apart from live data and every alert it causes is marked as an exercise.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub exercise: bool,
 }
 
 /// A measurement: a scalar, a 3-component displacement or a waveform packet.

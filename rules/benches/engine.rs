@@ -336,6 +336,7 @@ fn reading(f: &SimSensor, i: usize, n: usize, round: u64) -> Reading {
         value: Value::Scalar(v),
         unit: Arc::clone(&f.unit),
         quality: Quality::NotEvaluated,
+        exercise: false,
     }
 }
 

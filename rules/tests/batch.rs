@@ -129,6 +129,7 @@ fn stream(reg: &Registry, rounds: i64) -> Vec<Reading> {
                 value: Value::Scalar(v),
                 unit: Arc::clone(&s.unit),
                 quality,
+                exercise: false,
             };
             if seed % 53 == 0 {
                 // A duplicate right away, and a late copy.

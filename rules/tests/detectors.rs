@@ -74,6 +74,7 @@ fn creep() -> Vec<Reading> {
                 }),
                 unit: "mm".into(),
                 quality: Quality::Good,
+                exercise: false,
             }
         })
         .collect()
@@ -123,6 +124,7 @@ fn packet(second: i64, amp: f64) -> Reading {
         }),
         unit: "m/s2".into(),
         quality: Quality::Good,
+        exercise: false,
     }
 }
 

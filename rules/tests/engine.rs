@@ -45,6 +45,7 @@ fn wl(sensor: &str, site: &str, minute: i64, v: f64) -> Reading {
         value: Value::Scalar(v),
         unit: "m".into(),
         quality: Quality::Good,
+        exercise: false,
     }
 }
 

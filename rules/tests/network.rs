@@ -53,6 +53,7 @@ fn r(sensor: &str, site: &str, s: i64, v: f64) -> Reading {
         value: Value::Scalar(v),
         unit: "kPa".into(),
         quality: Quality::Good,
+        exercise: false,
     }
 }
 

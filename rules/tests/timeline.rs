@@ -111,6 +111,7 @@ fn scalar(sensor: &str, site: &str, kind: SensorKind, unit: &str, minute: i64, v
         value: Value::Scalar(v),
         unit: unit.into(),
         quality: Quality::Good,
+        exercise: false,
     }
 }
 
@@ -131,6 +132,7 @@ fn gnss(point: &str, minute: i64, east_mm: f64) -> Reading {
         value: Value::Displacement(Displacement { e: east_mm, n: 0.0, u: 0.0 }),
         unit: "mm".into(),
         quality: Quality::Good,
+        exercise: false,
     }
 }
 

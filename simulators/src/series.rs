@@ -135,6 +135,7 @@ impl<P: Physics> Iterator for Series<P> {
             value,
             unit: self.spec.unit.clone(),
             quality: Quality::Good,
+            exercise: false,
         })
     }
 

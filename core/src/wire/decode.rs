@@ -81,7 +81,8 @@ pub fn decode(topic: &str, payload: &[u8], registry: &Registry, limits: &Limits)
             return Err(DecodeError::UnsupportedVersion { version: v.to_string() });
         }
     }
-    let ctx = Ctx { registry, limits, topic_site: place.site, topic_sensor: place.sensor };
+    let exercise = flag(&obj, "exercise")?.unwrap_or(false);
+    let ctx = Ctx { registry, limits, topic_site: place.site, topic_sensor: place.sensor, exercise };
     let mut out = Decoded::default();
     match obj.get("readings") {
         None => {
@@ -120,6 +121,17 @@ struct Ctx<'a> {
     limits: &'a Limits,
     topic_site: &'a str,
     topic_sensor: Option<&'a str>,
+    /// The message's top-level `exercise` mark, which every reading in it inherits.
+    exercise: bool,
+}
+
+/// An optional boolean field (`null` = absent).
+fn flag(m: &Map<String, Json>, field: &str) -> Result<Option<bool>, DecodeError> {
+    match m.get(field) {
+        None | Some(Json::Null) => Ok(None),
+        Some(Json::Bool(b)) => Ok(Some(*b)),
+        Some(other) => Err(wrong_type(field, "true or false", other)),
+    }
 }
 
 fn push_item(ctx: &Ctx<'_>, m: &Map<String, Json>, prefix: String, index: Option<usize>, out: &mut Decoded) {
@@ -221,6 +233,18 @@ fn reading(ctx: &Ctx<'_>, m: &Map<String, Json>, p: &str) -> Result<Reading, Dec
             .and_then(|n| Quality::try_from(n).ok())
             .ok_or_else(|| DecodeError::BadQuality { field: f("quality"), value: q.to_string() })?,
     };
+    let exercise = match flag(m, &f("exercise"))? {
+        // A batch marked as an exercise cannot contain live readings: a drill must never be
+        // able to pass for real data, item by item.
+        Some(false) if ctx.exercise => {
+            return Err(DecodeError::BadValue {
+                field: f("exercise"),
+                reason: "false inside a message marked \"exercise\": true".into(),
+            })
+        }
+        Some(b) => b || ctx.exercise,
+        None => ctx.exercise,
+    };
     Ok(Reading {
         sensor: sensor.id.clone(),
         site: sensor.site.clone(),
@@ -229,6 +253,7 @@ fn reading(ctx: &Ctx<'_>, m: &Map<String, Json>, p: &str) -> Result<Reading, Dec
         value,
         unit: Arc::clone(&sensor.unit),
         quality,
+        exercise,
     })
 }
 

@@ -14,7 +14,7 @@ pub fn reading_json(r: &Reading) -> Json {
             json!({ "rate_hz": w.rate_hz, "channels": channels })
         }
     };
-    json!({
+    let mut j = json!({
         "sensor": r.sensor.as_str(),
         "site": r.site.as_str(),
         "kind": r.kind.as_str(),
@@ -22,7 +22,11 @@ pub fn reading_json(r: &Reading) -> Json {
         "unit": &*r.unit,
         "value": value,
         "quality": r.quality.code(),
-    })
+    });
+    if r.exercise {
+        j["exercise"] = json!(true);
+    }
+    j
 }
 
 /// A single-reading payload with the version field, for `riskwatch/v1/readings/{site}/{sensor}`.
