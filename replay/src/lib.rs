@@ -1,0 +1,75 @@
+//! Replay of recorded readings through the production rule engine (`riskwatch replay`).
+//!
+//! Hydrology staff replay past floods after each season and in drills: which alerts would
+//! today's rules have raised, when, with how much lead time, and what if a threshold were
+//! different. Everything here runs the exact [`riskwatch_rules::Engine`] the live pipeline
+//! runs, in event time.
+//!
+//! - [`source`]: recorded readings from CSV, yearbook-style CSV, JSON lines, the embedded
+//!   SQLite store and QuestDB's CSV export, as one time-ordered stream.
+//! - [`run`]: the engine over that stream, as fast as possible or at a speed factor.
+//! - [`whatif`]: threshold and rules overrides for a run.
+//! - [`skill`]: probability of detection, false-alarm ratio, critical success index and lead
+//!   time against a file of observed events.
+//! - [`compare`]: two rule sets on the same history, side by side.
+//! - [`report`]: Markdown / HTML report with the alert timeline and plots (SVG and PNG), and
+//!   the JSON of all events.
+
+pub mod compare;
+pub mod report;
+pub mod run;
+pub mod skill;
+pub mod source;
+pub mod whatif;
+
+use riskwatch_core::{AlertEvent, SensorId, SensorKind, SiteId, Timestamp};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// One bucket of a sensor's downsampled trace (for plots): the extremes and the last value
+/// of the scalar readings in `[start, start + bucket)`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TracePoint {
+    /// Bucket start.
+    pub start: Timestamp,
+    /// Smallest value in the bucket.
+    pub min: f64,
+    /// Largest value in the bucket.
+    pub max: f64,
+    /// Last value in the bucket.
+    pub last: f64,
+}
+
+/// A sensor's values over the replayed period, downsampled to fixed buckets.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Trace {
+    /// The sensor.
+    pub sensor: SensorId,
+    /// Its site.
+    pub site: SiteId,
+    /// Its kind.
+    pub kind: SensorKind,
+    /// Unit of the values.
+    pub unit: Arc<str>,
+    /// Bucket length.
+    pub bucket: Duration,
+    /// Buckets in time order (buckets without readings are absent).
+    pub points: Vec<TracePoint>,
+}
+
+/// What a replay produced.
+#[derive(Clone, Debug, Default)]
+pub struct Outcome {
+    /// Every alert event, in the order the engine emitted them.
+    pub events: Vec<AlertEvent>,
+    /// Downsampled traces of the scalar sensors (empty if not asked for).
+    pub traces: Vec<Trace>,
+    /// Readings run through the engine.
+    pub readings: u64,
+    /// Input records refused (bad line, unknown sensor, …), with where and why.
+    pub rejected: Vec<source::Rejection>,
+    /// Event time of the first and last reading.
+    pub span: Option<(Timestamp, Timestamp)>,
+    /// Wall-clock time the run took.
+    pub wall: Duration,
+}
