@@ -102,7 +102,8 @@ impl Pipeline {
             path,
             registry: Arc::clone(&cfg.registry),
         });
-        let stage = RulesStage::new(engine, store.sender(), publisher, feed, reload, pending);
+        let drill = riskwatch_rules::Drill::new(&cfg.rules, &cfg.registry);
+        let stage = RulesStage::new(engine, drill, store.sender(), publisher, feed, reload, pending);
         let rules = tokio::spawn(stage.run(rx));
         tokio::time::timeout(Duration::from_secs(15), ready_rx.wait_for(|r| *r))
             .await

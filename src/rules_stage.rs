@@ -6,7 +6,7 @@ use crate::summary::Summary;
 use anyhow::{Context, Result};
 use riskwatch_core::{AlertEvent, DeadLetter, Reading, Registry, Timestamp};
 use riskwatch_ingest::IngestEvent;
-use riskwatch_rules::{Command, Engine, RuleSet};
+use riskwatch_rules::{Command, Drill, Engine, RuleSet};
 use riskwatch_sinks::mqtt_alerts::MqttAlertPublisher;
 use riskwatch_sinks::sqlite::{CommandRecord, StoreItem};
 use std::path::PathBuf;
@@ -32,6 +32,8 @@ pub struct ReloadWatch {
 pub struct RulesStage {
     /// The engine.
     pub engine: Engine,
+    /// Exercise readings' own engine (drills).
+    pub drill: Drill,
     /// Store channel.
     pub store: mpsc::Sender<StoreItem>,
     /// MQTT publisher for events, rejections and command errors.
@@ -49,13 +51,14 @@ impl RulesStage {
     /// A stage; `pending` are events produced before it started (e.g. by restoring state).
     pub fn new(
         engine: Engine,
+        drill: Drill,
         store: mpsc::Sender<StoreItem>,
         publisher: MqttAlertPublisher,
         feed: Option<mpsc::UnboundedSender<AlertEvent>>,
         reload: Option<ReloadWatch>,
         pending: Vec<AlertEvent>,
     ) -> Self {
-        RulesStage { engine, store, publisher, feed, reload, summary: Summary::default(), events: pending }
+        RulesStage { engine, drill, store, publisher, feed, reload, summary: Summary::default(), events: pending }
     }
 
     /// Runs until the ingest side closes; returns the summary and the publisher (to close).
@@ -92,7 +95,7 @@ impl RulesStage {
     async fn readings(&mut self, mut readings: Vec<Reading>) -> Result<()> {
         self.summary.readings += readings.len() as u64;
         let now = Timestamp::now();
-        self.engine.process_batch(&mut readings, now, &mut self.events);
+        self.drill.process_batch(&mut self.engine, &mut readings, now, &mut self.events);
         self.store.send(StoreItem::Readings(readings)).await.context("store stopped")?;
         self.emit().await
     }
@@ -107,7 +110,7 @@ impl RulesStage {
 
     async fn command(&mut self, raw: Vec<u8>) -> Result<()> {
         let now = Timestamp::now();
-        let record = match apply_command(&mut self.engine, &raw, now) {
+        let record = match apply_command(&mut self.engine, &mut self.drill, &raw, now) {
             Ok(ev) => {
                 info!(alert = %ev.alert_id, change = %ev.change, by = ?ev.by, "command applied");
                 self.events.push(ev);
@@ -165,7 +168,8 @@ impl RulesStage {
             .map_err(anyhow::Error::from)
             .and_then(|text| RuleSet::from_toml(&text).map_err(anyhow::Error::from))
             .and_then(|rules| {
-                self.engine.reload(&rules, &w.registry, Timestamp::now(), &mut self.events).map_err(anyhow::Error::from)
+                self.engine.reload(&rules, &w.registry, Timestamp::now(), &mut self.events)?;
+                self.drill.reload(&rules, &w.registry, &mut self.events).map_err(anyhow::Error::from)
             });
         match result {
             Ok(()) => {
@@ -203,15 +207,19 @@ impl Refused {
     }
 }
 
-/// Decodes a raw command and applies it to `engine`.
-pub fn apply_command(engine: &mut Engine, raw: &[u8], now: Timestamp) -> Result<AlertEvent, Refused> {
+/// Decodes a raw command and applies it to `engine`, or to `drill` for an exercise alert.
+pub fn apply_command(engine: &mut Engine, drill: &mut Drill, raw: &[u8], now: Timestamp) -> Result<AlertEvent, Refused> {
     let cmd = serde_json::from_slice::<Command>(raw).map_err(|e| Refused {
         code: "bad_command",
         error: format!("not a valid command: {e}"),
         command_id: None,
         alert_id: None,
     })?;
-    engine.command(&cmd, now).map_err(|e| Refused {
+    let result = match drill.command(&cmd, now) {
+        Some(result) => result,
+        None => engine.command(&cmd, now),
+    };
+    result.map_err(|e| Refused {
         code: e.code(),
         error: e.to_string(),
         command_id: cmd.command_id.clone(),

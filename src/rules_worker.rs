@@ -27,7 +27,7 @@ use riskwatch_bus::records::{
 use riskwatch_bus::{admin, KafkaConfig};
 use riskwatch_core::wire::{topic, Limits};
 use riskwatch_core::{AlertEvent, DeadLetter, Registry, Timestamp};
-use riskwatch_rules::{Engine, RuleSet, Snapshot};
+use riskwatch_rules::{Drill, Engine, RuleSet, Snapshot};
 use riskwatch_sinks::mqtt_alerts::MqttAlertPublisher;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -39,6 +39,8 @@ use tracing::{debug, info, warn};
 /// One owned readings partition.
 struct Part {
     engine: Engine,
+    /// Exercise readings' own engine (drills; not part of the saved state).
+    drill: Drill,
     registry: Registry,
     /// First offset not yet applied to `engine`.
     next_offset: i64,
@@ -260,7 +262,7 @@ impl Worker {
         let payload = msg.payload().unwrap_or_default();
         let now = Timestamp::now();
         if is_command(msg.headers()) {
-            match crate::rules_stage::apply_command(&mut part.engine, payload, now) {
+            match crate::rules_stage::apply_command(&mut part.engine, &mut part.drill, payload, now) {
                 Ok(ev) => {
                     info!(alert = %ev.alert_id, change = %ev.change, by = ?ev.by, "command applied");
                     self.events.push(ev);
@@ -274,7 +276,7 @@ impl Worker {
         }
         match decode_reading_record(site, payload, &self.registry, &self.limits) {
             Ok(mut decoded) => {
-                part.engine.process_batch(&mut decoded.readings, now, &mut self.events);
+                part.drill.process_batch(&mut part.engine, &mut decoded.readings, now, &mut self.events);
                 self.stats.readings += decoded.readings.len() as u64;
                 for rej in decoded.rejected {
                     let d = DeadLetter::new(
@@ -362,7 +364,8 @@ impl Worker {
                 ),
                 None => info!(partition = p, "no saved state; starting fresh"),
             }
-            self.parts.insert(p, Part { engine, registry, next_offset, committed: next_offset, check_gap: true });
+            let drill = Drill::new(&self.rules, &registry);
+            self.parts.insert(p, Part { engine, drill, registry, next_offset, committed: next_offset, check_gap: true });
         }
         Ok(())
     }
@@ -510,7 +513,11 @@ impl Worker {
         };
         let now = Timestamp::now();
         for (p, part) in self.parts.iter_mut() {
-            if let Err(e) = part.engine.reload(&rules, &part.registry, now, &mut self.events) {
+            let reloaded = part
+                .engine
+                .reload(&rules, &part.registry, now, &mut self.events)
+                .and_then(|()| part.drill.reload(&rules, &part.registry, &mut self.events));
+            if let Err(e) = reloaded {
                 warn!(partition = p, error = %e, "reload failed for a partition; it keeps the running rules");
             }
         }

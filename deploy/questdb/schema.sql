@@ -26,6 +26,18 @@ CREATE TABLE IF NOT EXISTS readings (
 ) TIMESTAMP(ts) PARTITION BY DAY TTL 90 DAYS WAL
 DEDUP UPSERT KEYS(ts, sensor);
 
+-- A drill's readings (riskwatch replay --drill): same layout, kept apart from real history.
+CREATE TABLE IF NOT EXISTS exercise_readings (
+    ts TIMESTAMP,
+    site SYMBOL,
+    sensor SYMBOL CAPACITY 16384 CACHE,
+    kind SYMBOL,
+    unit SYMBOL,
+    value DOUBLE,
+    quality LONG
+) TIMESTAMP(ts) PARTITION BY DAY TTL 30 DAYS WAL
+DEDUP UPSERT KEYS(ts, sensor);
+
 -- GNSS displacement solutions: cumulative east / north / up from the reference point, mm.
 CREATE TABLE IF NOT EXISTS gnss_readings (
     ts TIMESTAMP,
@@ -74,6 +86,7 @@ CREATE TABLE IF NOT EXISTS alert_events (
     change SYMBOL,
     level SYMBOL,
     highest_level SYMBOL,
+    exercise BOOLEAN,
     value DOUBLE,
     threshold DOUBLE,
     unit SYMBOL,

@@ -15,6 +15,7 @@ pub mod composite;
 mod condition;
 mod config;
 mod detector_measure;
+pub mod drill;
 pub mod detectors;
 mod engine;
 pub mod lifecycle;
@@ -32,6 +33,7 @@ pub use bands::{BandSpec, BandState, Delay, Direction, LevelInputs, ThresholdBan
 pub use condition::{Cmp, Condition, Feature};
 pub use config::{CompiledRule, RuleError, RuleSet, RuleSpec, Selector};
 pub use detector_measure::{Detector, StaLtaParams};
+pub use drill::Drill;
 pub use engine::{Engine, EngineStats};
 pub use lifecycle::{Action, Command, CommandError};
 pub use measure::Measure;

@@ -36,12 +36,16 @@ impl IlpWriter {
     }
 
     /// Buffers one reading: scalars to `readings`, GNSS solutions to `gnss_readings`, waveform
-    /// packets (as their peak) to `waveform_packets`.
+    /// packets (as their peak) to `waveform_packets`. A drill's readings go to the same tables
+    /// prefixed `exercise_`, so a replayed flood never mixes with the station's real history.
     pub fn add_reading(&mut self, r: &Reading) -> Result<(), IlpError> {
-        let table = match r.value {
-            Value::Scalar(_) => "readings",
-            Value::Displacement(_) => "gnss_readings",
-            Value::Waveform(_) => "waveform_packets",
+        let table = match (&r.value, r.exercise) {
+            (Value::Scalar(_), false) => "readings",
+            (Value::Displacement(_), false) => "gnss_readings",
+            (Value::Waveform(_), false) => "waveform_packets",
+            (Value::Scalar(_), true) => "exercise_readings",
+            (Value::Displacement(_), true) => "exercise_gnss_readings",
+            (Value::Waveform(_), true) => "exercise_waveform_packets",
         };
         let row = self
             .buffer
@@ -63,9 +67,11 @@ impl IlpWriter {
         Ok(())
     }
 
-    /// Buffers one alert event in `alert_events`.
+    /// Buffers one alert event in `alert_events`. The `exercise` column is only sent for a
+    /// drill's events; in the table deploy/questdb/schema.sql creates, live rows read false.
     pub fn add_event(&mut self, e: &AlertEvent) -> Result<(), IlpError> {
-        self.buffer
+        let row = self
+            .buffer
             .table("alert_events")?
             .symbol("alert_id", &e.alert_id)?
             .symbol("rule_id", &*e.rule_id)?
@@ -81,8 +87,9 @@ impl IlpWriter {
             .column_f64("threshold", e.threshold)?
             .column_str("event_id", &e.event_id)?
             .column_str("message_zh", &e.message_zh)?
-            .column_str("message_en", &e.message_en)?
-            .at(TimestampMicros::new(e.ts.millis() * 1000))?;
+            .column_str("message_en", &e.message_en)?;
+        let row = if e.exercise { row.column_bool("exercise", true)? } else { row };
+        row.at(TimestampMicros::new(e.ts.millis() * 1000))?;
         self.rows += 1;
         Ok(())
     }

@@ -71,6 +71,10 @@ CREATE TABLE IF NOT EXISTS readings (
     sensor TEXT NOT NULL, site TEXT NOT NULL, kind TEXT NOT NULL, ts INTEGER NOT NULL,
     value REAL, value_json TEXT, unit TEXT NOT NULL, quality INTEGER NOT NULL,
     PRIMARY KEY (sensor, ts)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS exercise_readings (
+    sensor TEXT NOT NULL, site TEXT NOT NULL, kind TEXT NOT NULL, ts INTEGER NOT NULL,
+    value REAL, value_json TEXT, unit TEXT NOT NULL, quality INTEGER NOT NULL,
+    PRIMARY KEY (sensor, ts)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS alert_events (
     event_id TEXT PRIMARY KEY, alert_id TEXT NOT NULL, seq INTEGER NOT NULL, rule_id TEXT NOT NULL,
     subject TEXT NOT NULL, site TEXT NOT NULL, kind TEXT NOT NULL, change TEXT NOT NULL,
@@ -123,8 +127,13 @@ impl SqliteStore {
     pub fn write(&mut self, items: &[StoreItem]) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
         {
+            // A drill's readings go to their own table: a replayed flood never mixes with the
+            // station's real history.
             let mut rd = tx.prepare_cached(
                 "INSERT OR REPLACE INTO readings (sensor, site, kind, ts, value, value_json, unit, quality) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?;
+            let mut xrd = tx.prepare_cached(
+                "INSERT OR REPLACE INTO exercise_readings (sensor, site, kind, ts, value, value_json, unit, quality) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?;
             let mut ev = tx.prepare_cached(
                 "INSERT OR IGNORE INTO alert_events VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)",
@@ -140,7 +149,8 @@ impl SqliteStore {
                                 Value::Scalar(v) => (Some(*v), None),
                                 _ => (None, Some(reading_json(r)["value"].to_string())),
                             };
-                            rd.execute(params![
+                            let st = if r.exercise { &mut xrd } else { &mut rd };
+                            st.execute(params![
                                 r.sensor.as_str(),
                                 r.site.as_str(),
                                 r.kind.as_str(),
