@@ -226,6 +226,12 @@ impl Registry {
         &self.catalog
     }
 
+    /// Every sensor, for changing attributes in place (what-if replays). Ids, sites, kinds and
+    /// units must not be changed through this: lookups rely on them.
+    pub fn sensors_mut(&mut self) -> impl Iterator<Item = &mut Sensor> {
+        self.sensors.values_mut()
+    }
+
     /// The part of the registry whose sites pass `keep` (e.g. the sites of one Kafka
     /// partition, which one rules worker watches).
     pub fn retain_sites(&self, keep: impl Fn(&SiteId) -> bool) -> Registry {
