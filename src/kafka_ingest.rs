@@ -166,7 +166,7 @@ pub async fn run(
 }
 
 /// Enqueues a record, waiting while the producer's queue is full.
-async fn enqueue(producer: &FutureProducer, mut rec: FutureRecord<'_, String, Vec<u8>>) -> Result<DeliveryFuture> {
+pub async fn enqueue(producer: &FutureProducer, mut rec: FutureRecord<'_, String, Vec<u8>>) -> Result<DeliveryFuture> {
     loop {
         match producer.send_result(rec) {
             Ok(f) => return Ok(f),

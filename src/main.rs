@@ -2,9 +2,11 @@
 
 mod broker;
 mod demo;
+mod drill;
 mod kafka_ingest;
 mod kafka_sink;
 mod pipeline;
+mod replay;
 mod rules_stage;
 mod rules_worker;
 mod simulate;
@@ -54,6 +56,9 @@ enum Command {
     /// Publish simulated sensors to an MQTT broker: a scenario file (--scenario), or the demo's
     /// fleet without one.
     Simulate(simulate::SimulateArgs),
+    /// Replay recorded readings through the rules: hindcast, what-if, skill scores, report;
+    /// or --drill to publish them into the live pipeline as an exercise.
+    Replay(replay::ReplayArgs),
 }
 
 #[derive(clap::Args)]
@@ -121,6 +126,7 @@ fn main() {
         Command::Sink(c) => components(c, &[Component::Sink]),
         Command::Demo(args) => runtime().and_then(|rt| rt.block_on(demo::run(args))),
         Command::Simulate(args) => runtime().and_then(|rt| rt.block_on(simulate::run(args))),
+        Command::Replay(args) => runtime().and_then(|rt| rt.block_on(replay::run(args))),
         Command::Run(args) => runtime().and_then(|rt| rt.block_on(run(args))),
     };
     if let Err(e) = result {
@@ -166,6 +172,13 @@ fn rules_check(file: &Path, registry: Option<&Path>) -> Result<()> {
         println!("{}: {} rule(s): OK", file.display(), rules.rules.len());
     }
     Ok(())
+}
+
+/// MQTT credentials for publishing tools (`simulate`, `replay --drill`) from
+/// `RISKWATCH_MQTT_USERNAME` / `RISKWATCH_MQTT_PASSWORD`, as the services take them.
+pub fn mqtt_credentials_from_env() -> Option<(String, String)> {
+    let user = std::env::var("RISKWATCH_MQTT_USERNAME").ok().filter(|u| !u.is_empty())?;
+    Some((user, std::env::var("RISKWATCH_MQTT_PASSWORD").unwrap_or_default()))
 }
 
 /// `HOST:PORT` or `mqtt://HOST:PORT`.

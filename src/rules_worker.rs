@@ -365,7 +365,8 @@ impl Worker {
                 None => info!(partition = p, "no saved state; starting fresh"),
             }
             let drill = Drill::new(&self.rules, &registry);
-            self.parts.insert(p, Part { engine, drill, registry, next_offset, committed: next_offset, check_gap: true });
+            self.parts
+                .insert(p, Part { engine, drill, registry, next_offset, committed: next_offset, check_gap: true });
         }
         Ok(())
     }

@@ -110,7 +110,13 @@ async fn scenario(args: SimulateArgs, path: PathBuf) -> Result<()> {
         start.to_rfc3339()
     );
     let (stop_tx, stop_rx) = watch::channel(false);
-    let cfg = PlanPublishConfig { host, port, speed, ack_timeout: Duration::from_secs(30) };
+    let cfg = PlanPublishConfig {
+        host,
+        port,
+        speed,
+        ack_timeout: Duration::from_secs(30),
+        credentials: crate::mqtt_credentials_from_env(),
+    };
     let began = std::time::Instant::now();
     let mut task = tokio::spawn(fleet::publish_plan(plan, cfg, stop_rx));
     let stats = tokio::select! {

@@ -690,3 +690,79 @@ fn one_process_runs_ingest_rules_and_sink_from_one_topology_file() {
         assert!(log.contains(ready), "{ready:?} missing:\n{log}");
     }
 }
+
+#[test]
+fn a_drill_produced_to_kafka_is_evaluated_apart_and_marked_on_kafka_mqtt_and_in_the_store() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut stack = Stack::start();
+    stack.start_all();
+    let seen = listen(stack.mqtt.port, "test-officer", topic::ALERTS_FILTER);
+    let steps = readings();
+    // Live: the first 40 steps from the gateway. Drill: the whole recording — the same
+    // sensors and times — as a CSV file, produced straight to Kafka by `riskwatch replay`.
+    let live = &steps[..40];
+    let gw = Gateway::start(stack.mqtt.port, messages(live), 400);
+    let mut csv = String::from("sensor,ts,value\n");
+    for r in steps.iter().flatten() {
+        let Value::Scalar(v) = r.value else { unreachable!() };
+        csv += &format!("{},{},{v}\n", r.sensor.as_str(), r.ts.millis());
+    }
+    std::fs::write(stack.dir.path().join("drill.csv"), csv).unwrap();
+    let brokers = format!("127.0.0.1:{}", stack.kafka.port);
+    let out = Command::new(env!("CARGO_BIN_EXE_riskwatch"))
+        .args(["replay", "--registry", "registry.toml", "--rules", "rules.toml", "--input", "drill.csv"])
+        .args(["--format", "csv", "--drill", "--kafka", &brokers, "--speed", "1e9"])
+        .current_dir(stack.dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "replay --drill:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let total: usize = steps.iter().map(Vec::len).sum();
+    assert!(stdout.contains(&format!("{total} readings")), "{stdout}");
+    gw.wait_acked(gw.total, Duration::from_secs(60));
+
+    // Live alerts exactly as a live-only run gives them; the drill's are the full recording's,
+    // each marked.
+    let want_live = expected_events(live);
+    let want_drill: BTreeMap<String, AlertEvent> =
+        expected_events(&steps).into_values().map(|e| (format!("exercise-{}", e.event_id), e)).collect();
+    let on_kafka = wait_until(Duration::from_secs(120), "live and drill alert events on Kafka", || {
+        let got = kafka_events(&stack);
+        let ids: BTreeSet<&str> = got.iter().map(|e| e.event_id.as_str()).collect();
+        (want_live.keys().chain(want_drill.keys()).all(|id| ids.contains(id.as_str()))).then_some(got)
+    });
+    for e in &on_kafka {
+        if let Some(want) = want_drill.get(&e.event_id) {
+            assert!(e.exercise && e.alert_id == format!("exercise-{}", want.alert_id), "{e:?}");
+            assert!(e.message_zh.starts_with("【演习】") && e.message_en.starts_with("[EXERCISE] "), "{e:?}");
+            assert_eq!((e.change, e.level, e.ts), (want.change, want.level, want.ts));
+        } else {
+            let want = want_live.get(&e.event_id).unwrap_or_else(|| panic!("unexpected event {e:?}"));
+            assert!(!e.exercise, "{e:?}");
+            assert_eq!((e.change, e.level, e.ts), (want.change, want.level, want.ts));
+        }
+    }
+    // The officers' subscription gets both, the drill's marked.
+    let mqtt = wait_until(Duration::from_secs(60), "drill alerts on MQTT", || {
+        let s = alerts_seen(&seen);
+        let ids: BTreeSet<&str> = s.iter().map(|e| e.event_id.as_str()).collect();
+        want_drill.keys().all(|id| ids.contains(id.as_str())).then_some(s)
+    });
+    assert!(mqtt.iter().all(|e| e.exercise == e.event_id.starts_with("exercise-")));
+    // The store: drill readings apart from the real history, which holds only the live ones.
+    let exercise_rows = wait_until(Duration::from_secs(60), "drill readings in the store", || {
+        let n: usize = vm_series(stack.vm.port, "exercise_readings_value").iter().map(|(_, ts)| ts.len()).sum();
+        (n >= total).then_some(n)
+    });
+    assert_eq!(exercise_rows, total);
+    let live_rows = wait_until(Duration::from_secs(60), "live readings in the store", || {
+        let n: usize = stored_readings(&stack).len();
+        (n >= live.iter().map(Vec::len).sum::<usize>()).then_some(n)
+    });
+    assert_eq!(live_rows, live.iter().map(Vec::len).sum::<usize>());
+    let drill_alert_ids: BTreeSet<String> = want_drill.values().map(|e| format!("exercise-{}", e.alert_id)).collect();
+    wait_until(Duration::from_secs(60), "drill alerts in the store", || {
+        let stored = stored_alerts(&stack);
+        drill_alert_ids.iter().all(|id| stored.contains(id)).then_some(())
+    });
+}

@@ -16,11 +16,17 @@
 //!   the JSON of all events.
 
 pub mod compare;
+pub mod diff;
+pub mod hindcast;
+pub mod input;
+pub mod plot;
 pub mod report;
 pub mod run;
 pub mod skill;
 pub mod source;
+pub mod verify;
 pub mod whatif;
+pub mod writeup;
 
 use riskwatch_core::{AlertEvent, SensorId, SensorKind, SiteId, Timestamp};
 use std::sync::Arc;

@@ -194,7 +194,8 @@ mod tests {
     #[test]
     fn overrides_change_only_their_scope_and_list_every_change() {
         let reg = Registry::from_toml(REGISTRY).unwrap();
-        let (out, applied) = apply(&reg, &[parse("warning_level-=0.3"), parse("hankou:guaranteed_level=29.0")]).unwrap();
+        let (out, applied) =
+            apply(&reg, &[parse("warning_level-=0.3"), parse("hankou:guaranteed_level=29.0")]).unwrap();
         let wl = |r: &Registry, s: &str, a: &str| r.sensor(s).unwrap().attributes[a];
         assert!((wl(&out, "hankou-wl", "warning_level") - 27.0).abs() < 1e-9);
         assert!((wl(&out, "nanjing-wl", "warning_level") - 8.4).abs() < 1e-9);

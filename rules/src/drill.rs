@@ -51,7 +51,13 @@ impl Drill {
     /// processing time `now` (exactly [`Engine::process_batch`]), exercise ones through the
     /// drill's engine in their own event time. Quality flags are written back into every
     /// reading; exercise events are appended to `out` after the live ones, marked.
-    pub fn process_batch(&mut self, live: &mut Engine, readings: &mut [Reading], now: Timestamp, out: &mut Vec<AlertEvent>) {
+    pub fn process_batch(
+        &mut self,
+        live: &mut Engine,
+        readings: &mut [Reading],
+        now: Timestamp,
+        out: &mut Vec<AlertEvent>,
+    ) {
         let exercises = readings.iter().filter(|r| r.exercise).count();
         if exercises == 0 {
             live.process_batch(readings, now, out);
@@ -149,7 +155,9 @@ fn mark_error(e: CommandError) -> CommandError {
     let prefixed = |id: String| format!("{EXERCISE_PREFIX}{id}");
     match e {
         CommandError::UnknownAlert(id) => CommandError::UnknownAlert(prefixed(id)),
-        CommandError::AlreadyAcknowledged { alert, by } => CommandError::AlreadyAcknowledged { alert: prefixed(alert), by },
+        CommandError::AlreadyAcknowledged { alert, by } => {
+            CommandError::AlreadyAcknowledged { alert: prefixed(alert), by }
+        }
         CommandError::StillActive { alert, level } => CommandError::StillActive { alert: prefixed(alert), level },
         other => other,
     }

@@ -6,7 +6,7 @@
 //! each in its own event time. Publishing is QoS 1; a run ends when the broker has
 //! acknowledged every message or the deadline passes.
 
-use crate::plan::{Message, Plan};
+use crate::plan::Message;
 use crate::Track;
 use riskwatch_core::wire::{encode_reading, topic};
 use riskwatch_core::Reading;
@@ -206,13 +206,18 @@ pub struct PlanPublishConfig {
     pub speed: f64,
     /// How long to wait for outstanding acknowledgements at the end.
     pub ack_timeout: Duration,
+    /// MQTT username and password, if the broker requires them.
+    pub credentials: Option<(String, String)>,
 }
 
 /// Publishes a plan over MQTT at QoS 1, one connection per gateway client id, pacing messages
 /// by their due time compressed by `speed`. The plan is generated on its own thread while the
 /// previous messages are being sent. Ends when the plan is exhausted (and acknowledged, or
 /// `ack_timeout` passed) or `shutdown` turns true.
-pub async fn publish_plan(plan: Plan, cfg: PlanPublishConfig, mut shutdown: watch::Receiver<bool>) -> Arc<FleetStats> {
+pub async fn publish_plan<P>(plan: P, cfg: PlanPublishConfig, mut shutdown: watch::Receiver<bool>) -> Arc<FleetStats>
+where
+    P: IntoIterator<Item = Message> + Send + 'static,
+{
     let stats = Arc::new(FleetStats::default());
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Message>(4096);
     let producer = std::thread::spawn(move || {
@@ -238,9 +243,9 @@ pub async fn publish_plan(plan: Plan, cfg: PlanPublishConfig, mut shutdown: watc
                 _ = tokio::time::sleep_until(start + due) => {}
             }
         }
-        let client = clients
-            .entry(Arc::clone(&m.client))
-            .or_insert_with(|| connect_gateway(&cfg.host, cfg.port, &m.client, Arc::clone(&stats)));
+        let client = clients.entry(Arc::clone(&m.client)).or_insert_with(|| {
+            connect_gateway(&cfg.host, cfg.port, &m.client, cfg.credentials.as_ref(), Arc::clone(&stats))
+        });
         let sent = tokio::select! {
             r = client.0.publish(m.topic, QoS::AtLeastOnce, false, m.payload) => r,
             _ = shutdown.changed() => break,
@@ -273,9 +278,13 @@ fn connect_gateway(
     host: &str,
     port: u16,
     client_id: &str,
+    credentials: Option<&(String, String)>,
     stats: Arc<FleetStats>,
 ) -> (AsyncClient, tokio::task::JoinHandle<()>) {
     let mut opts = MqttOptions::new(client_id, host, port);
+    if let Some((user, password)) = credentials {
+        opts.set_credentials(user.as_str(), password.as_str());
+    }
     opts.set_keep_alive(Duration::from_secs(15))
         .set_max_packet_size(1024 * 1024, 1024 * 1024)
         .set_inflight(500)

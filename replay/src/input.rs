@@ -1,0 +1,436 @@
+//! Recorded readings for a replay: CSV, yearbook-style CSV, JSON lines, the embedded SQLite
+//! store and QuestDB's HTTP CSV export, validated against the registry and put in event-time
+//! order. Every line that cannot be used becomes a [`Rejection`] naming where and why; nothing
+//! is dropped silently and nothing panics on bad input.
+
+use crate::source::Rejection;
+use anyhow::{bail, Context, Result};
+use chrono::{FixedOffset, NaiveDateTime, TimeZone};
+use riskwatch_core::kind::ValueShape;
+use riskwatch_core::wire::{decode, topic, Limits};
+use riskwatch_core::{Quality, Reading, Registry, Sensor, SensorKind, Timestamp, Value};
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Input layouts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// `sensor,ts,value[,unit][,quality]` with a header row.
+    Csv,
+    /// `station,time,level` with a header row (hydrological yearbook layout, local time).
+    Yearbook,
+    /// One wire-format reading or batch object per line.
+    Jsonl,
+    /// The embedded store (`riskwatch run --db`).
+    Sqlite,
+    /// QuestDB's `/exp` CSV export over HTTP.
+    Questdb,
+}
+
+impl FromStr for Format {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        Ok(match s {
+            "csv" => Format::Csv,
+            "yearbook" => Format::Yearbook,
+            "jsonl" | "ndjson" => Format::Jsonl,
+            "sqlite" => Format::Sqlite,
+            "questdb" => Format::Questdb,
+            other => bail!("--format {other:?}: expected csv, yearbook, jsonl, sqlite or questdb"),
+        })
+    }
+}
+
+impl Format {
+    /// The format of `input` from its address, name and (for CSV) header row.
+    pub fn guess(input: &str) -> Result<Format> {
+        if input.starts_with("http://") {
+            return Ok(Format::Questdb);
+        }
+        let lower = input.to_ascii_lowercase();
+        if [".jsonl", ".ndjson", ".json"].iter().any(|e| lower.ends_with(e)) {
+            return Ok(Format::Jsonl);
+        }
+        if [".db", ".sqlite", ".sqlite3"].iter().any(|e| lower.ends_with(e)) {
+            return Ok(Format::Sqlite);
+        }
+        let text = std::fs::read_to_string(input).with_context(|| format!("reading {input}"))?;
+        let header = text.lines().next().unwrap_or_default().to_ascii_lowercase();
+        if header.split(',').any(|c| c.trim().trim_matches('"') == "station") {
+            Ok(Format::Yearbook)
+        } else if header.split(',').any(|c| c.trim().trim_matches('"') == "sensor") {
+            Ok(Format::Csv)
+        } else {
+            bail!("{input}: cannot tell the format from the name or header; give --format")
+        }
+    }
+}
+
+/// Where to read and what to keep.
+#[derive(Clone, Debug)]
+pub struct InputOptions {
+    /// Layout.
+    pub format: Format,
+    /// Keep readings at or after this time.
+    pub from: Option<Timestamp>,
+    /// Keep readings before this time.
+    pub to: Option<Timestamp>,
+    /// UTC offset of yearbook local times, in seconds (+08:00 = 28 800).
+    pub utc_offset_s: i32,
+}
+
+impl InputOptions {
+    /// Beijing time, no time window.
+    pub fn new(format: Format) -> Self {
+        InputOptions { format, from: None, to: None, utc_offset_s: 8 * 3600 }
+    }
+
+    fn keeps(&self, ts: Timestamp) -> bool {
+        self.from.is_none_or(|f| ts >= f) && self.to.is_none_or(|t| ts < t)
+    }
+}
+
+/// Readings in event-time order, and what was refused.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// Valid readings, sorted by event time (stable: equal times keep input order).
+    pub readings: Vec<Reading>,
+    /// Refused lines or rows.
+    pub rejected: Vec<Rejection>,
+}
+
+/// Reads `input` (a path, or QuestDB's base address `http://host:9000`) as `opts` say.
+pub fn load(input: &str, opts: &InputOptions, registry: &Registry) -> Result<Loaded> {
+    let mut out = Loaded::default();
+    let reg = Lookup::new(registry);
+    match opts.format {
+        Format::Csv | Format::Yearbook => {
+            let text = std::fs::read_to_string(input).with_context(|| format!("reading {input}"))?;
+            parse_csv(&text, input, opts, &reg, &mut out)?;
+        }
+        Format::Questdb => {
+            let body = questdb_export(input, opts)?;
+            parse_csv(&body, input, &InputOptions { format: Format::Csv, ..opts.clone() }, &reg, &mut out)?;
+        }
+        Format::Jsonl => {
+            let text = std::fs::read_to_string(input).with_context(|| format!("reading {input}"))?;
+            parse_jsonl(&text, input, opts, registry, &mut out);
+        }
+        Format::Sqlite => read_sqlite(Path::new(input), opts, &reg, &mut out)?,
+    }
+    out.readings.sort_by_key(|r| r.ts);
+    Ok(out)
+}
+
+/// Registry lookups for file inputs.
+struct Lookup<'a> {
+    registry: &'a Registry,
+    /// Site id → its water-level sensors (yearbook stations may be named by site).
+    gauges: HashMap<&'a str, Vec<&'a Sensor>>,
+}
+
+impl<'a> Lookup<'a> {
+    fn new(registry: &'a Registry) -> Self {
+        let mut gauges: HashMap<&str, Vec<&Sensor>> = HashMap::new();
+        for s in registry.sensors() {
+            if s.kind == SensorKind::WaterLevel {
+                gauges.entry(s.site.as_str()).or_default().push(s);
+            }
+        }
+        Lookup { registry, gauges }
+    }
+
+    fn sensor(&self, id: &str) -> Result<&'a Sensor, String> {
+        self.registry.sensor(id).ok_or_else(|| format!("sensor {id:?} is not in the registry"))
+    }
+
+    fn station(&self, id: &str) -> Result<&'a Sensor, String> {
+        if let Some(s) = self.registry.sensor(id) {
+            return Ok(s);
+        }
+        match self.gauges.get(id).map(Vec::as_slice) {
+            Some([one]) => Ok(one),
+            Some(many) => Err(format!("station {id:?}: site has {} water-level sensors; name the sensor", many.len())),
+            None => Err(format!("station {id:?} is neither a registered sensor nor a site with a water-level sensor")),
+        }
+    }
+
+    fn scalar(&self, s: &Sensor, ts: Timestamp, value: f64, quality: Quality) -> Result<Reading, String> {
+        let shape = self.registry.catalog().lookup(s.kind.as_str()).map(|(_, spec)| spec.shape);
+        if shape != Some(ValueShape::Scalar) {
+            return Err(format!("sensor {} measures {}, not a single number", s.id, s.kind.as_str()));
+        }
+        if !value.is_finite() {
+            return Err(format!("value {value} is not a finite number"));
+        }
+        Ok(reading(s, ts, Value::Scalar(value), quality))
+    }
+}
+
+fn reading(s: &Sensor, ts: Timestamp, value: Value, quality: Quality) -> Reading {
+    Reading {
+        sensor: s.id.clone(),
+        site: s.site.clone(),
+        kind: s.kind.clone(),
+        ts,
+        value,
+        unit: Arc::clone(&s.unit),
+        quality,
+        exercise: false,
+    }
+}
+
+/// Splits one CSV record (RFC 4180 quoting: `"a,b"`, `""` for a quote).
+fn fields(line: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let (mut quoted, mut chars) = (false, line.chars().peekable());
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                cur.push('"');
+                chars.next();
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => out.push(std::mem::take(&mut cur)),
+            (c, _) => cur.push(c),
+        }
+    }
+    out.push(cur);
+    out
+}
+
+fn parse_csv(text: &str, name: &str, opts: &InputOptions, reg: &Lookup<'_>, out: &mut Loaded) -> Result<()> {
+    let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
+    let Some((_, header)) = lines.next() else { return Ok(()) };
+    let header: Vec<String> = fields(header).into_iter().map(|h| h.trim().to_ascii_lowercase()).collect();
+    let col = |name: &str| header.iter().position(|h| h == name);
+    let (id_col, ts_col, value_col) = match opts.format {
+        Format::Yearbook => ("station", "time", "level"),
+        _ => ("sensor", "ts", "value"),
+    };
+    let missing: Vec<&str> = [id_col, ts_col, value_col].into_iter().filter(|c| col(c).is_none()).collect();
+    if !missing.is_empty() {
+        bail!("{name}: header {header:?} lacks column(s) {missing:?} (the {:?} layout)", opts.format);
+    }
+    let (ic, tc, vc) = (col(id_col).unwrap_or(0), col(ts_col).unwrap_or(0), col(value_col).unwrap_or(0));
+    let (unit_col, quality_col) = (col("unit"), col("quality"));
+    let offset = FixedOffset::east_opt(opts.utc_offset_s).context("UTC offset out of range")?;
+    for (i, line) in lines {
+        let f = fields(line);
+        let get = |c: usize, what: &str| f.get(c).map(|s| s.trim()).ok_or_else(|| format!("no {what} column"));
+        let parsed = (|| -> Result<Option<Reading>, String> {
+            let id = get(ic, id_col)?;
+            let sensor = if opts.format == Format::Yearbook { reg.station(id)? } else { reg.sensor(id)? };
+            let ts = parse_time(get(tc, ts_col)?, offset).map_err(|e| format!("{ts_col}: {e}"))?;
+            if !opts.keeps(ts) {
+                return Ok(None);
+            }
+            let raw = get(vc, value_col)?;
+            let value: f64 = raw.parse().map_err(|_| format!("{value_col}: {raw:?} is not a number"))?;
+            if let Some(u) = unit_col.and_then(|c| f.get(c)).map(|u| u.trim()).filter(|u| !u.is_empty()) {
+                let unit = riskwatch_core::kind::canonical_unit(u);
+                if unit != &*sensor.unit {
+                    return Err(format!("unit: {u:?} is not {}'s registered unit {:?}", sensor.id, sensor.unit));
+                }
+            }
+            let quality = match quality_col.and_then(|c| f.get(c)).map(|q| q.trim()).filter(|q| !q.is_empty()) {
+                None => Quality::NotEvaluated,
+                Some(q) => q
+                    .parse::<u8>()
+                    .ok()
+                    .and_then(|n| Quality::try_from(n).ok())
+                    .ok_or_else(|| format!("quality: {q:?} is not a QARTOD flag (1, 2, 3, 4, 9)"))?,
+            };
+            reg.scalar(sensor, ts, value, quality).map(Some).map_err(|e| format!("{value_col}: {e}"))
+        })();
+        match parsed {
+            Ok(Some(r)) => out.readings.push(r),
+            Ok(None) => {}
+            Err(reason) => out.rejected.push(Rejection { at: format!("{name}:{}", i + 1), reason }),
+        }
+    }
+    Ok(())
+}
+
+/// RFC 3339, epoch milliseconds, or a local `YYYY-MM-DD HH:MM[:SS]` in `offset`.
+fn parse_time(s: &str, offset: FixedOffset) -> Result<Timestamp, String> {
+    if let Ok(ms) = s.parse::<i64>() {
+        return Ok(Timestamp(ms));
+    }
+    if let Ok(t) = Timestamp::parse_rfc3339(s) {
+        return Ok(t);
+    }
+    for f in ["%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y/%m/%d %H:%M:%S", "%Y/%m/%d %H:%M", "%Y-%m-%dT%H:%M:%S"] {
+        if let Ok(naive) = NaiveDateTime::parse_from_str(s, f) {
+            return offset
+                .from_local_datetime(&naive)
+                .single()
+                .map(|dt| Timestamp(dt.timestamp_millis()))
+                .ok_or_else(|| format!("{s:?} is not a valid local time"));
+        }
+    }
+    Err(format!("{s:?} is not a time (RFC 3339, epoch ms, or YYYY-MM-DD HH:MM[:SS] local)"))
+}
+
+fn parse_jsonl(text: &str, name: &str, opts: &InputOptions, registry: &Registry, out: &mut Loaded) {
+    let limits = Limits::default();
+    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let at = || format!("{name}:{}", i + 1);
+        let json: serde_json::Value = match serde_json::from_str(line) {
+            Ok(j) => j,
+            Err(e) => {
+                out.rejected.push(Rejection { at: at(), reason: format!("not JSON: {e}") });
+                continue;
+            }
+        };
+        // The topic a gateway would have used, from the (first) sensor's registered site.
+        let first = json.get("readings").and_then(|r| r.get(0)).unwrap_or(&json);
+        let Some(sensor) = first.get("sensor").and_then(|s| s.as_str()).and_then(|s| registry.sensor(s)) else {
+            out.rejected.push(Rejection { at: at(), reason: "sensor: missing or not in the registry".into() });
+            continue;
+        };
+        let topic = if json.get("readings").is_some() {
+            topic::batch_topic(sensor.site.as_str())
+        } else {
+            topic::reading_topic(sensor.site.as_str(), sensor.id.as_str())
+        };
+        match decode(&topic, line.as_bytes(), registry, &limits) {
+            Ok(d) => {
+                out.readings.extend(d.readings.into_iter().filter(|r| opts.keeps(r.ts)));
+                for rej in d.rejected {
+                    let item = rej.index.map(|i| format!(" readings[{i}]")).unwrap_or_default();
+                    out.rejected.push(Rejection { at: format!("{}{item}", at()), reason: rej.error.to_string() });
+                }
+            }
+            Err(e) => out.rejected.push(Rejection { at: at(), reason: e.to_string() }),
+        }
+    }
+}
+
+fn read_sqlite(path: &Path, opts: &InputOptions, reg: &Lookup<'_>, out: &mut Loaded) -> Result<()> {
+    let conn = rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .with_context(|| format!("opening store {}", path.display()))?;
+    let mut st = conn
+        .prepare(
+            "SELECT rowid, sensor, ts, value, value_json, quality FROM readings WHERE ts >= ?1 AND ts < ?2 ORDER BY ts",
+        )
+        .or_else(|_| {
+            // WITHOUT ROWID tables have no rowid: number rows as they come.
+            conn.prepare(
+                "SELECT 0, sensor, ts, value, value_json, quality FROM readings WHERE ts >= ?1 AND ts < ?2 ORDER BY ts",
+            )
+        })
+        .with_context(|| format!("{}: not a riskwatch store (no readings table)", path.display()))?;
+    let from = opts.from.map_or(i64::MIN, Timestamp::millis);
+    let to = opts.to.map_or(i64::MAX, Timestamp::millis);
+    let rows = st.query_map([from, to], |r| {
+        Ok((
+            r.get::<_, String>(1)?,
+            r.get::<_, i64>(2)?,
+            r.get::<_, Option<f64>>(3)?,
+            r.get::<_, Option<String>>(4)?,
+            r.get::<_, i64>(5)?,
+        ))
+    })?;
+    for (n, row) in rows.enumerate() {
+        let (sensor, ts, value, json, quality) = row?;
+        let parsed = (|| -> Result<Reading, String> {
+            let s = reg.sensor(&sensor)?;
+            let quality = u8::try_from(quality)
+                .ok()
+                .and_then(|q| Quality::try_from(q).ok())
+                .ok_or_else(|| format!("quality {quality} is not a QARTOD flag"))?;
+            match (value, json) {
+                (Some(v), _) => reg.scalar(s, Timestamp(ts), v, quality),
+                (None, Some(j)) => serde_json::from_str::<Value>(&j)
+                    .map(|v| reading(s, Timestamp(ts), v, quality))
+                    .map_err(|e| format!("value_json: {e}")),
+                (None, None) => Err("no value".into()),
+            }
+        })();
+        match parsed {
+            Ok(r) => out.readings.push(r),
+            Err(reason) => out.rejected.push(Rejection { at: format!("{}: row {}", path.display(), n + 1), reason }),
+        }
+    }
+    Ok(())
+}
+
+/// The SQL sent to QuestDB's `/exp` endpoint for the time window.
+pub fn questdb_query(opts: &InputOptions) -> String {
+    let mut q = String::from("SELECT sensor, ts, value, quality FROM readings");
+    let mut conds = Vec::new();
+    if let Some(f) = opts.from {
+        conds.push(format!("ts >= '{}'", f.to_rfc3339()));
+    }
+    if let Some(t) = opts.to {
+        conds.push(format!("ts < '{}'", t.to_rfc3339()));
+    }
+    if !conds.is_empty() {
+        q += &format!(" WHERE {}", conds.join(" AND "));
+    }
+    q + " ORDER BY ts"
+}
+
+/// GET `{base}/exp?query=…` and return the CSV body (plain or chunked HTTP/1.1).
+fn questdb_export(base: &str, opts: &InputOptions) -> Result<String> {
+    let rest = base.strip_prefix("http://").context("QuestDB address must start with http://")?;
+    let (hostport, prefix) = rest.split_once('/').map_or((rest, ""), |(h, p)| (h, p));
+    let hostport = if hostport.contains(':') { hostport.to_string() } else { format!("{hostport}:9000") };
+    let path = format!(
+        "/{}exp?query={}",
+        if prefix.is_empty() { String::new() } else { format!("{prefix}/") },
+        urlencode(&questdb_query(opts))
+    );
+    let mut stream =
+        std::net::TcpStream::connect(&hostport).with_context(|| format!("connecting to QuestDB at {hostport}"))?;
+    stream.set_read_timeout(Some(Duration::from_secs(300)))?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {hostport}\r\nAccept: text/csv\r\nConnection: close\r\n\r\n")?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).context("reading QuestDB's answer")?;
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").context("QuestDB's answer has no HTTP header")?;
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let body = &raw[split + 4..];
+    let status = head.lines().next().unwrap_or_default();
+    let chunked = head.lines().any(|l| {
+        let l = l.to_ascii_lowercase();
+        l.starts_with("transfer-encoding:") && l.contains("chunked")
+    });
+    let body = if chunked { dechunk(body)? } else { body.to_vec() };
+    let body = String::from_utf8(body).context("QuestDB's answer is not UTF-8")?;
+    if status.split_whitespace().nth(1) != Some("200") {
+        bail!("QuestDB answered {status:?}: {}", body.chars().take(300).collect::<String>());
+    }
+    Ok(body)
+}
+
+fn dechunk(mut b: &[u8]) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let eol = b.windows(2).position(|w| w == b"\r\n").context("bad chunked encoding")?;
+        let size_text = String::from_utf8_lossy(&b[..eol]);
+        let size =
+            usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16).context("bad chunk size")?;
+        b = &b[eol + 2..];
+        if size == 0 {
+            return Ok(out);
+        }
+        out.extend_from_slice(b.get(..size).context("truncated chunk")?);
+        b = b.get(size + 2..).context("truncated chunk")?;
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

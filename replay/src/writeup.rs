@@ -1,0 +1,342 @@
+//! The replay report: `report.md`, `report.html` (self-contained apart from the plot files it
+//! shows), `report.json` (summary, skill scores, comparison), `events.json` (every alert event
+//! of the baseline run, as on the wire) and a plot per station under `plots/` as SVG and PNG.
+
+use crate::diff::Comparison;
+use crate::plot::{self, level_colour, ThresholdLine};
+use crate::verify::{self, Episode, Skill};
+use crate::whatif::Applied;
+use crate::Outcome;
+use anyhow::{Context, Result};
+use riskwatch_core::{AlertChange, AlertEvent, Level, Registry, Sensor, Timestamp};
+use riskwatch_rules::{Feature, Measure, RuleSet};
+use serde_json::json;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+/// Default plot size in pixels.
+pub const PLOT_SIZE: (u32, u32) = (1200, 480);
+
+/// One run to report.
+pub struct RunReport<'a> {
+    /// "baseline" or "what-if".
+    pub name: &'a str,
+    /// The rules it used (file name).
+    pub rules: &'a str,
+    /// The rules themselves (for the threshold lines of the plots).
+    pub rule_set: &'a RuleSet,
+    /// The registry it used.
+    pub registry: &'a Registry,
+    /// Attribute overrides applied.
+    pub applied: &'a [Applied],
+    /// What it produced.
+    pub outcome: &'a Outcome,
+    /// Skill scores, if observed events were given.
+    pub skill: Option<&'a Skill>,
+}
+
+/// Everything the report shows.
+pub struct ReportInput<'a> {
+    /// The input, as given.
+    pub input: &'a str,
+    /// The baseline run, then the what-if run if any.
+    pub runs: Vec<RunReport<'a>>,
+    /// Baseline vs what-if.
+    pub comparison: Option<&'a Comparison>,
+    /// Plot size.
+    pub plot_size: (u32, u32),
+}
+
+/// The files written.
+#[derive(Debug)]
+pub struct ReportFiles {
+    /// report.md
+    pub markdown: PathBuf,
+    /// report.html
+    pub html: PathBuf,
+    /// events.json
+    pub events: PathBuf,
+    /// Plot files (SVG and PNG).
+    pub plots: Vec<PathBuf>,
+}
+
+/// The threshold lines of a sensor's value bands under `rules` (the value conditions of
+/// every rule that applies to it, resolved against its attributes), coloured by level.
+pub fn thresholds_for(rules: &RuleSet, sensor: &Sensor) -> Vec<ThresholdLine> {
+    let mut out: Vec<ThresholdLine> = Vec::new();
+    for rule in rules.rules.iter().filter(|r| r.spec.measure == Measure::Value && r.spec.applies_to.matches(sensor)) {
+        for (level, conds) in Level::ALL.iter().zip(&rule.conditions) {
+            for c in conds.iter().filter(|c| c.feature == Feature::Value) {
+                if let Ok(value) = c.threshold.resolve(&sensor.attributes) {
+                    if !out.iter().any(|t| t.value == value && t.level == Some(*level)) {
+                        out.push(ThresholdLine {
+                            label: format!("{} {value:.2}", level.as_str()),
+                            value,
+                            level: Some(*level),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Writes the report into `dir` (created if needed).
+pub fn write(dir: &Path, input: &ReportInput<'_>) -> Result<ReportFiles> {
+    std::fs::create_dir_all(dir.join("plots")).with_context(|| format!("creating {}", dir.display()))?;
+    let base = input.runs.first().context("a report needs at least one run")?;
+    let mut plots = Vec::new();
+    let mut plot_refs: Vec<Vec<(String, String)>> = Vec::new();
+    for run in &input.runs {
+        let end = run.outcome.span.map_or(Timestamp(0), |s| s.1);
+        let episodes = verify::episodes(&run.outcome.events, end);
+        let mut refs = Vec::new();
+        for trace in &run.outcome.traces {
+            let Some(sensor) = run.registry.sensor(trace.sensor.as_str()) else { continue };
+            let Some(span) = run.outcome.span else { continue };
+            let mine: Vec<&Episode> = episodes.iter().filter(|e| e.subject == trace.sensor.as_str()).collect();
+            let name = sensor.name.trim();
+            let title = if name.is_empty() {
+                format!("{} - {} ({})", trace.sensor, trace.kind.as_str(), run.name)
+            } else {
+                format!("{} {name} - {} ({})", trace.sensor, trace.kind.as_str(), run.name)
+            };
+            let p = plot::layout(trace, &title, &thresholds_for(run.rule_set, sensor), &mine, span, input.plot_size);
+            let stem = if run.name == "baseline" {
+                trace.sensor.to_string()
+            } else {
+                format!("{}.{}", trace.sensor, run.name)
+            };
+            let (svg, png) =
+                (dir.join("plots").join(format!("{stem}.svg")), dir.join("plots").join(format!("{stem}.png")));
+            std::fs::write(&svg, plot::svg(&p)).with_context(|| format!("writing {}", svg.display()))?;
+            std::fs::write(&png, plot::png(&p)).with_context(|| format!("writing {}", png.display()))?;
+            refs.push((trace.sensor.to_string(), stem));
+            plots.extend([svg, png]);
+        }
+        plot_refs.push(refs);
+    }
+    let events = dir.join("events.json");
+    std::fs::write(&events, serde_json::to_vec_pretty(&base.outcome.events)?)?;
+    if let Some(w) = input.runs.get(1) {
+        std::fs::write(dir.join("events.what-if.json"), serde_json::to_vec_pretty(&w.outcome.events)?)?;
+    }
+    let summary = json!({
+        "input": input.input,
+        "runs": input.runs.iter().map(|r| json!({
+            "name": r.name, "rules": r.rules, "overrides": r.applied,
+            "readings": r.outcome.readings, "rejected": r.outcome.rejected.len(),
+            "span": r.outcome.span.map(|(a, b)| [a.to_rfc3339(), b.to_rfc3339()]),
+            "events": r.outcome.events.len(), "skill": r.skill,
+        })).collect::<Vec<_>>(),
+        "comparison": input.comparison,
+    });
+    std::fs::write(dir.join("report.json"), serde_json::to_vec_pretty(&summary)?)?;
+    let markdown = dir.join("report.md");
+    std::fs::write(&markdown, markdown_text(input, &plot_refs))?;
+    let html = dir.join("report.html");
+    std::fs::write(&html, html_text(input, &plot_refs))?;
+    Ok(ReportFiles { markdown, html, events, plots })
+}
+
+fn markdown_text(input: &ReportInput<'_>, plots: &[Vec<(String, String)>]) -> String {
+    let mut s = String::from("# Replay report\n\n");
+    let _ = writeln!(s, "Input: `{}`\n", input.input);
+    s += "| Run | Rules | Overrides | Readings | Rejected | Period (Beijing time) | Alert events |\n|---|---|---|---|---|---|---|\n";
+    for r in &input.runs {
+        let span =
+            r.outcome.span.map_or("–".into(), |(a, b)| format!("{} – {}", a.to_rfc3339_cst(), b.to_rfc3339_cst()));
+        let over: Vec<String> = r
+            .applied
+            .iter()
+            .map(|a| format!("{} {} {:.2} → {:.2}", a.sensor, a.attribute, a.before, a.after))
+            .collect();
+        let _ = writeln!(
+            s,
+            "| {} | `{}` | {} | {} | {} | {span} | {} |",
+            r.name,
+            r.rules,
+            if over.is_empty() { "–".into() } else { over.join("; ") },
+            r.outcome.readings,
+            r.outcome.rejected.len(),
+            r.outcome.events.len()
+        );
+    }
+    if input.runs.iter().any(|r| r.skill.is_some()) {
+        s += "\n## Skill scores\n\n| Run | Hits | Misses | False alarms | POD | FAR | CSI | Mean lead (h) | Median lead (h) |\n|---|---|---|---|---|---|---|---|---|\n";
+        for r in &input.runs {
+            if let Some(k) = r.skill {
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                    r.name,
+                    k.hits,
+                    k.misses,
+                    k.false_alarms,
+                    verify::show(k.pod),
+                    verify::show(k.far),
+                    verify::show(k.csi),
+                    verify::show(k.mean_lead_hours),
+                    verify::show(k.median_lead_hours)
+                );
+            }
+        }
+        for r in &input.runs {
+            let Some(k) = r.skill else { continue };
+            let _ = writeln!(s, "\n{} — observed events (lead window {:.0} h):\n", r.name, k.lead_window_hours);
+            s += "| Subject | Observed start | Level | Warned at | Lead (h) | Alert |\n|---|---|---|---|---|---|\n";
+            for v in &k.verdicts {
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} | {} | {} | {} |",
+                    v.observed.subject,
+                    v.observed.start.to_rfc3339_cst(),
+                    v.observed.level.as_str(),
+                    v.warned_at.map_or("missed".into(), |t| t.to_rfc3339_cst()),
+                    verify::show(v.lead_hours),
+                    v.alert_id.as_deref().unwrap_or("–")
+                );
+            }
+            if !k.false_alarm_ids.is_empty() {
+                let _ = writeln!(s, "\nFalse alarms: {}", k.false_alarm_ids.join(", "));
+            }
+        }
+    }
+    if let Some(c) = input.comparison {
+        s += "\n## Baseline vs what-if\n\n";
+        let _ = writeln!(
+            s,
+            "Alerts gained: {}; lost: {}; changed: {}.\n",
+            c.gained.len(),
+            c.lost.len(),
+            c.changed().count()
+        );
+        s += "| | Subject | Rule | Raised | Highest level |\n|---|---|---|---|---|\n";
+        for (what, list) in [("gained", &c.gained), ("lost", &c.lost)] {
+            for e in list.iter() {
+                let _ = writeln!(
+                    s,
+                    "| {what} | {} | {} | {} | {} |",
+                    e.subject,
+                    e.rule_id,
+                    e.start().to_rfc3339_cst(),
+                    e.highest().as_str()
+                );
+            }
+        }
+        s += "\n| Subject | Level | Baseline first at | What-if first at | What-if earlier by (h) |\n|---|---|---|---|---|\n";
+        for m in c.changed() {
+            for sh in &m.shifts {
+                let at = |t: Option<Timestamp>| t.map_or("never".into(), |t| t.to_rfc3339_cst());
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} | {} | {} |",
+                    m.subject,
+                    sh.level.as_str(),
+                    at(sh.baseline),
+                    at(sh.what_if),
+                    verify::show(sh.earlier_by_hours)
+                );
+            }
+        }
+    }
+    for (r, refs) in input.runs.iter().zip(plots) {
+        let _ = writeln!(s, "\n## Alert timeline — {}\n", r.name);
+        s += "| Time (Beijing) | UTC | Level | Change | Subject | Site | 信息 | Message |\n|---|---|---|---|---|---|---|---|\n";
+        for e in r.outcome.events.iter().filter(|e| e.change != AlertChange::Reminder) {
+            s += &timeline_row(e);
+        }
+        let reminders = r.outcome.events.iter().filter(|e| e.change == AlertChange::Reminder).count();
+        if reminders > 0 {
+            let _ = writeln!(
+                s,
+                "\n{reminders} reminder(s) of unacknowledged alerts are not listed (they are in the events JSON)."
+            );
+        }
+        if !refs.is_empty() {
+            let _ = writeln!(s, "\n## Plots — {}\n", r.name);
+            for (sensor, stem) in refs {
+                let _ = writeln!(s, "![{sensor}](plots/{stem}.png)\n");
+            }
+        }
+    }
+    s
+}
+
+fn timeline_row(e: &AlertEvent) -> String {
+    format!(
+        "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
+        e.ts.to_rfc3339_cst(),
+        e.ts.to_rfc3339(),
+        e.level.as_str(),
+        e.change.as_str(),
+        e.subject.as_str(),
+        e.site.as_str(),
+        e.message_zh.replace('|', "\\|"),
+        e.message_en.replace('|', "\\|")
+    )
+}
+
+fn html_text(input: &ReportInput<'_>, plots: &[Vec<(String, String)>]) -> String {
+    let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+    let mut s = String::from(
+        "<!DOCTYPE html>\n<html lang=\"zh-CN\"><head><meta charset=\"utf-8\"><title>riskwatch replay report</title>\n<style>body{font-family:sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}th{background:#f4f4f4}.lv{color:#fff;font-weight:bold}img{max-width:100%;border:1px solid #ddd}</style></head><body>\n<h1>Replay report 回放报告</h1>\n",
+    );
+    let _ = writeln!(s, "<p>Input: <code>{}</code></p>", esc(input.input));
+    // The Markdown tables, converted row by row (same content, one source of truth).
+    let md = markdown_text(input, &vec![Vec::new(); plots.len()]);
+    let mut in_table = false;
+    for line in md.lines().skip(2) {
+        if let Some(cells) = line.strip_prefix('|').and_then(|l| l.strip_suffix('|')) {
+            if cells.starts_with("---") {
+                continue;
+            }
+            if !in_table {
+                s += "<table>\n";
+                in_table = true;
+            }
+            s += "<tr>";
+            for c in cells.split(" | ") {
+                let c = c.trim().replace("\\|", "|");
+                match Level::ALL.iter().find(|l| l.as_str() == c) {
+                    Some(l) => {
+                        let _ = write!(s, "<td class=\"lv\" style=\"background:{}\">{c}</td>", hex(*l));
+                    }
+                    None => {
+                        let _ = write!(s, "<td>{}</td>", esc(&c).replace('`', ""));
+                    }
+                }
+            }
+            s += "</tr>\n";
+            continue;
+        }
+        if in_table {
+            s += "</table>\n";
+            in_table = false;
+        }
+        if let Some(h) = line.strip_prefix("## ") {
+            let _ = writeln!(s, "<h2>{}</h2>", esc(h));
+        } else if !line.trim().is_empty() && !line.starts_with("Input:") {
+            let _ = writeln!(s, "<p>{}</p>", esc(line));
+        }
+    }
+    if in_table {
+        s += "</table>\n";
+    }
+    for (r, refs) in input.runs.iter().zip(plots) {
+        if refs.is_empty() {
+            continue;
+        }
+        let _ = writeln!(s, "<h2>Plots — {}</h2>", esc(r.name));
+        for (sensor, stem) in refs {
+            let _ = writeln!(s, "<p><img src=\"plots/{stem}.svg\" alt=\"{}\"></p>", esc(sensor));
+        }
+    }
+    s + "</body></html>\n"
+}
+
+fn hex(l: Level) -> String {
+    let c = level_colour(l);
+    format!("#{:02x}{:02x}{:02x}", c.0, c.1, c.2)
+}

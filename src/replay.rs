@@ -1,0 +1,369 @@
+//! `riskwatch replay`: recorded readings through the production rule engine, in event time —
+//! hindcasts with what-if thresholds, skill scores against observed events and a report with
+//! plots; or, with `--drill`, the recording published into the live pipeline as an exercise.
+//! The work is done by the `riskwatch-replay` crate; this is its command line (docs/replay.md).
+
+use anyhow::{bail, Context, Result};
+use riskwatch_core::{AlertChange, AlertEvent, Registry, Timestamp};
+use riskwatch_replay::hindcast::{self, RunOptions};
+use riskwatch_replay::input::{self, Format, InputOptions, Loaded};
+use riskwatch_replay::verify::{self, Observed, Skill};
+use riskwatch_replay::whatif::{self, Applied, Override};
+use riskwatch_replay::writeup::{self, ReportInput, RunReport};
+use riskwatch_replay::{diff, Outcome};
+use riskwatch_rules::RuleSet;
+use riskwatch_simulators::scenario::Scenario;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Trace bucket of the report's plots.
+const TRACE_BUCKET: Duration = Duration::from_secs(3600);
+
+/// Options of `riskwatch replay`.
+#[derive(clap::Args)]
+pub struct ReplayArgs {
+    /// Recorded readings: a file (CSV, yearbook CSV, JSON lines, SQLite store) or a QuestDB
+    /// HTTP address (`http://HOST:9000`).
+    #[arg(long)]
+    input: String,
+    /// Input format: csv, yearbook, jsonl, sqlite or questdb (default: from the file name and
+    /// header).
+    #[arg(long)]
+    format: Option<String>,
+    /// Scenario file whose embedded registry and rules to use (instead of --registry/--rules).
+    #[arg(long, conflicts_with_all = ["registry", "rules"])]
+    scenario: Option<PathBuf>,
+    /// Sensor registry (TOML).
+    #[arg(long, required_unless_present = "scenario")]
+    registry: Option<PathBuf>,
+    /// Rules file (TOML): today's rules, or the rules being reviewed.
+    #[arg(long, required_unless_present = "scenario")]
+    rules: Option<PathBuf>,
+    /// Only readings at or after this time (RFC 3339).
+    #[arg(long)]
+    from: Option<String>,
+    /// Only readings before this time (RFC 3339).
+    #[arg(long)]
+    to: Option<String>,
+    /// UTC offset of local times in yearbook files.
+    #[arg(long, default_value = "+08:00")]
+    tz: String,
+    /// Event time per wall time (e.g. 3600 = an hour per second); default: as fast as possible.
+    /// With --drill: default 1 (real time).
+    #[arg(long)]
+    speed: Option<f64>,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+    /// What-if: change a registry attribute for a second run, compared with the first
+    /// (`warning_level-=0.3`, `hankou:warning_level=27.0`; repeatable).
+    #[arg(long = "set", value_name = "OVERRIDE")]
+    set: Vec<String>,
+    /// What-if: a second rules file, compared with --rules on the same history.
+    #[arg(long, value_name = "FILE")]
+    what_if_rules: Option<PathBuf>,
+    /// Observed events (flood crossings, incident log) to score the alerts against.
+    #[arg(long)]
+    observed: Option<PathBuf>,
+    /// How long before an observed event an alert still counts as its warning.
+    #[arg(long, default_value = "48h", value_parser = humantime::parse_duration)]
+    lead_window: Duration,
+    /// Write the report (Markdown, HTML, plots as SVG and PNG, events.json) into this directory.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Plot size in pixels, WIDTHxHEIGHT.
+    #[arg(long, default_value = "1200x480")]
+    plot_size: String,
+    /// Publish the recording into the live pipeline as an exercise instead of evaluating it
+    /// here (needs --mqtt or --kafka).
+    #[arg(long)]
+    drill: bool,
+    /// With --drill: the pipeline's MQTT broker, HOST:PORT or mqtt://HOST:PORT.
+    #[arg(long, requires = "drill", conflicts_with = "kafka")]
+    mqtt: Option<String>,
+    /// With --drill: produce straight to the Kafka readings topic of these brokers.
+    #[arg(long, requires = "drill")]
+    kafka: Option<String>,
+}
+
+/// Runs `riskwatch replay`.
+pub async fn run(args: ReplayArgs) -> Result<()> {
+    let (registry, rules, rules_name) = load_setup(&args)?;
+    let overrides: Vec<Override> =
+        args.set.iter().map(|s| s.parse::<Override>()).collect::<Result<_, _>>().map_err(anyhow::Error::msg)?;
+    if args.drill {
+        if !overrides.is_empty() || args.what_if_rules.is_some() || args.observed.is_some() || args.report.is_some() {
+            bail!("--drill publishes the recording to the live pipeline; --set, --what-if-rules, --observed and --report are for hindcasts");
+        }
+        return drill(&args, &registry).await;
+    }
+    let loaded = load_input(&args, &registry)?;
+    let observed: Option<Vec<Observed>> = match &args.observed {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            Some(verify::parse_observed(&text, &p.display().to_string())?)
+        }
+        None => None,
+    };
+    let opts = RunOptions {
+        speed: args.speed,
+        progress: !args.quiet && std::io::stderr().is_terminal(),
+        trace_bucket: args.report.is_some().then_some(TRACE_BUCKET),
+    };
+    let what_if = !overrides.is_empty() || args.what_if_rules.is_some();
+    let base = Run::go("baseline", rules_name, rules, registry, Vec::new(), &loaded, &opts, &observed, &args)?;
+    let alt = if what_if {
+        let (rules, name) = match &args.what_if_rules {
+            Some(p) => (crate::load_rules(p)?, p.display().to_string()),
+            None => (base.rules.clone(), base.rules_name.clone()),
+        };
+        let (registry, applied) = whatif::apply(&base.registry, &overrides).map_err(anyhow::Error::msg)?;
+        Some(Run::go("what-if", name, rules, registry, applied, &loaded, &opts, &observed, &args)?)
+    } else {
+        None
+    };
+    let comparison = alt.as_ref().map(|a| diff::compare(&base.episodes, &a.episodes));
+    if let Some(c) = &comparison {
+        println!(
+            "baseline vs what-if: {} alert(s) gained, {} lost, {} changed",
+            c.gained.len(),
+            c.lost.len(),
+            c.changed().count()
+        );
+        for e in &c.gained {
+            println!("  gained  {:<16} {:<6} raised {}", e.subject, e.highest().as_str(), e.start().to_rfc3339_cst());
+        }
+        for e in &c.lost {
+            println!("  lost    {:<16} {:<6} raised {}", e.subject, e.highest().as_str(), e.start().to_rfc3339_cst());
+        }
+        for m in c.changed() {
+            for sh in m.shifts.iter().filter(|s| s.earlier_by_hours != Some(0.0)) {
+                println!(
+                    "  changed {:<16} {:<6} baseline {} what-if {} (what-if earlier by {} h)",
+                    m.subject,
+                    sh.level.as_str(),
+                    sh.baseline.map_or("never".into(), |t| t.to_rfc3339_cst()),
+                    sh.what_if.map_or("never".into(), |t| t.to_rfc3339_cst()),
+                    verify::show(sh.earlier_by_hours)
+                );
+            }
+        }
+    }
+    if let Some(dir) = &args.report {
+        let plot_size = parse_size(&args.plot_size)?;
+        let runs: Vec<RunReport<'_>> = std::iter::once(&base).chain(alt.as_ref()).map(Run::report).collect();
+        let files =
+            writeup::write(dir, &ReportInput { input: &args.input, runs, comparison: comparison.as_ref(), plot_size })?;
+        println!(
+            "report: {} ({} plot files, {}x{} px), {}, {}",
+            files.markdown.display(),
+            files.plots.len(),
+            plot_size.0,
+            plot_size.1,
+            files.html.display(),
+            files.events.display()
+        );
+    }
+    Ok(())
+}
+
+/// One evaluated run and what it needs for the report.
+struct Run {
+    name: &'static str,
+    rules_name: String,
+    rules: RuleSet,
+    registry: Registry,
+    applied: Vec<Applied>,
+    outcome: Outcome,
+    episodes: Vec<verify::Episode>,
+    skill: Option<Skill>,
+}
+
+impl Run {
+    #[allow(clippy::too_many_arguments)]
+    fn go(
+        name: &'static str,
+        rules_name: String,
+        rules: RuleSet,
+        registry: Registry,
+        applied: Vec<Applied>,
+        loaded: &Loaded,
+        opts: &RunOptions,
+        observed: &Option<Vec<Observed>>,
+        args: &ReplayArgs,
+    ) -> Result<Run> {
+        let mut outcome = hindcast::run(&loaded.readings, &rules, &registry, opts)?;
+        outcome.rejected = loaded.rejected.clone();
+        println!("{name} ({rules_name}): {}", summary_line(&outcome));
+        for a in &applied {
+            println!("  {} {}: {} → {}", a.sensor, a.attribute, a.before, a.after);
+        }
+        let reminders = outcome.events.iter().filter(|e| e.change == AlertChange::Reminder).count();
+        for e in outcome.events.iter().filter(|e| e.change != AlertChange::Reminder) {
+            println!("{}", timeline_line(e));
+        }
+        if reminders > 0 {
+            println!("  (and {reminders} reminder(s) of unacknowledged alerts, in events.json)");
+        }
+        let end = outcome.span.map_or(Timestamp(0), |s| s.1);
+        let episodes = verify::episodes(&outcome.events, end);
+        let skill = observed.as_ref().map(|o| verify::score(&episodes, o, args.lead_window));
+        if let Some(k) = &skill {
+            println!(
+                "{name} skill vs {}: hits {} misses {} false alarms {}  POD {}  FAR {}  CSI {}  mean lead {} h",
+                args.observed.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+                k.hits,
+                k.misses,
+                k.false_alarms,
+                verify::show(k.pod),
+                verify::show(k.far),
+                verify::show(k.csi),
+                verify::show(k.mean_lead_hours)
+            );
+        }
+        Ok(Run { name, rules_name, rules, registry, applied, outcome, episodes, skill })
+    }
+
+    fn report(&self) -> RunReport<'_> {
+        RunReport {
+            name: self.name,
+            rules: &self.rules_name,
+            rule_set: &self.rules,
+            registry: &self.registry,
+            applied: &self.applied,
+            outcome: &self.outcome,
+            skill: self.skill.as_ref(),
+        }
+    }
+}
+
+/// Reads the input as the options say, and reports what was refused.
+fn load_input(args: &ReplayArgs, registry: &Registry) -> Result<Loaded> {
+    let format = match &args.format {
+        Some(f) => f.parse::<Format>()?,
+        None => Format::guess(&args.input)?,
+    };
+    let mut opts = InputOptions::new(format);
+    opts.from = parse_time(args.from.as_deref(), "from")?;
+    opts.to = parse_time(args.to.as_deref(), "to")?;
+    opts.utc_offset_s = parse_offset(&args.tz)?;
+    let loaded = input::load(&args.input, &opts, registry)?;
+    if !loaded.rejected.is_empty() {
+        eprintln!("{} input record(s) refused:", loaded.rejected.len());
+        for r in loaded.rejected.iter().take(20) {
+            eprintln!("  {}: {}", r.at, r.reason);
+        }
+        if loaded.rejected.len() > 20 {
+            eprintln!("  … and {} more", loaded.rejected.len() - 20);
+        }
+    }
+    Ok(loaded)
+}
+
+fn parse_offset(s: &str) -> Result<i32> {
+    let bad = || anyhow::anyhow!("--tz {s:?}: expected an offset like +08:00");
+    let (sign, rest) = match s.as_bytes().first() {
+        Some(b'+') => (1, &s[1..]),
+        Some(b'-') => (-1, &s[1..]),
+        _ => return Err(bad()),
+    };
+    let (h, m) = rest.split_once(':').ok_or_else(bad)?;
+    let (h, m): (i32, i32) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+    if h > 14 || m > 59 {
+        return Err(bad());
+    }
+    Ok(sign * (h * 3600 + m * 60))
+}
+
+fn parse_size(s: &str) -> Result<(u32, u32)> {
+    let bad = || anyhow::anyhow!("--plot-size {s:?}: expected WIDTHxHEIGHT, e.g. 1200x480 (each 200–8000)");
+    let (w, h) = s.split_once('x').ok_or_else(bad)?;
+    let (w, h): (u32, u32) = (w.parse().map_err(|_| bad())?, h.parse().map_err(|_| bad())?);
+    if !(200..=8000).contains(&w) || !(200..=8000).contains(&h) {
+        return Err(bad());
+    }
+    Ok((w, h))
+}
+
+/// Registry and rules from --scenario or --registry/--rules, with a name for the rules.
+fn load_setup(args: &ReplayArgs) -> Result<(Registry, RuleSet, String)> {
+    match (&args.scenario, &args.registry, &args.rules) {
+        (Some(path), _, _) => {
+            let s = Scenario::load(path).map_err(anyhow::Error::msg)?;
+            let registry = Registry::from_toml(&s.registry_text().map_err(anyhow::Error::msg)?)
+                .with_context(|| format!("registry of {}", path.display()))?;
+            let rules = RuleSet::from_toml(&s.rules_text().map_err(anyhow::Error::msg)?)
+                .with_context(|| format!("rules of {}", path.display()))?;
+            Ok((registry, rules, path.display().to_string()))
+        }
+        (None, Some(reg), Some(rules)) => {
+            Ok((crate::load_registry(reg)?, crate::load_rules(rules)?, rules.display().to_string()))
+        }
+        _ => bail!("give --scenario, or --registry and --rules"),
+    }
+}
+
+async fn drill(args: &ReplayArgs, registry: &Registry) -> Result<()> {
+    let loaded = load_input(args, registry)?;
+    let speed = args.speed.unwrap_or(1.0);
+    let readings = loaded.readings.len();
+    let batches: Vec<Vec<riskwatch_core::Reading>> = loaded.readings.chunks(4096).map(<[_]>::to_vec).collect();
+    let published = match (&args.mqtt, &args.kafka) {
+        (Some(mqtt), _) => {
+            let (host, port) = crate::parse_mqtt_address(mqtt)?;
+            println!(
+                "drill: publishing {readings} readings of {} as an exercise to {host}:{port}, speed {speed}",
+                args.input
+            );
+            crate::drill::publish(batches, host, port, speed).await?
+        }
+        (None, Some(brokers)) => {
+            let k: riskwatch_bus::KafkaConfig = toml::from_str(&format!("brokers = {brokers:?}"))?;
+            println!(
+                "drill: producing {readings} readings of {} as an exercise to {}, speed {speed}",
+                args.input, k.readings_topic
+            );
+            crate::drill::produce(batches, &k, speed).await?
+        }
+        (None, None) => bail!("--drill needs --mqtt HOST:PORT or --kafka BROKERS"),
+    };
+    println!(
+        "drill: published {} messages ({} readings), {} acknowledged",
+        published.messages, published.readings, published.acked
+    );
+    if published.acked < published.messages {
+        bail!("{} drill message(s) were not acknowledged", published.messages - published.acked);
+    }
+    Ok(())
+}
+
+fn summary_line(o: &Outcome) -> String {
+    let span = o
+        .span
+        .map(|(a, b)| format!("{} – {}", a.to_rfc3339_cst(), b.to_rfc3339_cst()))
+        .unwrap_or_else(|| "no readings".into());
+    format!(
+        "{} readings, {span}, {} rejected, {} alert events, {:.2} s ({:.0} readings/s)",
+        o.readings,
+        o.rejected.len(),
+        o.events.len(),
+        o.wall.as_secs_f64(),
+        o.readings as f64 / o.wall.as_secs_f64().max(1e-9)
+    )
+}
+
+fn timeline_line(e: &AlertEvent) -> String {
+    format!(
+        "  {}  {:<12} {:<6} {:<16} {}",
+        e.ts.to_rfc3339_cst(),
+        e.change.as_str(),
+        e.level.as_str(),
+        e.subject.as_str(),
+        e.message_en
+    )
+}
+
+fn parse_time(s: Option<&str>, field: &str) -> Result<Option<Timestamp>> {
+    s.map(|s| Timestamp::parse_rfc3339(s).map_err(anyhow::Error::msg).with_context(|| format!("--{field}"))).transpose()
+}
