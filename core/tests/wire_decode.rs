@@ -601,3 +601,32 @@ fn unknown_extra_fields_are_ignored() {
     assert_eq!(d.readings.len(), 1);
     assert_eq!(d.readings[0].value, Value::Scalar(4.2));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Exercise (drill) marks
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn exercise_marks_are_read_per_reading_and_per_message() {
+    let marked = GOOD_WL.replace("\"value\"", "\"exercise\":true,\"value\"");
+    let d = run(&topic::batch_topic("hankou"), &format!(r#"{{"readings":[{GOOD_WL},{marked}]}}"#)).unwrap();
+    assert_eq!(d.readings.iter().map(|r| r.exercise).collect::<Vec<_>>(), [false, true]);
+    let d = run(&topic::batch_topic("hankou"), &format!(r#"{{"exercise":true,"readings":[{GOOD_WL}]}}"#)).unwrap();
+    assert!(d.readings[0].exercise, "the message's mark applies to its readings");
+    let d = run(&wl_topic(), &marked).unwrap();
+    assert!(d.readings[0].exercise, "a single reading");
+    let d = run(&wl_topic(), GOOD_WL).unwrap();
+    assert!(!d.readings[0].exercise, "unmarked is live");
+}
+
+#[test]
+fn an_exercise_mark_must_be_a_boolean_and_a_marked_batch_cannot_hold_live_readings() {
+    let e = whole_error(&topic::batch_topic("hankou"), &format!(r#"{{"exercise":"yes","readings":[{GOOD_WL}]}}"#));
+    assert_reason(&e, "wrong_type", "exercise");
+    let live = GOOD_WL.replace("\"value\"", "\"exercise\":false,\"value\"");
+    let d =
+        run(&topic::batch_topic("hankou"), &format!(r#"{{"exercise":true,"readings":[{GOOD_WL},{live}]}}"#)).unwrap();
+    assert_eq!(d.readings.len(), 1);
+    assert_eq!(d.rejected[0].index, Some(1));
+    assert_reason(&d.rejected[0].error, "bad_value", "readings[1].exercise");
+}

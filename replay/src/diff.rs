@@ -13,8 +13,10 @@ pub struct LevelShift {
     /// The level.
     pub level: Level,
     /// First time at this level or higher in the baseline (None = never).
+    #[serde(serialize_with = "crate::rfc3339::opt")]
     pub baseline: Option<Timestamp>,
     /// … in the what-if.
+    #[serde(serialize_with = "crate::rfc3339::opt")]
     pub what_if: Option<Timestamp>,
     /// Baseline minus what-if, hours (positive = the what-if warns earlier).
     pub earlier_by_hours: Option<f64>,

@@ -79,3 +79,28 @@ pub struct Outcome {
     /// Wall-clock time the run took.
     pub wall: Duration,
 }
+
+/// Times in reports as RFC 3339 UTC text (serialisation only).
+pub(crate) mod rfc3339 {
+    use riskwatch_core::{Level, Timestamp};
+    use serde::ser::{SerializeSeq, Serializer};
+
+    pub fn one<S: Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&t.to_rfc3339())
+    }
+
+    pub fn opt<S: Serializer>(t: &Option<Timestamp>, s: S) -> Result<S::Ok, S::Error> {
+        match t {
+            Some(t) => s.serialize_str(&t.to_rfc3339()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn levels<S: Serializer>(v: &[(Timestamp, Level)], s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(v.len()))?;
+        for (t, l) in v {
+            seq.serialize_element(&(t.to_rfc3339(), l))?;
+        }
+        seq.end()
+    }
+}

@@ -29,8 +29,10 @@ pub struct Episode {
     /// Site.
     pub site: String,
     /// Level changes in order: (time, level).
+    #[serde(serialize_with = "crate::rfc3339::levels")]
     pub levels: Vec<(Timestamp, Level)>,
     /// Clear time, or the end of the run if still active.
+    #[serde(serialize_with = "crate::rfc3339::one")]
     pub end: Timestamp,
     /// Whether it was still active at the end of the run.
     pub open_at_end: bool,
@@ -98,8 +100,10 @@ pub struct Observed {
     /// Sensor id or site id.
     pub subject: String,
     /// Onset.
+    #[serde(serialize_with = "crate::rfc3339::one")]
     pub start: Timestamp,
     /// End (= start for an instant event).
+    #[serde(serialize_with = "crate::rfc3339::one")]
     pub end: Timestamp,
     /// The warning level the event deserved.
     pub level: Level,
@@ -159,6 +163,7 @@ pub struct Verdict {
     /// The episode that warned of it, if any.
     pub alert_id: Option<String>,
     /// When that episode reached the event's level.
+    #[serde(serialize_with = "crate::rfc3339::opt")]
     pub warned_at: Option<Timestamp>,
     /// Event start minus warning time, hours (negative = late).
     pub lead_hours: Option<f64>,

@@ -81,7 +81,7 @@ pub fn decode(topic: &str, payload: &[u8], registry: &Registry, limits: &Limits)
             return Err(DecodeError::UnsupportedVersion { version: v.to_string() });
         }
     }
-    let exercise = flag(&obj, "exercise")?.unwrap_or(false);
+    let exercise = flag(&obj, "exercise", "exercise")?.unwrap_or(false);
     let ctx = Ctx { registry, limits, topic_site: place.site, topic_sensor: place.sensor, exercise };
     let mut out = Decoded::default();
     match obj.get("readings") {
@@ -125,9 +125,9 @@ struct Ctx<'a> {
     exercise: bool,
 }
 
-/// An optional boolean field (`null` = absent).
-fn flag(m: &Map<String, Json>, field: &str) -> Result<Option<bool>, DecodeError> {
-    match m.get(field) {
+/// An optional boolean `key` (`null` = absent); `field` names it in errors.
+fn flag(m: &Map<String, Json>, key: &str, field: &str) -> Result<Option<bool>, DecodeError> {
+    match m.get(key) {
         None | Some(Json::Null) => Ok(None),
         Some(Json::Bool(b)) => Ok(Some(*b)),
         Some(other) => Err(wrong_type(field, "true or false", other)),
@@ -233,7 +233,7 @@ fn reading(ctx: &Ctx<'_>, m: &Map<String, Json>, p: &str) -> Result<Reading, Dec
             .and_then(|n| Quality::try_from(n).ok())
             .ok_or_else(|| DecodeError::BadQuality { field: f("quality"), value: q.to_string() })?,
     };
-    let exercise = match flag(m, &f("exercise"))? {
+    let exercise = match flag(m, "exercise", &f("exercise"))? {
         // A batch marked as an exercise cannot contain live readings: a drill must never be
         // able to pass for real data, item by item.
         Some(false) if ctx.exercise => {
