@@ -53,9 +53,13 @@ pub struct ReplayArgs {
     /// With --drill: default 1 (real time).
     #[arg(long)]
     speed: Option<f64>,
-    /// No progress bar.
+    /// No progress line.
     #[arg(long)]
     quiet: bool,
+    /// Split the sites over this many engines on their own threads (as the Kafka path splits
+    /// them over partitions; rules combining sites see only their lane's).
+    #[arg(long, default_value_t = 1)]
+    jobs: usize,
     /// What-if: change a registry attribute for a second run, compared with the first
     /// (`warning_level-=0.3`, `hankou:warning_level=27.0`; repeatable).
     #[arg(long = "set", value_name = "OVERRIDE")]
@@ -98,7 +102,7 @@ pub async fn run(args: ReplayArgs) -> Result<()> {
         }
         return drill(&args, &registry).await;
     }
-    let loaded = load_input(&args, &registry)?;
+    let mut source = Source::open(&args)?;
     let observed: Option<Vec<Observed>> = match &args.observed {
         Some(p) => {
             let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
@@ -110,16 +114,17 @@ pub async fn run(args: ReplayArgs) -> Result<()> {
         speed: args.speed,
         progress: !args.quiet && std::io::stderr().is_terminal(),
         trace_bucket: args.report.is_some().then_some(TRACE_BUCKET),
+        jobs: args.jobs,
     };
     let what_if = !overrides.is_empty() || args.what_if_rules.is_some();
-    let base = Run::go("baseline", rules_name, rules, registry, Vec::new(), &loaded, &opts, &observed, &args)?;
+    let base = Run::go("baseline", rules_name, rules, registry, Vec::new(), &mut source, &opts, &observed, &args)?;
     let alt = if what_if {
         let (rules, name) = match &args.what_if_rules {
             Some(p) => (crate::load_rules(p)?, p.display().to_string()),
             None => (base.rules.clone(), base.rules_name.clone()),
         };
         let (registry, applied) = whatif::apply(&base.registry, &overrides).map_err(anyhow::Error::msg)?;
-        Some(Run::go("what-if", name, rules, registry, applied, &loaded, &opts, &observed, &args)?)
+        Some(Run::go("what-if", name, rules, registry, applied, &mut source, &opts, &observed, &args)?)
     } else {
         None
     };
@@ -188,13 +193,12 @@ impl Run {
         rules: RuleSet,
         registry: Registry,
         applied: Vec<Applied>,
-        loaded: &Loaded,
+        source: &mut Source,
         opts: &RunOptions,
         observed: &Option<Vec<Observed>>,
         args: &ReplayArgs,
     ) -> Result<Run> {
-        let mut outcome = hindcast::run(&loaded.readings, &rules, &registry, opts)?;
-        outcome.rejected = loaded.rejected.clone();
+        let outcome = source.run(&rules, &registry, opts)?;
         println!("{name} ({rules_name}): {}", summary_line(&outcome));
         for a in &applied {
             println!("  {} {}: {} → {}", a.sensor, a.attribute, a.before, a.after);
@@ -238,27 +242,70 @@ impl Run {
     }
 }
 
-/// Reads the input as the options say, and reports what was refused.
-fn load_input(args: &ReplayArgs, registry: &Registry) -> Result<Loaded> {
-    let format = match &args.format {
-        Some(f) => f.parse::<Format>()?,
-        None => Format::guess(&args.input)?,
-    };
-    let mut opts = InputOptions::new(format);
-    opts.from = parse_time(args.from.as_deref(), "from")?;
-    opts.to = parse_time(args.to.as_deref(), "to")?;
-    opts.utc_offset_s = parse_offset(&args.tz)?;
-    let loaded = input::load(&args.input, &opts, registry)?;
-    if !loaded.rejected.is_empty() {
-        eprintln!("{} input record(s) refused:", loaded.rejected.len());
-        for r in loaded.rejected.iter().take(20) {
+/// The recorded readings: streamed from a time-ordered CSV file on every run, or loaded (and
+/// sorted) once.
+struct Source {
+    input: String,
+    opts: InputOptions,
+    loaded: Option<Loaded>,
+    reported: bool,
+}
+
+impl Source {
+    fn open(args: &ReplayArgs) -> Result<Source> {
+        let format = match &args.format {
+            Some(f) => f.parse::<Format>()?,
+            None => Format::guess(&args.input)?,
+        };
+        let mut opts = InputOptions::new(format);
+        opts.from = parse_time(args.from.as_deref(), "from")?;
+        opts.to = parse_time(args.to.as_deref(), "to")?;
+        opts.utc_offset_s = parse_offset(&args.tz)?;
+        Ok(Source { input: args.input.clone(), opts, loaded: None, reported: false })
+    }
+
+    /// All readings in memory, sorted (loaded on first use).
+    fn loaded(&mut self, registry: &Registry) -> Result<&Loaded> {
+        if self.loaded.is_none() {
+            self.loaded = Some(input::load(&self.input, &self.opts, registry)?);
+        }
+        Ok(self.loaded.as_ref().expect("just loaded"))
+    }
+
+    /// One run over the readings.
+    fn run(&mut self, rules: &RuleSet, registry: &Registry, opts: &RunOptions) -> Result<Outcome> {
+        if self.loaded.is_none() && input::streamable(self.opts.format) {
+            let mut h = hindcast::Hindcast::new(rules, registry, opts)?;
+            let streamed = input::stream(&self.input, &self.opts, registry, 4096, |b| h.feed(b))?;
+            if streamed.ordered {
+                let mut outcome = h.finish()?;
+                outcome.rejected = streamed.rejected;
+                self.report(&outcome.rejected);
+                return Ok(outcome);
+            }
+            // Not in time order (e.g. a yearbook file station by station): load and sort.
+            drop(h);
+        }
+        let loaded = self.loaded(registry)?;
+        let mut outcome = hindcast::run(&loaded.readings, rules, registry, opts)?;
+        outcome.rejected = loaded.rejected.clone();
+        self.report(&outcome.rejected);
+        Ok(outcome)
+    }
+
+    /// Lists refused input records once.
+    fn report(&mut self, rejected: &[riskwatch_replay::source::Rejection]) {
+        if std::mem::replace(&mut self.reported, true) || rejected.is_empty() {
+            return;
+        }
+        eprintln!("{} input record(s) refused:", rejected.len());
+        for r in rejected.iter().take(20) {
             eprintln!("  {}: {}", r.at, r.reason);
         }
-        if loaded.rejected.len() > 20 {
-            eprintln!("  … and {} more", loaded.rejected.len() - 20);
+        if rejected.len() > 20 {
+            eprintln!("  … and {} more", rejected.len() - 20);
         }
     }
-    Ok(loaded)
 }
 
 fn parse_offset(s: &str) -> Result<i32> {
@@ -305,7 +352,10 @@ fn load_setup(args: &ReplayArgs) -> Result<(Registry, RuleSet, String)> {
 }
 
 async fn drill(args: &ReplayArgs, registry: &Registry) -> Result<()> {
-    let loaded = load_input(args, registry)?;
+    let mut source = Source::open(args)?;
+    let rejected = source.loaded(registry)?.rejected.clone();
+    source.report(&rejected);
+    let loaded = source.loaded(registry)?;
     let speed = args.speed.unwrap_or(1.0);
     let readings = loaded.readings.len();
     let batches: Vec<Vec<riskwatch_core::Reading>> = loaded.readings.chunks(4096).map(<[_]>::to_vec).collect();

@@ -4,7 +4,7 @@
 
 use crate::{Outcome, Trace, TracePoint};
 use anyhow::{Context, Result};
-use riskwatch_core::{Reading, Registry, SensorId, Timestamp, Value};
+use riskwatch_core::{AlertEvent, Reading, Registry, SensorId, Timestamp, Value};
 use riskwatch_rules::{Engine, RuleSet};
 use std::collections::HashMap;
 use std::io::Write;
@@ -19,6 +19,8 @@ pub struct RunOptions {
     pub progress: bool,
     /// Bucket of the traces kept for plots; `None` = no traces.
     pub trace_bucket: Option<Duration>,
+    /// Engines to split the sites over (0 or 1 = one, on the calling thread).
+    pub jobs: usize,
 }
 
 /// Maps event time to wall time at a speed factor.
@@ -51,49 +53,156 @@ impl Pacer {
 /// The readings are not changed (each run gets its own copies, so two runs over one history
 /// see the same gateway quality flags).
 pub fn run(readings: &[Reading], rules: &RuleSet, registry: &Registry, opts: &RunOptions) -> Result<Outcome> {
-    let mut engine = Engine::new(rules, registry).context("the rules do not fit the registry")?;
-    let began = Instant::now();
-    let mut out = Outcome::default();
-    let mut traces = Traces::new(opts.trace_bucket);
-    let mut pacer = opts.speed.filter(|s| s.is_finite() && *s > 0.0).map(Pacer::new);
-    let mut last_progress = Instant::now();
-    let mut buf: Vec<Reading> = Vec::with_capacity(1024);
-    let total = readings.len();
-    for (i, chunk) in readings.chunks(1024).enumerate() {
-        if let Some(p) = pacer.as_mut() {
-            // Paced: one reading at a time, each at its due time.
-            for r in chunk {
-                p.wait_for(r.ts);
-                buf.clear();
-                buf.push(r.clone());
-                engine.replay_batch(&mut buf, &mut out.events);
-            }
+    let mut h = Hindcast::new(rules, registry, opts)?;
+    h.total = Some(readings.len() as u64);
+    for chunk in readings.chunks(4096) {
+        h.feed(chunk.to_vec());
+    }
+    h.finish()
+}
+
+/// A hindcast fed batch by batch (so a large file can stream through it).
+pub struct Hindcast<'a> {
+    registry: &'a Registry,
+    opts: RunOptions,
+    lanes: Lanes,
+    traces: Traces,
+    pacer: Option<Pacer>,
+    began: Instant,
+    last_progress: Instant,
+    readings: u64,
+    span: Option<(Timestamp, Timestamp)>,
+    /// Readings expected in all (for the progress line), if known.
+    pub total: Option<u64>,
+}
+
+/// One engine on this thread, or one per worker thread, each over the sites of its lane.
+enum Lanes {
+    One(Box<Engine>, Vec<AlertEvent>),
+    Many(Vec<(std::sync::mpsc::SyncSender<Vec<Reading>>, std::thread::JoinHandle<Vec<AlertEvent>>)>),
+}
+
+impl<'a> Hindcast<'a> {
+    /// A hindcast with fresh engines. With `opts.jobs > 1` (and no pacing) the sites are split
+    /// over that many engines on their own threads, as the Kafka path splits them over
+    /// partitions: the same events, except for rules that combine sites (network-scope
+    /// composites), which then only see the sites of their lane.
+    pub fn new(rules: &RuleSet, registry: &'a Registry, opts: &RunOptions) -> Result<Self> {
+        let pacer = opts.speed.filter(|s| s.is_finite() && *s > 0.0).map(Pacer::new);
+        let jobs = if pacer.is_some() { 1 } else { opts.jobs.max(1) };
+        let lanes = if jobs == 1 {
+            Lanes::One(Box::new(Engine::new(rules, registry).context("the rules do not fit the registry")?), Vec::new())
         } else {
-            buf.clear();
-            buf.extend_from_slice(chunk);
-            engine.replay_batch(&mut buf, &mut out.events);
+            let mut lanes = Vec::new();
+            for lane in 0..jobs {
+                let part = registry.retain_sites(|s| lane_of(s.as_str(), jobs) == lane);
+                let mut engine = Engine::new(rules, &part).context("the rules do not fit the registry")?;
+                let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Reading>>(4);
+                let handle = std::thread::spawn(move || {
+                    let mut events = Vec::new();
+                    for mut batch in rx {
+                        engine.replay_batch(&mut batch, &mut events);
+                    }
+                    events
+                });
+                lanes.push((tx, handle));
+            }
+            Lanes::Many(lanes)
+        };
+        Ok(Hindcast {
+            registry,
+            opts: opts.clone(),
+            lanes,
+            traces: Traces::new(opts.trace_bucket),
+            pacer,
+            began: Instant::now(),
+            last_progress: Instant::now(),
+            readings: 0,
+            span: None,
+            total: None,
+        })
+    }
+
+    /// Runs the next batch (event-time order continues from the previous one).
+    pub fn feed(&mut self, mut batch: Vec<Reading>) {
+        let (Some(first), Some(last)) = (batch.first().map(|r| r.ts), batch.last().map(|r| r.ts)) else { return };
+        self.span = Some(self.span.map_or((first, last), |(a, _)| (a, last)));
+        self.readings += batch.len() as u64;
+        self.traces.add(&batch);
+        match &mut self.lanes {
+            Lanes::One(engine, events) => match self.pacer.as_mut() {
+                Some(p) => {
+                    for r in batch.chunks_mut(1) {
+                        p.wait_for(r[0].ts);
+                        engine.replay_batch(r, events);
+                    }
+                }
+                None => engine.replay_batch(&mut batch, events),
+            },
+            Lanes::Many(lanes) => {
+                let n = lanes.len();
+                let mut parts: Vec<Vec<Reading>> = (0..n).map(|_| Vec::with_capacity(batch.len() / n + 16)).collect();
+                for r in batch {
+                    parts[lane_of(r.site.as_str(), n)].push(r);
+                }
+                for ((tx, _), part) in lanes.iter().zip(parts) {
+                    if !part.is_empty() {
+                        // A lane only stops by panicking, which `finish` reports.
+                        let _ = tx.send(part);
+                    }
+                }
+            }
         }
-        traces.add(chunk);
-        if opts.progress && last_progress.elapsed() >= Duration::from_secs(1) {
-            last_progress = Instant::now();
-            let done = (i * 1024 + chunk.len()).min(total);
-            let at = chunk.last().map(|r| r.ts.to_rfc3339_cst()).unwrap_or_default();
-            let rate = done as f64 / began.elapsed().as_secs_f64().max(1e-9);
+        if self.opts.progress && self.last_progress.elapsed() >= Duration::from_secs(1) {
+            self.last_progress = Instant::now();
+            let rate = self.readings as f64 / self.began.elapsed().as_secs_f64().max(1e-9);
+            let of = self.total.map(|t| format!("/{t} ({:.0} %)", 100.0 * self.readings as f64 / t.max(1) as f64));
             eprint!(
-                "\rreplay: {at}  {done}/{total} readings ({:.0} %)  {rate:.0} readings/s   ",
-                100.0 * done as f64 / total.max(1) as f64
+                "\rreplay: {}  {}{} readings  {rate:.0} readings/s   ",
+                last.to_rfc3339_cst(),
+                self.readings,
+                of.unwrap_or_default()
             );
             let _ = std::io::stderr().flush();
         }
     }
-    if opts.progress && began.elapsed() >= Duration::from_secs(1) {
-        eprintln!();
+
+    /// Ends the run.
+    pub fn finish(self) -> Result<Outcome> {
+        if self.opts.progress && self.began.elapsed() >= Duration::from_secs(1) {
+            eprintln!();
+        }
+        let events = match self.lanes {
+            Lanes::One(_, events) => events,
+            Lanes::Many(lanes) => {
+                let mut all = Vec::new();
+                for (tx, handle) in lanes {
+                    drop(tx);
+                    all.extend(handle.join().map_err(|_| anyhow::anyhow!("a replay engine thread panicked"))?);
+                }
+                // Each lane's events are in event-time order; merge them (stable).
+                all.sort_by_key(|e| e.ts);
+                all
+            }
+        };
+        Ok(Outcome {
+            events,
+            traces: self.traces.finish(self.registry),
+            readings: self.readings,
+            rejected: Vec::new(),
+            span: self.span,
+            wall: self.began.elapsed(),
+        })
     }
-    out.readings = total as u64;
-    out.span = readings.first().zip(readings.last()).map(|(a, b)| (a.ts, b.ts));
-    out.traces = traces.finish(registry);
-    out.wall = began.elapsed();
-    Ok(out)
+}
+
+/// The lane of a site (FNV-1a of its id).
+fn lane_of(site: &str, lanes: usize) -> usize {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in site.bytes() {
+        h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+    }
+    h as usize % lanes.max(1)
 }
 
 /// Per-sensor min / max / last per bucket.
