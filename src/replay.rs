@@ -294,7 +294,7 @@ impl Source {
     }
 
     /// Lists refused input records once.
-    fn report(&mut self, rejected: &[riskwatch_replay::source::Rejection]) {
+    fn report(&mut self, rejected: &[input::Rejection]) {
         if std::mem::replace(&mut self.reported, true) || rejected.is_empty() {
             return;
         }

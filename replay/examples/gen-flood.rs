@@ -99,7 +99,11 @@ flat_line = { tolerance = 0.0001, suspect_s = 21600, fail_s = 43200 }
         }
     }
     w.flush()?;
-    println!("{} readings for {stations} stations × {days} days in {}", steps * stations, out.join("levels.csv").display());
+    println!(
+        "{} readings for {stations} stations × {days} days in {}",
+        steps * stations,
+        out.join("levels.csv").display()
+    );
     Ok(())
 }
 

@@ -3,7 +3,6 @@
 //! order. Every line that cannot be used becomes a [`Rejection`] naming where and why; nothing
 //! is dropped silently and nothing panics on bad input.
 
-use crate::source::Rejection;
 use anyhow::{bail, Context, Result};
 use chrono::{FixedOffset, NaiveDateTime, TimeZone};
 use riskwatch_core::kind::ValueShape;
@@ -15,6 +14,15 @@ use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// An input record that was refused.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rejection {
+    /// Where: file and line, or row number.
+    pub at: String,
+    /// Why.
+    pub reason: String,
+}
 
 /// Input layouts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -435,7 +443,20 @@ fn fast_time(b: &[u8], offset_s: i32) -> Option<Timestamp> {
         }
         _ => return None,
     };
-    let days_in = [31, if y % 4 == 0 && (y % 100 != 0 || y % 400 == 0) { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    let days_in = [
+        31,
+        if y % 4 == 0 && (y % 100 != 0 || y % 400 == 0) { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
     if !(1..=12).contains(&mo) || d < 1 || d > days_in[(mo - 1) as usize] || h > 23 || mi > 59 || sec > 59 {
         return None;
     }
@@ -628,7 +649,9 @@ mod tests {
         }
         let minute = fast_time(b"2020-07-12 08:00", 8 * 3600).unwrap();
         assert_eq!(minute, Timestamp::parse_rfc3339("2020-07-12T08:00:00+08:00").unwrap());
-        for bad in ["2020-02-30 00:00", "2021-02-29 00:00", "2020-13-01 00:00", "2020-07-12 24:00", "2020-07-12T08:00:00.5Z"] {
+        for bad in
+            ["2020-02-30 00:00", "2021-02-29 00:00", "2020-13-01 00:00", "2020-07-12 24:00", "2020-07-12T08:00:00.5Z"]
+        {
             assert_eq!(fast_time(bad.as_bytes(), 0), None, "{bad}");
         }
         assert!(parse_time("2020-02-30 00:00", cst).is_err());

@@ -5,25 +5,21 @@
 //! different. Everything here runs the exact [`riskwatch_rules::Engine`] the live pipeline
 //! runs, in event time.
 //!
-//! - [`source`]: recorded readings from CSV, yearbook-style CSV, JSON lines, the embedded
-//!   SQLite store and QuestDB's CSV export, as one time-ordered stream.
-//! - [`run`]: the engine over that stream, as fast as possible or at a speed factor.
-//! - [`whatif`]: threshold and rules overrides for a run.
-//! - [`skill`]: probability of detection, false-alarm ratio, critical success index and lead
-//!   time against a file of observed events.
-//! - [`compare`]: two rule sets on the same history, side by side.
-//! - [`report`]: Markdown / HTML report with the alert timeline and plots (SVG and PNG), and
-//!   the JSON of all events.
+//! - [`input`]: recorded readings from CSV, yearbook-style CSV, JSON lines, the embedded
+//!   SQLite store and QuestDB's CSV export, validated and in event-time order (streamed when
+//!   the file already is).
+//! - [`hindcast`]: the engine over them, as fast as possible or at a speed factor.
+//! - [`whatif`]: registry attribute overrides for a second run.
+//! - [`verify`]: alert episodes; probability of detection, false-alarm ratio, critical
+//!   success index and lead time against a file of observed events.
+//! - [`diff`]: two runs on the same history, side by side.
+//! - [`writeup`] and [`plot`]: Markdown / HTML report with the alert timeline and plots (SVG
+//!   and PNG), and the JSON of all events.
 
-pub mod compare;
 pub mod diff;
 pub mod hindcast;
 pub mod input;
 pub mod plot;
-pub mod report;
-pub mod run;
-pub mod skill;
-pub mod source;
 pub mod verify;
 pub mod whatif;
 pub mod writeup;
@@ -73,7 +69,7 @@ pub struct Outcome {
     /// Readings run through the engine.
     pub readings: u64,
     /// Input records refused (bad line, unknown sensor, …), with where and why.
-    pub rejected: Vec<source::Rejection>,
+    pub rejected: Vec<input::Rejection>,
     /// Event time of the first and last reading.
     pub span: Option<(Timestamp, Timestamp)>,
     /// Wall-clock time the run took.

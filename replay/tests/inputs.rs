@@ -66,7 +66,10 @@ fn long_csv_is_validated_line_by_line_and_streamed_when_in_time_order() {
     let reg = registry();
     let opts = InputOptions::new(Format::Csv);
     let loaded = input::load(file, &opts, &reg).unwrap();
-    assert_eq!(values(&loaded.readings), [(1_594_512_000_000, 27.1), (1_594_512_060_000, 27.2), (1_594_541_220_000, 27.5)]);
+    assert_eq!(
+        values(&loaded.readings),
+        [(1_594_512_000_000, 27.1), (1_594_512_060_000, 27.2), (1_594_541_220_000, 27.5)]
+    );
     assert_eq!(loaded.readings[0].quality, Quality::Good);
     assert_eq!(loaded.readings[1].quality, Quality::NotEvaluated);
     assert_eq!(loaded.readings[2].quality, Quality::Suspect);
@@ -134,7 +137,10 @@ not json
     assert_eq!(Format::guess(file).unwrap(), Format::Jsonl);
     let loaded = input::load(file, &InputOptions::new(Format::Jsonl), &registry()).unwrap();
     let got: Vec<(&str, i64)> = loaded.readings.iter().map(|r| (r.sensor.as_str(), r.ts.millis())).collect();
-    assert_eq!(got, [("hankou-wl", 1_594_508_400_000), ("hankou-wl", 1_594_512_000_000), ("plant-a-gnss", 1_594_512_000_000)]);
+    assert_eq!(
+        got,
+        [("hankou-wl", 1_594_508_400_000), ("hankou-wl", 1_594_512_000_000), ("plant-a-gnss", 1_594_512_000_000)]
+    );
     assert!(matches!(loaded.readings[2].value, Value::Displacement(_)));
     let at: Vec<&str> = loaded.rejected.iter().map(|r| r.at.as_str()).collect();
     assert_eq!(at, [format!("{file}:2 readings[1]"), format!("{file}:3")]);
@@ -214,9 +220,15 @@ fn questdb_export_is_read_over_http_from_a_recorded_answer() {
     assert!(loaded.rejected[0].reason.contains("gone-wl"));
     let request = server.join().unwrap();
     assert!(request.starts_with("GET /exp?query=SELECT%20sensor%2C%20ts%2C%20value%2C%20quality%20FROM%20readings%20WHERE%20ts%20%3E%3D%20%272020-07-12T00%3A00%3A00.000Z%27"), "{request}");
-    assert_eq!(input::questdb_query(&opts), "SELECT sensor, ts, value, quality FROM readings WHERE ts >= '2020-07-12T00:00:00.000Z' ORDER BY ts");
+    assert_eq!(
+        input::questdb_query(&opts),
+        "SELECT sensor, ts, value, quality FROM readings WHERE ts >= '2020-07-12T00:00:00.000Z' ORDER BY ts"
+    );
 
-    let (addr, _server) = serve_once(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 38\r\n\r\n{\"error\":\"table does not exist [readings]\"}".to_vec());
+    let (addr, _server) = serve_once(
+        b"HTTP/1.1 400 Bad Request\r\nContent-Length: 38\r\n\r\n{\"error\":\"table does not exist [readings]\"}"
+            .to_vec(),
+    );
     let err = input::load(&addr, &InputOptions::new(Format::Questdb), &registry()).unwrap_err();
     assert!(format!("{err:#}").contains("400") && format!("{err:#}").contains("table does not exist"), "{err:#}");
 }
