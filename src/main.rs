@@ -58,7 +58,7 @@ enum Command {
     Simulate(simulate::SimulateArgs),
     /// Replay recorded readings through the rules: hindcast, what-if, skill scores, report;
     /// or --drill to publish them into the live pipeline as an exercise.
-    Replay(replay::ReplayArgs),
+    Replay(Box<replay::ReplayArgs>),
 }
 
 #[derive(clap::Args)]
@@ -126,7 +126,7 @@ fn main() {
         Command::Sink(c) => components(c, &[Component::Sink]),
         Command::Demo(args) => runtime().and_then(|rt| rt.block_on(demo::run(args))),
         Command::Simulate(args) => runtime().and_then(|rt| rt.block_on(simulate::run(args))),
-        Command::Replay(args) => runtime().and_then(|rt| rt.block_on(replay::run(args))),
+        Command::Replay(args) => runtime().and_then(|rt| rt.block_on(replay::run(*args))),
         Command::Run(args) => runtime().and_then(|rt| rt.block_on(run(args))),
     };
     if let Err(e) = result {

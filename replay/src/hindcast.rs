@@ -79,8 +79,11 @@ pub struct Hindcast<'a> {
 /// One engine on this thread, or one per worker thread, each over the sites of its lane.
 enum Lanes {
     One(Box<Engine>, Vec<AlertEvent>),
-    Many(Vec<(std::sync::mpsc::SyncSender<Vec<Reading>>, std::thread::JoinHandle<Vec<AlertEvent>>)>),
+    Many(Vec<Lane>),
 }
+
+/// A worker thread's input and the events it returns when its input closes.
+type Lane = (std::sync::mpsc::SyncSender<Vec<Reading>>, std::thread::JoinHandle<Vec<AlertEvent>>);
 
 impl<'a> Hindcast<'a> {
     /// A hindcast with fresh engines. With `opts.jobs > 1` (and no pacing) the sites are split
