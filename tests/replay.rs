@@ -222,3 +222,47 @@ fn bad_options_and_broken_input_are_reported_clearly() {
     assert!(stderr.contains("broken.csv:3: level: \"abc\" is not a number"), "{stderr}");
     assert!(stderr.contains("broken.csv:4: station \"wuhan\""), "{stderr}");
 }
+
+#[test]
+fn a_simulated_scenario_replays_to_the_alerts_its_file_expects() {
+    // `simulate --dry-run` writes the messages a scenario's gateways would send; replaying them
+    // through the scenario's own registry and rules must raise what the scenario states, as
+    // the live pipeline does (tests/scenarios.rs).
+    use riskwatch_simulators::scenario::{ObservedAlert, Scenario};
+    let dir = tempfile::tempdir().unwrap();
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/yangtze-2020.toml");
+    let plan = dir.path().join("plan.jsonl");
+    let status = Command::new(env!("CARGO_BIN_EXE_riskwatch"))
+        .args(["simulate", "--scenario", path.to_str().unwrap(), "--dry-run", "--seed", "2020", "--output"])
+        .arg(&plan)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let report = dir.path().join("r");
+    let out = Command::new(env!("CARGO_BIN_EXE_riskwatch"))
+        .args(["replay", "--scenario", path.to_str().unwrap(), "--input", plan.to_str().unwrap(), "--report"])
+        .arg(&report)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let events = json(report.join("events.json"));
+    let alerts: Vec<ObservedAlert> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| ObservedAlert {
+            rule: e["rule_id"].as_str().unwrap().into(),
+            subject: e["subject"].as_str().unwrap().into(),
+            change: e["change"].as_str().unwrap().into(),
+            level: e["level"].as_str().unwrap().parse().unwrap(),
+            ts: chrono::DateTime::parse_from_rfc3339(e["ts"].as_str().unwrap()).unwrap().timestamp_millis(),
+        })
+        .collect();
+    let scenario = Scenario::load(&path).unwrap();
+    let start = scenario.fixed_start().unwrap();
+    assert!(!alerts.is_empty());
+    if let Err(problems) = scenario.check(start, &alerts) {
+        panic!("{}", problems.join("\n"));
+    }
+}

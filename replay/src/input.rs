@@ -481,18 +481,27 @@ fn parse_jsonl(text: &str, name: &str, opts: &InputOptions, registry: &Registry,
                 continue;
             }
         };
-        // The topic a gateway would have used, from the (first) sensor's registered site.
-        let first = json.get("readings").and_then(|r| r.get(0)).unwrap_or(&json);
-        let Some(sensor) = first.get("sensor").and_then(|s| s.as_str()).and_then(|s| registry.sensor(s)) else {
-            out.rejected.push(Rejection { at: at(), reason: "sensor: missing or not in the registry".into() });
-            continue;
+        // A recorded MQTT message (`{"topic":…,"payload":{…}}`, as `riskwatch simulate --dry-run`
+        // writes its plan) keeps its own topic; a bare reading or batch gets the topic its
+        // gateway would have used, from the (first) sensor's registered site.
+        let recorded = json.get("topic").and_then(|t| t.as_str()).zip(json.get("payload"));
+        let (topic, payload) = match recorded {
+            Some((t, p)) => (t.to_string(), p.to_string()),
+            None => {
+                let first = json.get("readings").and_then(|r| r.get(0)).unwrap_or(&json);
+                let Some(sensor) = first.get("sensor").and_then(|s| s.as_str()).and_then(|s| registry.sensor(s)) else {
+                    out.rejected.push(Rejection { at: at(), reason: "sensor: missing or not in the registry".into() });
+                    continue;
+                };
+                let topic = if json.get("readings").is_some() {
+                    topic::batch_topic(sensor.site.as_str())
+                } else {
+                    topic::reading_topic(sensor.site.as_str(), sensor.id.as_str())
+                };
+                (topic, line.to_string())
+            }
         };
-        let topic = if json.get("readings").is_some() {
-            topic::batch_topic(sensor.site.as_str())
-        } else {
-            topic::reading_topic(sensor.site.as_str(), sensor.id.as_str())
-        };
-        match decode(&topic, line.as_bytes(), registry, &limits) {
+        match decode(&topic, payload.as_bytes(), registry, &limits) {
             Ok(d) => {
                 out.readings.extend(d.readings.into_iter().filter(|r| opts.keeps(r.ts)));
                 for rej in d.rejected {
