@@ -53,7 +53,7 @@ pub struct ReplayArgs {
     /// With --drill: default 1 (real time).
     #[arg(long)]
     speed: Option<f64>,
-    /// No progress line.
+    /// No progress bar.
     #[arg(long)]
     quiet: bool,
     /// Split the sites over this many engines on their own threads (as the Kafka path splits
@@ -276,7 +276,10 @@ impl Source {
     fn run(&mut self, rules: &RuleSet, registry: &Registry, opts: &RunOptions) -> Result<Outcome> {
         if self.loaded.is_none() && input::streamable(self.opts.format) {
             let mut h = hindcast::Hindcast::new(rules, registry, opts)?;
-            let streamed = input::stream(&self.input, &self.opts, registry, 4096, |b| h.feed(b))?;
+            let streamed = input::stream(&self.input, &self.opts, registry, 4096, |b, done| {
+                h.done = Some(done);
+                h.feed(b)
+            })?;
             if streamed.ordered {
                 let mut outcome = h.finish()?;
                 outcome.rejected = streamed.rejected;

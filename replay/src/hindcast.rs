@@ -72,8 +72,10 @@ pub struct Hindcast<'a> {
     last_progress: Instant,
     readings: u64,
     span: Option<(Timestamp, Timestamp)>,
-    /// Readings expected in all (for the progress line), if known.
+    /// Readings expected in all (for the progress bar), if known.
     pub total: Option<u64>,
+    /// Fraction of the input done, if the reader knows it better than `total` (a streamed file).
+    pub done: Option<f64>,
 }
 
 /// One engine on this thread, or one per worker thread, each over the sites of its lane.
@@ -123,6 +125,7 @@ impl<'a> Hindcast<'a> {
             readings: 0,
             span: None,
             total: None,
+            done: None,
         })
     }
 
@@ -159,12 +162,16 @@ impl<'a> Hindcast<'a> {
         if self.opts.progress && self.last_progress.elapsed() >= Duration::from_secs(1) {
             self.last_progress = Instant::now();
             let rate = self.readings as f64 / self.began.elapsed().as_secs_f64().max(1e-9);
-            let of = self.total.map(|t| format!("/{t} ({:.0} %)", 100.0 * self.readings as f64 / t.max(1) as f64));
+            let done = self.done.or(self.total.map(|t| self.readings as f64 / t.max(1) as f64));
+            let bar = done.map(|d| {
+                let filled = (d.clamp(0.0, 1.0) * 30.0).round() as usize;
+                format!("[{}{}] {:>3.0} %  ", "#".repeat(filled), "-".repeat(30 - filled), d * 100.0)
+            });
             eprint!(
-                "\rreplay: {}  {}{} readings  {rate:.0} readings/s   ",
+                "\rreplay {}at {}  {} readings  {rate:.0}/s   ",
+                bar.unwrap_or_default(),
                 last.to_rfc3339_cst(),
-                self.readings,
-                of.unwrap_or_default()
+                self.readings
             );
             let _ = std::io::stderr().flush();
         }

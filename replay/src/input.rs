@@ -328,17 +328,18 @@ pub fn streamable(format: Format) -> bool {
 
 /// Reads a CSV or yearbook file that is in event-time order without holding it in memory:
 /// a reader thread parses it into batches of `batch` readings and hands them to `f` on the
-/// calling thread. Stops (with `ordered = false`) at the first reading earlier than its
-/// predecessor.
+/// calling thread, with the fraction of the file read so far (for a progress bar). Stops
+/// (with `ordered = false`) at the first reading earlier than its predecessor.
 pub fn stream(
     input: &str,
     opts: &InputOptions,
     registry: &Registry,
     batch: usize,
-    mut f: impl FnMut(Vec<Reading>),
+    mut f: impl FnMut(Vec<Reading>, f64),
 ) -> Result<Streamed> {
     use std::io::BufRead;
     let file = std::fs::File::open(input).with_context(|| format!("reading {input}"))?;
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0).max(1) as f64;
     let mut lines = std::io::BufReader::with_capacity(1 << 20, file);
     let mut header = String::new();
     lines.read_line(&mut header).with_context(|| format!("reading {input}"))?;
@@ -347,17 +348,20 @@ pub fn stream(
     }
     let reg = Lookup::new(registry);
     let cols = Columns::from_header(header.trim_end(), input, opts)?;
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Reading>>(8);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<(Vec<Reading>, f64)>(8);
     std::thread::scope(|scope| {
         let parser = scope.spawn(move || -> Result<Streamed> {
             let mut out = Streamed { ordered: true, ..Streamed::default() };
             let (mut line, mut n, mut last) = (String::new(), 1usize, i64::MIN);
+            let mut read = header.len() as f64;
             let mut buf = Vec::with_capacity(batch);
             loop {
                 line.clear();
-                if lines.read_line(&mut line).with_context(|| format!("reading {input}"))? == 0 {
+                let len = lines.read_line(&mut line).with_context(|| format!("reading {input}"))?;
+                if len == 0 {
                     break;
                 }
+                read += len as f64;
                 n += 1;
                 let text = line.trim_end_matches(['\n', '\r']);
                 if text.trim().is_empty() {
@@ -373,7 +377,8 @@ pub fn stream(
                         buf.push(r);
                         if buf.len() >= batch {
                             out.readings += buf.len() as u64;
-                            if tx.send(std::mem::replace(&mut buf, Vec::with_capacity(batch))).is_err() {
+                            let full = std::mem::replace(&mut buf, Vec::with_capacity(batch));
+                            if tx.send((full, read / size)).is_err() {
                                 return Ok(out);
                             }
                         }
@@ -384,12 +389,12 @@ pub fn stream(
             }
             if out.ordered && !buf.is_empty() {
                 out.readings += buf.len() as u64;
-                let _ = tx.send(buf);
+                let _ = tx.send((buf, 1.0));
             }
             Ok(out)
         });
-        for b in rx {
-            f(b);
+        for (b, done) in rx {
+            f(b, done);
         }
         parser.join().unwrap_or_else(|_| bail!("the reader thread of {input} panicked"))
     })

@@ -88,7 +88,13 @@ fn long_csv_is_validated_line_by_line_and_streamed_when_in_time_order() {
     }
     // The streaming reader gives the same readings and rejections without loading the file.
     let mut streamed = Vec::new();
-    let s = input::stream(file, &opts, &reg, 2, |b| streamed.extend(b)).unwrap();
+    let mut fractions = Vec::new();
+    let s = input::stream(file, &opts, &reg, 2, |b, done| {
+        streamed.extend(b);
+        fractions.push(done);
+    })
+    .unwrap();
+    assert!(fractions.windows(2).all(|w| w[0] <= w[1]) && fractions.last() == Some(&1.0), "{fractions:?}");
     assert!(s.ordered);
     assert_eq!(values(&streamed), values(&loaded.readings));
     assert_eq!(s.rejected, loaded.rejected);
@@ -105,7 +111,7 @@ fn a_yearbook_file_station_by_station_is_detected_as_unordered_and_sorted_on_loa
     let opts = InputOptions::new(Format::Yearbook);
     let file = fixture("levels.csv");
     assert_eq!(Format::guess(&file).unwrap(), Format::Yearbook);
-    let s = input::stream(&file, &opts, &reg, 4096, |_| {}).unwrap();
+    let s = input::stream(&file, &opts, &reg, 4096, |_, _| {}).unwrap();
     assert!(!s.ordered, "the second station starts back at July 1");
     let loaded = input::load(&file, &opts, &reg).unwrap();
     assert_eq!(loaded.readings.len(), 4 * 577);
