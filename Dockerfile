@@ -18,6 +18,7 @@ COPY rules ./rules
 COPY sinks ./sinks
 COPY simulators ./simulators
 COPY bus ./bus
+COPY replay ./replay
 # src/demo.rs embeds the demo registry and rules with include_str!.
 COPY config ./config
 RUN --mount=type=cache,target=/usr/local/cargo/registry \

@@ -365,8 +365,10 @@ fn questdb_schema_matches_the_sink_and_keeps_data_long_enough() {
         tables.insert(name.to_string(), body.to_string());
     }
     let common = "ts TIMESTAMP, site SYMBOL, sensor SYMBOL, kind SYMBOL, unit SYMBOL";
-    let expected: [(&str, String, &str, u32); 4] = [
+    let expected: [(&str, String, &str, u32); 5] = [
         ("readings", format!("{common}, value DOUBLE, quality LONG"), "DEDUP UPSERT KEYS(ts, sensor)", 30),
+        // A drill's readings, apart from the real history (docs/replay.md).
+        ("exercise_readings", format!("{common}, value DOUBLE, quality LONG"), "DEDUP UPSERT KEYS(ts, sensor)", 7),
         (
             "gnss_readings",
             format!("{common}, e DOUBLE, n DOUBLE, u DOUBLE, quality LONG"),
@@ -382,8 +384,8 @@ fn questdb_schema_matches_the_sink_and_keeps_data_long_enough() {
         (
             "alert_events",
             "ts TIMESTAMP, alert_id SYMBOL, seq LONG, event_id VARCHAR, rule_id SYMBOL, site SYMBOL, subject SYMBOL, \
-             kind SYMBOL, change SYMBOL, level SYMBOL, highest_level SYMBOL, value DOUBLE, threshold DOUBLE, \
-             unit SYMBOL, message_zh VARCHAR, message_en VARCHAR"
+             kind SYMBOL, change SYMBOL, level SYMBOL, highest_level SYMBOL, exercise BOOLEAN, value DOUBLE, \
+             threshold DOUBLE, unit SYMBOL, message_zh VARCHAR, message_en VARCHAR"
                 .to_string(),
             "DEDUP UPSERT KEYS(ts, alert_id, seq)",
             365,
