@@ -1,6 +1,7 @@
 //! `riskwatch`: the command line. Wiring only: every behaviour lives in the library crates.
 
 mod broker;
+mod console;
 mod demo;
 mod drill;
 mod kafka_ingest;
@@ -59,6 +60,11 @@ enum Command {
     /// Replay recorded readings through the rules: hindcast, what-if, skill scores, report;
     /// or --drill to publish them into the live pipeline as an exercise.
     Replay(Box<replay::ReplayArgs>),
+    /// The duty officers' web console (live board, acknowledge / assign / resolve, history,
+    /// audit log) and, with --notify, webhook / chat-robot / CAP notifications.
+    Console(Box<console::ConsoleArgs>),
+    /// Read a password on stdin and print its argon2id hash for the console's users file.
+    HashPassword,
 }
 
 #[derive(clap::Args)]
@@ -128,6 +134,8 @@ fn main() {
         Command::Simulate(args) => runtime().and_then(|rt| rt.block_on(simulate::run(args))),
         Command::Replay(args) => runtime().and_then(|rt| rt.block_on(replay::run(*args))),
         Command::Run(args) => runtime().and_then(|rt| rt.block_on(run(args))),
+        Command::Console(args) => runtime().and_then(|rt| rt.block_on(console::run(*args))),
+        Command::HashPassword => console::hash_password_cmd(),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -7,6 +7,7 @@
 //! same code runs in the live pipeline, in replay and in benchmarks.
 
 pub mod alert;
+pub mod board;
 pub mod dead_letter;
 pub mod ids;
 pub mod kind;
@@ -17,6 +18,7 @@ pub mod time;
 pub mod wire;
 
 pub use alert::{AlertCategory, AlertChange, AlertEvent};
+pub use board::{AlertState, Board};
 pub use dead_letter::DeadLetter;
 pub use ids::{SensorId, SiteId};
 pub use kind::{KindCatalog, KindSpec, SensorKind, ValueShape};

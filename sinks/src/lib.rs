@@ -4,11 +4,15 @@
 //! - [`questdb::IlpWriter`]: readings and alert events to QuestDB over its line protocol.
 //! - [`mqtt_alerts::MqttAlertPublisher`]: alert events and rejections on MQTT topics.
 //! - [`console`]: the colour-coded live feed printed by `riskwatch demo`.
+//! - [`webhook::Notifier`]: alert events to webhooks (JSON, DingTalk, WeCom, Feishu, CAP).
+//! - [`cap`]: OASIS CAP 1.2 XML for warning-publication platforms.
 //!
 //! Writes are idempotent (readings keyed by sensor and event time, alert events by their
 //! stable id), so at-least-once delivery upstream never shows up as duplicates here.
 
+pub mod cap;
 pub mod console;
 pub mod mqtt_alerts;
 pub mod questdb;
 pub mod sqlite;
+pub mod webhook;

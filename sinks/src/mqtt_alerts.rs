@@ -2,10 +2,13 @@
 //!
 //! Alert events go to `riskwatch/v1/alerts/{level}/{site}/{subject}` so officers can subscribe
 //! by colour or by site with wildcards; rejections go to `riskwatch/v1/rejections/{site}` so a
-//! gateway integrator sees at once why a message was refused.
+//! gateway integrator sees at once why a message was refused. Each active alert's current
+//! state is also kept as a retained message on `riskwatch/v1/state/{site}/{subject}/{alert_id}`
+//! (removed when the alert clears), so a console or app that connects late sees every active
+//! alert at once.
 
 use riskwatch_core::wire::topic;
-use riskwatch_core::{AlertEvent, DeadLetter};
+use riskwatch_core::{AlertChange, AlertEvent, Board, DeadLetter};
 use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -28,10 +31,11 @@ pub struct MqttAlertPublisher {
     sent: AtomicU64,
     acked: Arc<AtomicU64>,
     driver: JoinHandle<()>,
+    board: Mutex<Board>,
 }
 
-/// Messages (topic, payload) queued and not yet acknowledged, oldest first.
-type Unacked = Arc<Mutex<VecDeque<(String, Vec<u8>)>>>;
+/// Messages (topic, payload, retain) queued and not yet acknowledged, oldest first.
+type Unacked = Arc<Mutex<VecDeque<(String, Vec<u8>, bool)>>>;
 
 /// Why publishing failed.
 #[derive(Debug, thiserror::Error)]
@@ -71,7 +75,7 @@ impl MqttAlertPublisher {
                     }
                     Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                         if connected_before && !ack.session_present {
-                            let resend: Vec<(String, Vec<u8>)> =
+                            let resend: Vec<(String, Vec<u8>, bool)> =
                                 u.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect();
                             if !resend.is_empty() {
                                 warn!(
@@ -80,8 +84,8 @@ impl MqttAlertPublisher {
                                 );
                                 let c = again.clone();
                                 tokio::spawn(async move {
-                                    for (t, payload) in resend {
-                                        let _ = c.publish(t, QoS::AtLeastOnce, false, payload).await;
+                                    for (t, payload, retain) in resend {
+                                        let _ = c.publish(t, QoS::AtLeastOnce, retain, payload).await;
                                     }
                                 });
                             }
@@ -97,13 +101,35 @@ impl MqttAlertPublisher {
                 }
             }
         });
-        MqttAlertPublisher { client, unacked, pending, sent: AtomicU64::new(0), acked, driver }
+        MqttAlertPublisher {
+            client,
+            unacked,
+            pending,
+            sent: AtomicU64::new(0),
+            acked,
+            driver,
+            board: Mutex::new(Board::new()),
+        }
     }
 
-    /// Queues one alert event.
+    /// Queues one alert event, and the alert's retained state: its current
+    /// [`riskwatch_core::AlertState`] while active, an empty retained message (which removes
+    /// it) once cleared or resolved.
     pub async fn publish_event(&self, e: &AlertEvent) -> Result<(), PublishError> {
         let payload = serde_json::to_vec(e).unwrap_or_default();
-        self.send(topic::alert_topic(e), payload).await
+        self.send(topic::alert_topic(e), payload, false).await?;
+        let state = self.board.lock().unwrap_or_else(|e| e.into_inner()).apply(e);
+        let state_topic = topic::state_topic(e.site.as_str(), e.subject.as_str(), &e.alert_id);
+        match state {
+            Some(s) if s.active && !s.resolved => {
+                self.send(state_topic, serde_json::to_vec(&s).unwrap_or_default(), true).await
+            }
+            // Cleared (or resolved without a clear this publisher saw): remove the retained state.
+            Some(_) if matches!(e.change, AlertChange::Cleared | AlertChange::Resolved) => {
+                self.send(state_topic, Vec::new(), true).await
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Queues a rejection notice for the gateway that sent it.
@@ -111,18 +137,18 @@ impl MqttAlertPublisher {
         let site =
             topic::parse_reading_topic(&d.topic).map(|t| t.site.to_string()).unwrap_or_else(|_| "_unknown".into());
         let payload = serde_json::to_vec(d).unwrap_or_default();
-        self.send(topic::rejection_topic(&site), payload).await
+        self.send(topic::rejection_topic(&site), payload, false).await
     }
 
     /// Reports a refused command to officers on [`topic::COMMAND_ERRORS_TOPIC`].
     pub async fn publish_command_error(&self, payload: Vec<u8>) -> Result<(), PublishError> {
-        self.send(topic::COMMAND_ERRORS_TOPIC.to_string(), payload).await
+        self.send(topic::COMMAND_ERRORS_TOPIC.to_string(), payload, false).await
     }
 
-    async fn send(&self, topic: String, payload: Vec<u8>) -> Result<(), PublishError> {
+    async fn send(&self, topic: String, payload: Vec<u8>, retain: bool) -> Result<(), PublishError> {
         self.pending.fetch_add(1, Ordering::AcqRel);
-        self.unacked.lock().unwrap_or_else(|e| e.into_inner()).push_back((topic.clone(), payload.clone()));
-        match self.client.publish(topic, QoS::AtLeastOnce, false, payload).await {
+        self.unacked.lock().unwrap_or_else(|e| e.into_inner()).push_back((topic.clone(), payload.clone(), retain));
+        match self.client.publish(topic, QoS::AtLeastOnce, retain, payload).await {
             Ok(()) => {
                 self.sent.fetch_add(1, Ordering::AcqRel);
                 Ok(())

@@ -4,6 +4,7 @@
 //! riskwatch/v1/readings/{site}/{sensor}     one sensor's reading(s)        gateway → riskwatch
 //! riskwatch/v1/readings/{site}              a gateway batch for one site   gateway → riskwatch
 //! riskwatch/v1/alerts/{level}/{site}/{sensor}   alert events               riskwatch → officers
+//! riskwatch/v1/state/{site}/{subject}/{alert_id}  current state, retained  riskwatch → officers
 //! riskwatch/v1/rejections/{site}            why a message was rejected     riskwatch → gateway
 //! riskwatch/v1/commands                     acknowledge / assign / resolve officers → riskwatch
 //! riskwatch/v1/commands/errors              why a command was refused      riskwatch → officers
@@ -18,6 +19,8 @@ pub const PREFIX: &str = "riskwatch/v1";
 pub const READINGS_FILTER: &str = "riskwatch/v1/readings/#";
 /// Subscription filter covering every alert event.
 pub const ALERTS_FILTER: &str = "riskwatch/v1/alerts/#";
+/// Subscription filter covering every retained alert-state topic.
+pub const STATE_FILTER: &str = "riskwatch/v1/state/#";
 /// Topic duty officers' consoles and apps send lifecycle commands to (acknowledge, assign,
 /// resolve).
 pub const COMMANDS_TOPIC: &str = "riskwatch/v1/commands";
@@ -75,6 +78,12 @@ pub fn alert_topic(event: &AlertEvent) -> String {
 /// Topic for alert events of one level, site and subject.
 pub fn alert_topic_for(level: Level, site: &str, subject: &str) -> String {
     format!("{PREFIX}/alerts/{level}/{site}/{subject}")
+}
+
+/// Retained topic holding an active alert's current state ([`crate::AlertState`]); emptied
+/// (retained message removed) when the alert clears.
+pub fn state_topic(site: &str, subject: &str, alert_id: &str) -> String {
+    format!("{PREFIX}/state/{site}/{subject}/{alert_id}")
 }
 
 /// Topic rejections of a site's messages are published on.

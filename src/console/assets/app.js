@@ -1,0 +1,236 @@
+// riskwatch duty console: plain JavaScript, no build step.
+"use strict";
+const T = {
+  zh: { title:"riskwatch 预警值班台", offline:"离线", online:"实时", logout:"退出", login:"值班员登录", name:"用户名", password:"密码",
+    login_btn:"登录", board:"实时预警", history:"历史查询", audit:"操作审计", users:"值班员", site:"站点", kind:"类型", level:"级别",
+    all:"全部", red:"红色", orange:"橙色", yellow:"黄色", blue:"蓝色", state:"状态", subject:"对象", message:"内容", value:"数值",
+    since:"发布时间", age:"持续", no_alerts:"当前没有未闭环的预警。", from:"从", to:"到", text:"关键字", search:"查询", time:"时间",
+    change:"变化", by:"操作人", user:"用户", action:"操作", alert:"预警", detail:"说明", outcome:"结果", remote:"来源", display:"姓名",
+    role:"角色", exercise_banner:"【演习】本预警来自演练，不是真实事件", note:"备注", unit:"责任单位", acknowledge:"确认", assign:"指派",
+    resolve:"处置闭环", cap:"CAP 报文", timeline:"经过", unacked:"待确认", acked:"已确认", cleared:"已解除·待闭环", threshold:"阈值",
+    highest:"最高级别", assignee:"责任单位", acked_by:"确认人", rule:"规则", alert_id:"预警编号", done:"已完成", counts:"未闭环 {n} 条",
+    raised:"发布", escalated:"升级", de_escalated:"降级", acknowledged:"确认", assigned:"指派", resolved:"闭环", reminder:"提醒",
+    login_action:"登录", login_failed:"登录失败", logout_action:"退出", no_readings:"暂无近期读数", sent:"已发送" },
+  en: { title:"riskwatch duty console", offline:"offline", online:"live", logout:"Log out", login:"Officer login", name:"Name", password:"Password",
+    login_btn:"Log in", board:"Live alerts", history:"History", audit:"Audit log", users:"Operators", site:"Site", kind:"Kind", level:"Level",
+    all:"All", red:"Red", orange:"Orange", yellow:"Yellow", blue:"Blue", state:"State", subject:"Subject", message:"Message", value:"Value",
+    since:"Raised", age:"Age", no_alerts:"No open alerts.", from:"From", to:"To", text:"Text", search:"Search", time:"Time",
+    change:"Change", by:"By", user:"User", action:"Action", alert:"Alert", detail:"Detail", outcome:"Outcome", remote:"From", display:"Display name",
+    role:"Role", exercise_banner:"[EXERCISE] This alert comes from a drill, not a real event", note:"Note", unit:"Unit", acknowledge:"Acknowledge", assign:"Assign",
+    resolve:"Resolve", cap:"CAP message", timeline:"Timeline", unacked:"unacknowledged", acked:"acknowledged", cleared:"cleared · to close", threshold:"Threshold",
+    highest:"Highest", assignee:"Assigned to", acked_by:"Acknowledged by", rule:"Rule", alert_id:"Alert id", done:"Done", counts:"{n} open",
+    raised:"raised", escalated:"escalated", de_escalated:"de-escalated", cleared_change:"cleared", acknowledged:"acknowledged", assigned:"assigned", resolved:"resolved", reminder:"reminder",
+    login_action:"login", login_failed:"login failed", logout_action:"logout", no_readings:"No recent readings", sent:"sent" },
+};
+let lang = localStorage.getItem("rw-lang") || "zh";
+let me = null, board = [], selected = null, source = null;
+const $ = (s) => document.querySelector(s);
+const t = (k) => (T[lang][k] ?? T.zh[k] ?? k);
+const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&":"&amp;", "<":"&lt;", ">":"&gt;", '"':"&quot;", "'":"&#39;" }[c]));
+const fmtTime = (ms) => { const d = new Date(typeof ms === "number" ? ms : Date.parse(ms)); return isNaN(d) ? "" : d.toLocaleString(lang === "zh" ? "zh-CN" : "en-GB", { hour12:false }); };
+const age = (ms) => { const s = Math.max(0, (Date.now() - Date.parse(ms)) / 1000); return s < 3600 ? Math.round(s/60) + " min" : (s/3600).toFixed(1) + " h"; };
+const changeName = (c) => t(c === "cleared" && lang === "en" ? "cleared_change" : c);
+
+function applyLang() {
+  document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
+  document.querySelectorAll("[data-t]").forEach((el) => { el.textContent = t(el.dataset.t); });
+  $("#lang").textContent = lang === "zh" ? "English" : "中文";
+  document.title = t("title");
+  renderBoard();
+  if (selected) openDetail(selected);
+}
+
+async function api(path, opts = {}) {
+  const res = await fetch(path, { credentials:"same-origin", headers:{ "content-type":"application/json" }, ...opts });
+  let body = null;
+  try { body = await res.json(); } catch (_) { body = null; }
+  if (res.status === 401 && path !== "/api/login") { showLogin(); }
+  return { ok: res.ok, status: res.status, body };
+}
+
+function showLogin() {
+  me = null;
+  if (source) { source.close(); source = null; }
+  $("#login-view").hidden = false; $("#main-view").hidden = true; $("#detail").hidden = true;
+  $("#logout").hidden = true; $("#who").textContent = "";
+}
+
+async function showMain() {
+  $("#login-view").hidden = true; $("#main-view").hidden = false; $("#logout").hidden = false;
+  $("#who").textContent = `${me.display_name} (${me.role})`;
+  $("#audit-tab").hidden = me.role === "viewer";
+  $("#users-tab").hidden = me.role !== "admin";
+  document.querySelectorAll("#d-actions button").forEach((b) => { b.disabled = me.role === "viewer"; });
+  await loadBoard();
+  connectLive();
+}
+
+async function loadBoard() {
+  const r = await api("/api/alerts");
+  if (!r.ok) return;
+  board = r.body.alerts;
+  const sites = $("#f-site");
+  if (sites.options.length <= 1) {
+    for (const s of r.body.sites) { const o = document.createElement("option"); o.value = s.id; o.textContent = (lang === "zh" && s.name_zh) || s.name || s.id; sites.appendChild(o); }
+  }
+  renderBoard();
+}
+
+function stateLabel(a) {
+  if (!a.active) return `<span class="state cleared">${t("cleared")}</span>`;
+  if (!a.acknowledged_by) return `<span class="state unacked">${t("unacked")}</span>`;
+  return `<span class="state acked">${t("acked")}</span>`;
+}
+
+function renderBoard() {
+  const kinds = $("#f-kind");
+  for (const k of new Set(board.map((a) => a.kind))) {
+    if (![...kinds.options].some((o) => o.value === k)) { const o = document.createElement("option"); o.value = k; o.textContent = k; kinds.appendChild(o); }
+  }
+  const fs = $("#f-site").value, fk = kinds.value, fl = $("#f-level").value;
+  const rank = { red:3, orange:2, yellow:1, blue:0 };
+  const rows = board
+    .filter((a) => (!fs || a.site === fs) && (!fk || a.kind === fk) && (!fl || a.level === fl))
+    .sort((a, b) => (b.active - a.active) || (rank[b.level] - rank[a.level]) || (Date.parse(a.first_ts) - Date.parse(b.first_ts)));
+  $("#board tbody").innerHTML = rows.map((a) => `
+    <tr class="level-${a.level} ${a.active ? "" : "cleared"}" data-id="${esc(a.alert_id)}" data-level="${a.level}" data-state="${a.active ? (a.acknowledged_by ? "acknowledged" : "unacknowledged") : "cleared"}">
+      <td><span class="chip ${a.level}">${t(a.level)}</span>${a.exercise ? ` <span class="exercise">${lang === "zh" ? "演习" : "DRILL"}</span>` : ""}</td>
+      <td>${stateLabel(a)}</td><td>${esc(a.site)}</td><td>${esc(a.subject)}</td>
+      <td>${esc(lang === "zh" ? a.message_zh : a.message_en)}</td>
+      <td>${esc(a.value)} ${esc(a.unit)}</td><td>${fmtTime(a.first_ts)}</td><td>${age(a.first_ts)}</td></tr>`).join("");
+  $("#board-empty").hidden = rows.length > 0;
+  $("#counts").textContent = t("counts").replace("{n}", rows.length);
+}
+
+function connectLive() {
+  if (source) source.close();
+  source = new EventSource("/api/stream");
+  source.onopen = () => { const l = $("#live"); l.className = "live on"; l.dataset.t = "online"; l.textContent = t("online"); loadBoard(); };
+  source.onerror = () => { const l = $("#live"); l.className = "live off"; l.dataset.t = "offline"; l.textContent = t("offline"); };
+  source.onmessage = (m) => {
+    const msg = JSON.parse(m.data);
+    if (msg.type === "alert" || msg.type === "state") {
+      const s = msg.data.state;
+      board = board.filter((a) => a.alert_id !== s.alert_id);
+      if (!s.resolved) board.push(s);
+      renderBoard();
+      if (selected === s.alert_id) openDetail(selected);
+    } else if (msg.type === "audit") {
+      if (!$("#tab-audit").hidden) loadAudit();
+    } else if (msg.type === "resync") {
+      loadBoard();
+    }
+  };
+}
+
+function chart(svg, readings, threshold, level) {
+  const W = 560, H = 220, L = 50, R = 10, Tp = 10, B = 30;
+  if (!readings.length) { svg.innerHTML = `<text x="${W/2}" y="${H/2}" text-anchor="middle" fill="#888">${t("no_readings")}</text>`; return; }
+  const xs = readings.map((r) => r[0]), ys = readings.map((r) => r[1]).concat([threshold]);
+  const x0 = Math.min(...xs), x1 = Math.max(...xs) || x0 + 1, y0 = Math.min(...ys), y1 = Math.max(...ys);
+  const pad = (y1 - y0) * 0.1 || 1;
+  const sx = (x) => L + (W - L - R) * (x1 === x0 ? 0.5 : (x - x0) / (x1 - x0));
+  const sy = (y) => Tp + (H - Tp - B) * (1 - (y - (y0 - pad)) / ((y1 + pad) - (y0 - pad)));
+  const colour = getComputedStyle(document.documentElement).getPropertyValue("--" + level) || "#d00";
+  const path = readings.map((r, i) => `${i ? "L" : "M"}${sx(r[0]).toFixed(1)},${sy(r[1]).toFixed(1)}`).join(" ");
+  svg.innerHTML = `
+    <line x1="${L}" y1="${sy(threshold)}" x2="${W - R}" y2="${sy(threshold)}" stroke="${colour}" stroke-dasharray="6 4"/>
+    <text x="${W - R}" y="${sy(threshold) - 4}" text-anchor="end" fill="${colour}" font-size="11">${t("threshold")} ${threshold}</text>
+    <path d="${path}" fill="none" stroke="#14213d" stroke-width="1.5"/>
+    <text x="${L - 4}" y="${sy(y1) + 4}" text-anchor="end" font-size="11">${y1.toFixed(2)}</text>
+    <text x="${L - 4}" y="${sy(y0) + 4}" text-anchor="end" font-size="11">${y0.toFixed(2)}</text>
+    <text x="${L}" y="${H - 8}" font-size="11">${fmtTime(x0)}</text>
+    <text x="${W - R}" y="${H - 8}" text-anchor="end" font-size="11">${fmtTime(x1)}</text>`;
+}
+
+async function openDetail(id) {
+  selected = id;
+  const r = await api(`/api/alerts/${encodeURIComponent(id)}`);
+  if (!r.ok) return;
+  const { state, events, readings } = r.body;
+  const last = events[events.length - 1] || {};
+  const a = state || last;
+  $("#detail").hidden = false;
+  $("#d-title").innerHTML = `<span class="chip ${a.level}">${t(a.level)}</span> ${esc(a.site)} / ${esc(a.subject)}`;
+  $("#d-exercise").hidden = !a.exercise;
+  const facts = [
+    [t("state"), state ? stateLabel(state) : t("done")],
+    [t("message"), esc(lang === "zh" ? a.message_zh : a.message_en)],
+    [t("value"), `${esc(a.value)} ${esc(a.unit)} (${t("threshold")} ${esc(a.threshold)})`],
+    [t("highest"), t(a.highest_level)], [t("since"), fmtTime(a.first_ts)],
+    [t("acked_by"), esc(state && state.acknowledged_by ? `${state.acknowledged_by} ${fmtTime(state.acknowledged_ts)}` : "—")],
+    [t("assignee"), esc((state && state.assignee) || "—")], [t("rule"), esc(a.rule_id)], [t("alert_id"), esc(id)],
+  ];
+  $("#d-facts").innerHTML = facts.map(([k, v]) => `<dt>${k}</dt><dd>${v}</dd>`).join("");
+  chart($("#d-chart"), readings, a.threshold, a.level);
+  $("#d-cap").href = `/api/alerts/${encodeURIComponent(id)}/cap.xml`;
+  $("#d-events").innerHTML = events.map((e) => `<li><span class="chip ${e.level}">${t(e.level)}</span> ${fmtTime(e.ts)} <b>${changeName(e.change)}</b> ${esc(lang === "zh" ? e.message_zh : e.message_en)}${e.by ? ` — ${esc(e.by)}: ${esc(e.note || "")}` : ""}${e.assignee ? ` → ${esc(e.assignee)}` : ""}</li>`).join("");
+}
+
+async function act(action) {
+  const note = $("#d-note").value, unit = $("#d-unit").value;
+  const out = $("#d-result");
+  out.className = "muted"; out.textContent = "…";
+  const body = { note }; if (action === "assign") body.unit = unit;
+  const r = await api(`/api/alerts/${encodeURIComponent(selected)}/${action}`, { method:"POST", body: JSON.stringify(body) });
+  if (r.ok) { out.className = "ok"; out.textContent = `${t(action)}: ${t("done")}`; $("#d-note").value = ""; }
+  else { out.className = "error"; out.textContent = (r.body && r.body.message) || `HTTP ${r.status}`; }
+  openDetail(selected);
+}
+
+async function loadHistory(ev) {
+  if (ev) ev.preventDefault();
+  const params = new URLSearchParams();
+  for (const [k, v] of new FormData($("#history-form"))) if (v) params.set(k, v);
+  const r = await api("/api/history?" + params);
+  $("#history-error").textContent = r.ok ? "" : (r.body && r.body.message) || "";
+  const rows = r.ok ? r.body.events : [];
+  $("#history tbody").innerHTML = rows.map((e) => `<tr data-id="${esc(e.alert_id)}"><td>${fmtTime(e.ts)}</td><td><span class="chip ${e.level}">${t(e.level)}</span></td><td>${changeName(e.change)}</td><td>${esc(e.site)}</td><td>${esc(e.subject)}</td><td>${esc(lang === "zh" ? e.message_zh : e.message_en)}</td><td>${esc(e.by || "")}</td></tr>`).join("");
+}
+
+async function loadAudit() {
+  const r = await api("/api/audit");
+  if (!r.ok) return;
+  const name = (a) => t(a === "login" ? "login_action" : a === "logout" ? "logout_action" : a);
+  $("#audit tbody").innerHTML = r.body.entries.map((e) => `<tr data-action="${esc(e.action)}"><td>${fmtTime(e.at)}</td><td>${esc(e.user)}</td><td>${esc(name(e.action))}</td><td>${esc(e.alert_id || "")}</td><td>${esc(e.detail)}</td><td class="outcome">${esc(e.outcome)}</td><td>${esc(e.remote)}</td></tr>`).join("");
+}
+
+async function loadUsers() {
+  const r = await api("/api/users");
+  if (!r.ok) return;
+  $("#users tbody").innerHTML = r.body.users.map((u) => `<tr><td>${esc(u.name)}</td><td>${esc(u.display_name)}</td><td>${esc(u.role)}</td></tr>`).join("");
+  $("#users-note").textContent = r.body.note || "";
+}
+
+function showTab(name) {
+  document.querySelectorAll(".tab").forEach((b) => b.classList.toggle("active", b.dataset.tab === name));
+  document.querySelectorAll(".tabpane").forEach((p) => { p.hidden = p.id !== "tab-" + name; });
+  if (name === "history") loadHistory();
+  if (name === "audit") loadAudit();
+  if (name === "users") loadUsers();
+}
+
+$("#login-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const r = await api("/api/login", { method:"POST", body: JSON.stringify({ name: $("#login-name").value, password: $("#login-password").value }) });
+  if (r.ok) { me = r.body; $("#login-error").textContent = ""; $("#login-password").value = ""; showMain(); }
+  else { $("#login-error").textContent = (r.body && r.body.message) || `HTTP ${r.status}`; }
+});
+$("#logout").addEventListener("click", async () => { await api("/api/logout", { method:"POST" }); showLogin(); });
+$("#lang").addEventListener("click", () => { lang = lang === "zh" ? "en" : "zh"; localStorage.setItem("rw-lang", lang); applyLang(); });
+document.querySelectorAll(".tab").forEach((b) => b.addEventListener("click", () => showTab(b.dataset.tab)));
+["#f-site", "#f-kind", "#f-level"].forEach((s) => $(s).addEventListener("change", renderBoard));
+$("#board tbody").addEventListener("click", (ev) => { const tr = ev.target.closest("tr"); if (tr) openDetail(tr.dataset.id); });
+$("#history tbody").addEventListener("click", (ev) => { const tr = ev.target.closest("tr"); if (tr) openDetail(tr.dataset.id); });
+$("#history-form").addEventListener("submit", loadHistory);
+$("#detail-close").addEventListener("click", () => { $("#detail").hidden = true; selected = null; });
+$("#d-ack").addEventListener("click", () => act("acknowledge"));
+$("#d-assign").addEventListener("click", () => act("assign"));
+$("#d-resolve").addEventListener("click", () => act("resolve"));
+setInterval(renderBoard, 60000);
+
+(async () => {
+  applyLang();
+  const r = await api("/api/me");
+  if (r.ok) { me = r.body; showMain(); } else { showLogin(); }
+})();

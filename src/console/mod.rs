@@ -1,0 +1,283 @@
+//! `riskwatch console`: the duty officers' web console, and (with `--notify`) the outbound
+//! notifier.
+//!
+//! It is an MQTT client like any duty-room app, so it works the same in front of the embedded
+//! pipeline and the Kafka path: it subscribes to alert events, the retained alert-state topics,
+//! command errors and readings (for the charts), and sends officers' actions as lifecycle
+//! commands on `riskwatch/v1/commands`. Its own SQLite file keeps the event history, the board
+//! (so cleared alerts awaiting closure survive a restart) and the audit log. See
+//! `docs/console.md`.
+
+mod auth;
+mod store;
+mod web;
+
+use crate::parse_mqtt_address;
+use anyhow::{Context, Result};
+use riskwatch_core::wire::{topic, Limits};
+use riskwatch_core::{AlertEvent, AlertState, Board, Registry, Value};
+use riskwatch_sinks::webhook::{Notifier, NotifyConfig};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use store::Store;
+use tokio::sync::{broadcast, oneshot};
+use tracing::{info, warn};
+
+pub use auth::hash_password;
+
+/// `riskwatch console` options.
+#[derive(clap::Args)]
+pub struct ConsoleArgs {
+    /// Address the web console listens on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// MQTT broker (HOST:PORT) the pipeline publishes alerts on.
+    #[arg(long, default_value = "127.0.0.1:18830")]
+    mqtt: String,
+    /// Sensor registry (TOML): names, sites and units for filters and charts.
+    #[arg(long)]
+    registry: PathBuf,
+    /// Operators file (TOML, `[[user]]` with argon2 `password_hash`; docs/console.md).
+    #[arg(long)]
+    users: PathBuf,
+    /// The console's SQLite file (history, board, audit log).
+    #[arg(long, default_value = "console.db")]
+    db: PathBuf,
+    /// Notifications file (webhooks, chat robots, CAP; docs/notifications.md).
+    #[arg(long)]
+    notify: Option<PathBuf>,
+    /// MQTT client id (a persistent session: alerts published while the console is down are
+    /// delivered when it returns).
+    #[arg(long, default_value = "riskwatch-console")]
+    client_id: String,
+    /// CAP `sender` for the CAP download (`/api/alerts/{id}/cap.xml`).
+    #[arg(long, default_value = "riskwatch")]
+    cap_sender: String,
+    /// Points of recent readings kept per sensor for the detail chart.
+    #[arg(long, default_value_t = 360)]
+    chart_points: usize,
+    /// Stop after this long (e.g. `10m`); default: until Ctrl-C.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    duration: Option<Duration>,
+}
+
+/// What the pipeline answered to a command the console sent.
+#[derive(Clone, Debug)]
+pub enum Outcome {
+    /// Applied: the resulting event.
+    Applied(Box<AlertEvent>),
+    /// Refused: code and reason.
+    Refused(String, String),
+}
+
+/// The console's shared state.
+pub struct App {
+    board: Mutex<Board>,
+    store: Mutex<Store>,
+    users: RwLock<auth::Users>,
+    users_path: PathBuf,
+    sessions: Mutex<auth::Sessions>,
+    live: broadcast::Sender<String>,
+    mqtt: AsyncClient,
+    waiting: Mutex<HashMap<String, oneshot::Sender<Outcome>>>,
+    readings: Mutex<HashMap<String, VecDeque<(i64, f64)>>>,
+    chart_points: usize,
+    registry: Arc<Registry>,
+    notifier: Mutex<Option<Notifier>>,
+    cap_sender: String,
+}
+
+impl App {
+    fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+        m.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// An alert event from the pipeline: history, board, live clients, notifications, and the
+    /// officer waiting for it if it answers their command.
+    fn on_event(&self, e: AlertEvent) {
+        let state = Self::lock(&self.board).apply(&e);
+        if let Err(err) = Self::lock(&self.store).record(&e, state.as_ref()) {
+            warn!(error = %err, "console store: cannot record event");
+        }
+        if let Some(n) = Self::lock(&self.notifier).as_mut() {
+            n.notify(&e);
+        }
+        if let Some(id) = &e.command_id {
+            if let Some(w) = Self::lock(&self.waiting).remove(id) {
+                let _ = w.send(Outcome::Applied(Box::new(e.clone())));
+            }
+        }
+        if let Some(s) = state {
+            self.push_live("alert", &serde_json::json!({"state": s, "event": e}));
+        }
+    }
+
+    /// A retained current-state message (a console that starts late learns the active alerts).
+    fn on_state(&self, s: AlertState) {
+        let mut board = Self::lock(&self.board);
+        let newer = board.get(&s.alert_id).is_none_or(|have| have.seq < s.seq);
+        if newer {
+            board.insert(s.clone());
+            drop(board);
+            self.push_live("state", &serde_json::json!({"state": s}));
+        }
+    }
+
+    fn on_command_error(&self, payload: &[u8]) {
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(payload) else { return };
+        let id = v.get("command_id").and_then(|c| c.as_str()).unwrap_or_default();
+        if let Some(w) = Self::lock(&self.waiting).remove(id) {
+            let code = v.get("code").and_then(|c| c.as_str()).unwrap_or("refused").to_string();
+            let error = v.get("error").and_then(|c| c.as_str()).unwrap_or("").to_string();
+            let _ = w.send(Outcome::Refused(code, error));
+        }
+    }
+
+    fn on_readings(&self, topic_name: &str, payload: &[u8]) {
+        let Ok(decoded) = riskwatch_core::wire::decode(topic_name, payload, &self.registry, &Limits::default()) else {
+            return;
+        };
+        let mut map = Self::lock(&self.readings);
+        for r in decoded.readings {
+            let v = match &r.value {
+                Value::Scalar(v) => *v,
+                Value::Displacement(d) => d.horizontal(),
+                Value::Waveform(_) => continue,
+            };
+            let ring = map.entry(r.sensor.as_str().to_string()).or_default();
+            if ring.back().is_some_and(|(t, _)| *t >= r.ts.millis()) {
+                continue;
+            }
+            ring.push_back((r.ts.millis(), v));
+            while ring.len() > self.chart_points {
+                ring.pop_front();
+            }
+        }
+    }
+
+    fn push_live(&self, kind: &str, data: &serde_json::Value) {
+        let _ = self.live.send(serde_json::json!({"type": kind, "data": data}).to_string());
+    }
+}
+
+/// Runs the console until stopped.
+pub async fn run(args: ConsoleArgs) -> Result<()> {
+    let registry = Arc::new(crate::load_registry(&args.registry)?);
+    let users = auth::Users::load(&args.users)?;
+    let store = Store::open(&args.db)?;
+    let mut board = Board::new();
+    for s in store.board()? {
+        board.insert(s);
+    }
+    let notifier = match &args.notify {
+        Some(path) => {
+            let cfg = NotifyConfig::load(path)?;
+            Some(Notifier::start(cfg, Some(Arc::clone(&registry)))?)
+        }
+        None => None,
+    };
+    let (host, port) = parse_mqtt_address(&args.mqtt)?;
+    let mut opts = MqttOptions::new(&args.client_id, host.clone(), port);
+    opts.set_keep_alive(Duration::from_secs(15)).set_clean_session(false).set_max_packet_size(1024 * 1024, 1024 * 1024);
+    if let Some((u, p)) = crate::mqtt_credentials_from_env() {
+        opts.set_credentials(u, p);
+    }
+    let (client, mut eventloop) = AsyncClient::new(opts, 1024);
+    let (live, _) = broadcast::channel(1024);
+    let app = Arc::new(App {
+        board: Mutex::new(board),
+        store: Mutex::new(store),
+        users: RwLock::new(users),
+        users_path: args.users.clone(),
+        sessions: Mutex::default(),
+        live,
+        mqtt: client.clone(),
+        waiting: Mutex::default(),
+        readings: Mutex::default(),
+        chart_points: args.chart_points.max(10),
+        registry,
+        notifier: Mutex::new(notifier),
+        cap_sender: args.cap_sender.clone(),
+    });
+    let (subscribed_tx, mut subscribed_rx) = tokio::sync::watch::channel(false);
+    let feed_app = Arc::clone(&app);
+    let feed = tokio::spawn(async move {
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    for (filter, qos) in [
+                        (topic::ALERTS_FILTER, QoS::AtLeastOnce),
+                        (topic::STATE_FILTER, QoS::AtLeastOnce),
+                        (topic::COMMAND_ERRORS_TOPIC, QoS::AtLeastOnce),
+                        (topic::READINGS_FILTER, QoS::AtMostOnce),
+                    ] {
+                        let _ = client.subscribe(filter, qos).await;
+                    }
+                }
+                Ok(Event::Incoming(Packet::SubAck(_))) => {
+                    let _ = subscribed_tx.send(true);
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    let t = p.topic.as_str();
+                    if t.starts_with("riskwatch/v1/alerts/") {
+                        match serde_json::from_slice::<AlertEvent>(&p.payload) {
+                            Ok(e) => feed_app.on_event(e),
+                            Err(err) => warn!(topic = t, error = %err, "console: unreadable alert event"),
+                        }
+                    } else if t.starts_with("riskwatch/v1/state/") {
+                        if let Ok(s) = serde_json::from_slice::<AlertState>(&p.payload) {
+                            feed_app.on_state(s);
+                        }
+                    } else if t == topic::COMMAND_ERRORS_TOPIC {
+                        feed_app.on_command_error(&p.payload);
+                    } else if t.starts_with("riskwatch/v1/readings/") {
+                        feed_app.on_readings(t, &p.payload);
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    warn!(error = %e, "console MQTT connection error; reconnecting");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+    });
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (is the port in use?)", args.listen))?;
+    let local = listener.local_addr()?;
+    let server = tokio::spawn(web::serve(listener, Arc::clone(&app)));
+    if tokio::time::timeout(Duration::from_secs(15), subscribed_rx.wait_for(|s| *s)).await.is_err() {
+        warn!("console: not subscribed to {host}:{port} yet; will keep trying");
+    }
+    println!("riskwatch console ready: http://{local}/ (MQTT {host}:{port})");
+    info!(%local, "console listening");
+    match args.duration {
+        Some(d) => tokio::select! {
+            _ = tokio::time::sleep(d) => {}
+            _ = crate::shutdown_signal() => {}
+        },
+        None => crate::shutdown_signal().await,
+    }
+    server.abort();
+    feed.abort();
+    let notifier = App::lock(&app.notifier).take();
+    if let Some(n) = notifier {
+        n.close(Duration::from_secs(10)).await;
+    }
+    Ok(())
+}
+
+/// `riskwatch hash-password`: reads a password on stdin, prints its argon2id hash.
+pub fn hash_password_cmd() -> Result<()> {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).context("reading the password from stdin")?;
+    let pw = line.trim_end_matches(['\r', '\n']);
+    anyhow::ensure!(pw.len() >= 8, "use a password of at least 8 characters");
+    println!("{}", hash_password(pw)?);
+    Ok(())
+}

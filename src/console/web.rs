@@ -1,0 +1,394 @@
+//! The console's HTTP API and pages (axum). JSON in and out; a session cookie after login;
+//! live updates as server-sent events on `/api/stream`.
+
+// Handlers return axum's `Response` as their error: it is what gets sent.
+#![allow(clippy::result_large_err)]
+
+use super::auth::{Role, Session};
+use super::store::{AuditEntry, HistoryQuery};
+use super::{App, Outcome};
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use riskwatch_core::wire::topic;
+use riskwatch_sinks::cap::{self, CapContext};
+use rumqttc::QoS;
+use serde::Deserialize;
+use serde_json::json;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+type AppState = Arc<App>;
+
+/// How long an action waits for the pipeline's answer.
+const ANSWER_WITHIN: Duration = Duration::from_secs(10);
+
+/// Serves the console until the task is aborted.
+pub async fn serve(listener: tokio::net::TcpListener, app: AppState) {
+    let router = Router::new()
+        .route("/", get(|| async { page("text/html; charset=utf-8", include_str!("assets/index.html")) }))
+        .route("/app.js", get(|| async { page("text/javascript; charset=utf-8", include_str!("assets/app.js")) }))
+        .route("/app.css", get(|| async { page("text/css; charset=utf-8", include_str!("assets/app.css")) }))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/api/login", post(login))
+        .route("/api/logout", post(logout))
+        .route("/api/me", get(me))
+        .route("/api/alerts", get(alerts))
+        .route("/api/alerts/{id}", get(alert_detail))
+        .route("/api/alerts/{id}/cap.xml", get(alert_cap))
+        .route("/api/alerts/{id}/{action}", post(act))
+        .route("/api/history", get(history))
+        .route("/api/audit", get(audit_log))
+        .route("/api/users", get(users))
+        .route("/api/stream", get(stream))
+        .with_state(app);
+    if let Err(e) = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>()).await {
+        tracing::error!(error = %e, "console server stopped");
+    }
+}
+
+fn page(content_type: &'static str, body: &'static str) -> Response {
+    ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "no-cache")], body).into_response()
+}
+
+fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    (status, Json(json!({"error": code, "message": message.into()}))).into_response()
+}
+
+fn cookie_token(headers: &HeaderMap) -> Option<String> {
+    let raw = headers.get(header::COOKIE)?.to_str().ok()?;
+    raw.split(';').map(str::trim).find_map(|c| c.strip_prefix("rw_session=")).map(str::to_string)
+}
+
+/// The caller's session, or 401.
+fn session(app: &App, headers: &HeaderMap) -> Result<Session, Response> {
+    let token =
+        cookie_token(headers).ok_or_else(|| error(StatusCode::UNAUTHORIZED, "login_required", "log in first"))?;
+    App::lock(&app.sessions)
+        .get(&token)
+        .ok_or_else(|| error(StatusCode::UNAUTHORIZED, "login_required", "session expired; log in again"))
+}
+
+fn require(app: &App, headers: &HeaderMap, role: Role) -> Result<Session, Response> {
+    let s = session(app, headers)?;
+    if s.role < role {
+        return Err(error(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("{} may not do this (needs role {role:?})", s.name),
+        ));
+    }
+    Ok(s)
+}
+
+fn audit(app: &App, entry: AuditEntry) -> Option<AuditEntry> {
+    match App::lock(&app.store).audit(entry) {
+        Ok(e) => {
+            app.push_live("audit", &json!(e));
+            Some(e)
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "cannot write the audit log");
+            None
+        }
+    }
+}
+
+fn entry(s: Option<&Session>, user: &str, action: &str, remote: SocketAddr) -> AuditEntry {
+    AuditEntry {
+        id: 0,
+        at: String::new(),
+        user: s.map_or(user.to_string(), |s| s.name.clone()),
+        role: s.map_or(String::new(), |s| format!("{:?}", s.role).to_lowercase()),
+        action: action.into(),
+        alert_id: None,
+        detail: String::new(),
+        outcome: "ok".into(),
+        remote: remote.ip().to_string(),
+    }
+}
+
+#[derive(Deserialize)]
+struct LoginBody {
+    name: String,
+    password: String,
+}
+
+async fn login(
+    State(app): State<AppState>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    Json(body): Json<LoginBody>,
+) -> Response {
+    if App::lock(&app.sessions).locked(&body.name) {
+        let mut e = entry(None, &body.name, "login_failed", remote);
+        e.outcome = "locked: too many failed attempts".into();
+        audit(&app, e);
+        return error(StatusCode::TOO_MANY_REQUESTS, "locked", "too many failed attempts; wait a minute");
+    }
+    // Argon2 is deliberately slow: keep it off the async workers.
+    let app2 = Arc::clone(&app);
+    let (name, password) = (body.name.clone(), body.password);
+    let user = tokio::task::spawn_blocking(move || {
+        app2.users.read().unwrap_or_else(|e| e.into_inner()).verify(&name, &password).cloned()
+    })
+    .await
+    .ok()
+    .flatten();
+    let Some(user) = user else {
+        App::lock(&app.sessions).failed(&body.name);
+        let mut e = entry(None, &body.name, "login_failed", remote);
+        e.outcome = "wrong name or password".into();
+        audit(&app, e);
+        return error(StatusCode::UNAUTHORIZED, "bad_login", "wrong name or password");
+    };
+    let token = App::lock(&app.sessions).open(&user);
+    let s = App::lock(&app.sessions).get(&token);
+    audit(&app, entry(s.as_ref(), &user.name, "login", remote));
+    let cookie = format!("rw_session={token}; HttpOnly; SameSite=Strict; Path=/");
+    ([(header::SET_COOKIE, cookie)], Json(json!(s))).into_response()
+}
+
+async fn logout(
+    State(app): State<AppState>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(token) = cookie_token(&headers) {
+        if let Some(s) = App::lock(&app.sessions).close(&token) {
+            audit(&app, entry(Some(&s), "", "logout", remote));
+        }
+    }
+    ([(header::SET_COOKIE, "rw_session=; Max-Age=0; Path=/")], Json(json!({"ok": true}))).into_response()
+}
+
+async fn me(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    match session(&app, &headers) {
+        Ok(s) => Json(json!(s)).into_response(),
+        Err(r) => r,
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct BoardFilter {
+    site: Option<String>,
+    kind: Option<String>,
+    level: Option<String>,
+    exercise: Option<bool>,
+}
+
+async fn alerts(State(app): State<AppState>, headers: HeaderMap, Query(f): Query<BoardFilter>) -> Response {
+    if let Err(r) = session(&app, &headers) {
+        return r;
+    }
+    let board = App::lock(&app.board);
+    let list: Vec<_> = board
+        .sorted()
+        .into_iter()
+        .filter(|a| f.site.as_deref().is_none_or(|s| s.is_empty() || a.site.as_str() == s))
+        .filter(|a| f.kind.as_deref().is_none_or(|k| k.is_empty() || a.kind.as_str() == k))
+        .filter(|a| f.level.as_deref().is_none_or(|l| l.is_empty() || a.level.as_str() == l))
+        .filter(|a| f.exercise.is_none_or(|x| a.exercise == x))
+        .cloned()
+        .collect();
+    let sites: Vec<_> =
+        app.registry.sites().map(|s| json!({"id": s.id.as_str(), "name": s.name, "name_zh": s.name_zh})).collect();
+    Json(json!({"alerts": list, "sites": sites})).into_response()
+}
+
+async fn alert_detail(State(app): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    if let Err(r) = session(&app, &headers) {
+        return r;
+    }
+    let events = match App::lock(&app.store).alert_events(&id) {
+        Ok(e) => e,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()),
+    };
+    let state = App::lock(&app.board).get(&id).cloned();
+    if state.is_none() && events.is_empty() {
+        return error(StatusCode::NOT_FOUND, "unknown_alert", format!("no alert {id}"));
+    }
+    let subject = state
+        .as_ref()
+        .map(|s| s.subject.as_str().to_string())
+        .or_else(|| events.last().map(|e| e.subject.as_str().to_string()));
+    let readings: Vec<(i64, f64)> = subject
+        .as_deref()
+        .and_then(|s| App::lock(&app.readings).get(s).map(|r| r.iter().copied().collect()))
+        .unwrap_or_default();
+    let sensor = subject
+        .as_deref()
+        .and_then(|s| app.registry.sensor(s))
+        .map(|s| json!({"id": s.id.as_str(), "name": s.name, "unit": &*s.unit}));
+    Json(json!({"state": state, "events": events, "readings": readings, "sensor": sensor})).into_response()
+}
+
+async fn alert_cap(State(app): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    if let Err(r) = session(&app, &headers) {
+        return r;
+    }
+    let latest = App::lock(&app.store).latest_event(&id);
+    match latest {
+        Ok(Some(e)) => {
+            let ctx = CapContext {
+                sender: &app.cap_sender,
+                sender_name: "",
+                site: app.registry.site(e.site.as_str()),
+                location: app.registry.sensor(e.subject.as_str()).and_then(|s| s.location),
+            };
+            ([(header::CONTENT_TYPE, "application/cap+xml; charset=utf-8")], cap::alert_xml(&e, &ctx)).into_response()
+        }
+        Ok(None) => error(StatusCode::NOT_FOUND, "unknown_alert", format!("no alert {id}")),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()),
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct ActBody {
+    #[serde(default)]
+    note: String,
+    #[serde(default)]
+    unit: Option<String>,
+}
+
+/// Acknowledge / assign / resolve: sends the command, waits for the pipeline's answer, audits.
+async fn act(
+    State(app): State<AppState>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path((id, action)): Path<(String, String)>,
+    Json(body): Json<ActBody>,
+) -> Response {
+    let s = match require(&app, &headers, Role::Officer) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    if !matches!(action.as_str(), "acknowledge" | "assign" | "resolve") {
+        return error(StatusCode::NOT_FOUND, "unknown_action", format!("no action {action:?}"));
+    }
+    if action == "assign" && body.unit.as_deref().is_none_or(|u| u.trim().is_empty()) {
+        return error(StatusCode::BAD_REQUEST, "unit_required", "say which unit the alert is assigned to");
+    }
+    if action == "resolve" && body.note.trim().is_empty() {
+        return error(StatusCode::BAD_REQUEST, "note_required", "resolving needs a note on what was done");
+    }
+    let site = App::lock(&app.board).get(&id).map(|a| a.site.as_str().to_string());
+    let command_id = format!("console-{}", &super::auth::random_token()[..16]);
+    let mut cmd = json!({
+        "command_id": command_id, "alert_id": id, "action": action, "by": s.name, "note": body.note,
+    });
+    if let Some(unit) = &body.unit {
+        cmd["unit"] = json!(unit);
+    }
+    if let Some(site) = &site {
+        cmd["site"] = json!(site);
+    }
+    let mut e = entry(Some(&s), "", &action, remote);
+    e.alert_id = Some(id.clone());
+    e.detail = match &body.unit {
+        Some(u) => format!("unit: {u}; note: {}", body.note),
+        None => body.note.clone(),
+    };
+    e.outcome = "sent".into();
+    let logged = audit(&app, e);
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    App::lock(&app.waiting).insert(command_id.clone(), tx);
+    if let Err(err) = app.mqtt.publish(topic::COMMANDS_TOPIC, QoS::AtLeastOnce, false, cmd.to_string()).await {
+        App::lock(&app.waiting).remove(&command_id);
+        finish_audit(&app, logged.as_ref(), "not sent: MQTT unavailable");
+        return error(StatusCode::SERVICE_UNAVAILABLE, "mqtt", format!("could not send the command: {err}"));
+    }
+    let answer = tokio::time::timeout(ANSWER_WITHIN, rx).await;
+    App::lock(&app.waiting).remove(&command_id);
+    match answer {
+        Ok(Ok(Outcome::Applied(ev))) => {
+            finish_audit(&app, logged.as_ref(), "ok");
+            Json(json!({"ok": true, "event": ev})).into_response()
+        }
+        Ok(Ok(Outcome::Refused(code, msg))) => {
+            finish_audit(&app, logged.as_ref(), &format!("refused: {code}: {msg}"));
+            error(StatusCode::CONFLICT, &code, msg)
+        }
+        _ => {
+            finish_audit(&app, logged.as_ref(), "no answer from the pipeline");
+            error(
+                StatusCode::GATEWAY_TIMEOUT,
+                "no_answer",
+                "the pipeline did not answer within 10 s; the command may still be applied",
+            )
+        }
+    }
+}
+
+fn finish_audit(app: &App, logged: Option<&AuditEntry>, outcome: &str) {
+    let Some(e) = logged else { return };
+    if let Err(err) = App::lock(&app.store).audit_outcome(e.id, outcome) {
+        tracing::error!(error = %err, "cannot update the audit log");
+    }
+    let mut done = e.clone();
+    done.outcome = outcome.to_string();
+    app.push_live("audit", &json!(done));
+}
+
+async fn history(State(app): State<AppState>, headers: HeaderMap, Query(q): Query<HistoryQuery>) -> Response {
+    if let Err(r) = session(&app, &headers) {
+        return r;
+    }
+    let result = App::lock(&app.store).history(&q);
+    match result {
+        Ok(events) => Json(json!({"events": events})).into_response(),
+        Err(e) => error(StatusCode::BAD_REQUEST, "bad_query", format!("{e:#}")),
+    }
+}
+
+#[derive(Deserialize)]
+struct Limit {
+    limit: Option<u32>,
+}
+
+async fn audit_log(State(app): State<AppState>, headers: HeaderMap, Query(l): Query<Limit>) -> Response {
+    if let Err(r) = require(&app, &headers, Role::Officer) {
+        return r;
+    }
+    let result = App::lock(&app.store).audit_log(l.limit.unwrap_or(200));
+    match result {
+        Ok(v) => Json(json!({"entries": v})).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()),
+    }
+}
+
+async fn users(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    if let Err(r) = require(&app, &headers, Role::Admin) {
+        return r;
+    }
+    let reloaded = super::auth::Users::load(&app.users_path);
+    let mut note = None;
+    match reloaded {
+        Ok(u) => *app.users.write().unwrap_or_else(|e| e.into_inner()) = u,
+        Err(e) => note = Some(format!("users file not reloaded: {e:#}")),
+    }
+    let users = app.users.read().unwrap_or_else(|e| e.into_inner());
+    let list: Vec<_> =
+        users.list().iter().map(|u| json!({"name": u.name, "display_name": u.display_name, "role": u.role})).collect();
+    Json(json!({"users": list, "note": note})).into_response()
+}
+
+async fn stream(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    if let Err(r) = session(&app, &headers) {
+        return r;
+    }
+    let rx = app.live.subscribe();
+    let s = futures_util::stream::unfold(rx, |mut rx| async move {
+        let msg = match rx.recv().await {
+            Ok(msg) => msg,
+            // A slow browser missed some: tell it to reload the board.
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => json!({"type": "resync"}).to_string(),
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+        };
+        Some((Ok::<_, std::convert::Infallible>(SseEvent::default().data(msg)), rx))
+    });
+    Sse::new(s).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response()
+}
