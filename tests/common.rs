@@ -302,3 +302,122 @@ pub mod sim {
         (path, s)
     }
 }
+
+/// The duty-room set-up: an embedded pipeline (`riskwatch run`) and a `riskwatch console` in
+/// front of it, with operators of every role and, optionally, a notifications file.
+pub mod duty {
+    use super::{free_port, Riskwatch};
+    use std::io::Write;
+    use std::path::Path;
+    use std::process::{Command, Stdio};
+    use std::time::Duration;
+
+    pub const REGISTRY: &str = r#"
+[[sites]]
+id = "hankou"
+name = "Hankou"
+name_zh = "汉口"
+[[sites]]
+id = "plant-a"
+name = "Plant A"
+name_zh = "甲化工厂"
+[[sensors]]
+id = "hankou-wl"
+site = "hankou"
+kind = "water_level"
+unit = "m"
+location = { lat = 30.58, lon = 114.29 }
+attributes = { warning_level = 27.30, guaranteed_level = 28.50, record_level = 29.00 }
+[[sensors]]
+id = "a-gas-1"
+site = "plant-a"
+kind = "gas_combustible"
+unit = "%LEL"
+attributes = { alarm_1 = 20.0, alarm_2 = 40.0 }
+"#;
+
+    pub const RULES: &str = r#"
+[[rules]]
+id = "water-level"
+applies_to = { kind = "water_level" }
+deadband = 0.05
+levels = { yellow = "warning_level", orange = "guaranteed_level", red = "record_level" }
+
+[[rules]]
+id = "gas"
+applies_to = { kind = "gas_combustible" }
+deadband = 1.0
+levels = { orange = "alarm_1", red = "alarm_2" }
+"#;
+
+    /// Operators and their passwords: (name, role, password).
+    pub const OPERATORS: [(&str, &str, &str); 3] = [
+        ("li.wei", "officer", "duty-officer-1"),
+        ("guest", "viewer", "just-looking"),
+        ("root", "admin", "admin-pass-9"),
+    ];
+
+    /// An argon2 hash made by `riskwatch hash-password`.
+    pub fn hash(password: &str) -> String {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_riskwatch"))
+            .arg("hash-password")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    /// Writes registry, rules and users into `dir`.
+    pub fn write_files(dir: &Path) {
+        std::fs::write(dir.join("registry.toml"), REGISTRY).unwrap();
+        std::fs::write(dir.join("rules.toml"), RULES).unwrap();
+        let mut users = String::new();
+        for (name, role, pw) in OPERATORS {
+            users.push_str(&format!(
+                "[[user]]\nname = \"{name}\"\ndisplay_name = \"{name}\"\nrole = \"{role}\"\npassword_hash = \"{}\"\n\n",
+                hash(pw)
+            ));
+        }
+        std::fs::write(dir.join("users.toml"), users).unwrap();
+    }
+
+    /// Starts `riskwatch run` with its embedded broker; returns it and the MQTT port.
+    pub fn start_pipeline(dir: &Path) -> (Riskwatch, u16) {
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let mut rw = Riskwatch::spawn(
+            &["run", "--registry", "registry.toml", "--rules", "rules.toml", "--db", "store.db", "--listen", &listen],
+            dir,
+        );
+        rw.wait_for_line("riskwatch ready", Duration::from_secs(60));
+        (rw, port)
+    }
+
+    /// Starts `riskwatch console` against the broker on `mqtt_port`; returns it and its URL.
+    pub fn start_console(dir: &Path, mqtt_port: u16, extra: &[&str]) -> (Riskwatch, String) {
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let mqtt = format!("127.0.0.1:{mqtt_port}");
+        let mut args = vec![
+            "console",
+            "--listen",
+            &listen,
+            "--mqtt",
+            &mqtt,
+            "--registry",
+            "registry.toml",
+            "--users",
+            "users.toml",
+            "--db",
+            "console.db",
+        ];
+        args.extend_from_slice(extra);
+        let mut c = Riskwatch::spawn(&args, dir);
+        c.wait_for_line("riskwatch console ready", Duration::from_secs(30));
+        (c, format!("http://{listen}"))
+    }
+}

@@ -1,0 +1,227 @@
+//! The duty console end to end over real MQTT and HTTP: `riskwatch run` (embedded broker and
+//! rules) and `riskwatch console --notify` in front of it. The retained alert-state topic,
+//! login and roles, acknowledge / resolve through the pipeline with refusals reported, history,
+//! the audit log, CAP download and webhook notifications.
+
+mod common;
+#[path = "../sinks/tests/support.rs"]
+mod support;
+
+use common::duty::{start_console, start_pipeline, write_files, OPERATORS};
+use common::TestClient;
+use reqwest::StatusCode;
+use riskwatch_core::AlertState;
+use rumqttc::QoS;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+const T0: i64 = 1_594_051_200_000;
+const WITHIN: Duration = Duration::from_secs(30);
+
+fn reading(minute: i64, v: f64) -> String {
+    json!({"kind": "water_level", "ts": T0 + minute * 60_000, "unit": "m", "value": v}).to_string()
+}
+
+/// Retained messages on `riskwatch/v1/state/#` a new subscriber gets: subscribe, then publish a
+/// sentinel after the SubAck; every retained message arrives before it.
+async fn retained_states(port: u16, id: &str) -> Vec<(String, Vec<u8>)> {
+    let mut c = TestClient::connect(port, id, &["test/sentinel", "riskwatch/v1/state/#"]).await;
+    c.client.publish("test/sentinel", QoS::AtLeastOnce, false, "x").await.unwrap();
+    let got = c.collect_until(WITHIN, |ps| ps.iter().any(|p| p.topic == "test/sentinel")).await;
+    assert!(got.iter().any(|p| p.topic == "test/sentinel"), "sentinel not received");
+    got.into_iter()
+        .filter(|p| p.topic.starts_with("riskwatch/v1/state/"))
+        .map(|p| (p.topic, p.payload.to_vec()))
+        .collect()
+}
+
+async fn login(base: &str, name: &str, password: &str) -> (reqwest::Client, StatusCode) {
+    let http = reqwest::Client::builder().cookie_store(true).build().unwrap();
+    let r =
+        http.post(format!("{base}/api/login")).json(&json!({"name": name, "password": password})).send().await.unwrap();
+    (http, r.status())
+}
+
+async fn get(http: &reqwest::Client, url: String) -> (StatusCode, Value) {
+    let r = http.get(url).send().await.unwrap();
+    let status = r.status();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn post(http: &reqwest::Client, url: String, body: Value) -> (StatusCode, Value) {
+    let r = http.post(url).json(&body).send().await.unwrap();
+    let status = r.status();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// Polls the board until `done` holds.
+async fn wait_board(http: &reqwest::Client, base: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    let deadline = Instant::now() + WITHIN;
+    loop {
+        let (_, b) = get(http, format!("{base}/api/alerts")).await;
+        let alerts = b["alerts"].as_array().cloned().unwrap_or_default();
+        if done(&alerts) {
+            return alerts;
+        }
+        assert!(Instant::now() < deadline, "board condition not met; board: {alerts:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn officers_work_an_alert_from_the_console_and_everything_is_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    write_files(dir.path());
+    let hook = support::Receiver::start(vec![], (200, "ok")).await;
+    std::fs::write(
+        dir.path().join("notify.toml"),
+        format!(
+            "dead_letter = \"dead.jsonl\"\n[[channel]]\nid = \"duty-room\"\nurl = \"{}\"\nformat = \"json\"\n",
+            hook.url
+        ),
+    )
+    .unwrap();
+    let (_rw, port) = start_pipeline(dir.path());
+    let mut gw = TestClient::connect(port, "gw-hankou", &[]).await;
+
+    // An alert raised before the console starts: the retained state topic carries it.
+    gw.publish_acked("riskwatch/v1/readings/hankou/hankou-wl", reading(0, 27.6)).await;
+    let deadline = Instant::now() + WITHIN;
+    let states = loop {
+        let s = retained_states(port, "probe-1").await;
+        if !s.is_empty() || Instant::now() > deadline {
+            break s;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(states.len(), 1, "one retained state for the one active alert");
+    let state: AlertState = serde_json::from_slice(&states[0].1).unwrap();
+    assert_eq!(state.level.as_str(), "yellow");
+    assert!(state.active && state.acknowledged_by.is_none());
+    assert_eq!(states[0].0, format!("riskwatch/v1/state/hankou/hankou-wl/{}", state.alert_id));
+    let id = state.alert_id.clone();
+
+    let (_console, base) = start_console(dir.path(), port, &["--notify", "notify.toml"]);
+
+    // Not logged in: nothing.
+    let anon = reqwest::Client::new();
+    assert_eq!(get(&anon, format!("{base}/api/alerts")).await.0, StatusCode::UNAUTHORIZED);
+    // Wrong password.
+    let (_, st) = login(&base, "li.wei", "wrong").await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+
+    // A viewer sees the alert (learned from the retained state) but may not act.
+    let (viewer, st) = login(&base, OPERATORS[1].0, OPERATORS[1].2).await;
+    assert_eq!(st, StatusCode::OK);
+    let board = wait_board(&viewer, &base, |a| a.iter().any(|x| x["alert_id"] == id.as_str())).await;
+    assert_eq!(board[0]["level"], "yellow");
+    let (st, body) = post(&viewer, format!("{base}/api/alerts/{id}/acknowledge"), json!({"note": "seen"})).await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(get(&viewer, format!("{base}/api/audit")).await.0, StatusCode::FORBIDDEN);
+
+    // The officer escalates nothing but the river does: orange, live on the board.
+    let (officer, st) = login(&base, OPERATORS[0].0, OPERATORS[0].2).await;
+    assert_eq!(st, StatusCode::OK);
+    gw.publish_acked("riskwatch/v1/readings/hankou/hankou-wl", reading(10, 28.7)).await;
+    wait_board(&officer, &base, |a| a.iter().any(|x| x["alert_id"] == id.as_str() && x["level"] == "orange")).await;
+
+    // Acknowledge: goes through the pipeline, comes back as its event.
+    let (st, body) =
+        post(&officer, format!("{base}/api/alerts/{id}/acknowledge"), json!({"note": "防汛队伍已出发"})).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    assert_eq!(body["event"]["change"], "acknowledged");
+    assert_eq!(body["event"]["by"], "li.wei");
+    wait_board(&officer, &base, |a| a.iter().any(|x| x["alert_id"] == id.as_str() && x["acknowledged_by"] == "li.wei"))
+        .await;
+    // Assign needs a unit; resolve while still active is refused by the engine, with its reason.
+    let (st, _) = post(&officer, format!("{base}/api/alerts/{id}/assign"), json!({"note": "x"})).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    let (st, body) =
+        post(&officer, format!("{base}/api/alerts/{id}/assign"), json!({"unit": "江岸区防汛办", "note": "巡堤"})).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let (st, body) = post(&officer, format!("{base}/api/alerts/{id}/resolve"), json!({"note": "too early"})).await;
+    assert_eq!(st, StatusCode::CONFLICT, "{body}");
+    assert!(!body["message"].as_str().unwrap_or_default().is_empty());
+
+    // The river falls: cleared, the retained state is removed, the board keeps it to close.
+    gw.publish_acked("riskwatch/v1/readings/hankou/hankou-wl", reading(20, 26.5)).await;
+    wait_board(&officer, &base, |a| a.iter().any(|x| x["alert_id"] == id.as_str() && x["active"] == false)).await;
+    let deadline = Instant::now() + WITHIN;
+    loop {
+        if retained_states(port, "probe-2").await.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "retained state not removed after the alert cleared");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (st, body) =
+        post(&officer, format!("{base}/api/alerts/{id}/resolve"), json!({"note": "水位回落，巡堤结束"})).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    wait_board(&officer, &base, |a| !a.iter().any(|x| x["alert_id"] == id.as_str())).await;
+
+    // History: the alert's life since the console started (it learned of the raise from the
+    // retained state), searchable.
+    let (st, h) = get(&officer, format!("{base}/api/history?site=hankou&limit=50")).await;
+    assert_eq!(st, StatusCode::OK);
+    let mut seen: Vec<(u64, &str)> = h["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["seq"].as_u64().unwrap(), e["change"].as_str().unwrap()))
+        .collect();
+    seen.sort();
+    assert_eq!(seen, [(1, "escalated"), (2, "acknowledged"), (3, "assigned"), (4, "cleared"), (5, "resolved")]);
+    let (_, h) = get(&officer, format!("{base}/api/history?q=%E5%B7%A1%E5%A0%A4")).await; // "巡堤"
+    assert!(!h["events"].as_array().unwrap().is_empty(), "text search finds the officer's note");
+    assert_eq!(get(&officer, format!("{base}/api/history?from=yesterday")).await.0, StatusCode::BAD_REQUEST);
+
+    // Detail and CAP.
+    let (_, d) = get(&officer, format!("{base}/api/alerts/{id}")).await;
+    assert_eq!(d["events"].as_array().unwrap().len(), 5);
+    assert_eq!(d["readings"].as_array().unwrap().len(), 2, "the chart has the readings since the console started");
+    let cap = officer.get(format!("{base}/api/alerts/{id}/cap.xml")).send().await.unwrap().text().await.unwrap();
+    let doc = roxmltree::Document::parse(&cap).unwrap();
+    let msg_type = doc.descendants().find(|n| n.has_tag_name("msgType")).unwrap().text().unwrap();
+    assert_eq!(msg_type, "Update");
+
+    // The audit log: who did what, with the pipeline's answer.
+    let (st, a) = get(&officer, format!("{base}/api/audit")).await;
+    assert_eq!(st, StatusCode::OK);
+    let log: Vec<(String, String, String)> = a["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .map(|e| {
+            (
+                e["user"].as_str().unwrap().into(),
+                e["action"].as_str().unwrap().into(),
+                e["outcome"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    let has = |user: &str, action: &str, outcome: &str| {
+        log.iter().any(|(u, a, o)| u == user && a == action && o.starts_with(outcome))
+    };
+    assert!(has("li.wei", "login_failed", "wrong name or password"), "{log:?}");
+    assert!(has("guest", "login", "ok"), "{log:?}");
+    assert!(has("li.wei", "acknowledge", "ok"), "{log:?}");
+    assert!(has("li.wei", "assign", "ok"), "{log:?}");
+    assert!(has("li.wei", "resolve", "refused: "), "{log:?}");
+    assert!(has("li.wei", "resolve", "ok"), "{log:?}");
+    assert!(!log.iter().any(|(u, a, _)| u == "guest" && a == "acknowledge"), "a forbidden action is not sent");
+
+    // Admin's operator list; officers may not see it.
+    assert_eq!(get(&officer, format!("{base}/api/users")).await.0, StatusCode::FORBIDDEN);
+    let (admin, _) = login(&base, OPERATORS[2].0, OPERATORS[2].2).await;
+    let (st, u) = get(&admin, format!("{base}/api/users")).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(u["users"].as_array().unwrap().len(), 3);
+    assert!(!u.to_string().contains("argon2"), "no password hashes leave the server");
+
+    // The webhook heard the escalation and the clear (default routing), once each.
+    let got = hook.wait(WITHIN, |g| g.iter().filter(|r| r.json()["event"]["change"] == "cleared").count() == 1).await;
+    let changes: Vec<String> = got.iter().map(|r| r.json()["event"]["change"].as_str().unwrap().to_string()).collect();
+    assert!(changes.contains(&"escalated".to_string()), "{changes:?}");
+    assert_eq!(changes.iter().filter(|c| *c == "cleared").count(), 1);
+}
