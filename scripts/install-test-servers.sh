@@ -3,6 +3,8 @@
 #   - Mosquitto (Debian package)            MQTT broker
 #   - victoria-metrics (Debian package)     line-protocol (ILP) endpoint standing in for QuestDB
 #   - tansu 0.6.0 (crates.io, sqlite engine) Kafka-API broker
+#   - chromium + chromium-driver (Debian)   headless browser for the console's browser test
+#     and fonts-wqy-zenhei, so its screenshots show Chinese text rather than empty boxes
 # tansu takes ~15 minutes to build cold, so it is installed once into a cache directory
 # (RISKWATCH_CACHE, default ~/.cache/riskwatch) and reused by later runs and checkouts.
 # Prints nothing but progress; the tests find the binaries on PATH or in the cache.
@@ -15,6 +17,9 @@ TANSU_ROOT="$CACHE/tools/tansu-$TANSU_VERSION"
 need_apt=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
 command -v victoria-metrics >/dev/null 2>&1 || need_apt+=(victoria-metrics)
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
+[ -e /usr/share/fonts/truetype/wqy/wqy-zenhei.ttc ] || need_apt+=(fonts-wqy-zenhei)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "== installing ${need_apt[*]} (Debian)"
     SUDO=""
@@ -30,4 +35,4 @@ if [ ! -x "$TANSU_ROOT/bin/tansu" ]; then
     mkdir -p "$TANSU_ROOT"
     cargo install tansu --version "$TANSU_VERSION" --locked --features libsql --root "$TANSU_ROOT" --quiet
 fi
-echo "== test servers: $(command -v mosquitto || echo /usr/sbin/mosquitto), $(command -v victoria-metrics), $TANSU_ROOT/bin/tansu"
+echo "== test servers: $(command -v mosquitto || echo /usr/sbin/mosquitto), $(command -v victoria-metrics), $TANSU_ROOT/bin/tansu, $(command -v chromedriver)"

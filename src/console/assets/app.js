@@ -137,6 +137,7 @@ function chart(svg, readings, threshold, level) {
     <line x1="${L}" y1="${sy(threshold)}" x2="${W - R}" y2="${sy(threshold)}" stroke="${colour}" stroke-dasharray="6 4"/>
     <text x="${W - R}" y="${sy(threshold) - 4}" text-anchor="end" fill="${colour}" font-size="11">${t("threshold")} ${threshold}</text>
     <path d="${path}" fill="none" stroke="#14213d" stroke-width="1.5"/>
+    ${readings.length <= 60 ? readings.map((r) => `<circle cx="${sx(r[0]).toFixed(1)}" cy="${sy(r[1]).toFixed(1)}" r="3" fill="#14213d"/>`).join("") : ""}
     <text x="${L - 4}" y="${sy(y1) + 4}" text-anchor="end" font-size="11">${y1.toFixed(2)}</text>
     <text x="${L - 4}" y="${sy(y0) + 4}" text-anchor="end" font-size="11">${y0.toFixed(2)}</text>
     <text x="${L}" y="${H - 8}" font-size="11">${fmtTime(x0)}</text>
