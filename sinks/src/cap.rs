@@ -3,7 +3,7 @@
 //!
 //! One `<alert>` per alert event, with two `<info>` blocks (zh-CN and en-US). The mapping from
 //! riskwatch's four colours and changes to CAP's fixed vocabularies is documented in
-//! `docs/wire-format.md` §10 and summarised here:
+//! `docs/wire-format.md` §8.6 and summarised here:
 //!
 //! | riskwatch | `severity` | `urgency` | `responseType` |
 //! |---|---|---|---|

@@ -212,6 +212,15 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_example_users_file_parses_and_opens_for_nobody() {
+        let users = Users::parse(include_str!("../../deploy/console/users.example.toml")).unwrap();
+        assert_eq!(users.list().len(), 2);
+        for pw in ["", "password", "admin", "duty-1"] {
+            assert!(users.verify("admin", pw).is_none() && users.verify("duty-1", pw).is_none());
+        }
+    }
+
+    #[test]
     fn repeated_failures_lock_the_name() {
         let mut s = Sessions::default();
         for _ in 0..MAX_FAILURES {
