@@ -46,6 +46,10 @@ pub struct DemoArgs {
     /// Plain output without colours.
     #[arg(long)]
     no_color: bool,
+    /// Also run the duty console (web board) on this address (default 127.0.0.1:8080 when
+    /// given without a value); a demo officer `duty` with a one-time password is printed.
+    #[arg(long, num_args = 0..=1, default_missing_value = "127.0.0.1:8080")]
+    console: Option<SocketAddr>,
 }
 
 /// Runs the demo until the duration is over or Ctrl-C.
@@ -78,7 +82,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     println!("Hankou is a reconstruction shaped on published 2020 reference points, not observed data.\n");
 
     let pipeline = Pipeline::start(PipelineConfig {
-        registry,
+        registry: Arc::clone(&registry),
         rules,
         db: args.db.clone(),
         mqtt_host: "127.0.0.1".into(),
@@ -88,6 +92,10 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         console: Some(colour),
     })
     .await?;
+    let console = match args.console {
+        Some(listen) => Some(start_console(listen, port, &args.db, Arc::clone(&registry)).await?),
+        None => None,
+    };
 
     let now = Timestamp::now();
     let tracks = demo_tracks(now, args.seed);
@@ -120,10 +128,49 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let summary = pipeline.stop().await?;
+    if let Some(c) = console {
+        c.stop().await;
+    }
     println!();
     print!("{}", summary.render(colour));
     println!("messages published by simulated gateways: {sent}");
     Ok(())
+}
+
+/// The duty console for the demo: a one-off officer `duty` with a random password, files
+/// next to the demo store (recreated each run).
+async fn start_console(
+    listen: SocketAddr,
+    mqtt_port: u16,
+    db: &std::path::Path,
+    registry: Arc<Registry>,
+) -> Result<crate::console::Console> {
+    let dir = db.with_extension("console");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let password = crate::console::random_password();
+    let users = format!(
+        "[[user]]\nname = \"duty\"\ndisplay_name = \"值班员 (demo)\"\nrole = \"officer\"\npassword_hash = \"{}\"\n",
+        crate::console::hash_password(&password)?
+    );
+    std::fs::write(dir.join("users.toml"), users)?;
+    let console = crate::console::Console::start(crate::console::Options {
+        listen,
+        mqtt: format!("127.0.0.1:{mqtt_port}"),
+        registry,
+        users: dir.join("users.toml"),
+        db: dir.join("console.db"),
+        notify: None,
+        client_id: "riskwatch-demo-console".into(),
+        cap_sender: "riskwatch-demo".into(),
+        chart_points: 360,
+    })
+    .await?;
+    println!(
+        "duty console: http://{}/  — log in as `duty`, password `{password}` (this run only)\n",
+        console.local_addr
+    );
+    Ok(console)
 }
 
 /// The demo fleet: one series per sensor of `config/demo/registry.toml`.

@@ -1,6 +1,7 @@
 //! The newcomer's first command: `riskwatch demo --duration 60s` runs with no external
 //! services, shows alerts of all four colours caused by the simulated physics, reports the one
-//! deliberately malformed gateway message, and exits 0.
+//! deliberately malformed gateway message, and exits 0; with `--console`, the web board shows
+//! its alerts to the officer whose one-time password it prints.
 
 mod common;
 
@@ -55,4 +56,35 @@ fn demo_shows_all_four_colours_and_exits_zero() {
     assert_eq!(levels, vec!["blue", "orange", "red", "yellow"]);
     let readings: i64 = db.query_row("SELECT count(*) FROM readings", [], |r| r.get(0)).unwrap();
     assert!(text.contains(&format!("readings processed    {readings}")), "store has {readings} readings:\n{text}");
+}
+
+#[test]
+fn demo_with_console_serves_its_alerts_on_the_web_board() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port().to_string();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut rw = Riskwatch::spawn(
+        &["demo", "--duration", "25s", "--no-color", "--port", &port, "--db", "demo.db", "--console", &listen],
+        dir.path(),
+    );
+    let line = rw.wait_for_line("duty console:", Duration::from_secs(60));
+    let password = line.split("password `").nth(1).and_then(|r| r.split('`').next()).expect("password printed");
+    let http = reqwest::blocking::Client::builder().cookie_store(true).build().unwrap();
+    let r = http
+        .post(format!("http://{listen}/api/login"))
+        .json(&serde_json::json!({"name": "duty", "password": password}))
+        .send()
+        .unwrap();
+    assert!(r.status().is_success(), "login with the printed password: {}", r.status());
+    let deadline = std::time::Instant::now() + Duration::from_secs(25);
+    loop {
+        let board: serde_json::Value = http.get(format!("http://{listen}/api/alerts")).send().unwrap().json().unwrap();
+        if board["alerts"].as_array().is_some_and(|a| !a.is_empty()) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no alert reached the console's board: {board}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (code, out) = rw.wait_exit(Duration::from_secs(90));
+    assert_eq!(code, 0, "{}", out.join("\n"));
 }

@@ -29,6 +29,11 @@ use tracing::{info, warn};
 
 pub use auth::hash_password;
 
+/// A random password of 16 letters and digits (the demo's one-off officer).
+pub fn random_password() -> String {
+    auth::random_token().chars().take(16).collect()
+}
+
 /// `riskwatch console` options.
 #[derive(clap::Args)]
 pub struct ConsoleArgs {
@@ -159,103 +164,75 @@ impl App {
         }
     }
 
+    fn on_message(&self, t: &str, payload: &[u8]) {
+        if t.starts_with("riskwatch/v1/alerts/") {
+            match serde_json::from_slice::<AlertEvent>(payload) {
+                Ok(e) => self.on_event(e),
+                Err(err) => warn!(topic = t, error = %err, "console: unreadable alert event"),
+            }
+        } else if t.starts_with("riskwatch/v1/state/") {
+            // An empty retained message is a removal: the alert cleared (its event says so).
+            if let Ok(s) = serde_json::from_slice::<AlertState>(payload) {
+                self.on_state(s);
+            }
+        } else if t == topic::COMMAND_ERRORS_TOPIC {
+            self.on_command_error(payload);
+        } else if t.starts_with("riskwatch/v1/readings/") {
+            self.on_readings(t, payload);
+        }
+    }
+
     fn push_live(&self, kind: &str, data: &serde_json::Value) {
         let _ = self.live.send(serde_json::json!({"type": kind, "data": data}).to_string());
     }
 }
 
-/// Runs the console until stopped.
+/// What a console needs, however it is started (`riskwatch console`, `riskwatch demo --console`).
+pub struct Options {
+    /// HTTP address.
+    pub listen: SocketAddr,
+    /// MQTT broker `HOST:PORT`.
+    pub mqtt: String,
+    /// Sensor registry.
+    pub registry: Arc<Registry>,
+    /// Operators file.
+    pub users: PathBuf,
+    /// SQLite file.
+    pub db: PathBuf,
+    /// Notifications file.
+    pub notify: Option<PathBuf>,
+    /// MQTT client id.
+    pub client_id: String,
+    /// CAP sender.
+    pub cap_sender: String,
+    /// Readings kept per sensor for charts.
+    pub chart_points: usize,
+}
+
+/// A running console.
+pub struct Console {
+    app: Arc<App>,
+    server: tokio::task::JoinHandle<()>,
+    feed: tokio::task::JoinHandle<()>,
+    /// Where it listens.
+    pub local_addr: SocketAddr,
+}
+
+/// Runs `riskwatch console` until stopped.
 pub async fn run(args: ConsoleArgs) -> Result<()> {
     let registry = Arc::new(crate::load_registry(&args.registry)?);
-    let users = auth::Users::load(&args.users)?;
-    let store = Store::open(&args.db)?;
-    let mut board = Board::new();
-    for s in store.board()? {
-        board.insert(s);
-    }
-    let notifier = match &args.notify {
-        Some(path) => {
-            let cfg = NotifyConfig::load(path)?;
-            Some(Notifier::start(cfg, Some(Arc::clone(&registry)))?)
-        }
-        None => None,
-    };
-    let (host, port) = parse_mqtt_address(&args.mqtt)?;
-    let mut opts = MqttOptions::new(&args.client_id, host.clone(), port);
-    opts.set_keep_alive(Duration::from_secs(15)).set_clean_session(false).set_max_packet_size(1024 * 1024, 1024 * 1024);
-    if let Some((u, p)) = crate::mqtt_credentials_from_env() {
-        opts.set_credentials(u, p);
-    }
-    let (client, mut eventloop) = AsyncClient::new(opts, 1024);
-    let (live, _) = broadcast::channel(1024);
-    let app = Arc::new(App {
-        board: Mutex::new(board),
-        store: Mutex::new(store),
-        users: RwLock::new(users),
-        users_path: args.users.clone(),
-        sessions: Mutex::default(),
-        live,
-        mqtt: client.clone(),
-        waiting: Mutex::default(),
-        readings: Mutex::default(),
-        chart_points: args.chart_points.max(10),
+    let console = Console::start(Options {
+        listen: args.listen,
+        mqtt: args.mqtt,
         registry,
-        notifier: Mutex::new(notifier),
-        cap_sender: args.cap_sender.clone(),
-    });
-    let (subscribed_tx, mut subscribed_rx) = tokio::sync::watch::channel(false);
-    let feed_app = Arc::clone(&app);
-    let feed = tokio::spawn(async move {
-        loop {
-            match eventloop.poll().await {
-                Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                    for (filter, qos) in [
-                        (topic::ALERTS_FILTER, QoS::AtLeastOnce),
-                        (topic::STATE_FILTER, QoS::AtLeastOnce),
-                        (topic::COMMAND_ERRORS_TOPIC, QoS::AtLeastOnce),
-                        (topic::READINGS_FILTER, QoS::AtMostOnce),
-                    ] {
-                        let _ = client.subscribe(filter, qos).await;
-                    }
-                }
-                Ok(Event::Incoming(Packet::SubAck(_))) => {
-                    let _ = subscribed_tx.send(true);
-                }
-                Ok(Event::Incoming(Packet::Publish(p))) => {
-                    let t = p.topic.as_str();
-                    if t.starts_with("riskwatch/v1/alerts/") {
-                        match serde_json::from_slice::<AlertEvent>(&p.payload) {
-                            Ok(e) => feed_app.on_event(e),
-                            Err(err) => warn!(topic = t, error = %err, "console: unreadable alert event"),
-                        }
-                    } else if t.starts_with("riskwatch/v1/state/") {
-                        if let Ok(s) = serde_json::from_slice::<AlertState>(&p.payload) {
-                            feed_app.on_state(s);
-                        }
-                    } else if t == topic::COMMAND_ERRORS_TOPIC {
-                        feed_app.on_command_error(&p.payload);
-                    } else if t.starts_with("riskwatch/v1/readings/") {
-                        feed_app.on_readings(t, &p.payload);
-                    }
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    warn!(error = %e, "console MQTT connection error; reconnecting");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-            }
-        }
-    });
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {} (is the port in use?)", args.listen))?;
-    let local = listener.local_addr()?;
-    let server = tokio::spawn(web::serve(listener, Arc::clone(&app)));
-    if tokio::time::timeout(Duration::from_secs(15), subscribed_rx.wait_for(|s| *s)).await.is_err() {
-        warn!("console: not subscribed to {host}:{port} yet; will keep trying");
-    }
-    println!("riskwatch console ready: http://{local}/ (MQTT {host}:{port})");
-    info!(%local, "console listening");
+        users: args.users,
+        db: args.db,
+        notify: args.notify,
+        client_id: args.client_id,
+        cap_sender: args.cap_sender,
+        chart_points: args.chart_points,
+    })
+    .await?;
     match args.duration {
         Some(d) => tokio::select! {
             _ = tokio::time::sleep(d) => {}
@@ -263,13 +240,101 @@ pub async fn run(args: ConsoleArgs) -> Result<()> {
         },
         None => crate::shutdown_signal().await,
     }
-    server.abort();
-    feed.abort();
-    let notifier = App::lock(&app.notifier).take();
-    if let Some(n) = notifier {
-        n.close(Duration::from_secs(10)).await;
-    }
+    console.stop().await;
     Ok(())
+}
+
+impl Console {
+    /// Connects to the broker, starts serving and returns once listening (and, if the broker
+    /// answers within 15 s, subscribed).
+    pub async fn start(o: Options) -> Result<Console> {
+        let users = auth::Users::load(&o.users)?;
+        let store = Store::open(&o.db)?;
+        let mut board = Board::new();
+        for s in store.board()? {
+            board.insert(s);
+        }
+        let notifier = match &o.notify {
+            Some(path) => {
+                let cfg = NotifyConfig::load(path)?;
+                Some(Notifier::start(cfg, Some(Arc::clone(&o.registry)))?)
+            }
+            None => None,
+        };
+        let (host, port) = parse_mqtt_address(&o.mqtt)?;
+        let mut opts = MqttOptions::new(&o.client_id, host.clone(), port);
+        opts.set_keep_alive(Duration::from_secs(15))
+            .set_clean_session(false)
+            .set_max_packet_size(1024 * 1024, 1024 * 1024);
+        if let Some((u, p)) = crate::mqtt_credentials_from_env() {
+            opts.set_credentials(u, p);
+        }
+        let (client, mut eventloop) = AsyncClient::new(opts, 1024);
+        let (live, _) = broadcast::channel(1024);
+        let app = Arc::new(App {
+            board: Mutex::new(board),
+            store: Mutex::new(store),
+            users: RwLock::new(users),
+            users_path: o.users.clone(),
+            sessions: Mutex::default(),
+            live,
+            mqtt: client.clone(),
+            waiting: Mutex::default(),
+            readings: Mutex::default(),
+            chart_points: o.chart_points.max(10),
+            registry: o.registry,
+            notifier: Mutex::new(notifier),
+            cap_sender: o.cap_sender,
+        });
+        let (subscribed_tx, mut subscribed_rx) = tokio::sync::watch::channel(false);
+        let feed_app = Arc::clone(&app);
+        let feed = tokio::spawn(async move {
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        for (filter, qos) in [
+                            (topic::ALERTS_FILTER, QoS::AtLeastOnce),
+                            (topic::STATE_FILTER, QoS::AtLeastOnce),
+                            (topic::COMMAND_ERRORS_TOPIC, QoS::AtLeastOnce),
+                            (topic::READINGS_FILTER, QoS::AtMostOnce),
+                        ] {
+                            let _ = client.subscribe(filter, qos).await;
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        let _ = subscribed_tx.send(true);
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) => feed_app.on_message(&p.topic, &p.payload),
+                    Ok(_) => {}
+                    Err(e) => {
+                        warn!(error = %e, "console MQTT connection error; reconnecting");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                }
+            }
+        });
+        let listener = tokio::net::TcpListener::bind(o.listen)
+            .await
+            .with_context(|| format!("cannot listen on {} (is the port in use?)", o.listen))?;
+        let local_addr = listener.local_addr()?;
+        let server = tokio::spawn(web::serve(listener, Arc::clone(&app)));
+        if tokio::time::timeout(Duration::from_secs(15), subscribed_rx.wait_for(|s| *s)).await.is_err() {
+            warn!("console: not subscribed to {host}:{port} yet; will keep trying");
+        }
+        println!("riskwatch console ready: http://{local_addr}/ (MQTT {host}:{port})");
+        info!(%local_addr, "console listening");
+        Ok(Console { app, server, feed, local_addr })
+    }
+
+    /// Stops serving; notifications still queued get up to 10 s to go out.
+    pub async fn stop(self) {
+        self.server.abort();
+        self.feed.abort();
+        let notifier = App::lock(&self.app.notifier).take();
+        if let Some(n) = notifier {
+            n.close(Duration::from_secs(10)).await;
+        }
+    }
 }
 
 /// `riskwatch hash-password`: reads a password on stdin, prints its argon2id hash.
