@@ -88,6 +88,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         mqtt_host: "127.0.0.1".into(),
         mqtt_port: port,
         client_prefix: "riskwatch-demo".into(),
+        credentials: None,
         rules_path: None,
         console: Some(colour),
     })

@@ -55,7 +55,8 @@ pub async fn run(
         None => f.to_string(),
     };
     let mut mqtt = MqttSourceConfig::new(&t.mqtt.host, t.mqtt.port, &format!("{}-ingest", t.instance));
-    mqtt.filters = vec![shared(topic::READINGS_FILTER), shared(topic::COMMANDS_TOPIC)];
+    mqtt.filters =
+        vec![shared(topic::READINGS_FILTER), shared(topic::GATEWAY_READINGS_FILTER), shared(topic::COMMANDS_TOPIC)];
     mqtt.inflight = t.mqtt.inflight;
     mqtt.credentials = t.mqtt.credentials().map(|(u, p)| (u.to_string(), p.to_string()));
     let source = MqttSource::new(mqtt, Arc::clone(&registry), Limits::default());

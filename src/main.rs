@@ -6,6 +6,7 @@ mod demo;
 mod drill;
 mod kafka_ingest;
 mod kafka_sink;
+mod mqtt_acl;
 mod pipeline;
 mod replay;
 mod rules_stage;
@@ -65,6 +66,9 @@ enum Command {
     Console(Box<console::ConsoleArgs>),
     /// Read a password on stdin and print its argon2id hash for the console's users file.
     HashPassword,
+    /// Write Mosquitto password and ACL files from the registry's gateways: each gateway may
+    /// publish only for its own sites.
+    MqttAcl(mqtt_acl::MqttAclArgs),
 }
 
 #[derive(clap::Args)]
@@ -136,6 +140,7 @@ fn main() {
         Command::Run(args) => runtime().and_then(|rt| rt.block_on(run(args))),
         Command::Console(args) => runtime().and_then(|rt| rt.block_on(console::run(*args))),
         Command::HashPassword => console::hash_password_cmd(),
+        Command::MqttAcl(args) => mqtt_acl::run(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
@@ -362,6 +367,8 @@ async fn run_embedded(
         mqtt_host: host.clone(),
         mqtt_port: port,
         client_prefix: "riskwatch".into(),
+        // An external broker may need a login (RISKWATCH_MQTT_USERNAME / _PASSWORD).
+        credentials: mqtt_credentials_from_env(),
         rules_path: Some(rules_path),
         console: Some(colour),
     })

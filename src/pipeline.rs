@@ -36,6 +36,8 @@ pub struct PipelineConfig {
     pub client_prefix: String,
     /// The rules file, to hot-reload when it changes (`None`: rules are fixed).
     pub rules_path: Option<PathBuf>,
+    /// MQTT username and password (brokers with `allow_anonymous false`).
+    pub credentials: Option<(String, String)>,
     /// Print each alert event on stdout as it happens: `Some(colour)` to print, with or without
     /// ANSI colours; `None` for no live feed.
     pub console: Option<bool>,
@@ -70,11 +72,20 @@ impl Pipeline {
             }
         }
         let store = SqliteSink::start_store(store)?;
-        let publisher =
-            MqttAlertPublisher::connect(&cfg.mqtt_host, cfg.mqtt_port, &format!("{}-alerts", cfg.client_prefix));
+        let publisher = MqttAlertPublisher::connect_as(
+            &cfg.mqtt_host,
+            cfg.mqtt_port,
+            &format!("{}-alerts", cfg.client_prefix),
+            cfg.credentials.as_ref().map(|(u, p)| (u.as_str(), p.as_str())),
+        );
         let source = MqttSource::new(
             MqttSourceConfig {
-                filters: vec![topic::READINGS_FILTER.into(), topic::COMMANDS_TOPIC.into()],
+                filters: vec![
+                    topic::READINGS_FILTER.into(),
+                    topic::GATEWAY_READINGS_FILTER.into(),
+                    topic::COMMANDS_TOPIC.into(),
+                ],
+                credentials: cfg.credentials.clone(),
                 ..MqttSourceConfig::new(&cfg.mqtt_host, cfg.mqtt_port, &format!("{}-ingest", cfg.client_prefix))
             },
             Arc::clone(&cfg.registry),

@@ -15,6 +15,8 @@ pub struct Summary {
     pub readings: u64,
     /// Rejected messages or batch items, by reason code.
     pub rejected: BTreeMap<&'static str, u64>,
+    /// Rejections of messages on gateway topics, by gateway.
+    pub rejected_by_gateway: BTreeMap<String, u64>,
     /// Alerts that held each level at some point of their life (an alert that went blue →
     /// yellow → orange counts once under each of the three).
     pub alerts_by_level: BTreeMap<Level, u64>,
@@ -58,6 +60,11 @@ impl Summary {
     /// Counts one rejection.
     pub fn record_rejection(&mut self, d: &DeadLetter) {
         *self.rejected.entry(d.reason).or_default() += 1;
+        if let Ok(t) = riskwatch_core::wire::topic::parse_reading_topic(&d.topic) {
+            if let Some(g) = t.gateway {
+                *self.rejected_by_gateway.entry(g.to_string()).or_default() += 1;
+            }
+        }
     }
 
     /// Total rejections.
@@ -83,6 +90,10 @@ impl Summary {
             self.rejected_total(),
             if rej.is_empty() { String::new() } else { format!("  ({})", rej.join(", ")) }
         );
+        if !self.rejected_by_gateway.is_empty() {
+            let g: Vec<String> = self.rejected_by_gateway.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+            let _ = writeln!(s, "  by gateway          {}", g.join(", "));
+        }
         let _ = write!(s, "alerts reaching level ");
         for l in Level::ALL.iter().rev() {
             let (on, off) =

@@ -26,8 +26,14 @@ pub struct Riskwatch {
 impl Riskwatch {
     /// Starts `riskwatch ARGS…` with stdout captured.
     pub fn spawn(args: &[&str], cwd: &Path) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_riskwatch"))
-            .args(args)
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_riskwatch"));
+        cmd.args(args);
+        Self::from_command(cmd, cwd)
+    }
+
+    /// Starts a prepared `riskwatch` command (extra environment, say) with stdout captured.
+    pub fn from_command(mut cmd: Command, cwd: &Path) -> Self {
+        let mut child = cmd
             .current_dir(cwd)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -83,9 +83,28 @@ struct SensorFile {
     attributes: BTreeMap<String, f64>,
 }
 
+/// A plant or station gateway: the MQTT identity that publishes readings, and the sites it
+/// may publish for.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Gateway {
+    /// Unique id: the gateway's MQTT username and the `{gateway}` level of its topics.
+    pub id: String,
+    /// Display name.
+    #[serde(default)]
+    pub name: String,
+    /// Sites it may publish readings for.
+    pub sites: Vec<SiteId>,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RegistryFile {
+    /// Refuse readings on topics that do not name a gateway (`riskwatch/v1/readings/…`).
+    #[serde(default)]
+    require_gateway_topics: bool,
+    #[serde(default)]
+    gateways: Vec<Gateway>,
     #[serde(default)]
     kinds: BTreeMap<String, KindSpec>,
     #[serde(default)]
@@ -111,6 +130,8 @@ pub struct Registry {
     catalog: KindCatalog,
     sites: BTreeMap<SiteId, Site>,
     sensors: HashMap<SensorId, Sensor>,
+    gateways: BTreeMap<String, Gateway>,
+    require_gateway_topics: bool,
 }
 
 impl Registry {
@@ -192,8 +213,29 @@ impl Registry {
             };
             sensors.insert(sensor.id.clone(), sensor);
         }
+        let mut gateways = BTreeMap::new();
+        for (i, g) in file.gateways.into_iter().enumerate() {
+            let at = format!("gateways[{i}]");
+            if !is_valid_id(&g.id) {
+                problems.push(format!("{at}.id: {:?} must be 1-64 letters, digits, - _ .", g.id));
+            }
+            if g.sites.is_empty() {
+                problems.push(format!("{at}.sites: name at least one site"));
+            }
+            for s in &g.sites {
+                if !sites.contains_key(s) {
+                    problems.push(format!("{at}.sites: unknown site {:?}", s.as_str()));
+                }
+            }
+            if gateways.insert(g.id.clone(), g.clone()).is_some() {
+                problems.push(format!("{at}.id: duplicate gateway id {:?}", g.id));
+            }
+        }
+        if file.require_gateway_topics && gateways.is_empty() {
+            problems.push("require_gateway_topics: true, but no [[gateways]] are declared".into());
+        }
         if problems.is_empty() {
-            Ok(Registry { catalog, sites, sensors })
+            Ok(Registry { catalog, sites, sensors, gateways, require_gateway_topics: file.require_gateway_topics })
         } else {
             Err(RegistryError::Invalid(problems))
         }
@@ -232,6 +274,40 @@ impl Registry {
         self.sensors.values_mut()
     }
 
+    /// The gateway with this id.
+    pub fn gateway(&self, id: &str) -> Option<&Gateway> {
+        self.gateways.get(id)
+    }
+
+    /// All gateways, in id order.
+    pub fn gateways(&self) -> impl Iterator<Item = &Gateway> {
+        self.gateways.values()
+    }
+
+    /// Whether readings must arrive on gateway topics.
+    pub fn requires_gateway_topics(&self) -> bool {
+        self.require_gateway_topics
+    }
+
+    /// Whether a message on a topic naming `gateway` (or none) may carry readings of `site`;
+    /// `Err` says why not.
+    pub fn authorise(&self, gateway: Option<&str>, site: &str) -> Result<(), String> {
+        match gateway {
+            None if self.require_gateway_topics => Err(format!(
+                "readings must be published on riskwatch/v1/gateways/{{gateway}}/readings/{site}/… in this deployment"
+            )),
+            None => Ok(()),
+            Some(id) => match self.gateways.get(id) {
+                None => Err(format!("unknown gateway {id:?} (not in the registry's [[gateways]])")),
+                Some(g) if g.sites.iter().any(|s| s.as_str() == site) => Ok(()),
+                Some(g) => Err(format!(
+                    "gateway {id:?} may not publish for site {site:?} (its sites: {})",
+                    g.sites.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                )),
+            },
+        }
+    }
+
     /// The part of the registry whose sites pass `keep` (e.g. the sites of one Kafka
     /// partition, which one rules worker watches).
     pub fn retain_sites(&self, keep: impl Fn(&SiteId) -> bool) -> Registry {
@@ -239,6 +315,8 @@ impl Registry {
             catalog: self.catalog.clone(),
             sites: self.sites.iter().filter(|(id, _)| keep(id)).map(|(k, v)| (k.clone(), v.clone())).collect(),
             sensors: self.sensors.iter().filter(|(_, s)| keep(&s.site)).map(|(k, v)| (k.clone(), v.clone())).collect(),
+            gateways: self.gateways.clone(),
+            require_gateway_topics: self.require_gateway_topics,
         }
     }
 }

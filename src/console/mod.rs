@@ -177,7 +177,7 @@ impl App {
             }
         } else if t == topic::COMMAND_ERRORS_TOPIC {
             self.on_command_error(payload);
-        } else if t.starts_with("riskwatch/v1/readings/") {
+        } else if t.starts_with("riskwatch/v1/readings/") || t.starts_with("riskwatch/v1/gateways/") {
             self.on_readings(t, payload);
         }
     }
@@ -297,6 +297,7 @@ impl Console {
                             (topic::STATE_FILTER, QoS::AtLeastOnce),
                             (topic::COMMAND_ERRORS_TOPIC, QoS::AtLeastOnce),
                             (topic::READINGS_FILTER, QoS::AtMostOnce),
+                            (topic::GATEWAY_READINGS_FILTER, QoS::AtMostOnce),
                         ] {
                             let _ = client.subscribe(filter, qos).await;
                         }

@@ -151,6 +151,25 @@ pub fn mosquitto_with(dir: &Path, persistence: bool) -> Server {
     Server::new("mosquitto", port, bin, vec!["-c".into(), conf.display().to_string()], dir)
 }
 
+/// Mosquitto with a login and an ACL: `allow_anonymous false`, the given password and ACL
+/// files (run as root so it can read the private password file the test wrote).
+pub fn mosquitto_secured(dir: &Path, passwd: &Path, acl: &Path) -> Server {
+    let port = free_port();
+    let conf = dir.join("mosquitto-secured.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "user root\nlistener {port} 127.0.0.1\nallow_anonymous false\npassword_file {}\nacl_file {}\n\
+             persistence false\nlog_dest stderr\nlog_type error\nlog_type warning\n",
+            passwd.display(),
+            acl.display()
+        ),
+    )
+    .unwrap();
+    let bin = find_binary("mosquitto", &[PathBuf::from("/usr/sbin/mosquitto")]);
+    Server::new("mosquitto", port, bin, vec!["-c".into(), conf.display().to_string()], dir)
+}
+
 /// tansu 0.6.0 with its sqlite storage engine (file in `dir`).
 pub fn tansu(dir: &Path) -> Server {
     let port = free_port();

@@ -72,6 +72,11 @@ pub fn decode(topic: &str, payload: &[u8], registry: &Registry, limits: &Limits)
     }
     let place =
         parse_reading_topic(topic).map_err(|reason| DecodeError::BadTopic { topic: topic.to_string(), reason })?;
+    registry.authorise(place.gateway, place.site).map_err(|reason| DecodeError::NotAuthorised {
+        gateway: place.gateway.map(str::to_string),
+        site: place.site.to_string(),
+        reason,
+    })?;
     let root: Json = serde_json::from_slice(payload).map_err(|e| json_error(payload, &e))?;
     let Json::Object(obj) = root else {
         return Err(wrong_type("(payload)", "a JSON object", &root));

@@ -104,6 +104,17 @@ pub enum DecodeError {
         /// The cap.
         limit: usize,
     },
+    /// The publishing gateway may not publish this (unknown gateway, a site not its own, or
+    /// no gateway named where the registry requires one).
+    #[error("{reason}")]
+    NotAuthorised {
+        /// The gateway named by the topic, if any.
+        gateway: Option<String>,
+        /// The site the message is for.
+        site: String,
+        /// Why, in words.
+        reason: String,
+    },
     /// The topic is not a v1 reading topic.
     #[error("topic {topic:?}: {reason}")]
     BadTopic {
@@ -169,6 +180,7 @@ impl DecodeError {
             DecodeError::BadQuality { .. } => "bad_quality",
             DecodeError::TooLong { .. } => "too_long",
             DecodeError::BadTopic { .. } => "bad_topic",
+            DecodeError::NotAuthorised { .. } => "not_authorised",
             DecodeError::Mismatch { .. } => "mismatch",
             DecodeError::UnknownSensor { .. } => "unknown_sensor",
             DecodeError::UnsupportedVersion { .. } => "unsupported_version",

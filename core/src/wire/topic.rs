@@ -3,6 +3,8 @@
 //! ```text
 //! riskwatch/v1/readings/{site}/{sensor}     one sensor's reading(s)        gateway → riskwatch
 //! riskwatch/v1/readings/{site}              a gateway batch for one site   gateway → riskwatch
+//! riskwatch/v1/gateways/{gateway}/readings/{site}[/{sensor}]  the same, naming the gateway
+//!                                           (authorised per site; docs/security.md)
 //! riskwatch/v1/alerts/{level}/{site}/{sensor}   alert events               riskwatch → officers
 //! riskwatch/v1/state/{site}/{subject}/{alert_id}  current state, retained  riskwatch → officers
 //! riskwatch/v1/rejections/{site}            why a message was rejected     riskwatch → gateway
@@ -17,6 +19,8 @@ use crate::{AlertEvent, Level};
 pub const PREFIX: &str = "riskwatch/v1";
 /// Subscription filter covering every reading topic.
 pub const READINGS_FILTER: &str = "riskwatch/v1/readings/#";
+/// Subscription filter covering every gateway-named reading topic.
+pub const GATEWAY_READINGS_FILTER: &str = "riskwatch/v1/gateways/+/readings/#";
 /// Subscription filter covering every alert event.
 pub const ALERTS_FILTER: &str = "riskwatch/v1/alerts/#";
 /// Subscription filter covering every retained alert-state topic.
@@ -34,13 +38,27 @@ pub struct ReadingTopic<'a> {
     pub site: &'a str,
     /// The `{sensor}` level, absent on a gateway batch topic.
     pub sensor: Option<&'a str>,
+    /// The `{gateway}` level of a `riskwatch/v1/gateways/{gateway}/readings/…` topic.
+    pub gateway: Option<&'a str>,
 }
 
 /// Splits a reading topic, or says what is wrong with it.
 pub fn parse_reading_topic(topic: &str) -> Result<ReadingTopic<'_>, String> {
-    let rest = topic
-        .strip_prefix("riskwatch/v1/readings/")
-        .ok_or_else(|| "topic must start with riskwatch/v1/readings/".to_string())?;
+    let (gateway, rest) = if let Some(rest) = topic.strip_prefix("riskwatch/v1/gateways/") {
+        let (gw, rest) = rest.split_once('/').ok_or("expected riskwatch/v1/gateways/{gateway}/readings/{site}")?;
+        if !is_valid_id(gw) {
+            return Err(format!("gateway level {gw:?} is not a valid id"));
+        }
+        let rest = rest
+            .strip_prefix("readings/")
+            .ok_or("expected riskwatch/v1/gateways/{gateway}/readings/{site}[/{sensor}]")?;
+        (Some(gw), rest)
+    } else {
+        let rest = topic
+            .strip_prefix("riskwatch/v1/readings/")
+            .ok_or_else(|| "topic must start with riskwatch/v1/readings/ or riskwatch/v1/gateways/".to_string())?;
+        (None, rest)
+    };
     let mut parts = rest.split('/');
     let site = parts.next().unwrap_or_default();
     let sensor = parts.next();
@@ -55,7 +73,12 @@ pub fn parse_reading_topic(topic: &str) -> Result<ReadingTopic<'_>, String> {
             return Err(format!("sensor level {s:?} is not a valid id"));
         }
     }
-    Ok(ReadingTopic { site, sensor })
+    Ok(ReadingTopic { site, sensor, gateway })
+}
+
+/// Topic a gateway publishes one sensor's readings on, naming itself.
+pub fn gateway_reading_topic(gateway: &str, site: &str, sensor: &str) -> String {
+    format!("{PREFIX}/gateways/{gateway}/readings/{site}/{sensor}")
 }
 
 /// Topic for a single sensor's readings.
@@ -99,14 +122,20 @@ mod tests {
     fn parses_both_reading_topic_forms() {
         assert_eq!(
             parse_reading_topic("riskwatch/v1/readings/hankou/hankou-wl"),
-            Ok(ReadingTopic { site: "hankou", sensor: Some("hankou-wl") })
+            Ok(ReadingTopic { site: "hankou", sensor: Some("hankou-wl"), gateway: None })
         );
         assert_eq!(
             parse_reading_topic("riskwatch/v1/readings/plant-a"),
-            Ok(ReadingTopic { site: "plant-a", sensor: None })
+            Ok(ReadingTopic { site: "plant-a", sensor: None, gateway: None })
+        );
+        assert_eq!(
+            parse_reading_topic("riskwatch/v1/gateways/gw-7/readings/plant-a/h2s-1"),
+            Ok(ReadingTopic { site: "plant-a", sensor: Some("h2s-1"), gateway: Some("gw-7") })
         );
         assert!(parse_reading_topic("riskwatch/v2/readings/a/b").is_err());
         assert!(parse_reading_topic("riskwatch/v1/readings/a/b/c").is_err());
+        assert!(parse_reading_topic("riskwatch/v1/gateways/gw/alerts/a").is_err());
+        assert!(parse_reading_topic("riskwatch/v1/gateways/g+w/readings/a").is_err());
         assert!(parse_reading_topic("riskwatch/v1/readings//b").is_err());
     }
 }
