@@ -5,6 +5,7 @@
 #   - tansu 0.6.0 (crates.io, sqlite engine) Kafka-API broker
 #   - chromium + chromium-driver (Debian)   headless browser for the console's browser test
 #     and fonts-wqy-zenhei, so its screenshots show Chinese text rather than empty boxes
+#   - openssl (Debian)                      certificates for the MQTT TLS test
 # tansu takes ~15 minutes to build cold, so it is installed once into a cache directory
 # (RISKWATCH_CACHE, default ~/.cache/riskwatch) and reused by later runs and checkouts.
 # Prints nothing but progress; the tests find the binaries on PATH or in the cache.
@@ -20,6 +21,7 @@ command -v victoria-metrics >/dev/null 2>&1 || need_apt+=(victoria-metrics)
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
 [ -e /usr/share/fonts/truetype/wqy/wqy-zenhei.ttc ] || need_apt+=(fonts-wqy-zenhei)
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)   # the TLS test makes its certificates
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "== installing ${need_apt[*]} (Debian)"
     SUDO=""

@@ -89,6 +89,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         mqtt_port: port,
         client_prefix: "riskwatch-demo".into(),
         credentials: None,
+        tls: None,
         rules_path: None,
         console: Some(colour),
     })

@@ -44,11 +44,13 @@ pub async fn run(
     admin::ensure_topics(&k, Duration::from_secs(60)).await?;
     let partitions = admin::partition_count(&k, &k.readings_topic, Duration::from_secs(30))?;
     let producer: FutureProducer = k.producer().set("client.id", format!("{}-ingest", t.instance)).create()?;
-    let notices = MqttAlertPublisher::connect_as(
+    let tls = crate::mqtt_tls::from_settings(&t.mqtt)?;
+    let notices = MqttAlertPublisher::connect_with(
         &t.mqtt.host,
         t.mqtt.port,
         &format!("{}-ingest-notices", t.instance),
         t.mqtt.credentials(),
+        tls.clone(),
     );
     let shared = |f: &str| match &t.mqtt.share_group {
         Some(g) => format!("$share/{g}/{f}"),
@@ -59,6 +61,7 @@ pub async fn run(
         vec![shared(topic::READINGS_FILTER), shared(topic::GATEWAY_READINGS_FILTER), shared(topic::COMMANDS_TOPIC)];
     mqtt.inflight = t.mqtt.inflight;
     mqtt.credentials = t.mqtt.credentials().map(|(u, p)| (u.to_string(), p.to_string()));
+    mqtt.transport = tls.map(riskwatch_ingest::Tls);
     let source = MqttSource::new(mqtt, Arc::clone(&registry), Limits::default());
     let (tx, mut rx) = mpsc::channel::<Delivery>(256);
     let (stop_source, stop_rx) = watch::channel(false);

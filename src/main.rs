@@ -7,6 +7,7 @@ mod drill;
 mod kafka_ingest;
 mod kafka_sink;
 mod mqtt_acl;
+mod mqtt_tls;
 mod pipeline;
 mod replay;
 mod rules_stage;
@@ -367,8 +368,10 @@ async fn run_embedded(
         mqtt_host: host.clone(),
         mqtt_port: port,
         client_prefix: "riskwatch".into(),
-        // An external broker may need a login (RISKWATCH_MQTT_USERNAME / _PASSWORD).
+        // An external broker may need a login (RISKWATCH_MQTT_USERNAME / _PASSWORD) and TLS
+        // (RISKWATCH_MQTT_CA, _CLIENT_CERT, _CLIENT_KEY).
         credentials: mqtt_credentials_from_env(),
+        tls: mqtt_tls::from_env()?,
         rules_path: Some(rules_path),
         console: Some(colour),
     })

@@ -38,6 +38,8 @@ pub struct PipelineConfig {
     pub rules_path: Option<PathBuf>,
     /// MQTT username and password (brokers with `allow_anonymous false`).
     pub credentials: Option<(String, String)>,
+    /// TLS for the broker connections.
+    pub tls: Option<rumqttc::Transport>,
     /// Print each alert event on stdout as it happens: `Some(colour)` to print, with or without
     /// ANSI colours; `None` for no live feed.
     pub console: Option<bool>,
@@ -72,11 +74,12 @@ impl Pipeline {
             }
         }
         let store = SqliteSink::start_store(store)?;
-        let publisher = MqttAlertPublisher::connect_as(
+        let publisher = MqttAlertPublisher::connect_with(
             &cfg.mqtt_host,
             cfg.mqtt_port,
             &format!("{}-alerts", cfg.client_prefix),
             cfg.credentials.as_ref().map(|(u, p)| (u.as_str(), p.as_str())),
+            cfg.tls.clone(),
         );
         let source = MqttSource::new(
             MqttSourceConfig {
@@ -86,6 +89,7 @@ impl Pipeline {
                     topic::COMMANDS_TOPIC.into(),
                 ],
                 credentials: cfg.credentials.clone(),
+                transport: cfg.tls.clone().map(riskwatch_ingest::Tls),
                 ..MqttSourceConfig::new(&cfg.mqtt_host, cfg.mqtt_port, &format!("{}-ingest", cfg.client_prefix))
             },
             Arc::clone(&cfg.registry),

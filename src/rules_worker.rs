@@ -152,12 +152,14 @@ pub async fn run(
         k.consumer(&k.rules_group, &format!("{}-rules", t.instance)).create_with_context(notes)?;
     consumer.subscribe(&[&k.readings_topic]).context("subscribing to the readings topic")?;
     let producer: FutureProducer = k.producer().set("client.id", format!("{}-rules-out", t.instance)).create()?;
+    let tls = crate::mqtt_tls::from_settings(&t.mqtt)?;
     let publisher = t.mqtt.publish_alerts.then(|| {
-        MqttAlertPublisher::connect_as(
+        MqttAlertPublisher::connect_with(
             &t.mqtt.host,
             t.mqtt.port,
             &format!("{}-alerts", t.instance),
             t.mqtt.credentials(),
+            tls,
         )
     });
     let mut w = Worker {

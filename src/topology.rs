@@ -68,6 +68,12 @@ pub struct MqttSettings {
     pub inflight: u16,
     /// Rules workers publish alert events on the MQTT alert topics.
     pub publish_alerts: bool,
+    /// Broker CA certificate (PEM): connect over TLS (`RISKWATCH_MQTT_CA`).
+    pub tls_ca: Option<String>,
+    /// Client certificate (PEM) for brokers that require one (`RISKWATCH_MQTT_CLIENT_CERT`).
+    pub tls_cert: Option<String>,
+    /// Its private key (PEM) (`RISKWATCH_MQTT_CLIENT_KEY`).
+    pub tls_key: Option<String>,
 }
 
 impl MqttSettings {
@@ -87,6 +93,9 @@ impl Default for MqttSettings {
             password: None,
             inflight: 100,
             publish_alerts: true,
+            tls_ca: None,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -193,6 +202,15 @@ impl Topology {
         }
         if let Some(v) = get("RISKWATCH_MQTT_PASSWORD") {
             self.mqtt.password = Some(v);
+        }
+        if let Some(v) = get("RISKWATCH_MQTT_CA") {
+            self.mqtt.tls_ca = Some(v);
+        }
+        if let Some(v) = get("RISKWATCH_MQTT_CLIENT_CERT") {
+            self.mqtt.tls_cert = Some(v);
+        }
+        if let Some(v) = get("RISKWATCH_MQTT_CLIENT_KEY") {
+            self.mqtt.tls_key = Some(v);
         }
         if let Some(v) = get("RISKWATCH_KAFKA_BROKERS") {
             match &mut self.kafka {

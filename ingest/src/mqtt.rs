@@ -55,6 +55,16 @@ impl Confirmation {
     }
 }
 
+/// A TLS transport for the broker connection (built by the binary from PEM files).
+#[derive(Clone)]
+pub struct Tls(pub rumqttc::Transport);
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tls(..)")
+    }
+}
+
 /// Where and how to subscribe.
 #[derive(Clone, Debug)]
 pub struct MqttSourceConfig {
@@ -76,6 +86,8 @@ pub struct MqttSourceConfig {
     pub inflight: u16,
     /// Optional username and password.
     pub credentials: Option<(String, String)>,
+    /// TLS (or another transport); `None` is plain TCP.
+    pub transport: Option<Tls>,
 }
 
 impl MqttSourceConfig {
@@ -90,6 +102,7 @@ impl MqttSourceConfig {
             max_packet_bytes: 1024 * 1024,
             inflight: 100,
             credentials: None,
+            transport: None,
         }
     }
 }
@@ -160,6 +173,9 @@ impl MqttSource {
             .set_keep_alive(Duration::from_secs(15))
             .set_inflight(self.cfg.inflight)
             .set_max_packet_size(self.cfg.max_packet_bytes, self.cfg.max_packet_bytes);
+        if let Some(t) = &self.cfg.transport {
+            opts.set_transport(t.0.clone());
+        }
         if let Some((u, p)) = &self.cfg.credentials {
             opts.set_credentials(u, p);
         }

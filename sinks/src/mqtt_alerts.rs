@@ -50,7 +50,21 @@ impl MqttAlertPublisher {
 
     /// Connects with a username and password (brokers with `allow_anonymous false`).
     pub fn connect_as(host: &str, port: u16, client_id: &str, credentials: Option<(&str, &str)>) -> Self {
+        Self::connect_with(host, port, client_id, credentials, None)
+    }
+
+    /// Connects with optional login and transport (TLS).
+    pub fn connect_with(
+        host: &str,
+        port: u16,
+        client_id: &str,
+        credentials: Option<(&str, &str)>,
+        transport: Option<rumqttc::Transport>,
+    ) -> Self {
         let mut opts = MqttOptions::new(client_id, host, port);
+        if let Some(t) = transport {
+            opts.set_transport(t);
+        }
         opts.set_keep_alive(Duration::from_secs(15)).set_max_packet_size(1024 * 1024, 1024 * 1024);
         if let Some((user, password)) = credentials {
             opts.set_credentials(user, password);

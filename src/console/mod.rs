@@ -269,6 +269,9 @@ impl Console {
         if let Some((u, p)) = crate::mqtt_credentials_from_env() {
             opts.set_credentials(u, p);
         }
+        if let Some(tls) = crate::mqtt_tls::from_env()? {
+            opts.set_transport(tls);
+        }
         let (client, mut eventloop) = AsyncClient::new(opts, 1024);
         let (live, _) = broadcast::channel(1024);
         let app = Arc::new(App {

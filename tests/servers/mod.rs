@@ -170,6 +170,27 @@ pub fn mosquitto_secured(dir: &Path, passwd: &Path, acl: &Path) -> Server {
     Server::new("mosquitto", port, bin, vec!["-c".into(), conf.display().to_string()], dir)
 }
 
+/// Mosquitto with a TLS-only listener that requires a client certificate signed by `ca`
+/// (the certificate's CN becomes the username).
+pub fn mosquitto_tls(dir: &Path, ca: &Path, cert: &Path, key: &Path) -> Server {
+    let port = free_port();
+    let conf = dir.join("mosquitto-tls.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "user root\nlistener {port} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true\n\
+             use_identity_as_username true\nallow_anonymous false\npersistence false\nlog_dest stderr\n\
+             log_type error\nlog_type warning\n",
+            ca.display(),
+            cert.display(),
+            key.display()
+        ),
+    )
+    .unwrap();
+    let bin = find_binary("mosquitto", &[PathBuf::from("/usr/sbin/mosquitto")]);
+    Server::new("mosquitto", port, bin, vec!["-c".into(), conf.display().to_string()], dir)
+}
+
 /// tansu 0.6.0 with its sqlite storage engine (file in `dir`).
 pub fn tansu(dir: &Path) -> Server {
     let port = free_port();
