@@ -207,17 +207,13 @@ impl Board {
     }
 
     /// Puts a state known from elsewhere (a retained message, a saved board) on the board,
-    /// unless a newer state of the same alert is already there.
-    pub fn insert(&mut self, s: AlertState) {
-        if s.resolved {
-            return;
+    /// unless a newer state of the same alert is already there; returns whether it did.
+    pub fn insert(&mut self, s: AlertState) -> bool {
+        if s.resolved || self.alerts.get(&s.alert_id).is_some_and(|have| have.seq >= s.seq) {
+            return false;
         }
-        match self.alerts.get(&s.alert_id) {
-            Some(have) if have.seq >= s.seq => {}
-            _ => {
-                self.alerts.insert(s.alert_id.clone(), s);
-            }
-        }
+        self.alerts.insert(s.alert_id.clone(), s);
+        true
     }
 
     /// One alert.

@@ -123,11 +123,8 @@ impl App {
 
     /// A retained current-state message (a console that starts late learns the active alerts).
     fn on_state(&self, s: AlertState) {
-        let mut board = Self::lock(&self.board);
-        let newer = board.get(&s.alert_id).is_none_or(|have| have.seq < s.seq);
-        if newer {
-            board.insert(s.clone());
-            drop(board);
+        let taken = Self::lock(&self.board).insert(s.clone());
+        if taken {
             self.push_live("state", &serde_json::json!({"state": s}));
         }
     }
