@@ -377,7 +377,10 @@ async fn run_embedded(
     })
     .await?;
     println!("riskwatch ready: MQTT {host}:{port}, store {}", db.display());
-    wait_for_stop(duration).await;
+    tokio::select! {
+        _ = wait_for_stop(duration) => {}
+        reason = pipeline.store_failed() => eprintln!("riskwatch: the store failed ({reason}); stopping"),
+    }
     let summary = pipeline.stop().await?;
     print!("{}", summary.render(colour));
     Ok(())

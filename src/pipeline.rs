@@ -8,7 +8,7 @@ use crate::summary::Summary;
 use anyhow::{Context, Result};
 use riskwatch_core::wire::{topic, Limits};
 use riskwatch_core::{AlertEvent, Registry, Timestamp};
-use riskwatch_ingest::{IngestEvent, MqttSource, MqttSourceConfig, SourceStats};
+use riskwatch_ingest::{Delivery, MqttSource, MqttSourceConfig, SourceStats};
 use riskwatch_rules::{Engine, RuleSet, Snapshot};
 use riskwatch_sinks::mqtt_alerts::MqttAlertPublisher;
 use riskwatch_sinks::sqlite::{SqliteSink, SqliteStore};
@@ -51,6 +51,7 @@ pub struct Pipeline {
     ingest: JoinHandle<()>,
     rules: JoinHandle<Result<(Summary, MqttAlertPublisher)>>,
     store: SqliteSink,
+    db: PathBuf,
     source_stats: Arc<SourceStats>,
     printer: Option<JoinHandle<()>>,
 }
@@ -96,10 +97,10 @@ impl Pipeline {
             Limits::default(),
         );
         let source_stats = source.stats();
-        let (tx, rx) = mpsc::channel::<IngestEvent>(1024);
+        let (tx, rx) = mpsc::channel::<Delivery>(1024);
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (ready_tx, mut ready_rx) = watch::channel(false);
-        let ingest = tokio::spawn(source.run(tx, shutdown_rx, ready_tx));
+        let ingest = tokio::spawn(source.run_confirmed(tx, shutdown_rx, ready_tx));
         let (feed, printer) = match cfg.console {
             Some(colour) => {
                 let (feed_tx, mut feed_rx) = mpsc::unbounded_channel::<AlertEvent>();
@@ -124,7 +125,7 @@ impl Pipeline {
             .await
             .context("MQTT source did not subscribe within 15 s (is the broker reachable?)")?
             .context("MQTT source stopped before subscribing")?;
-        Ok(Pipeline { shutdown, ingest, rules, store, source_stats, printer })
+        Ok(Pipeline { shutdown, ingest, rules, store, db: cfg.db, source_stats, printer })
     }
 
     /// MQTT messages the source has handled so far.
@@ -132,17 +133,35 @@ impl Pipeline {
         self.source_stats.messages.load(Ordering::Relaxed)
     }
 
+    /// Resolves once the store has failed (disk full, I/O error), with the reason; the pipeline
+    /// cannot go on and should be stopped. Nothing it had not committed was acknowledged.
+    pub fn store_failed(&self) -> impl std::future::Future<Output = String> + Send + 'static {
+        self.store.failed()
+    }
+
     /// Stops ingest, lets everything already received flow through rules and sinks, and
     /// returns the run's summary.
     pub async fn stop(self) -> Result<Summary> {
         let _ = self.shutdown.send(true);
         let _ = self.ingest.await;
-        let (mut summary, publisher) = self.rules.await.context("rules task panicked")??;
+        let db = self.db;
+        // A failed store shows in the rules stage only as "store stopped": name the cause.
+        let store_failed = |cause: riskwatch_sinks::sqlite::StoreError| {
+            anyhow::anyhow!(
+                "{cause} (store {}); readings not yet stored were not acknowledged to the broker, \
+                 which re-delivers them once riskwatch runs again",
+                db.display()
+            )
+        };
+        let (mut summary, publisher) = match self.rules.await.context("rules task panicked")? {
+            Ok(done) => done,
+            Err(e) => return Err(self.store.finish().err().map(store_failed).unwrap_or(e)),
+        };
         let unacked = publisher.close(Duration::from_secs(5)).await;
         if unacked > 0 {
             warn!(unacked, "alert messages not acknowledged by the broker at shutdown");
         }
-        summary.store = self.store.finish()?;
+        summary.store = self.store.finish().map_err(store_failed)?;
         if let Some(p) = self.printer {
             let _ = p.await;
         }

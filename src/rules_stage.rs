@@ -5,10 +5,10 @@
 use crate::summary::Summary;
 use anyhow::{Context, Result};
 use riskwatch_core::{AlertEvent, DeadLetter, Reading, Registry, Timestamp};
-use riskwatch_ingest::IngestEvent;
+use riskwatch_ingest::{Delivery, IngestEvent};
 use riskwatch_rules::{Command, Drill, Engine, RuleSet};
 use riskwatch_sinks::mqtt_alerts::MqttAlertPublisher;
-use riskwatch_sinks::sqlite::{CommandRecord, StoreItem};
+use riskwatch_sinks::sqlite::{CommandRecord, OnCommit, StoreItem};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -62,18 +62,27 @@ impl RulesStage {
     }
 
     /// Runs until the ingest side closes; returns the summary and the publisher (to close).
-    pub async fn run(mut self, mut rx: mpsc::Receiver<IngestEvent>) -> Result<(Summary, MqttAlertPublisher)> {
+    /// Each MQTT message is confirmed (acknowledged to the broker) only once the store has
+    /// committed what it turned into, so a failing disk loses nothing: the broker re-delivers.
+    pub async fn run(mut self, mut rx: mpsc::Receiver<Delivery>) -> Result<(Summary, MqttAlertPublisher)> {
         self.emit().await?;
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_snapshot = Instant::now();
         loop {
             tokio::select! {
-                item = rx.recv() => match item {
-                    None => break,
-                    Some(IngestEvent::Readings(readings)) => self.readings(readings).await?,
-                    Some(IngestEvent::DeadLetter(d)) => self.dead_letter(d).await?,
-                    Some(IngestEvent::Command(raw)) => self.command(raw).await?,
+                delivery = rx.recv() => {
+                    let Some(delivery) = delivery else { break };
+                    let (items, confirmation) = delivery.split();
+                    for item in items {
+                        match item {
+                            IngestEvent::Readings(readings) => self.readings(readings).await?,
+                            IngestEvent::DeadLetter(d) => self.dead_letter(d).await?,
+                            IngestEvent::Command(raw) => self.command(raw).await?,
+                        }
+                    }
+                    let confirm = StoreItem::Committed(OnCommit::new(move || confirmation.confirm()));
+                    self.store(confirm).await?;
                 },
                 _ = tick.tick() => {
                     self.engine.advance(Timestamp::now(), &mut self.events);
@@ -96,7 +105,7 @@ impl RulesStage {
         self.summary.readings += readings.len() as u64;
         let now = Timestamp::now();
         self.drill.process_batch(&mut self.engine, &mut readings, now, &mut self.events);
-        self.store.send(StoreItem::Readings(readings)).await.context("store stopped")?;
+        self.store(StoreItem::Readings(readings)).await?;
         self.emit().await
     }
 
@@ -105,7 +114,7 @@ impl RulesStage {
         if let Err(err) = self.publisher.publish_rejection(&d).await {
             warn!(error = %err, "could not publish rejection notice");
         }
-        self.store.send(StoreItem::DeadLetter(d)).await.context("store stopped")
+        self.store(StoreItem::DeadLetter(d)).await
     }
 
     async fn command(&mut self, raw: Vec<u8>) -> Result<()> {
@@ -130,7 +139,7 @@ impl RulesStage {
                 }
             }
         };
-        self.store.send(StoreItem::Command(record)).await.context("store stopped")?;
+        self.store(StoreItem::Command(record)).await?;
         self.emit().await
     }
 
@@ -148,12 +157,20 @@ impl RulesStage {
                 let _ = f.send(e.clone());
             }
         }
-        self.store.send(StoreItem::Events(std::mem::take(&mut self.events))).await.context("store stopped")
+        let events = std::mem::take(&mut self.events);
+        self.store(StoreItem::Events(events)).await
     }
 
     async fn snapshot(&mut self) -> Result<()> {
         let json = serde_json::to_string(&self.engine.snapshot()).context("serialising engine state")?;
-        self.store.send(StoreItem::Snapshot(json)).await.context("store stopped")
+        self.store(StoreItem::Snapshot(json)).await
+    }
+
+    /// Hands `item` to the store. The error says only that the store has stopped: the item (and
+    /// any confirmation in it) is dropped here, not carried in the error, so that the messages
+    /// concerned are promptly left unacknowledged rather than held until the error is dropped.
+    async fn store(&self, item: StoreItem) -> Result<()> {
+        self.store.send(item).await.map_err(|_| anyhow::anyhow!("store stopped"))
     }
 
     /// Reloads the rules file if it changed; a broken edit keeps the running rules.

@@ -3,10 +3,11 @@
 //!
 //! At-least-once: the session is persistent (fixed client id, `clean_session = false`) and
 //! acknowledgements are manual. A QoS 1 message is acknowledged to the broker only after the
-//! next stage confirmed its [`Delivery`] (the embedded pipeline: accepted into its channel;
-//! `riskwatch ingest`: written to Kafka), so a crash in between makes the broker re-deliver
-//! instead of losing it. Acknowledgements go out in arrival order, as MQTT requires. Connection loss is retried with exponential
-//! backoff; the subscription is renewed whenever the broker has no session for us.
+//! next stage confirmed its [`Delivery`] (the embedded pipeline: committed to SQLite;
+//! `riskwatch ingest`: written to Kafka), so a crash or a failing disk in between makes the
+//! broker re-deliver instead of losing it. Acknowledgements go out in arrival order, as MQTT
+//! requires. Connection loss is retried with exponential backoff; the subscription is renewed
+//! whenever the broker has no session for us.
 
 use crate::IngestEvent;
 use riskwatch_core::wire::{decode, topic, Limits};
@@ -180,7 +181,7 @@ impl MqttSource {
             opts.set_credentials(u, p);
         }
         let (client, mut eventloop) = AsyncClient::new(opts, 256);
-        let acker = spawn_acker(client.clone(), self.cfg.inflight as usize);
+        let acker = spawn_acker(client.clone());
         let mut backoff = Duration::from_millis(100);
         let mut pending_subacks = 0usize;
         loop {
@@ -219,7 +220,7 @@ impl MqttSource {
                         events: self.handle(&p.topic, &p.payload),
                         confirm,
                     };
-                    if acker.0.send((p, confirmed)).await.is_err() || tx.send(delivery).await.is_err() {
+                    if acker.0.send((p, confirmed)).is_err() || tx.send(delivery).await.is_err() {
                         break;
                     }
                 }
@@ -292,14 +293,21 @@ impl MqttSource {
     }
 }
 
-type AckQueue = mpsc::Sender<(Publish, oneshot::Receiver<()>)>;
+type AckQueue = mpsc::UnboundedSender<(Publish, oneshot::Receiver<()>)>;
 
 /// The task that acknowledges messages in arrival order as their deliveries are confirmed.
 /// Returns its queue and a receiver that completes when the task has finished.
-fn spawn_acker(client: AsyncClient, inflight: usize) -> (AckQueue, oneshot::Receiver<()>) {
-    let (tx, mut rx) = mpsc::channel::<(Publish, oneshot::Receiver<()>)>(inflight.max(1) * 2);
+///
+/// The queue is unbounded on purpose: the acker waits on the client's request channel, which
+/// only the receive loop drains by polling; were the receive loop also to wait on the acker,
+/// a burst of confirmations (one store commit confirms hundreds of messages) would deadlock the
+/// two. Its length is bounded by the messages received and not yet acknowledged, which the
+/// broker's in-flight window and the pipeline's bounded channels limit.
+fn spawn_acker(client: AsyncClient) -> (AckQueue, oneshot::Receiver<()>) {
+    let (tx, mut rx) = mpsc::unbounded_channel::<(Publish, oneshot::Receiver<()>)>();
     let (done_tx, done_rx) = oneshot::channel();
     tokio::spawn(async move {
+        let mut unconfirmed = 0u64;
         while let Some((publish, confirmed)) = rx.recv().await {
             match confirmed.await {
                 Ok(()) => {
@@ -307,11 +315,11 @@ fn spawn_acker(client: AsyncClient, inflight: usize) -> (AckQueue, oneshot::Rece
                         warn!(error = %e, "could not queue MQTT ack");
                     }
                 }
-                Err(_) => warn!(
-                    topic = %publish.topic,
-                    "message not confirmed downstream; left unacknowledged for the broker to re-deliver"
-                ),
+                Err(_) => unconfirmed += 1,
             }
+        }
+        if unconfirmed > 0 {
+            warn!(unconfirmed, "messages not confirmed downstream; left unacknowledged for the broker to re-deliver");
         }
         let _ = done_tx.send(());
     });

@@ -9,11 +9,11 @@ use riskwatch_core::{AlertEvent, DeadLetter, Reading};
 use rusqlite::{params, Connection};
 use std::path::Path;
 use std::thread::JoinHandle;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tracing::error;
 
 /// Something to store.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum StoreItem {
     /// Validated readings.
     Readings(Vec<Reading>),
@@ -25,6 +25,25 @@ pub enum StoreItem {
     Command(CommandRecord),
     /// The rule engine's state (JSON), replacing the previous one.
     Snapshot(String),
+    /// Called once everything sent before it is committed (never, if the commit fails): how
+    /// the embedded pipeline acknowledges an MQTT message only when its readings are on disk.
+    Committed(OnCommit),
+}
+
+/// A callback run after a successful commit (see [`StoreItem::Committed`]).
+pub struct OnCommit(Box<dyn FnOnce() + Send>);
+
+impl OnCommit {
+    /// Wraps `f`.
+    pub fn new(f: impl FnOnce() + Send + 'static) -> Self {
+        OnCommit(Box::new(f))
+    }
+}
+
+impl std::fmt::Debug for OnCommit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OnCommit")
+    }
 }
 
 /// One received lifecycle command, for the audit log.
@@ -217,6 +236,7 @@ impl SqliteStore {
                             params![riskwatch_core::Timestamp::now().millis(), json],
                         )?;
                     }
+                    StoreItem::Committed(_) => {}
                 }
             }
         }
@@ -230,6 +250,7 @@ impl SqliteStore {
 pub struct SqliteSink {
     tx: mpsc::Sender<StoreItem>,
     handle: JoinHandle<Result<StoreStats, StoreError>>,
+    fault: watch::Receiver<Option<String>>,
 }
 
 impl SqliteSink {
@@ -241,6 +262,7 @@ impl SqliteSink {
     /// Starts the writer thread on an already opened store.
     pub fn start_store(mut store: SqliteStore) -> Result<Self, StoreError> {
         let (tx, mut rx) = mpsc::channel::<StoreItem>(1024);
+        let (fault_tx, fault) = watch::channel(None);
         let handle = std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || {
@@ -254,15 +276,35 @@ impl SqliteSink {
                         }
                     }
                     if let Err(e) = store.write(&batch) {
-                        error!(error = %e, "SQLite write failed");
+                        // The batch's OnCommit callbacks are dropped uncalled: nothing in it is
+                        // acknowledged upstream, so the source re-delivers it after a restart.
+                        error!(error = %e, "SQLite write failed; the store stops");
+                        let _ = fault_tx.send(Some(e.to_string()));
                         return Err(e);
                     }
-                    batch.clear();
+                    for item in batch.drain(..) {
+                        if let StoreItem::Committed(OnCommit(f)) = item {
+                            f();
+                        }
+                    }
                 }
                 Ok(store.stats())
             })
             .map_err(|_| StoreError::WriterGone)?;
-        Ok(SqliteSink { tx, handle })
+        Ok(SqliteSink { tx, handle, fault })
+    }
+
+    /// Resolves with the reason once a write has failed (disk full, I/O error…); pending forever
+    /// while the store is healthy.
+    pub fn failed(&self) -> impl std::future::Future<Output = String> + Send + 'static {
+        let mut fault = self.fault.clone();
+        async move {
+            let reason = fault.wait_for(Option::is_some).await.map(|r| r.clone().unwrap_or_default());
+            match reason {
+                Ok(reason) => reason,
+                Err(_) => std::future::pending().await,
+            }
+        }
     }
 
     /// A handle for sending items.
