@@ -5,7 +5,9 @@
 #   - tansu 0.6.0 (crates.io, sqlite engine) Kafka-API broker
 #   - chromium + chromium-driver (Debian)   headless browser for the console's browser test
 #     and fonts-wqy-zenhei, so its screenshots show Chinese text rather than empty boxes
-#   - openssl (Debian)                      certificates for the MQTT TLS test
+#   - openssl (Debian)                      certificates for the MQTT and Kafka TLS tests
+#   - stunnel4 (Debian)                     TLS terminator in front of tansu for the Kafka TLS test
+#   - libssl-dev, pkg-config (Debian)       to build librdkafka with TLS, if missing
 # tansu takes ~15 minutes to build cold, so it is installed once into a cache directory
 # (RISKWATCH_CACHE, default ~/.cache/riskwatch) and reused by later runs and checkouts.
 # Prints nothing but progress; the tests find the binaries on PATH or in the cache.
@@ -21,7 +23,11 @@ command -v victoria-metrics >/dev/null 2>&1 || need_apt+=(victoria-metrics)
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
 [ -e /usr/share/fonts/truetype/wqy/wqy-zenhei.ttc ] || need_apt+=(fonts-wqy-zenhei)
-command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)   # the TLS test makes its certificates
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)   # the TLS tests make their certificates
+command -v stunnel >/dev/null 2>&1 || need_apt+=(stunnel4)  # TLS in front of tansu (Kafka TLS test)
+# librdkafka is built with TLS (OpenSSL): Debian's headers, usually already on a Rust machine.
+[ -e /usr/include/openssl/ssl.h ] || need_apt+=(libssl-dev)
+command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "== installing ${need_apt[*]} (Debian)"
     SUDO=""

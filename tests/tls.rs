@@ -13,82 +13,6 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let out =
-        Command::new("openssl").args(args).current_dir(dir).output().expect("openssl (Debian package) is installed");
-    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-/// A CA, a server certificate for 127.0.0.1 and client certificates for `clients` (CN = name).
-fn make_certs(dir: &Path, clients: &[&str]) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=riskwatch test CA",
-        ],
-    );
-    let leaf = |name: &str, usage: &str, san: &str| {
-        openssl(
-            dir,
-            &[
-                "req",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-keyout",
-                &format!("{name}.key"),
-                "-out",
-                &format!("{name}.csr"),
-                "-subj",
-                &format!("/CN={name}"),
-            ],
-        );
-        std::fs::write(
-            dir.join(format!("{name}.ext")),
-            format!(
-                "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage={usage}\n{san}"
-            ),
-        )
-        .unwrap();
-        openssl(
-            dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &format!("{name}.csr"),
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-out",
-                &format!("{name}.pem"),
-                "-days",
-                "2",
-                "-extfile",
-                &format!("{name}.ext"),
-            ],
-        );
-    };
-    leaf("server", "serverAuth", "subjectAltName=IP:127.0.0.1,DNS:localhost\n");
-    for c in clients {
-        leaf(c, "clientAuth", "");
-    }
-}
-
 fn tls(dir: &Path, client: Option<&str>) -> Transport {
     let ca = std::fs::read(dir.join("ca.pem")).unwrap();
     let client_auth = client.map(|c| {
@@ -130,7 +54,7 @@ async fn connect(
 async fn riskwatch_works_over_tls_and_plaintext_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    make_certs(d, &["riskwatch", "gw-a"]);
+    servers::make_certs(d, &["riskwatch", "gw-a"]);
     std::fs::write(d.join("registry.toml"), "[[sites]]\nid = \"plant-a\"\n[[sensors]]\nid = \"a-gas-1\"\nsite = \"plant-a\"\nkind = \"gas_combustible\"\nunit = \"%LEL\"\nattributes = { alarm_1 = 20.0, alarm_2 = 40.0 }\n").unwrap();
     std::fs::write(d.join("rules.toml"), "[[rules]]\nid = \"gas\"\napplies_to = { kind = \"gas_combustible\" }\nlevels = { orange = \"alarm_1\", red = \"alarm_2\" }\n").unwrap();
     let broker = servers::mosquitto_tls(d, &d.join("ca.pem"), &d.join("server.pem"), &d.join("server.key"));

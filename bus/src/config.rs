@@ -37,7 +37,9 @@ pub struct KafkaConfig {
     /// Consumer group of the store sinks.
     #[serde(default = "defaults::sink_group")]
     pub sink_group: String,
-    /// Extra librdkafka properties for every client (e.g. `security.protocol`, `sasl.*`).
+    /// Extra librdkafka properties for every client (e.g. `security.protocol`, `ssl.*`,
+    /// `sasl.*`). Any value may be a reference, `env:NAME` or `file:/path`, resolved when a
+    /// client is made; secrets (`sasl.password`, `ssl.key.password`, `sasl.jaas.config`…) must be.
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
 }
@@ -117,7 +119,34 @@ impl KafkaConfig {
                 p.push(format!("kafka.{field}: must be at least 1 (got {v})"));
             }
         }
+        for (key, v) in &self.properties {
+            let field = format!("kafka.properties.{key:?}");
+            if riskwatch_core::secret::is_reference(v) {
+                if let Err(e) = riskwatch_core::secret::resolve(v) {
+                    p.push(format!("{field}: {e}"));
+                }
+            } else if riskwatch_core::secret::is_secret_key(key) {
+                p.push(format!("{field}: give it as env:NAME or file:/path, not the secret itself"));
+            }
+        }
         p
+    }
+
+    /// The extra properties with references resolved (checked by [`KafkaConfig::problems`]; one
+    /// that stopped resolving since is left out, and the client fails with librdkafka's error).
+    fn resolved_properties(&self) -> impl Iterator<Item = (&str, String)> {
+        self.properties.iter().filter_map(|(k, v)| {
+            if !riskwatch_core::secret::is_reference(v) {
+                return Some((k.as_str(), v.clone()));
+            }
+            match riskwatch_core::secret::resolve(v) {
+                Ok(resolved) => Some((k.as_str(), resolved)),
+                Err(e) => {
+                    tracing::error!(property = %k, error = %e, "Kafka property not resolved");
+                    None
+                }
+            }
+        })
     }
 
     /// Client settings shared by producers, consumers and the admin client.
@@ -126,10 +155,14 @@ impl KafkaConfig {
         c.set("bootstrap.servers", &self.brokers);
         // Reconnect quickly after a broker restart; librdkafka retries forever on its own.
         c.set("reconnect.backoff.ms", "100").set("reconnect.backoff.max.ms", "2000");
-        for (k, v) in &self.properties {
+        self.apply_properties(&mut c);
+        c
+    }
+
+    fn apply_properties(&self, c: &mut ClientConfig) {
+        for (k, v) in self.resolved_properties() {
             c.set(k, v);
         }
-        c
     }
 
     /// A producer that never loses or reorders what it confirmed: idempotent, `acks=all`,
@@ -141,9 +174,7 @@ impl KafkaConfig {
             .set("linger.ms", "5")
             .set("delivery.timeout.ms", "120000")
             .set("message.timeout.ms", "120000");
-        for (k, v) in &self.properties {
-            c.set(k, v);
-        }
+        self.apply_properties(&mut c);
         c
     }
 
@@ -158,9 +189,40 @@ impl KafkaConfig {
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000")
             .set("partition.assignment.strategy", "range");
-        for (k, v) in &self.properties {
-            c.set(k, v);
-        }
+        self.apply_properties(&mut c);
         c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(props: &[(&str, &str)]) -> KafkaConfig {
+        let mut k = KafkaConfig::new("k:9092");
+        k.properties = props.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+        k
+    }
+
+    #[test]
+    fn an_inline_secret_is_refused_naming_the_field_without_echoing_it() {
+        let p = with(&[("security.protocol", "SASL_SSL"), ("sasl.password", "hunter2")]).problems();
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].starts_with("kafka.properties.\"sasl.password\""), "{p:?}");
+        assert!(!p[0].contains("hunter2"), "{p:?}");
+    }
+
+    #[test]
+    fn references_resolve_into_every_client_and_a_missing_one_names_its_variable() {
+        std::env::set_var("RISKWATCH_TEST_KAFKA_PW", "from-env");
+        let k = with(&[("sasl.username", "riskwatch"), ("sasl.password", "env:RISKWATCH_TEST_KAFKA_PW")]);
+        assert!(k.problems().is_empty(), "{:?}", k.problems());
+        for c in [k.client(), k.producer(), k.consumer("g", "c")] {
+            assert_eq!(c.get("sasl.password"), Some("from-env"));
+            assert_eq!(c.get("sasl.username"), Some("riskwatch"));
+        }
+        let p = with(&[("sasl.password", "env:RISKWATCH_TEST_KAFKA_PW_UNSET")]).problems();
+        assert!(p.len() == 1 && p[0].contains("RISKWATCH_TEST_KAFKA_PW_UNSET"), "{p:?}");
+        assert!(format!("{k:?}").contains("env:RISKWATCH_TEST_KAFKA_PW") && !format!("{k:?}").contains("from-env"));
     }
 }

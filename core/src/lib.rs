@@ -14,6 +14,7 @@ pub mod kind;
 pub mod level;
 pub mod reading;
 pub mod registry;
+pub mod secret;
 pub mod time;
 pub mod wire;
 

@@ -164,7 +164,7 @@ impl NotifyConfig {
                 return Err(NotifyConfigError(format!("{at}.url: must start with http:// or https://")));
             }
             if let Some(s) = &c.secret {
-                if !(s.starts_with("env:") || s.starts_with("file:")) {
+                if !riskwatch_core::secret::is_reference(s) {
                     return Err(NotifyConfigError(format!(
                         "{at}.secret: give it as env:NAME or file:/path, not the secret itself"
                     )));
@@ -202,17 +202,7 @@ impl ChannelConfig {
     }
 }
 
-/// Resolves `env:NAME` / `file:/path` to the secret, and `${NAME}` in a URL.
-fn resolve_secret(spec: &str) -> Result<String, String> {
-    if let Some(name) = spec.strip_prefix("env:") {
-        std::env::var(name).map_err(|_| format!("environment variable {name} is not set"))
-    } else if let Some(path) = spec.strip_prefix("file:") {
-        std::fs::read_to_string(path).map(|s| s.trim().to_string()).map_err(|e| format!("cannot read {path}: {e}"))
-    } else {
-        Err("secret must be env:NAME or file:/path".into())
-    }
-}
-
+/// Expands `${NAME}` in a URL from the environment.
 fn expand_env(url: &str) -> Result<String, String> {
     let mut out = String::new();
     let mut rest = url;
@@ -271,9 +261,10 @@ impl Notifier {
         for c in cfg.channels {
             let url = expand_env(&c.url).map_err(|e| NotifyConfigError(format!("channel {}.url: {e}", c.id)))?;
             let secret = match &c.secret {
-                Some(s) => {
-                    Some(resolve_secret(s).map_err(|e| NotifyConfigError(format!("channel {}.secret: {e}", c.id)))?)
-                }
+                Some(s) => Some(
+                    riskwatch_core::secret::resolve(s)
+                        .map_err(|e| NotifyConfigError(format!("channel {}.secret: {e}", c.id)))?,
+                ),
                 None => None,
             };
             let (tx, rx) = mpsc::channel(QUEUE);

@@ -213,6 +213,94 @@ pub fn tansu(dir: &Path) -> Server {
     )
 }
 
+/// tansu reachable only through TLS with a client certificate: tansu listens on a private
+/// port and advertises the TLS port, where Debian's stunnel terminates TLS (server.pem, and
+/// `verify = 2`: client certificates signed by ca.pem are required) — how a plaintext broker
+/// is put behind TLS in production. Certificates come from [`make_certs`] in `dir`.
+/// Returns (tansu, stunnel); connect to the stunnel's port.
+pub fn tansu_behind_tls(dir: &Path) -> (Server, Server) {
+    let (inner, outer) = (free_port(), free_port());
+    let bin = find_binary("tansu", &[cache_dir().join("tools/tansu-0.6.0/bin/tansu")]);
+    let tansu = Server::new(
+        "tansu",
+        inner,
+        bin,
+        vec![
+            "broker".into(),
+            "--listener-url".into(),
+            format!("tcp://127.0.0.1:{inner}"),
+            "--advertised-listener-url".into(),
+            format!("tcp://127.0.0.1:{outer}"),
+            "--storage-engine".into(),
+            "sqlite://tansu.db".into(),
+        ],
+        dir,
+    );
+    let conf = dir.join("stunnel.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "foreground = yes\npid =\n[kafka]\naccept = 127.0.0.1:{outer}\nconnect = 127.0.0.1:{inner}\n\
+             cert = {d}/server.pem\nkey = {d}/server.key\nCAfile = {d}/ca.pem\nverify = 2\n",
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    let bin = find_binary("stunnel", &[PathBuf::from("/usr/bin/stunnel4")]);
+    let stunnel = Server::new("stunnel", outer, bin, vec![conf.display().to_string()], dir);
+    (tansu, stunnel)
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out =
+        Command::new("openssl").args(args).current_dir(dir).output().expect("openssl (Debian package) is installed");
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Makes, in `dir`, a CA (ca.pem), a server certificate for 127.0.0.1 (server.pem/.key) and a
+/// client certificate for each of `clients` (NAME.pem/.key, CN = name), with openssl.
+pub fn make_certs(dir: &Path, clients: &[&str]) {
+    let ca = ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem"];
+    openssl(dir, &[&ca[..], &["-days", "2", "-subj", "/CN=riskwatch test CA"]].concat());
+    let leaf = |name: &str, usage: &str, san: &str| {
+        let (key, csr, pem, ext) =
+            (format!("{name}.key"), format!("{name}.csr"), format!("{name}.pem"), format!("{name}.ext"));
+        let subj = format!("/CN={name}");
+        openssl(dir, &["req", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &csr, "-subj", &subj]);
+        std::fs::write(
+            dir.join(&ext),
+            format!(
+                "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage={usage}\n{san}"
+            ),
+        )
+        .unwrap();
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &pem,
+                "-days",
+                "2",
+                "-extfile",
+                &ext,
+            ],
+        );
+    };
+    leaf("server", "serverAuth", "subjectAltName=IP:127.0.0.1,DNS:localhost\n");
+    for c in clients {
+        leaf(c, "clientAuth", "");
+    }
+}
+
 /// victoria-metrics accepting line protocol over HTTP, deduplicating samples with the same
 /// series and timestamp (as QuestDB's DEDUP UPSERT KEYS does for its tables).
 pub fn victoria_metrics(dir: &Path) -> Server {
