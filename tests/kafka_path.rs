@@ -766,3 +766,106 @@ fn a_drill_produced_to_kafka_is_evaluated_apart_and_marked_on_kafka_mqtt_and_in_
         drill_alert_ids.iter().all(|id| stored.contains(id)).then_some(())
     });
 }
+
+/// Resident memory of a process, in KiB (from /proc).
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Offsets of the readings topic committed by the sink group (what the store has confirmed).
+fn sink_committed(stack: &Stack) -> i64 {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", format!("127.0.0.1:{}", stack.kafka.port))
+        .set("group.id", "riskwatch-sink")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..4 {
+        tpl.add_partition("riskwatch.readings", p);
+    }
+    let committed = consumer.committed_offsets(tpl, Duration::from_secs(10)).unwrap();
+    committed.elements().iter().filter_map(|e| if let Offset::Offset(o) = e.offset() { Some(o) } else { None }).sum()
+}
+
+/// Samples `pid`'s memory until `until` holds (or `within` passes, which fails); returns the
+/// largest sample.
+fn peak_rss_while(pid: u32, within: Duration, what: &str, until: impl Fn() -> bool) -> u64 {
+    let deadline = Instant::now() + within;
+    let mut peak = 0;
+    while !until() {
+        peak = peak.max(rss_kib(pid));
+        assert!(Instant::now() < deadline, "timed out after {within:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    peak.max(rss_kib(pid))
+}
+
+/// A store outage of minutes (default 120 s; `RISKWATCH_OUTAGE_SECS` for longer), then Kafka
+/// unreachable from ingest for half a minute, while a gateway keeps publishing: officers keep
+/// getting alerts through the store outage, the backlog waits in Kafka (the sink commits
+/// nothing and its memory stays flat) and in Mosquitto (ingest acknowledges nothing Kafka has
+/// not confirmed, and its memory stays flat); once both are back, every reading and alert is
+/// stored exactly once and every process is still the one started.
+#[test]
+fn outages_of_the_store_for_minutes_and_of_kafka_lose_nothing_with_memory_bounded() {
+    let outage =
+        Duration::from_secs(std::env::var("RISKWATCH_OUTAGE_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(120));
+    let total = STEPS as usize * SITES;
+    // The stream outlasts both outages and the recoveries.
+    let per_second = (total as u64 / (outage.as_secs() + 80)).max(1) as u32;
+    let (_serial, mut stack, seen, steps, gw) = streaming(per_second);
+    gw.wait_acked(total / 20, Duration::from_secs(120));
+    let pid = |name: &str| stack.procs[name].id();
+    let (sink, ingest) = (pid("sink-1"), pid("ingest-1"));
+    wait_until(Duration::from_secs(60), "the sink's first commit", || (sink_committed(&stack) > 0).then_some(()));
+
+    // 1. The store is down for minutes.
+    let sink_before = rss_kib(sink);
+    stack.vm.stop();
+    let committed_at_start = sink_committed(&stack);
+    let (alerts_at_start, acked_at_start) = (alerts_seen(&seen).len(), gw.acked());
+    let start = Instant::now();
+    let sink_peak =
+        peak_rss_while(sink, outage + Duration::from_secs(5), "the outage to end", || start.elapsed() >= outage);
+    let committed_at_end = sink_committed(&stack);
+    let alerts_during = alerts_seen(&seen).len() - alerts_at_start;
+    let acked_during = gw.acked() - acked_at_start;
+    stack.vm.start();
+    assert!(acked_during > total / 4, "the gateway kept publishing through the outage ({acked_during} messages)");
+    assert!(alerts_during > 10, "officers kept getting alerts while the store was down ({alerts_during})");
+    assert!(
+        committed_at_end <= committed_at_start + 4,
+        "the sink commits nothing it has not stored: {committed_at_start} → {committed_at_end}"
+    );
+    assert!(
+        sink_peak < sink_before + 32 * 1024,
+        "the sink's memory stays bounded through the outage: {sink_before} KiB before, peak {sink_peak} KiB"
+    );
+
+    // 2. Kafka unreachable from ingest for half a minute (kill -9; see the restart test).
+    gw.wait_acked(gw.acked() + total / 40, Duration::from_secs(120));
+    let ingest_before = rss_kib(ingest);
+    stack.kafka.kill9();
+    let acked_at_kill = gw.acked();
+    let start = Instant::now();
+    let ingest_peak =
+        peak_rss_while(ingest, Duration::from_secs(35), "30 s without Kafka", || start.elapsed().as_secs() >= 30);
+    assert!(gw.acked() > acked_at_kill, "Mosquitto kept accepting the gateway's readings");
+    stack.kafka.start();
+    assert!(
+        ingest_peak < ingest_before + 32 * 1024,
+        "ingest's memory stays bounded without Kafka: {ingest_before} KiB before, peak {ingest_peak} KiB"
+    );
+
+    gw.wait_acked(total, Duration::from_secs(outage.as_secs() + 300));
+    check_everything_arrived_once(&stack, &steps, &seen);
+    for (name, c) in stack.procs.iter_mut() {
+        assert!(c.try_wait().unwrap().is_none(), "{name} exited");
+    }
+}

@@ -188,7 +188,10 @@ impl KafkaConfig {
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000")
-            .set("partition.assignment.strategy", "range");
+            .set("partition.assignment.strategy", "range")
+            // Bound what librdkafka prefetches while the application is not consuming (a sink
+            // waiting out a store outage): the backlog stays in Kafka, not in memory.
+            .set("queued.max.messages.kbytes", "16384");
         self.apply_properties(&mut c);
         c
     }

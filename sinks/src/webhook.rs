@@ -527,7 +527,8 @@ impl Worker {
             .body(body)
             .send()
             .await
-            .map_err(|e| Failure::Transient(format!("request failed: {}", error_chain(&e))))?;
+            // Without the URL: a robot's URL carries its access token, and this text is logged.
+            .map_err(|e| Failure::Transient(format!("request failed: {}", error_chain(&e.without_url()))))?;
         let status = response.status();
         let text = response.text().await.unwrap_or_default();
         let short: String = text.chars().take(300).collect();
