@@ -837,6 +837,10 @@ fn outages_of_the_store_for_minutes_and_of_kafka_lose_nothing_with_memory_bounde
     let alerts_during = alerts_seen(&seen).len() - alerts_at_start;
     let acked_during = gw.acked() - acked_at_start;
     stack.vm.start();
+    eprintln!(
+        "store outage {outage:?}: {acked_during} gateway messages, {alerts_during} alerts to officers, sink commits \
+         {committed_at_start} → {committed_at_end}, sink RSS {sink_before} KiB before, peak {sink_peak} KiB"
+    );
     assert!(acked_during > total / 4, "the gateway kept publishing through the outage ({acked_during} messages)");
     assert!(alerts_during > 10, "officers kept getting alerts while the store was down ({alerts_during})");
     assert!(
@@ -858,6 +862,7 @@ fn outages_of_the_store_for_minutes_and_of_kafka_lose_nothing_with_memory_bounde
         peak_rss_while(ingest, Duration::from_secs(35), "30 s without Kafka", || start.elapsed().as_secs() >= 30);
     assert!(gw.acked() > acked_at_kill, "Mosquitto kept accepting the gateway's readings");
     stack.kafka.start();
+    eprintln!("Kafka unreachable 30 s: ingest RSS {ingest_before} KiB before, peak {ingest_peak} KiB");
     assert!(
         ingest_peak < ingest_before + 32 * 1024,
         "ingest's memory stays bounded without Kafka: {ingest_before} KiB before, peak {ingest_peak} KiB"
