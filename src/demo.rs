@@ -114,6 +114,8 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         client_prefix: "demo-gateway".into(),
         duration: args.duration,
         glitches,
+        credentials: None,
+        transport: None,
     };
     let mut fleet_task = tokio::spawn(fleet::run(tracks, fleet_cfg, stop_rx));
     let stats = tokio::select! {

@@ -105,6 +105,7 @@ where
         speed,
         ack_timeout: Duration::from_secs(60),
         credentials: crate::mqtt_credentials_from_env(),
+        transport: crate::mqtt_tls::from_env()?,
     };
     let mut task = tokio::spawn(fleet::publish_plan(messages(batches), cfg, stop_rx));
     let stats = tokio::select! {

@@ -116,6 +116,7 @@ async fn scenario(args: SimulateArgs, path: PathBuf) -> Result<()> {
         speed,
         ack_timeout: Duration::from_secs(30),
         credentials: crate::mqtt_credentials_from_env(),
+        transport: crate::mqtt_tls::from_env()?,
     };
     let began = std::time::Instant::now();
     let mut task = tokio::spawn(fleet::publish_plan(plan, cfg, stop_rx));
@@ -144,7 +145,15 @@ async fn demo_fleet(args: SimulateArgs) -> Result<()> {
     let tracks = crate::demo::demo_tracks(Timestamp::now(), args.seed);
     println!("simulating {} sensors to {host}:{port} for {}", tracks.len(), humantime::format_duration(args.duration));
     let (stop_tx, stop_rx) = watch::channel(false);
-    let cfg = FleetConfig { host, port, client_prefix: args.client_prefix, duration: args.duration, glitches: vec![] };
+    let cfg = FleetConfig {
+        host,
+        port,
+        client_prefix: args.client_prefix,
+        duration: args.duration,
+        glitches: vec![],
+        credentials: crate::mqtt_credentials_from_env(),
+        transport: crate::mqtt_tls::from_env()?,
+    };
     let mut task = tokio::spawn(fleet::run(tracks, cfg, stop_rx));
     let stats = tokio::select! {
         s = &mut task => s.context("simulator fleet panicked")?,

@@ -103,9 +103,34 @@ async fn riskwatch_works_over_tls_and_plaintext_is_refused() {
     };
     assert_eq!(event["level"], "red");
     assert_eq!(event["subject"], "a-gas-1");
+
+    // The simulators publish over TLS too, with the same settings from the environment.
+    let sim = Command::new(env!("CARGO_BIN_EXE_riskwatch"))
+        .args(["simulate", "--duration", "2s", "--mqtt"])
+        .arg(format!("127.0.0.1:{port}"))
+        .env("RISKWATCH_MQTT_CA", d.join("ca.pem"))
+        .env("RISKWATCH_MQTT_CLIENT_CERT", d.join("gw-a.pem"))
+        .env("RISKWATCH_MQTT_CLIENT_KEY", d.join("gw-a.key"))
+        .current_dir(d)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&sim.stdout);
+    assert!(sim.status.success(), "{said}{}", String::from_utf8_lossy(&sim.stderr));
+    let counts: Vec<u64> = said
+        .lines()
+        .find(|l| l.starts_with("published "))
+        .map(|l| l.split_whitespace().filter_map(|w| w.trim_end_matches(',').parse().ok()).collect())
+        .unwrap_or_default();
+    assert!(
+        counts.len() >= 2 && counts[0] > 0 && counts[1] == counts[0],
+        "every message acknowledged over TLS: {said}"
+    );
+
     let (code, _) = rw.interrupt(Duration::from_secs(30));
     assert_eq!(code, 0);
     let db = rusqlite::Connection::open(d.join("store.db")).unwrap();
     let n: i64 = db.query_row("SELECT count(*) FROM readings", [], |r| r.get(0)).unwrap();
-    assert_eq!(n, 1);
+    assert_eq!(n, 1, "the demo fleet's sensors are not in this registry");
+    let refused: i64 = db.query_row("SELECT count(*) FROM dead_letters", [], |r| r.get(0)).unwrap();
+    assert!(refused > 0, "the simulated readings reached riskwatch over TLS (and were refused as unknown sensors)");
 }

@@ -32,7 +32,7 @@ pub struct Glitch {
 }
 
 /// How to run a fleet.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct FleetConfig {
     /// Broker host.
     pub host: String,
@@ -44,6 +44,10 @@ pub struct FleetConfig {
     pub duration: Duration,
     /// Raw messages to send besides the series.
     pub glitches: Vec<Glitch>,
+    /// MQTT username and password, if the broker requires them.
+    pub credentials: Option<(String, String)>,
+    /// TLS, if the broker requires it.
+    pub transport: Option<rumqttc::Transport>,
 }
 
 /// What a fleet sent.
@@ -107,8 +111,10 @@ impl Cursor {
 
 impl Gateway {
     fn connect(cfg: &FleetConfig, site: &str, stats: Arc<FleetStats>) -> Self {
-        let mut opts = MqttOptions::new(format!("{}-{site}", cfg.client_prefix), &cfg.host, cfg.port);
-        opts.set_keep_alive(Duration::from_secs(15)).set_max_packet_size(1024 * 1024, 1024 * 1024).set_inflight(200);
+        let client_id = format!("{}-{site}", cfg.client_prefix);
+        let mut opts =
+            gateway_options(&client_id, &cfg.host, cfg.port, cfg.credentials.as_ref(), cfg.transport.as_ref());
+        opts.set_inflight(200);
         let (client, mut eventloop) = AsyncClient::new(opts, 512);
         let s = Arc::clone(&stats);
         let driver = tokio::spawn(async move {
@@ -195,7 +201,7 @@ impl Gateway {
 }
 
 /// How to publish a [`Plan`].
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct PlanPublishConfig {
     /// Broker host.
     pub host: String,
@@ -208,6 +214,27 @@ pub struct PlanPublishConfig {
     pub ack_timeout: Duration,
     /// MQTT username and password, if the broker requires them.
     pub credentials: Option<(String, String)>,
+    /// TLS, if the broker requires it.
+    pub transport: Option<rumqttc::Transport>,
+}
+
+/// Options for one simulated gateway's connection.
+fn gateway_options(
+    client_id: &str,
+    host: &str,
+    port: u16,
+    credentials: Option<&(String, String)>,
+    transport: Option<&rumqttc::Transport>,
+) -> MqttOptions {
+    let mut opts = MqttOptions::new(client_id, host, port);
+    if let Some((user, password)) = credentials {
+        opts.set_credentials(user.as_str(), password.as_str());
+    }
+    if let Some(t) = transport {
+        opts.set_transport(t.clone());
+    }
+    opts.set_keep_alive(Duration::from_secs(15)).set_max_packet_size(1024 * 1024, 1024 * 1024);
+    opts
 }
 
 /// Publishes a plan over MQTT at QoS 1, one connection per gateway client id, pacing messages
@@ -244,7 +271,10 @@ where
             }
         }
         let client = clients.entry(Arc::clone(&m.client)).or_insert_with(|| {
-            connect_gateway(&cfg.host, cfg.port, &m.client, cfg.credentials.as_ref(), Arc::clone(&stats))
+            connect_gateway(
+                gateway_options(&m.client, &cfg.host, cfg.port, cfg.credentials.as_ref(), cfg.transport.as_ref()),
+                Arc::clone(&stats),
+            )
         });
         let sent = tokio::select! {
             r = client.0.publish(m.topic, QoS::AtLeastOnce, false, m.payload) => r,
@@ -274,21 +304,8 @@ where
     stats
 }
 
-fn connect_gateway(
-    host: &str,
-    port: u16,
-    client_id: &str,
-    credentials: Option<&(String, String)>,
-    stats: Arc<FleetStats>,
-) -> (AsyncClient, tokio::task::JoinHandle<()>) {
-    let mut opts = MqttOptions::new(client_id, host, port);
-    if let Some((user, password)) = credentials {
-        opts.set_credentials(user.as_str(), password.as_str());
-    }
-    opts.set_keep_alive(Duration::from_secs(15))
-        .set_max_packet_size(1024 * 1024, 1024 * 1024)
-        .set_inflight(500)
-        .set_clean_session(false);
+fn connect_gateway(mut opts: MqttOptions, stats: Arc<FleetStats>) -> (AsyncClient, tokio::task::JoinHandle<()>) {
+    opts.set_inflight(500).set_clean_session(false);
     let (client, mut eventloop) = AsyncClient::new(opts, 1024);
     let driver = tokio::spawn(async move {
         loop {
