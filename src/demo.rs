@@ -92,6 +92,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         tls: None,
         rules_path: None,
         console: Some(colour),
+        metrics: crate::metrics::Metrics::default(),
     })
     .await?;
     let console = match args.console {

@@ -6,6 +6,7 @@ mod demo;
 mod drill;
 mod kafka_ingest;
 mod kafka_sink;
+mod metrics;
 mod mqtt_acl;
 mod mqtt_tls;
 mod pipeline;
@@ -105,6 +106,10 @@ struct RunArgs {
     /// Stop after this long (e.g. `90s`); default: until Ctrl-C.
     #[arg(long, value_parser = humantime::parse_duration)]
     duration: Option<Duration>,
+    /// Serve Prometheus metrics, /healthz and /readyz on this address (also
+    /// RISKWATCH_METRICS_LISTEN, or `[metrics] listen` in a topology file).
+    #[arg(long)]
+    metrics: Option<SocketAddr>,
 }
 
 #[derive(Subcommand)]
@@ -331,6 +336,7 @@ async fn run(args: RunArgs) -> Result<()> {
                 None => Ok(format!("{}:{}", t.mqtt.host, t.mqtt.port)),
             },
             args.duration,
+            metrics::listen_address(args.metrics, t.metrics.listen.as_deref())?,
         )
         .await;
     }
@@ -339,7 +345,9 @@ async fn run(args: RunArgs) -> Result<()> {
         Some(b) => Ok(b),
         None => Err(args.listen),
     };
-    run_embedded(load_registry(&registry)?, load_rules(&rules)?, rules, args.db, broker, args.duration).await
+    let metrics_at = metrics::listen_address(args.metrics, None)?;
+    run_embedded(load_registry(&registry)?, load_rules(&rules)?, rules, args.db, broker, args.duration, metrics_at)
+        .await
 }
 
 /// The embedded wiring; `broker` is an external `HOST:PORT`, or the address to run the
@@ -351,8 +359,10 @@ async fn run_embedded(
     db: PathBuf,
     broker: std::result::Result<String, SocketAddr>,
     duration: Option<Duration>,
+    metrics_at: Option<SocketAddr>,
 ) -> Result<()> {
     let registry = Arc::new(registry);
+    let metrics = metrics::Metrics::default();
     let (host, port) = match broker {
         Ok(b) => parse_mqtt_address(&b)?,
         Err(listen) => {
@@ -374,8 +384,13 @@ async fn run_embedded(
         tls: mqtt_tls::from_env()?,
         rules_path: Some(rules_path),
         console: Some(colour),
+        metrics: metrics.clone(),
     })
     .await?;
+    if let Some(addr) = metrics_at {
+        let bound = metrics::serve(addr, metrics, pipeline.ready()).await?;
+        println!("metrics on http://{bound}/metrics (health /healthz, readiness /readyz)");
+    }
     println!("riskwatch ready: MQTT {host}:{port}, store {}", db.display());
     tokio::select! {
         _ = wait_for_stop(duration) => {}

@@ -11,7 +11,7 @@ use riskwatch_core::{AlertEvent, Registry, Timestamp};
 use riskwatch_ingest::{Delivery, MqttSource, MqttSourceConfig, SourceStats};
 use riskwatch_rules::{Engine, RuleSet, Snapshot};
 use riskwatch_sinks::mqtt_alerts::MqttAlertPublisher;
-use riskwatch_sinks::sqlite::{SqliteSink, SqliteStore};
+use riskwatch_sinks::sqlite::{CommitReport, SqliteSink, SqliteStore};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -40,6 +40,8 @@ pub struct PipelineConfig {
     pub credentials: Option<(String, String)>,
     /// TLS for the broker connections.
     pub tls: Option<rumqttc::Transport>,
+    /// Where the pipeline's Prometheus series go.
+    pub metrics: crate::metrics::Metrics,
     /// Print each alert event on stdout as it happens: `Some(colour)` to print, with or without
     /// ANSI colours; `None` for no live feed.
     pub console: Option<bool>,
@@ -54,6 +56,7 @@ pub struct Pipeline {
     db: PathBuf,
     source_stats: Arc<SourceStats>,
     printer: Option<JoinHandle<()>>,
+    ready: watch::Receiver<bool>,
 }
 
 impl Pipeline {
@@ -74,7 +77,12 @@ impl Pipeline {
                 Err(e) => warn!(error = %e, "saved engine state not readable; starting fresh"),
             }
         }
-        let store = SqliteSink::start_store(store)?;
+        crate::metrics::build_info(&cfg.metrics);
+        let flushed = crate::metrics::sink_flush(&cfg.metrics, "sqlite");
+        let store = SqliteSink::start_observed(
+            store,
+            Box::new(move |c: &CommitReport| flushed(c.readings, c.events, c.took, c.ok)),
+        )?;
         let publisher = MqttAlertPublisher::connect_with(
             &cfg.mqtt_host,
             cfg.mqtt_port,
@@ -97,6 +105,7 @@ impl Pipeline {
             Limits::default(),
         );
         let source_stats = source.stats();
+        crate::metrics::mqtt_source(&cfg.metrics, &source_stats);
         let (tx, rx) = mpsc::channel::<Delivery>(1024);
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (ready_tx, mut ready_rx) = watch::channel(false);
@@ -119,13 +128,19 @@ impl Pipeline {
             registry: Arc::clone(&cfg.registry),
         });
         let drill = riskwatch_rules::Drill::new(&cfg.rules, &cfg.registry);
-        let stage = RulesStage::new(engine, drill, store.sender(), publisher, feed, reload, pending);
+        let mut stage = RulesStage::new(engine, drill, store.sender(), publisher, feed, reload, pending);
+        stage.metrics = crate::metrics::RuleMetrics::new(&cfg.metrics);
         let rules = tokio::spawn(stage.run(rx));
         tokio::time::timeout(Duration::from_secs(15), ready_rx.wait_for(|r| *r))
             .await
             .context("MQTT source did not subscribe within 15 s (is the broker reachable?)")?
             .context("MQTT source stopped before subscribing")?;
-        Ok(Pipeline { shutdown, ingest, rules, store, db: cfg.db, source_stats, printer })
+        Ok(Pipeline { shutdown, ingest, rules, store, db: cfg.db, source_stats, printer, ready: ready_rx })
+    }
+
+    /// Readiness: true while the MQTT source is connected and subscribed.
+    pub fn ready(&self) -> watch::Receiver<bool> {
+        self.ready.clone()
     }
 
     /// MQTT messages the source has handled so far.

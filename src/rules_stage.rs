@@ -2,6 +2,7 @@
 //! through the engine, and every outcome to the sinks. Also where the engine's state is saved
 //! (every few seconds and at shutdown) and where an edited rules file is hot-reloaded.
 
+use crate::metrics::RuleMetrics;
 use crate::summary::Summary;
 use anyhow::{Context, Result};
 use riskwatch_core::{AlertEvent, DeadLetter, Reading, Registry, Timestamp};
@@ -44,6 +45,8 @@ pub struct RulesStage {
     pub reload: Option<ReloadWatch>,
     /// Counters.
     pub summary: Summary,
+    /// Prometheus series (a private registry unless the pipeline sets its own).
+    pub metrics: RuleMetrics,
     events: Vec<AlertEvent>,
 }
 
@@ -58,7 +61,17 @@ impl RulesStage {
         reload: Option<ReloadWatch>,
         pending: Vec<AlertEvent>,
     ) -> Self {
-        RulesStage { engine, drill, store, publisher, feed, reload, summary: Summary::default(), events: pending }
+        RulesStage {
+            engine,
+            drill,
+            store,
+            publisher,
+            feed,
+            reload,
+            summary: Summary::default(),
+            metrics: RuleMetrics::new(&crate::metrics::Metrics::default()),
+            events: pending,
+        }
     }
 
     /// Runs until the ingest side closes; returns the summary and the publisher (to close).
@@ -86,6 +99,7 @@ impl RulesStage {
                 },
                 _ = tick.tick() => {
                     self.engine.advance(Timestamp::now(), &mut self.events);
+                    self.metrics.active(self.engine.active().into_iter().map(|(_, _, l)| l));
                     self.check_reload();
                     self.emit().await?;
                     if last_snapshot.elapsed() >= SNAPSHOT_EVERY {
@@ -104,13 +118,16 @@ impl RulesStage {
     async fn readings(&mut self, mut readings: Vec<Reading>) -> Result<()> {
         self.summary.readings += readings.len() as u64;
         let now = Timestamp::now();
+        let began = Instant::now();
         self.drill.process_batch(&mut self.engine, &mut readings, now, &mut self.events);
+        self.metrics.evaluated(readings.len(), began.elapsed());
         self.store(StoreItem::Readings(readings)).await?;
         self.emit().await
     }
 
     async fn dead_letter(&mut self, d: DeadLetter) -> Result<()> {
         self.summary.record_rejection(&d);
+        self.metrics.rejection(d.reason);
         if let Err(err) = self.publisher.publish_rejection(&d).await {
             warn!(error = %err, "could not publish rejection notice");
         }
@@ -150,6 +167,7 @@ impl RulesStage {
         }
         for e in &self.events {
             self.summary.record_event(e);
+            self.metrics.event(e);
             if let Err(err) = self.publisher.publish_event(e).await {
                 warn!(error = %err, event = %e.event_id, "could not publish alert event");
             }

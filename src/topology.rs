@@ -36,6 +36,18 @@ pub struct Topology {
     /// Embedded wiring (no `[kafka]`): SQLite store and in-process broker.
     #[serde(default)]
     pub embedded: EmbeddedSettings,
+    /// Prometheus metrics, health and readiness endpoint.
+    #[serde(default)]
+    pub metrics: MetricsSettings,
+}
+
+/// `[metrics]`.
+#[derive(Debug, Deserialize, Clone, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSettings {
+    /// `HOST:PORT` serving `/metrics`, `/healthz` and `/readyz` (overridden by
+    /// `RISKWATCH_METRICS_LISTEN`); none by default.
+    pub listen: Option<String>,
 }
 
 /// A component of the production path.

@@ -245,6 +245,19 @@ impl SqliteStore {
     }
 }
 
+/// What one commit of the writer thread did.
+#[derive(Debug, Clone, Copy)]
+pub struct CommitReport {
+    /// Readings in the batch.
+    pub readings: usize,
+    /// Alert events in the batch.
+    pub events: usize,
+    /// How long the transaction took.
+    pub took: std::time::Duration,
+    /// Whether it committed.
+    pub ok: bool,
+}
+
 /// A store running on its own thread, fed through a bounded channel (back-pressure reaches
 /// the rules stage when the disk is slow).
 pub struct SqliteSink {
@@ -260,7 +273,15 @@ impl SqliteSink {
     }
 
     /// Starts the writer thread on an already opened store.
-    pub fn start_store(mut store: SqliteStore) -> Result<Self, StoreError> {
+    pub fn start_store(store: SqliteStore) -> Result<Self, StoreError> {
+        Self::start_observed(store, Box::new(|_| {}))
+    }
+
+    /// Like [`SqliteSink::start_store`], telling `observer` about every commit (for metrics).
+    pub fn start_observed(
+        mut store: SqliteStore,
+        observer: Box<dyn Fn(&CommitReport) + Send>,
+    ) -> Result<Self, StoreError> {
         let (tx, mut rx) = mpsc::channel::<StoreItem>(1024);
         let (fault_tx, fault) = watch::channel(None);
         let handle = std::thread::Builder::new()
@@ -275,7 +296,12 @@ impl SqliteSink {
                             Err(_) => break,
                         }
                     }
-                    if let Err(e) = store.write(&batch) {
+                    let began = std::time::Instant::now();
+                    let written = store.write(&batch);
+                    let readings = batch.iter().map(|i| if let StoreItem::Readings(r) = i { r.len() } else { 0 }).sum();
+                    let events = batch.iter().map(|i| if let StoreItem::Events(e) = i { e.len() } else { 0 }).sum();
+                    observer(&CommitReport { readings, events, took: began.elapsed(), ok: written.is_ok() });
+                    if let Err(e) = written {
                         // The batch's OnCommit callbacks are dropped uncalled: nothing in it is
                         // acknowledged upstream, so the source re-delivers it after a restart.
                         error!(error = %e, "SQLite write failed; the store stops");

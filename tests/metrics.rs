@@ -1,0 +1,126 @@
+//! The Prometheus endpoint of the embedded pipeline, scraped during a run: the counters move
+//! as the readings, rejections and alerts a gateway causes say they should; health and
+//! readiness answer. (The Kafka path's endpoints: tests/kafka_path.rs.)
+
+mod common;
+
+use common::{duty, free_port, Riskwatch, TestClient};
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+/// The value of the sample `series` (name with its labels, as exposed) in `text`.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')).and_then(|v| v.parse().ok()))
+}
+
+async fn scrape(base: &str) -> String {
+    let r = reqwest::get(format!("{base}/metrics")).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
+    r.text().await.unwrap()
+}
+
+/// Scrapes until every `(series, value)` holds; panics with the last scrape at the deadline.
+async fn wait_for(base: &str, want: &[(&str, f64)]) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = scrape(base).await;
+        if want.iter().all(|(s, v)| sample(&text, s) == Some(*v)) {
+            return text;
+        }
+        let wrong: Vec<String> = want
+            .iter()
+            .filter(|(s, v)| sample(&text, s) != Some(*v))
+            .map(|(s, v)| format!("{s} = {:?}, want {v}", sample(&text, s)))
+            .collect();
+        assert!(Instant::now() < deadline, "{}\n--- last scrape:\n{text}", wrong.join("\n"));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_metrics_endpoint_counts_readings_rejections_and_alerts_of_a_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    duty::write_files(d);
+    let (mqtt_port, metrics_port) = (free_port(), free_port());
+    let listen = format!("127.0.0.1:{mqtt_port}");
+    let metrics_at = format!("127.0.0.1:{metrics_port}");
+    let mut rw = Riskwatch::spawn(
+        &[
+            "run",
+            "--registry",
+            "registry.toml",
+            "--rules",
+            "rules.toml",
+            "--db",
+            "store.db",
+            "--listen",
+            &listen,
+            "--metrics",
+            &metrics_at,
+        ],
+        d,
+    );
+    rw.wait_for_line("riskwatch ready", Duration::from_secs(60));
+    let base = format!("http://{metrics_at}");
+    assert_eq!(reqwest::get(format!("{base}/healthz")).await.unwrap().status(), 200);
+    assert_eq!(reqwest::get(format!("{base}/readyz")).await.unwrap().status(), 200, "subscribed: ready");
+
+    // Before anything arrives: every series exists, at zero.
+    let text = scrape(&base).await;
+    for s in [
+        "riskwatch_mqtt_messages_total",
+        "riskwatch_readings_in_total{source=\"mqtt\"}",
+        "riskwatch_alert_events_total{level=\"red\",change=\"raised\"}",
+        "riskwatch_alerts_active{level=\"red\"}",
+        "riskwatch_readings_stored_total{sink=\"sqlite\"}",
+        "riskwatch_mqtt_reconnects_total{client=\"ingest\"}",
+    ] {
+        assert_eq!(sample(&text, s), Some(0.0), "{s} at zero before any input:\n{text}");
+    }
+    assert!(text.contains("riskwatch_build_info{version=\""), "{text}");
+
+    let mut gw = TestClient::connect(mqtt_port, "gw-plant-a", &[]).await;
+    let t0 = riskwatch_core::Timestamp::now().millis() - 60_000;
+    for i in 0..10 {
+        let v = if i == 9 { 55.0 } else { 5.0 + i as f64 };
+        let body = json!({"kind": "gas_combustible", "ts": t0 + i * 1000, "unit": "%LEL", "value": v});
+        gw.publish_acked("riskwatch/v1/readings/plant-a/a-gas-1", body.to_string()).await;
+    }
+    gw.publish_acked("riskwatch/v1/readings/plant-a/a-gas-1", "{not json").await;
+    let stranger = json!({"kind": "gas_combustible", "ts": t0, "unit": "%LEL", "value": 1.0});
+    gw.publish_acked("riskwatch/v1/readings/plant-a/no-such-sensor", stranger.to_string()).await;
+
+    let text = wait_for(
+        &base,
+        &[
+            ("riskwatch_mqtt_messages_total", 12.0),
+            ("riskwatch_readings_in_total{source=\"mqtt\"}", 10.0),
+            ("riskwatch_readings_evaluated_total", 10.0),
+            ("riskwatch_rejections_total{reason=\"not_json\"}", 1.0),
+            ("riskwatch_rejections_total{reason=\"unknown_sensor\"}", 1.0),
+            ("riskwatch_readings_stored_total{sink=\"sqlite\"}", 10.0),
+            ("riskwatch_alert_events_total{level=\"red\",change=\"raised\"}", 1.0),
+            ("riskwatch_alert_events_stored_total{sink=\"sqlite\"}", 1.0),
+            ("riskwatch_alerts_active{level=\"red\"}", 1.0),
+            ("riskwatch_rule_evaluation_seconds_count", 10.0),
+            ("riskwatch_rule_evaluation_seconds_bucket{le=\"+Inf\"}", 10.0),
+        ],
+    )
+    .await;
+    assert!(sample(&text, "riskwatch_sink_flush_seconds_count{sink=\"sqlite\"}").unwrap() >= 1.0, "{text}");
+    assert_eq!(sample(&text, "riskwatch_sink_flush_errors_total{sink=\"sqlite\"}"), Some(0.0));
+
+    // An officer acknowledges: the event is counted under its change.
+    let db = rusqlite::Connection::open(d.join("store.db")).unwrap();
+    let alert: String = db.query_row("SELECT alert_id FROM alert_events LIMIT 1", [], |r| r.get(0)).unwrap();
+    let cmd =
+        json!({"command_id": "c-1", "action": "acknowledge", "alert_id": alert, "by": "li.wei", "site": "plant-a"});
+    gw.publish_acked("riskwatch/v1/commands", cmd.to_string()).await;
+    wait_for(&base, &[("riskwatch_alert_events_total{level=\"red\",change=\"acknowledged\"}", 1.0)]).await;
+
+    let (code, _) = rw.interrupt(Duration::from_secs(30));
+    assert_eq!(code, 0);
+}
