@@ -39,6 +39,7 @@ pub async fn run(
     t: &Topology,
     registry: Arc<Registry>,
     mut shutdown: watch::Receiver<bool>,
+    obs: &crate::metrics::Observability,
 ) -> Result<Arc<IngestStats>> {
     let k = t.kafka.clone().context("ingest needs a [kafka] section")?;
     admin::ensure_topics(&k, Duration::from_secs(60)).await?;
@@ -63,10 +64,21 @@ pub async fn run(
     mqtt.credentials = t.mqtt.credentials().map(|(u, p)| (u.to_string(), p.to_string()));
     mqtt.transport = tls.map(riskwatch_ingest::Tls);
     let source = MqttSource::new(mqtt, Arc::clone(&registry), Limits::default());
+    crate::metrics::mqtt_source(&obs.metrics, &source.stats());
+    let m = &obs.metrics;
+    let produced = |topic: &str| {
+        m.counter(
+            "riskwatch_kafka_records_produced_total",
+            "Records written to Kafka (confirmed or pending).",
+            &[("topic", topic)],
+        )
+    };
+    let (readings_out, dead_out) = (produced(&k.readings_topic), produced(&k.dead_letter_topic));
     let (tx, mut rx) = mpsc::channel::<Delivery>(256);
     let (stop_source, stop_rx) = watch::channel(false);
     let (ready_tx, mut ready_rx) = watch::channel(false);
     let source_task = tokio::spawn(source.run_confirmed(tx, stop_rx, ready_tx));
+    obs.readiness.follow("ingest", ready_rx.clone());
     let stats = Arc::new(IngestStats::default());
     let (fatal_tx, mut fatal_rx) = mpsc::channel::<String>(1);
     let mut announced = false;
@@ -97,6 +109,7 @@ pub async fn run(
                                     .headers(reading_headers(&topic_name, received));
                                 waits.push(enqueue(&producer, rec).await?);
                                 stats.records.fetch_add(1, Ordering::Relaxed);
+                                readings_out.inc();
                             }
                         }
                         IngestEvent::DeadLetter(dl) => {
@@ -107,6 +120,8 @@ pub async fn run(
                             let rec = FutureRecord::to(&k.dead_letter_topic).key(&key).payload(&dl.raw).headers(headers);
                             waits.push(enqueue(&producer, rec).await?);
                             stats.dead_letters.fetch_add(1, Ordering::Relaxed);
+                            dead_out.inc();
+                            crate::metrics::rejection(m, dl.reason);
                         }
                         // Commands travel with the readings of their alert's site, so the
                         // worker owning that site applies them in order with its readings.

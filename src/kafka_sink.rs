@@ -37,14 +37,24 @@ pub struct SinkStats {
 }
 
 /// Runs the sink until `shutdown` turns true.
-pub async fn run(t: &Topology, registry: Arc<Registry>, mut shutdown: watch::Receiver<bool>) -> Result<SinkStats> {
+pub async fn run(
+    t: &Topology,
+    registry: Arc<Registry>,
+    mut shutdown: watch::Receiver<bool>,
+    obs: &crate::metrics::Observability,
+) -> Result<SinkStats> {
     let k = t.kafka.clone().context("the sink needs a [kafka] section")?;
     let q = t.questdb.clone().context("the sink needs a [questdb] section")?;
     admin::ensure_topics(&k, Duration::from_secs(60)).await?;
-    let consumer: StreamConsumer = k.consumer(&k.sink_group, &format!("{}-sink", t.instance)).create()?;
+    let lag = crate::metrics::LagContext { metrics: obs.metrics.clone(), group: k.sink_group.clone() };
+    let consumer: StreamConsumer<crate::metrics::LagContext> =
+        k.consumer(&k.sink_group, &format!("{}-sink", t.instance)).create_with_context(lag)?;
     consumer.subscribe(&[&k.readings_topic, &k.alerts_topic]).context("subscribing to readings and alerts")?;
     let mut writer = IlpWriter::new(&q.conf).context("questdb.conf")?;
     println!("riskwatch sink {} ready: {} and {} → QuestDB", t.instance, k.readings_topic, k.alerts_topic);
+    obs.readiness.set("sink", true);
+    let flushed = crate::metrics::sink_flush(&obs.metrics, "questdb");
+
     let limits = Limits::default();
     let mut stats = SinkStats::default();
     let mut pending: BTreeMap<(String, i32), i64> = BTreeMap::new();
@@ -71,7 +81,7 @@ pub async fn run(t: &Topology, registry: Arc<Registry>, mut shutdown: watch::Rec
         };
         let due = writer.rows() >= q.flush_rows || oldest.is_some_and(|o| o.elapsed() >= q.flush_interval);
         if stop || (due && !pending.is_empty()) {
-            if !flush(&mut writer, &mut stats, &mut shutdown, stop).await {
+            if !flush(&mut writer, &mut stats, &mut shutdown, stop, &flushed, batch).await {
                 break; // shutting down while QuestDB is unreachable: uncommitted, re-read next start
             }
             stats.readings += batch.0;
@@ -146,11 +156,16 @@ async fn flush(
     stats: &mut SinkStats,
     shutdown: &mut watch::Receiver<bool>,
     stopping: bool,
+    observe: &impl Fn(usize, usize, Duration, bool),
+    (readings, events): (u64, u64),
 ) -> bool {
     let mut backoff = Duration::from_millis(200);
     let mut attempts_while_stopping = 0;
     loop {
-        match tokio::task::block_in_place(|| writer.flush()) {
+        let began = Instant::now();
+        let result = tokio::task::block_in_place(|| writer.flush());
+        observe(readings as usize, events as usize, began.elapsed(), result.is_ok());
+        match result {
             Ok(()) => {
                 stats.flushes += 1;
                 return true;
@@ -174,7 +189,7 @@ async fn flush(
     }
 }
 
-fn commit(consumer: &StreamConsumer, pending: &BTreeMap<(String, i32), i64>) {
+fn commit(consumer: &StreamConsumer<crate::metrics::LagContext>, pending: &BTreeMap<(String, i32), i64>) {
     let mut tpl = TopicPartitionList::new();
     for ((topic, p), next) in pending {
         if tpl.add_partition_offset(topic, *p, Offset::Offset(*next)).is_err() {

@@ -255,27 +255,37 @@ fn components(c: ConfigArg, only: &[Component]) -> Result<()> {
 async fn run_topology(t: Topology, duration: Option<Duration>) -> Result<()> {
     let registry = Arc::new(load_registry(&t.registry)?);
     let rules = load_rules(&t.rules)?;
+    let obs = metrics::Observability::default();
+    metrics::build_info(&obs.metrics);
+    if let Some(addr) = metrics::listen_address(None, t.metrics.listen.as_deref())? {
+        let bound = metrics::serve(addr, obs.metrics.clone(), obs.readiness.clone()).await?;
+        println!("metrics on http://{bound}/metrics (health /healthz, readiness /readyz)");
+    }
     let t = Arc::new(t);
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let mut tasks: Vec<tokio::task::JoinHandle<Result<String>>> = Vec::new();
     if t.runs(Component::Ingest) {
-        let (t, reg, rx) = (Arc::clone(&t), Arc::clone(&registry), stop_rx.clone());
+        let (t, reg, rx, obs) = (Arc::clone(&t), Arc::clone(&registry), stop_rx.clone(), obs.clone());
+        obs.readiness.set("ingest", false);
         tasks.push(tokio::spawn(async move {
-            let s = kafka_ingest::run(&t, reg, rx).await?;
+            let s = kafka_ingest::run(&t, reg, rx, &obs).await?;
             Ok(format!("ingest: {s:?}"))
         }));
     }
     if t.runs(Component::Rules) {
-        let (t, reg, rx, rules) = (Arc::clone(&t), Arc::clone(&registry), stop_rx.clone(), rules.clone());
+        let (t, reg, rx, rules, obs) =
+            (Arc::clone(&t), Arc::clone(&registry), stop_rx.clone(), rules.clone(), obs.clone());
+        obs.readiness.set("rules", false);
         tasks.push(tokio::spawn(async move {
-            let s = rules_worker::run(&t, reg, rules, rx).await?;
+            let s = rules_worker::run(&t, reg, rules, rx, &obs).await?;
             Ok(format!("rules: {s:?}"))
         }));
     }
     if t.runs(Component::Sink) {
-        let (t, reg, rx) = (Arc::clone(&t), Arc::clone(&registry), stop_rx.clone());
+        let (t, reg, rx, obs) = (Arc::clone(&t), Arc::clone(&registry), stop_rx.clone(), obs.clone());
+        obs.readiness.set("sink", false);
         tasks.push(tokio::spawn(async move {
-            let s = kafka_sink::run(&t, reg, rx).await?;
+            let s = kafka_sink::run(&t, reg, rx, &obs).await?;
             Ok(format!("sink: {s:?}"))
         }));
     }
@@ -388,7 +398,9 @@ async fn run_embedded(
     })
     .await?;
     if let Some(addr) = metrics_at {
-        let bound = metrics::serve(addr, metrics, pipeline.ready()).await?;
+        let readiness = metrics::Readiness::default();
+        readiness.follow("mqtt source", pipeline.ready());
+        let bound = metrics::serve(addr, metrics, readiness).await?;
         println!("metrics on http://{bound}/metrics (health /healthz, readiness /readyz)");
     }
     println!("riskwatch ready: MQTT {host}:{port}, store {}", db.display());

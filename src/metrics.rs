@@ -240,9 +240,84 @@ pub fn listen_address(flag: Option<SocketAddr>, file: Option<&str>) -> Result<Op
     }
 }
 
-/// Serves `/metrics`, `/healthz` and `/readyz` on `addr` until the process ends. `ready` is the
-/// readiness the process reports (true: connected and subscribed).
-pub async fn serve(addr: SocketAddr, metrics: Metrics, ready: watch::Receiver<bool>) -> Result<SocketAddr> {
+/// What `/readyz` reports: each part of the process (ingest, rules worker, sink, the embedded
+/// MQTT source) says whether it is ready; the process is ready when every part is.
+#[derive(Clone, Default)]
+pub struct Readiness(Arc<Mutex<BTreeMap<&'static str, bool>>>);
+
+impl Readiness {
+    /// Sets one part's readiness.
+    pub fn set(&self, part: &'static str, ready: bool) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).insert(part, ready);
+    }
+
+    /// Mirrors a part's readiness from a watch channel for as long as it exists.
+    pub fn follow(&self, part: &'static str, mut rx: watch::Receiver<bool>) {
+        let me = self.clone();
+        me.set(part, *rx.borrow());
+        tokio::spawn(async move {
+            while rx.changed().await.is_ok() {
+                let now = *rx.borrow();
+                me.set(part, now);
+            }
+            me.set(part, false);
+        });
+    }
+
+    /// Whether every part is ready (and there is at least one), with one line per part.
+    pub fn report(&self) -> (bool, String) {
+        let parts = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let text = parts.iter().map(|(p, r)| format!("{p}: {}\n", if *r { "ready" } else { "not ready" })).collect();
+        (!parts.is_empty() && parts.values().all(|r| *r), text)
+    }
+}
+
+/// A process's metrics and readiness, handed to each component it runs.
+#[derive(Clone, Default)]
+pub struct Observability {
+    /// The Prometheus series.
+    pub metrics: Metrics,
+    /// What `/readyz` reports.
+    pub readiness: Readiness,
+}
+
+/// Kafka consumer lag per partition, from librdkafka's statistics (emitted every
+/// `statistics.interval.ms`, which riskwatch's consumers set to 5 s).
+pub fn consumer_lag(m: &Metrics, group: &str, stats: &rdkafka::Statistics) {
+    for (topic, t) in &stats.topics {
+        for (partition, p) in &t.partitions {
+            if *partition < 0 || p.consumer_lag < 0 {
+                continue; // librdkafka's internal partition, or not consumed by this member
+            }
+            let part = partition.to_string();
+            m.gauge(
+                "riskwatch_kafka_consumer_lag",
+                "Records between a consumer group's position and the partition's end.",
+                &[("group", group), ("topic", topic), ("partition", &part)],
+            )
+            .set(p.consumer_lag);
+        }
+    }
+}
+
+/// A consumer context that reports consumer lag (the sink's consumer).
+pub struct LagContext {
+    /// Where to report.
+    pub metrics: Metrics,
+    /// The consumer group, for the label.
+    pub group: String,
+}
+
+impl rdkafka::ClientContext for LagContext {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        consumer_lag(&self.metrics, &self.group, &statistics);
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for LagContext {}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` on `addr` until the process ends.
+pub async fn serve(addr: SocketAddr, metrics: Metrics, readiness: Readiness) -> Result<SocketAddr> {
     use axum::http::{header, StatusCode};
     use axum::routing::get;
     let m = metrics.clone();
@@ -258,14 +333,8 @@ pub async fn serve(addr: SocketAddr, metrics: Metrics, ready: watch::Receiver<bo
         .route(
             "/readyz",
             get(move || {
-                let ready = *ready.borrow();
-                async move {
-                    if ready {
-                        (StatusCode::OK, "ready\n")
-                    } else {
-                        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
-                    }
-                }
+                let (ready, text) = readiness.report();
+                async move { (if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, text) }
             }),
         );
     let listener =

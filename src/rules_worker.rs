@@ -74,6 +74,8 @@ enum Change {
 struct RebalanceNotes {
     topic: String,
     notes: std::sync::Mutex<Vec<Change>>,
+    /// Consumer lag goes here (librdkafka statistics).
+    lag: crate::metrics::LagContext,
 }
 
 impl RebalanceNotes {
@@ -82,7 +84,11 @@ impl RebalanceNotes {
     }
 }
 
-impl ClientContext for RebalanceNotes {}
+impl ClientContext for RebalanceNotes {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        self.lag.stats(statistics);
+    }
+}
 
 impl ConsumerContext for RebalanceNotes {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -133,6 +139,8 @@ struct Worker {
     refused: Vec<Vec<u8>>,
     limits: Limits,
     stats: WorkerStats,
+    metrics: crate::metrics::RuleMetrics,
+    readings_in: crate::metrics::Counter,
 }
 
 /// Runs a rules worker until `shutdown` turns true.
@@ -141,13 +149,15 @@ pub async fn run(
     registry: Arc<Registry>,
     rules: RuleSet,
     mut shutdown: watch::Receiver<bool>,
+    obs: &crate::metrics::Observability,
 ) -> Result<WorkerStats> {
     let k = t.kafka.clone().context("the rules worker needs a [kafka] section")?;
     admin::ensure_topics(&k, Duration::from_secs(60)).await?;
     let partitions = admin::partition_count(&k, &k.readings_topic, Duration::from_secs(30))?;
     // Rules must fit every partition's part of the registry; check once against the whole.
     Engine::new(&rules, &registry).context("rules do not fit the registry")?;
-    let notes = RebalanceNotes { topic: k.readings_topic.clone(), notes: Default::default() };
+    let lag = crate::metrics::LagContext { metrics: obs.metrics.clone(), group: k.rules_group.clone() };
+    let notes = RebalanceNotes { topic: k.readings_topic.clone(), notes: Default::default(), lag };
     let consumer: WorkerConsumer =
         k.consumer(&k.rules_group, &format!("{}-rules", t.instance)).create_with_context(notes)?;
     consumer.subscribe(&[&k.readings_topic]).context("subscribing to the readings topic")?;
@@ -179,8 +189,15 @@ pub async fn run(
         refused: Vec::new(),
         limits: Limits::default(),
         stats: WorkerStats::default(),
+        metrics: crate::metrics::RuleMetrics::new(&obs.metrics),
+        readings_in: obs.metrics.counter(
+            "riskwatch_readings_in_total",
+            "Valid readings received, by source.",
+            &[("source", "kafka")],
+        ),
     };
     println!("riskwatch rules worker {} ready: group {}, {} partitions", w.instance, w.k.rules_group, partitions);
+    obs.readiness.set("rules", true);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_commit = Instant::now();
@@ -203,6 +220,7 @@ pub async fn run(
                     p.engine.advance(now, &mut w.events);
                 }
                 w.check_reload();
+                w.metrics.active(w.parts.values().flat_map(|p| p.engine.active()).map(|(_, _, l)| l));
                 if last_report.elapsed() >= Duration::from_secs(10) {
                     last_report = Instant::now();
                     let owned: Vec<(i32, i64)> = w.parts.iter().map(|(p, s)| (*p, s.next_offset)).collect();
@@ -278,7 +296,10 @@ impl Worker {
         }
         match decode_reading_record(site, payload, &self.registry, &self.limits) {
             Ok(mut decoded) => {
+                let began = Instant::now();
                 part.drill.process_batch(&mut part.engine, &mut decoded.readings, now, &mut self.events);
+                self.metrics.evaluated(decoded.readings.len(), began.elapsed());
+                self.readings_in.add(decoded.readings.len() as u64);
                 self.stats.readings += decoded.readings.len() as u64;
                 for rej in decoded.rejected {
                     let d = DeadLetter::new(
@@ -303,6 +324,7 @@ impl Worker {
     /// A record this worker's registry refuses (e.g. ingest runs a newer registry).
     fn dead_letter(&mut self, d: &DeadLetter) -> Result<()> {
         warn!(reason = d.reason, error = %d.error, "readings record refused by the rules worker");
+        self.metrics.rejection(d.reason);
         let (key, headers) = dead_letter_record(d);
         let rec = FutureRecord::to(&self.k.dead_letter_topic).key(&key).payload(&d.raw).headers(headers);
         let f = self.producer.send_result(rec).map_err(|(e, _)| anyhow::anyhow!("cannot produce dead letter: {e}"))?;
@@ -396,6 +418,7 @@ impl Worker {
                 }
             }
             debug!(event = %e.event_id, change = %e.change, level = %e.level, "alert event");
+            self.metrics.event(&e);
             self.stats.events += 1;
         }
         Ok(())

@@ -18,7 +18,7 @@ use riskwatch_core::{
 };
 use riskwatch_rules::{Engine, RuleSet};
 use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
-use servers::Server;
+use servers::{free_port, Server};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::process::{Child, Command};
@@ -171,9 +171,15 @@ commit_interval = "500ms"
 
     /// Starts `riskwatch COMMAND --config …` as instance `name`, and waits for its ready line.
     fn spawn(&mut self, name: &str, command: &str) {
+        self.spawn_env(name, command, &[]);
+    }
+
+    /// Like `spawn`, with extra environment variables.
+    fn spawn_env(&mut self, name: &str, command: &str, env: &[(&str, &str)]) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log(name)).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_riskwatch"))
             .args([command, "--config", self.config.to_str().unwrap()])
+            .envs(env.iter().copied())
             .env("RISKWATCH_INSTANCE", name)
             .env("RISKWATCH_LOG", "warn,riskwatch=info")
             .current_dir(self.dir.path())
@@ -679,7 +685,8 @@ fn officers_commands_reach_the_worker_that_owns_the_alert() {
 fn one_process_runs_ingest_rules_and_sink_from_one_topology_file() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut stack = Stack::start();
-    stack.spawn("all-1", "run");
+    let metrics_at = format!("127.0.0.1:{}", free_port());
+    stack.spawn_env("all-1", "run", &[("RISKWATCH_METRICS_LISTEN", &metrics_at)]);
     let seen = listen(stack.mqtt.port, "test-officer", topic::ALERTS_FILTER);
     let steps = readings();
     let gw = Gateway::start(stack.mqtt.port, messages(&steps), 400);
@@ -689,6 +696,48 @@ fn one_process_runs_ingest_rules_and_sink_from_one_topology_file() {
     for ready in ["ingest ready", "rules worker all-1 ready", "sink all-1 ready"] {
         assert!(log.contains(ready), "{ready:?} missing:\n{log}");
     }
+
+    // The process's metrics endpoint tells the same story as the servers.
+    let ready = servers::http_get_status(&metrics_at, "/readyz");
+    assert_eq!(ready.0, 200, "{}", ready.1);
+    for part in ["ingest: ready", "rules: ready", "sink: ready"] {
+        assert!(ready.1.contains(part), "{part:?} missing from /readyz:\n{}", ready.1);
+    }
+    let readings_total = (STEPS as usize * SITES * 2) as f64;
+    let expected = expected_events(&steps);
+    let raised = expected.values().filter(|e| e.change.as_str() == "raised").count() as f64;
+    let sample = |text: &str, series: &str| -> Option<f64> {
+        text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    };
+    let want = [
+        ("riskwatch_mqtt_messages_total", gw.total as f64),
+        ("riskwatch_readings_in_total{source=\"mqtt\"}", readings_total),
+        ("riskwatch_kafka_records_produced_total{topic=\"riskwatch.readings\"}", gw.total as f64),
+        ("riskwatch_readings_in_total{source=\"kafka\"}", readings_total),
+        ("riskwatch_readings_evaluated_total", readings_total),
+        ("riskwatch_readings_stored_total{sink=\"questdb\"}", readings_total),
+        ("riskwatch_alert_events_stored_total{sink=\"questdb\"}", expected.len() as f64),
+    ];
+    let text = wait_until(Duration::from_secs(30), "metrics matching the run", || {
+        let text = servers::http_get_status(&metrics_at, "/metrics").1;
+        let raised_seen: f64 = text
+            .lines()
+            .filter(|l| l.starts_with("riskwatch_alert_events_total{") && l.contains("change=\"raised\""))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        let lags: Vec<f64> = text
+            .lines()
+            .filter(|l| l.starts_with("riskwatch_kafka_consumer_lag{group=\"riskwatch-rules\""))
+            .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+            .collect();
+        let ok = want.iter().all(|(s, v)| sample(&text, s) == Some(*v))
+            && raised_seen == raised
+            && lags.len() == 4
+            && lags.iter().all(|l| *l == 0.0);
+        ok.then_some(text)
+    });
+    assert!(sample(&text, "riskwatch_rule_evaluation_seconds_count").unwrap() >= gw.total as f64, "{text}");
+    assert!(sample(&text, "riskwatch_sink_flush_seconds_count{sink=\"questdb\"}").unwrap() >= 1.0, "{text}");
 }
 
 #[test]

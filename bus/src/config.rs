@@ -191,7 +191,9 @@ impl KafkaConfig {
             .set("partition.assignment.strategy", "range")
             // Bound what librdkafka prefetches while the application is not consuming (a sink
             // waiting out a store outage): the backlog stays in Kafka, not in memory.
-            .set("queued.max.messages.kbytes", "16384");
+            .set("queued.max.messages.kbytes", "16384")
+            // Consumer lag for the metrics endpoint comes from librdkafka's statistics.
+            .set("statistics.interval.ms", "5000");
         self.apply_properties(&mut c);
         c
     }

@@ -347,3 +347,11 @@ pub fn urlencode(s: &str) -> String {
         })
         .collect()
 }
+
+/// `GET http://{addr}{path}`: status and body (empty body and status 0 if nothing answers).
+pub fn http_get_status(addr: &str, path: &str) -> (u16, String) {
+    match reqwest::blocking::get(format!("http://{addr}{path}")) {
+        Ok(r) => (r.status().as_u16(), r.text().unwrap_or_default()),
+        Err(_) => (0, String::new()),
+    }
+}
