@@ -224,4 +224,19 @@ async fn officers_work_an_alert_from_the_console_and_everything_is_audited() {
     let changes: Vec<String> = got.iter().map(|r| r.json()["event"]["change"].as_str().unwrap().to_string()).collect();
     assert!(changes.contains(&"escalated".to_string()), "{changes:?}");
     assert_eq!(changes.iter().filter(|c| *c == "cleared").count(), 1);
+
+    // The console's own metrics and readiness tell the same story.
+    assert_eq!(reqwest::get(format!("{base}/readyz")).await.unwrap().status(), StatusCode::OK);
+    let text = reqwest::get(format!("{base}/metrics")).await.unwrap().text().await.unwrap();
+    let sample = |series: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{series} missing:\n{text}"))
+    };
+    assert_eq!(sample("riskwatch_console_actions_total{action=\"acknowledge\",result=\"ok\"}"), 1.0);
+    assert_eq!(sample("riskwatch_console_actions_total{action=\"resolve\",result=\"refused\"}"), 1.0);
+    assert_eq!(sample("riskwatch_console_actions_total{action=\"resolve\",result=\"ok\"}"), 1.0);
+    assert_eq!(sample("riskwatch_console_actions_total{action=\"login_failed\",result=\"refused\"}"), 1.0);
+    assert!(sample("riskwatch_notifications_delivered_total{channel=\"duty-room\"}") >= 2.0, "{text}");
+    assert_eq!(sample("riskwatch_notifications_dead_lettered_total{channel=\"duty-room\"}"), 0.0);
 }

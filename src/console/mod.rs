@@ -94,11 +94,74 @@ pub struct App {
     registry: Arc<Registry>,
     notifier: Mutex<Option<Notifier>>,
     cap_sender: String,
+    /// Prometheus series served on `/metrics`.
+    metrics: crate::metrics::Metrics,
+    /// What `/readyz` reports (subscribed to the broker).
+    readiness: crate::metrics::Readiness,
 }
 
 impl App {
     fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         m.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The console's series: the board by level and state, live clients, notifications per
+    /// channel (actions are counted as they are audited).
+    fn register_metrics(self: &Arc<Self>) {
+        let m = &self.metrics;
+        crate::metrics::build_info(m);
+        for level in riskwatch_core::Level::ALL {
+            for needs_action in [true, false] {
+                let app = Arc::downgrade(self);
+                let state = if needs_action { "needs_action" } else { "handled" };
+                m.read(
+                    "riskwatch_console_alerts",
+                    "Alerts on the duty board, by level and whether an officer still has to act.",
+                    "gauge",
+                    &[("level", level.as_str()), ("state", state)],
+                    move || {
+                        let Some(app) = app.upgrade() else { return 0.0 };
+                        let board = App::lock(&app.board);
+                        board.sorted().iter().filter(|a| a.level == level && a.needs_action() == needs_action).count()
+                            as f64
+                    },
+                );
+            }
+        }
+        let app = Arc::downgrade(self);
+        m.read("riskwatch_console_live_clients", "Browsers on the live (SSE) feed.", "gauge", &[], move || {
+            app.upgrade().map_or(0.0, |a| a.live.receiver_count() as f64)
+        });
+        let channels = Self::lock(&self.notifier).as_ref().map(|n| n.stats()).unwrap_or_default();
+        for (id, stats) in channels {
+            type Field = fn(&riskwatch_sinks::webhook::ChannelStats) -> &std::sync::atomic::AtomicU64;
+            let fields: [(&'static str, &'static str, Field); 4] = [
+                (
+                    "riskwatch_notifications_delivered_total",
+                    "Notification messages delivered (a digest counts once).",
+                    |s| &s.delivered,
+                ),
+                (
+                    "riskwatch_notifications_digests_total",
+                    "Digests sent instead of single messages (rate limit).",
+                    |s| &s.digests,
+                ),
+                ("riskwatch_notifications_retries_total", "Failed notification attempts that were retried.", |s| {
+                    &s.retries
+                }),
+                (
+                    "riskwatch_notifications_dead_lettered_total",
+                    "Alert events written to the notification dead-letter file.",
+                    |s| &s.dead_lettered,
+                ),
+            ];
+            for (name, help, field) in fields {
+                let s = Arc::clone(&stats);
+                m.read(name, help, "counter", &[("channel", &id)], move || {
+                    field(&s).load(std::sync::atomic::Ordering::Relaxed) as f64
+                });
+            }
+        }
     }
 
     /// An alert event from the pipeline: history, board, live clients, notifications, and the
@@ -285,8 +348,12 @@ impl Console {
             registry: o.registry,
             notifier: Mutex::new(notifier),
             cap_sender: o.cap_sender,
+            metrics: crate::metrics::Metrics::default(),
+            readiness: crate::metrics::Readiness::default(),
         });
+        app.register_metrics();
         let (subscribed_tx, mut subscribed_rx) = tokio::sync::watch::channel(false);
+        app.readiness.follow("broker", subscribed_rx.clone());
         let feed_app = Arc::clone(&app);
         let feed = tokio::spawn(async move {
             loop {
@@ -308,6 +375,7 @@ impl Console {
                     Ok(Event::Incoming(Packet::Publish(p))) => feed_app.on_message(&p.topic, &p.payload),
                     Ok(_) => {}
                     Err(e) => {
+                        let _ = subscribed_tx.send(false);
                         warn!(error = %e, "console MQTT connection error; reconnecting");
                         tokio::time::sleep(Duration::from_millis(500)).await;
                     }

@@ -34,6 +34,8 @@ pub async fn serve(listener: tokio::net::TcpListener, app: AppState) {
         .route("/app.js", get(|| async { page("text/javascript; charset=utf-8", include_str!("assets/app.js")) }))
         .route("/app.css", get(|| async { page("text/css; charset=utf-8", include_str!("assets/app.css")) }))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .route("/api/login", post(login))
         .route("/api/logout", post(logout))
         .route("/api/me", get(me))
@@ -85,7 +87,36 @@ fn require(app: &App, headers: &HeaderMap, role: Role) -> Result<Session, Respon
     Ok(s)
 }
 
+async fn readyz(State(app): State<AppState>) -> Response {
+    let (ready, text) = app.readiness.report();
+    (if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, text).into_response()
+}
+
+async fn metrics(State(app): State<AppState>) -> Response {
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], app.metrics.render()).into_response()
+}
+
+/// Counts a finished console action: `ok`, `refused` (by the engine, or a wrong password) or
+/// `failed` (not sent, no answer).
+fn count_action(app: &App, action: &str, outcome: &str) {
+    let result = match outcome {
+        "ok" => "ok",
+        o if o.starts_with("no answer") || o.starts_with("not sent") => "failed",
+        _ => "refused",
+    };
+    app.metrics
+        .counter(
+            "riskwatch_console_actions_total",
+            "Console actions (logins, acknowledge, assign, resolve…) by result: ok, refused, failed.",
+            &[("action", action), ("result", result)],
+        )
+        .inc();
+}
+
 fn audit(app: &App, entry: AuditEntry) -> Option<AuditEntry> {
+    if entry.outcome != "sent" {
+        count_action(app, &entry.action, &entry.outcome);
+    }
     match App::lock(&app.store).audit(entry) {
         Ok(e) => {
             app.push_live("audit", &json!(e));
@@ -325,6 +356,7 @@ async fn act(
 
 fn finish_audit(app: &App, logged: Option<&AuditEntry>, outcome: &str) {
     let Some(e) = logged else { return };
+    count_action(app, &e.action, outcome);
     if let Err(err) = App::lock(&app.store).audit_outcome(e.id, outcome) {
         tracing::error!(error = %err, "cannot update the audit log");
     }
