@@ -259,7 +259,7 @@ async fn run_topology(t: Topology, duration: Option<Duration>) -> Result<()> {
     metrics::build_info(&obs.metrics);
     if let Some(addr) = metrics::listen_address(None, t.metrics.listen.as_deref())? {
         let bound = metrics::serve(addr, obs.metrics.clone(), obs.readiness.clone()).await?;
-        println!("metrics on http://{bound}/metrics (health /healthz, readiness /readyz)");
+        println!("metrics on http://{bound}/metrics");
     }
     let t = Arc::new(t);
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
@@ -401,7 +401,7 @@ async fn run_embedded(
         let readiness = metrics::Readiness::default();
         readiness.follow("mqtt source", pipeline.ready());
         let bound = metrics::serve(addr, metrics, readiness).await?;
-        println!("metrics on http://{bound}/metrics (health /healthz, readiness /readyz)");
+        println!("metrics on http://{bound}/metrics");
     }
     println!("riskwatch ready: MQTT {host}:{port}, store {}", db.display());
     tokio::select! {

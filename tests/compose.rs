@@ -3,6 +3,8 @@
 //! agree with each other and with the code (topology structs, workspace members, the columns
 //! the QuestDB sink writes). Nothing here starts a container.
 
+mod servers;
+
 use serde_yaml::{Mapping, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -431,4 +433,103 @@ fn mosquitto_keeps_sessions_and_queues_generously() {
     let inflight: u16 = settings.get("max_inflight_messages").expect("max_inflight_messages").parse().unwrap();
     let t: topology::Topology = toml::from_str(&read("deploy/riskwatch/riskwatch.toml")).unwrap();
     assert_eq!(inflight, t.mqtt.inflight, "broker in-flight window and [mqtt] inflight should agree");
+}
+
+#[test]
+fn prometheus_scrapes_every_riskwatch_process_where_it_serves_metrics() {
+    let c = compose();
+    let prom: Value = serde_yaml::from_str(&read("deploy/prometheus/prometheus.yml")).expect("prometheus.yml is YAML");
+    let mut targets = BTreeSet::new();
+    for job in prom["scrape_configs"].as_sequence().expect("scrape_configs") {
+        for sc in job["static_configs"].as_sequence().into_iter().flatten() {
+            for t in sc["targets"].as_sequence().into_iter().flatten() {
+                targets.insert(scalar(t));
+            }
+        }
+    }
+    let mut expected = BTreeSet::new();
+    for (name, s) in services(&c) {
+        let name = scalar(name);
+        let cmd = command(s);
+        if cmd.first().map(String::as_str) != Some("riskwatch") {
+            continue;
+        }
+        match cmd.get(1).map(String::as_str) {
+            Some("ingest" | "rules" | "sink") => {
+                let listen = env(s).get("RISKWATCH_METRICS_LISTEN").cloned().unwrap_or_default();
+                let port = listen.rsplit(':').next().unwrap_or_default().to_string();
+                assert!(listen.starts_with("0.0.0.0:"), "{name} serves metrics to the network: {listen:?}");
+                expected.insert(format!("{name}:{port}"));
+            }
+            Some("console") => {
+                let at = cmd.iter().position(|a| a == "--listen").map(|i| cmd[i + 1].clone()).unwrap_or_default();
+                expected.insert(format!("{name}:{}", at.rsplit(':').next().unwrap_or_default()));
+            }
+            _ => {}
+        }
+    }
+    assert!(expected.len() >= 5, "{expected:?}");
+    assert_eq!(targets, expected, "Prometheus scrapes exactly the riskwatch processes, on their metrics ports");
+    for svc in ["prometheus", "grafana"] {
+        service(&c, svc);
+    }
+}
+
+#[test]
+fn the_grafana_dashboard_uses_the_provisioned_sources_documented_metrics_and_real_tables() {
+    let sources: Value =
+        serde_yaml::from_str(&read("deploy/grafana/provisioning/datasources/riskwatch.yml")).expect("datasources YAML");
+    let uids: BTreeMap<String, String> =
+        sources["datasources"].as_sequence().unwrap().iter().map(|d| (scalar(&d["uid"]), scalar(&d["type"]))).collect();
+    let provider: Value =
+        serde_yaml::from_str(&read("deploy/grafana/provisioning/dashboards/riskwatch.yml")).expect("provider YAML");
+    let path = scalar(&provider["providers"][0]["options"]["path"]);
+    let c = compose();
+    assert!(
+        bind_mounts(service(&c, "grafana"))
+            .iter()
+            .any(|(src, dst)| src == "./deploy/grafana/dashboards" && *dst == path),
+        "Grafana finds the dashboards where the provider looks ({path})"
+    );
+    let dash: serde_json::Value =
+        serde_json::from_str(&read("deploy/grafana/dashboards/riskwatch.json")).expect("dashboard is JSON");
+    let documented = servers::documented_metrics();
+    let schema = read("deploy/questdb/schema.sql");
+    let tables: BTreeSet<String> = schema
+        .lines()
+        .filter_map(|l| l.strip_prefix("CREATE TABLE IF NOT EXISTS "))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_string)
+        .collect();
+    let (mut prom_queries, mut sql_queries) = (0, 0);
+    for panel in dash["panels"].as_array().unwrap() {
+        if panel["type"] == "row" {
+            continue;
+        }
+        let title = panel["title"].as_str().unwrap();
+        for t in panel["targets"].as_array().unwrap() {
+            let uid = t["datasource"]["uid"].as_str().unwrap();
+            let kind = uids.get(uid).unwrap_or_else(|| panic!("{title}: data source {uid} is not provisioned"));
+            if kind == "prometheus" {
+                prom_queries += 1;
+                let expr = t["expr"].as_str().unwrap();
+                let names: Vec<&str> = expr
+                    .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .filter(|w| w.starts_with("riskwatch_"))
+                    .collect();
+                assert!(!names.is_empty(), "{title}: {expr}");
+                for n in names {
+                    let family = ["_bucket", "_sum", "_count"].iter().fold(n, |n, s| n.strip_suffix(s).unwrap_or(n));
+                    assert!(documented.contains(family), "{title}: {n} is not a documented riskwatch metric");
+                }
+            } else {
+                sql_queries += 1;
+                let sql = t["rawSql"].as_str().unwrap();
+                let table = sql.split_whitespace().skip_while(|w| *w != "FROM").nth(1).unwrap();
+                assert!(tables.contains(table), "{title}: table {table} is not in schema.sql");
+                assert!(sql.contains("$__timeFilter(ts)"), "{title}: follows the dashboard's time range");
+            }
+        }
+    }
+    assert!(prom_queries >= 10 && sql_queries >= 3, "{prom_queries} Prometheus and {sql_queries} QuestDB queries");
 }

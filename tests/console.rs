@@ -4,6 +4,7 @@
 //! the audit log, CAP download and webhook notifications.
 
 mod common;
+mod servers;
 #[path = "../sinks/tests/support.rs"]
 mod support;
 
@@ -239,4 +240,5 @@ async fn officers_work_an_alert_from_the_console_and_everything_is_audited() {
     assert_eq!(sample("riskwatch_console_actions_total{action=\"login_failed\",result=\"refused\"}"), 1.0);
     assert!(sample("riskwatch_notifications_delivered_total{channel=\"duty-room\"}") >= 2.0, "{text}");
     assert_eq!(sample("riskwatch_notifications_dead_lettered_total{channel=\"duty-room\"}"), 0.0);
+    assert_eq!(servers::undocumented_metrics(&text), Vec::<String>::new(), "every metric is in docs/operations.md");
 }

@@ -192,8 +192,10 @@ commit_interval = "500ms"
         wait_until(Duration::from_secs(90), &format!("{name} ready"), || {
             let text = std::fs::read_to_string(&log).unwrap_or_default();
             assert!(!text.contains("error:"), "{name} failed:\n{text}");
-            // A restarted process appends: look for one ready line per start.
-            let starts = text.matches("ready").count();
+            // A restarted process appends: look for one ready line per start. A process running
+            // every component is ready for gateways once its ingest is.
+            let needle = if command == "run" { "ingest ready:" } else { " ready:" };
+            let starts = text.matches(needle).count();
             (starts >= self.starts(name)).then_some(())
         });
     }
@@ -738,6 +740,7 @@ fn one_process_runs_ingest_rules_and_sink_from_one_topology_file() {
     });
     assert!(sample(&text, "riskwatch_rule_evaluation_seconds_count").unwrap() >= gw.total as f64, "{text}");
     assert!(sample(&text, "riskwatch_sink_flush_seconds_count{sink=\"questdb\"}").unwrap() >= 1.0, "{text}");
+    assert_eq!(servers::undocumented_metrics(&text), Vec::<String>::new(), "every metric is in docs/operations.md");
 }
 
 #[test]

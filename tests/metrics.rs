@@ -3,6 +3,7 @@
 //! readiness answer. (The Kafka path's endpoints: tests/kafka_path.rs.)
 
 mod common;
+mod servers;
 
 use common::{duty, free_port, Riskwatch, TestClient};
 use serde_json::json;
@@ -112,6 +113,7 @@ async fn the_metrics_endpoint_counts_readings_rejections_and_alerts_of_a_run() {
     .await;
     assert!(sample(&text, "riskwatch_sink_flush_seconds_count{sink=\"sqlite\"}").unwrap() >= 1.0, "{text}");
     assert_eq!(sample(&text, "riskwatch_sink_flush_errors_total{sink=\"sqlite\"}"), Some(0.0));
+    assert_eq!(servers::undocumented_metrics(&text), Vec::<String>::new(), "every metric is in docs/operations.md");
 
     // An officer acknowledges: the event is counted under its change.
     let db = rusqlite::Connection::open(d.join("store.db")).unwrap();

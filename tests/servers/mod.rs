@@ -355,3 +355,28 @@ pub fn http_get_status(addr: &str, path: &str) -> (u16, String) {
         Err(_) => (0, String::new()),
     }
 }
+
+/// Metric names documented in docs/operations.md's metrics table.
+pub fn documented_metrics() -> std::collections::BTreeSet<String> {
+    let doc = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/operations.md")).unwrap();
+    doc.lines()
+        .filter_map(|l| l.strip_prefix("| `riskwatch_"))
+        .filter_map(|rest| rest.split('`').next())
+        .map(|name| format!("riskwatch_{name}"))
+        .collect()
+}
+
+/// Families (names without `_bucket`, `_sum`, `_count`) in a Prometheus exposition that the
+/// docs do not list.
+pub fn undocumented_metrics(exposition: &str) -> Vec<String> {
+    let documented = documented_metrics();
+    let mut missing: Vec<String> = exposition
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|name| !documented.contains(*name))
+        .map(str::to_string)
+        .collect();
+    missing.dedup();
+    missing
+}
