@@ -25,7 +25,7 @@ pub fn start(listen: SocketAddr) -> Result<()> {
             // Above the wire format's 256 KiB cap, so oversized payloads reach the decoder and
             // are dead-lettered with a reason instead of costing the gateway its connection.
             max_payload_size: 1024 * 1024,
-            max_inflight_count: 500,
+            max_inflight_count: 4000,
             auth: None,
             external_auth: None,
             dynamic_filters: true,
@@ -35,7 +35,7 @@ pub fn start(listen: SocketAddr) -> Result<()> {
         id: 0,
         router: RouterConfig {
             max_connections: 10_010,
-            max_outgoing_packet_count: 500,
+            max_outgoing_packet_count: 4000,
             max_segment_size: 100 * 1024 * 1024,
             max_segment_count: 10,
             custom_segment: None,

@@ -1,5 +1,6 @@
 //! `riskwatch`: the command line. Wiring only: every behaviour lives in the library crates.
 
+mod bench;
 mod broker;
 mod console;
 mod demo;
@@ -71,6 +72,11 @@ enum Command {
     /// Write Mosquitto password and ACL files from the registry's gateways: each gateway may
     /// publish only for its own sites.
     MqttAcl(mqtt_acl::MqttAclArgs),
+    /// Load generator for the end-to-end benchmarks (scripts/bench.sh, docs/benchmarks.md).
+    Bench {
+        #[command(subcommand)]
+        command: bench::BenchCommand,
+    },
 }
 
 #[derive(clap::Args)]
@@ -141,6 +147,7 @@ fn main() {
         Command::Ingest(c) => components(c, &[Component::Ingest]),
         Command::Sink(c) => components(c, &[Component::Sink]),
         Command::Demo(args) => runtime().and_then(|rt| rt.block_on(demo::run(args))),
+        Command::Bench { command } => runtime().and_then(|rt| rt.block_on(bench::run(command))),
         Command::Simulate(args) => runtime().and_then(|rt| rt.block_on(simulate::run(args))),
         Command::Replay(args) => runtime().and_then(|rt| rt.block_on(replay::run(*args))),
         Command::Run(args) => runtime().and_then(|rt| rt.block_on(run(args))),

@@ -161,7 +161,11 @@ pub async fn run(
     let consumer: WorkerConsumer =
         k.consumer(&k.rules_group, &format!("{}-rules", t.instance)).create_with_context(notes)?;
     consumer.subscribe(&[&k.readings_topic]).context("subscribing to the readings topic")?;
-    let producer: FutureProducer = k.producer().set("client.id", format!("{}-rules-out", t.instance)).create()?;
+    let producer: FutureProducer = k
+        .producer()
+        .set("client.id", format!("{}-rules-out", t.instance))
+        .set("message.max.bytes", riskwatch_bus::config::MAX_STATE_RECORD_BYTES)
+        .create()?;
     let tls = crate::mqtt_tls::from_settings(&t.mqtt)?;
     let publisher = t.mqtt.publish_alerts.then(|| {
         MqttAlertPublisher::connect_with(

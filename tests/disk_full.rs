@@ -51,6 +51,16 @@ echo "second run exited with $?"
 cp "$DISK/store.db" final.db
 "#;
 
+/// Kills whatever still runs on the test's disk when the test ends (a failed assertion would
+/// otherwise leave the namespace's riskwatch running: killing `unshare` does not reach it).
+struct KillOnDrop(String);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = Command::new("pkill").args(["-KILL", "-f", &self.0]).status();
+    }
+}
+
 fn reading(i: usize, v: f64) -> String {
     json!({"kind": "gas_combustible", "ts": 1_700_000_000_000_i64 + i as i64 * 1000, "unit": "%LEL", "value": v})
         .to_string()
@@ -114,6 +124,7 @@ async fn a_full_disk_stops_riskwatch_with_a_clear_error_and_a_restart_with_space
         .env("RW", env!("CARGO_BIN_EXE_riskwatch"))
         .env("DISK", &disk)
         .env("BROKER", format!("127.0.0.1:{}", broker.port));
+    let _cleanup = KillOnDrop(disk.display().to_string());
     let mut ns = Riskwatch::from_command(cmd, d);
     ns.wait_for_line("riskwatch ready", Duration::from_secs(60));
 

@@ -22,7 +22,10 @@ pub async fn ensure_topics(cfg: &KafkaConfig, within: Duration) -> Result<()> {
         NewTopic::new(&cfg.dead_letter_topic, cfg.alerts_partitions, TopicReplication::Fixed(cfg.replication_factor))
             .set("retention.ms", "2592000000"),
         NewTopic::new(&cfg.state_topic, 1, TopicReplication::Fixed(cfg.replication_factor))
-            .set("cleanup.policy", "compact"),
+            .set("cleanup.policy", "compact")
+            // One record holds a partition's whole rule state: a few hundred bytes per sensor,
+            // more than Kafka's default 1 MB for a worker owning thousands of sensors.
+            .set("max.message.bytes", crate::config::MAX_STATE_RECORD_BYTES),
     ];
     let deadline = Instant::now() + within;
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));

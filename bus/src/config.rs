@@ -44,6 +44,10 @@ pub struct KafkaConfig {
     pub properties: BTreeMap<String, String>,
 }
 
+/// Largest rule-state record (one readings partition's engine state), for the state topic's
+/// `max.message.bytes` and the rules workers' producer `message.max.bytes`: 64 MiB.
+pub const MAX_STATE_RECORD_BYTES: &str = "67108864";
+
 mod defaults {
     pub fn readings() -> String {
         "riskwatch.readings".into()
@@ -192,6 +196,8 @@ impl KafkaConfig {
             // Bound what librdkafka prefetches while the application is not consuming (a sink
             // waiting out a store outage): the backlog stays in Kafka, not in memory.
             .set("queued.max.messages.kbytes", "16384")
+            // Alerts must not wait for a fetch to fill up: the broker answers within 20 ms.
+            .set("fetch.wait.max.ms", "20")
             // Consumer lag for the metrics endpoint comes from librdkafka's statistics.
             .set("statistics.interval.ms", "5000");
         self.apply_properties(&mut c);

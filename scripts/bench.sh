@@ -1,0 +1,176 @@
+#!/usr/bin/env bash
+# riskwatch's performance figures, measured and printed by one command (docs/benchmarks.md):
+#
+#   1. rule engine: readings/s on one core and state bytes per sensor (cargo bench);
+#   2. embedded end to end: simulated gateways → embedded broker → rules → SQLite and MQTT
+#      alerts, at each offered rate in BENCH_RATES: stored readings/s, alert latency p50/p99
+#      (publish → alert received by a subscriber), riskwatch's CPU µs per reading, RSS;
+#      memory per sensor from the RSS at 10 000 and 100 000 sensors;
+#   3. Kafka path on the local test servers (Mosquitto, tansu, victoria-metrics for QuestDB's
+#      line protocol): ingest, rules and sink as separate processes; throughput, alert latency,
+#      CPU of every process (the busiest names the bottleneck), riskwatch's µs per reading;
+#   4. replay: a year of 5-minute readings from BENCH_STATIONS stations through the rules.
+#
+# Needs the test servers for part 3 (scripts/install-test-servers.sh installs them).
+# Knobs: BENCH_DURATION (15s), BENCH_RATES ("40000 60000 100000"), BENCH_KAFKA_RATE (20000),
+# BENCH_STATIONS (100), BENCH_SKIP ("engine kafka …" to leave parts out).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION="${BENCH_DURATION:-15s}"
+RATES="${BENCH_RATES:-40000 60000 100000}"
+KAFKA_RATE="${BENCH_KAFKA_RATE:-20000}"
+STATIONS="${BENCH_STATIONS:-100}"
+SKIP=" ${BENCH_SKIP:-} "
+CACHE="${RISKWATCH_CACHE:-$HOME/.cache/riskwatch}"
+TANSU="$CACHE/tools/tansu-0.6.0/bin/tansu"
+RW="$PWD/target/release/riskwatch"
+WORK="$(mktemp -d /tmp/riskwatch-bench.XXXXXX)"
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    if [ -n "${BENCH_KEEP:-}" ]; then echo "kept $WORK"; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+
+skipped() { [[ "$SKIP" == *" $1 "* ]]; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 1 300); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; return 1; }
+cpu_ticks() { if [ -r "/proc/$1/stat" ]; then awk '{print $14+$15}' "/proc/$1/stat"; else echo "process $1 is gone" >&2; echo 0; fi; }
+rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+hz=$(getconf CLK_TCK)
+
+echo "== riskwatch benchmarks, $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
+echo "   machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)"
+cargo build --release --quiet
+
+if ! skipped engine; then
+    echo
+    echo "== 1. rule engine (one core): cargo bench -p riskwatch-rules --bench engine -- hazard"
+    cargo bench --quiet -p riskwatch-rules --bench engine -- hazard 2>/dev/null | grep -E "M readings/s|median|B/sensor|bytes|state" || true
+fi
+
+# Starts `riskwatch run` on a registry of $1 gauges; sets RUN_PID, MQTT_PORT, METRICS_PORT.
+start_embedded() {
+    local dir="$WORK/embedded-$1"
+    mkdir -p "$dir"
+    "$RW" bench setup --sensors "$1" --out "$dir" >/dev/null
+    MQTT_PORT=$(free_port); METRICS_PORT=$(free_port)
+    "$RW" run --registry "$dir/registry.toml" --rules "$dir/rules.toml" --db "$dir/store.db" \
+        --listen "127.0.0.1:$MQTT_PORT" --metrics "127.0.0.1:$METRICS_PORT" >"$dir/run.log" 2>&1 &
+    RUN_PID=$!; PIDS+=("$RUN_PID")
+    wait_port "$METRICS_PORT"; wait_port "$MQTT_PORT"
+    REGISTRY="$dir/registry.toml"
+}
+
+stop() { kill -INT "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+
+if ! skipped embedded; then
+    echo
+    echo "== 2. embedded end to end: gateways → embedded broker → rules → SQLite + MQTT alerts ($DURATION per rate)"
+    for rate in $RATES; do
+        start_embedded 10000
+        t0=$(cpu_ticks "$RUN_PID")
+        out=$("$RW" bench load --mqtt "127.0.0.1:$MQTT_PORT" --registry "$REGISTRY" --duration "$DURATION" \
+            --rate "$rate" --metrics "http://127.0.0.1:$METRICS_PORT/metrics")
+        t1=$(cpu_ticks "$RUN_PID")
+        stored=$(sed -n 's/^stored \([0-9]*\) readings.*/\1/p' <<<"$out")
+        echo "-- offered $rate readings/s, 10 000 gauges"
+        sed 's/^/   /' <<<"$out"
+        awk -v t="$((t1 - t0))" -v hz="$hz" -v n="${stored:-0}" -v rss="$(rss_kib "$RUN_PID")" \
+            'BEGIN { printf "   riskwatch CPU %.1f s = %.2f µs per stored reading; RSS %.0f MiB\n", t/hz, (n>0 ? t/hz/n*1e6 : 0), rss/1024 }'
+        stop "$RUN_PID"
+    done
+    echo "-- memory per sensor (RSS after every gauge reported, at 40 000 readings/s for $DURATION)"
+    declare -A RSS
+    for n in 10000 100000; do
+        start_embedded "$n"
+        "$RW" bench load --mqtt "127.0.0.1:$MQTT_PORT" --registry "$REGISTRY" --duration "$DURATION" --rate 40000 \
+            --metrics "http://127.0.0.1:$METRICS_PORT/metrics" >/dev/null
+        RSS[$n]=$(rss_kib "$RUN_PID")
+        echo "   $n gauges: RSS $((RSS[$n] / 1024)) MiB"
+        stop "$RUN_PID"
+    done
+    awk -v a="${RSS[10000]}" -v b="${RSS[100000]}" \
+        'BEGIN { printf "   marginal memory per sensor: %.0f bytes ((RSS at 100k − RSS at 10k) / 90 000; includes SQLite page cache)\n", (b-a)*1024/90000 }'
+fi
+
+if ! skipped kafka; then
+    echo
+    echo "== 3. Kafka path on the local test servers: ingest, rules, sink as separate processes ($KAFKA_RATE readings/s offered, $DURATION)"
+    if [ ! -x "$TANSU" ] || ! command -v victoria-metrics >/dev/null || ! { command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ]; }; then
+        echo "   skipped: run scripts/install-test-servers.sh first"
+    else
+        k="$WORK/kafka"; mkdir -p "$k/mosq" "$k/vm"
+        "$RW" bench setup --sensors 10000 --out "$k" >/dev/null
+        MQ=$(free_port); KP=$(free_port); VP=$(free_port)
+        printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 1000000\nmax_inflight_messages 1000\n' "$MQ" >"$k/mosquitto.conf"
+        MOSQ=$(command -v mosquitto || echo /usr/sbin/mosquitto)
+        "$MOSQ" -c "$k/mosquitto.conf" >"$k/mosquitto.log" 2>&1 & PIDS+=($!); MOSQ_PID=$!
+        (cd "$k" && exec "$TANSU" broker --listener-url "tcp://127.0.0.1:$KP" --advertised-listener-url "tcp://127.0.0.1:$KP" \
+            --storage-engine "sqlite://tansu.db" >"$k/tansu.log" 2>&1) & PIDS+=($!); TANSU_PID=$!
+        victoria-metrics -httpListenAddr "127.0.0.1:$VP" -storageDataPath "$k/vm" -dedup.minScrapeInterval 1ms >"$k/vm.log" 2>&1 & PIDS+=($!); VM_PID=$!
+        wait_port "$MQ"; wait_port "$KP"; wait_port "$VP"
+        cat >"$k/riskwatch.toml" <<EOF
+registry = "registry.toml"
+rules = "rules.toml"
+[mqtt]
+host = "127.0.0.1"
+port = $MQ
+[kafka]
+brokers = "127.0.0.1:$KP"
+readings_partitions = 2
+alerts_partitions = 1
+[questdb]
+conf = "http::addr=127.0.0.1:$VP;protocol_version=1;"
+EOF
+        declare -A CPID
+        for c in ingest rules sink; do
+            port=$(free_port)
+            RISKWATCH_INSTANCE="$c-1" RISKWATCH_METRICS_LISTEN="127.0.0.1:$port" "$RW" "$c" --config "$k/riskwatch.toml" >"$k/$c.log" 2>&1 &
+            CPID[$c]=$!; PIDS+=($!)
+            wait_port "$port"
+            [ "$c" = sink ] && SINK_METRICS=$port
+        done
+        for _ in $(seq 1 300); do grep -q "ready:" "$k/ingest.log" && grep -q "ready:" "$k/rules.log" && grep -q "ready:" "$k/sink.log" && break; sleep 0.2; done
+        declare -A T0
+        for name in ingest rules sink; do T0[$name]=$(cpu_ticks "${CPID[$name]}"); done
+        T0[mosquitto]=$(cpu_ticks "$MOSQ_PID"); T0[tansu]=$(cpu_ticks "$(pgrep -P "$TANSU_PID" tansu || echo "$TANSU_PID")"); T0[victoria-metrics]=$(cpu_ticks "$VM_PID")
+        start=$(date +%s.%N)
+        out=$("$RW" bench load --mqtt "127.0.0.1:$MQ" --registry "$k/registry.toml" --duration "$DURATION" --rate "$KAFKA_RATE" \
+            --metrics "http://127.0.0.1:$SINK_METRICS/metrics")
+        wall=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { print e - s }')
+        sed 's/^/   /' <<<"$out"
+        stored=$(sed -n 's/^stored \([0-9]*\) readings.*/\1/p' <<<"$out")
+        echo "   CPU over the run ($wall s wall), share of one core:"
+        best=""; bestv=0; ours=0
+        for name in ingest rules sink mosquitto tansu victoria-metrics; do
+            case $name in
+                ingest|rules|sink) pid=${CPID[$name]} ;;
+                mosquitto) pid=$MOSQ_PID ;;
+                tansu) pid=$(pgrep -P "$TANSU_PID" tansu || echo "$TANSU_PID") ;;
+                victoria-metrics) pid=$VM_PID ;;
+            esac
+            d=$(( $(cpu_ticks "$pid") - ${T0[$name]} ))
+            case $name in ingest|rules|sink) ours=$((ours + d)) ;; esac
+            pct=$(awk -v d="$d" -v hz="$hz" -v w="$wall" 'BEGIN { printf "%.0f", d/hz/w*100 }')
+            echo "     $name: $pct %"
+            if [ "$pct" -gt "$bestv" ]; then bestv=$pct; best=$name; fi
+        done
+        echo "   busiest process (the bottleneck): $best ($bestv % of a core)"
+        awk -v t="$ours" -v hz="$hz" -v n="${stored:-0}" \
+            'BEGIN { printf "   riskwatch (ingest + rules + sink) CPU: %.2f µs per stored reading\n", (n>0 ? t/hz/n*1e6 : 0) }'
+    fi
+fi
+
+if ! skipped replay; then
+    echo
+    echo "== 4. replay: a year of 5-minute readings from $STATIONS stations through the rules"
+    cargo run --quiet --release -p riskwatch-replay --example gen-flood -- --stations "$STATIONS" --days 365 --out "$WORK/flood" >/dev/null
+    start=$(date +%s.%N)
+    "$RW" replay --registry "$WORK/flood/registry.toml" --rules "$WORK/flood/rules.toml" \
+        --input "$WORK/flood/levels.csv" --format yearbook --quiet >/dev/null
+    awk -v s="$start" -v e="$(date +%s.%N)" -v n="$((STATIONS * 365 * 288))" \
+        'BEGIN { printf "   %d readings in %.1f s: %.2f M readings/s (whole command: CSV parse, rules, timeline)\n", n, e-s, n/(e-s)/1e6 }'
+fi
