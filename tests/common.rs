@@ -311,6 +311,28 @@ pub mod sim {
 
 /// The duty-room set-up: an embedded pipeline (`riskwatch run`) and a `riskwatch console` in
 /// front of it, with operators of every role and, optionally, a notifications file.
+/// One plant with one combustible-gas detector (alarm 1 at 20 %LEL, alarm 2 at 40 %LEL) and
+/// the rule that grades it: orange at alarm 1, red at alarm 2.
+pub mod gas_plant {
+    pub const REGISTRY: &str = r#"
+[[sites]]
+id = "plant-a"
+[[sensors]]
+id = "a-gas-1"
+site = "plant-a"
+kind = "gas_combustible"
+unit = "%LEL"
+attributes = { alarm_1 = 20.0, alarm_2 = 40.0 }
+"#;
+
+    pub const RULES: &str = r#"
+[[rules]]
+id = "gas"
+applies_to = { kind = "gas_combustible" }
+levels = { orange = "alarm_1", red = "alarm_2" }
+"#;
+}
+
 pub mod duty {
     use super::{free_port, Riskwatch};
     use std::io::Write;

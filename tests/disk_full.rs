@@ -15,23 +15,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-const REGISTRY: &str = r#"
-[[sites]]
-id = "plant-a"
-[[sensors]]
-id = "a-gas-1"
-site = "plant-a"
-kind = "gas_combustible"
-unit = "%LEL"
-attributes = { alarm_1 = 20.0, alarm_2 = 40.0 }
-"#;
-
-const RULES: &str = r#"
-[[rules]]
-id = "gas"
-applies_to = { kind = "gas_combustible" }
-levels = { orange = "alarm_1", red = "alarm_2" }
-"#;
+use common::gas_plant::{REGISTRY, RULES};
 
 /// Readings published: far more than fit on the small disk.
 const N: usize = 4000;
