@@ -230,9 +230,7 @@ async fn officers_work_an_alert_from_the_console_and_everything_is_audited() {
     assert_eq!(reqwest::get(format!("{base}/readyz")).await.unwrap().status(), StatusCode::OK);
     let text = reqwest::get(format!("{base}/metrics")).await.unwrap().text().await.unwrap();
     let sample = |series: &str| -> f64 {
-        text.lines()
-            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-            .unwrap_or_else(|| panic!("{series} missing:\n{text}"))
+        servers::metric_sample(&text, series).unwrap_or_else(|| panic!("{series} missing:\n{text}"))
     };
     assert_eq!(sample("riskwatch_console_actions_total{action=\"acknowledge\",result=\"ok\"}"), 1.0);
     assert_eq!(sample("riskwatch_console_actions_total{action=\"resolve\",result=\"refused\"}"), 1.0);

@@ -18,7 +18,7 @@ use riskwatch_core::{
 };
 use riskwatch_rules::{Engine, RuleSet};
 use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
-use servers::{free_port, Server};
+use servers::{free_port, rss_kib, Server};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::process::{Child, Command};
@@ -708,9 +708,7 @@ fn one_process_runs_ingest_rules_and_sink_from_one_topology_file() {
     let readings_total = (STEPS as usize * SITES * 2) as f64;
     let expected = expected_events(&steps);
     let raised = expected.values().filter(|e| e.change.as_str() == "raised").count() as f64;
-    let sample = |text: &str, series: &str| -> Option<f64> {
-        text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-    };
+    let sample = servers::metric_sample;
     let want = [
         ("riskwatch_mqtt_messages_total", gw.total as f64),
         ("riskwatch_readings_in_total{source=\"mqtt\"}", readings_total),
@@ -817,16 +815,6 @@ fn a_drill_produced_to_kafka_is_evaluated_apart_and_marked_on_kafka_mqtt_and_in_
         let stored = stored_alerts(&stack);
         drill_alert_ids.iter().all(|id| stored.contains(id)).then_some(())
     });
-}
-
-/// Resident memory of a process, in KiB (from /proc).
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
 }
 
 /// Offsets of the readings topic committed by the sink group (what the store has confirmed).

@@ -9,11 +9,7 @@ use common::{duty, free_port, Riskwatch, TestClient};
 use serde_json::json;
 use std::time::{Duration, Instant};
 
-/// The value of the sample `series` (name with its labels, as exposed) in `text`.
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')).and_then(|v| v.parse().ok()))
-}
+use servers::metric_sample as sample;
 
 async fn scrape(base: &str) -> String {
     let r = reqwest::get(format!("{base}/metrics")).await.unwrap();

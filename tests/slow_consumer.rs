@@ -6,12 +6,14 @@
 //! stays bounded.
 
 mod common;
+mod servers;
 
 use common::{duty, TestClient};
 use riskwatch_core::wire::topic;
 use riskwatch_core::AlertEvent;
 use rumqttc::{Event, Packet};
 use serde_json::json;
+use servers::rss_kib;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
@@ -59,15 +61,6 @@ fn unread_bytes(port: u16) -> u64 {
             (local_port == port).then_some(rx)
         })
         .sum()
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -380,3 +380,19 @@ pub fn undocumented_metrics(exposition: &str) -> Vec<String> {
     missing.dedup();
     missing
 }
+
+/// The value of the sample `series` (metric name with its labels, as exposed) in a Prometheus
+/// exposition.
+pub fn metric_sample(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// Resident memory of a process, in KiB (from /proc; 0 once it is gone).
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
