@@ -16,6 +16,14 @@ fi
 scripts/install-test-servers.sh
 export RISKWATCH_CACHE="${RISKWATCH_CACHE:-$HOME/.cache/riskwatch}"
 
+# A clean build and test run needs about 4 GB under target/ (debug info is line tables only,
+# see Cargo.toml); say so plainly rather than fail later with "No space left on device".
+free_kib=$(df -Pk . | awk 'NR == 2 { print $4 }')
+if [ -n "$free_kib" ] && [ "$free_kib" -lt $((6 * 1024 * 1024)) ]; then
+    echo "warning: only $((free_kib / 1024)) MiB free on $(df -P . | awk 'NR == 2 { print $6 }');" \
+        "the build and tests need about 4 GB (target/) plus room for test data" >&2
+fi
+
 echo "== build"
 cargo build --workspace --all-targets --locked
 
