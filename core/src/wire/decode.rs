@@ -1,6 +1,7 @@
 //! Decoding and validating v1 reading payloads.
 
 use super::error::DecodeError;
+use super::json::{Json, Key, Obj};
 use super::topic::parse_reading_topic;
 use super::WIRE_VERSION;
 use crate::ids::is_valid_id;
@@ -9,7 +10,6 @@ use crate::reading::{Channel, Displacement, Quality, Reading, Value, Waveform};
 use crate::registry::Registry;
 use crate::time::{MAX_WIRE_MS, MIN_WIRE_MS};
 use crate::Timestamp;
-use serde_json::{Map, Value as Json};
 use std::sync::Arc;
 
 /// Caps that keep one hostile or broken gateway from costing anyone else memory or time.
@@ -77,24 +77,24 @@ pub fn decode(topic: &str, payload: &[u8], registry: &Registry, limits: &Limits)
         site: place.site.to_string(),
         reason,
     })?;
-    let root: Json = serde_json::from_slice(payload).map_err(|e| json_error(payload, &e))?;
+    let root: Json<'_> = serde_json::from_slice(payload).map_err(|e| json_error(payload, &e))?;
     let Json::Object(obj) = root else {
         return Err(wrong_type("(payload)", "a JSON object", &root));
     };
-    if let Some(v) = obj.get("v") {
+    if let Some(v) = obj.get(Key::V) {
         if v.as_u64() != Some(WIRE_VERSION) {
             return Err(DecodeError::UnsupportedVersion { version: v.to_string() });
         }
     }
-    let exercise = flag(&obj, "exercise", "exercise")?.unwrap_or(false);
+    let exercise = flag(&obj, Key::Exercise, &|| "exercise".into())?.unwrap_or(false);
     let ctx = Ctx { registry, limits, topic_site: place.site, topic_sensor: place.sensor, exercise };
     let mut out = Decoded::default();
-    match obj.get("readings") {
+    match obj.get(Key::Readings) {
         None => {
             if place.sensor.is_none() {
                 return Err(DecodeError::MissingField { field: "readings".into() });
             }
-            push_item(&ctx, &obj, String::new(), None, &mut out);
+            push_item(&ctx, &obj, None, &mut out);
         }
         Some(Json::Array(items)) => {
             if items.is_empty() {
@@ -103,10 +103,10 @@ pub fn decode(topic: &str, payload: &[u8], registry: &Registry, limits: &Limits)
             if items.len() > limits.max_batch {
                 return Err(DecodeError::BatchTooLarge { len: items.len(), limit: limits.max_batch });
             }
+            out.readings.reserve(items.len());
             for (i, item) in items.iter().enumerate() {
-                let prefix = format!("readings[{i}].");
                 match item {
-                    Json::Object(m) => push_item(&ctx, m, prefix, Some(i), &mut out),
+                    Json::Object(m) => push_item(&ctx, m, Some(i), &mut out),
                     other => out.rejected.push(ItemRejection {
                         index: Some(i),
                         sensor: None,
@@ -130,39 +130,57 @@ struct Ctx<'a> {
     exercise: bool,
 }
 
-/// An optional boolean `key` (`null` = absent); `field` names it in errors.
-fn flag(m: &Map<String, Json>, key: &str, field: &str) -> Result<Option<bool>, DecodeError> {
-    match m.get(key) {
-        None | Some(Json::Null) => Ok(None),
-        Some(Json::Bool(b)) => Ok(Some(*b)),
-        Some(other) => Err(wrong_type(field, "true or false", other)),
+/// A field's name for error messages (`readings[3].unit`), built only when an error needs it:
+/// accepted readings cost no formatting.
+type Name<'n> = &'n dyn Fn() -> String;
+
+/// Where a reading sits in its message: `readings[i].` in a batch, nothing in a single-reading
+/// message.
+#[derive(Clone, Copy)]
+struct Item(Option<usize>);
+
+impl Item {
+    fn field(self, name: &str) -> String {
+        match self.0 {
+            Some(i) => format!("readings[{i}].{name}"),
+            None => name.to_string(),
+        }
     }
 }
 
-fn push_item(ctx: &Ctx<'_>, m: &Map<String, Json>, prefix: String, index: Option<usize>, out: &mut Decoded) {
-    match reading(ctx, m, &prefix) {
+/// An optional boolean (`null` = absent).
+fn flag(m: &Obj<'_>, key: Key, field: Name<'_>) -> Result<Option<bool>, DecodeError> {
+    match m.get(key) {
+        None | Some(Json::Null) => Ok(None),
+        Some(Json::Bool(b)) => Ok(Some(*b)),
+        Some(other) => Err(wrong_type(&field(), "true or false", other)),
+    }
+}
+
+fn push_item(ctx: &Ctx<'_>, m: &Obj<'_>, index: Option<usize>, out: &mut Decoded) {
+    match reading(ctx, m, Item(index)) {
         Ok(r) => out.readings.push(r),
         Err(error) => out.rejected.push(ItemRejection {
             index,
             sensor: m
-                .get("sensor")
+                .get(Key::Sensor)
                 .and_then(Json::as_str)
                 .map(str::to_string)
                 .or_else(|| ctx.topic_sensor.map(str::to_string)),
             error,
-            raw: Json::Object(m.clone()).to_string(),
+            raw: m.to_string(),
         }),
     }
 }
 
-fn reading(ctx: &Ctx<'_>, m: &Map<String, Json>, p: &str) -> Result<Reading, DecodeError> {
-    let f = |name: &str| format!("{p}{name}");
+fn reading(ctx: &Ctx<'_>, m: &Obj<'_>, p: Item) -> Result<Reading, DecodeError> {
+    let max = ctx.limits.max_string;
     // sensor: from the payload or the topic; both present must agree.
-    let sent_sensor = opt_str(m, &f("sensor"), "sensor", ctx.limits.max_string)?;
+    let sent_sensor = opt_str(m, Key::Sensor, &|| p.field("sensor"), max)?;
     let sensor_id = match (sent_sensor, ctx.topic_sensor) {
         (Some(s), Some(t)) if s != t => {
             return Err(DecodeError::Mismatch {
-                field: f("sensor"),
+                field: p.field("sensor"),
                 sent: s.into(),
                 expected: t.into(),
                 source_of_truth: "topic",
@@ -170,22 +188,22 @@ fn reading(ctx: &Ctx<'_>, m: &Map<String, Json>, p: &str) -> Result<Reading, Dec
         }
         (Some(s), _) => s,
         (None, Some(t)) => t,
-        (None, None) => return Err(DecodeError::MissingField { field: f("sensor") }),
+        (None, None) => return Err(DecodeError::MissingField { field: p.field("sensor") }),
     };
     if !is_valid_id(sensor_id) {
         return Err(DecodeError::BadValue {
-            field: f("sensor"),
+            field: p.field("sensor"),
             reason: format!("{sensor_id:?} is not a valid id (letters, digits, - _ .)"),
         });
     }
     let sensor = ctx
         .registry
         .sensor(sensor_id)
-        .ok_or_else(|| DecodeError::UnknownSensor { field: f("sensor"), sensor: sensor_id.into() })?;
-    if let Some(site) = opt_str(m, &f("site"), "site", ctx.limits.max_string)? {
+        .ok_or_else(|| DecodeError::UnknownSensor { field: p.field("sensor"), sensor: sensor_id.into() })?;
+    if let Some(site) = opt_str(m, Key::Site, &|| p.field("site"), max)? {
         if site != ctx.topic_site {
             return Err(DecodeError::Mismatch {
-                field: f("site"),
+                field: p.field("site"),
                 sent: site.into(),
                 expected: ctx.topic_site.into(),
                 source_of_truth: "topic",
@@ -194,56 +212,57 @@ fn reading(ctx: &Ctx<'_>, m: &Map<String, Json>, p: &str) -> Result<Reading, Dec
     }
     if sensor.site.as_str() != ctx.topic_site {
         return Err(DecodeError::Mismatch {
-            field: f("site"),
+            field: p.field("site"),
             sent: ctx.topic_site.into(),
             expected: sensor.site.to_string(),
             source_of_truth: "registry",
         });
     }
-    let kind_name = req_str(m, &f("kind"), "kind", ctx.limits.max_string)?;
+    let kind_name = req_str(m, Key::Kind, &|| p.field("kind"), max)?;
     let (kind, spec) = ctx
         .registry
         .catalog()
         .lookup(kind_name)
-        .ok_or_else(|| DecodeError::UnknownKind { field: f("kind"), kind: kind_name.into() })?;
+        .ok_or_else(|| DecodeError::UnknownKind { field: p.field("kind"), kind: kind_name.into() })?;
     if kind != sensor.kind {
         return Err(DecodeError::KindMismatch {
-            field: f("kind"),
+            field: p.field("kind"),
             sensor: sensor_id.into(),
             registered: sensor.kind.to_string(),
             sent: kind_name.into(),
         });
     }
-    let ts = timestamp(m.get("ts"), &f("ts"))?;
-    let unit_sent = req_str(m, &f("unit"), "unit", ctx.limits.max_string)?;
+    let ts = timestamp(m.get(Key::Ts), &|| p.field("ts"))?;
+    let unit_sent = req_str(m, Key::Unit, &|| p.field("unit"), max)?;
     let unit = canonical_unit(unit_sent);
     if !spec.units.iter().any(|u| u == unit) || unit != &*sensor.unit {
         return Err(DecodeError::UnitMismatch {
-            field: f("unit"),
+            field: p.field("unit"),
             unit: unit_sent.into(),
             expected: sensor.unit.to_string(),
         });
     }
-    let value_json = m.get("value").ok_or_else(|| DecodeError::MissingField { field: f("value") })?;
+    let value_json = m.get(Key::Value).ok_or_else(|| DecodeError::MissingField { field: p.field("value") })?;
+    let value_field = || p.field("value");
     let value = match spec.shape {
-        ValueShape::Scalar => Value::Scalar(number(value_json, &f("value"))?),
-        ValueShape::Displacement => Value::Displacement(displacement(value_json, &f("value"))?),
-        ValueShape::Waveform => Value::Waveform(waveform(value_json, &f("value"), ctx.limits)?),
+        ValueShape::Scalar => Value::Scalar(number(value_json, &value_field)?),
+        ValueShape::Displacement => Value::Displacement(displacement(value_json, &value_field)?),
+        ValueShape::Waveform => Value::Waveform(waveform(value_json, &value_field, ctx.limits)?),
     };
-    let quality = match m.get("quality") {
+    let quality = match m.get(Key::Quality) {
         None | Some(Json::Null) => Quality::NotEvaluated,
         Some(q) => q
             .as_u64()
             .and_then(|n| u8::try_from(n).ok())
             .and_then(|n| Quality::try_from(n).ok())
-            .ok_or_else(|| DecodeError::BadQuality { field: f("quality"), value: q.to_string() })?,
+            .ok_or_else(|| DecodeError::BadQuality { field: p.field("quality"), value: q.to_string() })?,
     };
-    let exercise = match flag(m, "exercise", &f("exercise"))? {
+    let exercise = match flag(m, Key::Exercise, &|| p.field("exercise"))? {
         // A batch marked as an exercise cannot contain live readings: a drill must never be
         // able to pass for real data, item by item.
         Some(false) if ctx.exercise => {
             return Err(DecodeError::BadValue {
-                field: f("exercise"),
+                field: p.field("exercise"),
                 reason: "false inside a message marked \"exercise\": true".into(),
             })
         }
@@ -262,25 +281,25 @@ fn reading(ctx: &Ctx<'_>, m: &Map<String, Json>, p: &str) -> Result<Reading, Dec
     })
 }
 
-fn timestamp(v: Option<&Json>, field: &str) -> Result<Timestamp, DecodeError> {
-    let bad = |value: &Json, reason: String| DecodeError::BadTimestamp {
-        field: field.into(),
+fn timestamp(v: Option<&Json<'_>>, field: Name<'_>) -> Result<Timestamp, DecodeError> {
+    let bad = |value: &Json<'_>, reason: String| DecodeError::BadTimestamp {
+        field: field(),
         value: value.to_string(),
         reason,
     };
     let ts = match v {
-        None => return Err(DecodeError::MissingField { field: field.into() }),
-        Some(j @ Json::String(s)) => {
+        None => return Err(DecodeError::MissingField { field: field() }),
+        Some(j @ Json::Str(s)) => {
             if is_non_finite_text(s) {
-                return Err(DecodeError::NonFinite { field: field.into() });
+                return Err(DecodeError::NonFinite { field: field() });
             }
             Timestamp::parse_rfc3339(s).map_err(|r| bad(j, r))?
         }
-        Some(j @ Json::Number(n)) => match n.as_i64() {
+        Some(j @ Json::Num(n)) => match n.as_i64() {
             Some(ms) => Timestamp(ms),
             None => return Err(bad(j, "epoch time must be an integer number of milliseconds".into())),
         },
-        Some(other) => return Err(wrong_type(field, "RFC 3339 text or integer epoch milliseconds", other)),
+        Some(other) => return Err(wrong_type(&field(), "RFC 3339 text or integer epoch milliseconds", other)),
     };
     if !(MIN_WIRE_MS..MAX_WIRE_MS).contains(&ts.millis()) {
         let value = v.map(Json::to_string).unwrap_or_default();
@@ -290,7 +309,7 @@ fn timestamp(v: Option<&Json>, field: &str) -> Result<Timestamp, DecodeError> {
             ""
         };
         return Err(DecodeError::BadTimestamp {
-            field: field.into(),
+            field: field(),
             value,
             reason: format!("outside 2000-01-01..2100-01-01{hint}"),
         });
@@ -298,77 +317,75 @@ fn timestamp(v: Option<&Json>, field: &str) -> Result<Timestamp, DecodeError> {
     Ok(ts)
 }
 
-fn number(v: &Json, field: &str) -> Result<f64, DecodeError> {
+fn number(v: &Json<'_>, field: Name<'_>) -> Result<f64, DecodeError> {
     match v {
-        Json::Number(n) => {
-            n.as_f64().filter(|x| x.is_finite()).ok_or_else(|| DecodeError::NonFinite { field: field.into() })
-        }
-        Json::String(s) if is_non_finite_text(s) => Err(DecodeError::NonFinite { field: field.into() }),
-        other => Err(wrong_type(field, "a number", other)),
+        Json::Num(n) => n.as_f64().filter(|x| x.is_finite()).ok_or_else(|| DecodeError::NonFinite { field: field() }),
+        Json::Str(s) if is_non_finite_text(s) => Err(DecodeError::NonFinite { field: field() }),
+        other => Err(wrong_type(&field(), "a number", other)),
     }
 }
 
-fn displacement(v: &Json, field: &str) -> Result<Displacement, DecodeError> {
+fn displacement(v: &Json<'_>, field: Name<'_>) -> Result<Displacement, DecodeError> {
     let Json::Object(m) = v else {
-        return Err(shape_error(field, "an object {\"e\", \"n\", \"u\"} (GNSS displacement)", v));
+        return Err(shape_error(&field(), "an object {\"e\", \"n\", \"u\"} (GNSS displacement)", v));
     };
-    let comp = |c: &str| {
-        let f = format!("{field}.{c}");
-        m.get(c).ok_or_else(|| DecodeError::MissingField { field: f.clone() }).and_then(|x| number(x, &f))
+    let comp = |key: Key| {
+        let f = || format!("{}.{}", field(), key.name());
+        m.get(key).ok_or_else(|| DecodeError::MissingField { field: f() }).and_then(|x| number(x, &f))
     };
-    Ok(Displacement { e: comp("e")?, n: comp("n")?, u: comp("u")? })
+    Ok(Displacement { e: comp(Key::E)?, n: comp(Key::N)?, u: comp(Key::U)? })
 }
 
-fn waveform(v: &Json, field: &str, limits: &Limits) -> Result<Waveform, DecodeError> {
+fn waveform(v: &Json<'_>, field: Name<'_>, limits: &Limits) -> Result<Waveform, DecodeError> {
     let Json::Object(m) = v else {
-        return Err(shape_error(field, "an object {\"rate_hz\", \"channels\"} (waveform packet)", v));
+        return Err(shape_error(&field(), "an object {\"rate_hz\", \"channels\"} (waveform packet)", v));
     };
-    let rate_field = format!("{field}.rate_hz");
+    let rate_field = || format!("{}.rate_hz", field());
     let rate_hz =
-        number(m.get("rate_hz").ok_or_else(|| DecodeError::MissingField { field: rate_field.clone() })?, &rate_field)?;
+        number(m.get(Key::RateHz).ok_or_else(|| DecodeError::MissingField { field: rate_field() })?, &rate_field)?;
     if !(rate_hz > 0.0 && rate_hz <= limits.max_rate_hz) {
         return Err(DecodeError::BadValue {
-            field: rate_field,
+            field: rate_field(),
             reason: format!("sample rate must be in (0, {}] Hz", limits.max_rate_hz),
         });
     }
-    let ch_field = format!("{field}.channels");
-    let chans = match m.get("channels") {
-        None => return Err(DecodeError::MissingField { field: ch_field }),
-        Some(Json::Object(c)) => c,
-        Some(other) => return Err(wrong_type(&ch_field, "an object of channel name → sample array", other)),
+    let ch_field = || format!("{}.channels", field());
+    let chans = match m.get(Key::Channels) {
+        None => return Err(DecodeError::MissingField { field: ch_field() }),
+        Some(Json::Object(c)) => c.members(),
+        Some(other) => return Err(wrong_type(&ch_field(), "an object of channel name → sample array", other)),
     };
     if chans.is_empty() || chans.len() > limits.max_channels {
         return Err(DecodeError::BadValue {
-            field: ch_field,
+            field: ch_field(),
             reason: format!("must hold 1 to {} channels", limits.max_channels),
         });
     }
     let mut channels = Vec::with_capacity(chans.len());
     for (name, samples) in chans {
-        let cf = format!("{ch_field}.{name}");
+        let cf = || format!("{}.{name}", ch_field());
         if name.len() > limits.max_string {
-            return Err(DecodeError::TooLong { field: cf, limit: limits.max_string });
+            return Err(DecodeError::TooLong { field: cf(), limit: limits.max_string });
         }
         let Json::Array(arr) = samples else {
-            return Err(wrong_type(&cf, "an array of numbers", samples));
+            return Err(wrong_type(&cf(), "an array of numbers", samples));
         };
         if arr.is_empty() || arr.len() > limits.max_samples {
             return Err(DecodeError::BadValue {
-                field: cf,
+                field: cf(),
                 reason: format!("must hold 1 to {} samples", limits.max_samples),
             });
         }
         let mut out = Vec::with_capacity(arr.len());
         for (i, s) in arr.iter().enumerate() {
-            out.push(number(s, &format!("{cf}[{i}]"))?);
+            out.push(number(s, &|| format!("{}[{i}]", cf()))?);
         }
-        channels.push(Channel { name: name.clone(), samples: out });
+        channels.push(Channel { name: name.to_string(), samples: out });
     }
     let n = channels[0].samples.len();
     if let Some(c) = channels.iter().find(|c| c.samples.len() != n) {
         return Err(DecodeError::BadValue {
-            field: format!("{ch_field}.{}", c.name),
+            field: format!("{}.{}", ch_field(), c.name),
             reason: format!(
                 "has {} samples but channel {} has {n}; all channels must be equally long",
                 c.samples.len(),
@@ -379,40 +396,32 @@ fn waveform(v: &Json, field: &str, limits: &Limits) -> Result<Waveform, DecodeEr
     Ok(Waveform { rate_hz, channels })
 }
 
-fn opt_str<'a>(m: &'a Map<String, Json>, field: &str, key: &str, limit: usize) -> Result<Option<&'a str>, DecodeError> {
+fn opt_str<'a>(m: &'a Obj<'_>, key: Key, field: Name<'_>, limit: usize) -> Result<Option<&'a str>, DecodeError> {
     match m.get(key) {
         None | Some(Json::Null) => Ok(None),
-        Some(Json::String(s)) if s.chars().count() > limit => Err(DecodeError::TooLong { field: field.into(), limit }),
-        Some(Json::String(s)) => Ok(Some(s)),
-        Some(other) => Err(wrong_type(field, "a string", other)),
+        // Bytes bound characters from above: most strings are judged without counting.
+        Some(Json::Str(s)) if s.len() > limit && s.chars().count() > limit => {
+            Err(DecodeError::TooLong { field: field(), limit })
+        }
+        Some(Json::Str(s)) => Ok(Some(s)),
+        Some(other) => Err(wrong_type(&field(), "a string", other)),
     }
 }
 
-fn req_str<'a>(m: &'a Map<String, Json>, field: &str, key: &str, limit: usize) -> Result<&'a str, DecodeError> {
-    opt_str(m, field, key, limit)?.ok_or_else(|| DecodeError::MissingField { field: field.into() })
+fn req_str<'a>(m: &'a Obj<'_>, key: Key, field: Name<'_>, limit: usize) -> Result<&'a str, DecodeError> {
+    opt_str(m, key, field, limit)?.ok_or_else(|| DecodeError::MissingField { field: field() })
 }
 
-fn wrong_type(field: &str, expected: &'static str, found: &Json) -> DecodeError {
-    DecodeError::WrongType { field: field.into(), expected, found: json_type(found) }
+fn wrong_type(field: &str, expected: &'static str, found: &Json<'_>) -> DecodeError {
+    DecodeError::WrongType { field: field.into(), expected, found: found.type_name() }
 }
 
 /// A `value` that is not the shape its kind takes (a number for a GNSS point) is a bad value,
 /// as [`DecodeError::BadValue`] documents, rather than a wrong type.
-fn shape_error(field: &str, expected: &'static str, found: &Json) -> DecodeError {
+fn shape_error(field: &str, expected: &'static str, found: &Json<'_>) -> DecodeError {
     DecodeError::BadValue {
         field: field.into(),
-        reason: format!("this kind takes {expected}, found {}", json_type(found)),
-    }
-}
-
-fn json_type(v: &Json) -> &'static str {
-    match v {
-        Json::Null => "null",
-        Json::Bool(_) => "a boolean",
-        Json::Number(_) => "a number",
-        Json::String(_) => "a string",
-        Json::Array(_) => "an array",
-        Json::Object(_) => "an object",
+        reason: format!("this kind takes {expected}, found {}", found.type_name()),
     }
 }
 

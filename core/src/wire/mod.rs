@@ -9,6 +9,7 @@
 mod decode;
 mod encode;
 mod error;
+mod json;
 pub mod topic;
 
 pub use decode::{decode, Decoded, ItemRejection, Limits};

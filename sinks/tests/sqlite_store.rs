@@ -1,0 +1,79 @@
+//! The SQLite store's readings table: clustered by time (live data lands on the last pages),
+//! re-delivered readings stored once, and stores created by earlier versions (keyed by sensor
+//! first) still written to unchanged.
+
+mod support;
+
+use riskwatch_core::{Quality, Reading, Timestamp, Value};
+use riskwatch_sinks::sqlite::{SqliteStore, StoreItem};
+use std::sync::Arc;
+
+fn reading(sensor: &str, ts: i64, value: f64) -> Reading {
+    let registry = support::registry();
+    let s = registry.sensor(sensor).expect("registered");
+    Reading {
+        sensor: s.id.clone(),
+        site: s.site.clone(),
+        kind: s.kind.clone(),
+        ts: Timestamp(ts),
+        value: Value::Scalar(value),
+        unit: Arc::clone(&s.unit),
+        quality: Quality::Good,
+        exercise: false,
+    }
+}
+
+fn rows(path: &std::path::Path) -> Vec<(i64, f64)> {
+    let c = rusqlite::Connection::open(path).unwrap();
+    let mut st = c.prepare("SELECT ts, value FROM readings ORDER BY ts").unwrap();
+    st.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect()
+}
+
+fn write_history(path: &std::path::Path) {
+    let mut store = SqliteStore::open(path).unwrap();
+    let t0 = 1_780_000_000_000;
+    // Live order, a backfilled (older) reading, and a re-delivery with a corrected value.
+    store
+        .write(&[StoreItem::Readings(vec![
+            reading("hankou-wl", t0 + 2000, 27.2),
+            reading("hankou-wl", t0 + 3000, 27.3),
+        ])])
+        .unwrap();
+    store.write(&[StoreItem::Readings(vec![reading("hankou-wl", t0, 27.0)])]).unwrap();
+    store.write(&[StoreItem::Readings(vec![reading("hankou-wl", t0 + 3000, 27.35)])]).unwrap();
+    assert_eq!(rows(path), [(t0, 27.0), (t0 + 2000, 27.2), (t0 + 3000, 27.35)], "{}", path.display());
+}
+
+#[test]
+fn readings_are_keyed_by_time_then_sensor_and_stored_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    write_history(&path);
+    let c = rusqlite::Connection::open(&path).unwrap();
+    let pk: Vec<String> = c
+        .prepare(
+            "SELECT name FROM pragma_index_info((SELECT name FROM pragma_index_list('readings') WHERE origin = 'pk'))",
+        )
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(pk, ["ts", "sensor"], "time-clustered primary key");
+}
+
+#[test]
+fn a_store_made_by_an_earlier_version_keeps_working() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(
+            "CREATE TABLE readings (
+                sensor TEXT NOT NULL, site TEXT NOT NULL, kind TEXT NOT NULL, ts INTEGER NOT NULL,
+                value REAL, value_json TEXT, unit TEXT NOT NULL, quality INTEGER NOT NULL,
+                PRIMARY KEY (sensor, ts)) WITHOUT ROWID;",
+        )
+        .unwrap();
+    write_history(&path);
+}
