@@ -13,7 +13,8 @@
 #
 # Needs the test servers for part 3 (scripts/install-test-servers.sh installs them).
 # Knobs: BENCH_DURATION (15s), BENCH_RATES ("40000 60000 100000"), BENCH_KAFKA_RATE (20000),
-# BENCH_STATIONS (100), BENCH_SKIP ("engine kafka …" to leave parts out).
+# BENCH_STATIONS (100), BENCH_SKIP ("engine kafka …" to leave parts out), BENCH_PERF (a directory:
+# record `perf` profiles of ingest, rules and sink during the Kafka-path load, for `perf report -i`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -137,6 +138,12 @@ EOF
         declare -A T0
         for name in ingest rules sink; do T0[$name]=$(cpu_ticks "${CPID[$name]}"); done
         T0[mosquitto]=$(cpu_ticks "$MOSQ_PID"); T0[tansu]=$(cpu_ticks "$(pgrep -P "$TANSU_PID" tansu || echo "$TANSU_PID")"); T0[victoria-metrics]=$(cpu_ticks "$VM_PID")
+        if [ -n "${BENCH_PERF:-}" ]; then
+            mkdir -p "$BENCH_PERF"
+            for name in ingest rules sink; do
+                perf record -F 999 -g -p "${CPID[$name]}" -o "$BENCH_PERF/$name.perf.data" -- sleep 10 >/dev/null 2>&1 &
+            done
+        fi
         start=$(date +%s.%N)
         out=$("$RW" bench load --mqtt "127.0.0.1:$MQ" --registry "$k/registry.toml" --duration "$DURATION" --rate "$KAFKA_RATE" \
             --metrics "http://127.0.0.1:$SINK_METRICS/metrics")

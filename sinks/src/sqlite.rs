@@ -4,7 +4,7 @@
 //! itself), `alert_events` (primary key event id), `dead_letters` (reason + raw bytes).
 
 use riskwatch_core::reading::Value;
-use riskwatch_core::wire::reading_json;
+use riskwatch_core::wire::value_json;
 use riskwatch_core::{AlertEvent, DeadLetter, Reading};
 use rusqlite::{params, Connection};
 use std::path::Path;
@@ -174,7 +174,7 @@ impl SqliteStore {
                         for r in rs {
                             let (value, json) = match &r.value {
                                 Value::Scalar(v) => (Some(*v), None),
-                                _ => (None, Some(reading_json(r)["value"].to_string())),
+                                _ => (None, Some(value_json(&r.value))),
                             };
                             let st = if r.exercise { &mut xrd } else { &mut rd };
                             st.execute(params![

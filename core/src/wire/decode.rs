@@ -5,11 +5,12 @@ use super::json::{Json, Key, Obj};
 use super::topic::parse_reading_topic;
 use super::WIRE_VERSION;
 use crate::ids::is_valid_id;
-use crate::kind::{canonical_unit, ValueShape};
+use crate::kind::{canonical_unit, KindSpec, ValueShape};
 use crate::reading::{Channel, Displacement, Quality, Reading, Value, Waveform};
 use crate::registry::Registry;
 use crate::time::{MAX_WIRE_MS, MIN_WIRE_MS};
-use crate::Timestamp;
+use crate::{SensorKind, Timestamp};
+use std::cell::Cell;
 use std::sync::Arc;
 
 /// Caps that keep one hostile or broken gateway from costing anyone else memory or time.
@@ -77,7 +78,13 @@ pub fn decode(topic: &str, payload: &[u8], registry: &Registry, limits: &Limits)
         site: place.site.to_string(),
         reason,
     })?;
-    let root: Json<'_> = serde_json::from_slice(payload).map_err(|e| json_error(payload, &e))?;
+    // One UTF-8 check of the whole payload is cheaper than serde_json checking string by
+    // string; invalid UTF-8 goes through from_slice for its positioned error.
+    let root: Json<'_> = match std::str::from_utf8(payload) {
+        Ok(text) => serde_json::from_str(text),
+        Err(_) => serde_json::from_slice(payload),
+    }
+    .map_err(|e| json_error(payload, &e))?;
     let Json::Object(obj) = root else {
         return Err(wrong_type("(payload)", "a JSON object", &root));
     };
@@ -87,7 +94,14 @@ pub fn decode(topic: &str, payload: &[u8], registry: &Registry, limits: &Limits)
         }
     }
     let exercise = flag(&obj, Key::Exercise, &|| "exercise".into())?.unwrap_or(false);
-    let ctx = Ctx { registry, limits, topic_site: place.site, topic_sensor: place.sensor, exercise };
+    let ctx = Ctx {
+        registry,
+        limits,
+        topic_site: place.site,
+        topic_sensor: place.sensor,
+        exercise,
+        last_spec: Cell::new(None),
+    };
     let mut out = Decoded::default();
     match obj.get(Key::Readings) {
         None => {
@@ -128,6 +142,22 @@ struct Ctx<'a> {
     topic_sensor: Option<&'a str>,
     /// The message's top-level `exercise` mark, which every reading in it inherits.
     exercise: bool,
+    /// The kind spec of the previous reading: a batch is mostly of one kind.
+    last_spec: Cell<Option<(&'a SensorKind, &'a KindSpec)>>,
+}
+
+impl<'a> Ctx<'a> {
+    /// The spec of a registered sensor's kind (always in the catalog).
+    fn spec_of(&self, kind: &'a SensorKind) -> Option<&'a KindSpec> {
+        if let Some((k, spec)) = self.last_spec.get() {
+            if k == kind {
+                return Some(spec);
+            }
+        }
+        let (_, spec) = self.registry.catalog().lookup(kind.as_str())?;
+        self.last_spec.set(Some((kind, spec)));
+        Some(spec)
+    }
 }
 
 /// A field's name for error messages (`readings[3].unit`), built only when an error needs it:
@@ -190,16 +220,16 @@ fn reading(ctx: &Ctx<'_>, m: &Obj<'_>, p: Item) -> Result<Reading, DecodeError> 
         (None, Some(t)) => t,
         (None, None) => return Err(DecodeError::MissingField { field: p.field("sensor") }),
     };
-    if !is_valid_id(sensor_id) {
-        return Err(DecodeError::BadValue {
-            field: p.field("sensor"),
-            reason: format!("{sensor_id:?} is not a valid id (letters, digits, - _ .)"),
-        });
-    }
-    let sensor = ctx
-        .registry
-        .sensor(sensor_id)
-        .ok_or_else(|| DecodeError::UnknownSensor { field: p.field("sensor"), sensor: sensor_id.into() })?;
+    // Registered ids are valid ids, so only an unknown one needs checking.
+    let Some(sensor) = ctx.registry.sensor(sensor_id) else {
+        if !is_valid_id(sensor_id) {
+            return Err(DecodeError::BadValue {
+                field: p.field("sensor"),
+                reason: format!("{sensor_id:?} is not a valid id (letters, digits, - _ .)"),
+            });
+        }
+        return Err(DecodeError::UnknownSensor { field: p.field("sensor"), sensor: sensor_id.into() });
+    };
     if let Some(site) = opt_str(m, Key::Site, &|| p.field("site"), max)? {
         if site != ctx.topic_site {
             return Err(DecodeError::Mismatch {
@@ -219,23 +249,32 @@ fn reading(ctx: &Ctx<'_>, m: &Obj<'_>, p: Item) -> Result<Reading, DecodeError> 
         });
     }
     let kind_name = req_str(m, Key::Kind, &|| p.field("kind"), max)?;
-    let (kind, spec) = ctx
-        .registry
-        .catalog()
-        .lookup(kind_name)
-        .ok_or_else(|| DecodeError::UnknownKind { field: p.field("kind"), kind: kind_name.into() })?;
-    if kind != sensor.kind {
-        return Err(DecodeError::KindMismatch {
-            field: p.field("kind"),
-            sensor: sensor_id.into(),
-            registered: sensor.kind.to_string(),
-            sent: kind_name.into(),
-        });
-    }
+    let registered = (kind_name == sensor.kind.as_str()).then(|| ctx.spec_of(&sensor.kind)).flatten();
+    let (kind, spec) = match registered {
+        Some(spec) => (sensor.kind.clone(), spec),
+        None => {
+            let (kind, spec) = ctx
+                .registry
+                .catalog()
+                .lookup(kind_name)
+                .ok_or_else(|| DecodeError::UnknownKind { field: p.field("kind"), kind: kind_name.into() })?;
+            if kind != sensor.kind {
+                return Err(DecodeError::KindMismatch {
+                    field: p.field("kind"),
+                    sensor: sensor_id.into(),
+                    registered: sensor.kind.to_string(),
+                    sent: kind_name.into(),
+                });
+            }
+            (kind, spec)
+        }
+    };
     let ts = timestamp(m.get(Key::Ts), &|| p.field("ts"))?;
     let unit_sent = req_str(m, Key::Unit, &|| p.field("unit"), max)?;
     let unit = canonical_unit(unit_sent);
-    if !spec.units.iter().any(|u| u == unit) || unit != &*sensor.unit {
+    // The registry holds only units of the sensor's kind, so matching the registered unit is
+    // matching one of the kind's.
+    if unit != &*sensor.unit {
         return Err(DecodeError::UnitMismatch {
             field: p.field("unit"),
             unit: unit_sent.into(),

@@ -13,7 +13,7 @@ mod json;
 pub mod topic;
 
 pub use decode::{decode, Decoded, ItemRejection, Limits};
-pub use encode::{encode_batch, encode_reading, reading_json};
+pub use encode::{encode_batch, encode_reading, value_json};
 pub use error::DecodeError;
 
 /// The wire format version this code speaks; also the `v1` in every topic.
