@@ -150,7 +150,7 @@ async fn load(a: LoadArgs) -> Result<()> {
     let mut o = MqttOptions::new(format!("bench-officer-{}", std::process::id()), &host, port);
     o.set_max_packet_size(1 << 20, 1 << 20).set_keep_alive(Duration::from_secs(30));
     let (officer, mut officer_loop) = AsyncClient::new(o, 100);
-    officer.subscribe(riskwatch_core::wire::topic::ALERTS_FILTER, QoS::AtMostOnce).await?;
+    officer.subscribe(riskwatch_core::wire::topic::ALERTS_FILTER, QoS::AtLeastOnce).await?;
     let (subscribed_tx, subscribed_rx) = tokio::sync::oneshot::channel();
     let (sent, lat) = (Arc::clone(&sent_at), Arc::clone(&latencies));
     tokio::spawn(async move {

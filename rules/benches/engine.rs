@@ -529,8 +529,10 @@ fn state_size(n: usize, variant: Variant) {
     // counted against it.
     let rules_text = rules_toml(variant);
     let base = live_bytes();
+    let mut registry_bytes = 0;
     let mut engine = {
         let registry = Registry::from_toml(&registry_text).expect("generated registry is valid");
+        registry_bytes = live_bytes() - base;
         let rules = RuleSet::from_toml(&rules_text).expect("bench rules are valid");
         Engine::new(&rules, &registry).expect("bench rules fit the registry")
     };
@@ -548,11 +550,12 @@ fn state_size(n: usize, variant: Variant) {
     let filled = live_bytes() - base;
     let open = engine.open_alerts().count();
     println!(
-        "{:<15} {n:>7} sensors: {:>5.0} B/sensor after build, {:>5.0} B/sensor after 1 h ({open} open alerts; Engine itself {} B)",
+        "{:<15} {n:>7} sensors: {:>5.0} B/sensor after build, {:>5.0} B/sensor after 1 h ({open} open alerts; Engine itself {} B); the registry itself {:.0} B/sensor",
         variant.name(),
         built as f64 / n as f64,
         filled as f64 / n as f64,
-        std::mem::size_of::<Engine>()
+        std::mem::size_of::<Engine>(),
+        registry_bytes as f64 / n as f64
     );
     drop(engine);
 }
