@@ -529,7 +529,7 @@ fn state_size(n: usize, variant: Variant) {
     // counted against it.
     let rules_text = rules_toml(variant);
     let base = live_bytes();
-    let mut registry_bytes = 0;
+    let registry_bytes;
     let mut engine = {
         let registry = Registry::from_toml(&registry_text).expect("generated registry is valid");
         registry_bytes = live_bytes() - base;
