@@ -273,12 +273,17 @@ async fn load(a: LoadArgs) -> Result<()> {
     });
     let probe_topic = format!("riskwatch/v1/readings/{PROBE_SITE}/{PROBE}");
     let mut tick = tokio::time::interval(a.probe_every);
+    // A late tick must not fire twice in one millisecond: two probe readings with the same
+    // event time are one reading to the engine (the second is a re-delivery), so one alert.
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut high = false;
     let mut probes = 0u64;
+    let mut last_ts = 0;
     while started.elapsed() < a.duration {
         tick.tick().await;
         high = !high;
-        let ts = Timestamp::now().millis();
+        let ts = Timestamp::now().millis().max(last_ts + 1);
+        last_ts = ts;
         let v = if high { 13.0 } else { 5.0 };
         sent_at.lock().unwrap_or_else(|e| e.into_inner()).insert(ts, Instant::now());
         let body = serde_json::json!({"kind": "water_level", "ts": ts, "unit": "m", "value": v}).to_string();
