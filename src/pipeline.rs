@@ -127,7 +127,7 @@ impl Pipeline {
             path,
             registry: Arc::clone(&cfg.registry),
         });
-        let drill = riskwatch_rules::Drill::new(&cfg.rules, &cfg.registry);
+        let drill = riskwatch_rules::Drill::new(&cfg.rules, Arc::clone(&cfg.registry));
         let mut stage = RulesStage::new(engine, drill, store.sender(), publisher, feed, reload, pending);
         stage.metrics = crate::metrics::RuleMetrics::new(&cfg.metrics);
         let rules = tokio::spawn(stage.run(rx));

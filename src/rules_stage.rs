@@ -204,7 +204,7 @@ impl RulesStage {
             .and_then(|text| RuleSet::from_toml(&text).map_err(anyhow::Error::from))
             .and_then(|rules| {
                 self.engine.reload(&rules, &w.registry, Timestamp::now(), &mut self.events)?;
-                self.drill.reload(&rules, &w.registry, &mut self.events).map_err(anyhow::Error::from)
+                self.drill.reload(&rules, Arc::clone(&w.registry), &mut self.events).map_err(anyhow::Error::from)
             });
         match result {
             Ok(()) => {

@@ -41,7 +41,7 @@ struct Part {
     engine: Engine,
     /// Exercise readings' own engine (drills; not part of the saved state).
     drill: Drill,
-    registry: Registry,
+    registry: Arc<Registry>,
     /// First offset not yet applied to `engine`.
     next_offset: i64,
     /// Offset `next_offset` had at the last completed commit point.
@@ -370,7 +370,7 @@ impl Worker {
         let now = Timestamp::now();
         for &p in parts {
             let n = self.partitions;
-            let registry = self.registry.retain_sites(|s| site_partition(s.as_str(), n) == p);
+            let registry = Arc::new(self.registry.retain_sites(|s| site_partition(s.as_str(), n) == p));
             let mut engine = Engine::new(&self.rules, &registry).context("rules do not fit the partition's sensors")?;
             let mut next_offset = 0;
             match saved.remove(&p) {
@@ -392,7 +392,7 @@ impl Worker {
                 ),
                 None => info!(partition = p, "no saved state; starting fresh"),
             }
-            let drill = Drill::new(&self.rules, &registry);
+            let drill = Drill::new(&self.rules, Arc::clone(&registry));
             self.parts
                 .insert(p, Part { engine, drill, registry, next_offset, committed: next_offset, check_gap: true });
         }
@@ -546,7 +546,7 @@ impl Worker {
             let reloaded = part
                 .engine
                 .reload(&rules, &part.registry, now, &mut self.events)
-                .and_then(|()| part.drill.reload(&rules, &part.registry, &mut self.events));
+                .and_then(|()| part.drill.reload(&rules, Arc::clone(&part.registry), &mut self.events));
             if let Err(e) = reloaded {
                 warn!(partition = p, error = %e, "reload failed for a partition; it keeps the running rules");
             }

@@ -27,7 +27,7 @@ const RULES: &str = r#"
 fn setup() -> (Engine, Drill) {
     let reg = Registry::from_toml(REGISTRY).unwrap();
     let rules = RuleSet::from_toml(RULES).unwrap();
-    (Engine::new(&rules, &reg).unwrap(), Drill::new(&rules, &reg))
+    (Engine::new(&rules, &reg).unwrap(), Drill::new(&rules, std::sync::Arc::new(reg)))
 }
 
 /// A reading `minute` minutes after 2020-07-07 00:00 UTC (an exercise replays 2020), or after

@@ -48,7 +48,7 @@ pub fn flood_events(exercise: bool) -> Vec<AlertEvent> {
     let registry = registry();
     let rules = RuleSet::from_toml(RULES).unwrap();
     let mut engine = Engine::new(&rules, &registry).unwrap();
-    let mut drill = riskwatch_rules::Drill::new(&rules, &registry);
+    let mut drill = riskwatch_rules::Drill::new(&rules, Arc::new(registry.clone()));
     let t0 = 1_594_051_200_000_i64;
     let levels = [26.0, 26.9, 27.4, 28.6, 29.2, 29.3, 28.7, 27.6, 26.9, 26.0];
     let mut out = Vec::new();
