@@ -59,6 +59,9 @@ fi
 start_embedded() {
     local dir="$WORK/embedded-$1"
     mkdir -p "$dir"
+    # A fresh store each run: a store left by the previous run would restore its rule state
+    # (the probe might already be red, so its first reading would raise nothing).
+    rm -f "$dir"/store.db*
     "$RW" bench setup --sensors "$1" --out "$dir" >/dev/null
     MQTT_PORT=$(free_port); METRICS_PORT=$(free_port)
     "$RW" run --registry "$dir/registry.toml" --rules "$dir/rules.toml" --db "$dir/store.db" \
