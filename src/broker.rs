@@ -61,10 +61,73 @@ pub fn start(listen: SocketAddr) -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+    no_delay_on_accepted(listen);
     Ok(())
+}
+
+/// Turns Nagle's algorithm off for the connections the broker accepts from now on.
+///
+/// rumqttd leaves it on, so a message written to a subscriber shortly after another one waits
+/// until the subscriber acknowledges the first, and subscribers delay their TCP
+/// acknowledgements by up to 40 ms: every run of `scripts/bench.sh` saw a few alerts arrive
+/// ~40 ms late at any rate. Linux gives every accepted socket the listening socket's
+/// `TCP_NODELAY`, and rumqttd offers no hook for it, so the option is set on the listening
+/// socket, found among this process's file descriptors by its address. Best effort: failing
+/// costs latency, never correctness.
+fn no_delay_on_accepted(listen: SocketAddr) {
+    let Ok(fds) = std::fs::read_dir("/proc/self/fd") else { return };
+    let mut set = 0;
+    for fd in fds.flatten().filter_map(|e| e.file_name().to_str()?.parse::<std::os::fd::RawFd>().ok()) {
+        // SAFETY: `fd` is open in this process (listed just now) and is only borrowed for two
+        // socket calls; on a descriptor closed meanwhile, or not a socket, they fail harmlessly.
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        let sock = socket2::SockRef::from(&fd);
+        if sock.local_addr().ok().and_then(|a| a.as_socket()) == Some(listen) && sock.set_tcp_nodelay(true).is_ok() {
+            set += 1;
+        }
+    }
+    if set == 0 {
+        tracing::warn!(%listen, "could not turn off Nagle's algorithm on the embedded broker's listener; alerts may be delayed up to 40 ms");
+    }
 }
 
 /// A free TCP port on 127.0.0.1 (for the demo's fallback when the default port is taken).
 pub fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every connection the embedded broker accepts has Nagle's algorithm off, so an alert
+    /// written right after another one reaches its subscriber at once (not after the
+    /// subscriber's delayed acknowledgement, up to 40 ms).
+    #[test]
+    fn accepted_connections_send_without_waiting_for_acknowledgements() {
+        let listen: SocketAddr = format!("127.0.0.1:{}", free_port().unwrap()).parse().unwrap();
+        start(listen).unwrap();
+        let client = TcpStream::connect(listen).unwrap();
+        let ours = client.local_addr().unwrap();
+        // The broker's end of this connection, found in this process by its addresses.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let nodelay = loop {
+            let found = std::fs::read_dir("/proc/self/fd").unwrap().flatten().find_map(|e| {
+                let fd: std::os::fd::RawFd = e.file_name().to_str()?.parse().ok()?;
+                // SAFETY: only borrowed for a few socket calls; a descriptor closed meanwhile
+                // makes them fail, which `?` turns into "not this one".
+                let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+                let sock = socket2::SockRef::from(&fd);
+                let local = sock.local_addr().ok()?.as_socket()?;
+                let peer = sock.peer_addr().ok()?.as_socket()?;
+                (local == listen && peer == ours).then(|| sock.tcp_nodelay().unwrap())
+            });
+            if let Some(n) = found {
+                break n;
+            }
+            assert!(Instant::now() < deadline, "the broker never accepted the connection");
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        assert!(nodelay, "the broker's side of the connection delays small writes (Nagle's algorithm is on)");
+    }
 }

@@ -361,6 +361,7 @@ pub struct RuleMetrics {
     eval: Arc<Histogram>,
     evaluated: Counter,
     active: [Gauge; 4],
+    state_copy: Arc<Histogram>,
 }
 
 impl RuleMetrics {
@@ -384,7 +385,18 @@ impl RuleMetrics {
             ),
             evaluated: m.counter("riskwatch_readings_evaluated_total", "Readings through the rule engine.", &[]),
             active,
+            state_copy: m.histogram(
+                "riskwatch_rule_state_copy_seconds",
+                "Time the rules stage spent copying the engine's state to save it (readings wait meanwhile).",
+                &[],
+                EVAL_BUCKETS,
+            ),
         }
+    }
+
+    /// One copy of the engine's state, taken to save it.
+    pub fn state_copied(&self, took: Duration) {
+        self.state_copy.observe(took);
     }
 
     /// `n` readings evaluated in `took`.

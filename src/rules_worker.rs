@@ -435,11 +435,13 @@ impl Worker {
             let mut states = Vec::new();
             for (p, part) in &self.parts {
                 if part.next_offset != part.committed {
+                    let began = Instant::now();
                     let rec = StateRecord {
                         next_offset: part.next_offset,
                         partitions: self.partitions,
                         engine: part.engine.snapshot(),
                     };
+                    self.metrics.state_copied(began.elapsed());
                     states.push((*p, part.next_offset, serde_json::to_vec(&rec).context("serialising rule state")?));
                 }
             }

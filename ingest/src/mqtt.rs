@@ -181,6 +181,8 @@ impl MqttSource {
             opts.set_credentials(u, p);
         }
         let (client, mut eventloop) = AsyncClient::new(opts, 256);
+        // Small messages go out at once, not after the previous one's TCP acknowledgement.
+        eventloop.network_options.set_tcp_nodelay(true);
         let acker = spawn_acker(client.clone());
         let mut backoff = Duration::from_millis(100);
         let mut pending_subacks = 0usize;

@@ -557,6 +557,35 @@ fn state_size(n: usize, variant: Variant) {
         std::mem::size_of::<Engine>(),
         registry_bytes as f64 / n as f64
     );
+    // Saving the state (what the embedded pipeline does every few seconds and a Kafka-path
+    // rules worker at every commit point): the copy (`Engine::snapshot`, taken where readings
+    // wait), its serialisation to JSON (the embedded store does that on its own thread), the
+    // bytes written, and the heap the copy holds.
+    let (mut copy_ms, mut json_ms) = (Vec::new(), Vec::new());
+    let (mut size, mut copy_bytes) = (0, 0);
+    for _ in 0..5 {
+        let before = live_bytes();
+        let t = Instant::now();
+        let copy = engine.snapshot();
+        copy_ms.push(t.elapsed().as_secs_f64() * 1e3);
+        copy_bytes = live_bytes() - before;
+        let t = Instant::now();
+        let text = serde_json::to_vec(&copy).expect("state serialises");
+        json_ms.push(t.elapsed().as_secs_f64() * 1e3);
+        size = text.len();
+        black_box((copy, text));
+    }
+    copy_ms.sort_by(f64::total_cmp);
+    json_ms.sort_by(f64::total_cmp);
+    println!(
+        "{:<15} {n:>7} sensors: saving the state: copy {:.1} ms ({:.0} ns per sensor, {:.0} B per sensor), to JSON {:.1} ms, {:.0} B per sensor (medians of 5)",
+        variant.name(),
+        copy_ms[2],
+        copy_ms[2] * 1e6 / n as f64,
+        copy_bytes as f64 / n as f64,
+        json_ms[2],
+        size as f64 / n as f64,
+    );
     drop(engine);
 }
 

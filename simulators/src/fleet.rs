@@ -116,6 +116,8 @@ impl Gateway {
             gateway_options(&client_id, &cfg.host, cfg.port, cfg.credentials.as_ref(), cfg.transport.as_ref());
         opts.set_inflight(200);
         let (client, mut eventloop) = AsyncClient::new(opts, 512);
+        // Small messages go out at once, not after the previous one's TCP acknowledgement.
+        eventloop.network_options.set_tcp_nodelay(true);
         let s = Arc::clone(&stats);
         let driver = tokio::spawn(async move {
             loop {
@@ -307,6 +309,8 @@ where
 fn connect_gateway(mut opts: MqttOptions, stats: Arc<FleetStats>) -> (AsyncClient, tokio::task::JoinHandle<()>) {
     opts.set_inflight(500).set_clean_session(false);
     let (client, mut eventloop) = AsyncClient::new(opts, 1024);
+    // Small messages go out at once, not after the previous one's TCP acknowledgement.
+    eventloop.network_options.set_tcp_nodelay(true);
     let driver = tokio::spawn(async move {
         loop {
             match eventloop.poll().await {

@@ -70,6 +70,8 @@ impl MqttAlertPublisher {
             opts.set_credentials(user, password);
         }
         let (client, mut eventloop) = AsyncClient::new(opts, 1024);
+        // Small messages go out at once, not after the previous one's TCP acknowledgement.
+        eventloop.network_options.set_tcp_nodelay(true);
         let pending = Arc::new(AtomicI64::new(0));
         let acked = Arc::new(AtomicU64::new(0));
         let unacked: Unacked = Arc::default();

@@ -1,6 +1,6 @@
 //! The embedded store: SQLite with WAL, written in batched transactions from one thread.
 //!
-//! Tables: `readings` (primary key sensor + event time, so a re-delivered reading replaces
+//! Tables: `readings` (primary key event time + sensor, so a re-delivered reading replaces
 //! itself), `alert_events` (primary key event id), `dead_letters` (reason + raw bytes).
 
 use riskwatch_core::reading::Value;
@@ -23,11 +23,34 @@ pub enum StoreItem {
     DeadLetter(DeadLetter),
     /// An officer's command and what became of it (the audit trail).
     Command(CommandRecord),
-    /// The rule engine's state (JSON), replacing the previous one.
-    Snapshot(String),
+    /// The rule engine's state, replacing the previous one.
+    Snapshot(EngineState),
     /// Called once everything sent before it is committed (never, if the commit fails): how
     /// the embedded pipeline acknowledges an MQTT message only when its readings are on disk.
     Committed(OnCommit),
+}
+
+/// The rule engine's state as the store keeps it (JSON text), made on the writer thread: the
+/// rules stage hands over a copy taken between two readings, and the copy is serialised here —
+/// for 10 000 sensors that is ~30 ms of work that would otherwise hold up alerts.
+pub struct EngineState(Box<dyn Fn() -> Result<String, String> + Send>);
+
+impl EngineState {
+    /// State already serialised.
+    pub fn text(json: String) -> Self {
+        EngineState(Box::new(move || Ok(json.clone())))
+    }
+
+    /// State serialised by `f`, called on the writer thread.
+    pub fn serialise_with(f: impl Fn() -> Result<String, String> + Send + 'static) -> Self {
+        EngineState(Box::new(f))
+    }
+}
+
+impl std::fmt::Debug for EngineState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EngineState")
+    }
 }
 
 /// A callback run after a successful commit (see [`StoreItem::Committed`]).
@@ -238,12 +261,18 @@ impl SqliteStore {
                         )?;
                         self.stats.commands += 1;
                     }
-                    StoreItem::Snapshot(json) => {
-                        tx.execute(
-                            "INSERT OR REPLACE INTO engine_state (id, saved_at, snapshot) VALUES (1, ?1, ?2)",
-                            params![riskwatch_core::Timestamp::now().millis(), json],
-                        )?;
-                    }
+                    StoreItem::Snapshot(state) => match (state.0)() {
+                        Ok(json) => {
+                            tx.execute(
+                                "INSERT OR REPLACE INTO engine_state (id, saved_at, snapshot) VALUES (1, ?1, ?2)",
+                                params![riskwatch_core::Timestamp::now().millis(), json],
+                            )?;
+                        }
+                        // The previous state stays; the next save tries again.
+                        Err(e) => {
+                            error!(error = %e, "could not serialise the rule engine's state; keeping the last saved one")
+                        }
+                    },
                     StoreItem::Committed(_) => {}
                 }
             }

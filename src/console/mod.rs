@@ -333,6 +333,8 @@ impl Console {
             opts.set_transport(tls);
         }
         let (client, mut eventloop) = AsyncClient::new(opts, 1024);
+        // Small messages go out at once, not after the previous one's TCP acknowledgement.
+        eventloop.network_options.set_tcp_nodelay(true);
         let (live, _) = broadcast::channel(1024);
         let app = Arc::new(App {
             board: Mutex::new(board),
