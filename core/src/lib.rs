@@ -25,5 +25,5 @@ pub use ids::{SensorId, SiteId};
 pub use kind::{KindCatalog, KindSpec, SensorKind, ValueShape};
 pub use level::Level;
 pub use reading::{Channel, Displacement, Quality, Reading, Value, Waveform};
-pub use registry::{Gateway, Registry, RegistryError, Sensor, Site};
+pub use registry::{Attributes, Gateway, Registry, RegistryError, Sensor, Site};
 pub use time::Timestamp;

@@ -57,7 +57,6 @@
 use crate::{Measure, Selector, ThresholdExpr};
 use riskwatch_core::{Level, Quality, Sensor, Timestamp};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -377,7 +376,7 @@ impl GrossRange {
         out.extend(ordering_problems(&fields.map(|(n, e)| (n, constant(e).filter(|v| v.is_finite())))));
     }
 
-    fn resolve(&self, attributes: &BTreeMap<String, f64>) -> Result<Bounds, String> {
+    fn resolve(&self, attributes: &riskwatch_core::Attributes) -> Result<Bounds, String> {
         let mut v = [None; 4];
         for (slot, (name, e)) in v.iter_mut().zip(self.fields()) {
             if let Some(e) = e {

@@ -4,8 +4,8 @@
 //! the registry supplies the number per station. [`ResolvedThresholds`] holds one binding's
 //! numbers.
 
+use riskwatch_core::Attributes;
 use serde::Deserialize;
-use std::collections::BTreeMap;
 use std::fmt;
 
 /// A threshold: a constant, or `attribute ± offset`.
@@ -51,7 +51,7 @@ impl ThresholdExpr {
     }
 
     /// The number for a sensor with these attributes; `Err` names the missing attribute.
-    pub fn resolve(&self, attributes: &BTreeMap<String, f64>) -> Result<f64, String> {
+    pub fn resolve(&self, attributes: &Attributes) -> Result<f64, String> {
         match self {
             ThresholdExpr::Const(v) => Ok(*v),
             ThresholdExpr::Attr { name, offset } => {
@@ -179,7 +179,7 @@ mod tests {
 
     #[test]
     fn parses_attribute_offsets() {
-        let attrs = BTreeMap::from([("warning_level".to_string(), 27.3)]);
+        let attrs: Attributes = [("warning_level".to_string(), 27.3)].into_iter().collect();
         let e = ThresholdExpr::parse("warning_level - 0.5").unwrap();
         assert!((e.resolve(&attrs).unwrap() - 26.8).abs() < 1e-9);
         assert_eq!(ThresholdExpr::parse("warning_level+1").unwrap().resolve(&attrs).unwrap(), 28.3);
