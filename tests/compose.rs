@@ -433,6 +433,7 @@ fn mosquitto_keeps_sessions_and_queues_generously() {
     let inflight: u16 = settings.get("max_inflight_messages").expect("max_inflight_messages").parse().unwrap();
     let t: topology::Topology = toml::from_str(&read("deploy/riskwatch/riskwatch.toml")).unwrap();
     assert_eq!(inflight, t.mqtt.inflight, "broker in-flight window and [mqtt] inflight should agree");
+    assert_eq!(settings.get("set_tcp_nodelay"), Some(&"true"), "alerts must not wait for delayed TCP acknowledgements");
 }
 
 #[test]

@@ -36,11 +36,6 @@ pub enum StoreItem {
 pub struct EngineState(Box<dyn Fn() -> Result<String, String> + Send>);
 
 impl EngineState {
-    /// State already serialised.
-    pub fn text(json: String) -> Self {
-        EngineState(Box::new(move || Ok(json.clone())))
-    }
-
     /// State serialised by `f`, called on the writer thread.
     pub fn serialise_with(f: impl Fn() -> Result<String, String> + Send + 'static) -> Self {
         EngineState(Box::new(f))
