@@ -75,20 +75,27 @@ pub fn start(listen: SocketAddr) -> Result<()> {
 /// socket, found among this process's file descriptors by its address. Best effort: failing
 /// costs latency, never correctness.
 fn no_delay_on_accepted(listen: SocketAddr) {
-    let Ok(fds) = std::fs::read_dir("/proc/self/fd") else { return };
     let mut set = 0;
-    for fd in fds.flatten().filter_map(|e| e.file_name().to_str()?.parse::<std::os::fd::RawFd>().ok()) {
-        // SAFETY: `fd` is open in this process (listed just now) and is only borrowed for two
-        // socket calls; on a descriptor closed meanwhile, or not a socket, they fail harmlessly.
-        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-        let sock = socket2::SockRef::from(&fd);
+    find_socket(|sock| {
         if sock.local_addr().ok().and_then(|a| a.as_socket()) == Some(listen) && sock.set_tcp_nodelay(true).is_ok() {
             set += 1;
         }
-    }
+        None::<()>
+    });
     if set == 0 {
         tracing::warn!(%listen, "could not turn off Nagle's algorithm on the embedded broker's listener; alerts may be delayed up to 40 ms");
     }
+}
+
+/// Shows `f` each socket open in this process until it returns `Some`.
+fn find_socket<T>(mut f: impl FnMut(socket2::SockRef<'_>) -> Option<T>) -> Option<T> {
+    let fds = std::fs::read_dir("/proc/self/fd").ok()?;
+    fds.flatten().filter_map(|e| e.file_name().to_str()?.parse::<std::os::fd::RawFd>().ok()).find_map(|fd| {
+        // SAFETY: `fd` is open in this process (listed just now) and is only borrowed for a few
+        // socket calls; on a descriptor closed meanwhile, or not a socket, they fail harmlessly.
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        f(socket2::SockRef::from(&fd))
+    })
 }
 
 /// A free TCP port on 127.0.0.1 (for the demo's fallback when the default port is taken).
@@ -112,12 +119,7 @@ mod tests {
         // The broker's end of this connection, found in this process by its addresses.
         let deadline = Instant::now() + Duration::from_secs(10);
         let nodelay = loop {
-            let found = std::fs::read_dir("/proc/self/fd").unwrap().flatten().find_map(|e| {
-                let fd: std::os::fd::RawFd = e.file_name().to_str()?.parse().ok()?;
-                // SAFETY: only borrowed for a few socket calls; a descriptor closed meanwhile
-                // makes them fail, which `?` turns into "not this one".
-                let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-                let sock = socket2::SockRef::from(&fd);
+            let found = find_socket(|sock| {
                 let local = sock.local_addr().ok()?.as_socket()?;
                 let peer = sock.peer_addr().ok()?.as_socket()?;
                 (local == listen && peer == ours).then(|| sock.tcp_nodelay().unwrap())

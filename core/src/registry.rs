@@ -8,7 +8,7 @@ use crate::ids::is_valid_id;
 use crate::kind::{canonical_unit, KindCatalog, KindSpec};
 use crate::{SensorId, SensorKind, SiteId};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 /// A place that groups sensors: a gauging station, a plant, a slope, a dam.
@@ -132,18 +132,16 @@ impl std::fmt::Debug for Attributes {
 
 /// One shared `Arc<str>` per distinct text (attribute names, units).
 #[derive(Default)]
-struct Interner(HashMap<Arc<str>, ()>);
+struct Interner(HashSet<Arc<str>>);
 
 impl Interner {
     fn get(&mut self, text: &str) -> Arc<str> {
-        match self.0.get_key_value(text) {
-            Some((k, ())) => Arc::clone(k),
-            None => {
-                let k: Arc<str> = Arc::from(text);
-                self.0.insert(Arc::clone(&k), ());
-                k
-            }
+        if let Some(k) = self.0.get(text) {
+            return Arc::clone(k);
         }
+        let k: Arc<str> = Arc::from(text);
+        self.0.insert(Arc::clone(&k));
+        k
     }
 }
 
