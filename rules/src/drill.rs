@@ -10,8 +10,9 @@
 //! a live alert's id, and officers' commands find their way back) and messages prefixed
 //! 【演习】 / `[EXERCISE]`.
 
-use crate::{Command, CommandError, Engine, RuleError, RuleSet};
+use crate::{Command, CommandError, Engine, RuleError, RuleSet, Snapshot};
 use riskwatch_core::{AlertEvent, Reading, Registry, Timestamp};
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 /// Prefix of the alert and event ids of exercise alerts.
@@ -125,6 +126,25 @@ impl Drill {
         Ok(())
     }
 
+    /// The running exercise's state (`None` when no exercise has run), to recover after a crash
+    /// like the live side's.
+    pub fn snapshot(&self) -> Option<DrillState> {
+        self.engine.as_ref().map(|e| DrillState { engine: e.snapshot(), clock: self.clock })
+    }
+
+    /// Restores an exercise saved with [`Drill::snapshot`] exactly (same rules and registry).
+    pub fn restore_exact(&mut self, state: DrillState) -> Result<(), RuleError> {
+        self.engine().restore_exact(state.engine)?;
+        self.clock = state.clock;
+        Ok(())
+    }
+
+    /// Ids of the exercise's open alerts, as its events carry them (prefixed).
+    pub fn open_alert_ids(&self) -> Vec<String> {
+        let Some(engine) = self.engine.as_ref() else { return Vec::new() };
+        engine.open_alerts().map(|a| format!("{EXERCISE_PREFIX}{}", a.id)).collect()
+    }
+
     /// Ends the exercise: forgets its state (its alerts stay wherever they were delivered).
     pub fn reset(&mut self) {
         self.engine = None;
@@ -141,6 +161,13 @@ impl Drill {
             })
         })
     }
+}
+
+/// A running exercise's saved state.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DrillState {
+    engine: Snapshot,
+    clock: Option<Timestamp>,
 }
 
 /// Marks an event of the drill's engine as an exercise.

@@ -163,6 +163,11 @@ impl<T> SensorTable<T> {
         self.position(id.borrow()).map(|p| &mut self.entries[p].1)
     }
 
+    /// Number of sensors.
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
     /// Every (id, value), in insertion order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&SensorId, &T)> {
         self.entries.iter().map(|(id, v)| (id, v))

@@ -132,7 +132,50 @@ impl Engine {
 
     /// Restores state taken with [`Engine::snapshot`], possibly from an engine with other
     /// rules. Active alerts whose rule no longer exists are cleared; their events go to `out`.
+    ///
+    /// Silence is measured from `now` (the restart): readings queued at the broker while the
+    /// engine was down are still on their way and must not all look stale at the first tick.
+    /// Recovery that replays a log after the snapshot uses [`Engine::restore_exact`] instead.
     pub fn restore(&mut self, snap: Snapshot, now: Timestamp, out: &mut Vec<AlertEvent>) -> Result<(), RuleError> {
+        self.restore_with(snap, Some(now), now, out)
+    }
+
+    /// Restores state taken with [`Engine::snapshot`] from an engine with the same rules and
+    /// registry, exactly as it was: feeding this engine the inputs that followed the snapshot
+    /// produces the very events the original engine produced. Fails if anything in the
+    /// snapshot has no place in this engine (other rules or sensors).
+    pub fn restore_exact(&mut self, snap: Snapshot) -> Result<(), RuleError> {
+        let now = snap.next_sweep;
+        let mut orphans = Vec::new();
+        self.restore_with(snap, None, now, &mut orphans)?;
+        match orphans.first() {
+            None => Ok(()),
+            Some(ev) => Err(RuleError::Invalid(vec![format!(
+                "the saved state has alert {} of rule {}, which these rules do not have",
+                ev.alert_id, ev.rule_id
+            )])),
+        }
+    }
+
+    /// The engine resumes at `now` after being stopped: sensors that had reported count their
+    /// silence from `now` (as [`Engine::restore`] does).
+    pub fn resume(&mut self, now: Timestamp) {
+        for position in 0..self.sensors.len() {
+            let (_, slot) = self.sensors.at_mut(position);
+            if slot.last_seen().is_some() {
+                slot.set_last_seen(Some(now));
+            }
+        }
+        self.quiet_until = None;
+    }
+
+    fn restore_with(
+        &mut self,
+        snap: Snapshot,
+        resume_at: Option<Timestamp>,
+        now: Timestamp,
+        out: &mut Vec<AlertEvent>,
+    ) -> Result<(), RuleError> {
         if snap.version != SNAPSHOT_VERSION {
             return Err(RuleError::Invalid(vec![format!(
                 "snapshot version {} is not {SNAPSHOT_VERSION}",
@@ -160,9 +203,10 @@ impl Engine {
                 continue;
             };
             slot.set_last_ts(s.last_ts);
-            // Silence is measured from the restart: readings queued at the broker while we were
-            // down are still on their way, and must not all look stale at the first tick.
-            slot.set_last_seen(s.last_seen.map(|_| now));
+            slot.set_last_seen(match resume_at {
+                Some(at) => s.last_seen.map(|_| at),
+                None => s.last_seen,
+            });
             slot.set_fault(s.fault);
             slot.fault_alert = s.fault_alert;
             for bs in s.bindings {
