@@ -5,7 +5,7 @@
 //! anywhere). One deliberate gateway bug (a detector sending `NaN`) shows the rejection path.
 
 use crate::broker;
-use crate::pipeline::{Pipeline, PipelineConfig};
+use crate::embedded::{Pipeline, PipelineConfig};
 use anyhow::{Context, Result};
 use riskwatch_core::{Registry, SensorKind, Timestamp};
 use riskwatch_rules::RuleSet;
@@ -56,7 +56,7 @@ pub struct DemoArgs {
 pub async fn run(args: DemoArgs) -> Result<()> {
     let colour = !args.no_color && std::io::stdout().is_terminal();
     let registry = Arc::new(Registry::from_toml(DEMO_REGISTRY).context("demo registry")?);
-    let rules = RuleSet::from_toml(DEMO_RULES).context("demo rules")?;
+    RuleSet::from_toml(DEMO_RULES).context("demo rules")?;
     for suffix in ["", "-wal", "-shm"] {
         let mut p = args.db.clone().into_os_string();
         p.push(suffix);
@@ -83,7 +83,8 @@ pub async fn run(args: DemoArgs) -> Result<()> {
 
     let pipeline = Pipeline::start(PipelineConfig {
         registry: Arc::clone(&registry),
-        rules,
+        registry_digest: riskwatch_rules::host::text_digest(DEMO_REGISTRY),
+        rules_text: DEMO_RULES.to_string(),
         db: args.db.clone(),
         mqtt_host: "127.0.0.1".into(),
         mqtt_port: port,
@@ -91,6 +92,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         credentials: None,
         tls: None,
         rules_path: None,
+        registry_path: None,
         console: Some(colour),
         metrics: crate::metrics::Metrics::default(),
     })

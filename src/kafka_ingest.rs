@@ -135,7 +135,7 @@ pub async fn run(
                                 waits.push(enqueue(&producer, rec).await?);
                             }
                             None => {
-                                let report = crate::rules_stage::Refused {
+                                let report = riskwatch_rules::Refused {
                                     code: "site_required",
                                     error: "site: name the alert's site (its events carry it) so the command reaches the worker that owns the alert".into(),
                                     command_id: None,

@@ -5,14 +5,13 @@ mod broker;
 mod console;
 mod demo;
 mod drill;
+mod embedded;
 mod kafka_ingest;
 mod kafka_sink;
 mod metrics;
 mod mqtt_acl;
 mod mqtt_tls;
-mod pipeline;
 mod replay;
-mod rules_stage;
 mod rules_worker;
 mod simulate;
 mod summary;
@@ -20,7 +19,7 @@ mod topology;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use pipeline::{Pipeline, PipelineConfig};
+use embedded::{Pipeline, PipelineConfig};
 use riskwatch_core::Registry;
 use riskwatch_rules::{Engine, RuleSet};
 use std::io::IsTerminal;
@@ -177,6 +176,40 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 pub fn load_registry(path: &Path) -> Result<Registry> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading registry {}", path.display()))?;
     Registry::from_toml(&text).with_context(|| format!("in {}", path.display()))
+}
+
+/// A registry and a rules file as read, with their texts (the rules host records which
+/// versions its state was built with, and reloads them when they change).
+pub struct ConfigFiles {
+    /// The registry file.
+    pub registry_path: PathBuf,
+    /// Its text.
+    pub registry_text: String,
+    /// The registry it holds.
+    pub registry: Registry,
+    /// The rules file.
+    pub rules_path: PathBuf,
+    /// Its text (checked to parse).
+    pub rules_text: String,
+}
+
+impl ConfigFiles {
+    /// Reads and validates both files.
+    pub fn load(registry_path: &Path, rules_path: &Path) -> Result<ConfigFiles> {
+        let registry_text = std::fs::read_to_string(registry_path)
+            .with_context(|| format!("reading registry {}", registry_path.display()))?;
+        let registry = Registry::from_toml(&registry_text).with_context(|| format!("in {}", registry_path.display()))?;
+        let rules_text =
+            std::fs::read_to_string(rules_path).with_context(|| format!("reading rules {}", rules_path.display()))?;
+        RuleSet::from_toml(&rules_text).with_context(|| format!("in {}", rules_path.display()))?;
+        Ok(ConfigFiles {
+            registry_path: registry_path.to_path_buf(),
+            registry_text,
+            registry,
+            rules_path: rules_path.to_path_buf(),
+            rules_text,
+        })
+    }
 }
 
 /// Reads and validates a rules file.
@@ -352,9 +385,7 @@ async fn run(args: RunArgs) -> Result<()> {
             return run_topology(t, args.duration).await;
         }
         return run_embedded(
-            load_registry(&t.registry)?,
-            load_rules(&t.rules)?,
-            t.rules.clone(),
+            ConfigFiles::load(&t.registry, &t.rules)?,
             t.embedded.db.clone(),
             match t.embedded.listen {
                 Some(l) => None.ok_or(l),
@@ -371,22 +402,18 @@ async fn run(args: RunArgs) -> Result<()> {
         None => Err(args.listen),
     };
     let metrics_at = metrics::listen_address(args.metrics, None)?;
-    run_embedded(load_registry(&registry)?, load_rules(&rules)?, rules, args.db, broker, args.duration, metrics_at)
-        .await
+    run_embedded(ConfigFiles::load(&registry, &rules)?, args.db, broker, args.duration, metrics_at).await
 }
 
 /// The embedded wiring; `broker` is an external `HOST:PORT`, or the address to run the
 /// in-process broker on.
 async fn run_embedded(
-    registry: Registry,
-    rules: RuleSet,
-    rules_path: PathBuf,
+    files: ConfigFiles,
     db: PathBuf,
     broker: std::result::Result<String, SocketAddr>,
     duration: Option<Duration>,
     metrics_at: Option<SocketAddr>,
 ) -> Result<()> {
-    let registry = Arc::new(registry);
     let metrics = metrics::Metrics::default();
     let (host, port) = match broker {
         Ok(b) => parse_mqtt_address(&b)?,
@@ -397,8 +424,9 @@ async fn run_embedded(
     };
     let colour = std::io::stdout().is_terminal();
     let pipeline = Pipeline::start(PipelineConfig {
-        registry,
-        rules,
+        registry: Arc::new(files.registry),
+        registry_digest: riskwatch_rules::host::text_digest(&files.registry_text),
+        rules_text: files.rules_text,
         db: db.clone(),
         mqtt_host: host.clone(),
         mqtt_port: port,
@@ -407,7 +435,8 @@ async fn run_embedded(
         // (RISKWATCH_MQTT_CA, _CLIENT_CERT, _CLIENT_KEY).
         credentials: mqtt_credentials_from_env(),
         tls: mqtt_tls::from_env()?,
-        rules_path: Some(rules_path),
+        rules_path: Some(files.rules_path),
+        registry_path: Some(files.registry_path),
         console: Some(colour),
         metrics: metrics.clone(),
     })

@@ -286,7 +286,7 @@ impl Worker {
         let payload = msg.payload().unwrap_or_default();
         let now = Timestamp::now();
         if is_command(msg.headers()) {
-            match crate::rules_stage::apply_command(&mut part.engine, &mut part.drill, payload, now) {
+            match riskwatch_rules::host::apply_command(&mut part.engine, &mut part.drill, payload, now) {
                 Ok(ev) => {
                     info!(alert = %ev.alert_id, change = %ev.change, by = ?ev.by, "command applied");
                     self.events.push(ev);

@@ -20,4 +20,4 @@ pub enum IngestEvent {
     Command(Vec<u8>),
 }
 
-pub use mqtt::{Confirmation, Delivery, MqttSource, MqttSourceConfig, SourceStats, Tls};
+pub use mqtt::{Confirmation, Delivery, MqttSource, MqttSourceConfig, RegistryHandle, SourceStats, Tls};

@@ -14,7 +14,7 @@ use riskwatch_core::wire::{decode, topic, Limits};
 use riskwatch_core::{DeadLetter, Registry, Timestamp};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
@@ -121,10 +121,13 @@ pub struct SourceStats {
     pub reconnects: AtomicU64,
 }
 
+/// The registry a running source checks readings against, replaceable while it runs.
+pub type RegistryHandle = Arc<RwLock<Arc<Registry>>>;
+
 /// A running MQTT source.
 pub struct MqttSource {
     cfg: MqttSourceConfig,
-    registry: Arc<Registry>,
+    registry: RegistryHandle,
     limits: Limits,
     stats: Arc<SourceStats>,
 }
@@ -132,7 +135,14 @@ pub struct MqttSource {
 impl MqttSource {
     /// Prepares a source; [`MqttSource::run`] does the work.
     pub fn new(cfg: MqttSourceConfig, registry: Arc<Registry>, limits: Limits) -> Self {
+        let registry = Arc::new(RwLock::new(registry));
         MqttSource { cfg, registry, limits, stats: Arc::new(SourceStats::default()) }
+    }
+
+    /// The registry readings are checked against; replace what it holds to take in a new
+    /// registry (a sensor added without a restart) from the next message on.
+    pub fn registry_handle(&self) -> RegistryHandle {
+        Arc::clone(&self.registry)
     }
 
     /// Shared counters.
@@ -265,7 +275,8 @@ impl MqttSource {
         }
         let now = Timestamp::now();
         let mut out = Vec::with_capacity(2);
-        match decode(topic_name, payload, &self.registry, &self.limits) {
+        let registry = Arc::clone(&self.registry.read().unwrap_or_else(|e| e.into_inner()));
+        match decode(topic_name, payload, &registry, &self.limits) {
             Ok(decoded) => {
                 for rej in decoded.rejected {
                     debug!(topic = topic_name, reason = rej.error.code(), "reading rejected");

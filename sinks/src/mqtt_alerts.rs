@@ -148,6 +148,28 @@ impl MqttAlertPublisher {
         }
     }
 
+    /// Publishes again the retained state of alerts known from before a restart (the embedded
+    /// broker keeps no retained messages across restarts): folds `events` (each alert's events,
+    /// oldest first) into the board and sends the retained state of every alert still active.
+    /// Returns how many states were sent.
+    pub async fn restore_retained(&self, events: &[AlertEvent]) -> Result<usize, PublishError> {
+        let states: Vec<riskwatch_core::AlertState> = {
+            let mut board = self.board.lock().unwrap_or_else(|e| e.into_inner());
+            for e in events {
+                board.apply(e);
+            }
+            let mut ids: Vec<&str> = events.iter().map(|e| e.alert_id.as_str()).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            ids.into_iter().filter_map(|id| board.get(id)).filter(|s| s.active && !s.resolved).cloned().collect()
+        };
+        for s in &states {
+            let state_topic = topic::state_topic(s.site.as_str(), s.subject.as_str(), &s.alert_id);
+            self.send(state_topic, serde_json::to_vec(s).unwrap_or_default(), true).await?;
+        }
+        Ok(states.len())
+    }
+
     /// Queues a rejection notice for the gateway that sent it.
     pub async fn publish_rejection(&self, d: &DeadLetter) -> Result<(), PublishError> {
         let site =

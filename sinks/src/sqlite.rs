@@ -1,7 +1,10 @@
 //! The embedded store: SQLite with WAL, written in batched transactions from one thread.
 //!
 //! Tables: `readings` (primary key event time + sensor, so a re-delivered reading replaces
-//! itself), `alert_events` (primary key event id), `dead_letters` (reason + raw bytes).
+//! itself), `alert_events` (primary key event id), `dead_letters` (reason + raw bytes),
+//! `commands` (the audit trail), and the rules host's recovery pair: `engine_state` (the last
+//! snapshot) and `input_journal` (every input after it, written in the same transactions as
+//! the readings, so what was acknowledged to a gateway is always in the journal).
 
 use riskwatch_core::reading::Value;
 use riskwatch_core::wire::value_json;
@@ -23,7 +26,16 @@ pub enum StoreItem {
     DeadLetter(DeadLetter),
     /// An officer's command and what became of it (the audit trail).
     Command(CommandRecord),
-    /// The rule engine's state, replacing the previous one.
+    /// One input of the rules host (an entry of the input journal), recorded before the events
+    /// it caused are published.
+    Input {
+        /// Its position in the host's log (1 for the first input ever).
+        position: u64,
+        /// The input as the host encodes it.
+        body: Vec<u8>,
+    },
+    /// The rule engine's state, replacing the previous one; journal entries it covers are
+    /// dropped in the same transaction.
     Snapshot(EngineState),
     /// Called once everything sent before it is committed (never, if the commit fails): how
     /// the embedded pipeline acknowledges an MQTT message only when its readings are on disk.
@@ -33,12 +45,16 @@ pub enum StoreItem {
 /// The rule engine's state as the store keeps it (JSON text), made on the writer thread: the
 /// rules stage hands over a copy taken between two readings, and the copy is serialised here —
 /// for 10 000 sensors that is ~30 ms of work that would otherwise hold up alerts.
-pub struct EngineState(Box<dyn Fn() -> Result<String, String> + Send>);
+pub struct EngineState {
+    /// Journal position the state covers (entries up to it are no longer needed).
+    position: u64,
+    serialise: Box<dyn Fn() -> Result<String, String> + Send>,
+}
 
 impl EngineState {
-    /// State serialised by `f`, called on the writer thread.
-    pub fn serialise_with(f: impl Fn() -> Result<String, String> + Send + 'static) -> Self {
-        EngineState(Box::new(f))
+    /// State covering the journal up to `position`, serialised by `f` on the writer thread.
+    pub fn serialise_with(position: u64, f: impl Fn() -> Result<String, String> + Send + 'static) -> Self {
+        EngineState { position, serialise: Box::new(f) }
     }
 }
 
@@ -137,7 +153,12 @@ CREATE TABLE IF NOT EXISTS commands (
     outcome TEXT NOT NULL, error TEXT);
 CREATE TABLE IF NOT EXISTS engine_state (
     id INTEGER PRIMARY KEY CHECK (id = 1), saved_at INTEGER NOT NULL, snapshot TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS input_journal (pos INTEGER PRIMARY KEY, body BLOB NOT NULL);
 ";
+
+/// Added after the first release: each event as JSON, so the retained state of open alerts can
+/// be rebuilt after a restart. Rows written before have none.
+const EVENT_JSON_COLUMN: &str = "ALTER TABLE alert_events ADD COLUMN event_json TEXT";
 
 /// A SQLite store on one connection.
 pub struct SqliteStore {
@@ -150,7 +171,39 @@ impl SqliteStore {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let conn = Connection::open(path)?;
         conn.execute_batch(SCHEMA)?;
+        let has_json: bool = conn
+            .prepare("SELECT 1 FROM pragma_table_info('alert_events') WHERE name = 'event_json'")?
+            .exists([])?;
+        if !has_json {
+            conn.execute_batch(EVENT_JSON_COLUMN)?;
+        }
         Ok(SqliteStore { conn, stats: StoreStats::default() })
+    }
+
+    /// Journal entries after `position`, in order: what to replay on top of the saved state.
+    pub fn load_journal(&self, after: u64) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let mut st = self.conn.prepare("SELECT pos, body FROM input_journal WHERE pos > ?1 ORDER BY pos")?;
+        let rows = st.query_map(params![after as i64], |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, Vec<u8>>(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Every stored event of the given alerts, each alert's oldest first (events stored before
+    /// the store kept their JSON are left out).
+    pub fn events_of_alerts(&self, alert_ids: &[String]) -> Result<Vec<AlertEvent>, StoreError> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT event_json FROM alert_events WHERE alert_id = ?1 AND event_json IS NOT NULL ORDER BY seq",
+        )?;
+        let mut out = Vec::new();
+        for id in alert_ids {
+            let rows = st.query_map(params![id], |r| r.get::<_, String>(0))?;
+            for json in rows {
+                match serde_json::from_str::<AlertEvent>(&json?) {
+                    Ok(e) => out.push(e),
+                    Err(e) => error!(alert = %id, error = %e, "stored alert event not readable"),
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// The engine state saved last, if any.
@@ -181,7 +234,7 @@ impl SqliteStore {
                 "INSERT OR REPLACE INTO exercise_readings (sensor, site, kind, ts, value, value_json, unit, quality) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?;
             let mut ev = tx.prepare_cached(
-                "INSERT OR IGNORE INTO alert_events VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)",
+                "INSERT OR IGNORE INTO alert_events (event_id, alert_id, seq, rule_id, subject, site, kind, change, level, previous_level, highest_level, first_ts, ts, value, threshold, unit, message_zh, message_en, exercise, category, actor, note, assignee, event_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)",
             )?;
             let mut dl = tx.prepare_cached(
                 "INSERT INTO dead_letters (received_at, topic, reason, error, item_index, sensor, raw) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -233,7 +286,8 @@ impl SqliteStore {
                                 e.category.as_str(),
                                 e.by,
                                 e.note,
-                                e.assignee
+                                e.assignee,
+                                serde_json::to_string(e).ok()
                             ])? as u64;
                         }
                     }
@@ -256,12 +310,17 @@ impl SqliteStore {
                         )?;
                         self.stats.commands += 1;
                     }
-                    StoreItem::Snapshot(state) => match (state.0)() {
+                    StoreItem::Input { position, body } => {
+                        tx.prepare_cached("INSERT OR REPLACE INTO input_journal (pos, body) VALUES (?1, ?2)")?
+                            .execute(params![*position as i64, body])?;
+                    }
+                    StoreItem::Snapshot(state) => match (state.serialise)() {
                         Ok(json) => {
                             tx.execute(
                                 "INSERT OR REPLACE INTO engine_state (id, saved_at, snapshot) VALUES (1, ?1, ?2)",
                                 params![riskwatch_core::Timestamp::now().millis(), json],
                             )?;
+                            tx.execute("DELETE FROM input_journal WHERE pos <= ?1", params![state.position as i64])?;
                         }
                         // The previous state stays; the next save tries again.
                         Err(e) => {

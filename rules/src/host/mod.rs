@@ -192,6 +192,18 @@ impl RulesHost {
         Ok(Recovery { host, exact, events })
     }
 
+    /// Takes over a bare engine [`Snapshot`] (saved by riskwatch before the host existed),
+    /// as a restart at `now` would; events of alerts whose rule is gone go to `out`.
+    pub fn adopt_engine_snapshot(
+        &mut self,
+        snap: Snapshot,
+        now: Timestamp,
+        out: &mut Vec<AlertEvent>,
+    ) -> Result<(), HostError> {
+        self.engine.restore(snap, now, out)?;
+        Ok(())
+    }
+
     /// Applies one input, appending the events it causes to `out`. Readings get their quality
     /// flags after the checks written back (for the store).
     pub fn apply(&mut self, input: &mut Input, out: &mut Vec<AlertEvent>) -> Outcome {

@@ -3,13 +3,14 @@
 //! Same components as the production path, wired in one process with bounded in-process
 //! channels instead of Kafka (architecture.md, "Embedded mode").
 
-use crate::rules_stage::{ReloadWatch, RulesStage};
+use super::publisher::{self, Outgoing};
+use super::recovery;
+use super::rules_stage::{ConfigWatch, RulesStage};
 use crate::summary::Summary;
 use anyhow::{Context, Result};
 use riskwatch_core::wire::{topic, Limits};
 use riskwatch_core::{AlertEvent, Registry, Timestamp};
 use riskwatch_ingest::{Delivery, MqttSource, MqttSourceConfig, SourceStats};
-use riskwatch_rules::{Engine, RuleSet, Snapshot};
 use riskwatch_sinks::mqtt_alerts::MqttAlertPublisher;
 use riskwatch_sinks::sqlite::{CommitReport, SqliteSink, SqliteStore};
 use std::path::PathBuf;
@@ -24,8 +25,10 @@ use tracing::{info, warn};
 pub struct PipelineConfig {
     /// Sensors and sites.
     pub registry: Arc<Registry>,
-    /// The rules.
-    pub rules: RuleSet,
+    /// Digest of the registry file's text ([`riskwatch_rules::host::text_digest`]).
+    pub registry_digest: String,
+    /// The rules file's text.
+    pub rules_text: String,
     /// SQLite file for readings, alert events and dead letters.
     pub db: PathBuf,
     /// MQTT broker the source subscribes to and alerts are published on.
@@ -36,6 +39,8 @@ pub struct PipelineConfig {
     pub client_prefix: String,
     /// The rules file, to hot-reload when it changes (`None`: rules are fixed).
     pub rules_path: Option<PathBuf>,
+    /// The registry file, likewise.
+    pub registry_path: Option<PathBuf>,
     /// MQTT username and password (brokers with `allow_anonymous false`).
     pub credentials: Option<(String, String)>,
     /// TLS for the broker connections.
@@ -51,7 +56,8 @@ pub struct PipelineConfig {
 pub struct Pipeline {
     shutdown: watch::Sender<bool>,
     ingest: JoinHandle<()>,
-    rules: JoinHandle<Result<(Summary, MqttAlertPublisher)>>,
+    rules: JoinHandle<Result<Summary>>,
+    outbox: JoinHandle<MqttAlertPublisher>,
     store: SqliteSink,
     db: PathBuf,
     source_stats: Arc<SourceStats>,
@@ -63,20 +69,20 @@ impl Pipeline {
     /// Builds the engine, opens the store, connects to the broker and returns once the
     /// subscription is in place (readings published after this are processed).
     pub async fn start(cfg: PipelineConfig) -> Result<Pipeline> {
-        let mut engine = Engine::new(&cfg.rules, &cfg.registry).context("rules do not fit the registry")?;
-        info!(bindings = engine.binding_count(), "rule engine ready");
-        let store = SqliteStore::open(&cfg.db).with_context(|| format!("opening store {}", cfg.db.display()))?;
-        // Pick up where the last run stopped: active alerts, running delays, acknowledgements.
-        let mut pending = Vec::new();
-        if let Some(json) = store.load_snapshot()? {
-            match serde_json::from_str::<Snapshot>(&json) {
-                Ok(snap) => match engine.restore(snap, Timestamp::now(), &mut pending) {
-                    Ok(()) => info!(open_alerts = engine.open_alerts().count(), "engine state restored"),
-                    Err(e) => warn!(error = %e, "saved engine state not usable; starting fresh"),
-                },
-                Err(e) => warn!(error = %e, "saved engine state not readable; starting fresh"),
-            }
-        }
+        let mut store =
+            SqliteStore::open(&cfg.db).with_context(|| format!("opening store {}", cfg.db.display()))?;
+        // Pick up exactly where the last run stopped (saved state + input journal), before any
+        // new message is taken in.
+        let recovered = recovery::recover(
+            &mut store,
+            &cfg.rules_text,
+            Arc::clone(&cfg.registry),
+            &cfg.registry_digest,
+            Timestamp::now(),
+        )?;
+        let host = recovered.host;
+        info!(bindings = host.engine().binding_count(), "rule engine ready");
+        let retained = store.events_of_alerts(&host.open_alert_ids())?;
         crate::metrics::build_info(&cfg.metrics);
         let flushed = crate::metrics::sink_flush(&cfg.metrics, "sqlite");
         let store = SqliteSink::start_observed(
@@ -101,15 +107,11 @@ impl Pipeline {
                 transport: cfg.tls.clone().map(riskwatch_ingest::Tls),
                 ..MqttSourceConfig::new(&cfg.mqtt_host, cfg.mqtt_port, &format!("{}-ingest", cfg.client_prefix))
             },
-            Arc::clone(&cfg.registry),
+            Arc::clone(host.registry()),
             Limits::default(),
         );
         let source_stats = source.stats();
         crate::metrics::mqtt_source(&cfg.metrics, &source_stats);
-        let (tx, rx) = mpsc::channel::<Delivery>(1024);
-        let (shutdown, shutdown_rx) = watch::channel(false);
-        let (ready_tx, mut ready_rx) = watch::channel(false);
-        let ingest = tokio::spawn(source.run_confirmed(tx, shutdown_rx, ready_tx));
         let (feed, printer) = match cfg.console {
             Some(colour) => {
                 let (feed_tx, mut feed_rx) = mpsc::unbounded_channel::<AlertEvent>();
@@ -122,20 +124,34 @@ impl Pipeline {
             }
             None => (None, None),
         };
-        let reload = cfg.rules_path.map(|path| ReloadWatch {
-            loaded: std::fs::metadata(&path).and_then(|m| m.modified()).ok(),
-            path,
-            registry: Arc::clone(&cfg.registry),
-        });
-        let drill = riskwatch_rules::Drill::new(&cfg.rules, Arc::clone(&cfg.registry));
-        let mut stage = RulesStage::new(engine, drill, store.sender(), publisher, feed, reload, pending);
-        stage.metrics = crate::metrics::RuleMetrics::new(&cfg.metrics);
+        let (out, outbox) = publisher::spawn(publisher, feed);
+        // The retained state of every open alert (the embedded broker forgets it on a restart),
+        // then the events recovery produced, again, with their original ids.
+        if !retained.is_empty() {
+            out.send(Outgoing::Retained(retained)).await.context("publisher stopped")?;
+        }
+        if !recovered.events.is_empty() {
+            out.send(Outgoing::Events(recovered.events)).await.context("publisher stopped")?;
+        }
+        let watch = ConfigWatch::new(cfg.rules_path, cfg.registry_path);
+        let stage = RulesStage::new(
+            host,
+            store.sender(),
+            out,
+            watch,
+            Some(source.registry_handle()),
+            crate::metrics::RuleMetrics::new(&cfg.metrics),
+        );
+        let (tx, rx) = mpsc::channel::<Delivery>(1024);
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let (ready_tx, mut ready_rx) = watch::channel(false);
         let rules = tokio::spawn(stage.run(rx));
+        let ingest = tokio::spawn(source.run_confirmed(tx, shutdown_rx, ready_tx));
         tokio::time::timeout(Duration::from_secs(15), ready_rx.wait_for(|r| *r))
             .await
             .context("MQTT source did not subscribe within 15 s (is the broker reachable?)")?
             .context("MQTT source stopped before subscribing")?;
-        Ok(Pipeline { shutdown, ingest, rules, store, db: cfg.db, source_stats, printer, ready: ready_rx })
+        Ok(Pipeline { shutdown, ingest, rules, outbox, store, db: cfg.db, source_stats, printer, ready: ready_rx })
     }
 
     /// Readiness: true while the MQTT source is connected and subscribed.
@@ -168,15 +184,21 @@ impl Pipeline {
                 db.display()
             )
         };
-        let (mut summary, publisher) = match self.rules.await.context("rules task panicked")? {
-            Ok(done) => done,
-            Err(e) => return Err(self.store.finish().err().map(store_failed).unwrap_or(e)),
+        let rules = self.rules.await.context("rules task panicked")?;
+        // Off the runtime: committing runs the outbox hand-over, which may wait for the outbox.
+        let store = self.store;
+        let finished = tokio::task::spawn_blocking(move || store.finish()).await.context("store thread panicked")?;
+        let mut summary = match rules {
+            Ok(summary) => summary,
+            Err(e) => return Err(finished.err().map(store_failed).unwrap_or(e)),
         };
+        summary.store = finished.map_err(store_failed)?;
+        // Every committed event is in the outbox now; it ends once it has sent them.
+        let publisher = self.outbox.await.context("publisher task panicked")?;
         let unacked = publisher.close(Duration::from_secs(5)).await;
         if unacked > 0 {
             warn!(unacked, "alert messages not acknowledged by the broker at shutdown");
         }
-        summary.store = self.store.finish().map_err(store_failed)?;
         if let Some(p) = self.printer {
             let _ = p.await;
         }

@@ -1,0 +1,10 @@
+//! The embedded wiring (`riskwatch run`, `riskwatch demo`): one process — MQTT source (the
+//! in-process broker or an external one), the rules host, SQLite — joined by bounded in-process
+//! channels instead of Kafka (architecture.md, "Embedded mode").
+
+pub mod pipeline;
+mod publisher;
+mod recovery;
+mod rules_stage;
+
+pub use pipeline::{Pipeline, PipelineConfig};

@@ -1,0 +1,72 @@
+//! The embedded wiring's outbox: everything riskwatch publishes on MQTT, from one task.
+//!
+//! Alert events arrive here only once the store has committed the inputs that caused them
+//! (the store's `OnCommit` hands them over), so a published event always belongs to a
+//! transition the input journal can replay: after a crash the same event comes out again with
+//! the same id, never a different one. Rejections and command errors change no state and are
+//! sent at once. A bounded queue: when the broker is slow, back-pressure reaches the store and
+//! the rules stage instead of memory growing.
+
+use riskwatch_core::{AlertEvent, DeadLetter};
+use riskwatch_sinks::mqtt_alerts::MqttAlertPublisher;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tracing::warn;
+
+/// Messages waiting for the publisher, at most.
+const QUEUE: usize = 4096;
+
+/// Something to publish.
+#[derive(Debug)]
+pub enum Outgoing {
+    /// Alert events whose inputs are committed, in order.
+    Events(Vec<AlertEvent>),
+    /// A rejection notice for a gateway.
+    Rejection(DeadLetter),
+    /// A refused command's error report.
+    CommandError(Vec<u8>),
+    /// After a restart: the stored events of every open alert, to publish their retained state.
+    Retained(Vec<AlertEvent>),
+}
+
+/// Starts the outbox task; it ends (returning the publisher, to close) once every sender is
+/// dropped.
+pub fn spawn(
+    publisher: MqttAlertPublisher,
+    feed: Option<mpsc::UnboundedSender<AlertEvent>>,
+) -> (mpsc::Sender<Outgoing>, JoinHandle<MqttAlertPublisher>) {
+    let (tx, mut rx) = mpsc::channel::<Outgoing>(QUEUE);
+    let task = tokio::spawn(async move {
+        while let Some(out) = rx.recv().await {
+            match out {
+                Outgoing::Events(events) => {
+                    for e in events {
+                        if let Err(err) = publisher.publish_event(&e).await {
+                            warn!(error = %err, event = %e.event_id, "could not publish alert event");
+                        }
+                        if let Some(f) = &feed {
+                            let _ = f.send(e);
+                        }
+                    }
+                }
+                Outgoing::Rejection(d) => {
+                    if let Err(err) = publisher.publish_rejection(&d).await {
+                        warn!(error = %err, "could not publish rejection notice");
+                    }
+                }
+                Outgoing::CommandError(report) => {
+                    if let Err(err) = publisher.publish_command_error(report).await {
+                        warn!(error = %err, "could not publish command error");
+                    }
+                }
+                Outgoing::Retained(events) => match publisher.restore_retained(&events).await {
+                    Ok(n) if n > 0 => tracing::info!(alerts = n, "retained alert state published again"),
+                    Ok(_) => {}
+                    Err(err) => warn!(error = %err, "could not publish retained alert state"),
+                },
+            }
+        }
+        publisher
+    });
+    (tx, task)
+}

@@ -1,0 +1,99 @@
+//! Start-up of the embedded wiring: the rules host exactly as it was when the process stopped,
+//! however it stopped.
+//!
+//! The last saved snapshot is restored, the inputs journaled after it are applied again (the
+//! events they cause are the very events the crashed process produced or was about to, same
+//! ids), and only then are new messages taken in. Two inputs are then journaled like any other:
+//! `resume` (sensors count their silence from now, not from before the stop) and, when the
+//! rules or registry file changed while riskwatch was stopped, `reload`.
+
+use anyhow::{Context, Result};
+use riskwatch_core::{AlertEvent, Registry, Timestamp};
+use riskwatch_rules::{HostSnapshot, Input, Outcome, RulesHost, Snapshot};
+use riskwatch_sinks::sqlite::{SqliteStore, StoreItem};
+use std::sync::Arc;
+use tracing::{info, warn};
+
+/// A recovered host and what recovering it produced.
+pub struct Recovered {
+    /// The host, ready for new inputs.
+    pub host: RulesHost,
+    /// Events to publish (again): replayed from the journal, or caused by changed files.
+    pub events: Vec<AlertEvent>,
+}
+
+/// Builds the rules host from the store: saved state, then the journal after it, then the
+/// restart's own inputs (written to the store before returning).
+pub fn recover(
+    store: &mut SqliteStore,
+    rules_text: &str,
+    registry: Arc<Registry>,
+    registry_digest: &str,
+    now: Timestamp,
+) -> Result<Recovered> {
+    let mut events = Vec::new();
+    let mut host = match store.load_snapshot()? {
+        None => RulesHost::new(rules_text, Arc::clone(&registry), registry_digest, None)?,
+        Some(json) => match serde_json::from_str::<HostSnapshot>(&json) {
+            Ok(snap) => {
+                let rec = RulesHost::recover(snap, Arc::clone(&registry), registry_digest, None)
+                    .context("the saved rule state cannot be restored")?;
+                if !rec.exact {
+                    warn!("the registry changed while riskwatch was stopped: saved rule state re-bound to the new one");
+                }
+                events.extend(rec.events);
+                rec.host
+            }
+            // Saved by a riskwatch from before the input journal: the engine's state alone.
+            Err(_) => {
+                let mut host = RulesHost::new(rules_text, Arc::clone(&registry), registry_digest, None)?;
+                match serde_json::from_str::<Snapshot>(&json) {
+                    Ok(snap) => host.adopt_engine_snapshot(snap, now, &mut events)?,
+                    Err(e) => warn!(error = %e, "saved engine state not readable; starting fresh"),
+                }
+                host
+            }
+        },
+    };
+    let journal = store.load_journal(host.position())?;
+    let replayed = journal.len();
+    for (position, body) in journal {
+        if position != host.position() + 1 {
+            warn!(expected = host.position() + 1, found = position, "gap in the input journal");
+        }
+        match Input::from_bytes(&body) {
+            Ok(mut input) => {
+                host.apply(&mut input, &mut events);
+            }
+            Err(e) => warn!(position, error = %e, "journal entry not readable; skipped"),
+        }
+    }
+    if replayed > 0 || host.position() > 0 {
+        info!(
+            replayed,
+            position = host.position(),
+            open_alerts = host.engine().open_alerts().count(),
+            "rule state recovered"
+        );
+    }
+    // The restart itself, and files edited meanwhile, are inputs like any other.
+    let mut restart = vec![Input::Resume { at: now }];
+    // A changed registry was taken in by `RulesHost::recover` (re-bound); changed rules are a
+    // reload, so the open alerts of rules that still exist carry over.
+    if host.rules_text() != rules_text {
+        restart.push(Input::Reload { at: now, rules: Some(rules_text.to_string()), registry: None });
+    }
+    let mut items = Vec::new();
+    for mut input in restart {
+        let position = host.position() + 1;
+        items.push(StoreItem::Input { position, body: input.to_bytes() });
+        match host.apply(&mut input, &mut events) {
+            Outcome::ReloadRefused(e) => anyhow::bail!("the rules file does not fit the saved state: {e}"),
+            Outcome::Reloaded => println!("rules changed while riskwatch was stopped; now in effect"),
+            _ => {}
+        }
+    }
+    items.push(StoreItem::Events(events.clone()));
+    store.write(&items).context("writing the restart to the input journal")?;
+    Ok(Recovered { host, events })
+}

@@ -1,0 +1,286 @@
+//! The rules stage of the embedded wiring: an I/O loop around the [`RulesHost`].
+//!
+//! Every reading, officer command and clock tick becomes an [`Input`]; each is written to the
+//! store's input journal and applied to the host, and the events it causes are published only
+//! once the store has committed it (together with the readings, so the MQTT message is
+//! acknowledged to the gateway at the same moment). The host's state is saved every few
+//! seconds of activity; after a crash, [`super::recovery`] restores it and replays the journal.
+//! Edited rules and registry files are reloaded as inputs too.
+
+use super::publisher::Outgoing;
+use crate::metrics::RuleMetrics;
+use crate::summary::Summary;
+use anyhow::Result;
+use riskwatch_core::{AlertEvent, DeadLetter, Registry, Timestamp};
+use riskwatch_ingest::{Confirmation, Delivery, IngestEvent, RegistryHandle};
+use riskwatch_rules::{Input, Outcome, RulesHost};
+use riskwatch_sinks::sqlite::{CommandRecord, EngineState, OnCommit, StoreItem};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+/// Copying the state holds up readings (a few milliseconds per 10 000 sensors; serialising the
+/// copy runs on the store's thread): saves are spaced at least this many times the last copy's
+/// duration apart, so copying takes at most 1 % of the stage's time however large the registry.
+const SNAPSHOT_SPACING: u32 = 100;
+
+/// The configuration files to watch for edits, each reloaded as an input when it changes.
+#[derive(Default)]
+pub struct ConfigWatch {
+    /// The rules file and the modification time of the version in effect.
+    pub rules: Option<(PathBuf, Option<SystemTime>)>,
+    /// The registry file, likewise.
+    pub registry: Option<(PathBuf, Option<SystemTime>)>,
+}
+
+impl ConfigWatch {
+    /// Watches these files from now on (their current versions count as loaded).
+    pub fn new(rules: Option<PathBuf>, registry: Option<PathBuf>) -> Self {
+        let stamp = |p: PathBuf| {
+            let t = modified(&p);
+            (p, t)
+        };
+        ConfigWatch { rules: rules.map(stamp), registry: registry.map(stamp) }
+    }
+
+    /// A reload input for the files changed since the last call, if any.
+    fn changes(&mut self, at: Timestamp) -> Option<Input> {
+        let rules = changed_text(&mut self.rules);
+        let registry = changed_text(&mut self.registry);
+        (rules.is_some() || registry.is_some()).then_some(Input::Reload { at, rules, registry })
+    }
+}
+
+fn modified(path: &PathBuf) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// The file's text if it changed since `watched` was last stamped.
+fn changed_text(watched: &mut Option<(PathBuf, Option<SystemTime>)>) -> Option<String> {
+    let (path, loaded) = watched.as_mut()?;
+    let now = modified(path);
+    if now.is_none() || now == *loaded {
+        return None;
+    }
+    *loaded = now;
+    match std::fs::read_to_string(&*path) {
+        Ok(text) => Some(text),
+        Err(e) => {
+            println!("{} changed but cannot be read; keeping the running version: {e}", path.display());
+            None
+        }
+    }
+}
+
+/// The stage's state.
+pub struct RulesStage {
+    host: RulesHost,
+    /// Store channel.
+    store: mpsc::Sender<StoreItem>,
+    /// The outbox.
+    out: mpsc::Sender<Outgoing>,
+    /// Files to reload.
+    watch: ConfigWatch,
+    /// Ingest's registry, replaced when a new registry is reloaded.
+    ingest_registry: Option<RegistryHandle>,
+    /// Counters.
+    pub summary: Summary,
+    /// Prometheus series.
+    pub metrics: RuleMetrics,
+    /// Events of inputs not yet handed to the store.
+    events: Vec<AlertEvent>,
+    /// How long the last copy of the host's state took.
+    copy_took: Duration,
+}
+
+impl RulesStage {
+    /// A stage around a (recovered) host.
+    pub fn new(
+        host: RulesHost,
+        store: mpsc::Sender<StoreItem>,
+        out: mpsc::Sender<Outgoing>,
+        watch: ConfigWatch,
+        ingest_registry: Option<RegistryHandle>,
+        metrics: RuleMetrics,
+    ) -> Self {
+        RulesStage {
+            host,
+            store,
+            out,
+            watch,
+            ingest_registry,
+            summary: Summary::default(),
+            metrics,
+            events: Vec::new(),
+            copy_took: Duration::ZERO,
+        }
+    }
+
+    /// Runs until the ingest side closes; returns the summary.
+    pub async fn run(mut self, mut rx: mpsc::Receiver<Delivery>) -> Result<Summary> {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_snapshot = Instant::now();
+        loop {
+            tokio::select! {
+                delivery = rx.recv() => {
+                    let Some(delivery) = delivery else { break };
+                    let (items, confirmation) = delivery.split();
+                    let at = Timestamp::now();
+                    for item in items {
+                        match item {
+                            IngestEvent::Readings(readings) => self.input(Input::Readings { at, readings }).await?,
+                            IngestEvent::DeadLetter(d) => self.dead_letter(d).await?,
+                            IngestEvent::Command(raw) => self.input(Input::Command { at, raw }).await?,
+                        }
+                    }
+                    self.commit(Some(confirmation)).await?;
+                },
+                _ = tick.tick() => {
+                    let at = Timestamp::now();
+                    self.input(Input::Tick { at }).await?;
+                    if let Some(reload) = self.watch.changes(at) {
+                        self.input(reload).await?;
+                    }
+                    self.commit(None).await?;
+                    self.metrics.active(self.host.engine().active().into_iter().map(|(_, _, l)| l));
+                    if self.host.snapshot_due() && last_snapshot.elapsed() >= self.copy_took * SNAPSHOT_SPACING {
+                        self.snapshot().await?;
+                        last_snapshot = Instant::now();
+                    }
+                }
+            }
+        }
+        self.commit(None).await?;
+        self.snapshot().await?;
+        self.summary.engine = self.host.engine().stats();
+        self.summary.active_at_end = self.host.engine().active().into_iter().map(|(_, _, l)| l).collect();
+        Ok(self.summary)
+    }
+
+    /// Journals one input and applies it.
+    async fn input(&mut self, mut input: Input) -> Result<()> {
+        // Recorded as received: the host writes quality flags into the readings it checks.
+        let body = input.to_bytes();
+        let position = self.host.position() + 1;
+        let before = self.events.len();
+        let began = Instant::now();
+        let outcome = self.host.apply(&mut input, &mut self.events);
+        let took = began.elapsed();
+        self.store(StoreItem::Input { position, body }).await?;
+        for e in &self.events[before..] {
+            self.summary.record_event(e);
+            self.metrics.event(e);
+        }
+        match input {
+            Input::Readings { readings, .. } => {
+                self.summary.readings += readings.len() as u64;
+                self.metrics.evaluated(readings.len(), took);
+                self.store(StoreItem::Readings(readings)).await?;
+            }
+            Input::Command { at, raw } => {
+                let (outcome, error) = match outcome {
+                    Outcome::Refused(refused) => {
+                        self.summary.commands_refused += 1;
+                        warn!(code = refused.code, error = %refused.error, "command refused");
+                        self.send(Outgoing::CommandError(refused.report(at))).await?;
+                        (refused.code.to_string(), Some(refused.error))
+                    }
+                    _ => {
+                        if let Some(ev) = self.events.last() {
+                            info!(alert = %ev.alert_id, change = %ev.change, by = ?ev.by, "command applied");
+                        }
+                        ("ok".to_string(), None)
+                    }
+                };
+                self.store(StoreItem::Command(CommandRecord { received_at: at, payload: raw, outcome, error })).await?;
+            }
+            Input::Reload { registry, .. } => match outcome {
+                Outcome::Reloaded => {
+                    self.summary.reloads += 1;
+                    if registry.is_some() {
+                        self.new_registry(Arc::clone(self.host.registry()));
+                    }
+                    println!("configuration reloaded ({})", self.watched_names());
+                }
+                Outcome::ReloadRefused(e) => {
+                    println!("{} changed but cannot be used; keeping the running configuration: {e}", self.watched_names())
+                }
+                _ => {}
+            },
+            Input::Tick { .. } | Input::Resume { .. } => {}
+        }
+        Ok(())
+    }
+
+    /// Ingest checks readings against the new registry from the next message on.
+    fn new_registry(&self, registry: Arc<Registry>) {
+        if let Some(handle) = &self.ingest_registry {
+            *handle.write().unwrap_or_else(|e| e.into_inner()) = registry;
+        }
+    }
+
+    fn watched_names(&self) -> String {
+        [&self.watch.rules, &self.watch.registry]
+            .into_iter()
+            .flatten()
+            .map(|(p, _)| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    async fn dead_letter(&mut self, d: DeadLetter) -> Result<()> {
+        self.summary.record_rejection(&d);
+        self.metrics.rejection(d.reason);
+        self.send(Outgoing::Rejection(d.clone())).await?;
+        self.store(StoreItem::DeadLetter(d)).await
+    }
+
+    /// Hands the events so far to the store, and asks it to publish them — and to acknowledge
+    /// the message, if any — once everything before is committed.
+    async fn commit(&mut self, confirmation: Option<Confirmation>) -> Result<()> {
+        if self.events.is_empty() && confirmation.is_none() {
+            return Ok(());
+        }
+        let events = std::mem::take(&mut self.events);
+        if !events.is_empty() {
+            self.store(StoreItem::Events(events.clone())).await?;
+        }
+        let out = self.out.clone();
+        let done = OnCommit::new(move || {
+            if !events.is_empty() {
+                // On the store's own thread: waits while the outbox is full (back-pressure).
+                let _ = out.blocking_send(Outgoing::Events(events));
+            }
+            if let Some(c) = confirmation {
+                c.confirm();
+            }
+        });
+        self.store(StoreItem::Committed(done)).await
+    }
+
+    /// Saves the host's state: a copy here, serialised on the store's thread.
+    async fn snapshot(&mut self) -> Result<()> {
+        let began = Instant::now();
+        let copy = self.host.snapshot();
+        self.copy_took = began.elapsed();
+        self.metrics.state_copied(self.copy_took);
+        let position = copy.position;
+        let state =
+            EngineState::serialise_with(position, move || serde_json::to_string(&copy).map_err(|e| e.to_string()));
+        self.store(StoreItem::Snapshot(state)).await
+    }
+
+    async fn send(&self, out: Outgoing) -> Result<()> {
+        self.out.send(out).await.map_err(|_| anyhow::anyhow!("publisher stopped"))
+    }
+
+    /// Hands `item` to the store. The error says only that the store has stopped: the item (and
+    /// any confirmation in it) is dropped here, not carried in the error, so that the messages
+    /// concerned are promptly left unacknowledged rather than held until the error is dropped.
+    async fn store(&self, item: StoreItem) -> Result<()> {
+        self.store.send(item).await.map_err(|_| anyhow::anyhow!("store stopped"))
+    }
+}
