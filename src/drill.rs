@@ -149,7 +149,7 @@ where
             .payload(&m.payload)
             .partition(site_partition(&site, partitions))
             .headers(reading_headers(&m.topic, Timestamp::now().millis()));
-        waits.push(crate::kafka_ingest::enqueue(&producer, rec).await?);
+        waits.push(crate::kafka::ingest::enqueue(&producer, rec).await?);
         messages += 1;
         readings += u64::from(m.readings);
     }

@@ -6,13 +6,11 @@ mod console;
 mod demo;
 mod drill;
 mod embedded;
-mod kafka_ingest;
-mod kafka_sink;
+mod kafka;
 mod metrics;
 mod mqtt_acl;
 mod mqtt_tls;
 mod replay;
-mod rules_worker;
 mod simulate;
 mod summary;
 mod topology;
@@ -301,8 +299,9 @@ fn components(c: ConfigArg, only: &[Component]) -> Result<()> {
 
 /// Runs the components a topology names until stopped.
 async fn run_topology(t: Topology, duration: Option<Duration>) -> Result<()> {
-    let registry = Arc::new(load_registry(&t.registry)?);
-    let rules = load_rules(&t.rules)?;
+    let files = ConfigFiles::load(&t.registry, &t.rules)?;
+    let registry_digest = riskwatch_rules::host::text_digest(&files.registry_text);
+    let registry = Arc::new(files.registry);
     let obs = metrics::Observability::default();
     metrics::build_info(&obs.metrics);
     if let Some(addr) = metrics::listen_address(None, t.metrics.listen.as_deref())? {
@@ -316,16 +315,22 @@ async fn run_topology(t: Topology, duration: Option<Duration>) -> Result<()> {
         let (t, reg, rx, obs) = (Arc::clone(&t), Arc::clone(&registry), stop_rx.clone(), obs.clone());
         obs.readiness.set("ingest", false);
         tasks.push(tokio::spawn(async move {
-            let s = kafka_ingest::run(&t, reg, rx, &obs).await?;
+            let s = kafka::ingest::run(&t, reg, rx, &obs).await?;
             Ok(format!("ingest: {s:?}"))
         }));
     }
     if t.runs(Component::Rules) {
-        let (t, reg, rx, rules, obs) =
-            (Arc::clone(&t), Arc::clone(&registry), stop_rx.clone(), rules.clone(), obs.clone());
+        let worker_files = kafka::rules_worker::WorkerFiles {
+            registry: Arc::clone(&registry),
+            registry_digest,
+            registry_path: files.registry_path.clone(),
+            rules_text: files.rules_text.clone(),
+            rules_path: files.rules_path.clone(),
+        };
+        let (t, rx, obs) = (Arc::clone(&t), stop_rx.clone(), obs.clone());
         obs.readiness.set("rules", false);
         tasks.push(tokio::spawn(async move {
-            let s = rules_worker::run(&t, reg, rules, rx, &obs).await?;
+            let s = kafka::rules_worker::run(&t, worker_files, rx, &obs).await?;
             Ok(format!("rules: {s:?}"))
         }));
     }
@@ -333,7 +338,7 @@ async fn run_topology(t: Topology, duration: Option<Duration>) -> Result<()> {
         let (t, reg, rx, obs) = (Arc::clone(&t), Arc::clone(&registry), stop_rx.clone(), obs.clone());
         obs.readiness.set("sink", false);
         tasks.push(tokio::spawn(async move {
-            let s = kafka_sink::run(&t, reg, rx, &obs).await?;
+            let s = kafka::sink::run(&t, reg, rx, &obs).await?;
             Ok(format!("sink: {s:?}"))
         }));
     }

@@ -128,12 +128,16 @@ struct Stack {
 
 impl Stack {
     fn start() -> Stack {
+        Self::start_with(RULES, &registry_toml())
+    }
+
+    fn start_with(rules: &str, registry: &str) -> Stack {
         let dir = tempfile::tempdir().unwrap();
         let mqtt = servers::mosquitto(dir.path());
         let kafka = servers::tansu(dir.path());
         let vm = servers::victoria_metrics(dir.path());
-        std::fs::write(dir.path().join("registry.toml"), registry_toml()).unwrap();
-        std::fs::write(dir.path().join("rules.toml"), RULES).unwrap();
+        std::fs::write(dir.path().join("registry.toml"), registry).unwrap();
+        std::fs::write(dir.path().join("rules.toml"), rules).unwrap();
         let config = dir.path().join("riskwatch.toml");
         std::fs::write(
             &config,
@@ -912,5 +916,101 @@ fn outages_of_the_store_for_minutes_and_of_kafka_lose_nothing_with_memory_bounde
     check_everything_arrived_once(&stack, &steps, &seen);
     for (name, c) in stack.procs.iter_mut() {
         assert!(c.try_wait().unwrap().is_none(), "{name} exited");
+    }
+}
+
+/// The water-level rule with reminders every second at orange and red.
+const REMINDING_RULES: &str = r#"
+[[rules]]
+id = "water-level"
+applies_to = { kind = "water_level" }
+deadband = 0.1
+remind = { red = "1s", orange = "1s" }
+levels = { blue = "warning_level - 1.0", yellow = "warning_level", orange = "warning_level + 1.0", red = "warning_level + 2.0" }
+"#;
+
+/// One reading of `river-0-wl-a`, stamped now.
+fn reading_now(value: f64) -> (String, Vec<u8>) {
+    let r = Reading {
+        sensor: SensorId::new("river-0-wl-a"),
+        site: SiteId::new("river-0"),
+        kind: SensorKind::WaterLevel,
+        ts: Timestamp::now(),
+        unit: Arc::from("m"),
+        value: Value::Scalar(value),
+        quality: Quality::Good,
+        exercise: false,
+    };
+    (topic::batch_topic("river-0"), encode_batch([&r]))
+}
+
+/// Every event of `alert_id` seen so far on MQTT and on the Kafka alerts topic; panics if one
+/// `event_id` came with two different contents.
+fn events_of(stack: &Stack, seen: &Seen, alert_id: &str) -> BTreeMap<u32, AlertEvent> {
+    let mut by_id: BTreeMap<String, AlertEvent> = BTreeMap::new();
+    for e in alerts_seen(seen).into_iter().chain(kafka_events(stack)) {
+        if let Some(had) = by_id.get(&e.event_id) {
+            assert_eq!(had, &e, "event id {} delivered with two different contents\n{}", e.event_id, stack.logs());
+        }
+        by_id.insert(e.event_id.clone(), e);
+    }
+    let ids: BTreeSet<&str> = by_id.values().map(|e| e.alert_id.as_str()).collect();
+    assert!(ids.len() <= 1, "one alert about the gauge, ever: {ids:?}\n{}", stack.logs());
+    by_id.into_values().filter(|e| e.alert_id == alert_id).map(|e| (e.seq, e)).collect()
+}
+
+/// A rules worker killed with `kill -9` just after a reminder went out (and 0.5 s and 1.5 s
+/// after it), restarted, then a red reading: the escalation is on the **same** alert with the
+/// next `seq` after every reminder delivered, and no `event_id` is ever reused for different
+/// content (the reminder's tick is in the partition's log, so the next owner replays it).
+#[test]
+fn a_rules_worker_killed_around_a_reminder_escalates_the_same_alert_after_restart() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    for kill_after in [Duration::ZERO, Duration::from_millis(500), Duration::from_millis(1500)] {
+        let mut stack = Stack::start_with(REMINDING_RULES, &registry_toml());
+        stack.spawn("ingest-1", "ingest");
+        stack.spawn("rules-1", "rules");
+        let seen = listen(stack.mqtt.port, "test-officer", topic::ALERTS_FILTER);
+        let gw = Gateway::start_as("gw-orange", stack.mqtt.port, vec![reading_now(12.3)], 10);
+        gw.wait_acked(1, Duration::from_secs(30));
+        let orange = wait_until(Duration::from_secs(60), "the orange alert", || {
+            alerts_seen(&seen).into_iter().find(|e| e.change == AlertChange::Raised)
+        });
+        assert_eq!(orange.level.as_str(), "orange");
+        wait_until(Duration::from_secs(30), "a reminder", || {
+            alerts_seen(&seen).iter().any(|e| e.change == AlertChange::Reminder).then_some(())
+        });
+        // When the kill strikes is what this case is about.
+        std::thread::sleep(kill_after);
+        stack.kill9("rules-1");
+        let before = events_of(&stack, &seen, &orange.alert_id);
+        let last_before = *before.keys().max().unwrap();
+        stack.spawn("rules-1", "rules");
+        // The new worker owns the partition once a reminder beyond the last one arrives (the
+        // killed member's session may hold the partition for up to its timeout).
+        wait_until(Duration::from_secs(60), "a reminder from the restarted worker", || {
+            alerts_seen(&seen)
+                .iter()
+                .any(|e| e.alert_id == orange.alert_id && e.seq > last_before && e.change == AlertChange::Reminder)
+                .then_some(())
+        });
+        let gw = Gateway::start_as("gw-red", stack.mqtt.port, vec![reading_now(13.5)], 10);
+        gw.wait_acked(1, Duration::from_secs(30));
+        let red = wait_until(Duration::from_secs(60), "the escalation", || {
+            alerts_seen(&seen).into_iter().find(|e| e.change == AlertChange::Escalated)
+        });
+        assert_eq!(red.level.as_str(), "red");
+        assert_eq!(red.alert_id, orange.alert_id, "the red reading escalates the open alert\n{}", stack.logs());
+        let all = wait_until(Duration::from_secs(60), "the escalation on Kafka", || {
+            let all = events_of(&stack, &seen, &orange.alert_id);
+            kafka_events(&stack).iter().any(|e| e.event_id == red.event_id).then_some(all)
+        });
+        let seqs: Vec<u32> = all.keys().copied().filter(|s| *s <= red.seq).collect();
+        assert_eq!(seqs, (0..=red.seq).collect::<Vec<_>>(), "the escalation takes the next seq\n{}", stack.logs());
+        assert!(
+            all.values().filter(|e| e.seq < red.seq).all(|e| matches!(e.change, AlertChange::Raised | AlertChange::Reminder)),
+            "before the escalation: the raise and its reminders"
+        );
+        drop(stack);
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! | topic        | key                 | value                                   | headers |
 //! |--------------|---------------------|-----------------------------------------|---------|
-//! | readings     | site id             | a v1 wire batch of that site's readings, or an officer's command for an alert of that site | source MQTT topic, arrival time; `riskwatch-record: command` on commands |
+//! | readings     | site id (`_clock` on inputs) | a v1 wire batch of that site's readings, an officer's command for an alert of that site, or a rules-host input (clock tick, reload) | source MQTT topic, arrival time; `riskwatch-record: command` on commands, `input` on inputs |
 //! | alerts       | alert id            | the alert event JSON (wire-format.md)   | event id, level |
 //! | dead letters | site id or `_unknown` | the original bytes, unchanged         | reason code, error text, MQTT topic, batch index, sensor, arrival time |
 //! | rules state  | `{readings topic}/{partition}` | [`StateRecord`] JSON         | — |
@@ -31,8 +31,34 @@ pub mod header {
     /// Alerts: the level name.
     pub const LEVEL: &str = "riskwatch-level";
     /// Readings topic: `command` on an officer's lifecycle command routed to the partition of
-    /// its alert's site (absent on readings).
+    /// its alert's site, `input` on a rules-host input written by a rules worker (a clock tick,
+    /// a reload); absent on readings.
     pub const RECORD: &str = "riskwatch-record";
+}
+
+/// Headers of a rules-host input (`riskwatch_rules::Input`, JSON) written into a readings
+/// partition by the rules worker that owns it: clock ticks and reloads are recorded in the log
+/// the worker consumes, before they take effect, so whoever replays the partition from a saved
+/// state sees them at the same place (docs/architecture.md, "Exact recovery").
+pub fn input_headers(at_ms: i64) -> OwnedHeaders {
+    OwnedHeaders::new()
+        .insert(Header { key: header::RECORD, value: Some("input") })
+        .insert(Header { key: header::RECEIVED_AT, value: Some(&at_ms.to_string()) })
+}
+
+/// Is this readings-topic record a rules-host input?
+pub fn is_input<H: Headers>(headers: Option<&H>) -> bool {
+    header_str(headers, header::RECORD) == Some("input")
+}
+
+/// Is this readings-topic record something other than readings (a command or an input)?
+pub fn is_control<H: Headers>(headers: Option<&H>) -> bool {
+    header_str(headers, header::RECORD).is_some()
+}
+
+/// The arrival time a record carries (epoch ms), if any.
+pub fn received_at<H: Headers>(headers: Option<&H>) -> Option<i64> {
+    header_str(headers, header::RECEIVED_AT)?.parse().ok()
 }
 
 /// Headers of a lifecycle command travelling on the readings topic.

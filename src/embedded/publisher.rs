@@ -13,8 +13,10 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::warn;
 
-/// Messages waiting for the publisher, at most.
-const QUEUE: usize = 4096;
+/// Hand-overs waiting for the publisher, at most (each the events of one committed message):
+/// enough to keep the publisher busy, small enough that a slow broker holds up the pipeline
+/// rather than filling memory.
+const QUEUE: usize = 64;
 
 /// Something to publish.
 #[derive(Debug)]

@@ -197,19 +197,23 @@ impl RulesStage {
                 };
                 self.store(StoreItem::Command(CommandRecord { received_at: at, payload: raw, outcome, error })).await?;
             }
-            Input::Reload { registry, .. } => match outcome {
-                Outcome::Reloaded => {
-                    self.summary.reloads += 1;
-                    if registry.is_some() {
-                        self.new_registry(Arc::clone(self.host.registry()));
+            Input::Reload { rules, registry, .. } => {
+                let names = self.changed_names(rules.is_some(), registry.is_some());
+                match outcome {
+                    Outcome::Reloaded => {
+                        self.summary.reloads += 1;
+                        if registry.is_some() {
+                            self.new_registry(Arc::clone(self.host.registry()));
+                        }
+                        println!("{names} reloaded from {}", self.changed_paths(rules.is_some(), registry.is_some()));
                     }
-                    println!("configuration reloaded ({})", self.watched_names());
+                    Outcome::ReloadRefused(e) => println!(
+                        "{names} file {} changed but cannot be used; keeping the running {names}: {e}",
+                        self.changed_paths(rules.is_some(), registry.is_some())
+                    ),
+                    _ => {}
                 }
-                Outcome::ReloadRefused(e) => {
-                    println!("{} changed but cannot be used; keeping the running configuration: {e}", self.watched_names())
-                }
-                _ => {}
-            },
+            }
             Input::Tick { .. } | Input::Resume { .. } => {}
         }
         Ok(())
@@ -222,13 +226,23 @@ impl RulesStage {
         }
     }
 
-    fn watched_names(&self) -> String {
-        [&self.watch.rules, &self.watch.registry]
+    /// "rules", "registry" or "rules and registry".
+    fn changed_names(&self, rules: bool, registry: bool) -> &'static str {
+        match (rules, registry) {
+            (true, true) => "rules and registry",
+            (false, true) => "registry",
+            _ => "rules",
+        }
+    }
+
+    /// The files behind a reload.
+    fn changed_paths(&self, rules: bool, registry: bool) -> String {
+        [(rules, &self.watch.rules), (registry, &self.watch.registry)]
             .into_iter()
-            .flatten()
+            .filter_map(|(changed, w)| w.as_ref().filter(|_| changed))
             .map(|(p, _)| p.display().to_string())
             .collect::<Vec<_>>()
-            .join(", ")
+            .join(" and ")
     }
 
     async fn dead_letter(&mut self, d: DeadLetter) -> Result<()> {

@@ -63,13 +63,13 @@ impl Input {
         }
     }
 
-    /// The input as recorded in a journal (JSON; floats round-trip exactly).
+    /// The input as recorded in a journal (compact binary, see `codec`; floats exactly).
     pub fn to_bytes(&self) -> Vec<u8> {
-        serde_json::to_vec(self).expect("an input always serialises")
+        super::codec::encode(self)
     }
 
-    /// An input read back from a journal.
-    pub fn from_bytes(bytes: &[u8]) -> Result<Input, serde_json::Error> {
-        serde_json::from_slice(bytes)
+    /// An input read back from a journal; any bytes give an input or an error, never a panic.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Input, super::codec::CodecError> {
+        super::codec::decode(bytes)
     }
 }

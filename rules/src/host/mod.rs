@@ -13,9 +13,11 @@
 //! content) the uninterrupted host produced. An `event_id` is therefore never reused for
 //! different content, whatever crashed in between.
 
+mod codec;
 mod command;
 mod input;
 
+pub use codec::CodecError;
 pub use command::{apply_command, Refused};
 pub use input::Input;
 

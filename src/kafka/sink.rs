@@ -11,7 +11,7 @@ use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use riskwatch_bus::admin;
-use riskwatch_bus::records::{decode_reading_record, is_command};
+use riskwatch_bus::records::{decode_reading_record, is_control};
 use riskwatch_core::wire::Limits;
 use riskwatch_core::{AlertEvent, Registry};
 use riskwatch_sinks::questdb::IlpWriter;
@@ -110,8 +110,10 @@ fn rows(
 ) -> (u64, u64) {
     let payload = msg.payload().unwrap_or_default();
     let at = format!("{}/{}@{}", msg.topic(), msg.partition(), msg.offset());
-    if msg.topic() == readings_topic && is_command(msg.headers()) {
-        (0, 0) // an officer's command for the rules workers; its outcome is stored as an alert event
+    if msg.topic() == readings_topic && is_control(msg.headers()) {
+        // An officer's command or a rules-host input (clock tick, reload) for the rules workers;
+        // what they cause is stored as alert events.
+        (0, 0)
     } else if msg.topic() == readings_topic {
         let site = msg.key().and_then(|k| std::str::from_utf8(k).ok()).unwrap_or_default();
         match decode_reading_record(site, payload, registry, limits) {

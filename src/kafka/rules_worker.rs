@@ -1,17 +1,23 @@
-//! `riskwatch rules`: a Kafka consumer-group member running the rule engine.
+//! `riskwatch rules`: a Kafka consumer-group member hosting the rules for the readings
+//! partitions it owns — an I/O loop around one [`RulesHost`] per partition.
 //!
-//! Each readings partition the worker owns gets its own [`Engine`] over the sites of that
-//! partition (sites map to partitions by [`site_partition`]). Alert events go to the alerts
-//! topic (keyed by alert id) and to the MQTT alert topics.
+//! Each owned partition's host serves the sites of that partition (sites map to partitions by
+//! [`site_partition`]). Everything that changes a host's state is a record of the partition:
+//! readings and officers' commands (written by ingest, processed at their arrival time), and the
+//! worker's own **inputs** — a clock tick every second, and a reload when the rules or registry
+//! file changes — which the worker writes into the partition and applies only when it consumes
+//! them back. So reminders, stale sensors and time-based delays sit in the log at a fixed place:
+//! whoever replays the partition from a saved state produces the same events with the same ids.
+//! Alert events go to the alerts topic (keyed by alert id) and to the MQTT alert topics.
 //!
 //! Commit points, every `rules_worker.commit_interval`: (1) wait until Kafka confirmed every
 //! alert record and the MQTT broker acknowledged every alert message; (2) write each changed
-//! partition's engine snapshot with the offset it covers to the compacted state topic; (3)
+//! partition's host snapshot with the offset it covers to the compacted state topic; (3)
 //! commit those offsets. A worker that gains a partition (start, restart or rebalance)
-//! restores the partition's last state record and skips records below its offset, so no
-//! reading is applied twice to rule state and no running delay or active alert is forgotten.
-//! Work done after the last commit point is redone by the next owner, which re-emits the same
-//! events with the same `event_id`s (at-least-once; consumers deduplicate by `event_id`).
+//! restores the partition's last state record and resumes from its offset, so no record is
+//! applied twice and none is skipped. Work done after the last commit point is redone by the
+//! next owner, which re-emits the same events with the same `event_id`s (at-least-once;
+//! consumers deduplicate by `event_id`).
 
 use crate::topology::Topology;
 use anyhow::{bail, Context, Result};
@@ -22,12 +28,14 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use riskwatch_bus::partition::site_partition;
 use riskwatch_bus::records::{
-    alert_record, dead_letter_record, decode_reading_record, is_command, state_key, StateRecord,
+    alert_record, dead_letter_record, decode_reading_record, input_headers, is_command, is_input, received_at,
+    state_key, StateRecord,
 };
 use riskwatch_bus::{admin, KafkaConfig};
 use riskwatch_core::wire::{topic, Limits};
 use riskwatch_core::{AlertEvent, DeadLetter, Registry, Timestamp};
-use riskwatch_rules::{Drill, Engine, RuleSet, Snapshot};
+use riskwatch_rules::host::{text_digest, SiteScope};
+use riskwatch_rules::{Engine, HostSnapshot, Input, Outcome, RuleSet, RulesHost, Snapshot};
 use riskwatch_sinks::mqtt_alerts::MqttAlertPublisher;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -38,11 +46,8 @@ use tracing::{debug, info, warn};
 
 /// One owned readings partition.
 struct Part {
-    engine: Engine,
-    /// Exercise readings' own engine (drills; not part of the saved state).
-    drill: Drill,
-    registry: Arc<Registry>,
-    /// First offset not yet applied to `engine`.
+    host: RulesHost,
+    /// First offset not yet applied to `host`.
     next_offset: i64,
     /// Offset `next_offset` had at the last completed commit point.
     committed: i64,
@@ -121,13 +126,26 @@ pub struct WorkerStats {
     pub commits: u64,
 }
 
+/// The configuration files in effect and where they come from.
+pub struct WorkerFiles {
+    /// The whole registry (each partition's host keeps its own sites).
+    pub registry: Arc<Registry>,
+    /// Its text's digest.
+    pub registry_digest: String,
+    /// The registry file, watched for edits.
+    pub registry_path: PathBuf,
+    /// The rules file's text.
+    pub rules_text: String,
+    /// The rules file, watched for edits.
+    pub rules_path: PathBuf,
+}
+
 struct Worker {
     k: KafkaConfig,
     instance: String,
-    registry: Arc<Registry>,
-    rules: RuleSet,
-    rules_path: PathBuf,
+    files: WorkerFiles,
     rules_loaded: Option<SystemTime>,
+    registry_loaded: Option<SystemTime>,
     partitions: i32,
     parts: BTreeMap<i32, Part>,
     producer: FutureProducer,
@@ -146,8 +164,7 @@ struct Worker {
 /// Runs a rules worker until `shutdown` turns true.
 pub async fn run(
     t: &Topology,
-    registry: Arc<Registry>,
-    rules: RuleSet,
+    files: WorkerFiles,
     mut shutdown: watch::Receiver<bool>,
     obs: &crate::metrics::Observability,
 ) -> Result<WorkerStats> {
@@ -155,7 +172,7 @@ pub async fn run(
     admin::ensure_topics(&k, Duration::from_secs(60)).await?;
     let partitions = admin::partition_count(&k, &k.readings_topic, Duration::from_secs(30))?;
     // Rules must fit every partition's part of the registry; check once against the whole.
-    Engine::new(&rules, &registry).context("rules do not fit the registry")?;
+    Engine::new(&RuleSet::from_toml(&files.rules_text)?, &files.registry).context("rules do not fit the registry")?;
     let lag = crate::metrics::LagContext { metrics: obs.metrics.clone(), group: k.rules_group.clone() };
     let notes = RebalanceNotes { topic: k.readings_topic.clone(), notes: Default::default(), lag };
     let consumer: WorkerConsumer =
@@ -179,10 +196,9 @@ pub async fn run(
     let mut w = Worker {
         k,
         instance: t.instance.clone(),
-        registry,
-        rules,
-        rules_loaded: std::fs::metadata(&t.rules).and_then(|m| m.modified()).ok(),
-        rules_path: t.rules.clone(),
+        rules_loaded: modified(&files.rules_path),
+        registry_loaded: modified(&files.registry_path),
+        files,
         partitions,
         parts: BTreeMap::new(),
         producer,
@@ -220,11 +236,9 @@ pub async fn run(
             _ = tick.tick() => {
                 w.sync_assignment(&consumer)?;
                 let now = Timestamp::now();
-                for p in w.parts.values_mut() {
-                    p.engine.advance(now, &mut w.events);
-                }
-                w.check_reload();
-                w.metrics.active(w.parts.values().flat_map(|p| p.engine.active()).map(|(_, _, l)| l));
+                w.write_inputs(&Input::Tick { at: now })?;
+                w.check_reload(now)?;
+                w.metrics.active(w.parts.values().flat_map(|p| p.host.engine().active()).map(|(_, _, l)| l));
                 if last_report.elapsed() >= Duration::from_secs(10) {
                     last_report = Instant::now();
                     let owned: Vec<(i32, i64)> = w.parts.iter().map(|(p, s)| (*p, s.next_offset)).collect();
@@ -284,27 +298,42 @@ impl Worker {
         part.next_offset = msg.offset() + 1;
         let site = msg.key().and_then(|k| std::str::from_utf8(k).ok()).unwrap_or("_unknown");
         let payload = msg.payload().unwrap_or_default();
-        let now = Timestamp::now();
+        // Processed at the time the record says it arrived, so a replay of the partition sees
+        // the very clock the first run saw.
+        let at = received_at(msg.headers())
+            .or_else(|| msg.timestamp().to_millis())
+            .map(Timestamp)
+            .unwrap_or_else(Timestamp::now);
         if is_command(msg.headers()) {
-            match riskwatch_rules::host::apply_command(&mut part.engine, &mut part.drill, payload, now) {
-                Ok(ev) => {
-                    info!(alert = %ev.alert_id, change = %ev.change, by = ?ev.by, "command applied");
-                    self.events.push(ev);
-                }
-                Err(refused) => {
-                    warn!(code = refused.code, error = %refused.error, "command refused");
-                    self.refused.push(refused.report(now));
-                }
+            let raw = payload.to_vec();
+            if let Outcome::Refused(refused) = part.host.apply(&mut Input::Command { at, raw }, &mut self.events) {
+                warn!(code = refused.code, error = %refused.error, "command refused");
+                self.refused.push(refused.report(at));
+            } else if let Some(ev) = self.events.last() {
+                info!(alert = %ev.alert_id, change = %ev.change, by = ?ev.by, "command applied");
             }
             return Ok(());
         }
-        match decode_reading_record(site, payload, &self.registry, &self.limits) {
-            Ok(mut decoded) => {
+        if is_input(msg.headers()) {
+            match Input::from_bytes(payload) {
+                Ok(mut input) => match part.host.apply(&mut input, &mut self.events) {
+                    Outcome::Reloaded => info!(partition = p, "configuration reloaded"),
+                    Outcome::ReloadRefused(e) => warn!(partition = p, error = %e, "reload refused; keeping the running configuration"),
+                    _ => {}
+                },
+                Err(e) => warn!(partition = p, offset = msg.offset(), error = %e, "unreadable rules-host input skipped"),
+            }
+            return Ok(());
+        }
+        let now = Timestamp::now();
+        match decode_reading_record(site, payload, part.host.registry(), &self.limits) {
+            Ok(decoded) => {
                 let began = Instant::now();
-                part.drill.process_batch(&mut part.engine, &mut decoded.readings, now, &mut self.events);
-                self.metrics.evaluated(decoded.readings.len(), began.elapsed());
-                self.readings_in.add(decoded.readings.len() as u64);
-                self.stats.readings += decoded.readings.len() as u64;
+                let n = decoded.readings.len();
+                part.host.apply(&mut Input::Readings { at, readings: decoded.readings }, &mut self.events);
+                self.metrics.evaluated(n, began.elapsed());
+                self.readings_in.add(n as u64);
+                self.stats.readings += n as u64;
                 for rej in decoded.rejected {
                     let d = DeadLetter::new(
                         now,
@@ -320,6 +349,23 @@ impl Worker {
             Err(e) => {
                 let d = DeadLetter::new(now, &topic::batch_topic(site), &e, None, None, payload.to_vec());
                 self.dead_letter(&d)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `input` into every owned partition; each host applies it when the worker
+    /// consumes it back (its place in the log is what makes a replay exact).
+    fn write_inputs(&mut self, input: &Input) -> Result<()> {
+        let value = input.to_bytes();
+        for p in self.parts.keys() {
+            let rec = FutureRecord::to(&self.k.readings_topic)
+                .partition(*p)
+                .key("_clock")
+                .payload(&value)
+                .headers(input_headers(input.at().millis()));
+            if let Err((e, _)) = self.producer.send_result(rec) {
+                warn!(partition = p, error = %e, "cannot write a rules-host input; the host waits for the next one");
             }
         }
         Ok(())
@@ -364,37 +410,78 @@ impl Worker {
         Ok(())
     }
 
-    /// Builds the engines of `parts`, restored from their last state records.
+    /// Builds the hosts of `parts`, restored from their last state records.
     fn take_over(&mut self, parts: &[i32]) -> Result<()> {
         let mut saved = load_states(&self.k, parts)?;
         let now = Timestamp::now();
+        let mut outdated = Vec::new();
         for &p in parts {
             let n = self.partitions;
-            let registry = Arc::new(self.registry.retain_sites(|s| site_partition(s.as_str(), n) == p));
-            let mut engine = Engine::new(&self.rules, &registry).context("rules do not fit the partition's sensors")?;
+            let scope: SiteScope = Arc::new(move |s| site_partition(s.as_str(), n) == p);
+            let (registry, digest) = (Arc::clone(&self.files.registry), self.files.registry_digest.as_str());
+            let fresh = || RulesHost::new(&self.files.rules_text, Arc::clone(&registry), digest, Some(Arc::clone(&scope)));
             let mut next_offset = 0;
-            match saved.remove(&p) {
+            let host = match saved.remove(&p) {
                 Some(rec) if rec.partitions == n => {
-                    engine.restore(rec.engine, now, &mut self.events).context("restoring partition state")?;
                     next_offset = rec.next_offset;
+                    let host = match serde_json::from_value::<HostSnapshot>(rec.engine.clone()) {
+                        Ok(snap) => {
+                            let r = RulesHost::recover(snap, Arc::clone(&registry), digest, Some(Arc::clone(&scope)))
+                                .context("restoring partition state")?;
+                            if !r.exact {
+                                warn!(partition = p, "registry changed since the state was saved; re-bound to the new one");
+                            }
+                            self.events.extend(r.events);
+                            r.host
+                        }
+                        // Saved by a worker from before the rules host: the engine's state alone.
+                        Err(_) => {
+                            let mut host = fresh()?;
+                            let snap: Snapshot =
+                                serde_json::from_value(rec.engine).context("reading partition state")?;
+                            host.adopt_engine_snapshot(snap, now, &mut self.events)?;
+                            host
+                        }
+                    };
                     info!(
                         partition = p,
                         next_offset,
-                        open_alerts = engine.open_alerts().count(),
+                        open_alerts = host.engine().open_alerts().count(),
                         "partition state restored"
                     );
+                    host
                 }
-                Some(rec) => warn!(
-                    partition = p,
-                    saved_for = rec.partitions,
-                    now = n,
-                    "saved state is for another partition count; starting this partition fresh"
-                ),
-                None => info!(partition = p, "no saved state; starting fresh"),
+                Some(rec) => {
+                    warn!(
+                        partition = p,
+                        saved_for = rec.partitions,
+                        now = n,
+                        "saved state is for another partition count; starting this partition fresh"
+                    );
+                    fresh()?
+                }
+                None => {
+                    info!(partition = p, "no saved state; starting fresh");
+                    fresh()?
+                }
+            };
+            if host.rules_text() != self.files.rules_text {
+                outdated.push(p);
             }
-            let drill = Drill::new(&self.rules, Arc::clone(&registry));
-            self.parts
-                .insert(p, Part { engine, drill, registry, next_offset, committed: next_offset, check_gap: true });
+            self.parts.insert(p, Part { host, next_offset, committed: next_offset, check_gap: true });
+        }
+        // Rules edited since the state was saved: a reload, in the log like any input.
+        for p in outdated {
+            let input = Input::Reload { at: now, rules: Some(self.files.rules_text.clone()), registry: None };
+            let value = input.to_bytes();
+            let rec = FutureRecord::to(&self.k.readings_topic)
+                .partition(p)
+                .key("_clock")
+                .payload(&value)
+                .headers(input_headers(now.millis()));
+            if let Err((e, _)) = self.producer.send_result(rec) {
+                warn!(partition = p, error = %e, "cannot write the reload of edited rules");
+            }
         }
         Ok(())
     }
@@ -433,13 +520,13 @@ impl Worker {
     async fn commit_point(&mut self, consumer: &WorkerConsumer) -> Result<()> {
         if self.pending.is_none() {
             let mut states = Vec::new();
-            for (p, part) in &self.parts {
+            for (p, part) in self.parts.iter_mut() {
                 if part.next_offset != part.committed {
                     let began = Instant::now();
                     let rec = StateRecord {
                         next_offset: part.next_offset,
                         partitions: self.partitions,
-                        engine: part.engine.snapshot(),
+                        engine: part.host.snapshot(),
                     };
                     self.metrics.state_copied(began.elapsed());
                     states.push((*p, part.next_offset, serde_json::to_vec(&rec).context("serialising rule state")?));
@@ -523,43 +610,65 @@ impl Worker {
         Ok(())
     }
 
-    /// Reloads the rules file into every partition's engine if it changed.
-    fn check_reload(&mut self) {
-        let modified = std::fs::metadata(&self.rules_path).and_then(|m| m.modified()).ok();
-        if modified.is_none() || modified == self.rules_loaded {
-            return;
+    /// When the rules or registry file changed, checks the new version and writes a reload
+    /// input into every owned partition (a broken edit keeps the running configuration).
+    fn check_reload(&mut self, now: Timestamp) -> Result<()> {
+        let rules_now = modified(&self.files.rules_path);
+        let registry_now = modified(&self.files.registry_path);
+        let rules_changed = rules_now.is_some() && rules_now != self.rules_loaded;
+        let registry_changed = registry_now.is_some() && registry_now != self.registry_loaded;
+        if !rules_changed && !registry_changed {
+            return Ok(());
         }
-        self.rules_loaded = modified;
-        let rules = match crate::load_rules(&self.rules_path).and_then(|r| {
-            Engine::new(&r, &self.registry).context("rules do not fit the registry")?;
-            Ok(r)
-        }) {
-            Ok(r) => r,
+        self.rules_loaded = rules_now;
+        self.registry_loaded = registry_now;
+        let read = |path: &PathBuf| std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()));
+        let checked = (|| -> Result<(String, Option<(String, Registry)>)> {
+            let rules_text = read(&self.files.rules_path)?;
+            let rules = RuleSet::from_toml(&rules_text)?;
+            let registry = if registry_changed {
+                let text = read(&self.files.registry_path)?;
+                let registry = Registry::from_toml(&text)?;
+                Some((text, registry))
+            } else {
+                None
+            };
+            let whole = registry.as_ref().map_or(&*self.files.registry, |(_, r)| r);
+            Engine::new(&rules, whole).context("rules do not fit the registry")?;
+            Ok((rules_text, registry))
+        })();
+        let (rules_text, registry) = match checked {
+            Ok(c) => c,
             Err(e) => {
-                println!(
-                    "rules file {} changed but cannot be used; keeping the running rules: {e:#}",
-                    self.rules_path.display()
-                );
-                return;
+                println!("configuration changed but cannot be used; keeping the running one: {e:#}");
+                return Ok(());
             }
         };
-        let now = Timestamp::now();
-        for (p, part) in self.parts.iter_mut() {
-            let reloaded = part
-                .engine
-                .reload(&rules, &part.registry, now, &mut self.events)
-                .and_then(|()| part.drill.reload(&rules, Arc::clone(&part.registry), &mut self.events));
-            if let Err(e) = reloaded {
-                warn!(partition = p, error = %e, "reload failed for a partition; it keeps the running rules");
-            }
+        let input = Input::Reload {
+            at: now,
+            rules: (rules_text != self.files.rules_text).then(|| rules_text.clone()),
+            registry: registry.as_ref().map(|(text, _)| text.clone()),
+        };
+        if let Input::Reload { rules: None, registry: None, .. } = input {
+            return Ok(()); // touched, not changed
         }
-        self.rules = rules;
-        println!("rules reloaded from {}", self.rules_path.display());
+        self.files.rules_text = rules_text;
+        if let Some((text, registry)) = registry {
+            self.files.registry_digest = text_digest(&text);
+            self.files.registry = Arc::new(registry);
+        }
+        self.write_inputs(&input)?;
+        println!("configuration reloaded from {}", self.files.rules_path.display());
+        Ok(())
     }
 }
 
+fn modified(path: &PathBuf) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
 /// Reads the state topic to its end and returns the latest record of each wanted partition.
-fn load_states(k: &KafkaConfig, parts: &[i32]) -> Result<HashMap<i32, StateRecord<Snapshot>>> {
+fn load_states(k: &KafkaConfig, parts: &[i32]) -> Result<HashMap<i32, StateRecord<serde_json::Value>>> {
     let consumer: BaseConsumer = k
         .client()
         .set("group.id", "riskwatch-state-reader")
@@ -592,7 +701,7 @@ fn load_states(k: &KafkaConfig, parts: &[i32]) -> Result<HashMap<i32, StateRecor
             Some(Ok(m)) => {
                 let key = m.key().and_then(|k| std::str::from_utf8(k).ok()).unwrap_or_default();
                 if let Some(p) = wanted.get(key) {
-                    match serde_json::from_slice::<StateRecord<Snapshot>>(m.payload().unwrap_or_default()) {
+                    match serde_json::from_slice::<StateRecord<serde_json::Value>>(m.payload().unwrap_or_default()) {
                         Ok(rec) => {
                             out.insert(*p, rec);
                         }
