@@ -57,7 +57,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     let colour = !args.no_color && std::io::stdout().is_terminal();
     let registry = Arc::new(Registry::from_toml(DEMO_REGISTRY).context("demo registry")?);
     RuleSet::from_toml(DEMO_RULES).context("demo rules")?;
-    for suffix in ["", "-wal", "-shm"] {
+    for suffix in ["", "-wal", "-shm", ".state", ".state-wal", ".state-shm"] {
         let mut p = args.db.clone().into_os_string();
         p.push(suffix);
         let _ = std::fs::remove_file(PathBuf::from(p));

@@ -225,8 +225,8 @@ async fn killed_just_after_a_reminder_the_restarted_pipeline_escalates_the_same_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killed_at_any_moment_before_the_state_is_saved_the_restart_escalates_the_same_alert() {
-    for ms in [300, 1_000, 2_200, 4_100] {
+async fn killed_at_any_moment_before_or_after_the_state_is_saved_the_restart_escalates_the_same_alert() {
+    for ms in [300, 1_000, 2_200, 4_100, 6_500] {
         crash_and_escalate(KillAt::After(Duration::from_millis(ms)), false).await;
     }
 }

@@ -216,6 +216,8 @@ pub struct Engine {
     pub(crate) scratch: Vec<f64>,
     /// Details of the latest detector measure, until its event takes them.
     pub(crate) details: Option<serde_json::Value>,
+    /// Sensors whose state changed since the last [`Engine::snapshot_changes`].
+    pub(crate) changes: crate::changes::Changes,
 }
 
 const DQ_RULE_IDS: [&str; 5] = ["dq.gross_range", "dq.spike", "dq.flat_line", "dq.rate_of_change", "dq.timing"];
@@ -386,6 +388,7 @@ impl Engine {
             next_sweep: Timestamp(i64::MIN),
             scratch: Vec::new(),
             details: None,
+            changes: crate::changes::Changes::everything(),
         })
     }
 
@@ -511,6 +514,7 @@ impl Engine {
             self.stats.out_of_order += 1;
             return reading.quality;
         }
+        self.changes.mark(position);
         let previous_ts = slot.last_ts();
         slot.set_last_ts(Some(reading.ts));
         slot.set_last_seen(Some(now));
@@ -738,12 +742,14 @@ impl Engine {
             let baseline = self.started.unwrap_or(now);
             let mut quiet_until = Timestamp(i64::MAX);
             for id in &self.stale_watch {
-                let Some(slot) = self.sensors.get_mut(id) else { continue };
+                let Some(position) = self.sensors.position(id.as_str()) else { continue };
+                let slot = self.sensors.at_mut(position).1;
                 let Some(q) = slot.quality.as_deref_mut() else { continue };
                 let Some(after) = q.stale_after_ms else { continue };
                 let last = if slot.has_seen { slot.last_seen } else { baseline };
                 let silent_ms = now.millis() - last.millis();
                 if q.stale.level.is_none() && silent_ms > after {
+                    self.changes.mark(position);
                     let level = q.spec.level();
                     let inputs = LevelInputs::single(level, true, true);
                     if let Some((from, to)) = q.stale.step(now, &inputs, Default::default(), Default::default()) {

@@ -11,6 +11,7 @@
 //! reading through the [`ThresholdBands`] state machine of each binding.
 
 mod bands;
+mod changes;
 pub mod composite;
 mod condition;
 mod config;
@@ -40,6 +41,6 @@ pub use host::{HostSnapshot, Input, Outcome, Refused, RulesHost};
 pub use lifecycle::{Action, Command, CommandError};
 pub use measure::Measure;
 pub use message::MessageTemplate;
-pub use snapshot::{Snapshot, SNAPSHOT_VERSION};
+pub use snapshot::{SensorState, Snapshot, SNAPSHOT_VERSION};
 pub use threshold::ThresholdExpr;
 pub use window::Window;

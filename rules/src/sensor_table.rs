@@ -147,6 +147,12 @@ impl<T> SensorTable<T> {
         (id, v)
     }
 
+    /// The id and value at `position`.
+    pub(crate) fn entry(&self, position: usize) -> (&SensorId, &T) {
+        let (id, v) = &self.entries[position];
+        (id, v)
+    }
+
     /// The value at `position`.
     #[inline]
     pub(crate) fn at(&self, position: usize) -> &T {

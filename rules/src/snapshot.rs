@@ -9,7 +9,7 @@
 //! stream produces exactly the events an uninterrupted run would have.
 
 use crate::bands::BandState;
-use crate::engine::{Binding, Engine};
+use crate::engine::{Binding, Engine, SensorSlot};
 use crate::lifecycle::{AlertBook, LevelChange};
 use crate::quality::QualityState;
 use crate::window::Window;
@@ -68,6 +68,37 @@ struct SensorSnap {
     quality: Option<QualitySnap>,
 }
 
+/// One sensor's part of a [`Snapshot`], as a store that keeps sensors apart saves it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SensorState(SensorSnap);
+
+impl SensorState {
+    /// The sensor.
+    pub fn sensor(&self) -> &str {
+        self.0.sensor.as_str()
+    }
+}
+
+impl Snapshot {
+    /// Takes the sensors out: the rest of the snapshot, and each sensor's state.
+    pub fn split_sensors(mut self) -> (Snapshot, Vec<SensorState>) {
+        let sensors = std::mem::take(&mut self.sensors).into_iter().map(SensorState).collect();
+        (self, sensors)
+    }
+
+    /// Puts sensors' states (back) in; a sensor given twice keeps the state given last.
+    pub fn with_sensors(mut self, sensors: impl IntoIterator<Item = SensorState>) -> Snapshot {
+        let mut by_id: std::collections::BTreeMap<SensorId, SensorSnap> =
+            std::mem::take(&mut self.sensors).into_iter().map(|s| (s.sensor.clone(), s)).collect();
+        for SensorState(s) in sensors {
+            by_id.insert(s.sensor.clone(), s);
+        }
+        self.sensors = by_id.into_values().collect();
+        self
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct CompositeSnap {
     composite: String,
@@ -79,37 +110,67 @@ struct CompositeSnap {
 impl Engine {
     /// The engine's state, to restore after a restart.
     pub fn snapshot(&self) -> Snapshot {
-        let mut sensors: Vec<SensorSnap> = self
-            .sensors
-            .iter()
-            .map(|(id, slot)| SensorSnap {
-                sensor: id.clone(),
-                last_ts: slot.last_ts(),
-                last_seen: slot.last_seen(),
-                fault: slot.fault.clone(),
-                fault_alert: slot.fault_alert.clone(),
-                bindings: slot
-                    .bindings
-                    .iter()
-                    .map(|b| BindingSnap {
-                        rule: self.rules[b.rule].spec.id.clone(),
-                        state: b.state.clone(),
-                        window: b.window.clone(),
-                        alert: b.alert.clone(),
-                        detector: b.detector.clone(),
-                        last_value: b.last_value,
-                    })
-                    .collect(),
-                quality: slot.quality.as_deref().map(|q| QualitySnap {
-                    state: q.state.clone(),
-                    tests: q.tests.to_array(),
-                    alerts: q.alerts.clone(),
-                    stale: q.stale.clone(),
-                    stale_alert: q.stale_alert.clone(),
-                }),
-            })
-            .collect();
+        let mut sensors: Vec<SensorSnap> = self.sensors.iter().map(|(id, slot)| self.sensor_snap(id, slot)).collect();
         sensors.sort_by(|a, b| a.sensor.cmp(&b.sensor));
+        self.snapshot_with(sensors)
+    }
+
+    /// The state of what changed since the last call (the first call: everything), for a store
+    /// that keeps each sensor's state apart and updates only what changed: the snapshot holds
+    /// only the changed sensors, and `true` says it holds every sensor (sensors not in it are to
+    /// be forgotten). Its cost is bounded by activity, not by the number of sensors.
+    pub fn snapshot_changes(&mut self) -> (Snapshot, bool) {
+        match self.changes.take() {
+            None => (self.snapshot(), true),
+            Some(positions) => {
+                let mut sensors: Vec<SensorSnap> = positions
+                    .into_iter()
+                    .map(|p| {
+                        let (id, slot) = self.sensors.entry(p as usize);
+                        self.sensor_snap(id, slot)
+                    })
+                    .collect();
+                sensors.sort_by(|a, b| a.sensor.cmp(&b.sensor));
+                (self.snapshot_with(sensors), false)
+            }
+        }
+    }
+
+    /// Sensors whose state changed since the last [`Engine::snapshot_changes`].
+    pub fn changed_sensors(&self) -> usize {
+        self.changes.count(self.sensors.len())
+    }
+
+    fn sensor_snap(&self, id: &SensorId, slot: &SensorSlot) -> SensorSnap {
+        SensorSnap {
+            sensor: id.clone(),
+            last_ts: slot.last_ts(),
+            last_seen: slot.last_seen(),
+            fault: slot.fault.clone(),
+            fault_alert: slot.fault_alert.clone(),
+            bindings: slot
+                .bindings
+                .iter()
+                .map(|b| BindingSnap {
+                    rule: self.rules[b.rule].spec.id.clone(),
+                    state: b.state.clone(),
+                    window: b.window.clone(),
+                    alert: b.alert.clone(),
+                    detector: b.detector.clone(),
+                    last_value: b.last_value,
+                })
+                .collect(),
+            quality: slot.quality.as_deref().map(|q| QualitySnap {
+                state: q.state.clone(),
+                tests: q.tests.to_array(),
+                alerts: q.alerts.clone(),
+                stale: q.stale.clone(),
+                stale_alert: q.stale_alert.clone(),
+            }),
+        }
+    }
+
+    fn snapshot_with(&self, sensors: Vec<SensorSnap>) -> Snapshot {
         let composites = self
             .composite_bindings
             .iter()
@@ -167,6 +228,7 @@ impl Engine {
             }
         }
         self.quiet_until = None;
+        self.changes.mark_all();
     }
 
     fn restore_with(
@@ -182,6 +244,7 @@ impl Engine {
                 snap.version
             )]));
         }
+        self.changes.mark_all();
         self.book = snap.book;
         self.started = snap.started;
         self.next_sweep = snap.next_sweep;

@@ -14,5 +14,6 @@ pub mod cap;
 pub mod console;
 pub mod mqtt_alerts;
 pub mod questdb;
+pub mod rule_state;
 pub mod sqlite;
 pub mod webhook;

@@ -2,9 +2,10 @@
 //!
 //! Tables: `readings` (primary key event time + sensor, so a re-delivered reading replaces
 //! itself), `alert_events` (primary key event id), `dead_letters` (reason + raw bytes),
-//! `commands` (the audit trail), and the rules host's recovery pair: `engine_state` (the last
-//! snapshot) and `input_journal` (every input after it, written in the same transactions as
-//! the readings, so what was acknowledged to a gateway is always in the journal).
+//! `commands` (the audit trail), and `input_journal`: every input of the rules host since its
+//! last saved state (`rule_state`), written in the same transactions as the readings, so what
+//! was acknowledged to a gateway is always in the journal. (`engine_state` holds the engine
+//! state of stores written before the host kept its state apart; it is read once, to migrate.)
 
 use riskwatch_core::reading::Value;
 use riskwatch_core::wire::value_json;
@@ -34,34 +35,12 @@ pub enum StoreItem {
         /// The input as the host encodes it.
         body: Vec<u8>,
     },
-    /// The rule engine's state, replacing the previous one; journal entries it covers are
-    /// dropped in the same transaction.
-    Snapshot(EngineState),
+    /// The rules host's state up to this journal position is saved (in its state file):
+    /// the journal entries it covers are dropped.
+    Prune(u64),
     /// Called once everything sent before it is committed (never, if the commit fails): how
     /// the embedded pipeline acknowledges an MQTT message only when its readings are on disk.
     Committed(OnCommit),
-}
-
-/// The rule engine's state as the store keeps it (JSON text), made on the writer thread: the
-/// rules stage hands over a copy taken between two readings, and the copy is serialised here —
-/// for 10 000 sensors that is ~30 ms of work that would otherwise hold up alerts.
-pub struct EngineState {
-    /// Journal position the state covers (entries up to it are no longer needed).
-    position: u64,
-    serialise: Box<dyn Fn() -> Result<String, String> + Send>,
-}
-
-impl EngineState {
-    /// State covering the journal up to `position`, serialised by `f` on the writer thread.
-    pub fn serialise_with(position: u64, f: impl Fn() -> Result<String, String> + Send + 'static) -> Self {
-        EngineState { position, serialise: Box::new(f) }
-    }
-}
-
-impl std::fmt::Debug for EngineState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("EngineState")
-    }
 }
 
 /// A callback run after a successful commit (see [`StoreItem::Committed`]).
@@ -206,7 +185,8 @@ impl SqliteStore {
         Ok(out)
     }
 
-    /// The engine state saved last, if any.
+    /// The engine state saved in this file by riskwatch before the rules host kept its state
+    /// in a file of its own (`rule_state`), if any.
     pub fn load_snapshot(&self) -> Result<Option<String>, StoreError> {
         let mut st = self.conn.prepare("SELECT snapshot FROM engine_state WHERE id = 1")?;
         let mut rows = st.query([])?;
@@ -314,19 +294,9 @@ impl SqliteStore {
                         tx.prepare_cached("INSERT OR REPLACE INTO input_journal (pos, body) VALUES (?1, ?2)")?
                             .execute(params![*position as i64, body])?;
                     }
-                    StoreItem::Snapshot(state) => match (state.serialise)() {
-                        Ok(json) => {
-                            tx.execute(
-                                "INSERT OR REPLACE INTO engine_state (id, saved_at, snapshot) VALUES (1, ?1, ?2)",
-                                params![riskwatch_core::Timestamp::now().millis(), json],
-                            )?;
-                            tx.execute("DELETE FROM input_journal WHERE pos <= ?1", params![state.position as i64])?;
-                        }
-                        // The previous state stays; the next save tries again.
-                        Err(e) => {
-                            error!(error = %e, "could not serialise the rule engine's state; keeping the last saved one")
-                        }
-                    },
+                    StoreItem::Prune(position) => {
+                        tx.execute("DELETE FROM input_journal WHERE pos <= ?1", params![*position as i64])?;
+                    }
                     StoreItem::Committed(_) => {}
                 }
             }

@@ -12,7 +12,8 @@ use riskwatch_core::wire::{topic, Limits};
 use riskwatch_core::{AlertEvent, Registry, Timestamp};
 use riskwatch_ingest::{Delivery, MqttSource, MqttSourceConfig, SourceStats};
 use riskwatch_sinks::mqtt_alerts::MqttAlertPublisher;
-use riskwatch_sinks::sqlite::{CommitReport, SqliteSink, SqliteStore};
+use riskwatch_sinks::rule_state::{state_path, StateFile, StateWriter};
+use riskwatch_sinks::sqlite::{CommitReport, SqliteSink, SqliteStore, StoreItem};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -71,10 +72,14 @@ impl Pipeline {
     pub async fn start(cfg: PipelineConfig) -> Result<Pipeline> {
         let mut store =
             SqliteStore::open(&cfg.db).with_context(|| format!("opening store {}", cfg.db.display()))?;
+        let state_path = state_path(&cfg.db);
+        let state =
+            StateFile::open(&state_path).with_context(|| format!("opening rule state {}", state_path.display()))?;
         // Pick up exactly where the last run stopped (saved state + input journal), before any
         // new message is taken in.
         let recovered = recovery::recover(
             &mut store,
+            &state,
             &cfg.rules_text,
             Arc::clone(&cfg.registry),
             &cfg.registry_digest,
@@ -134,9 +139,19 @@ impl Pipeline {
             out.send(Outgoing::Events(recovered.events)).await.context("publisher stopped")?;
         }
         let watch = ConfigWatch::new(cfg.rules_path, cfg.registry_path);
+        let prune = store.sender();
+        let state = StateWriter::start(
+            state,
+            Box::new(move |position| {
+                // On the state file's thread: the journal up to `position` is no longer needed.
+                let _ = prune.blocking_send(StoreItem::Prune(position));
+            }),
+            Box::new(|_| {}),
+        )?;
         let stage = RulesStage::new(
             host,
             store.sender(),
+            state,
             out,
             watch,
             Some(source.registry_handle()),

@@ -1,7 +1,8 @@
 //! Start-up of the embedded wiring: the rules host exactly as it was when the process stopped,
 //! however it stopped.
 //!
-//! The last saved snapshot is restored, the inputs journaled after it are applied again (the
+//! The last saved state is restored (`store.db.state`: the host's snapshot, each sensor's state
+//! apart), the inputs journaled after it are applied again (the
 //! events they cause are the very events the crashed process produced or was about to, same
 //! ids), and only then are new messages taken in. Two inputs are then journaled like any other:
 //! `resume` (sensors count their silence from now, not from before the stop) and, when the
@@ -9,7 +10,8 @@
 
 use anyhow::{Context, Result};
 use riskwatch_core::{AlertEvent, Registry, Timestamp};
-use riskwatch_rules::{HostSnapshot, Input, Outcome, RulesHost, Snapshot};
+use riskwatch_rules::{HostSnapshot, Input, Outcome, RulesHost, SensorState, Snapshot};
+use riskwatch_sinks::rule_state::{LoadedState, StateFile};
 use riskwatch_sinks::sqlite::{SqliteStore, StoreItem};
 use std::sync::Arc;
 use tracing::{info, warn};
@@ -26,34 +28,35 @@ pub struct Recovered {
 /// restart's own inputs (written to the store before returning).
 pub fn recover(
     store: &mut SqliteStore,
+    state: &StateFile,
     rules_text: &str,
     registry: Arc<Registry>,
     registry_digest: &str,
     now: Timestamp,
 ) -> Result<Recovered> {
     let mut events = Vec::new();
-    let mut host = match store.load_snapshot()? {
-        None => RulesHost::new(rules_text, Arc::clone(&registry), registry_digest, None)?,
-        Some(json) => match serde_json::from_str::<HostSnapshot>(&json) {
-            Ok(snap) => {
-                let rec = RulesHost::recover(snap, Arc::clone(&registry), registry_digest, None)
-                    .context("the saved rule state cannot be restored")?;
-                if !rec.exact {
-                    warn!("the registry changed while riskwatch was stopped: saved rule state re-bound to the new one");
-                }
-                events.extend(rec.events);
-                rec.host
-            }
-            // Saved by a riskwatch from before the input journal: the engine's state alone.
-            Err(_) => {
-                let mut host = RulesHost::new(rules_text, Arc::clone(&registry), registry_digest, None)?;
+    let recover = |snap: HostSnapshot, events: &mut Vec<AlertEvent>| -> Result<RulesHost> {
+        let rec = RulesHost::recover(snap, Arc::clone(&registry), registry_digest, None)
+            .context("the saved rule state cannot be restored")?;
+        if !rec.exact {
+            warn!("the registry changed while riskwatch was stopped: saved rule state re-bound to the new one");
+        }
+        events.extend(rec.events);
+        Ok(rec.host)
+    };
+    let mut host = match state.load()? {
+        Some(loaded) => recover(assemble(loaded)?, &mut events)?,
+        // A store from before the state file: the engine's state alone, kept in the store.
+        None => {
+            let mut host = RulesHost::new(rules_text, Arc::clone(&registry), registry_digest, None)?;
+            if let Some(json) = store.load_snapshot()? {
                 match serde_json::from_str::<Snapshot>(&json) {
                     Ok(snap) => host.adopt_engine_snapshot(snap, now, &mut events)?,
                     Err(e) => warn!(error = %e, "saved engine state not readable; starting fresh"),
                 }
-                host
             }
-        },
+            host
+        }
     };
     let journal = store.load_journal(host.position())?;
     let replayed = journal.len();
@@ -96,4 +99,14 @@ pub fn recover(
     items.push(StoreItem::Events(events.clone()));
     store.write(&items).context("writing the restart to the input journal")?;
     Ok(Recovered { host, events })
+}
+
+/// The saved state as one snapshot: the rest of it with every sensor's state put back.
+fn assemble(loaded: LoadedState) -> Result<HostSnapshot> {
+    let meta: HostSnapshot = serde_json::from_str(&loaded.meta).context("the saved rule state is not readable")?;
+    let mut sensors = Vec::with_capacity(loaded.sensors.len());
+    for json in &loaded.sensors {
+        sensors.push(serde_json::from_str::<SensorState>(json).context("a saved sensor state is not readable")?);
+    }
+    Ok(HostSnapshot { engine: meta.engine.with_sensors(sensors), ..meta })
 }

@@ -4,7 +4,10 @@
 //! store's input journal and applied to the host, and the events it causes are published only
 //! once the store has committed it (together with the readings, so the MQTT message is
 //! acknowledged to the gateway at the same moment). The host's state is saved every few
-//! seconds of activity; after a crash, [`super::recovery`] restores it and replays the journal.
+//! seconds of activity, or sooner once many sensors changed — only the sensors that changed,
+//! so a save pauses the stage in proportion to activity, not to the registry — into the state
+//! file, on its own thread; after a crash, [`super::recovery`] restores it and replays the
+//! journal.
 //! Edited rules and registry files are reloaded as inputs too.
 
 use super::publisher::Outgoing;
@@ -14,17 +17,14 @@ use anyhow::Result;
 use riskwatch_core::{AlertEvent, DeadLetter, Registry, Timestamp};
 use riskwatch_ingest::{Confirmation, Delivery, IngestEvent, RegistryHandle};
 use riskwatch_rules::{Input, Outcome, RulesHost};
-use riskwatch_sinks::sqlite::{CommandRecord, EngineState, OnCommit, StoreItem};
+use riskwatch_sinks::rule_state::{StateRows, StateSave, StateWriter};
+use riskwatch_sinks::sqlite::{CommandRecord, OnCommit, StoreItem};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-/// Copying the state holds up readings (a few milliseconds per 10 000 sensors; serialising the
-/// copy runs on the store's thread): saves are spaced at least this many times the last copy's
-/// duration apart, so copying takes at most 1 % of the stage's time however large the registry.
-const SNAPSHOT_SPACING: u32 = 100;
 
 /// The configuration files to watch for edits, each reloaded as an input when it changes.
 #[derive(Default)]
@@ -79,6 +79,8 @@ pub struct RulesStage {
     host: RulesHost,
     /// Store channel.
     store: mpsc::Sender<StoreItem>,
+    /// Where the host's state is saved.
+    state: StateWriter,
     /// The outbox.
     out: mpsc::Sender<Outgoing>,
     /// Files to reload.
@@ -91,8 +93,6 @@ pub struct RulesStage {
     pub metrics: RuleMetrics,
     /// Events of inputs not yet handed to the store.
     events: Vec<AlertEvent>,
-    /// How long the last copy of the host's state took.
-    copy_took: Duration,
 }
 
 impl RulesStage {
@@ -100,6 +100,7 @@ impl RulesStage {
     pub fn new(
         host: RulesHost,
         store: mpsc::Sender<StoreItem>,
+        state: StateWriter,
         out: mpsc::Sender<Outgoing>,
         watch: ConfigWatch,
         ingest_registry: Option<RegistryHandle>,
@@ -108,13 +109,13 @@ impl RulesStage {
         RulesStage {
             host,
             store,
+            state,
             out,
             watch,
             ingest_registry,
             summary: Summary::default(),
             metrics,
             events: Vec::new(),
-            copy_took: Duration::ZERO,
         }
     }
 
@@ -122,7 +123,6 @@ impl RulesStage {
     pub async fn run(mut self, mut rx: mpsc::Receiver<Delivery>) -> Result<Summary> {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut last_snapshot = Instant::now();
         loop {
             tokio::select! {
                 delivery = rx.recv() => {
@@ -137,6 +137,7 @@ impl RulesStage {
                         }
                     }
                     self.commit(Some(confirmation)).await?;
+                    self.snapshot_if_due();
                 },
                 _ = tick.tick() => {
                     let at = Timestamp::now();
@@ -146,15 +147,18 @@ impl RulesStage {
                     }
                     self.commit(None).await?;
                     self.metrics.active(self.host.engine().active().into_iter().map(|(_, _, l)| l));
-                    if self.host.snapshot_due() && last_snapshot.elapsed() >= self.copy_took * SNAPSHOT_SPACING {
-                        self.snapshot().await?;
-                        last_snapshot = Instant::now();
-                    }
+                    self.snapshot_if_due();
                 }
             }
         }
         self.commit(None).await?;
-        self.snapshot().await?;
+        // The last save: after the one in hand (saves build on each other), then written out.
+        while self.state.busy() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        self.snapshot();
+        let state = self.state;
+        tokio::task::spawn_blocking(move || state.finish()).await?;
         self.summary.engine = self.host.engine().stats();
         self.summary.active_at_end = self.host.engine().active().into_iter().map(|(_, _, l)| l).collect();
         Ok(self.summary)
@@ -275,16 +279,36 @@ impl RulesStage {
         self.store(StoreItem::Committed(done)).await
     }
 
-    /// Saves the host's state: a copy here, serialised on the store's thread.
-    async fn snapshot(&mut self) -> Result<()> {
+    /// Saves the host's state when it is due and the previous save is written.
+    fn snapshot_if_due(&mut self) {
+        if self.state.take_lost() {
+            self.host.mark_all_changed();
+        }
+        if self.host.snapshot_due() && !self.state.busy() {
+            self.snapshot();
+        }
+    }
+
+    /// Saves what changed in the host's state: a copy here (in proportion to the sensors that
+    /// changed), serialised and written on the state file's thread; once written, the store
+    /// drops the journal entries it covers.
+    fn snapshot(&mut self) {
         let began = Instant::now();
-        let copy = self.host.snapshot();
-        self.copy_took = began.elapsed();
-        self.metrics.state_copied(self.copy_took);
-        let position = copy.position;
-        let state =
-            EngineState::serialise_with(position, move || serde_json::to_string(&copy).map_err(|e| e.to_string()));
-        self.store(StoreItem::Snapshot(state)).await
+        let delta = self.host.snapshot_changes();
+        self.metrics.state_copied(began.elapsed());
+        let position = delta.snapshot.position;
+        self.state.save(StateSave::new(position, move || {
+            let full = delta.full;
+            let (rest, sensors) = delta.snapshot.engine.split_sensors();
+            let meta = riskwatch_rules::HostSnapshot { engine: rest, ..delta.snapshot };
+            let err = |e: serde_json::Error| e.to_string();
+            let mut rows = StateRows { full, meta: serde_json::to_string(&meta).map_err(err)?, sensors: Vec::new() };
+            rows.sensors.reserve(sensors.len());
+            for s in &sensors {
+                rows.sensors.push((s.sensor().to_string(), serde_json::to_string(s).map_err(err)?));
+            }
+            Ok(rows)
+        }));
     }
 
     async fn send(&self, out: Outgoing) -> Result<()> {

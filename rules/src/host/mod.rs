@@ -33,6 +33,20 @@ pub const HOST_SNAPSHOT_VERSION: u32 = 1;
 /// By default a snapshot is due after this much processing time with inputs since the last.
 pub const DEFAULT_SNAPSHOT_EVERY_MS: i64 = 5_000;
 
+/// By default a snapshot is due as soon as this many sensors changed (copying a sensor's state
+/// takes ~1 µs, so this bounds the pause a save makes at a few milliseconds at any activity).
+pub const DEFAULT_SNAPSHOT_MAX_CHANGED: usize = 8_192;
+
+/// What changed since the last save (see [`RulesHost::snapshot_changes`]).
+#[derive(Clone, Debug)]
+pub struct HostDelta {
+    /// Whether `snapshot` holds every sensor (sensors not in it are to be forgotten); otherwise
+    /// it holds only the sensors that changed, and the rest keep their saved state.
+    pub full: bool,
+    /// The host's state, with only the changed sensors unless `full`.
+    pub snapshot: HostSnapshot,
+}
+
 /// Which sites a host serves (a Kafka rules worker's partition); every site when absent.
 pub type SiteScope = Arc<dyn Fn(&SiteId) -> bool + Send + Sync>;
 
@@ -112,6 +126,7 @@ pub struct RulesHost {
     saved_position: u64,
     saved_clock: Option<Timestamp>,
     snapshot_every_ms: i64,
+    snapshot_max_changed: usize,
 }
 
 impl std::fmt::Debug for RulesHost {
@@ -157,6 +172,7 @@ impl RulesHost {
             saved_position: 0,
             saved_clock: None,
             snapshot_every_ms: DEFAULT_SNAPSHOT_EVERY_MS,
+            snapshot_max_changed: DEFAULT_SNAPSHOT_MAX_CHANGED,
         })
     }
 
@@ -288,20 +304,51 @@ impl RulesHost {
         }
     }
 
-    /// Whether saving the state now is worth it: inputs arrived since the last snapshot and the
-    /// processing clock moved on by the snapshot interval (so the log to replay after a crash
-    /// stays short).
-    pub fn snapshot_due(&self) -> bool {
-        self.position > self.saved_position
-            && match (self.saved_clock, self.clock) {
-                (Some(saved), Some(now)) => now.millis() - saved.millis() >= self.snapshot_every_ms,
-                _ => true,
-            }
+    /// The state changed since the last call (the first call, and the first after a
+    /// recovery or [`RulesHost::mark_all_changed`]: everything), for a store that keeps each
+    /// sensor's state apart; marks it saved. Copying takes time in proportion to the sensors
+    /// that changed, not to all sensors.
+    pub fn snapshot_changes(&mut self) -> HostDelta {
+        self.saved_position = self.position;
+        self.saved_clock = self.clock;
+        let (engine, full) = self.engine.snapshot_changes();
+        HostDelta {
+            full,
+            snapshot: HostSnapshot {
+                version: HOST_SNAPSHOT_VERSION,
+                position: self.position,
+                clock: self.clock,
+                rules: self.rules_text.clone(),
+                registry_digest: self.registry_digest.clone(),
+                engine,
+                drill: self.drill.snapshot(),
+            },
+        }
     }
 
-    /// Sets the snapshot interval (processing time, ms).
-    pub fn set_snapshot_every_ms(&mut self, ms: i64) {
-        self.snapshot_every_ms = ms;
+    /// The next [`RulesHost::snapshot_changes`] is a full one (a save was lost).
+    pub fn mark_all_changed(&mut self) {
+        self.engine.changes.mark_all();
+    }
+
+    /// Whether saving the state now is worth it: inputs arrived since the last snapshot and the
+    /// processing clock moved on by the snapshot interval (so the log to replay after a crash
+    /// stays short), or so many sensors changed that waiting longer would make the save pause
+    /// the host for too long.
+    pub fn snapshot_due(&self) -> bool {
+        self.position > self.saved_position
+            && (self.engine.changed_sensors() >= self.snapshot_max_changed
+                || match (self.saved_clock, self.clock) {
+                    (Some(saved), Some(now)) => now.millis() - saved.millis() >= self.snapshot_every_ms,
+                    _ => true,
+                })
+    }
+
+    /// Sets the snapshot interval (processing time, ms) and the number of changed sensors
+    /// that makes a snapshot due sooner.
+    pub fn set_snapshot_policy(&mut self, every_ms: i64, max_changed: usize) {
+        self.snapshot_every_ms = every_ms;
+        self.snapshot_max_changed = max_changed;
     }
 
     /// Inputs applied so far.
