@@ -36,6 +36,8 @@ pub enum BenchCommand {
     },
     /// Publish readings as fast as the broker takes them and time the probe's alerts.
     Load(LoadArgs),
+    /// Time recovery after a crash and the pauses saving the rule state makes.
+    Recovery(crate::bench_recovery::RecoveryArgs),
 }
 
 /// Options of `bench load`.
@@ -72,6 +74,7 @@ pub async fn run(cmd: BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Setup { sensors, out } => setup(sensors, &out),
         BenchCommand::Load(args) => load(args).await,
+        BenchCommand::Recovery(args) => tokio::task::spawn_blocking(move || crate::bench_recovery::run(args)).await?,
     }
 }
 

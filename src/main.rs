@@ -1,6 +1,7 @@
 //! `riskwatch`: the command line. Wiring only: every behaviour lives in the library crates.
 
 mod bench;
+mod bench_recovery;
 mod broker;
 mod console;
 mod demo;

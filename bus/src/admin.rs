@@ -21,6 +21,8 @@ pub async fn ensure_topics(cfg: &KafkaConfig, within: Duration) -> Result<()> {
             .set("retention.ms", "31536000000"),
         NewTopic::new(&cfg.dead_letter_topic, cfg.alerts_partitions, TopicReplication::Fixed(cfg.replication_factor))
             .set("retention.ms", "2592000000"),
+        NewTopic::new(&cfg.network_topic, 1, TopicReplication::Fixed(cfg.replication_factor))
+            .set("retention.ms", "2592000000"),
         NewTopic::new(&cfg.state_topic, 1, TopicReplication::Fixed(cfg.replication_factor))
             .set("cleanup.policy", "compact")
             // One record holds a partition's whole rule state: a few hundred bytes per sensor,

@@ -22,6 +22,11 @@ pub struct KafkaConfig {
     /// Rules workers' state per readings partition (compacted).
     #[serde(default = "defaults::state")]
     pub state_topic: String,
+    /// Level changes of the members of network composites, from the readings partitions' rules
+    /// hosts to the network host (one partition: one ordered log), and commands on network
+    /// composite alerts.
+    #[serde(default = "defaults::network")]
+    pub network_topic: String,
     /// Partitions of the readings topic (the most rules workers that can share the load).
     #[serde(default = "defaults::partitions")]
     pub readings_partitions: i32,
@@ -37,6 +42,10 @@ pub struct KafkaConfig {
     /// Consumer group of the store sinks.
     #[serde(default = "defaults::sink_group")]
     pub sink_group: String,
+    /// Consumer group of the network hosts (every rules worker joins; one holds the network
+    /// topic's partition at a time).
+    #[serde(default = "defaults::network_group")]
+    pub network_group: String,
     /// Extra librdkafka properties for every client (e.g. `security.protocol`, `ssl.*`,
     /// `sasl.*`). Any value may be a reference, `env:NAME` or `file:/path`, resolved when a
     /// client is made; secrets (`sasl.password`, `ssl.key.password`, `sasl.jaas.config`…) must be.
@@ -60,6 +69,12 @@ mod defaults {
     }
     pub fn state() -> String {
         "riskwatch.rules-state".into()
+    }
+    pub fn network() -> String {
+        "riskwatch.network".into()
+    }
+    pub fn network_group() -> String {
+        "riskwatch-network".into()
     }
     pub fn partitions() -> i32 {
         6
@@ -87,11 +102,13 @@ impl KafkaConfig {
             alerts_topic: defaults::alerts(),
             dead_letter_topic: defaults::dead_letters(),
             state_topic: defaults::state(),
+            network_topic: defaults::network(),
             readings_partitions: defaults::partitions(),
             alerts_partitions: defaults::small_partitions(),
             replication_factor: defaults::replication(),
             rules_group: defaults::rules_group(),
             sink_group: defaults::sink_group(),
+            network_group: defaults::network_group(),
             properties: BTreeMap::new(),
         }
     }
@@ -107,8 +124,10 @@ impl KafkaConfig {
             ("alerts_topic", &self.alerts_topic),
             ("dead_letter_topic", &self.dead_letter_topic),
             ("state_topic", &self.state_topic),
+            ("network_topic", &self.network_topic),
             ("rules_group", &self.rules_group),
             ("sink_group", &self.sink_group),
+            ("network_group", &self.network_group),
         ] {
             if v.is_empty() || !v.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
                 p.push(format!("kafka.{field}: {v:?} must be letters, digits, '.', '_' or '-'"));

@@ -7,6 +7,7 @@
 //! time-driven work runs for the processing clock: reminders and stale-sensor detection.
 
 use crate::bands::{BandState, LevelInputs, ThresholdBands};
+use crate::network::CompositeRole;
 use crate::composite::{CompositeFacts, CompositeSpec, Member, Scope};
 use crate::condition::{Cmp, Feature};
 use crate::config::{resolve, CompiledRule, RuleError, RuleSet};
@@ -218,6 +219,12 @@ pub struct Engine {
     pub(crate) details: Option<serde_json::Value>,
     /// Sensors whose state changed since the last [`Engine::snapshot_changes`].
     pub(crate) changes: crate::changes::Changes,
+    /// Which composites this engine evaluates.
+    pub(crate) role: CompositeRole,
+    /// Network role: the latest member update applied per (rule, sensor), as (alert first
+    /// event time, seq), so a repeated update (a partition replayed after a crash) changes
+    /// nothing.
+    pub(crate) member_marks: BTreeMap<(Arc<str>, SensorId), (Timestamp, u32)>,
 }
 
 const DQ_RULE_IDS: [&str; 5] = ["dq.gross_range", "dq.spike", "dq.flat_line", "dq.rate_of_change", "dq.timing"];
@@ -230,6 +237,12 @@ impl Engine {
     /// Binds every rule, quality check and composite to the registry. Fails, listing every
     /// problem, if a rule does not fit the registry (unknown kind, missing attribute, …).
     pub fn new(rules: &RuleSet, registry: &Registry) -> Result<Self, RuleError> {
+        Self::with_role(rules, registry, CompositeRole::All)
+    }
+
+    /// Like [`Engine::new`], evaluating only the composites of `role` (the Kafka path splits
+    /// sites over partitions and evaluates network composites apart, see [`CompositeRole`]).
+    pub fn with_role(rules: &RuleSet, registry: &Registry, role: CompositeRole) -> Result<Self, RuleError> {
         let problems = rules.check_against(registry);
         if !problems.is_empty() {
             return Err(RuleError::Invalid(problems));
@@ -304,6 +317,9 @@ impl Engine {
             }
         }
         for (ci, (c, _)) in rules.composites.iter().enumerate() {
+            if !role.evaluates(c.scope) {
+                continue;
+            }
             let selected: Vec<&riskwatch_core::Site> = registry
                 .sites()
                 .filter(|site| c.sites.is_empty() || c.sites.iter().any(|x| x == site.id.as_str()))
@@ -365,8 +381,10 @@ impl Engine {
                 }
             }
         }
+        // The network host takes no readings: silence there says nothing about a sensor.
         let mut stale_watch: Vec<SensorId> = sensors
             .iter()
+            .filter(|_| role != CompositeRole::Network)
             .filter(|(_, slot)| slot.quality.as_ref().is_some_and(|q| q.stale_after_ms.is_some()))
             .map(|(id, _)| id.clone())
             .collect();
@@ -389,6 +407,8 @@ impl Engine {
             scratch: Vec::new(),
             details: None,
             changes: crate::changes::Changes::everything(),
+            role,
+            member_marks: BTreeMap::new(),
         })
     }
 
@@ -658,7 +678,7 @@ impl Engine {
         }
     }
 
-    fn evaluate_composite(&mut self, i: usize, ts: Timestamp, now: Timestamp, out: &mut Vec<AlertEvent>) {
+    pub(crate) fn evaluate_composite(&mut self, i: usize, ts: Timestamp, now: Timestamp, out: &mut Vec<AlertEvent>) {
         let cb = &mut self.composite_bindings[i];
         let spec = &self.composites[cb.composite];
         let value = match cb.band_value {

@@ -32,6 +32,9 @@ pub struct Snapshot {
     book: AlertBook,
     started: Option<Timestamp>,
     next_sweep: Timestamp,
+    /// Network role: the latest member update applied per (rule, sensor).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    member_marks: Vec<(Arc<str>, SensorId, Timestamp, u32)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -188,6 +191,7 @@ impl Engine {
             book: self.book.clone(),
             started: self.started,
             next_sweep: self.next_sweep,
+            member_marks: self.member_marks.iter().map(|((r, s), (t, q))| (Arc::clone(r), s.clone(), *t, *q)).collect(),
         }
     }
 
@@ -245,6 +249,7 @@ impl Engine {
             )]));
         }
         self.changes.mark_all();
+        self.member_marks = snap.member_marks.into_iter().map(|(r, s, t, q)| ((r, s), (t, q))).collect();
         self.book = snap.book;
         self.started = snap.started;
         self.next_sweep = snap.next_sweep;
@@ -371,7 +376,7 @@ impl Engine {
         now: Timestamp,
         out: &mut Vec<AlertEvent>,
     ) -> Result<(), RuleError> {
-        let mut next = Engine::new(rules, registry)?;
+        let mut next = Engine::with_role(rules, registry, self.role)?;
         next.restore(self.snapshot(), now, out)?;
         next.stats = self.stats;
         *self = next;

@@ -131,3 +131,72 @@ fn a_composite_off_delay_runs_out_with_the_clock() {
         "the network alert clears 10 s after its members, on the clock"
     );
 }
+
+/// The Kafka path's split: each station's site in an engine of its own (site composites only),
+/// their hazard level changes reported as member levels — each reported twice, as a readings
+/// partition replayed after a crash does — to a network engine that evaluates the network
+/// composite. Its events are exactly those of one engine over every site, ids included.
+#[test]
+fn network_composites_over_split_engines_match_one_engine_over_every_site() {
+    use riskwatch_rules::{CompositeRole, MemberLevel};
+    let rules = RuleSet::from_toml(RULES).unwrap();
+    let registry = Registry::from_toml(REGISTRY).unwrap();
+    let mut whole = Engine::new(&rules, &registry).unwrap();
+    let mut parts: Vec<Engine> = ["sta-a", "sta-b", "sta-c"]
+        .iter()
+        .map(|site| {
+            let part = registry.retain_sites(|s| s.as_str() == *site);
+            Engine::with_role(&rules, &part, CompositeRole::Sites).unwrap()
+        })
+        .collect();
+    let mut network = Engine::with_role(&rules, &registry, CompositeRole::Network).unwrap();
+    // Red when all three agree, orange then clear as they calm down one by one (30-s holds),
+    // a new alert when two shake again.
+    let readings = [
+        r("a", "sta-a", 0, 3.5),
+        r("a", "sta-a", 1, 1.0),
+        r("b", "sta-b", 5, 3.2),
+        r("b", "sta-b", 6, 0.4),
+        r("c", "sta-c", 12, 3.1),
+        r("c", "sta-c", 13, 0.2),
+        r("a", "sta-a", 35, 0.5),
+        r("b", "sta-b", 40, 0.3),
+        r("c", "sta-c", 45, 0.1),
+        r("a", "sta-a", 50, 3.3),
+        r("b", "sta-b", 52, 3.9),
+    ];
+    let (mut expected, mut got) = (Vec::new(), Vec::new());
+    let mut replayed: Vec<MemberLevel> = Vec::new();
+    for rd in &readings {
+        whole.process(rd, rd.ts, &mut expected);
+        let part = &mut parts[["a", "b", "c"].iter().position(|s| *s == rd.sensor.as_str()).unwrap()];
+        let mut events = Vec::new();
+        part.process(rd, rd.ts, &mut events);
+        assert!(events.iter().all(|e| e.category != AlertCategory::Composite), "partitions leave network composites");
+        let members: Vec<MemberLevel> = events.iter().filter_map(MemberLevel::of_event).collect();
+        got.extend(events);
+        network.set_members(&members, rd.ts, &mut got);
+        // A partition replayed after a crash sends earlier updates again, after newer ones:
+        // they change nothing.
+        for old in &replayed {
+            network.set_members(std::slice::from_ref(old), rd.ts, &mut got);
+        }
+        replayed.extend(members);
+        network.advance(rd.ts, &mut got);
+        whole.advance(rd.ts, &mut expected);
+        for p in parts.iter_mut() {
+            p.advance(rd.ts, &mut got);
+        }
+    }
+    let composite = |v: &[riskwatch_core::AlertEvent]| -> Vec<riskwatch_core::AlertEvent> {
+        v.iter().filter(|e| e.category == AlertCategory::Composite).cloned().collect()
+    };
+    let changes: Vec<&str> = composite(&expected).iter().map(|e| e.change.as_str()).collect();
+    assert_eq!(changes, ["raised", "escalated", "de_escalated", "cleared", "raised"], "the scenario");
+    let (mut want, mut have) = (composite(&expected), composite(&got));
+    // The members' details carry each member's last value, which both know; the rest must match.
+    for e in want.iter_mut().chain(have.iter_mut()) {
+        e.details = None;
+    }
+    assert_eq!(have, want);
+}

@@ -4,7 +4,7 @@
 
 pub mod pipeline;
 mod publisher;
-mod recovery;
+pub mod recovery;
 mod rules_stage;
 
 pub use pipeline::{Pipeline, PipelineConfig};

@@ -218,7 +218,7 @@ impl RulesStage {
                     _ => {}
                 }
             }
-            Input::Tick { .. } | Input::Resume { .. } => {}
+            Input::Tick { .. } | Input::Resume { .. } | Input::Members { .. } => {}
         }
         Ok(())
     }

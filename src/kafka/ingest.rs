@@ -64,6 +64,8 @@ pub async fn run(
     mqtt.credentials = t.mqtt.credentials().map(|(u, p)| (u.to_string(), p.to_string()));
     mqtt.transport = tls.map(riskwatch_ingest::Tls);
     let source = MqttSource::new(mqtt, Arc::clone(&registry), Limits::default());
+    let registry = source.registry_handle();
+    tokio::spawn(follow_registry(t.registry.clone(), Arc::clone(&registry), shutdown.clone()));
     crate::metrics::mqtt_source(&obs.metrics, &source.stats());
     let m = &obs.metrics;
     let produced = |topic: &str| {
@@ -124,13 +126,21 @@ pub async fn run(
                             crate::metrics::rejection(m, dl.reason);
                         }
                         // Commands travel with the readings of their alert's site, so the
-                        // worker owning that site applies them in order with its readings.
+                        // worker owning that site applies them in order with its readings. A
+                        // network composite's alert has the composite's id for its site (no
+                        // registry site): its commands go to the network host.
                         IngestEvent::Command(raw) => match command_site(&raw) {
                             Some(site) => {
-                                let rec = FutureRecord::to(&k.readings_topic)
+                                let known = registry.read().unwrap_or_else(|e| e.into_inner()).site(&site).is_some();
+                                let (to, partition) = if known {
+                                    (&k.readings_topic, site_partition(&site, partitions))
+                                } else {
+                                    (&k.network_topic, 0)
+                                };
+                                let rec = FutureRecord::to(to)
                                     .key(&site)
                                     .payload(&raw)
-                                    .partition(site_partition(&site, partitions))
+                                    .partition(partition)
                                     .headers(command_headers(&topic_name, received));
                                 waits.push(enqueue(&producer, rec).await?);
                             }
@@ -194,6 +204,32 @@ pub async fn enqueue(producer: &FutureProducer, mut rec: FutureRecord<'_, String
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
             Err((e, _)) => bail!("cannot produce to Kafka: {e}"),
+        }
+    }
+}
+
+/// Takes in an edited registry file (a new sensor without a restart): checked every 2 s, used
+/// for the next message once it parses; a broken edit keeps the running registry. The rules
+/// workers reload it too, as an input of each partition.
+async fn follow_registry(path: std::path::PathBuf, handle: riskwatch_ingest::RegistryHandle, mut stop: watch::Receiver<bool>) {
+    let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let mut loaded = modified(&path);
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+        let now = modified(&path);
+        if now.is_none() || now == loaded {
+            continue;
+        }
+        loaded = now;
+        match crate::load_registry(&path) {
+            Ok(r) => {
+                *handle.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(r);
+                println!("registry reloaded from {}", path.display());
+            }
+            Err(e) => println!("registry file {} changed but cannot be used; keeping the running registry: {e:#}", path.display()),
         }
     }
 }

@@ -35,7 +35,7 @@ use riskwatch_bus::{admin, KafkaConfig};
 use riskwatch_core::wire::{topic, Limits};
 use riskwatch_core::{AlertEvent, DeadLetter, Registry, Timestamp};
 use riskwatch_rules::host::{text_digest, SiteScope};
-use riskwatch_rules::{Engine, HostSnapshot, Input, Outcome, RuleSet, RulesHost, Snapshot};
+use riskwatch_rules::{CompositeRole, Engine, HostSnapshot, Input, MemberLevel, Outcome, RuleSet, RulesHost, Snapshot};
 use riskwatch_sinks::mqtt_alerts::MqttAlertPublisher;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -127,6 +127,7 @@ pub struct WorkerStats {
 }
 
 /// The configuration files in effect and where they come from.
+#[derive(Clone)]
 pub struct WorkerFiles {
     /// The whole registry (each partition's host keeps its own sites).
     pub registry: Arc<Registry>,
@@ -140,8 +141,23 @@ pub struct WorkerFiles {
     pub rules_path: PathBuf,
 }
 
+/// What a worker hosts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    /// Rules hosts for readings partitions (the sites of each; site composites).
+    Readings,
+    /// The network host: network composites over the member levels every readings host
+    /// reports (see `riskwatch_rules::network`).
+    Network,
+}
+
 struct Worker {
     k: KafkaConfig,
+    role: Role,
+    /// The topic whose partitions this worker hosts.
+    topic: String,
+    /// Whether readings hosts report member levels (the rules have network composites).
+    reports_members: bool,
     instance: String,
     files: WorkerFiles,
     rules_loaded: Option<SystemTime>,
@@ -161,26 +177,60 @@ struct Worker {
     readings_in: crate::metrics::Counter,
 }
 
-/// Runs a rules worker until `shutdown` turns true.
+/// Runs a rules worker until `shutdown` turns true: hosts for the readings partitions this
+/// process is assigned, and — when the group gives it the network topic — the network host.
 pub async fn run(
     t: &Topology,
+    files: WorkerFiles,
+    shutdown: watch::Receiver<bool>,
+    obs: &crate::metrics::Observability,
+) -> Result<WorkerStats> {
+    let k = t.kafka.clone().context("the rules worker needs a [kafka] section")?;
+    admin::ensure_topics(&k, Duration::from_secs(60)).await?;
+    // Rules must fit every partition's part of the registry; check once against the whole.
+    Engine::new(&RuleSet::from_toml(&files.rules_text)?, &files.registry).context("rules do not fit the registry")?;
+    let (readings, network) = tokio::join!(
+        run_role(t, Role::Readings, files.clone(), shutdown.clone(), obs),
+        run_role(t, Role::Network, files, shutdown, obs),
+    );
+    let (mut stats, network) = (readings?, network?);
+    stats.readings += network.readings;
+    stats.skipped += network.skipped;
+    stats.events += network.events;
+    stats.commits += network.commits;
+    Ok(stats)
+}
+
+async fn run_role(
+    t: &Topology,
+    role: Role,
     files: WorkerFiles,
     mut shutdown: watch::Receiver<bool>,
     obs: &crate::metrics::Observability,
 ) -> Result<WorkerStats> {
     let k = t.kafka.clone().context("the rules worker needs a [kafka] section")?;
-    admin::ensure_topics(&k, Duration::from_secs(60)).await?;
-    let partitions = admin::partition_count(&k, &k.readings_topic, Duration::from_secs(30))?;
-    // Rules must fit every partition's part of the registry; check once against the whole.
-    Engine::new(&RuleSet::from_toml(&files.rules_text)?, &files.registry).context("rules do not fit the registry")?;
-    let lag = crate::metrics::LagContext { metrics: obs.metrics.clone(), group: k.rules_group.clone() };
-    let notes = RebalanceNotes { topic: k.readings_topic.clone(), notes: Default::default(), lag };
-    let consumer: WorkerConsumer =
-        k.consumer(&k.rules_group, &format!("{}-rules", t.instance)).create_with_context(notes)?;
-    consumer.subscribe(&[&k.readings_topic]).context("subscribing to the readings topic")?;
+    let (topic, group, client) = match role {
+        Role::Readings => (k.readings_topic.clone(), k.rules_group.clone(), "rules"),
+        Role::Network => (k.network_topic.clone(), k.network_group.clone(), "network"),
+    };
+    let partitions = admin::partition_count(&k, &topic, Duration::from_secs(30))?;
+    let lag = crate::metrics::LagContext { metrics: obs.metrics.clone(), group: group.clone() };
+    let notes = RebalanceNotes { topic: topic.clone(), notes: Default::default(), lag };
+    // A worker that stops polling for 30 s (a stalled Kafka) leaves the group, and a group
+    // rebalance waits no longer than this for a member that is gone: a restarted worker gets
+    // its partitions back within about that long rather than librdkafka's default 5 minutes.
+    let consumer: WorkerConsumer = k
+        .consumer(&group, &format!("{}-{client}", t.instance))
+        .set("max.poll.interval.ms", "30000")
+        .create_with_context(notes)?;
+    consumer.subscribe(&[&topic]).with_context(|| format!("subscribing to {topic}"))?;
+    let reports_members = RuleSet::from_toml(&files.rules_text)?
+        .composites
+        .iter()
+        .any(|(c, _)| c.scope == riskwatch_rules::composite::Scope::Network);
     let producer: FutureProducer = k
         .producer()
-        .set("client.id", format!("{}-rules-out", t.instance))
+        .set("client.id", format!("{}-{client}-out", t.instance))
         .set("message.max.bytes", riskwatch_bus::config::MAX_STATE_RECORD_BYTES)
         .create()?;
     let tls = crate::mqtt_tls::from_settings(&t.mqtt)?;
@@ -188,13 +238,16 @@ pub async fn run(
         MqttAlertPublisher::connect_with(
             &t.mqtt.host,
             t.mqtt.port,
-            &format!("{}-alerts", t.instance),
+            &format!("{}-{client}-alerts", t.instance),
             t.mqtt.credentials(),
             tls,
         )
     });
     let mut w = Worker {
         k,
+        role,
+        topic,
+        reports_members,
         instance: t.instance.clone(),
         rules_loaded: modified(&files.rules_path),
         registry_loaded: modified(&files.registry_path),
@@ -216,8 +269,13 @@ pub async fn run(
             &[("source", "kafka")],
         ),
     };
-    println!("riskwatch rules worker {} ready: group {}, {} partitions", w.instance, w.k.rules_group, partitions);
-    obs.readiness.set("rules", true);
+    match role {
+        Role::Readings => {
+            println!("riskwatch rules worker {} ready: group {group}, {partitions} partitions", w.instance);
+            obs.readiness.set("rules", true);
+        }
+        Role::Network => info!(group = %group, "network composite host ready"),
+    }
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_commit = Instant::now();
@@ -238,7 +296,9 @@ pub async fn run(
                 let now = Timestamp::now();
                 w.write_inputs(&Input::Tick { at: now })?;
                 w.check_reload(now)?;
-                w.metrics.active(w.parts.values().flat_map(|p| p.host.engine().active()).map(|(_, _, l)| l));
+                if role == Role::Readings {
+                    w.metrics.active(w.parts.values().flat_map(|p| p.host.engine().active()).map(|(_, _, l)| l));
+                }
                 if last_report.elapsed() >= Duration::from_secs(10) {
                     last_report = Instant::now();
                     let owned: Vec<(i32, i64)> = w.parts.iter().map(|(p, s)| (*p, s.next_offset)).collect();
@@ -286,7 +346,7 @@ impl Worker {
                 to = part.next_offset,
                 "resuming before the committed offset, where the saved state ends"
             );
-            match consumer.seek(&self.k.readings_topic, p, Offset::Offset(part.next_offset), Duration::from_secs(10)) {
+            match consumer.seek(&self.topic, p, Offset::Offset(part.next_offset), Duration::from_secs(10)) {
                 Ok(()) => return Ok(()),
                 Err(e) => warn!(partition = p, error = %e, "seek failed; records in between are not in the rule state"),
             }
@@ -304,6 +364,24 @@ impl Worker {
             .or_else(|| msg.timestamp().to_millis())
             .map(Timestamp)
             .unwrap_or_else(Timestamp::now);
+        let before = self.events.len();
+        let applied = self.apply_record(p, msg, site, payload, at);
+        if self.role == Role::Readings && self.reports_members {
+            self.report_members(before, at)?;
+        }
+        applied
+    }
+
+    /// Applies one record of partition `p` to its host.
+    fn apply_record(
+        &mut self,
+        p: i32,
+        msg: &BorrowedMessage<'_>,
+        site: &str,
+        payload: &[u8],
+        at: Timestamp,
+    ) -> Result<()> {
+        let part = self.parts.get_mut(&p).expect("partition owned");
         if is_command(msg.headers()) {
             let raw = payload.to_vec();
             if let Outcome::Refused(refused) = part.host.apply(&mut Input::Command { at, raw }, &mut self.events) {
@@ -323,6 +401,10 @@ impl Worker {
                 },
                 Err(e) => warn!(partition = p, offset = msg.offset(), error = %e, "unreadable rules-host input skipped"),
             }
+            return Ok(());
+        }
+        if self.role == Role::Network {
+            warn!(offset = msg.offset(), "a record that is neither an input nor a command on the network topic; skipped");
             return Ok(());
         }
         let now = Timestamp::now();
@@ -354,12 +436,34 @@ impl Worker {
         Ok(())
     }
 
+    /// Sends the level changes of hazard bindings among `self.events[from..]` to the network
+    /// host, as one input (its network composites combine members of every partition).
+    fn report_members(&mut self, from: usize, at: Timestamp) -> Result<()> {
+        let members: Vec<MemberLevel> = self.events[from..].iter().filter_map(MemberLevel::of_event).collect();
+        if members.is_empty() {
+            return Ok(());
+        }
+        let value = Input::Members { at, members }.to_bytes();
+        let rec = FutureRecord::to(&self.k.network_topic)
+            .partition(0)
+            .key("_members")
+            .payload(&value)
+            .headers(input_headers(at.millis()));
+        let f = self
+            .producer
+            .send_result(rec)
+            .map_err(|(e, _)| anyhow::anyhow!("cannot produce member levels for the network host: {e}"))?;
+        // Confirmed before the commit point that covers the record they came from.
+        self.waits.push(f);
+        Ok(())
+    }
+
     /// Writes `input` into every owned partition; each host applies it when the worker
     /// consumes it back (its place in the log is what makes a replay exact).
     fn write_inputs(&mut self, input: &Input) -> Result<()> {
         let value = input.to_bytes();
         for p in self.parts.keys() {
-            let rec = FutureRecord::to(&self.k.readings_topic)
+            let rec = FutureRecord::to(&self.topic)
                 .partition(*p)
                 .key("_clock")
                 .payload(&value)
@@ -412,21 +516,25 @@ impl Worker {
 
     /// Builds the hosts of `parts`, restored from their last state records.
     fn take_over(&mut self, parts: &[i32]) -> Result<()> {
-        let mut saved = load_states(&self.k, parts)?;
+        let mut saved = load_states(&self.k, &self.topic, parts)?;
         let now = Timestamp::now();
         let mut outdated = Vec::new();
         for &p in parts {
             let n = self.partitions;
-            let scope: SiteScope = Arc::new(move |s| site_partition(s.as_str(), n) == p);
+            let (scope, role): (Option<SiteScope>, CompositeRole) = match self.role {
+                Role::Readings => (Some(Arc::new(move |s| site_partition(s.as_str(), n) == p)), CompositeRole::Sites),
+                Role::Network => (None, CompositeRole::Network),
+            };
             let (registry, digest) = (Arc::clone(&self.files.registry), self.files.registry_digest.as_str());
-            let fresh = || RulesHost::new(&self.files.rules_text, Arc::clone(&registry), digest, Some(Arc::clone(&scope)));
+            let fresh =
+                || RulesHost::with_role(&self.files.rules_text, Arc::clone(&registry), digest, scope.clone(), role);
             let mut next_offset = 0;
             let host = match saved.remove(&p) {
                 Some(rec) if rec.partitions == n => {
                     next_offset = rec.next_offset;
                     let host = match serde_json::from_value::<HostSnapshot>(rec.engine.clone()) {
                         Ok(snap) => {
-                            let r = RulesHost::recover(snap, Arc::clone(&registry), digest, Some(Arc::clone(&scope)))
+                            let r = RulesHost::recover_role(snap, Arc::clone(&registry), digest, scope.clone(), role)
                                 .context("restoring partition state")?;
                             if !r.exact {
                                 warn!(partition = p, "registry changed since the state was saved; re-bound to the new one");
@@ -474,7 +582,7 @@ impl Worker {
         for p in outdated {
             let input = Input::Reload { at: now, rules: Some(self.files.rules_text.clone()), registry: None };
             let value = input.to_bytes();
-            let rec = FutureRecord::to(&self.k.readings_topic)
+            let rec = FutureRecord::to(&self.topic)
                 .partition(p)
                 .key("_clock")
                 .payload(&value)
@@ -577,7 +685,7 @@ impl Worker {
         }
         let mut writes = Vec::new();
         for (p, _, value) in &pc.states {
-            let key = state_key(&self.k.readings_topic, *p);
+            let key = state_key(&self.topic, *p);
             let f = self
                 .producer
                 .send_result(FutureRecord::to(&self.k.state_topic).key(&key).payload(value))
@@ -593,7 +701,7 @@ impl Worker {
         }
         let mut tpl = TopicPartitionList::new();
         for (p, offset, _) in &pc.states {
-            tpl.add_partition_offset(&self.k.readings_topic, *p, Offset::Offset(*offset))?;
+            tpl.add_partition_offset(&self.topic, *p, Offset::Offset(*offset))?;
         }
         match consumer.commit(&tpl, CommitMode::Sync) {
             Ok(()) => {
@@ -668,7 +776,7 @@ fn modified(path: &PathBuf) -> Option<SystemTime> {
 }
 
 /// Reads the state topic to its end and returns the latest record of each wanted partition.
-fn load_states(k: &KafkaConfig, parts: &[i32]) -> Result<HashMap<i32, StateRecord<serde_json::Value>>> {
+fn load_states(k: &KafkaConfig, topic: &str, parts: &[i32]) -> Result<HashMap<i32, StateRecord<serde_json::Value>>> {
     let consumer: BaseConsumer = k
         .client()
         .set("group.id", "riskwatch-state-reader")
@@ -691,7 +799,7 @@ fn load_states(k: &KafkaConfig, parts: &[i32]) -> Result<HashMap<i32, StateRecor
     if high <= low {
         return Ok(out);
     }
-    let wanted: HashMap<String, i32> = parts.iter().map(|p| (state_key(&k.readings_topic, *p), *p)).collect();
+    let wanted: HashMap<String, i32> = parts.iter().map(|p| (state_key(topic, *p), *p)).collect();
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(&k.state_topic, 0, Offset::Offset(low))?;
     consumer.assign(&tpl)?;

@@ -10,7 +10,8 @@
 
 use super::Input;
 use riskwatch_core::reading::{Channel, Displacement, Value, Waveform};
-use riskwatch_core::{Quality, Reading, SensorId, SensorKind, SiteId, Timestamp};
+use crate::MemberLevel;
+use riskwatch_core::{Level, Quality, Reading, SensorId, SensorKind, SiteId, Timestamp};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -22,6 +23,7 @@ const COMMAND: u8 = 1;
 const TICK: u8 = 2;
 const RESUME: u8 = 3;
 const RELOAD: u8 = 4;
+const MEMBERS: u8 = 5;
 
 const SCALAR: u8 = 0;
 const DISPLACEMENT: u8 = 1;
@@ -104,6 +106,20 @@ pub(super) fn encode(input: &Input) -> Vec<u8> {
             w.push(RESUME);
             put_i64(&mut w, at.millis());
         }
+        Input::Members { at, members } => {
+            w.push(MEMBERS);
+            put_i64(&mut w, at.millis());
+            put_u32(&mut w, members.len() as u32);
+            for m in members {
+                put_str(&mut w, &m.rule);
+                put_str(&mut w, m.sensor.as_str());
+                w.push(m.level.map_or(0, |l| l.index() as u8 + 1));
+                put_f64(&mut w, m.value);
+                put_i64(&mut w, m.ts.millis());
+                put_i64(&mut w, m.first_ts.millis());
+                put_u32(&mut w, m.seq);
+            }
+        }
         Input::Reload { at, rules, registry } => {
             w.push(RELOAD);
             put_i64(&mut w, at.millis());
@@ -172,6 +188,28 @@ pub(super) fn decode(bytes: &[u8]) -> Result<Input, CodecError> {
         COMMAND => Input::Command { at, raw: r.bytes("command")?.to_vec() },
         TICK => Input::Tick { at },
         RESUME => Input::Resume { at },
+        MEMBERS => {
+            let n = r.len("members", 37)?;
+            let mut members = Vec::with_capacity(n);
+            for _ in 0..n {
+                let rule: Arc<str> = Arc::from(r.str("rule")?);
+                let sensor = SensorId::new(r.str("sensor")?);
+                let level = match r.u8("level")? {
+                    0 => None,
+                    l => Some(Level::ALL.get(usize::from(l) - 1).copied().ok_or_else(|| CodecError(format!("level {l}")))?),
+                };
+                members.push(MemberLevel {
+                    rule,
+                    sensor,
+                    level,
+                    value: r.f64("value")?,
+                    ts: Timestamp(r.i64("ts")?),
+                    first_ts: Timestamp(r.i64("first_ts")?),
+                    seq: r.u32("seq")?,
+                });
+            }
+            Input::Members { at, members }
+        }
         RELOAD => {
             let flags = r.u8("flags")?;
             let rules = if flags & 1 != 0 { Some(r.str("rules")?.to_string()) } else { None };

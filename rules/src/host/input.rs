@@ -38,6 +38,14 @@ pub enum Input {
         /// Processing time.
         at: Timestamp,
     },
+    /// Level changes of hazard bindings that network composites combine, as one readings
+    /// partition's host reported them (the Kafka network host's input, see `network`).
+    Members {
+        /// Processing time.
+        at: Timestamp,
+        /// The changes, in the order they happened.
+        members: Vec<crate::MemberLevel>,
+    },
     /// New rules and/or a new registry take effect, keeping the state of what still exists.
     Reload {
         /// Processing time.
@@ -59,6 +67,7 @@ impl Input {
             | Input::Command { at, .. }
             | Input::Tick { at }
             | Input::Resume { at }
+            | Input::Members { at, .. }
             | Input::Reload { at, .. } => *at,
         }
     }

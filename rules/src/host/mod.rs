@@ -22,7 +22,7 @@ pub use command::{apply_command, Refused};
 pub use input::Input;
 
 use crate::drill::DrillState;
-use crate::{Drill, Engine, RuleError, RuleSet, Snapshot};
+use crate::{CompositeRole, Drill, Engine, RuleError, RuleSet, Snapshot};
 use riskwatch_core::{AlertEvent, Registry, RegistryError, SiteId, Timestamp};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -155,9 +155,22 @@ impl RulesHost {
         registry_digest: &str,
         scope: Option<SiteScope>,
     ) -> Result<RulesHost, HostError> {
+        Self::with_role(rules_text, registry, registry_digest, scope, CompositeRole::All)
+    }
+
+    /// Like [`RulesHost::new`], evaluating the composites of `role` only (the Kafka path:
+    /// [`CompositeRole::Sites`] for a readings partition, [`CompositeRole::Network`] for the
+    /// network host, which takes [`Input::Members`] instead of readings).
+    pub fn with_role(
+        rules_text: &str,
+        registry: Arc<Registry>,
+        registry_digest: &str,
+        scope: Option<SiteScope>,
+        role: CompositeRole,
+    ) -> Result<RulesHost, HostError> {
         let rules = RuleSet::from_toml(rules_text)?;
         let registry = scoped(registry, scope.as_ref());
-        let engine = Engine::new(&rules, &registry)?;
+        let engine = Engine::with_role(&rules, &registry, role)?;
         let drill = Drill::new(&rules, Arc::clone(&registry));
         Ok(RulesHost {
             engine,
@@ -184,13 +197,24 @@ impl RulesHost {
         registry_digest: &str,
         scope: Option<SiteScope>,
     ) -> Result<Recovery, HostError> {
+        Self::recover_role(snap, registry, registry_digest, scope, CompositeRole::All)
+    }
+
+    /// [`RulesHost::recover`] for a host of `role` (see [`RulesHost::with_role`]).
+    pub fn recover_role(
+        snap: HostSnapshot,
+        registry: Arc<Registry>,
+        registry_digest: &str,
+        scope: Option<SiteScope>,
+        role: CompositeRole,
+    ) -> Result<Recovery, HostError> {
         if snap.version != HOST_SNAPSHOT_VERSION {
             return Err(HostError::Snapshot(format!(
                 "version {} is not {HOST_SNAPSHOT_VERSION}",
                 snap.version
             )));
         }
-        let mut host = RulesHost::new(&snap.rules, registry, registry_digest, scope)?;
+        let mut host = RulesHost::with_role(&snap.rules, registry, registry_digest, scope, role)?;
         host.position = snap.position;
         host.clock = snap.clock;
         host.saved_position = snap.position;
@@ -249,6 +273,10 @@ impl RulesHost {
                 self.engine.resume(at);
                 Outcome::Applied
             }
+            Input::Members { members, .. } => {
+                self.engine.set_members(members, at, out);
+                Outcome::Applied
+            }
             Input::Reload { rules, registry, .. } => match self.reload(rules.as_deref(), registry.as_deref(), at, out) {
                 Ok(()) => Outcome::Reloaded,
                 Err(e) => Outcome::ReloadRefused(e.to_string()),
@@ -275,7 +303,7 @@ impl RulesHost {
             None => (Arc::clone(&self.registry), self.registry_digest.clone()),
         };
         // Checked before anything changes, so a refused reload leaves the host as it was.
-        Engine::new(&rules, &registry)?;
+        Engine::with_role(&rules, &registry, self.engine.role)?;
         let mut events = Vec::new();
         self.engine.reload(&rules, &registry, at, &mut events)?;
         self.drill.reload(&rules, Arc::clone(&registry), &mut events)?;
