@@ -17,6 +17,7 @@
 use riskwatch_core::{Reading, SensorId, SensorKind, SiteId, Timestamp};
 use std::sync::Arc;
 
+pub mod demo_fleet;
 pub mod fleet;
 pub mod flood;
 pub mod gas;

@@ -12,7 +12,7 @@ mod auth;
 mod store;
 mod web;
 
-use crate::parse_mqtt_address;
+use crate::settings::parse_mqtt_address;
 use anyhow::{Context, Result};
 use riskwatch_core::wire::{topic, Limits};
 use riskwatch_core::{AlertEvent, AlertState, Board, Registry, Value};
@@ -280,7 +280,7 @@ pub struct Console {
 
 /// Runs `riskwatch console` until stopped.
 pub async fn run(args: ConsoleArgs) -> Result<()> {
-    let registry = Arc::new(crate::load_registry(&args.registry)?);
+    let registry = Arc::new(crate::settings::load_registry(&args.registry)?);
     let console = Console::start(Options {
         listen: args.listen,
         mqtt: args.mqtt,
@@ -296,9 +296,9 @@ pub async fn run(args: ConsoleArgs) -> Result<()> {
     match args.duration {
         Some(d) => tokio::select! {
             _ = tokio::time::sleep(d) => {}
-            _ = crate::shutdown_signal() => {}
+            _ = crate::shutdown::shutdown_signal() => {}
         },
-        None => crate::shutdown_signal().await,
+        None => crate::shutdown::shutdown_signal().await,
     }
     console.stop().await;
     Ok(())
@@ -326,7 +326,7 @@ impl Console {
         opts.set_keep_alive(Duration::from_secs(15))
             .set_clean_session(false)
             .set_max_packet_size(1024 * 1024, 1024 * 1024);
-        if let Some((u, p)) = crate::mqtt_credentials_from_env() {
+        if let Some((u, p)) = crate::settings::mqtt_credentials_from_env() {
             opts.set_credentials(u, p);
         }
         if let Some(tls) = crate::mqtt_tls::from_env()? {

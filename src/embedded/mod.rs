@@ -2,9 +2,11 @@
 //! in-process broker or an external one), the rules host, SQLite — joined by bounded in-process
 //! channels instead of Kafka (architecture.md, "Embedded mode").
 
+pub mod broker;
 pub mod pipeline;
 mod publisher;
 pub mod recovery;
 mod rules_stage;
+pub mod summary;
 
 pub use pipeline::{Pipeline, PipelineConfig};

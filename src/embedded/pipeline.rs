@@ -6,7 +6,7 @@
 use super::publisher::{self, Outgoing};
 use super::recovery;
 use super::rules_stage::{ConfigWatch, RulesStage};
-use crate::summary::Summary;
+use super::summary::Summary;
 use anyhow::{Context, Result};
 use riskwatch_core::wire::{topic, Limits};
 use riskwatch_core::{AlertEvent, Registry, Timestamp};

@@ -12,7 +12,7 @@
 
 use super::publisher::Outgoing;
 use crate::metrics::RuleMetrics;
-use crate::summary::Summary;
+use super::summary::Summary;
 use anyhow::Result;
 use riskwatch_core::{AlertEvent, DeadLetter, Registry, Timestamp};
 use riskwatch_ingest::{Confirmation, Delivery, IngestEvent, RegistryHandle};

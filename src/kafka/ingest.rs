@@ -224,7 +224,7 @@ async fn follow_registry(path: std::path::PathBuf, handle: riskwatch_ingest::Reg
             continue;
         }
         loaded = now;
-        match crate::load_registry(&path) {
+        match crate::settings::load_registry(&path) {
             Ok(r) => {
                 *handle.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(r);
                 println!("registry reloaded from {}", path.display());

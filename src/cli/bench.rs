@@ -37,7 +37,7 @@ pub enum BenchCommand {
     /// Publish readings as fast as the broker takes them and time the probe's alerts.
     Load(LoadArgs),
     /// Time recovery after a crash and the pauses saving the rule state makes.
-    Recovery(crate::bench_recovery::RecoveryArgs),
+    Recovery(crate::cli::bench_recovery::RecoveryArgs),
 }
 
 /// Options of `bench load`.
@@ -74,7 +74,7 @@ pub async fn run(cmd: BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Setup { sensors, out } => setup(sensors, &out),
         BenchCommand::Load(args) => load(args).await,
-        BenchCommand::Recovery(args) => tokio::task::spawn_blocking(move || crate::bench_recovery::run(args)).await?,
+        BenchCommand::Recovery(args) => tokio::task::spawn_blocking(move || crate::cli::bench_recovery::run(args)).await?,
     }
 }
 
@@ -131,7 +131,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 async fn load(a: LoadArgs) -> Result<()> {
-    let (host, port) = crate::parse_mqtt_address(&a.mqtt)?;
+    let (host, port) = crate::settings::parse_mqtt_address(&a.mqtt)?;
     let text = std::fs::read_to_string(&a.registry).with_context(|| format!("reading {}", a.registry.display()))?;
     let registry = Registry::from_toml(&text).context("registry")?;
     let mut sites: HashMap<String, Vec<String>> = HashMap::new();

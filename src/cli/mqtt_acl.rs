@@ -95,7 +95,7 @@ fn write_private(path: &Path, text: &str) -> Result<()> {
 
 /// Runs `riskwatch mqtt-acl`.
 pub fn run(args: MqttAclArgs) -> Result<()> {
-    let registry = crate::load_registry(&args.registry)?;
+    let registry = crate::settings::load_registry(&args.registry)?;
     anyhow::ensure!(
         registry.gateways().next().is_some(),
         "{}: no [[gateways]] declared; add one per gateway with the sites it publishes for (docs/security.md)",

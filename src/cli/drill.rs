@@ -104,13 +104,13 @@ where
         port,
         speed,
         ack_timeout: Duration::from_secs(60),
-        credentials: crate::mqtt_credentials_from_env(),
+        credentials: crate::settings::mqtt_credentials_from_env(),
         transport: crate::mqtt_tls::from_env()?,
     };
     let mut task = tokio::spawn(fleet::publish_plan(messages(batches), cfg, stop_rx));
     let stats = tokio::select! {
         s = &mut task => s.context("drill publisher panicked")?,
-        _ = crate::shutdown_signal() => {
+        _ = crate::shutdown::shutdown_signal() => {
             let _ = stop_tx.send(true);
             task.await.context("drill publisher panicked")?
         }
@@ -136,7 +136,7 @@ where
     let producer: FutureProducer = k.producer().set("client.id", DRILL_CLIENT).create()?;
     let began = tokio::time::Instant::now();
     let (mut messages, mut readings, mut waits) = (0u64, 0u64, Vec::new());
-    let mut stop = std::pin::pin!(crate::shutdown_signal());
+    let mut stop = std::pin::pin!(crate::shutdown::shutdown_signal());
     for m in self::messages(batches) {
         let due = began + Duration::from_secs_f64((m.due_ms.max(0) as f64 / speed / 1000.0).min(1e9));
         tokio::select! {

@@ -103,7 +103,7 @@ async fn scenario(args: SimulateArgs, path: PathBuf) -> Result<()> {
         return Ok(());
     }
     let Some(mqtt) = args.mqtt.as_deref() else { bail!("--mqtt URL is required (or use --dry-run)") };
-    let (host, port) = crate::parse_mqtt_address(mqtt)?;
+    let (host, port) = crate::settings::parse_mqtt_address(mqtt)?;
     println!(
         "simulating scenario {} ({sensors} sensors, {gateways} gateways) to {host}:{port}: event start {}, speed {speed}",
         scenario.name,
@@ -115,14 +115,14 @@ async fn scenario(args: SimulateArgs, path: PathBuf) -> Result<()> {
         port,
         speed,
         ack_timeout: Duration::from_secs(30),
-        credentials: crate::mqtt_credentials_from_env(),
+        credentials: crate::settings::mqtt_credentials_from_env(),
         transport: crate::mqtt_tls::from_env()?,
     };
     let began = std::time::Instant::now();
     let mut task = tokio::spawn(fleet::publish_plan(plan, cfg, stop_rx));
     let stats = tokio::select! {
         s = &mut task => s.context("simulator fleet panicked")?,
-        _ = crate::shutdown_signal() => {
+        _ = crate::shutdown::shutdown_signal() => {
             let _ = stop_tx.send(true);
             task.await.context("simulator fleet panicked")?
         }
@@ -141,8 +141,8 @@ async fn scenario(args: SimulateArgs, path: PathBuf) -> Result<()> {
 /// Publishes the demo fleet (the sensors of `config/demo/registry.toml`) to an external broker.
 async fn demo_fleet(args: SimulateArgs) -> Result<()> {
     let Some(mqtt) = args.mqtt.as_deref() else { bail!("--mqtt URL is required") };
-    let (host, port) = crate::parse_mqtt_address(mqtt)?;
-    let tracks = crate::demo::demo_tracks(Timestamp::now(), args.seed);
+    let (host, port) = crate::settings::parse_mqtt_address(mqtt)?;
+    let tracks = riskwatch_simulators::demo_fleet::tracks(Timestamp::now(), args.seed);
     println!("simulating {} sensors to {host}:{port} for {}", tracks.len(), humantime::format_duration(args.duration));
     let (stop_tx, stop_rx) = watch::channel(false);
     let cfg = FleetConfig {
@@ -151,13 +151,13 @@ async fn demo_fleet(args: SimulateArgs) -> Result<()> {
         client_prefix: args.client_prefix,
         duration: args.duration,
         glitches: vec![],
-        credentials: crate::mqtt_credentials_from_env(),
+        credentials: crate::settings::mqtt_credentials_from_env(),
         transport: crate::mqtt_tls::from_env()?,
     };
     let mut task = tokio::spawn(fleet::run(tracks, cfg, stop_rx));
     let stats = tokio::select! {
         s = &mut task => s.context("simulator fleet panicked")?,
-        _ = crate::shutdown_signal() => {
+        _ = crate::shutdown::shutdown_signal() => {
             let _ = stop_tx.send(true);
             task.await.context("simulator fleet panicked")?
         }

@@ -4,17 +4,12 @@
 //! thresholds configured in `config/demo/` (compiled into the binary so the demo runs from
 //! anywhere). One deliberate gateway bug (a detector sending `NaN`) shows the rejection path.
 
-use crate::broker;
+use crate::embedded::broker;
 use crate::embedded::{Pipeline, PipelineConfig};
 use anyhow::{Context, Result};
-use riskwatch_core::{Registry, SensorKind, Timestamp};
+use riskwatch_core::{Registry, Timestamp};
 use riskwatch_rules::RuleSet;
 use riskwatch_simulators::fleet::{self, FleetConfig, Glitch};
-use riskwatch_simulators::flood::{RiverFlood, RiverFloodParams};
-use riskwatch_simulators::gas::{GasLeak, GasLeakParams};
-use riskwatch_simulators::gnss::{SlopeCreep, SlopeCreepParams};
-use riskwatch_simulators::seismic::{SeismicStation, SeismicStationParams};
-use riskwatch_simulators::{SensorSpec, Track};
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -24,9 +19,9 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 /// The demo's registry and rules, as shipped in `config/demo/`.
-pub const DEMO_REGISTRY: &str = include_str!("../config/demo/registry.toml");
+pub const DEMO_REGISTRY: &str = include_str!("../../config/demo/registry.toml");
 /// See [`DEMO_REGISTRY`].
-pub const DEMO_RULES: &str = include_str!("../config/demo/rules.toml");
+pub const DEMO_RULES: &str = include_str!("../../config/demo/rules.toml");
 
 /// Options of `riskwatch demo`.
 #[derive(clap::Args)]
@@ -103,7 +98,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     };
 
     let now = Timestamp::now();
-    let tracks = demo_tracks(now, args.seed);
+    let tracks = riskwatch_simulators::demo_fleet::tracks(now, args.seed);
     let glitches = vec![Glitch {
         after: args.duration.mul_f64(0.4),
         topic: "riskwatch/v1/readings/plant-a/plant-a-lel-02".into(),
@@ -180,78 +175,3 @@ async fn start_console(
     Ok(console)
 }
 
-/// The demo fleet: one series per sensor of `config/demo/registry.toml`.
-pub(crate) fn demo_tracks(now: Timestamp, seed: u64) -> Vec<Track> {
-    let mut tracks = Vec::new();
-    // Hankou, 2020 (reconstructed): warning 27.30 m crossed on 07-07, crest 28.77 m on 07-12 23:00.
-    let hankou_start = Timestamp::parse_rfc3339("2020-07-04T00:00:00+08:00").expect("valid constant");
-    tracks.push(RiverFlood::track(
-        RiverFloodParams {
-            base_level_m: 26.2,
-            peak_level_m: 28.77,
-            time_to_peak_h: 215.0,
-            rise_shape: 2.5,
-            recession_h: 120.0,
-            duration_h: 14.0 * 24.0,
-            ..Default::default()
-        },
-        SensorSpec::new("hankou-wl", "hankou", SensorKind::WaterLevel, "m"),
-        hankou_start,
-        seed,
-    ));
-    // A small flashy creek: a cloudburst takes it past its record within a day.
-    tracks.push(RiverFlood::track(
-        RiverFloodParams {
-            base_level_m: 6.2,
-            peak_level_m: 9.45,
-            time_to_peak_h: 16.0,
-            recession_h: 10.0,
-            duration_h: 48.0,
-            ..Default::default()
-        },
-        SensorSpec::new("shahe-wl", "shahe", SensorKind::WaterLevel, "m"),
-        now,
-        seed + 1,
-    ));
-    // A flange leak at pump P-101 in a westerly breeze: detectors at 15 m and 45 m downwind,
-    // one 30 m crosswind.
-    let leak =
-        GasLeakParams { source_strength_lel: 200.0, leak_start_s: 240.0, leak_end_s: 1200.0, ..Default::default() };
-    for (i, (id, distance, bearing)) in
-        [("plant-a-lel-01", 15.0, 90.0), ("plant-a-lel-02", 45.0, 90.0), ("plant-a-lel-03", 30.0, 0.0)]
-            .into_iter()
-            .enumerate()
-    {
-        tracks.push(GasLeak::track(
-            leak.clone().at(distance, bearing),
-            SensorSpec::new(id, "plant-a", SensorKind::GasCombustible, "%LEL"),
-            now,
-            seed + 10 + i as u64,
-        ));
-    }
-    // A slope creeping at 2 mm/day that starts to accelerate on day 15 and fails just after
-    // day 30 (the series stops an hour before).
-    tracks.push(SlopeCreep::track(
-        SlopeCreepParams {
-            creep_velocity_mm_per_day: 2.0,
-            acceleration_onset_days: 15.0,
-            failure_after_days: 30.05,
-            ..Default::default()
-        },
-        SensorSpec::new("slope-01-gnss-01", "slope-01", SensorKind::GnssDisplacement, "mm"),
-        now,
-        seed + 20,
-    ));
-    // A shallow earthquake 12, 35 and 80 km from the three terminals.
-    for (i, (id, site, km)) in
-        [("eq-a-acc", "eq-a", 12.0), ("eq-b-acc", "eq-b", 35.0), ("eq-c-acc", "eq-c", 80.0)].into_iter().enumerate()
-    {
-        tracks.push(SeismicStation::track(
-            SeismicStationParams { distance_km: km, ..Default::default() },
-            SensorSpec::new(id, site, SensorKind::SeismicAcceleration, "m/s2"),
-            now,
-            seed + 30 + i as u64,
-        ));
-    }
-    tracks
-}

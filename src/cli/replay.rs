@@ -120,7 +120,7 @@ pub async fn run(args: ReplayArgs) -> Result<()> {
     let base = Run::go("baseline", rules_name, rules, registry, Vec::new(), &mut source, &opts, &observed, &args)?;
     let alt = if what_if {
         let (rules, name) = match &args.what_if_rules {
-            Some(p) => (crate::load_rules(p)?, p.display().to_string()),
+            Some(p) => (crate::settings::load_rules(p)?, p.display().to_string()),
             None => (base.rules.clone(), base.rules_name.clone()),
         };
         let (registry, applied) = whatif::apply(&base.registry, &overrides).map_err(anyhow::Error::msg)?;
@@ -348,7 +348,7 @@ fn load_setup(args: &ReplayArgs) -> Result<(Registry, RuleSet, String)> {
             Ok((registry, rules, path.display().to_string()))
         }
         (None, Some(reg), Some(rules)) => {
-            Ok((crate::load_registry(reg)?, crate::load_rules(rules)?, rules.display().to_string()))
+            Ok((crate::settings::load_registry(reg)?, crate::settings::load_rules(rules)?, rules.display().to_string()))
         }
         _ => bail!("give --scenario, or --registry and --rules"),
     }
@@ -364,12 +364,12 @@ async fn drill(args: &ReplayArgs, registry: &Registry) -> Result<()> {
     let batches: Vec<Vec<riskwatch_core::Reading>> = loaded.readings.chunks(4096).map(<[_]>::to_vec).collect();
     let published = match (&args.mqtt, &args.kafka) {
         (Some(mqtt), _) => {
-            let (host, port) = crate::parse_mqtt_address(mqtt)?;
+            let (host, port) = crate::settings::parse_mqtt_address(mqtt)?;
             println!(
                 "drill: publishing {readings} readings of {} as an exercise to {host}:{port}, speed {speed}",
                 args.input
             );
-            crate::drill::publish(batches, host, port, speed).await?
+            crate::cli::drill::publish(batches, host, port, speed).await?
         }
         (None, Some(brokers)) => {
             let k: riskwatch_bus::KafkaConfig = toml::from_str(&format!("brokers = {brokers:?}"))?;
@@ -377,7 +377,7 @@ async fn drill(args: &ReplayArgs, registry: &Registry) -> Result<()> {
                 "drill: producing {readings} readings of {} as an exercise to {}, speed {speed}",
                 args.input, k.readings_topic
             );
-            crate::drill::produce(batches, &k, speed).await?
+            crate::cli::drill::produce(batches, &k, speed).await?
         }
         (None, None) => bail!("--drill needs --mqtt HOST:PORT or --kafka BROKERS"),
     };

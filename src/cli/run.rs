@@ -1,0 +1,235 @@
+//! `riskwatch run`, `ingest`, `rules` and `sink`: the long-running services. `run` without a
+//! topology file is the embedded wiring (src/embedded/); with one, or `ingest` / `rules` /
+//! `sink`, any subset of the production path over Kafka (src/kafka/).
+
+use crate::embedded::{broker, Pipeline, PipelineConfig};
+use crate::settings::{mqtt_credentials_from_env, parse_mqtt_address, ConfigFiles};
+use crate::shutdown::wait_for_stop;
+use crate::topology::{Component, Topology};
+use crate::{kafka, metrics, mqtt_tls, runtime};
+use anyhow::{bail, Result};
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// `--config FILE [--duration D]` of the production components.
+#[derive(clap::Args)]
+pub struct ConfigArg {
+    /// Topology file (docs/operations.md).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Stop after this long (e.g. `90s`); default: until Ctrl-C or SIGTERM.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub duration: Option<Duration>,
+}
+
+/// Options of `riskwatch run`.
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// Topology file: which components to run and how to reach MQTT, Kafka and QuestDB.
+    #[arg(long, conflicts_with_all = ["registry", "rules", "broker"])]
+    config: Option<PathBuf>,
+    /// Sensor registry (TOML).
+    #[arg(long, required_unless_present = "config")]
+    registry: Option<PathBuf>,
+    /// Rules file (TOML).
+    #[arg(long, required_unless_present = "config")]
+    rules: Option<PathBuf>,
+    /// SQLite store for readings, alert events and dead letters.
+    #[arg(long, default_value = "riskwatch.db")]
+    db: PathBuf,
+    /// Address the embedded MQTT broker listens on.
+    #[arg(long, default_value = "127.0.0.1:18830", conflicts_with = "broker")]
+    listen: SocketAddr,
+    /// Use an external MQTT broker (HOST:PORT) instead of the embedded one.
+    #[arg(long)]
+    broker: Option<String>,
+    /// Stop after this long (e.g. `90s`); default: until Ctrl-C.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    duration: Option<Duration>,
+    /// Serve Prometheus metrics, /healthz and /readyz on this address (also
+    /// RISKWATCH_METRICS_LISTEN, or `[metrics] listen` in a topology file).
+    #[arg(long)]
+    metrics: Option<SocketAddr>,
+}
+
+/// `riskwatch ingest|rules|sink --config FILE`: one component of the production path.
+pub fn components(c: ConfigArg, only: &[Component]) -> Result<()> {
+    let mut t = Topology::load(&c.config)?;
+    t.components = only.to_vec();
+    if t.kafka.is_none() {
+        bail!("{}: [kafka] is required to run {:?} (or set RISKWATCH_KAFKA_BROKERS)", c.config.display(), only[0]);
+    }
+    let problems = t.problems();
+    if !problems.is_empty() {
+        bail!("{}:\n  {}", c.config.display(), problems.join("\n  "));
+    }
+    runtime()?.block_on(run_topology(t, c.duration))
+}
+
+/// Runs the components a topology names until stopped.
+async fn run_topology(t: Topology, duration: Option<Duration>) -> Result<()> {
+    let files = ConfigFiles::load(&t.registry, &t.rules)?;
+    let registry_digest = riskwatch_rules::host::text_digest(&files.registry_text);
+    let registry = Arc::new(files.registry);
+    let obs = metrics::Observability::default();
+    metrics::build_info(&obs.metrics);
+    if let Some(addr) = metrics::listen_address(None, t.metrics.listen.as_deref())? {
+        let bound = metrics::serve(addr, obs.metrics.clone(), obs.readiness.clone()).await?;
+        println!("metrics on http://{bound}/metrics");
+    }
+    let t = Arc::new(t);
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let mut tasks: Vec<tokio::task::JoinHandle<Result<String>>> = Vec::new();
+    if t.runs(Component::Ingest) {
+        let (t, reg, rx, obs) = (Arc::clone(&t), Arc::clone(&registry), stop_rx.clone(), obs.clone());
+        obs.readiness.set("ingest", false);
+        tasks.push(tokio::spawn(async move {
+            let s = kafka::ingest::run(&t, reg, rx, &obs).await?;
+            Ok(format!("ingest: {s:?}"))
+        }));
+    }
+    if t.runs(Component::Rules) {
+        let worker_files = kafka::rules_worker::WorkerFiles {
+            registry: Arc::clone(&registry),
+            registry_digest,
+            registry_path: files.registry_path.clone(),
+            rules_text: files.rules_text.clone(),
+            rules_path: files.rules_path.clone(),
+        };
+        let (t, rx, obs) = (Arc::clone(&t), stop_rx.clone(), obs.clone());
+        obs.readiness.set("rules", false);
+        tasks.push(tokio::spawn(async move {
+            let s = kafka::rules_worker::run(&t, worker_files, rx, &obs).await?;
+            Ok(format!("rules: {s:?}"))
+        }));
+    }
+    if t.runs(Component::Sink) {
+        let (t, reg, rx, obs) = (Arc::clone(&t), Arc::clone(&registry), stop_rx.clone(), obs.clone());
+        obs.readiness.set("sink", false);
+        tasks.push(tokio::spawn(async move {
+            let s = kafka::sink::run(&t, reg, rx, &obs).await?;
+            Ok(format!("sink: {s:?}"))
+        }));
+    }
+    // Stop everything when asked, or as soon as one component fails.
+    let mut set = tokio::task::JoinSet::new();
+    for t in tasks {
+        set.spawn(async move { t.await.unwrap_or_else(|e| Err(anyhow::anyhow!("component panicked: {e}"))) });
+    }
+    let mut results = Vec::new();
+    let stop_early = async {
+        while let Some(r) = set.join_next().await {
+            let r = r.unwrap_or_else(|e| Err(anyhow::anyhow!("component panicked: {e}")));
+            let failed = r.is_err();
+            results.push(r);
+            if failed {
+                return;
+            }
+        }
+        std::future::pending::<()>().await
+    };
+    tokio::select! {
+        _ = wait_for_stop(duration) => {}
+        _ = stop_early => {}
+    }
+    let _ = stop.send(true);
+    while let Some(r) = set.join_next().await {
+        results.push(r.unwrap_or_else(|e| Err(anyhow::anyhow!("component panicked: {e}"))));
+    }
+    let mut first_error = None;
+    for r in results {
+        match r {
+            Ok(l) => println!("stopped {l}"),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+pub async fn run(args: RunArgs) -> Result<()> {
+    if let Some(config) = &args.config {
+        let t = Topology::load(config)?;
+        if t.kafka.is_some() {
+            return run_topology(t, args.duration).await;
+        }
+        return run_embedded(
+            ConfigFiles::load(&t.registry, &t.rules)?,
+            t.embedded.db.clone(),
+            match t.embedded.listen {
+                Some(l) => None.ok_or(l),
+                None => Ok(format!("{}:{}", t.mqtt.host, t.mqtt.port)),
+            },
+            args.duration,
+            metrics::listen_address(args.metrics, t.metrics.listen.as_deref())?,
+        )
+        .await;
+    }
+    let (registry, rules) = (args.registry.expect("clap requires it"), args.rules.expect("clap requires it"));
+    let broker = match args.broker {
+        Some(b) => Ok(b),
+        None => Err(args.listen),
+    };
+    let metrics_at = metrics::listen_address(args.metrics, None)?;
+    run_embedded(ConfigFiles::load(&registry, &rules)?, args.db, broker, args.duration, metrics_at).await
+}
+
+/// The embedded wiring; `broker` is an external `HOST:PORT`, or the address to run the
+/// in-process broker on.
+async fn run_embedded(
+    files: ConfigFiles,
+    db: PathBuf,
+    broker: std::result::Result<String, SocketAddr>,
+    duration: Option<Duration>,
+    metrics_at: Option<SocketAddr>,
+) -> Result<()> {
+    let metrics = metrics::Metrics::default();
+    let (host, port) = match broker {
+        Ok(b) => parse_mqtt_address(&b)?,
+        Err(listen) => {
+            broker::start(listen)?;
+            (listen.ip().to_string(), listen.port())
+        }
+    };
+    let colour = std::io::stdout().is_terminal();
+    let pipeline = Pipeline::start(PipelineConfig {
+        registry: Arc::new(files.registry),
+        registry_digest: riskwatch_rules::host::text_digest(&files.registry_text),
+        rules_text: files.rules_text,
+        db: db.clone(),
+        mqtt_host: host.clone(),
+        mqtt_port: port,
+        client_prefix: "riskwatch".into(),
+        // An external broker may need a login (RISKWATCH_MQTT_USERNAME / _PASSWORD) and TLS
+        // (RISKWATCH_MQTT_CA, _CLIENT_CERT, _CLIENT_KEY).
+        credentials: mqtt_credentials_from_env(),
+        tls: mqtt_tls::from_env()?,
+        rules_path: Some(files.rules_path),
+        registry_path: Some(files.registry_path),
+        console: Some(colour),
+        metrics: metrics.clone(),
+    })
+    .await?;
+    if let Some(addr) = metrics_at {
+        let readiness = metrics::Readiness::default();
+        readiness.follow("mqtt source", pipeline.ready());
+        let bound = metrics::serve(addr, metrics, readiness).await?;
+        println!("metrics on http://{bound}/metrics");
+    }
+    println!("riskwatch ready: MQTT {host}:{port}, store {}", db.display());
+    tokio::select! {
+        _ = wait_for_stop(duration) => {}
+        reason = pipeline.store_failed() => eprintln!("riskwatch: the store failed ({reason}); stopping"),
+    }
+    let summary = pipeline.stop().await?;
+    print!("{}", summary.render(colour));
+    Ok(())
+}
