@@ -19,7 +19,9 @@ COPY sinks ./sinks
 COPY simulators ./simulators
 COPY bus ./bus
 COPY replay ./replay
-# src/demo.rs embeds the demo registry and rules with include_str!.
+COPY service ./service
+COPY console ./console
+# src/cli/demo.rs embeds the demo registry and rules with include_str!.
 COPY config ./config
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \

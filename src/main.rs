@@ -4,18 +4,18 @@
 //!   `simulate`, `replay`, `bench`, `mqtt-acl`);
 //! - `embedded/` — the one-process wiring (broker, rules stage, recovery, outbox, store);
 //! - `kafka/` — the production wiring (ingest, rules worker, sink);
-//! - `console/` — the duty officers' web console;
-//! - `settings`, `shutdown`, `metrics`, `mqtt_tls`, `topology` — what they all share.
+//! - `metrics` (riskwatch's own series), `topology` (the production topology file);
+//! - the duty console is its own crate (`console/`), and what every process shares — config
+//!   files, MQTT TLS, the metrics registry and endpoints, shutdown — is `riskwatch-service`.
 
 mod cli;
-mod console;
 mod embedded;
 mod kafka;
 mod metrics;
-mod mqtt_tls;
-mod settings;
-mod shutdown;
 mod topology;
+
+use riskwatch_console as console;
+use riskwatch_service::{mqtt_tls, settings, shutdown};
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -128,4 +128,3 @@ fn main() {
 pub fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
 }
-

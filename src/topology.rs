@@ -89,6 +89,16 @@ pub struct MqttSettings {
 }
 
 impl MqttSettings {
+    /// TLS for connections to this broker (`tls_ca`, `tls_cert`, `tls_key`, with their
+    /// environment overrides applied).
+    pub fn tls(&self) -> Result<Option<rumqttc::Transport>> {
+        riskwatch_service::mqtt_tls::from_paths(
+            self.tls_ca.as_deref(),
+            self.tls_cert.as_deref(),
+            self.tls_key.as_deref(),
+        )
+    }
+
     /// Username and password, if a username is configured.
     pub fn credentials(&self) -> Option<(&str, &str)> {
         self.username.as_deref().map(|u| (u, self.password.as_deref().unwrap_or_default()))

@@ -118,9 +118,8 @@ async fn crash_and_escalate(kill_at: KillAt, with_console: bool) {
     let mut sub = subscribe(port, "crash-sub-1").await;
     let mut gw = TestClient::connect(port, "crash-gw-1", &[]).await;
     gw.publish_acked("riskwatch/v1/readings/river/wl-1", reading(12.5)).await;
-    let got = sub
-        .collect_until(WITHIN, |ps| ps.iter().any(|p| p.topic.starts_with("riskwatch/v1/alerts/orange/")))
-        .await;
+    let got =
+        sub.collect_until(WITHIN, |ps| ps.iter().any(|p| p.topic.starts_with("riskwatch/v1/alerts/orange/"))).await;
     received.take(&got);
     let orange = received.all.iter().find(|e| e.change.as_str() == "raised").expect("orange raised").clone();
     assert_eq!(orange.level.as_str(), "orange");
@@ -133,9 +132,7 @@ async fn crash_and_escalate(kill_at: KillAt, with_console: bool) {
         }
         KillAt::JustAfterReminder => {
             let got = sub
-                .collect_until(WITHIN, |ps| {
-                    ps.iter().any(|p| p.payload.windows(10).any(|w| w == b"\"reminder\""))
-                })
+                .collect_until(WITHIN, |ps| ps.iter().any(|p| p.payload.windows(10).any(|w| w == b"\"reminder\"")))
                 .await;
             received.take(&got);
             assert!(received.all.iter().any(|e| e.change.as_str() == "reminder"), "no reminder before the kill");
@@ -154,7 +151,9 @@ async fn crash_and_escalate(kill_at: KillAt, with_console: bool) {
     gw.publish_acked("riskwatch/v1/readings/river/wl-1", reading(14.5)).await;
     let got = sub
         .collect_until(WITHIN, |ps| {
-            ps.iter().any(|p| p.topic.starts_with("riskwatch/v1/alerts/red/") && p.payload.windows(11).any(|w| w == b"\"escalated\""))
+            ps.iter().any(|p| {
+                p.topic.starts_with("riskwatch/v1/alerts/red/") && p.payload.windows(11).any(|w| w == b"\"escalated\"")
+            })
         })
         .await;
     received.take(&got);

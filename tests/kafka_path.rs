@@ -737,9 +737,9 @@ fn one_process_runs_ingest_rules_and_sink_from_one_topology_file() {
         let ok = want.iter().all(|(s, v)| sample(&text, s) == Some(*v))
             && raised_seen == raised
             && lags.len() == 4
-            // Caught up: at most the workers' own latest clock tick (one record per partition
-            // per second) not yet committed.
-            && lags.iter().all(|l| *l <= 2.0);
+            // Caught up: at most the workers' own clock ticks (one record per partition per
+            // second) since an idle partition's last save (every 10 s) not yet committed.
+            && lags.iter().all(|l| *l <= 12.0);
         ok.then_some(text)
     });
     assert!(sample(&text, "riskwatch_rule_evaluation_seconds_count").unwrap() >= gw.total as f64, "{text}");
@@ -1010,7 +1010,9 @@ fn a_rules_worker_killed_around_a_reminder_escalates_the_same_alert_after_restar
         let seqs: Vec<u32> = all.keys().copied().filter(|s| *s <= red.seq).collect();
         assert_eq!(seqs, (0..=red.seq).collect::<Vec<_>>(), "the escalation takes the next seq\n{}", stack.logs());
         assert!(
-            all.values().filter(|e| e.seq < red.seq).all(|e| matches!(e.change, AlertChange::Raised | AlertChange::Reminder)),
+            all.values()
+                .filter(|e| e.seq < red.seq)
+                .all(|e| matches!(e.change, AlertChange::Raised | AlertChange::Reminder)),
             "before the escalation: the raise and its reminders"
         );
         drop(stack);
@@ -1092,7 +1094,12 @@ levels = { orange = "count(station >= yellow) >= 2", red = "count(station >= yel
         r#"{{"command_id": "c-net", "alert_id": "{}", "site": "{}", "action": "acknowledge", "by": "Li Wei"}}"#,
         red.alert_id, red.site
     );
-    let officer = Gateway::start_as("test-officer-app", stack.mqtt.port, vec![(topic::COMMANDS_TOPIC.to_string(), ack.into_bytes())], 10);
+    let officer = Gateway::start_as(
+        "test-officer-app",
+        stack.mqtt.port,
+        vec![(topic::COMMANDS_TOPIC.to_string(), ack.into_bytes())],
+        10,
+    );
     officer.wait_acked(1, Duration::from_secs(30));
     let acked = wait_until(Duration::from_secs(60), "the acknowledgement", || {
         network(&seen).into_iter().find(|e| e.change == AlertChange::Acknowledged)

@@ -10,7 +10,7 @@
 //! a live alert's id, and officers' commands find their way back) and messages prefixed
 //! 【演习】 / `[EXERCISE]`.
 
-use crate::{Command, CommandError, Engine, RuleError, RuleSet, Snapshot};
+use crate::{Command, CommandError, CompositeRole, Engine, RuleError, RuleSet, Snapshot};
 use riskwatch_core::{AlertEvent, Reading, Registry, Timestamp};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -36,13 +36,20 @@ pub struct Drill {
     /// Event time of the latest exercise reading: the drill's clock (commands on exercise
     /// alerts are stamped with it, so the drill's timeline stays in one time frame).
     clock: Option<Timestamp>,
+    /// Which composites its engine evaluates (as the live engine beside it).
+    role: CompositeRole,
 }
 
 impl Drill {
     /// A drill side for these rules and registry (no engine is built until the first exercise
     /// reading arrives).
     pub fn new(rules: &RuleSet, registry: Arc<Registry>) -> Self {
-        Drill { rules: rules.clone(), registry, engine: None, clock: None }
+        Self::with_role(rules, registry, CompositeRole::All)
+    }
+
+    /// A drill side whose engine evaluates the composites of `role` only (the live engine's).
+    pub fn with_role(rules: &RuleSet, registry: Arc<Registry>, role: CompositeRole) -> Self {
+        Drill { rules: rules.clone(), registry, engine: None, clock: None, role }
     }
 
     /// Whether an exercise has run since start-up (or since [`Drill::reset`]).
@@ -152,11 +159,11 @@ impl Drill {
     }
 
     fn engine(&mut self) -> &mut Engine {
-        let (rules, registry) = (&self.rules, &self.registry);
+        let (rules, registry, role) = (&self.rules, &self.registry, self.role);
         self.engine.get_or_insert_with(|| {
             // The live engine was built from the same rules and registry, so this cannot fail;
             // should it ever, an empty rule set still keeps the drill apart from live data.
-            Engine::new(rules, registry).unwrap_or_else(|_| {
+            Engine::with_role(rules, registry, role).unwrap_or_else(|_| {
                 Engine::new(&RuleSet::default(), registry).expect("an empty rule set fits any registry")
             })
         })

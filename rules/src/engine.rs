@@ -7,12 +7,12 @@
 //! time-driven work runs for the processing clock: reminders and stale-sensor detection.
 
 use crate::bands::{BandState, LevelInputs, ThresholdBands};
-use crate::network::CompositeRole;
 use crate::composite::{CompositeFacts, CompositeSpec, Member, Scope};
 use crate::condition::{Cmp, Feature};
 use crate::config::{resolve, CompiledRule, RuleError, RuleSet};
 use crate::lifecycle::{AlertBook, Command, CommandError, LevelChange};
 use crate::message::MessageTemplate;
+use crate::network::CompositeRole;
 use crate::quality::{QcTest, QualityState, ResolvedQuality};
 use crate::sensor_table::SensorTable;
 use crate::window::Window;

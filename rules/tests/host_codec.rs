@@ -30,7 +30,7 @@ fn samples() -> Vec<Input> {
         Input::Readings {
             at: Timestamp(1_780_000_000_500),
             readings: vec![
-                reading("wl-1", SensorKind::WaterLevel, "m", Value::Scalar(27.300000000000001)),
+                reading("wl-1", SensorKind::WaterLevel, "m", Value::Scalar(0.1 + 0.2)),
                 drill,
                 reading(
                     "gnss-1",

@@ -144,7 +144,10 @@ fn stream(rng: &mut ChaCha8Rng, len: usize) -> Vec<Input> {
             drill_ts += 60_000;
             let i = rng.gen_range(0..SENSORS.len());
             let value = rng.gen_range(8.0..16.0);
-            Input::Readings { at: Timestamp(clock), readings: vec![reading(SENSORS[i].0, SENSORS[i].1, drill_ts, value, true)] }
+            Input::Readings {
+                at: Timestamp(clock),
+                readings: vec![reading(SENSORS[i].0, SENSORS[i].1, drill_ts, value, true)],
+            }
         } else if roll < 97 {
             let rules = if rng.gen_bool(0.5) { RULES_A } else { RULES_B };
             Input::Reload { at: Timestamp(clock), rules: Some(rules.to_string()), registry: None }

@@ -150,9 +150,8 @@ impl SqliteStore {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let conn = Connection::open(path)?;
         conn.execute_batch(SCHEMA)?;
-        let has_json: bool = conn
-            .prepare("SELECT 1 FROM pragma_table_info('alert_events') WHERE name = 'event_json'")?
-            .exists([])?;
+        let has_json: bool =
+            conn.prepare("SELECT 1 FROM pragma_table_info('alert_events') WHERE name = 'event_json'")?.exists([])?;
         if !has_json {
             conn.execute_batch(EVENT_JSON_COLUMN)?;
         }
@@ -162,7 +161,8 @@ impl SqliteStore {
     /// Journal entries after `position`, in order: what to replay on top of the saved state.
     pub fn load_journal(&self, after: u64) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
         let mut st = self.conn.prepare("SELECT pos, body FROM input_journal WHERE pos > ?1 ORDER BY pos")?;
-        let rows = st.query_map(params![after as i64], |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, Vec<u8>>(1)?)))?;
+        let rows =
+            st.query_map(params![after as i64], |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, Vec<u8>>(1)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 

@@ -74,7 +74,9 @@ pub async fn run(cmd: BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Setup { sensors, out } => setup(sensors, &out),
         BenchCommand::Load(args) => load(args).await,
-        BenchCommand::Recovery(args) => tokio::task::spawn_blocking(move || crate::cli::bench_recovery::run(args)).await?,
+        BenchCommand::Recovery(args) => {
+            tokio::task::spawn_blocking(move || crate::cli::bench_recovery::run(args)).await?
+        }
     }
 }
 

@@ -232,7 +232,8 @@ pub fn run(args: RecoveryArgs) -> Result<()> {
     let t = Instant::now();
     let mut store = SqliteStore::open(&db)?;
     let state = StateFile::open(&state_path(&db))?;
-    let recovered = recovery::recover(&mut store, &state, RULES, Arc::clone(&registry), &digest, Timestamp(feed.clock))?;
+    let recovered =
+        recovery::recover(&mut store, &state, RULES, Arc::clone(&registry), &digest, Timestamp(feed.clock))?;
     let took = t.elapsed();
     anyhow::ensure!(
         recovered.host.position() == expected_position + 1,
@@ -240,7 +241,10 @@ pub fn run(args: RecoveryArgs) -> Result<()> {
         recovered.host.position(),
         expected_position
     );
-    anyhow::ensure!(recovered.host.engine().open_alerts().count() == expected_open, "open alerts differ after recovery");
+    anyhow::ensure!(
+        recovered.host.engine().open_alerts().count() == expected_open,
+        "open alerts differ after recovery"
+    );
     println!(
         "  recovery: {:.2} s (saved state + {journaled} journaled readings replayed; + {:.2} s to parse the registry)",
         took.as_secs_f64(),

@@ -174,4 +174,3 @@ async fn start_console(
     );
     Ok(console)
 }
-

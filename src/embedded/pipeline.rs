@@ -70,8 +70,7 @@ impl Pipeline {
     /// Builds the engine, opens the store, connects to the broker and returns once the
     /// subscription is in place (readings published after this are processed).
     pub async fn start(cfg: PipelineConfig) -> Result<Pipeline> {
-        let mut store =
-            SqliteStore::open(&cfg.db).with_context(|| format!("opening store {}", cfg.db.display()))?;
+        let mut store = SqliteStore::open(&cfg.db).with_context(|| format!("opening store {}", cfg.db.display()))?;
         let state_path = state_path(&cfg.db);
         let state =
             StateFile::open(&state_path).with_context(|| format!("opening rule state {}", state_path.display()))?;

@@ -11,8 +11,8 @@
 //! Edited rules and registry files are reloaded as inputs too.
 
 use super::publisher::Outgoing;
-use crate::metrics::RuleMetrics;
 use super::summary::Summary;
+use crate::metrics::RuleMetrics;
 use anyhow::Result;
 use riskwatch_core::{AlertEvent, DeadLetter, Registry, Timestamp};
 use riskwatch_ingest::{Confirmation, Delivery, IngestEvent, RegistryHandle};
@@ -24,7 +24,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
-
 
 /// The configuration files to watch for edits, each reloaded as an input when it changes.
 #[derive(Default)]

@@ -45,7 +45,7 @@ pub async fn run(
     admin::ensure_topics(&k, Duration::from_secs(60)).await?;
     let partitions = admin::partition_count(&k, &k.readings_topic, Duration::from_secs(30))?;
     let producer: FutureProducer = k.producer().set("client.id", format!("{}-ingest", t.instance)).create()?;
-    let tls = crate::mqtt_tls::from_settings(&t.mqtt)?;
+    let tls = t.mqtt.tls()?;
     let notices = MqttAlertPublisher::connect_with(
         &t.mqtt.host,
         t.mqtt.port,
@@ -211,7 +211,11 @@ pub async fn enqueue(producer: &FutureProducer, mut rec: FutureRecord<'_, String
 /// Takes in an edited registry file (a new sensor without a restart): checked every 2 s, used
 /// for the next message once it parses; a broken edit keeps the running registry. The rules
 /// workers reload it too, as an input of each partition.
-async fn follow_registry(path: std::path::PathBuf, handle: riskwatch_ingest::RegistryHandle, mut stop: watch::Receiver<bool>) {
+async fn follow_registry(
+    path: std::path::PathBuf,
+    handle: riskwatch_ingest::RegistryHandle,
+    mut stop: watch::Receiver<bool>,
+) {
     let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
     let mut loaded = modified(&path);
     loop {
@@ -229,7 +233,10 @@ async fn follow_registry(path: std::path::PathBuf, handle: riskwatch_ingest::Reg
                 *handle.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(r);
                 println!("registry reloaded from {}", path.display());
             }
-            Err(e) => println!("registry file {} changed but cannot be used; keeping the running registry: {e:#}", path.display()),
+            Err(e) => println!(
+                "registry file {} changed but cannot be used; keeping the running registry: {e:#}",
+                path.display()
+            ),
         }
     }
 }

@@ -54,7 +54,15 @@ struct Part {
     /// The first record after a take-over has not been seen yet: if the group's committed
     /// offset is ahead of the saved state (a crash between the two writes), seek back.
     check_gap: bool,
+    /// Records other than the worker's own clock ticks applied since the last saved state.
+    busy: bool,
+    /// When the state was last saved (or the partition taken over).
+    saved_at: Instant,
 }
+
+/// A partition that saw nothing but clock ticks is saved this often at most: replaying a few
+/// seconds of ticks is cheap, copying an idle partition's whole state every second is not.
+const IDLE_SAVE_EVERY: Duration = Duration::from_secs(10);
 
 /// A commit point taken but not finished: the state and offsets as they were when it was
 /// taken, finished once every output emitted up to then is confirmed.
@@ -235,7 +243,7 @@ async fn run_role(
         .set("client.id", format!("{}-{client}-out", t.instance))
         .set("message.max.bytes", riskwatch_bus::config::MAX_STATE_RECORD_BYTES)
         .create()?;
-    let tls = crate::mqtt_tls::from_settings(&t.mqtt)?;
+    let tls = t.mqtt.tls()?;
     let publisher = t.mqtt.publish_alerts.then(|| {
         MqttAlertPublisher::connect_with(
             &t.mqtt.host,
@@ -367,6 +375,10 @@ impl Worker {
             .map(Timestamp)
             .unwrap_or_else(Timestamp::now);
         let before = self.events.len();
+        let tick = is_input(msg.headers()) && matches!(Input::from_bytes(payload), Ok(Input::Tick { .. }));
+        if !tick {
+            part.busy = true;
+        }
         let applied = self.apply_record(p, msg, site, payload, at);
         if self.role == Role::Readings && self.reports_members {
             self.report_members(before, at)?;
@@ -398,15 +410,22 @@ impl Worker {
             match Input::from_bytes(payload) {
                 Ok(mut input) => match part.host.apply(&mut input, &mut self.events) {
                     Outcome::Reloaded => info!(partition = p, "configuration reloaded"),
-                    Outcome::ReloadRefused(e) => warn!(partition = p, error = %e, "reload refused; keeping the running configuration"),
+                    Outcome::ReloadRefused(e) => {
+                        warn!(partition = p, error = %e, "reload refused; keeping the running configuration")
+                    }
                     _ => {}
                 },
-                Err(e) => warn!(partition = p, offset = msg.offset(), error = %e, "unreadable rules-host input skipped"),
+                Err(e) => {
+                    warn!(partition = p, offset = msg.offset(), error = %e, "unreadable rules-host input skipped")
+                }
             }
             return Ok(());
         }
         if self.role == Role::Network {
-            warn!(offset = msg.offset(), "a record that is neither an input nor a command on the network topic; skipped");
+            warn!(
+                offset = msg.offset(),
+                "a record that is neither an input nor a command on the network topic; skipped"
+            );
             return Ok(());
         }
         let now = Timestamp::now();
@@ -539,7 +558,10 @@ impl Worker {
                             let r = RulesHost::recover_role(snap, Arc::clone(&registry), digest, scope.clone(), role)
                                 .context("restoring partition state")?;
                             if !r.exact {
-                                warn!(partition = p, "registry changed since the state was saved; re-bound to the new one");
+                                warn!(
+                                    partition = p,
+                                    "registry changed since the state was saved; re-bound to the new one"
+                                );
                             }
                             self.events.extend(r.events);
                             r.host
@@ -578,7 +600,17 @@ impl Worker {
             if host.rules_text() != self.files.rules_text {
                 outdated.push(p);
             }
-            self.parts.insert(p, Part { host, next_offset, committed: next_offset, check_gap: true });
+            self.parts.insert(
+                p,
+                Part {
+                    host,
+                    next_offset,
+                    committed: next_offset,
+                    check_gap: true,
+                    busy: false,
+                    saved_at: Instant::now(),
+                },
+            );
         }
         // Rules edited since the state was saved: a reload, in the log like any input.
         for p in outdated {
@@ -631,7 +663,10 @@ impl Worker {
         if self.pending.is_none() {
             let mut states = Vec::new();
             for (p, part) in self.parts.iter_mut() {
-                if part.next_offset != part.committed {
+                let due = part.busy || part.saved_at.elapsed() >= IDLE_SAVE_EVERY;
+                if part.next_offset != part.committed && due {
+                    part.busy = false;
+                    part.saved_at = Instant::now();
                     let began = Instant::now();
                     let rec = StateRecord {
                         next_offset: part.next_offset,
@@ -732,7 +767,8 @@ impl Worker {
         }
         self.rules_loaded = rules_now;
         self.registry_loaded = registry_now;
-        let read = |path: &PathBuf| std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()));
+        let read =
+            |path: &PathBuf| std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()));
         let checked = (|| -> Result<(String, Option<(String, Registry)>)> {
             let rules_text = read(&self.files.rules_path)?;
             let rules = RuleSet::from_toml(&rules_text)?;

@@ -9,8 +9,8 @@
 //! foreign bytes are an error naming what was wrong.
 
 use super::Input;
-use riskwatch_core::reading::{Channel, Displacement, Value, Waveform};
 use crate::MemberLevel;
+use riskwatch_core::reading::{Channel, Displacement, Value, Waveform};
 use riskwatch_core::{Level, Quality, Reading, SensorId, SensorKind, SiteId, Timestamp};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -163,7 +163,9 @@ pub(super) fn decode(bytes: &[u8]) -> Result<Input, CodecError> {
                 let exercise = r.u8("exercise")? != 0;
                 let value = match r.u8("value tag")? {
                     SCALAR => Value::Scalar(r.f64("value")?),
-                    DISPLACEMENT => Value::Displacement(Displacement { e: r.f64("e")?, n: r.f64("n")?, u: r.f64("u")? }),
+                    DISPLACEMENT => {
+                        Value::Displacement(Displacement { e: r.f64("e")?, n: r.f64("n")?, u: r.f64("u")? })
+                    }
                     WAVEFORM => {
                         let rate_hz = r.f64("rate")?;
                         let channels = r.len("channels", 8)?;
@@ -196,7 +198,9 @@ pub(super) fn decode(bytes: &[u8]) -> Result<Input, CodecError> {
                 let sensor = SensorId::new(r.str("sensor")?);
                 let level = match r.u8("level")? {
                     0 => None,
-                    l => Some(Level::ALL.get(usize::from(l) - 1).copied().ok_or_else(|| CodecError(format!("level {l}")))?),
+                    l => Some(
+                        Level::ALL.get(usize::from(l) - 1).copied().ok_or_else(|| CodecError(format!("level {l}")))?,
+                    ),
                 };
                 members.push(MemberLevel {
                     rule,

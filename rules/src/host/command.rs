@@ -30,7 +30,12 @@ impl Refused {
 }
 
 /// Decodes a raw command and applies it to `engine`, or to `drill` for an exercise alert.
-pub fn apply_command(engine: &mut Engine, drill: &mut Drill, raw: &[u8], now: Timestamp) -> Result<AlertEvent, Refused> {
+pub fn apply_command(
+    engine: &mut Engine,
+    drill: &mut Drill,
+    raw: &[u8],
+    now: Timestamp,
+) -> Result<AlertEvent, Refused> {
     let cmd = serde_json::from_slice::<Command>(raw).map_err(|e| Refused {
         code: "bad_command",
         error: format!("not a valid command: {e}"),

@@ -171,7 +171,7 @@ impl RulesHost {
         let rules = RuleSet::from_toml(rules_text)?;
         let registry = scoped(registry, scope.as_ref());
         let engine = Engine::with_role(&rules, &registry, role)?;
-        let drill = Drill::new(&rules, Arc::clone(&registry));
+        let drill = Drill::with_role(&rules, Arc::clone(&registry), role);
         Ok(RulesHost {
             engine,
             drill,
@@ -209,10 +209,7 @@ impl RulesHost {
         role: CompositeRole,
     ) -> Result<Recovery, HostError> {
         if snap.version != HOST_SNAPSHOT_VERSION {
-            return Err(HostError::Snapshot(format!(
-                "version {} is not {HOST_SNAPSHOT_VERSION}",
-                snap.version
-            )));
+            return Err(HostError::Snapshot(format!("version {} is not {HOST_SNAPSHOT_VERSION}", snap.version)));
         }
         let mut host = RulesHost::with_role(&snap.rules, registry, registry_digest, scope, role)?;
         host.position = snap.position;
@@ -277,10 +274,12 @@ impl RulesHost {
                 self.engine.set_members(members, at, out);
                 Outcome::Applied
             }
-            Input::Reload { rules, registry, .. } => match self.reload(rules.as_deref(), registry.as_deref(), at, out) {
-                Ok(()) => Outcome::Reloaded,
-                Err(e) => Outcome::ReloadRefused(e.to_string()),
-            },
+            Input::Reload { rules, registry, .. } => {
+                match self.reload(rules.as_deref(), registry.as_deref(), at, out) {
+                    Ok(()) => Outcome::Reloaded,
+                    Err(e) => Outcome::ReloadRefused(e.to_string()),
+                }
+            }
         }
     }
 

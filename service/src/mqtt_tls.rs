@@ -45,8 +45,3 @@ pub fn from_paths(ca: Option<&str>, cert: Option<&str>, key: Option<&str>) -> Re
         None => Ok(None),
     }
 }
-
-/// TLS settings of a topology's `[mqtt]` (with its environment overrides applied).
-pub fn from_settings(m: &crate::topology::MqttSettings) -> Result<Option<Transport>> {
-    from_paths(m.tls_ca.as_deref(), m.tls_cert.as_deref(), m.tls_key.as_deref())
-}

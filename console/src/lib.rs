@@ -12,10 +12,10 @@ mod auth;
 mod store;
 mod web;
 
-use crate::settings::parse_mqtt_address;
 use anyhow::{Context, Result};
 use riskwatch_core::wire::{topic, Limits};
 use riskwatch_core::{AlertEvent, AlertState, Board, Registry, Value};
+use riskwatch_service::settings::parse_mqtt_address;
 use riskwatch_sinks::webhook::{Notifier, NotifyConfig};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use std::collections::{HashMap, VecDeque};
@@ -95,9 +95,9 @@ pub struct App {
     notifier: Mutex<Option<Notifier>>,
     cap_sender: String,
     /// Prometheus series served on `/metrics`.
-    metrics: crate::metrics::Metrics,
+    metrics: riskwatch_service::metrics::Metrics,
     /// What `/readyz` reports (subscribed to the broker).
-    readiness: crate::metrics::Readiness,
+    readiness: riskwatch_service::metrics::Readiness,
 }
 
 impl App {
@@ -109,7 +109,7 @@ impl App {
     /// channel (actions are counted as they are audited).
     fn register_metrics(self: &Arc<Self>) {
         let m = &self.metrics;
-        crate::metrics::build_info(m);
+        riskwatch_service::metrics::build_info(m);
         for level in riskwatch_core::Level::ALL {
             for needs_action in [true, false] {
                 let app = Arc::downgrade(self);
@@ -280,7 +280,7 @@ pub struct Console {
 
 /// Runs `riskwatch console` until stopped.
 pub async fn run(args: ConsoleArgs) -> Result<()> {
-    let registry = Arc::new(crate::settings::load_registry(&args.registry)?);
+    let registry = Arc::new(riskwatch_service::settings::load_registry(&args.registry)?);
     let console = Console::start(Options {
         listen: args.listen,
         mqtt: args.mqtt,
@@ -296,9 +296,9 @@ pub async fn run(args: ConsoleArgs) -> Result<()> {
     match args.duration {
         Some(d) => tokio::select! {
             _ = tokio::time::sleep(d) => {}
-            _ = crate::shutdown::shutdown_signal() => {}
+            _ = riskwatch_service::shutdown::shutdown_signal() => {}
         },
-        None => crate::shutdown::shutdown_signal().await,
+        None => riskwatch_service::shutdown::shutdown_signal().await,
     }
     console.stop().await;
     Ok(())
@@ -326,10 +326,10 @@ impl Console {
         opts.set_keep_alive(Duration::from_secs(15))
             .set_clean_session(false)
             .set_max_packet_size(1024 * 1024, 1024 * 1024);
-        if let Some((u, p)) = crate::settings::mqtt_credentials_from_env() {
+        if let Some((u, p)) = riskwatch_service::settings::mqtt_credentials_from_env() {
             opts.set_credentials(u, p);
         }
-        if let Some(tls) = crate::mqtt_tls::from_env()? {
+        if let Some(tls) = riskwatch_service::mqtt_tls::from_env()? {
             opts.set_transport(tls);
         }
         let (client, mut eventloop) = AsyncClient::new(opts, 1024);
@@ -350,8 +350,8 @@ impl Console {
             registry: o.registry,
             notifier: Mutex::new(notifier),
             cap_sender: o.cap_sender,
-            metrics: crate::metrics::Metrics::default(),
-            readiness: crate::metrics::Readiness::default(),
+            metrics: riskwatch_service::metrics::Metrics::default(),
+            readiness: riskwatch_service::metrics::Readiness::default(),
         });
         app.register_metrics();
         let (subscribed_tx, mut subscribed_rx) = tokio::sync::watch::channel(false);

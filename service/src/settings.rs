@@ -33,7 +33,8 @@ impl ConfigFiles {
     pub fn load(registry_path: &Path, rules_path: &Path) -> Result<ConfigFiles> {
         let registry_text = std::fs::read_to_string(registry_path)
             .with_context(|| format!("reading registry {}", registry_path.display()))?;
-        let registry = Registry::from_toml(&registry_text).with_context(|| format!("in {}", registry_path.display()))?;
+        let registry =
+            Registry::from_toml(&registry_text).with_context(|| format!("in {}", registry_path.display()))?;
         let rules_text =
             std::fs::read_to_string(rules_path).with_context(|| format!("reading rules {}", rules_path.display()))?;
         RuleSet::from_toml(&rules_text).with_context(|| format!("in {}", rules_path.display()))?;
