@@ -9,7 +9,9 @@
 #   3. Kafka path on the local test servers (Mosquitto, tansu, victoria-metrics for QuestDB's
 #      line protocol): ingest, rules and sink as separate processes; throughput, alert latency,
 #      CPU of every process (the busiest names the bottleneck), riskwatch's µs per reading;
-#   4. replay: a year of 5-minute readings from BENCH_STATIONS stations through the rules.
+#   4. replay: a year of 5-minute readings from BENCH_STATIONS stations through the rules;
+#   5. exact recovery: the longest pause saving the rules host's state makes, and start-up after
+#      a crash with a 60-s journal tail, at 100 000 sensors (riskwatch bench recovery).
 #
 # Needs the test servers for part 3 (scripts/install-test-servers.sh installs them).
 # Knobs: BENCH_DURATION (15s), BENCH_RATES ("40000 60000 100000"), BENCH_KAFKA_RATE (20000),
@@ -193,4 +195,13 @@ if ! skipped replay; then
         --input "$WORK/flood/levels.csv" --format yearbook --quiet >/dev/null
     awk -v s="$start" -v e="$(date +%s.%N)" -v n="$((STATIONS * 365 * 288))" \
         'BEGIN { printf "   %d readings in %.1f s: %.2f M readings/s (whole command: CSV parse, rules, timeline)\n", n, e-s, n/(e-s)/1e6 }'
+fi
+
+if ! skipped recovery; then
+    echo
+    echo "== 5. exact recovery: state-save pauses and start-up after a crash (riskwatch bench recovery)"
+    echo "   100 000 sensors, every one reporting every second (100 000 readings/s), a 60-s journal tail:"
+    "$RW" bench recovery --sensors 100000 --rate 100000 --tail 60s | sed 's/^/   /'
+    echo "   100 000 sensors at 10 000 readings/s, a 60-s journal tail:"
+    "$RW" bench recovery --sensors 100000 --rate 10000 --tail 60s | sed 's/^/   /'
 fi

@@ -92,12 +92,17 @@ impl Snapshot {
 
     /// Puts sensors' states (back) in; a sensor given twice keeps the state given last.
     pub fn with_sensors(mut self, sensors: impl IntoIterator<Item = SensorState>) -> Snapshot {
-        let mut by_id: std::collections::BTreeMap<SensorId, SensorSnap> =
-            std::mem::take(&mut self.sensors).into_iter().map(|s| (s.sensor.clone(), s)).collect();
-        for SensorState(s) in sensors {
-            by_id.insert(s.sensor.clone(), s);
+        // Stable sort by id, then keep the last of each id: given ones after those already in.
+        self.sensors.extend(sensors.into_iter().map(|SensorState(s)| s));
+        self.sensors.sort_by(|a, b| a.sensor.cmp(&b.sensor));
+        let mut kept: Vec<SensorSnap> = Vec::with_capacity(self.sensors.len());
+        for s in std::mem::take(&mut self.sensors) {
+            match kept.last_mut() {
+                Some(last) if last.sensor == s.sensor => *last = s,
+                _ => kept.push(s),
+            }
         }
-        self.sensors = by_id.into_values().collect();
+        self.sensors = kept;
         self
     }
 }

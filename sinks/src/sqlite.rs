@@ -160,10 +160,24 @@ impl SqliteStore {
 
     /// Journal entries after `position`, in order: what to replay on top of the saved state.
     pub fn load_journal(&self, after: u64) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let mut out = Vec::new();
+        self.each_journal_entry(after, |pos, body| out.push((pos, body.to_vec())))?;
+        Ok(out)
+    }
+
+    /// Calls `f` with each journal entry after `position`, in order, one at a time (a long tail
+    /// is never held in memory whole). Returns how many there were.
+    pub fn each_journal_entry(&self, after: u64, mut f: impl FnMut(u64, &[u8])) -> Result<usize, StoreError> {
         let mut st = self.conn.prepare("SELECT pos, body FROM input_journal WHERE pos > ?1 ORDER BY pos")?;
-        let rows =
-            st.query_map(params![after as i64], |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, Vec<u8>>(1)?)))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let mut rows = st.query(params![after as i64])?;
+        let mut n = 0;
+        while let Some(row) = rows.next()? {
+            let pos = row.get::<_, i64>(0)? as u64;
+            let body = row.get_ref(1)?.as_blob().map_err(rusqlite::Error::from)?;
+            f(pos, body);
+            n += 1;
+        }
+        Ok(n)
     }
 
     /// Every stored event of the given alerts, each alert's oldest first (events stored before

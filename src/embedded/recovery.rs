@@ -34,6 +34,7 @@ pub fn recover(
     registry_digest: &str,
     now: Timestamp,
 ) -> Result<Recovered> {
+    let began = std::time::Instant::now();
     let mut events = Vec::new();
     let recover = |snap: HostSnapshot, events: &mut Vec<AlertEvent>| -> Result<RulesHost> {
         let rec = RulesHost::recover(snap, Arc::clone(&registry), registry_digest, None)
@@ -58,24 +59,25 @@ pub fn recover(
             host
         }
     };
-    let journal = store.load_journal(host.position())?;
-    let replayed = journal.len();
-    for (position, body) in journal {
+    let restored = began.elapsed();
+    let replayed = store.each_journal_entry(host.position(), |position, body| {
         if position != host.position() + 1 {
             warn!(expected = host.position() + 1, found = position, "gap in the input journal");
         }
-        match Input::from_bytes(&body) {
+        match Input::from_bytes(body) {
             Ok(mut input) => {
                 host.apply(&mut input, &mut events);
             }
             Err(e) => warn!(position, error = %e, "journal entry not readable; skipped"),
         }
-    }
+    })?;
     if replayed > 0 || host.position() > 0 {
         info!(
             replayed,
             position = host.position(),
             open_alerts = host.engine().open_alerts().count(),
+            restore_ms = restored.as_millis() as u64,
+            replay_ms = (began.elapsed() - restored).as_millis() as u64,
             "rule state recovered"
         );
     }

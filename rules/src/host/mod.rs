@@ -35,7 +35,7 @@ pub const DEFAULT_SNAPSHOT_EVERY_MS: i64 = 5_000;
 
 /// By default a snapshot is due as soon as this many sensors changed (copying a sensor's state
 /// takes ~1 µs, so this bounds the pause a save makes at a few milliseconds at any activity).
-pub const DEFAULT_SNAPSHOT_MAX_CHANGED: usize = 8_192;
+pub const DEFAULT_SNAPSHOT_MAX_CHANGED: usize = 4_096;
 
 /// What changed since the last save (see [`RulesHost::snapshot_changes`]).
 #[derive(Clone, Debug)]
