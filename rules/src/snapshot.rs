@@ -144,6 +144,11 @@ impl Engine {
         }
     }
 
+    /// Registered sensors.
+    pub fn sensor_count(&self) -> usize {
+        self.sensors.len()
+    }
+
     /// Sensors whose state changed since the last [`Engine::snapshot_changes`].
     pub fn changed_sensors(&self) -> usize {
         self.changes.count(self.sensors.len())

@@ -17,3 +17,15 @@ pub mod questdb;
 pub mod rule_state;
 pub mod sqlite;
 pub mod webhook;
+
+/// Lowers the calling thread's scheduling priority (nice 10): for threads whose work may wait —
+/// saving the rule state — so that on a small machine their bursts do not hold up the threads
+/// alerts pass through. Best effort: ignored where not supported.
+pub(crate) fn background_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: plain syscalls on the calling thread; a failure changes nothing.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, 10);
+    }
+}

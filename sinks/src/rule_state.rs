@@ -142,6 +142,7 @@ impl StateWriter {
         let handle = std::thread::Builder::new()
             .name("rule-state-writer".into())
             .spawn(move || {
+                crate::background_priority();
                 for save in rx {
                     let began = std::time::Instant::now();
                     let written = (save.serialise)()

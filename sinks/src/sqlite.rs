@@ -59,6 +59,16 @@ impl std::fmt::Debug for OnCommit {
     }
 }
 
+impl StoreItem {
+    /// Readings it holds.
+    fn readings(&self) -> usize {
+        match self {
+            StoreItem::Readings(r) => r.len(),
+            _ => 0,
+        }
+    }
+}
+
 /// One received lifecycle command, for the audit log.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CommandRecord {
@@ -325,6 +335,11 @@ impl SqliteStore {
 /// index is touched, so fewer, larger transactions cost far less per reading.
 const MAX_BATCH: usize = 8192;
 
+/// Most readings in one transaction: alert events are published once the transaction holding
+/// their input commits, so a commit must stay short (a few milliseconds) even when the writer
+/// has fallen behind and finds a long queue.
+const MAX_BATCH_READINGS: usize = 4096;
+
 /// What one commit of the writer thread did.
 #[derive(Debug, Clone, Copy)]
 pub struct CommitReport {
@@ -369,10 +384,14 @@ impl SqliteSink {
             .spawn(move || {
                 let mut batch = Vec::with_capacity(256);
                 while let Some(first) = rx.blocking_recv() {
+                    let mut readings_in_batch = first.readings();
                     batch.push(first);
-                    while batch.len() < MAX_BATCH {
+                    while batch.len() < MAX_BATCH && readings_in_batch < MAX_BATCH_READINGS {
                         match rx.try_recv() {
-                            Ok(item) => batch.push(item),
+                            Ok(item) => {
+                                readings_in_batch += item.readings();
+                                batch.push(item)
+                            }
                             Err(_) => break,
                         }
                     }

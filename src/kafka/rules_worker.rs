@@ -279,12 +279,23 @@ async fn run_role(
             &[("source", "kafka")],
         ),
     };
-    match role {
+    // Ready once the group has given this member its share (possibly none), not before: until
+    // then nothing it owns is being evaluated.
+    let mut announce = Some(move |w: &Worker| match w.role {
         Role::Readings => {
-            println!("riskwatch rules worker {} ready: group {group}, {partitions} partitions", w.instance);
+            println!(
+                "riskwatch rules worker {} ready: group {group}, {partitions} partitions, owns {:?}",
+                w.instance,
+                w.parts.keys().collect::<Vec<_>>()
+            );
             obs.readiness.set("rules", true);
         }
-        Role::Network => info!(group = %group, "network composite host ready"),
+        Role::Network => {
+            info!(group = %group, owns = ?w.parts.keys().collect::<Vec<_>>(), "network composite host ready")
+        }
+    });
+    if role == Role::Readings {
+        obs.readiness.set("rules", false);
     }
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -296,13 +307,21 @@ async fn run_role(
             _ = shutdown.changed() => break,
             m = consumer.recv() => match m {
                 Ok(msg) => {
-                    w.sync_assignment(&consumer)?;
+                    if w.sync_assignment(&consumer)? {
+                        if let Some(a) = announce.take() {
+                            a(&w);
+                        }
+                    }
                     w.record(&consumer, &msg)?
                 }
                 Err(e) => warn!(error = %e, "Kafka consumer error"),
             },
             _ = tick.tick() => {
-                w.sync_assignment(&consumer)?;
+                if w.sync_assignment(&consumer)? {
+                    if let Some(a) = announce.take() {
+                        a(&w);
+                    }
+                }
                 let now = Timestamp::now();
                 w.write_inputs(&Input::Tick { at: now })?;
                 w.check_reload(now)?;
@@ -509,8 +528,10 @@ impl Worker {
 
     /// Applies the rebalances noted since the last call: revoked partitions are dropped (their
     /// next owner resumes from the last saved state), assigned ones restored.
-    fn sync_assignment(&mut self, consumer: &WorkerConsumer) -> Result<()> {
+    /// Returns whether an assignment (possibly empty) was received.
+    fn sync_assignment(&mut self, consumer: &WorkerConsumer) -> Result<bool> {
         let changes = std::mem::take(&mut *consumer.context().notes.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut assigned = false;
         for change in changes {
             match change {
                 Change::Revoked(parts) => {
@@ -524,6 +545,7 @@ impl Worker {
                     }
                 }
                 Change::Assigned(parts) => {
+                    assigned = true;
                     // Always from the saved state: another worker may have moved it on meanwhile.
                     for p in &parts {
                         self.parts.remove(p);
@@ -532,7 +554,7 @@ impl Worker {
                 }
             }
         }
-        Ok(())
+        Ok(assigned)
     }
 
     /// Builds the hosts of `parts`, restored from their last state records.
