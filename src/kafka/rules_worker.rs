@@ -224,15 +224,14 @@ async fn run_role(
     let partitions = admin::partition_count(&k, &topic, Duration::from_secs(30))?;
     let lag = crate::metrics::LagContext { metrics: obs.metrics.clone(), group: group.clone() };
     let notes = RebalanceNotes { topic: topic.clone(), notes: Default::default(), lag };
-    // Static membership: a worker restarted under the same RISKWATCH_INSTANCE takes its own
-    // place in the group back at once, with its partitions, instead of waiting for the killed
-    // member's session to run out. A worker that stops polling for 30 s (a stalled Kafka) leaves
-    // the group, and a rebalance waits no longer than that for a member that is gone.
-    let consumer: WorkerConsumer = k
-        .consumer(&group, &format!("{}-{client}", t.instance))
-        .set("group.instance.id", format!("{}-{client}", t.instance))
-        .set("max.poll.interval.ms", "30000")
-        .create_with_context(notes)?;
+    // A worker that stops polling for 30 s (a stalled Kafka) leaves the group, and a rebalance
+    // waits no longer than that for a member that is gone (librdkafka's default: 5 minutes).
+    let mut config = k.consumer(&group, &format!("{}-{client}", t.instance));
+    config.set("max.poll.interval.ms", "30000");
+    if t.rules_worker.static_membership {
+        config.set("group.instance.id", format!("{}-{client}", t.instance));
+    }
+    let consumer: WorkerConsumer = config.create_with_context(notes)?;
     consumer.subscribe(&[&topic]).with_context(|| format!("subscribing to {topic}"))?;
     let reports_members = RuleSet::from_toml(&files.rules_text)?
         .composites
