@@ -168,13 +168,6 @@ impl SqliteStore {
         Ok(SqliteStore { conn, stats: StoreStats::default() })
     }
 
-    /// Journal entries after `position`, in order: what to replay on top of the saved state.
-    pub fn load_journal(&self, after: u64) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
-        let mut out = Vec::new();
-        self.each_journal_entry(after, |pos, body| out.push((pos, body.to_vec())))?;
-        Ok(out)
-    }
-
     /// Calls `f` with each journal entry after `position`, in order, one at a time (a long tail
     /// is never held in memory whole). Returns how many there were.
     pub fn each_journal_entry(&self, after: u64, mut f: impl FnMut(u64, &[u8])) -> Result<usize, StoreError> {
