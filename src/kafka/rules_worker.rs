@@ -322,7 +322,7 @@ async fn run_role(
                     }
                 }
                 let now = Timestamp::now();
-                w.write_inputs(&Input::Tick { at: now })?;
+                w.write_inputs(&Input::Tick { at: now });
                 w.check_reload(now)?;
                 if role == Role::Readings {
                     w.metrics.active(w.parts.values().flat_map(|p| p.host.engine().active()).map(|(_, _, l)| l));
@@ -499,9 +499,15 @@ impl Worker {
 
     /// Writes `input` into every owned partition; each host applies it when the worker
     /// consumes it back (its place in the log is what makes a replay exact).
-    fn write_inputs(&mut self, input: &Input) -> Result<()> {
+    fn write_inputs(&self, input: &Input) {
+        let owned: Vec<i32> = self.parts.keys().copied().collect();
+        self.write_input(&owned, input);
+    }
+
+    /// Writes `input` into each of `partitions` of this worker's topic.
+    fn write_input(&self, partitions: &[i32], input: &Input) {
         let value = input.to_bytes();
-        for p in self.parts.keys() {
+        for p in partitions {
             let rec = FutureRecord::to(&self.topic)
                 .partition(*p)
                 .key("_clock")
@@ -511,7 +517,6 @@ impl Worker {
                 warn!(partition = p, error = %e, "cannot write a rules-host input; the host waits for the next one");
             }
         }
-        Ok(())
     }
 
     /// A record this worker's registry refuses (e.g. ingest runs a newer registry).
@@ -634,17 +639,9 @@ impl Worker {
             );
         }
         // Rules edited since the state was saved: a reload, in the log like any input.
-        for p in outdated {
+        if !outdated.is_empty() {
             let input = Input::Reload { at: now, rules: Some(self.files.rules_text.clone()), registry: None };
-            let value = input.to_bytes();
-            let rec = FutureRecord::to(&self.topic)
-                .partition(p)
-                .key("_clock")
-                .payload(&value)
-                .headers(input_headers(now.millis()));
-            if let Err((e, _)) = self.producer.send_result(rec) {
-                warn!(partition = p, error = %e, "cannot write the reload of edited rules");
-            }
+            self.write_input(&outdated, &input);
         }
         Ok(())
     }
@@ -824,7 +821,7 @@ impl Worker {
             self.files.registry_digest = text_digest(&text);
             self.files.registry = Arc::new(registry);
         }
-        self.write_inputs(&input)?;
+        self.write_inputs(&input);
         println!("configuration reloaded from {}", self.files.rules_path.display());
         Ok(())
     }
