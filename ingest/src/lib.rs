@@ -20,4 +20,6 @@ pub enum IngestEvent {
     Command(Vec<u8>),
 }
 
-pub use mqtt::{Confirmation, Delivery, MqttSource, MqttSourceConfig, RegistryHandle, SourceStats, Tls};
+pub use mqtt::{
+    Confirmation, Delivery, LinkError, Message, MqttSource, MqttSourceConfig, RegistryHandle, SourceStats, Tls,
+};

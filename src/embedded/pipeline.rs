@@ -156,7 +156,7 @@ impl Pipeline {
             Some(source.registry_handle()),
             crate::metrics::RuleMetrics::new(&cfg.metrics),
         );
-        let (tx, rx) = mpsc::channel::<Delivery>(1024);
+        let (tx, rx) = mpsc::channel::<Delivery>(64);
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (ready_tx, mut ready_rx) = watch::channel(false);
         let rules = tokio::spawn(stage.run(rx));

@@ -14,7 +14,7 @@ use super::publisher::Outgoing;
 use super::summary::Summary;
 use crate::metrics::RuleMetrics;
 use anyhow::Result;
-use riskwatch_core::{AlertEvent, DeadLetter, Registry, Timestamp};
+use riskwatch_core::{AlertEvent, DeadLetter, Reading, Registry, Timestamp};
 use riskwatch_ingest::{Confirmation, Delivery, IngestEvent, RegistryHandle};
 use riskwatch_rules::{Input, Outcome, RulesHost};
 use riskwatch_sinks::rule_state::{StateRows, StateSave, StateWriter};
@@ -126,15 +126,25 @@ impl RulesStage {
             tokio::select! {
                 delivery = rx.recv() => {
                     let Some(delivery) = delivery else { break };
-                    let (items, confirmation) = delivery.split();
+                    let (messages, confirmation) = delivery.split();
                     let at = Timestamp::now();
-                    for item in items {
+                    // The readings of consecutive messages are one input (one journal entry, one
+                    // store hand-over); a command or a dead letter between them keeps its place.
+                    let mut readings: Vec<Reading> = Vec::new();
+                    for item in messages.into_iter().flat_map(|m| m.events) {
                         match item {
-                            IngestEvent::Readings(readings) => self.input(Input::Readings { at, readings }).await?,
-                            IngestEvent::DeadLetter(d) => self.dead_letter(d).await?,
-                            IngestEvent::Command(raw) => self.input(Input::Command { at, raw }).await?,
+                            IngestEvent::Readings(mut r) => readings.append(&mut r),
+                            IngestEvent::DeadLetter(d) => {
+                                self.readings(at, &mut readings).await?;
+                                self.dead_letter(d).await?;
+                            }
+                            IngestEvent::Command(raw) => {
+                                self.readings(at, &mut readings).await?;
+                                self.input(Input::Command { at, raw }).await?;
+                            }
                         }
                     }
+                    self.readings(at, &mut readings).await?;
                     self.commit(Some(confirmation)).await?;
                     self.snapshot_if_due();
                 },
@@ -161,6 +171,14 @@ impl RulesStage {
         self.summary.engine = self.host.engine().stats();
         self.summary.active_at_end = self.host.engine().active().into_iter().map(|(_, _, l)| l).collect();
         Ok(self.summary)
+    }
+
+    /// The readings gathered so far, as one input (if there are any).
+    async fn readings(&mut self, at: Timestamp, readings: &mut Vec<Reading>) -> Result<()> {
+        if readings.is_empty() {
+            return Ok(());
+        }
+        self.input(Input::Readings { at, readings: std::mem::take(readings) }).await
     }
 
     /// Journals one input and applies it.

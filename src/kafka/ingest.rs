@@ -76,7 +76,7 @@ pub async fn run(
         )
     };
     let (readings_out, dead_out) = (produced(&k.readings_topic), produced(&k.dead_letter_topic));
-    let (tx, mut rx) = mpsc::channel::<Delivery>(256);
+    let (tx, mut rx) = mpsc::channel::<Delivery>(64);
     let (stop_source, stop_rx) = watch::channel(false);
     let (ready_tx, mut ready_rx) = watch::channel(false);
     let source_task = tokio::spawn(source.run_confirmed(tx, stop_rx, ready_tx));
@@ -96,67 +96,69 @@ pub async fn run(
             }
             d = rx.recv() => {
                 let Some(d) = d else { break Ok(()) };
-                let topic_name = d.topic.clone();
-                let received = d.received_at.millis();
-                let (events, confirmation) = d.split();
+                let (messages, confirmation) = d.split();
+                let count = messages.len() as u64;
                 let mut waits: Vec<DeliveryFuture> = Vec::new();
-                for ev in events {
-                    match ev {
-                        IngestEvent::Readings(readings) => {
-                            for (site, value) in reading_records(&readings) {
-                                let rec = FutureRecord::to(&k.readings_topic)
-                                    .key(&site)
-                                    .payload(&value)
-                                    .partition(site_partition(&site, partitions))
-                                    .headers(reading_headers(&topic_name, received));
-                                waits.push(enqueue(&producer, rec).await?);
-                                stats.records.fetch_add(1, Ordering::Relaxed);
-                                readings_out.inc();
-                            }
-                        }
-                        IngestEvent::DeadLetter(dl) => {
-                            if let Err(e) = notices.publish_rejection(&dl).await {
-                                warn!(error = %e, "could not publish rejection notice");
-                            }
-                            let (key, headers) = dead_letter_record(&dl);
-                            let rec = FutureRecord::to(&k.dead_letter_topic).key(&key).payload(&dl.raw).headers(headers);
-                            waits.push(enqueue(&producer, rec).await?);
-                            stats.dead_letters.fetch_add(1, Ordering::Relaxed);
-                            dead_out.inc();
-                            crate::metrics::rejection(m, dl.reason);
-                        }
-                        // Commands travel with the readings of their alert's site, so the
-                        // worker owning that site applies them in order with its readings. A
-                        // network composite's alert has the composite's id for its site (no
-                        // registry site): its commands go to the network host.
-                        IngestEvent::Command(raw) => match command_site(&raw) {
-                            Some(site) => {
-                                let known = registry.read().unwrap_or_else(|e| e.into_inner()).site(&site).is_some();
-                                let (to, partition) = if known {
-                                    (&k.readings_topic, site_partition(&site, partitions))
-                                } else {
-                                    (&k.network_topic, 0)
-                                };
-                                let rec = FutureRecord::to(to)
-                                    .key(&site)
-                                    .payload(&raw)
-                                    .partition(partition)
-                                    .headers(command_headers(&topic_name, received));
-                                waits.push(enqueue(&producer, rec).await?);
-                            }
-                            None => {
-                                let report = riskwatch_rules::Refused {
-                                    code: "site_required",
-                                    error: "site: name the alert's site (its events carry it) so the command reaches the worker that owns the alert".into(),
-                                    command_id: None,
-                                    alert_id: None,
-                                }
-                                .report(Timestamp::from_millis(received));
-                                if let Err(e) = notices.publish_command_error(report).await {
-                                    warn!(error = %e, "could not publish command error");
+                for message in messages {
+                    let (topic_name, received) = (message.topic, message.received_at.millis());
+                    for ev in message.events {
+                        match ev {
+                            IngestEvent::Readings(readings) => {
+                                for (site, value) in reading_records(&readings) {
+                                    let rec = FutureRecord::to(&k.readings_topic)
+                                        .key(&site)
+                                        .payload(&value)
+                                        .partition(site_partition(&site, partitions))
+                                        .headers(reading_headers(&topic_name, received));
+                                    waits.push(enqueue(&producer, rec).await?);
+                                    stats.records.fetch_add(1, Ordering::Relaxed);
+                                    readings_out.inc();
                                 }
                             }
-                        },
+                            IngestEvent::DeadLetter(dl) => {
+                                if let Err(e) = notices.publish_rejection(&dl).await {
+                                    warn!(error = %e, "could not publish rejection notice");
+                                }
+                                let (key, headers) = dead_letter_record(&dl);
+                                let rec = FutureRecord::to(&k.dead_letter_topic).key(&key).payload(&dl.raw).headers(headers);
+                                waits.push(enqueue(&producer, rec).await?);
+                                stats.dead_letters.fetch_add(1, Ordering::Relaxed);
+                                dead_out.inc();
+                                crate::metrics::rejection(m, dl.reason);
+                            }
+                            // Commands travel with the readings of their alert's site, so the
+                            // worker owning that site applies them in order with its readings. A
+                            // network composite's alert has the composite's id for its site (no
+                            // registry site): its commands go to the network host.
+                            IngestEvent::Command(raw) => match command_site(&raw) {
+                                Some(site) => {
+                                    let known = registry.read().unwrap_or_else(|e| e.into_inner()).site(&site).is_some();
+                                    let (to, partition) = if known {
+                                        (&k.readings_topic, site_partition(&site, partitions))
+                                    } else {
+                                        (&k.network_topic, 0)
+                                    };
+                                    let rec = FutureRecord::to(to)
+                                        .key(&site)
+                                        .payload(&raw)
+                                        .partition(partition)
+                                        .headers(command_headers(&topic_name, received));
+                                    waits.push(enqueue(&producer, rec).await?);
+                                }
+                                None => {
+                                    let report = riskwatch_rules::Refused {
+                                        code: "site_required",
+                                        error: "site: name the alert's site (its events carry it) so the command reaches the worker that owns the alert".into(),
+                                        command_id: None,
+                                        alert_id: None,
+                                    }
+                                    .report(Timestamp::from_millis(received));
+                                    if let Err(e) = notices.publish_command_error(report).await {
+                                        warn!(error = %e, "could not publish command error");
+                                    }
+                                }
+                            },
+                        }
                     }
                 }
                 let fatal = fatal_tx.clone();
@@ -166,7 +168,7 @@ pub async fn run(
                         match w.await {
                             Ok(Ok(_)) => {}
                             Ok(Err((e, _))) => {
-                                error!(error = %e, topic = %topic_name, "Kafka refused a record; not acknowledging the MQTT message");
+                                error!(error = %e, "Kafka refused a record; not acknowledging the MQTT messages");
                                 let _ = fatal.try_send(format!("Kafka refused a record: {e}"));
                                 return;
                             }
@@ -176,7 +178,7 @@ pub async fn run(
                             }
                         }
                     }
-                    stats.messages.fetch_add(1, Ordering::Relaxed);
+                    stats.messages.fetch_add(count, Ordering::Relaxed);
                     confirmation.confirm();
                 });
             }
