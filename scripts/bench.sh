@@ -6,6 +6,11 @@
 #      alerts, at each offered rate in BENCH_RATES: stored readings/s, alert latency p50/p99
 #      (publish → alert received by a subscriber), riskwatch's CPU µs per reading, RSS;
 #      memory per sensor from the RSS at 10 000 and 100 000 sensors;
+#   2b. single-reading messages (one reading per MQTT message, as most gateways publish) through
+#      an external Mosquitto: the broker-only ceiling (publishers → Mosquitto → mosquitto_sub)
+#      and riskwatch in the subscriber's place, in the same run, with the ratio; riskwatch's CPU,
+#      write/read syscalls and context switches per reading, RSS; alert latency at half the
+#      ceiling;
 #   3. Kafka path on the local test servers (Mosquitto, tansu, victoria-metrics for QuestDB's
 #      line protocol): ingest, rules and sink as separate processes; throughput, alert latency,
 #      CPU of every process (the busiest names the bottleneck), riskwatch's µs per reading;
@@ -15,7 +20,7 @@
 #
 # Needs the test servers for part 3 (scripts/install-test-servers.sh installs them).
 # Knobs: BENCH_DURATION (15s), BENCH_RATES ("40000 60000 100000"), BENCH_KAFKA_RATE (20000),
-# BENCH_STATIONS (100), BENCH_COMMIT_INTERVAL (the rules workers' commit_interval, default 1s),
+# BENCH_STATIONS (100), BENCH_SINGLE_COUNT (310000 messages in part 2b), BENCH_COMMIT_INTERVAL (the rules workers' commit_interval, default 1s),
 # BENCH_SKIP ("engine kafka …" to leave parts out), BENCH_PERF (a directory:
 # record `perf` profiles of ingest, rules and sink during the Kafka-path load, for `perf report -i`).
 set -euo pipefail
@@ -24,6 +29,7 @@ cd "$(dirname "$0")/.."
 DURATION="${BENCH_DURATION:-15s}"
 RATES="${BENCH_RATES:-40000 60000 100000}"
 KAFKA_RATE="${BENCH_KAFKA_RATE:-20000}"
+SINGLE_COUNT="${BENCH_SINGLE_COUNT:-310000}"
 STATIONS="${BENCH_STATIONS:-100}"
 SKIP=" ${BENCH_SKIP:-} "
 CACHE="${RISKWATCH_CACHE:-$HOME/.cache/riskwatch}"
@@ -45,6 +51,10 @@ cpu_ticks() { if [ -r "/proc/$1/stat" ]; then awk '{print $14+$15}' "/proc/$1/st
 rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 # Private (anonymous) memory: RSS without the file pages SQLite maps (those are page cache).
 anon_kib() { awk '/RssAnon/ {print $2}' "/proc/$1/status"; }
+# Write and read system calls so far (all threads): "syscw syscr".
+syscalls() { awk '/^syscw/ {w = $2} /^syscr/ {r = $2} END {print w, r}' "/proc/$1/io"; }
+# Context switches so far, voluntary and not, summed over the process's threads.
+ctx_switches() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/ctxt_switches/ {n += $2} END {print n + 0}'; }
 hz=$(getconf CLK_TCK)
 
 echo "== riskwatch benchmarks, $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
@@ -108,6 +118,65 @@ if ! skipped embedded; then
     done
     awk -v a="${RSS[10000]}" -v b="${RSS[100000]}" -v c="${ANON[10000]}" -v d="${ANON[100000]}" \
         'BEGIN { printf "   marginal memory per sensor: RSS %.0f bytes, private %.0f bytes ((at 100k − at 10k) / 90 000; registry, rule state, broker and allocator overhead; RSS adds the store pages SQLite maps)\n", (b-a)*1024/90000, (d-c)*1024/90000 }'
+fi
+
+if ! skipped single; then
+    echo
+    echo "== 2b. single-reading messages through Mosquitto (riskwatch run --broker): $SINGLE_COUNT QoS 1 messages, one reading each, 10 000 gauges, 2 publishing connections"
+    MOSQ=$(command -v mosquitto || echo /usr/sbin/mosquitto)
+    if [ ! -x "$MOSQ" ] || ! command -v mosquitto_sub >/dev/null; then
+        echo "   skipped: needs mosquitto and mosquitto_sub (scripts/install-test-servers.sh installs them)"
+    else
+        s="$WORK/single"; mkdir -p "$s"
+        "$RW" bench setup --sensors 10000 --out "$s" >/dev/null
+        MQ=$(free_port)
+        # Both runs see the same broker settings: a deep queue per subscriber and 1000 messages
+        # in flight to each (Mosquitto's default of 20 is tuned for small devices).
+        printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 1000000\nmax_inflight_messages 1000\n' "$MQ" >"$s/mosquitto.conf"
+        "$MOSQ" -c "$s/mosquitto.conf" >"$s/mosquitto.log" 2>&1 & PIDS+=($!); MOSQ_PID=$!
+        wait_port "$MQ"
+        load() { "$RW" bench load --mqtt "127.0.0.1:$MQ" --registry "$s/registry.toml" --single --connections 2 "$@"; }
+
+        # The ceiling: the same publishers, and a C subscriber (mosquitto_sub, QoS 1, output to
+        # /dev/null) in riskwatch's place; time from the first publish to the last delivery.
+        (mosquitto_sub -h 127.0.0.1 -p "$MQ" -q 1 -i bench-ceiling -t 'riskwatch/v1/readings/#' -C "$SINGLE_COUNT" >/dev/null; date +%s%3N >"$s/sub.end"; times >"$s/sub.times") &
+        SUB=$!
+        sleep 0.5
+        load --count "$SINGLE_COUNT" --no-probe >"$s/ceiling.out"
+        wait "$SUB"
+        began=$(sed -n 's/^publishing began at unix ms //p' "$s/ceiling.out")
+        CEILING=$(awk -v n="$SINGLE_COUNT" -v b="$began" -v e="$(cat "$s/sub.end")" 'BEGIN { printf "%.0f", n / ((e - b) / 1000) }')
+        sub_cpu=$(sed -n 2p "$s/sub.times" | tr 'ms' '  ' | awk '{ print $1 * 60 + $2 + $3 * 60 + $4 }')
+        echo "-- broker-only ceiling (publishers → Mosquitto → mosquitto_sub): $CEILING messages/s; mosquitto_sub CPU $(awk -v c="$sub_cpu" -v n="$SINGLE_COUNT" 'BEGIN { printf "%.2f", c / n * 1e6 }') µs per message"
+
+        # riskwatch in mosquitto_sub's place: every reading decoded, evaluated, stored in SQLite
+        # and acknowledged; a probe gauge's alerts timed by an officer's subscription.
+        METRICS_PORT=$(free_port)
+        "$RW" run --registry "$s/registry.toml" --rules "$s/rules.toml" --db "$s/store.db" \
+            --broker "127.0.0.1:$MQ" --metrics "127.0.0.1:$METRICS_PORT" >"$s/run.log" 2>&1 &
+        RUN_PID=$!; PIDS+=("$RUN_PID")
+        wait_port "$METRICS_PORT"
+        for _ in $(seq 1 100); do grep -q "ready" "$s/run.log" && break; sleep 0.1; done
+        sleep 1
+        t0=$(cpu_ticks "$RUN_PID"); read -r w0 r0 < <(syscalls "$RUN_PID"); c0=$(ctx_switches "$RUN_PID")
+        start=$(date +%s.%N)
+        out=$(load --count "$SINGLE_COUNT" --metrics "http://127.0.0.1:$METRICS_PORT/metrics")
+        wall=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { print e - s }')
+        t1=$(cpu_ticks "$RUN_PID"); read -r w1 r1 < <(syscalls "$RUN_PID"); c1=$(ctx_switches "$RUN_PID")
+        stored=$(sed -n 's/^stored \([0-9]*\) readings.*/\1/p' <<<"$out")
+        rate=$(sed -n 's/^stored [0-9]* readings: \([0-9]*\)\/s.*/\1/p' <<<"$out")
+        echo "-- riskwatch (as fast as it takes them)"
+        sed 's/^/   /' <<<"$out"
+        awk -v t="$((t1 - t0))" -v hz="$hz" -v n="${stored:-0}" -v w="$((w1 - w0))" -v r="$((r1 - r0))" -v c="$((c1 - c0))" \
+            -v rss="$(rss_kib "$RUN_PID")" -v rate="${rate:-0}" -v ceil="$CEILING" \
+            'BEGIN { if (n == 0) n = 1;
+                     printf "   riskwatch: %.0f %% of the broker-only ceiling; CPU %.2f µs per reading; per reading %.3f write and %.3f read syscalls, %.3f context switches; RSS %.0f MiB\n",
+                            rate / ceil * 100, t / hz / n * 1e6, w / n, r / n, c / n, rss / 1024 }'
+        half=$((CEILING / 2))
+        echo "-- alert latency at half the ceiling ($half readings/s offered, $DURATION)"
+        load --rate "$half" --duration "$DURATION" --metrics "http://127.0.0.1:$METRICS_PORT/metrics" | sed 's/^/   /'
+        stop "$RUN_PID"
+    fi
 fi
 
 if ! skipped kafka; then

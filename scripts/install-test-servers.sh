@@ -25,6 +25,7 @@ command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
 [ -e /usr/share/fonts/truetype/wqy/wqy-zenhei.ttc ] || need_apt+=(fonts-wqy-zenhei)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)   # the TLS tests make their certificates
 command -v stunnel >/dev/null 2>&1 || need_apt+=(stunnel4)  # TLS in front of tansu (Kafka TLS test)
+command -v mosquitto_sub >/dev/null 2>&1 || need_apt+=(mosquitto-clients)  # the broker-only ceiling in scripts/bench.sh
 # librdkafka is built with TLS (OpenSSL): Debian's headers, usually already on a Rust machine.
 [ -e /usr/include/openssl/ssl.h ] || need_apt+=(libssl-dev)
 command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)

@@ -333,6 +333,20 @@ const MAX_BATCH: usize = 8192;
 /// has fallen behind and finds a long queue.
 const MAX_BATCH_READINGS: usize = 4096;
 
+/// Group commit: when items arrive within this long of the previous commit (a steady stream),
+/// the writer waits up to [`LINGER`] for [`LINGER_UNTIL_READINGS`] readings before committing.
+/// Each commit writes every page it touched into the WAL (one `pwrite` each) and checksums it;
+/// single-reading MQTT messages at 100 000/s otherwise made ~80-reading commits, and those
+/// per-commit costs were half of riskwatch's CPU. The wait delays alerts under load by at most
+/// `LINGER`; after a quiet spell nothing waits.
+const LINGER_AFTER: std::time::Duration = std::time::Duration::from_millis(5);
+/// Longest wait for a fuller transaction.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(2);
+/// Readings that end the wait.
+const LINGER_UNTIL_READINGS: usize = 1024;
+/// Poll interval while waiting.
+const LINGER_POLL: std::time::Duration = std::time::Duration::from_micros(250);
+
 /// What one commit of the writer thread did.
 #[derive(Debug, Clone, Copy)]
 pub struct CommitReport {
@@ -376,7 +390,13 @@ impl SqliteSink {
             .name("sqlite-writer".into())
             .spawn(move || {
                 let mut batch = Vec::with_capacity(256);
+                let mut last_commit = std::time::Instant::now() - LINGER_AFTER;
                 while let Some(first) = rx.blocking_recv() {
+                    let arrived = std::time::Instant::now();
+                    // Under a steady stream (the last commit ended moments ago), wait a little
+                    // for more: the cost of a commit is mostly per transaction, not per row.
+                    // After a quiet spell, commit at once (a lone alert is not held back).
+                    let linger = arrived.duration_since(last_commit) < LINGER_AFTER;
                     let mut readings_in_batch = first.readings();
                     batch.push(first);
                     while batch.len() < MAX_BATCH && readings_in_batch < MAX_BATCH_READINGS {
@@ -384,6 +404,13 @@ impl SqliteSink {
                             Ok(item) => {
                                 readings_in_batch += item.readings();
                                 batch.push(item)
+                            }
+                            Err(mpsc::error::TryRecvError::Empty)
+                                if linger
+                                    && readings_in_batch < LINGER_UNTIL_READINGS
+                                    && arrived.elapsed() < LINGER =>
+                            {
+                                std::thread::sleep(LINGER_POLL)
                             }
                             Err(_) => break,
                         }
@@ -405,6 +432,7 @@ impl SqliteSink {
                             f();
                         }
                     }
+                    last_commit = std::time::Instant::now();
                 }
                 Ok(store.stats())
             })

@@ -67,6 +67,17 @@ pub struct LoadArgs {
     /// The pipeline's metrics endpoint (`http://HOST:PORT/metrics`), for the stored rate.
     #[arg(long)]
     metrics: Option<String>,
+    /// One reading per MQTT message, on the gauge's own topic (as most gateways publish),
+    /// instead of one message per site holding its 100 gauges' readings.
+    #[arg(long)]
+    single: bool,
+    /// Stop after this many readings (over all connections) rather than after `--duration`.
+    #[arg(long)]
+    count: Option<u64>,
+    /// No probe and no alert subscriber: only the gauges' load (for the broker-only ceiling,
+    /// where no riskwatch is running).
+    #[arg(long)]
+    no_probe: bool,
 }
 
 /// Runs a bench subcommand.
@@ -197,6 +208,7 @@ async fn load(a: LoadArgs) -> Result<()> {
     let published = Arc::new(AtomicU64::new(0));
     let acked = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
+    let began_unix_ms = Timestamp::now().millis();
     let mut tasks = Vec::new();
     let connections = a.connections.max(1);
     for c in 0..connections {
@@ -205,11 +217,12 @@ async fn load(a: LoadArgs) -> Result<()> {
         o.set_max_packet_size(1 << 20, 1 << 20).set_keep_alive(Duration::from_secs(30)).set_inflight(a.inflight);
         let (client, mut el) = AsyncClient::new(o, 1000);
         let ack = Arc::clone(&acked);
+        let per_message = if a.single { 1 } else { PER_SITE as u64 };
         tokio::spawn(async move {
             loop {
                 match el.poll().await {
                     Ok(Event::Incoming(Packet::PubAck(_))) => {
-                        ack.fetch_add(PER_SITE as u64, Ordering::Relaxed);
+                        ack.fetch_add(per_message, Ordering::Relaxed);
                     }
                     Ok(_) => {}
                     Err(e) => {
@@ -220,6 +233,9 @@ async fn load(a: LoadArgs) -> Result<()> {
             }
         });
         let (stop, published) = (Arc::clone(&stop), Arc::clone(&published));
+        let single = a.single;
+        // This connection's share of `--count` (whole sites: a site's gauges go together).
+        let quota = a.count.map(|c| c.div_ceil(connections as u64));
         // Pacing: this connection's share of the offered rate.
         let per_reading = (a.rate > 0).then(|| Duration::from_secs_f64(connections as f64 / a.rate as f64));
         tasks.push(tokio::spawn(async move {
@@ -229,32 +245,48 @@ async fn load(a: LoadArgs) -> Result<()> {
             while !stop.load(Ordering::Relaxed) {
                 let ts = Timestamp::now().millis();
                 for (site, gauges) in &mine {
-                    // Written by hand, not through serde_json::Value: the generator shares the
-                    // machine with the pipeline and should cost it as little CPU as it can.
-                    let mut body = String::with_capacity(gauges.len() * 80 + 32);
-                    body.push_str("{\"v\":1,\"readings\":[");
-                    for (i, g) in gauges.iter().enumerate() {
-                        use std::fmt::Write as _;
-                        let v = VALUES[(round as usize + i) % VALUES.len()];
-                        let sep = if i == 0 { "" } else { "," };
-                        let _ = write!(
-                            body,
-                            "{sep}{{\"sensor\":\"{g}\",\"kind\":\"water_level\",\"ts\":{ts},\"unit\":\"m\",\"value\":{v}}}"
-                        );
-                    }
-                    body.push_str("]}");
-                    let topic = riskwatch_core::wire::topic::batch_topic(site);
-                    if client.publish(topic, QoS::AtLeastOnce, false, body).await.is_err() {
-                        return;
-                    }
-                    published.fetch_add(gauges.len() as u64, Ordering::Relaxed);
-                    sent += gauges.len() as u64;
+                    let n = if single {
+                        for (i, g) in gauges.iter().enumerate() {
+                            let v = VALUES[(round as usize + i) % VALUES.len()];
+                            let body = format!("{{\"kind\":\"water_level\",\"ts\":{ts},\"unit\":\"m\",\"value\":{v}}}");
+                            let topic = riskwatch_core::wire::topic::reading_topic(site, g);
+                            if client.publish(topic, QoS::AtLeastOnce, false, body).await.is_err() {
+                                return;
+                            }
+                        }
+                        gauges.len() as u64
+                    } else {
+                        // Written by hand, not through serde_json::Value: the generator shares
+                        // the machine with the pipeline and should cost it as little CPU as it can.
+                        let mut body = String::with_capacity(gauges.len() * 80 + 32);
+                        body.push_str("{\"v\":1,\"readings\":[");
+                        for (i, g) in gauges.iter().enumerate() {
+                            use std::fmt::Write as _;
+                            let v = VALUES[(round as usize + i) % VALUES.len()];
+                            let sep = if i == 0 { "" } else { "," };
+                            let _ = write!(
+                                body,
+                                "{sep}{{\"sensor\":\"{g}\",\"kind\":\"water_level\",\"ts\":{ts},\"unit\":\"m\",\"value\":{v}}}"
+                            );
+                        }
+                        body.push_str("]}");
+                        let topic = riskwatch_core::wire::topic::batch_topic(site);
+                        if client.publish(topic, QoS::AtLeastOnce, false, body).await.is_err() {
+                            return;
+                        }
+                        gauges.len() as u64
+                    };
+                    published.fetch_add(n, Ordering::Relaxed);
+                    sent += n;
                     if let Some(gap) = per_reading {
                         tokio::time::sleep_until(begun + gap * sent as u32).await;
                     }
-                    if stop.load(Ordering::Relaxed) {
+                    if stop.load(Ordering::Relaxed) || quota.is_some_and(|q| sent >= q) {
                         break;
                     }
+                }
+                if quota.is_some_and(|q| sent >= q) {
+                    break;
                 }
                 round += 1;
                 // Readings of one gauge are at least a millisecond apart (event time moves on).
@@ -284,8 +316,12 @@ async fn load(a: LoadArgs) -> Result<()> {
     let mut high = false;
     let mut probes = 0u64;
     let mut last_ts = 0;
-    while started.elapsed() < a.duration {
+    // With `--count`, until every connection has published its share; else for `--duration`.
+    while (a.count.is_some() || started.elapsed() < a.duration) && !tasks.iter().all(|t| t.is_finished()) {
         tick.tick().await;
+        if a.no_probe {
+            continue;
+        }
         high = !high;
         let ts = Timestamp::now().millis().max(last_ts + 1);
         last_ts = ts;
@@ -318,6 +354,7 @@ async fn load(a: LoadArgs) -> Result<()> {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut lat = latencies.lock().unwrap_or_else(|e| e.into_inner()).clone();
     lat.sort_by(|x, y| x.total_cmp(y));
+    println!("publishing began at unix ms {}", began_unix_ms);
     let offered = if a.rate > 0 { format!("offered {} readings/s", a.rate) } else { "as fast as acknowledged".into() };
     println!("load: {sensors} gauges in {} sites, {connections} connections, {offered}, {elapsed:.1} s", sites.len());
     println!(

@@ -10,9 +10,10 @@
 //! - deliveries are confirmed downstream in order (after the store committed them, or Kafka
 //!   took them); the PUBACKs of every delivery confirmed by then go out in **one write**, in
 //!   arrival order as MQTT requires;
-//! - overload becomes back-pressure: while `max_unacked` messages wait for their confirmation,
-//!   or the next stage's queue is full, the socket is not read, so the broker holds the rest
-//!   (its own in-flight window and queue limits apply), never this process's memory.
+//! - overload becomes back-pressure: at most `max_unacked` messages are handed downstream and
+//!   not yet acknowledged; at that many, or while the next stage's queue is full, the socket is
+//!   not read (beyond one [`READ_CHUNK`] already read), so the broker holds the rest (its own
+//!   in-flight window and queue limits apply), never this process's memory.
 
 use super::delivery::Delivery;
 use bytes::BytesMut;
@@ -374,7 +375,19 @@ pub(super) async fn serve(
         };
     }
     loop {
-        // Hand over what was read (unless the next stage is still full from last time).
+        // Take the complete packets read so far, up to the unacknowledged limit (the rest stays
+        // in the buffer until confirmations make room).
+        while held.is_none() && unacked.messages + batch.len() < max_unacked {
+            match link.next_packet() {
+                Ok(Some(Packet::Publish(p))) => batch.push(p),
+                Ok(Some(Packet::PingResp)) => {}
+                Ok(Some(Packet::Disconnect)) => fail!(LinkError::Closed),
+                Ok(Some(other)) => tracing::debug!(packet = ?other, "MQTT packet ignored"),
+                Ok(None) => break,
+                Err(e) => fail!(e),
+            }
+        }
+        // Hand them over (unless the next stage is still full from last time).
         if held.is_none() && !batch.is_empty() {
             let (confirm, confirmed) = oneshot::channel();
             let pkids: Vec<u16> = batch.iter().map(|p| if p.qos == QoS::AtMostOnce { 0 } else { p.pkid }).collect();
@@ -417,16 +430,6 @@ pub(super) async fn serve(
                     fail!(e);
                 }
                 ping_sent = None;
-                loop {
-                    match link.next_packet() {
-                        Ok(Some(Packet::Publish(p))) => batch.push(p),
-                        Ok(Some(Packet::PingResp)) => {}
-                        Ok(Some(Packet::Disconnect)) => fail!(LinkError::Closed),
-                        Ok(Some(other)) => tracing::debug!(packet = ?other, "MQTT packet ignored"),
-                        Ok(None) => break,
-                        Err(e) => fail!(e),
-                    }
-                }
             }
             _ = tick.tick() => {
                 let now = Instant::now();
