@@ -143,15 +143,11 @@ pub struct RulesWorkerSettings {
     /// How often a worker confirms its outputs, saves its state and commits offsets.
     #[serde(with = "humantime_serde")]
     pub commit_interval: Duration,
-    /// Join the consumer groups as a static member (`group.instance.id` = `{instance}-rules`):
-    /// a worker restarted under the same instance name gets its partitions back at once rather
-    /// than after a rebalance. Recommended on Apache Kafka; off by default (see operations.md).
-    pub static_membership: bool,
 }
 
 impl Default for RulesWorkerSettings {
     fn default() -> Self {
-        RulesWorkerSettings { commit_interval: Duration::from_secs(1), static_membership: false }
+        RulesWorkerSettings { commit_interval: Duration::from_secs(1) }
     }
 }
 

@@ -46,6 +46,13 @@ pub struct KafkaConfig {
     /// topic's partition at a time).
     #[serde(default = "defaults::network_group")]
     pub network_group: String,
+    /// Join consumer groups as a static member (`group.instance.id` = the client id,
+    /// `{instance}-rules`, `{instance}-network`, `{instance}-sink`): a process restarted under
+    /// the same instance name takes its partitions back at once instead of after a rebalance.
+    /// Recommended on Apache Kafka (every process then needs its own `RISKWATCH_INSTANCE`);
+    /// off by default (docs/operations.md, "Delivery guarantees").
+    #[serde(default)]
+    pub static_membership: bool,
     /// Extra librdkafka properties for every client (e.g. `security.protocol`, `ssl.*`,
     /// `sasl.*`). Any value may be a reference, `env:NAME` or `file:/path`, resolved when a
     /// client is made; secrets (`sasl.password`, `ssl.key.password`, `sasl.jaas.config`…) must be.
@@ -110,6 +117,7 @@ impl KafkaConfig {
             sink_group: defaults::sink_group(),
             network_group: defaults::network_group(),
             properties: BTreeMap::new(),
+            static_membership: false,
         }
     }
 
@@ -219,6 +227,9 @@ impl KafkaConfig {
             .set("fetch.wait.max.ms", "20")
             // Consumer lag for the metrics endpoint comes from librdkafka's statistics.
             .set("statistics.interval.ms", "5000");
+        if self.static_membership {
+            c.set("group.instance.id", client_id);
+        }
         self.apply_properties(&mut c);
         c
     }

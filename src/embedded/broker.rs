@@ -9,6 +9,19 @@ use std::time::{Duration, Instant};
 /// Default port of the embedded broker: not 1883, so it never collides with a real broker.
 pub const DEFAULT_PORT: u16 = 18830;
 
+/// The broker keeps the messages of each subscription filter in a log of this many segments …
+const SEGMENTS: usize = 8;
+/// … of this many bytes each: 64 MiB per filter at most, whatever the burst. rumqttd
+/// acknowledges a publish once it is in the log, and drops the oldest segment when the log is
+/// full, even if a subscriber has not read it yet; it reports that as a "cursor jump", which
+/// riskwatch logs as an error (see [`start`]). Gateways that must never lose a reading under a
+/// sustained overload publish to an external broker (`riskwatch run --broker`), where riskwatch
+/// acknowledges only what it has stored and back-pressure reaches the gateway.
+const SEGMENT_BYTES: usize = 8 * 1024 * 1024;
+
+/// Times the embedded broker reported a subscriber that fell behind its log (messages lost).
+pub static FELL_BEHIND: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// Starts rumqttd on `listen` in a background thread and returns once it accepts connections.
 /// The broker lives as long as the process.
 pub fn start(listen: SocketAddr) -> Result<()> {
@@ -36,8 +49,8 @@ pub fn start(listen: SocketAddr) -> Result<()> {
         router: RouterConfig {
             max_connections: 10_010,
             max_outgoing_packet_count: 4000,
-            max_segment_size: 100 * 1024 * 1024,
-            max_segment_count: 10,
+            max_segment_size: SEGMENT_BYTES,
+            max_segment_count: SEGMENTS,
             custom_segment: None,
             initialized_filters: None,
             shared_subscriptions_strategy: Default::default(),
@@ -49,6 +62,23 @@ pub fn start(listen: SocketAddr) -> Result<()> {
         .name("mqtt-broker".into())
         .spawn(move || {
             let mut broker = Broker::new(config);
+            match broker.alerts() {
+                Ok(alerts) => {
+                    let _ = std::thread::Builder::new().name("mqtt-broker-alerts".into()).spawn(move || {
+                        while let Ok(batch) = alerts.router_rx.recv() {
+                            for alert in batch.iter().filter(|a| a.kind.name() == "cursor_jump") {
+                                FELL_BEHIND.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                tracing::error!(
+                                    client = %alert.client_id,
+                                    detail = %alert.kind.description(),
+                                    "the embedded broker dropped messages a subscriber had not read yet (it fell more than the broker's 64 MiB log behind); use an external broker for bursts this large"
+                                );
+                            }
+                        }
+                    });
+                }
+                Err(e) => tracing::warn!(error = %e, "no alerts from the embedded broker"),
+            }
             if let Err(e) = broker.start() {
                 tracing::error!(error = %e, "embedded MQTT broker stopped");
             }

@@ -228,9 +228,6 @@ async fn run_role(
     // waits no longer than that for a member that is gone (librdkafka's default: 5 minutes).
     let mut config = k.consumer(&group, &format!("{}-{client}", t.instance));
     config.set("max.poll.interval.ms", "30000");
-    if t.rules_worker.static_membership {
-        config.set("group.instance.id", format!("{}-{client}", t.instance));
-    }
     let consumer: WorkerConsumer = config.create_with_context(notes)?;
     consumer.subscribe(&[&topic]).with_context(|| format!("subscribing to {topic}"))?;
     let reports_members = RuleSet::from_toml(&files.rules_text)?
