@@ -53,6 +53,10 @@ pub struct KafkaConfig {
     /// off by default (docs/operations.md, "Delivery guarantees").
     #[serde(default)]
     pub static_membership: bool,
+    /// How ingest writes readings records: `binary` (validated once at ingest, read back
+    /// without parsing) or `json` (v1 wire batches, for third-party consumers of the topic).
+    #[serde(default)]
+    pub record_format: crate::records::RecordFormat,
     /// Extra librdkafka properties for every client (e.g. `security.protocol`, `ssl.*`,
     /// `sasl.*`). Any value may be a reference, `env:NAME` or `file:/path`, resolved when a
     /// client is made; secrets (`sasl.password`, `ssl.key.password`, `sasl.jaas.config`…) must be.
@@ -118,6 +122,7 @@ impl KafkaConfig {
             network_group: defaults::network_group(),
             properties: BTreeMap::new(),
             static_membership: false,
+            record_format: Default::default(),
         }
     }
 

@@ -2,13 +2,13 @@
 //!
 //! | topic        | key                 | value                                   | headers |
 //! |--------------|---------------------|-----------------------------------------|---------|
-//! | readings     | site id (`_clock` on inputs) | a v1 wire batch of that site's readings, an officer's command for an alert of that site, or a rules-host input (clock tick, reload) | source MQTT topic, arrival time; `riskwatch-record: command` on commands, `input` on inputs |
+//! | readings     | site id (`_clock` on inputs) | that site's readings (binary, or a v1 wire batch: `riskwatch-format` header), an officer's command for an alert of that site, or a rules-host input (clock tick, reload) | source MQTT topic, arrival time; `riskwatch-record: command` on commands, `input` on inputs |
 //! | alerts       | alert id            | the alert event JSON (wire-format.md)   | event id, level |
 //! | dead letters | site id or `_unknown` | the original bytes, unchanged         | reason code, error text, MQTT topic, batch index, sensor, arrival time |
 //! | rules state  | `{readings topic}/{partition}` | [`StateRecord`] JSON         | — |
 
 use rdkafka::message::{Header, Headers, OwnedHeaders};
-use riskwatch_core::wire::{decode, encode_batch, topic, DecodeError, Limits};
+use riskwatch_core::wire::{binary, decode, encode_batch, topic, DecodeError, Limits};
 use riskwatch_core::{AlertEvent, DeadLetter, Reading, Registry};
 use serde::{Deserialize, Serialize};
 
@@ -30,6 +30,9 @@ pub mod header {
     pub const EVENT_ID: &str = "riskwatch-event-id";
     /// Alerts: the level name.
     pub const LEVEL: &str = "riskwatch-level";
+    /// Readings records: `readings-bin-1` on a binary record ([`riskwatch_core::wire::binary`]);
+    /// absent on a JSON one (a v1 wire batch).
+    pub const FORMAT: &str = "riskwatch-format";
     /// Readings topic: `command` on an officer's lifecycle command routed to the partition of
     /// its alert's site, `input` on a rules-host input written by a rules worker (a clock tick,
     /// a reload); absent on readings.
@@ -63,7 +66,7 @@ pub fn received_at<H: Headers>(headers: Option<&H>) -> Option<i64> {
 
 /// Headers of a lifecycle command travelling on the readings topic.
 pub fn command_headers(mqtt_topic: &str, received_at_ms: i64) -> OwnedHeaders {
-    reading_headers(mqtt_topic, received_at_ms).insert(Header { key: header::RECORD, value: Some("command") })
+    reading_headers(mqtt_topic, received_at_ms, RecordFormat::Json).insert(Header { key: header::RECORD, value: Some("command") })
 }
 
 /// Is this readings-topic record an officer's command?
@@ -78,33 +81,68 @@ pub fn command_site(raw: &[u8]) -> Option<String> {
     (!site.is_empty() && site.len() <= 64).then(|| site.to_string())
 }
 
-/// Readings of one message grouped by site, each group as `(site, wire batch)`.
-pub fn reading_records(readings: &[Reading]) -> Vec<(String, Vec<u8>)> {
+/// How ingest writes readings records.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordFormat {
+    /// Compact binary ([`riskwatch_core::wire::binary`], header `riskwatch-format:
+    /// readings-bin-1`): validated once at ingest, read back without parsing or checking again.
+    #[default]
+    Binary,
+    /// A v1 wire batch (JSON), for third-party consumers of the readings topic; riskwatch's
+    /// own consumers validate it again against their registry.
+    Json,
+}
+
+/// Value of the [`header::FORMAT`] header on binary readings records.
+pub const BINARY_READINGS: &str = "readings-bin-1";
+
+/// Readings grouped by site, each group as `(site, record value)`.
+pub fn reading_records(readings: &[Reading], format: RecordFormat) -> Vec<(String, Vec<u8>)> {
     let mut sites: Vec<&str> = readings.iter().map(|r| r.site.as_str()).collect();
     sites.sort_unstable();
     sites.dedup();
     sites
         .into_iter()
-        .map(|site| (site.to_string(), encode_batch(readings.iter().filter(|r| r.site.as_str() == site))))
+        .map(|site| {
+            let mine = readings.iter().filter(|r| r.site.as_str() == site);
+            let value = match format {
+                RecordFormat::Binary => binary::encode_readings(&mine.cloned().collect::<Vec<_>>()),
+                RecordFormat::Json => encode_batch(mine),
+            };
+            (site.to_string(), value)
+        })
         .collect()
 }
 
-/// Decodes a readings record back into readings (validated again against this process's
-/// registry, so a worker with an older registry dead-letters instead of guessing).
-pub fn decode_reading_record(
+/// Decodes a readings record back into readings: a binary one as ingest validated it; a JSON
+/// one validated again against this process's registry (a consumer with an older registry
+/// dead-letters instead of guessing).
+pub fn decode_reading_record<H: Headers>(
     site: &str,
     value: &[u8],
+    headers: Option<&H>,
     registry: &Registry,
     limits: &Limits,
 ) -> Result<riskwatch_core::wire::Decoded, DecodeError> {
-    decode(&topic::batch_topic(site), value, registry, limits)
+    match header_str(headers, header::FORMAT) {
+        Some(BINARY_READINGS) => binary::decode_readings(value)
+            .map(|readings| riskwatch_core::wire::Decoded { readings, rejected: Vec::new() })
+            .map_err(|e| DecodeError::BadRecord { detail: e.0 }),
+        Some(other) => Err(DecodeError::BadRecord { detail: format!("unknown record format {other:?}") }),
+        None => decode(&topic::batch_topic(site), value, registry, limits),
+    }
 }
 
 /// Headers for a readings record.
-pub fn reading_headers(mqtt_topic: &str, received_at_ms: i64) -> OwnedHeaders {
-    OwnedHeaders::new()
+pub fn reading_headers(mqtt_topic: &str, received_at_ms: i64, format: RecordFormat) -> OwnedHeaders {
+    let h = OwnedHeaders::new()
         .insert(Header { key: header::MQTT_TOPIC, value: Some(mqtt_topic) })
-        .insert(Header { key: header::RECEIVED_AT, value: Some(&received_at_ms.to_string()) })
+        .insert(Header { key: header::RECEIVED_AT, value: Some(&received_at_ms.to_string()) });
+    match format {
+        RecordFormat::Binary => h.insert(Header { key: header::FORMAT, value: Some(BINARY_READINGS) }),
+        RecordFormat::Json => h,
+    }
 }
 
 /// Key and headers of a dead letter (the value is `d.raw`, unchanged).

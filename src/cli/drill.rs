@@ -6,7 +6,7 @@
 
 use anyhow::{bail, Context, Result};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use riskwatch_bus::records::reading_headers;
+use riskwatch_bus::records::{reading_headers, RecordFormat};
 use riskwatch_bus::{admin, partition::site_partition, KafkaConfig};
 use riskwatch_core::wire::{encode_batch, topic};
 use riskwatch_core::{Reading, Timestamp};
@@ -148,7 +148,7 @@ where
             .key(&site)
             .payload(&m.payload)
             .partition(site_partition(&site, partitions))
-            .headers(reading_headers(&m.topic, Timestamp::now().millis()));
+            .headers(reading_headers(&m.topic, Timestamp::now().millis(), RecordFormat::Json));
         waits.push(crate::kafka::ingest::enqueue(&producer, rec).await?);
         messages += 1;
         readings += u64::from(m.readings);

@@ -108,7 +108,6 @@ impl Pipeline {
                     topic::COMMANDS_TOPIC.into(),
                 ],
                 credentials: cfg.credentials.clone(),
-                inflight: 4000,
                 transport: cfg.tls.clone().map(riskwatch_ingest::Tls),
                 ..MqttSourceConfig::new(&cfg.mqtt_host, cfg.mqtt_port, &format!("{}-ingest", cfg.client_prefix))
             },

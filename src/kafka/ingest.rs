@@ -104,12 +104,12 @@ pub async fn run(
                     for ev in message.events {
                         match ev {
                             IngestEvent::Readings(readings) => {
-                                for (site, value) in reading_records(&readings) {
+                                for (site, value) in reading_records(&readings, k.record_format) {
                                     let rec = FutureRecord::to(&k.readings_topic)
                                         .key(&site)
                                         .payload(&value)
                                         .partition(site_partition(&site, partitions))
-                                        .headers(reading_headers(&topic_name, received));
+                                        .headers(reading_headers(&topic_name, received, k.record_format));
                                     waits.push(enqueue(&producer, rec).await?);
                                     stats.records.fetch_add(1, Ordering::Relaxed);
                                     readings_out.inc();

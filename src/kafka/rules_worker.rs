@@ -444,7 +444,7 @@ impl Worker {
             return Ok(());
         }
         let now = Timestamp::now();
-        match decode_reading_record(site, payload, part.host.registry(), &self.limits) {
+        match decode_reading_record(site, payload, msg.headers(), part.host.registry(), &self.limits) {
             Ok(decoded) => {
                 let began = Instant::now();
                 let n = decoded.readings.len();

@@ -116,7 +116,7 @@ fn rows(
         (0, 0)
     } else if msg.topic() == readings_topic {
         let site = msg.key().and_then(|k| std::str::from_utf8(k).ok()).unwrap_or_default();
-        match decode_reading_record(site, payload, registry, limits) {
+        match decode_reading_record(site, payload, msg.headers(), registry, limits) {
             Ok(d) => {
                 let mut n = 0;
                 for r in &d.readings {

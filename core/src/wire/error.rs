@@ -160,6 +160,13 @@ pub enum DecodeError {
     /// A batch holds no readings.
     #[error("readings: batch is empty")]
     EmptyBatch,
+    /// A binary readings record between riskwatch processes could not be read
+    /// ([`crate::wire::binary`]).
+    #[error("binary readings record: {detail}")]
+    BadRecord {
+        /// What was wrong.
+        detail: String,
+    },
 }
 
 impl DecodeError {
@@ -186,6 +193,7 @@ impl DecodeError {
             DecodeError::UnsupportedVersion { .. } => "unsupported_version",
             DecodeError::BatchTooLarge { .. } => "batch_too_large",
             DecodeError::EmptyBatch => "empty_batch",
+            DecodeError::BadRecord { .. } => "bad_record",
         }
     }
 }

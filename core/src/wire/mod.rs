@@ -6,6 +6,7 @@
 //! with its index while the good items go through, so one faulty channel on a gateway never
 //! costs the readings of its neighbours.
 
+pub mod binary;
 mod decode;
 mod encode;
 mod error;
