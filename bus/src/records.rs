@@ -66,7 +66,8 @@ pub fn received_at<H: Headers>(headers: Option<&H>) -> Option<i64> {
 
 /// Headers of a lifecycle command travelling on the readings topic.
 pub fn command_headers(mqtt_topic: &str, received_at_ms: i64) -> OwnedHeaders {
-    reading_headers(mqtt_topic, received_at_ms, RecordFormat::Json).insert(Header { key: header::RECORD, value: Some("command") })
+    reading_headers(mqtt_topic, received_at_ms, RecordFormat::Json)
+        .insert(Header { key: header::RECORD, value: Some("command") })
 }
 
 /// Is this readings-topic record an officer's command?

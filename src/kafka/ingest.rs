@@ -10,11 +10,13 @@ use crate::topology::Topology;
 use anyhow::{bail, Context, Result};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
-use riskwatch_bus::records::{command_headers, command_site, dead_letter_record, reading_headers, reading_records};
+use riskwatch_bus::records::{
+    command_headers, command_site, dead_letter_record, reading_headers, reading_records, RecordFormat,
+};
 use riskwatch_bus::{admin, partition::site_partition};
 use riskwatch_core::wire::{topic, Limits};
-use riskwatch_core::{Registry, Timestamp};
-use riskwatch_ingest::{Delivery, IngestEvent, MqttSource, MqttSourceConfig};
+use riskwatch_core::{DeadLetter, Reading, Registry, Timestamp};
+use riskwatch_ingest::{Delivery, IngestEvent, Message, MqttSource, MqttSourceConfig};
 use riskwatch_sinks::mqtt_alerts::MqttAlertPublisher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -99,66 +101,61 @@ pub async fn run(
                 let (messages, confirmation) = d.split();
                 let count = messages.len() as u64;
                 let mut waits: Vec<DeliveryFuture> = Vec::new();
-                for message in messages {
-                    let (topic_name, received) = (message.topic, message.received_at.millis());
-                    for ev in message.events {
-                        match ev {
-                            IngestEvent::Readings(readings) => {
-                                for (site, value) in reading_records(&readings, k.record_format) {
-                                    let rec = FutureRecord::to(&k.readings_topic)
-                                        .key(&site)
-                                        .payload(&value)
-                                        .partition(site_partition(&site, partitions))
-                                        .headers(reading_headers(&topic_name, received, k.record_format));
-                                    waits.push(enqueue(&producer, rec).await?);
-                                    stats.records.fetch_add(1, Ordering::Relaxed);
-                                    readings_out.inc();
-                                }
-                            }
-                            IngestEvent::DeadLetter(dl) => {
-                                if let Err(e) = notices.publish_rejection(&dl).await {
-                                    warn!(error = %e, "could not publish rejection notice");
-                                }
-                                let (key, headers) = dead_letter_record(&dl);
-                                let rec = FutureRecord::to(&k.dead_letter_topic).key(&key).payload(&dl.raw).headers(headers);
-                                waits.push(enqueue(&producer, rec).await?);
-                                stats.dead_letters.fetch_add(1, Ordering::Relaxed);
-                                dead_out.inc();
-                                crate::metrics::rejection(m, dl.reason);
-                            }
-                            // Commands travel with the readings of their alert's site, so the
-                            // worker owning that site applies them in order with its readings. A
-                            // network composite's alert has the composite's id for its site (no
-                            // registry site): its commands go to the network host.
-                            IngestEvent::Command(raw) => match command_site(&raw) {
-                                Some(site) => {
-                                    let known = registry.read().unwrap_or_else(|e| e.into_inner()).site(&site).is_some();
-                                    let (to, partition) = if known {
-                                        (&k.readings_topic, site_partition(&site, partitions))
-                                    } else {
-                                        (&k.network_topic, 0)
-                                    };
-                                    let rec = FutureRecord::to(to)
-                                        .key(&site)
-                                        .payload(&raw)
-                                        .partition(partition)
-                                        .headers(command_headers(&topic_name, received));
-                                    waits.push(enqueue(&producer, rec).await?);
-                                }
-                                None => {
-                                    let report = riskwatch_rules::Refused {
-                                        code: "site_required",
-                                        error: "site: name the alert's site (its events carry it) so the command reaches the worker that owns the alert".into(),
-                                        command_id: None,
-                                        alert_id: None,
-                                    }
-                                    .report(Timestamp::from_millis(received));
-                                    if let Err(e) = notices.publish_command_error(report).await {
-                                        warn!(error = %e, "could not publish command error");
-                                    }
-                                }
-                            },
+                for out in outputs(messages, k.record_format) {
+                    match out {
+                        Output::Readings { site, topic: topic_name, received, value } => {
+                            let rec = FutureRecord::to(&k.readings_topic)
+                                .key(&site)
+                                .payload(&value)
+                                .partition(site_partition(&site, partitions))
+                                .headers(reading_headers(&topic_name, received, k.record_format));
+                            waits.push(enqueue(&producer, rec).await?);
+                            stats.records.fetch_add(1, Ordering::Relaxed);
+                            readings_out.inc();
                         }
+                        Output::DeadLetter(dl) => {
+                            if let Err(e) = notices.publish_rejection(&dl).await {
+                                warn!(error = %e, "could not publish rejection notice");
+                            }
+                            let (key, headers) = dead_letter_record(&dl);
+                            let rec = FutureRecord::to(&k.dead_letter_topic).key(&key).payload(&dl.raw).headers(headers);
+                            waits.push(enqueue(&producer, rec).await?);
+                            stats.dead_letters.fetch_add(1, Ordering::Relaxed);
+                            dead_out.inc();
+                            crate::metrics::rejection(m, dl.reason);
+                        }
+                        // Commands travel with the readings of their alert's site, so the worker
+                        // owning that site applies them in order with its readings. A network
+                        // composite's alert has the composite's id for its site (no registry
+                        // site): its commands go to the network host.
+                        Output::Command { raw, topic: topic_name, received } => match command_site(&raw) {
+                            Some(site) => {
+                                let known = registry.read().unwrap_or_else(|e| e.into_inner()).site(&site).is_some();
+                                let (to, partition) = if known {
+                                    (&k.readings_topic, site_partition(&site, partitions))
+                                } else {
+                                    (&k.network_topic, 0)
+                                };
+                                let rec = FutureRecord::to(to)
+                                    .key(&site)
+                                    .payload(&raw)
+                                    .partition(partition)
+                                    .headers(command_headers(&topic_name, received));
+                                waits.push(enqueue(&producer, rec).await?);
+                            }
+                            None => {
+                                let report = riskwatch_rules::Refused {
+                                    code: "site_required",
+                                    error: "site: name the alert's site (its events carry it) so the command reaches the worker that owns the alert".into(),
+                                    command_id: None,
+                                    alert_id: None,
+                                }
+                                .report(Timestamp::from_millis(received));
+                                if let Err(e) = notices.publish_command_error(report).await {
+                                    warn!(error = %e, "could not publish command error");
+                                }
+                            }
+                        },
                     }
                 }
                 let fatal = fatal_tx.clone();
@@ -194,6 +191,65 @@ pub async fn run(
     notices.close(Duration::from_secs(2)).await;
     info!(?stats, "ingest stopped");
     outcome.map(|()| stats)
+}
+
+/// What one delivery's messages become on Kafka, in order.
+enum Output {
+    /// One site's readings.
+    Readings {
+        site: String,
+        topic: String,
+        received: i64,
+        value: Vec<u8>,
+    },
+    DeadLetter(DeadLetter),
+    Command {
+        raw: Vec<u8>,
+        topic: String,
+        received: i64,
+    },
+}
+
+/// The records of a delivery: the readings of consecutive messages gathered into one record
+/// per site (a gateway publishing one reading per message would otherwise cost one Kafka record
+/// per reading), a command keeping its place after the readings before it. A record gathering
+/// several messages names its site's batch topic as its MQTT topic.
+fn outputs(messages: Vec<Message>, format: RecordFormat) -> Vec<Output> {
+    let mut out = Vec::new();
+    let mut gathered: Vec<Reading> = Vec::new();
+    let mut topics: Vec<String> = Vec::new();
+    let mut received = 0;
+    let flush = |gathered: &mut Vec<Reading>, topics: &mut Vec<String>, received: i64, out: &mut Vec<Output>| {
+        for (site, value) in reading_records(gathered, format) {
+            let topic = match topics.as_slice() {
+                [one] => one.clone(),
+                _ => topic::batch_topic(&site),
+            };
+            out.push(Output::Readings { site, topic, received, value });
+        }
+        gathered.clear();
+        topics.clear();
+    };
+    for message in messages {
+        received = message.received_at.millis();
+        for ev in message.events {
+            match ev {
+                IngestEvent::Readings(mut readings) => {
+                    gathered.append(&mut readings);
+                    if topics.last() != Some(&message.topic) {
+                        topics.push(message.topic.clone());
+                    }
+                }
+                IngestEvent::DeadLetter(dl) => out.push(Output::DeadLetter(dl)),
+                IngestEvent::Command(raw) => {
+                    flush(&mut gathered, &mut topics, received, &mut out);
+                    out.push(Output::Command { raw, topic: message.topic.clone(), received });
+                }
+            }
+        }
+    }
+    flush(&mut gathered, &mut topics, received, &mut out);
+    out
 }
 
 /// Enqueues a record, waiting while the producer's queue is full.
@@ -240,5 +296,72 @@ async fn follow_registry(
                 path.display()
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use riskwatch_core::reading::Value;
+    use riskwatch_core::{Quality, SensorId, SensorKind, SiteId};
+
+    fn message(topic: &str, site: &str, sensor: &str, ts: i64) -> Message {
+        let r = Reading {
+            sensor: SensorId::new(sensor),
+            site: SiteId::new(site),
+            kind: SensorKind::WaterLevel,
+            ts: Timestamp::from_millis(ts),
+            value: Value::Scalar(5.0),
+            unit: Arc::from("m"),
+            quality: Quality::Good,
+            exercise: false,
+        };
+        Message {
+            topic: topic.into(),
+            received_at: Timestamp::from_millis(7),
+            events: vec![IngestEvent::Readings(vec![r])],
+        }
+    }
+
+    fn sensors(value: &[u8]) -> Vec<String> {
+        riskwatch_core::wire::binary::decode_readings(value).unwrap().iter().map(|r| r.sensor.to_string()).collect()
+    }
+
+    /// Single-reading messages of a delivery become one record per site; a command keeps its
+    /// place after the readings that came before it.
+    #[test]
+    fn readings_of_consecutive_messages_share_a_record_per_site_and_a_command_keeps_its_place() {
+        let command = Message {
+            topic: topic::COMMANDS_TOPIC.into(),
+            received_at: Timestamp::from_millis(7),
+            events: vec![IngestEvent::Command(br#"{"site":"s1"}"#.to_vec())],
+        };
+        let out = outputs(
+            vec![
+                message("riskwatch/v1/readings/s1/a", "s1", "a", 1),
+                message("riskwatch/v1/readings/s1/b", "s1", "b", 1),
+                message("riskwatch/v1/readings/s2/c", "s2", "c", 1),
+                command,
+                message("riskwatch/v1/readings/s1/a", "s1", "a", 2),
+            ],
+            RecordFormat::Binary,
+        );
+        let shape: Vec<String> = out
+            .iter()
+            .map(|o| match o {
+                Output::Readings { site, topic, value, .. } => format!("{site} {topic} {:?}", sensors(value)),
+                Output::Command { .. } => "command".into(),
+                Output::DeadLetter(_) => "dead letter".into(),
+            })
+            .collect();
+        assert_eq!(
+            shape,
+            [
+                r#"s1 riskwatch/v1/readings/s1 ["a", "b"]"#,
+                r#"s2 riskwatch/v1/readings/s2 ["c"]"#,
+                "command",
+                r#"s1 riskwatch/v1/readings/s1/a ["a"]"#,
+            ]
+        );
     }
 }

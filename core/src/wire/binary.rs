@@ -282,7 +282,10 @@ mod tests {
             reading("gnss-1", Value::Displacement(Displacement { e: 1.5, n: -2.0, u: 0.25 })),
             reading(
                 "seis-1",
-                Value::Waveform(Waveform { rate_hz: 100.0, channels: vec![Channel { name: "Z".into(), samples: vec![0.1, -0.2] }] }),
+                Value::Waveform(Waveform {
+                    rate_hz: 100.0,
+                    channels: vec![Channel { name: "Z".into(), samples: vec![0.1, -0.2] }],
+                }),
             ),
         ];
         let bytes = encode_readings(&readings);
