@@ -2,8 +2,9 @@
 //! the store, acknowledges nothing it did not commit, and — once there is space again and it is
 //! restarted — has every reading, because Mosquitto re-delivers what was never acknowledged.
 //!
-//! The disk is a real one: a 256 KiB tmpfs mounted in a private mount namespace
-//! (`unshare --user --map-root-user --mount`, no root needed), later grown with a remount.
+//! The disk is a real one: a 1 MiB tmpfs (room for an empty store of 16 KiB pages, not for the
+//! readings) mounted in a private mount namespace (`unshare --user --map-root-user --mount`, no
+//! root needed), later grown with a remount.
 
 mod common;
 mod servers;
@@ -23,7 +24,7 @@ const N: usize = 4000;
 /// The shell run inside the namespace: mount the small disk, run riskwatch until it fails,
 /// wait for the test's word, grow the disk, run riskwatch again on the same store.
 const SCRIPT: &str = r#"
-mount -t tmpfs -o size=256k riskwatch-disk "$DISK" || { echo "cannot mount tmpfs"; exit 90; }
+mount -t tmpfs -o size=1m riskwatch-disk "$DISK" || { echo "cannot mount tmpfs"; exit 90; }
 "$RW" run --registry registry.toml --rules rules.toml --db "$DISK/store.db" --broker "$BROKER" 2>&1
 echo "first run exited with $?"
 while [ ! -e grow ]; do sleep 0.1; done
