@@ -121,6 +121,9 @@ impl ConsumerContext for RebalanceNotes {
 
 type WorkerConsumer = StreamConsumer<RebalanceNotes>;
 
+/// How long a stopping worker waits for Kafka to confirm its last events and state.
+const STOP_GRACE: Duration = Duration::from_secs(15);
+
 /// Counters, printed when the worker stops.
 #[derive(Debug, Default, Clone)]
 pub struct WorkerStats {
@@ -331,23 +334,43 @@ async fn run_role(
                 }
             }
         }
-        w.emit().await?;
-        if last_commit.elapsed() >= every {
-            w.commit_point(&consumer).await?;
-            last_commit = Instant::now();
-        } else if w.pending.is_some() {
-            w.finish_commit(&consumer).await?;
+        // Waiting for Kafka to confirm events and state records takes as long as Kafka is away;
+        // a stop request does not wait for it (what is not confirmed is redone by the next
+        // owner, with the same event ids).
+        let step = async {
+            w.emit().await?;
+            if last_commit.elapsed() >= every {
+                w.commit_point(&consumer).await?;
+                last_commit = Instant::now();
+            } else if w.pending.is_some() {
+                w.finish_commit(&consumer).await?;
+            }
+            anyhow::Ok(())
+        };
+        tokio::select! {
+            done = step => done?,
+            _ = shutdown.changed() => break,
         }
     }
-    w.emit().await?;
-    // Finish what is in hand (the previous commit point, then one for the latest state).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    for _ in 0..2 {
-        w.commit_point(&consumer).await?;
-        while w.pending.is_some() && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            w.finish_commit(&consumer).await?;
+    // Finish what is in hand (the previous commit point, then one for the latest state), as
+    // long as Kafka answers within the stop grace period.
+    let drain = async {
+        w.emit().await?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for _ in 0..2 {
+            w.commit_point(&consumer).await?;
+            while w.pending.is_some() && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                w.finish_commit(&consumer).await?;
+            }
         }
+        anyhow::Ok(())
+    };
+    if tokio::time::timeout(STOP_GRACE, drain).await.is_err() {
+        warn!(
+            grace_s = STOP_GRACE.as_secs(),
+            "Kafka did not confirm the last events and state in time; stopping without them (the next owner redoes that work)"
+        );
     }
     if let Some(p) = w.publisher.take() {
         p.close(Duration::from_secs(5)).await;
@@ -755,7 +778,11 @@ impl Worker {
         for (p, offset, _) in &pc.states {
             tpl.add_partition_offset(&self.topic, *p, Offset::Offset(*offset))?;
         }
-        match consumer.commit(&tpl, CommitMode::Sync) {
+        // Asynchronous: a synchronous commit waits, without a timeout, for a group coordinator
+        // (a worker stopped while Kafka was away hung in it). The saved state records where
+        // to resume; the group's offset only has to follow it, and a later commit point (or
+        // the next owner's seek to the saved state) makes up for a commit that failed.
+        match consumer.commit(&tpl, CommitMode::Async) {
             Ok(()) => {
                 for (p, offset, _) in &pc.states {
                     if let Some(part) = self.parts.get_mut(p) {

@@ -198,8 +198,11 @@ fn commit(consumer: &StreamConsumer<crate::metrics::LagContext>, pending: &BTree
             return;
         }
     }
-    if let Err(e) = consumer.commit(&tpl, CommitMode::Sync) {
-        // Lost the partition in a rebalance: its next owner re-reads and QuestDB dedups.
+    // Asynchronous: a synchronous commit waits, without a timeout, for a group coordinator,
+    // and so held the process (and its shutdown) for as long as Kafka was away. An offset not
+    // committed (Kafka away, or the partition lost in a rebalance) only means its records are
+    // read again after a restart, and QuestDB dedups them.
+    if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
         warn!(error = %e, "offset commit refused");
     }
 }
