@@ -285,16 +285,17 @@ impl Unacked {
     }
 
     /// Encodes the PUBACKs of the oldest delivery (confirmed) and of every later one already
-    /// confirmed, in order.
-    fn take_confirmed(&mut self, out: &mut BytesMut) -> Result<usize, LinkError> {
-        let mut acked = 0;
+    /// confirmed, in order. `Ok(false)` when it stopped at a delivery dropped unconfirmed: the
+    /// PUBACKs encoded so far must still go out (their messages are safe), and then the
+    /// connection must end.
+    fn take_confirmed(&mut self, out: &mut BytesMut) -> Result<bool, LinkError> {
         let mut first = true;
         while let Some((_, rx)) = self.queue.front_mut() {
             if !first {
                 match rx.try_recv() {
                     Ok(()) => {}
                     Err(oneshot::error::TryRecvError::Empty) => break,
-                    Err(oneshot::error::TryRecvError::Closed) => return Err(LinkError::Unconfirmed),
+                    Err(oneshot::error::TryRecvError::Closed) => return Ok(false),
                 }
             }
             first = false;
@@ -302,10 +303,9 @@ impl Unacked {
             self.messages = self.messages.saturating_sub(pkids.len());
             for pkid in pkids.into_iter().filter(|p| *p != 0) {
                 PubAck::new(pkid).write(out).map_err(LinkError::Packet)?;
-                acked += 1;
             }
         }
-        Ok(acked)
+        Ok(true)
     }
 }
 
@@ -331,8 +331,9 @@ impl Drain {
         while !self.unacked.queue.is_empty() {
             match tokio::time::timeout_at(deadline, self.unacked.front_confirmed()).await {
                 Ok(Ok(())) => {
-                    if self.unacked.take_confirmed(&mut self.link.wbuf).is_err() || self.link.send().await.is_err() {
-                        return;
+                    let more = self.unacked.take_confirmed(&mut self.link.wbuf);
+                    if self.link.send().await.is_err() || !matches!(more, Ok(true)) {
+                        break;
                     }
                 }
                 Ok(Err(_)) | Err(_) => break,
@@ -412,14 +413,17 @@ pub(super) async fn serve(
                 if let Err(e) = confirmed {
                     fail!(e);
                 }
-                match unacked.take_confirmed(&mut link.wbuf) {
-                    Ok(_) => {}
+                let more = match unacked.take_confirmed(&mut link.wbuf) {
+                    Ok(more) => more,
                     Err(e) => fail!(e),
-                }
+                };
                 if let Err(e) = link.send().await {
                     fail!(e);
                 }
                 last_sent = Instant::now();
+                if !more {
+                    fail!(LinkError::Unconfirmed);
+                }
             }
             permit = tx.reserve(), if held.is_some() => match permit {
                 Ok(permit) => permit.send(held.take().expect("held")),
