@@ -19,9 +19,6 @@ const SEGMENTS: usize = 8;
 /// acknowledges only what it has stored and back-pressure reaches the gateway.
 const SEGMENT_BYTES: usize = 8 * 1024 * 1024;
 
-/// Times the embedded broker reported a subscriber that fell behind its log (messages lost).
-pub static FELL_BEHIND: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
 /// Starts rumqttd on `listen` in a background thread and returns once it accepts connections.
 /// The broker lives as long as the process.
 pub fn start(listen: SocketAddr) -> Result<()> {
@@ -67,7 +64,6 @@ pub fn start(listen: SocketAddr) -> Result<()> {
                     let _ = std::thread::Builder::new().name("mqtt-broker-alerts".into()).spawn(move || {
                         while let Ok(batch) = alerts.router_rx.recv() {
                             for alert in batch.iter().filter(|a| a.kind.name() == "cursor_jump") {
-                                FELL_BEHIND.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                                 tracing::error!(
                                     client = %alert.client_id,
                                     detail = %alert.kind.description(),
