@@ -159,11 +159,29 @@ pub struct EmbeddedSettings {
     pub db: PathBuf,
     /// Run the in-process MQTT broker on this address (else use `[mqtt]`).
     pub listen: Option<SocketAddr>,
+    /// Messages one gateway connection may have sent and not yet had acknowledged (stored); at
+    /// this many its socket is not read until the store catches up.
+    pub gateway_inflight: usize,
+    /// Messages all gateway connections together may have taken and not yet stored.
+    pub unacked_limit: usize,
 }
 
 impl Default for EmbeddedSettings {
     fn default() -> Self {
-        EmbeddedSettings { db: PathBuf::from("riskwatch.db"), listen: Some("127.0.0.1:18830".parse().unwrap()) }
+        let limits = riskwatch_ingest::FrontLimits::default();
+        EmbeddedSettings {
+            db: PathBuf::from("riskwatch.db"),
+            listen: Some("127.0.0.1:18830".parse().unwrap()),
+            gateway_inflight: limits.per_gateway,
+            unacked_limit: limits.total,
+        }
+    }
+}
+
+impl EmbeddedSettings {
+    /// The gateway front's limits.
+    pub fn front_limits(&self) -> riskwatch_ingest::FrontLimits {
+        riskwatch_ingest::FrontLimits { per_gateway: self.gateway_inflight, total: self.unacked_limit }
     }
 }
 
@@ -286,6 +304,15 @@ impl Topology {
             if q.flush_rows == 0 {
                 p.push("questdb.flush_rows: must be at least 1".into());
             }
+        }
+        if self.embedded.gateway_inflight == 0 {
+            p.push("embedded.gateway_inflight: must be at least 1".into());
+        }
+        if self.embedded.unacked_limit < self.embedded.gateway_inflight {
+            p.push(format!(
+                "embedded.unacked_limit: {} is below embedded.gateway_inflight ({}); it must be at least that",
+                self.embedded.unacked_limit, self.embedded.gateway_inflight
+            ));
         }
         if self.rules_worker.commit_interval.is_zero() {
             p.push("rules_worker.commit_interval: must be longer than zero".into());

@@ -5,6 +5,7 @@
 //! never apply rules; they hand everything to the next stage through a bounded channel, which
 //! is also how back-pressure reaches the network.
 
+pub mod front;
 pub mod mqtt;
 
 use riskwatch_core::{DeadLetter, Reading};
@@ -20,6 +21,7 @@ pub enum IngestEvent {
     Command(Vec<u8>),
 }
 
+pub use front::{FrontLimits, GatewayFront};
 pub use mqtt::{
     Confirmation, Delivery, LinkError, Message, MqttSource, MqttSourceConfig, RegistryHandle, SourceStats, Tls,
 };

@@ -4,7 +4,7 @@
 //! thresholds configured in `config/demo/` (compiled into the binary so the demo runs from
 //! anywhere). One deliberate gateway bug (a detector sending `NaN`) shows the rejection path.
 
-use crate::embedded::broker;
+use crate::embedded::{broker, FrontConfig};
 use crate::embedded::{Pipeline, PipelineConfig};
 use anyhow::{Context, Result};
 use riskwatch_core::{Registry, Timestamp};
@@ -57,13 +57,12 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         p.push(suffix);
         let _ = std::fs::remove_file(PathBuf::from(p));
     }
-    let port = if broker::start(SocketAddr::from(([127, 0, 0, 1], args.port))).is_ok() {
-        args.port
-    } else {
-        let p = broker::free_port()?;
-        broker::start(SocketAddr::from(([127, 0, 0, 1], p)))?;
-        p
+    let embedded = match broker::start(SocketAddr::from(([127, 0, 0, 1], args.port))) {
+        Ok(b) => b,
+        Err(_) => broker::start(SocketAddr::from(([127, 0, 0, 1], broker::free_port()?)))?,
     };
+    let port = embedded.listener.local_addr()?.port();
+    let inner = embedded.internal;
     println!("riskwatch demo — simulated river gauges, gas detectors, a GNSS landslide point and three");
     println!("strong-motion terminals publish over MQTT to the embedded broker at 127.0.0.1:{port};");
     println!(
@@ -81,8 +80,8 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         registry_digest: riskwatch_rules::host::text_digest(DEMO_REGISTRY),
         rules_text: DEMO_RULES.to_string(),
         db: args.db.clone(),
-        mqtt_host: "127.0.0.1".into(),
-        mqtt_port: port,
+        mqtt_host: inner.ip().to_string(),
+        mqtt_port: inner.port(),
         client_prefix: "riskwatch-demo".into(),
         credentials: None,
         tls: None,
@@ -90,10 +89,11 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         registry_path: None,
         console: Some(colour),
         metrics: crate::metrics::Metrics::default(),
+        front: Some(FrontConfig { listener: embedded.listener, limits: Default::default() }),
     })
     .await?;
     let console = match args.console {
-        Some(listen) => Some(start_console(listen, port, &args.db, Arc::clone(&registry)).await?),
+        Some(listen) => Some(start_console(listen, inner.port(), &args.db, Arc::clone(&registry)).await?),
         None => None,
     };
 

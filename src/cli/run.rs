@@ -2,7 +2,7 @@
 //! topology file is the embedded wiring (src/embedded/); with one, or `ingest` / `rules` /
 //! `sink`, any subset of the production path over Kafka (src/kafka/).
 
-use crate::embedded::{broker, Pipeline, PipelineConfig};
+use crate::embedded::{broker, FrontConfig, Pipeline, PipelineConfig};
 use crate::settings::{mqtt_credentials_from_env, parse_mqtt_address, ConfigFiles};
 use crate::shutdown::wait_for_stop;
 use crate::topology::{Component, Topology};
@@ -170,6 +170,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
             },
             args.duration,
             metrics::listen_address(args.metrics, t.metrics.listen.as_deref())?,
+            t.embedded.front_limits(),
         )
         .await;
     }
@@ -179,7 +180,8 @@ pub async fn run(args: RunArgs) -> Result<()> {
         None => Err(args.listen),
     };
     let metrics_at = metrics::listen_address(args.metrics, None)?;
-    run_embedded(ConfigFiles::load(&registry, &rules)?, args.db, broker, args.duration, metrics_at).await
+    run_embedded(ConfigFiles::load(&registry, &rules)?, args.db, broker, args.duration, metrics_at, Default::default())
+        .await
 }
 
 /// The embedded wiring; `broker` is an external `HOST:PORT`, or the address to run the
@@ -190,13 +192,20 @@ async fn run_embedded(
     broker: std::result::Result<String, SocketAddr>,
     duration: Option<Duration>,
     metrics_at: Option<SocketAddr>,
+    limits: riskwatch_ingest::FrontLimits,
 ) -> Result<()> {
     let metrics = metrics::Metrics::default();
-    let (host, port) = match broker {
-        Ok(b) => parse_mqtt_address(&b)?,
+    // Where gateways connect, and where riskwatch's own connections go.
+    let (host, port, (inner_host, inner_port), front) = match broker {
+        Ok(b) => {
+            let (host, port) = parse_mqtt_address(&b)?;
+            (host.clone(), port, (host, port), None)
+        }
         Err(listen) => {
-            broker::start(listen)?;
-            (listen.ip().to_string(), listen.port())
+            let embedded = broker::start(listen)?;
+            let inner = (embedded.internal.ip().to_string(), embedded.internal.port());
+            let front = FrontConfig { listener: embedded.listener, limits };
+            (listen.ip().to_string(), listen.port(), inner, Some(front))
         }
     };
     let colour = std::io::stdout().is_terminal();
@@ -205,8 +214,8 @@ async fn run_embedded(
         registry_digest: riskwatch_rules::host::text_digest(&files.registry_text),
         rules_text: files.rules_text,
         db: db.clone(),
-        mqtt_host: host.clone(),
-        mqtt_port: port,
+        mqtt_host: inner_host,
+        mqtt_port: inner_port,
         client_prefix: "riskwatch".into(),
         // An external broker may need a login (RISKWATCH_MQTT_USERNAME / _PASSWORD) and TLS
         // (RISKWATCH_MQTT_CA, _CLIENT_CERT, _CLIENT_KEY).
@@ -216,6 +225,7 @@ async fn run_embedded(
         registry_path: Some(files.registry_path),
         console: Some(colour),
         metrics: metrics.clone(),
+        front,
     })
     .await?;
     if let Some(addr) = metrics_at {

@@ -1,4 +1,9 @@
 //! The embedded MQTT broker (rumqttd) for single-process deployments and the demo.
+//!
+//! Gateways do not talk to rumqttd directly: the address riskwatch announces is the gateway
+//! front's (`riskwatch_ingest::front`), which takes the readings itself — acknowledged only once
+//! stored, with back-pressure under overload — and relays everything else to rumqttd, listening
+//! on a loopback port of its own.
 
 use anyhow::{bail, Context, Result};
 use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
@@ -19,12 +24,32 @@ const SEGMENTS: usize = 8;
 /// acknowledges only what it has stored and back-pressure reaches the gateway.
 const SEGMENT_BYTES: usize = 8 * 1024 * 1024;
 
-/// Starts rumqttd on `listen` in a background thread and returns once it accepts connections.
-/// The broker lives as long as the process.
-pub fn start(listen: SocketAddr) -> Result<()> {
-    if TcpListener::bind(listen).is_err() {
-        bail!("cannot listen on {listen}: the port is in use (choose another with --port)");
-    }
+/// Largest MQTT packet accepted, by the broker and the gateway front alike: above the wire
+/// format's 256 KiB cap, so oversized payloads reach the decoder and are dead-lettered with a
+/// reason instead of costing the gateway its connection.
+pub const MAX_PACKET: usize = 1024 * 1024;
+
+/// A started embedded broker.
+pub struct EmbeddedBroker {
+    /// The announced address, bound but not yet served: the gateway front serves it.
+    pub listener: TcpListener,
+    /// Where rumqttd itself listens (loopback): for riskwatch's own connections and the front.
+    pub internal: SocketAddr,
+}
+
+/// Binds `listen` for the gateway front, starts rumqttd on a free loopback port in a background
+/// thread, and returns once it accepts connections. The broker lives as long as the process.
+pub fn start(listen: SocketAddr) -> Result<EmbeddedBroker> {
+    let listener = TcpListener::bind(listen).map_err(|e| {
+        anyhow::anyhow!("cannot listen on {listen}: {e} (is another riskwatch or broker using the port?)")
+    })?;
+    let internal = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+    start_rumqttd(internal)?;
+    Ok(EmbeddedBroker { listener, internal })
+}
+
+/// Starts rumqttd on `listen`.
+fn start_rumqttd(listen: SocketAddr) -> Result<()> {
     let server = ServerSettings {
         name: "riskwatch-v4".into(),
         listen,
@@ -32,9 +57,7 @@ pub fn start(listen: SocketAddr) -> Result<()> {
         next_connection_delay_ms: 1,
         connections: ConnectionSettings {
             connection_timeout_ms: 5000,
-            // Above the wire format's 256 KiB cap, so oversized payloads reach the decoder and
-            // are dead-lettered with a reason instead of costing the gateway its connection.
-            max_payload_size: 1024 * 1024,
+            max_payload_size: MAX_PACKET,
             max_inflight_count: 4000,
             auth: None,
             external_auth: None,
@@ -139,7 +162,7 @@ mod tests {
     #[test]
     fn accepted_connections_send_without_waiting_for_acknowledgements() {
         let listen: SocketAddr = format!("127.0.0.1:{}", free_port().unwrap()).parse().unwrap();
-        start(listen).unwrap();
+        start_rumqttd(listen).unwrap();
         let client = TcpStream::connect(listen).unwrap();
         let ours = client.local_addr().unwrap();
         // The broker's end of this connection, found in this process by its addresses.

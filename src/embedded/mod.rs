@@ -9,4 +9,4 @@ pub mod recovery;
 mod rules_stage;
 pub mod summary;
 
-pub use pipeline::{Pipeline, PipelineConfig};
+pub use pipeline::{FrontConfig, Pipeline, PipelineConfig};

@@ -10,7 +10,7 @@ use super::summary::Summary;
 use anyhow::{Context, Result};
 use riskwatch_core::wire::{topic, Limits};
 use riskwatch_core::{AlertEvent, Registry, Timestamp};
-use riskwatch_ingest::{Delivery, MqttSource, MqttSourceConfig, SourceStats};
+use riskwatch_ingest::{Delivery, FrontLimits, GatewayFront, MqttSource, MqttSourceConfig, SourceStats};
 use riskwatch_sinks::mqtt_alerts::MqttAlertPublisher;
 use riskwatch_sinks::rule_state::{state_path, StateFile, StateWriter};
 use riskwatch_sinks::sqlite::{CommitReport, SqliteSink, SqliteStore, StoreItem};
@@ -51,12 +51,24 @@ pub struct PipelineConfig {
     /// Print each alert event on stdout as it happens: `Some(colour)` to print, with or without
     /// ANSI colours; `None` for no live feed.
     pub console: Option<bool>,
+    /// With the embedded broker: the gateway front on the announced address
+    /// (`mqtt_host:mqtt_port` is then rumqttd's own loopback address).
+    pub front: Option<FrontConfig>,
+}
+
+/// The gateway front of an embedded broker.
+pub struct FrontConfig {
+    /// The announced address, bound ([`super::broker::EmbeddedBroker::listener`]).
+    pub listener: std::net::TcpListener,
+    /// Its limits on messages taken and not yet stored.
+    pub limits: FrontLimits,
 }
 
 /// A running pipeline.
 pub struct Pipeline {
     shutdown: watch::Sender<bool>,
     ingest: JoinHandle<()>,
+    front: Option<JoinHandle<()>>,
     rules: JoinHandle<Result<Summary>>,
     outbox: JoinHandle<MqttAlertPublisher>,
     store: SqliteSink,
@@ -102,11 +114,17 @@ impl Pipeline {
         );
         let source = MqttSource::new(
             MqttSourceConfig {
-                filters: vec![
-                    topic::READINGS_FILTER.into(),
-                    topic::GATEWAY_READINGS_FILTER.into(),
-                    topic::COMMANDS_TOPIC.into(),
-                ],
+                // Behind a gateway front, readings come from the front; the broker only
+                // carries copies of them for live subscribers.
+                filters: if cfg.front.is_some() {
+                    vec![topic::COMMANDS_TOPIC.into()]
+                } else {
+                    vec![
+                        topic::READINGS_FILTER.into(),
+                        topic::GATEWAY_READINGS_FILTER.into(),
+                        topic::COMMANDS_TOPIC.into(),
+                    ]
+                },
                 credentials: cfg.credentials.clone(),
                 transport: cfg.tls.clone().map(riskwatch_ingest::Tls),
                 ..MqttSourceConfig::new(&cfg.mqtt_host, cfg.mqtt_port, &format!("{}-ingest", cfg.client_prefix))
@@ -118,13 +136,10 @@ impl Pipeline {
         crate::metrics::mqtt_source(&cfg.metrics, &source_stats);
         let (feed, printer) = match cfg.console {
             Some(colour) => {
-                let (feed_tx, mut feed_rx) = mpsc::unbounded_channel::<AlertEvent>();
-                let printer = tokio::spawn(async move {
-                    while let Some(e) = feed_rx.recv().await {
-                        println!("{}", riskwatch_sinks::console::format_event(&e, colour));
-                    }
+                let (feed, printer) = publisher::LiveFeed::spawn(move |e: &AlertEvent| {
+                    println!("{}", riskwatch_sinks::console::format_event(e, colour))
                 });
-                (Some(feed_tx), Some(printer))
+                (Some(feed), Some(printer))
             }
             None => (None, None),
         };
@@ -160,12 +175,31 @@ impl Pipeline {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (ready_tx, mut ready_rx) = watch::channel(false);
         let rules = tokio::spawn(stage.run(rx));
+        let front = cfg.front.map(|f| {
+            let upstream = std::net::SocketAddr::new(
+                cfg.mqtt_host.parse().unwrap_or(std::net::Ipv4Addr::LOCALHOST.into()),
+                cfg.mqtt_port,
+            );
+            let front = GatewayFront::new(f.listener, upstream, &source, f.limits, super::broker::MAX_PACKET);
+            tokio::spawn(front.run(tx.clone(), shutdown_rx.clone()))
+        });
         let ingest = tokio::spawn(source.run_confirmed(tx, shutdown_rx, ready_tx));
         tokio::time::timeout(Duration::from_secs(15), ready_rx.wait_for(|r| *r))
             .await
             .context("MQTT source did not subscribe within 15 s (is the broker reachable?)")?
             .context("MQTT source stopped before subscribing")?;
-        Ok(Pipeline { shutdown, ingest, rules, outbox, store, db: cfg.db, source_stats, printer, ready: ready_rx })
+        Ok(Pipeline {
+            shutdown,
+            ingest,
+            front,
+            rules,
+            outbox,
+            store,
+            db: cfg.db,
+            source_stats,
+            printer,
+            ready: ready_rx,
+        })
     }
 
     /// Readiness: true while the MQTT source is connected and subscribed.
@@ -189,6 +223,9 @@ impl Pipeline {
     pub async fn stop(self) -> Result<Summary> {
         let _ = self.shutdown.send(true);
         let _ = self.ingest.await;
+        if let Some(front) = self.front {
+            let _ = front.await;
+        }
         let db = self.db;
         // A failed store shows in the rules stage only as "store stopped": name the cause.
         let store_failed = |cause: riskwatch_sinks::sqlite::StoreError| {

@@ -9,6 +9,8 @@
 
 use riskwatch_core::{AlertEvent, DeadLetter};
 use riskwatch_sinks::mqtt_alerts::MqttAlertPublisher;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::warn;
@@ -17,6 +19,48 @@ use tracing::warn;
 /// enough to keep the publisher busy, small enough that a slow broker holds up the pipeline
 /// rather than filling memory.
 const QUEUE: usize = 64;
+
+/// Alert events waiting to be printed on the terminal, at most.
+const FEED: usize = 1024;
+
+/// The terminal's live feed of alert events. It never holds up the pipeline: when the terminal
+/// falls behind (a slow pipe, a paused screen), events beyond [`FEED`] are not printed — they
+/// are stored and published all the same — and the printer says how many it skipped.
+pub struct LiveFeed {
+    tx: mpsc::Sender<AlertEvent>,
+    skipped: Arc<AtomicU64>,
+}
+
+impl LiveFeed {
+    /// A feed and the task printing it with `print`.
+    pub fn spawn(print: impl Fn(&AlertEvent) + Send + 'static) -> (LiveFeed, JoinHandle<()>) {
+        let (tx, mut rx) = mpsc::channel::<AlertEvent>(FEED);
+        let skipped = Arc::new(AtomicU64::new(0));
+        let seen = Arc::clone(&skipped);
+        let task = tokio::spawn(async move {
+            while let Some(e) = rx.recv().await {
+                let n = seen.swap(0, Ordering::Relaxed);
+                if n > 0 {
+                    println!(
+                        "… {n} alert events not shown here (the terminal fell behind); all are stored and published"
+                    );
+                }
+                print(&e);
+            }
+            let n = seen.swap(0, Ordering::Relaxed);
+            if n > 0 {
+                println!("… {n} alert events not shown here (the terminal fell behind); all are stored and published");
+            }
+        });
+        (LiveFeed { tx, skipped }, task)
+    }
+
+    fn offer(&self, e: AlertEvent) {
+        if self.tx.try_send(e).is_err() {
+            self.skipped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
 
 /// Something to publish.
 #[derive(Debug)]
@@ -35,7 +79,7 @@ pub enum Outgoing {
 /// dropped.
 pub fn spawn(
     publisher: MqttAlertPublisher,
-    feed: Option<mpsc::UnboundedSender<AlertEvent>>,
+    feed: Option<LiveFeed>,
 ) -> (mpsc::Sender<Outgoing>, JoinHandle<MqttAlertPublisher>) {
     let (tx, mut rx) = mpsc::channel::<Outgoing>(QUEUE);
     let task = tokio::spawn(async move {
@@ -47,7 +91,7 @@ pub fn spawn(
                             warn!(error = %err, event = %e.event_id, "could not publish alert event");
                         }
                         if let Some(f) = &feed {
-                            let _ = f.send(e);
+                            f.offer(e);
                         }
                     }
                 }

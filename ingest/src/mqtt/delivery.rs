@@ -3,7 +3,7 @@
 
 use crate::IngestEvent;
 use riskwatch_core::Timestamp;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, OwnedSemaphorePermit};
 
 /// One MQTT message, decoded.
 #[derive(Debug)]
@@ -25,33 +25,41 @@ pub struct Message {
 pub struct Delivery {
     /// The messages, in arrival order.
     pub messages: Vec<Message>,
-    confirm: oneshot::Sender<()>,
+    confirm: Confirmation,
 }
 
 impl Delivery {
-    /// A delivery of `messages`; `confirm` fires once it is confirmed.
-    pub(crate) fn new(messages: Vec<Message>, confirm: oneshot::Sender<()>) -> Self {
-        Delivery { messages, confirm }
+    /// A delivery of `messages`; `confirm` fires once it is confirmed. `permit` (a share of a
+    /// limit on messages in flight) is given back when the delivery is confirmed or dropped.
+    pub(crate) fn new(
+        messages: Vec<Message>,
+        confirm: oneshot::Sender<()>,
+        permit: Option<OwnedSemaphorePermit>,
+    ) -> Self {
+        Delivery { messages, confirm: Confirmation { confirm, _permit: permit } }
     }
 
     /// The messages are safe downstream: acknowledge them to the broker.
     pub fn confirm(self) {
-        let _ = self.confirm.send(());
+        self.confirm.confirm();
     }
 
     /// Takes the messages out, keeping the confirmation.
     pub fn split(self) -> (Vec<Message>, Confirmation) {
-        (self.messages, Confirmation(self.confirm))
+        (self.messages, self.confirm)
     }
 }
 
 /// The confirmation half of a [`Delivery`].
 #[derive(Debug)]
-pub struct Confirmation(oneshot::Sender<()>);
+pub struct Confirmation {
+    confirm: oneshot::Sender<()>,
+    _permit: Option<OwnedSemaphorePermit>,
+}
 
 impl Confirmation {
     /// Acknowledge the delivery's messages to the broker.
     pub fn confirm(self) {
-        let _ = self.0.send(());
+        let _ = self.confirm.send(());
     }
 }

@@ -9,22 +9,23 @@
 //! group of confirmed deliveries ([`session`]). Connection loss is retried with exponential
 //! backoff; the subscription is renewed whenever the broker has no session for us.
 
+mod decode;
 mod delivery;
 mod session;
+pub(crate) mod unacked;
 
 pub use delivery::{Confirmation, Delivery, Message};
 pub use session::{LinkError, READ_CHUNK};
 
-use crate::IngestEvent;
-use riskwatch_core::wire::{decode, topic, Limits};
-use riskwatch_core::{DeadLetter, Registry, Timestamp};
-use rumqttc::mqttbytes::v4::Publish;
+pub(crate) use decode::Decoder;
+use riskwatch_core::wire::{topic, Limits};
+use riskwatch_core::Registry;
 use session::{Dial, Ended, Link};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot, watch};
-use tracing::{debug, info, warn};
+use tokio::sync::{mpsc, watch};
+use tracing::{info, warn};
 
 /// A TLS transport for the broker connection (built by the binary from PEM files).
 #[derive(Clone)]
@@ -100,27 +101,26 @@ pub type RegistryHandle = Arc<RwLock<Arc<Registry>>>;
 /// A running MQTT source.
 pub struct MqttSource {
     cfg: MqttSourceConfig,
-    registry: RegistryHandle,
-    limits: Limits,
-    stats: Arc<SourceStats>,
+    decoder: Decoder,
 }
 
 impl MqttSource {
     /// Prepares a source; [`MqttSource::run_confirmed`] does the work.
     pub fn new(cfg: MqttSourceConfig, registry: Arc<Registry>, limits: Limits) -> Self {
-        let registry = Arc::new(RwLock::new(registry));
-        MqttSource { cfg, registry, limits, stats: Arc::new(SourceStats::default()) }
+        let decoder =
+            Decoder { registry: Arc::new(RwLock::new(registry)), limits, stats: Arc::new(SourceStats::default()) };
+        MqttSource { cfg, decoder }
     }
 
     /// The registry readings are checked against; replace what it holds to take in a new
     /// registry (a sensor added without a restart) from the next message on.
     pub fn registry_handle(&self) -> RegistryHandle {
-        Arc::clone(&self.registry)
+        Arc::clone(&self.decoder.registry)
     }
 
     /// Shared counters.
     pub fn stats(&self) -> Arc<SourceStats> {
-        Arc::clone(&self.stats)
+        Arc::clone(&self.decoder.stats)
     }
 
     /// Runs until `shutdown` turns true or the receiver of `tx` is gone. Each read from the
@@ -160,7 +160,9 @@ impl MqttSource {
                         info!(filters = ?cfg.filters, "ingest subscribed");
                     }
                     let _ = ready.send(true);
-                    match session::serve(link, &self, &tx, &mut shutdown, usize::from(cfg.inflight.max(1))).await {
+                    match session::serve(link, &self.decoder, &tx, &mut shutdown, usize::from(cfg.inflight.max(1)))
+                        .await
+                    {
                         Ended::Stop(drain) => {
                             let _ = ready.send(false);
                             // Nothing more goes downstream; acknowledge what it confirms.
@@ -173,7 +175,7 @@ impl MqttSource {
                 }
                 Err(e) => e,
             };
-            self.stats.reconnects.fetch_add(1, Ordering::Relaxed);
+            self.decoder.stats.reconnects.fetch_add(1, Ordering::Relaxed);
             warn!(%broker, error = %error, retry_in_ms = backoff.as_millis() as u64, "MQTT connection error; reconnecting");
             let _ = ready.send(false);
             tokio::select! {
@@ -183,53 +185,12 @@ impl MqttSource {
             backoff = (backoff * 2).min(Duration::from_secs(10));
         }
     }
-
-    /// Decodes one message into what the pipeline should see.
-    fn handle(&self, registry: &Registry, topic_name: &str, payload: &[u8]) -> Vec<IngestEvent> {
-        if topic_name == topic::COMMANDS_TOPIC {
-            return vec![IngestEvent::Command(payload.to_vec())];
-        }
-        let now = Timestamp::now();
-        let mut out = Vec::with_capacity(2);
-        match decode(topic_name, payload, registry, &self.limits) {
-            Ok(decoded) => {
-                for rej in decoded.rejected {
-                    debug!(topic = topic_name, reason = rej.error.code(), "reading rejected");
-                    out.push(IngestEvent::DeadLetter(DeadLetter::new(
-                        now,
-                        topic_name,
-                        &rej.error,
-                        rej.index,
-                        rej.sensor,
-                        rej.raw.into_bytes(),
-                    )));
-                }
-                if !decoded.readings.is_empty() {
-                    self.stats.readings.fetch_add(decoded.readings.len() as u64, Ordering::Relaxed);
-                    out.push(IngestEvent::Readings(decoded.readings));
-                }
-            }
-            Err(e) => {
-                debug!(topic = topic_name, reason = e.code(), "message rejected");
-                let sensor = topic::parse_reading_topic(topic_name).ok().and_then(|t| t.sensor.map(str::to_string));
-                out.push(IngestEvent::DeadLetter(DeadLetter::new(now, topic_name, &e, None, sensor, payload.to_vec())));
-            }
-        }
-        let rejected = out.iter().filter(|ev| matches!(ev, IngestEvent::DeadLetter(_))).count();
-        self.stats.rejected.fetch_add(rejected as u64, Ordering::Relaxed);
-        out
-    }
 }
 
-impl session::Decode for MqttSource {
-    fn delivery(&self, publishes: Vec<Publish>, confirm: oneshot::Sender<()>) -> Delivery {
-        let registry = Arc::clone(&self.registry.read().unwrap_or_else(|e| e.into_inner()));
-        let received_at = Timestamp::now();
-        self.stats.messages.fetch_add(publishes.len() as u64, Ordering::Relaxed);
-        let messages = publishes
-            .into_iter()
-            .map(|p| Message { events: self.handle(&registry, &p.topic, &p.payload), topic: p.topic, received_at })
-            .collect();
-        Delivery::new(messages, confirm)
+impl MqttSource {
+    /// The decoder, for a [`crate::front::GatewayFront`] that feeds the same pipeline (same
+    /// registry, limits and counters).
+    pub(crate) fn decoder(&self) -> Decoder {
+        self.decoder.clone()
     }
 }

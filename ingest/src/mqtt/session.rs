@@ -15,21 +15,22 @@
 //!   not read (beyond one [`READ_CHUNK`] already read), so the broker holds the rest (its own
 //!   in-flight window and queue limits apply), never this process's memory.
 
+use super::decode::Decoder;
 use super::delivery::Delivery;
+use super::unacked::Unacked;
 use bytes::BytesMut;
-use rumqttc::mqttbytes::v4::{Connect, Disconnect, Packet, PingReq, PubAck, Publish, Subscribe, SubscribeReasonCode};
+use rumqttc::mqttbytes::v4::{Connect, Disconnect, Packet, PingReq, Publish, Subscribe, SubscribeReasonCode};
 use rumqttc::mqttbytes::QoS;
 use rumqttc::tokio_rustls::rustls::pki_types::pem::PemObject;
 use rumqttc::tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rumqttc::tokio_rustls::rustls::{ClientConfig, RootCertStore};
 use rumqttc::tokio_rustls::TlsConnector;
 use rumqttc::{TlsConfiguration, Transport};
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 /// Bytes asked of the socket per read.
@@ -267,48 +268,6 @@ fn rustls_config(tls: &TlsConfiguration) -> Result<Arc<ClientConfig>, LinkError>
     }
 }
 
-/// Messages handed downstream and not yet acknowledged to the broker.
-struct Unacked {
-    /// Per delivery, in arrival order: the packet ids to acknowledge, and its confirmation.
-    queue: VecDeque<(Vec<u16>, oneshot::Receiver<()>)>,
-    /// Messages in `queue` (QoS 0 ones count too: they hold memory downstream).
-    messages: usize,
-}
-
-impl Unacked {
-    /// Waits for the oldest delivery's confirmation.
-    async fn front_confirmed(&mut self) -> Result<(), LinkError> {
-        match self.queue.front_mut() {
-            Some((_, rx)) => rx.await.map_err(|_| LinkError::Unconfirmed),
-            None => std::future::pending().await,
-        }
-    }
-
-    /// Encodes the PUBACKs of the oldest delivery (confirmed) and of every later one already
-    /// confirmed, in order. `Ok(false)` when it stopped at a delivery dropped unconfirmed: the
-    /// PUBACKs encoded so far must still go out (their messages are safe), and then the
-    /// connection must end.
-    fn take_confirmed(&mut self, out: &mut BytesMut) -> Result<bool, LinkError> {
-        let mut first = true;
-        while let Some((_, rx)) = self.queue.front_mut() {
-            if !first {
-                match rx.try_recv() {
-                    Ok(()) => {}
-                    Err(oneshot::error::TryRecvError::Empty) => break,
-                    Err(oneshot::error::TryRecvError::Closed) => return Ok(false),
-                }
-            }
-            first = false;
-            let (pkids, _) = self.queue.pop_front().expect("front exists");
-            self.messages = self.messages.saturating_sub(pkids.len());
-            for pkid in pkids.into_iter().filter(|p| *p != 0) {
-                PubAck::new(pkid).write(out).map_err(LinkError::Packet)?;
-            }
-        }
-        Ok(true)
-    }
-}
-
 /// How a served connection ended.
 pub(super) enum Ended {
     /// Asked to stop, or the next stage is gone: acknowledge what gets confirmed, then
@@ -328,7 +287,7 @@ impl Drain {
     /// Acknowledges deliveries as they are confirmed (up to `within`), then disconnects.
     pub async fn finish(mut self, within: Duration) {
         let deadline = Instant::now() + within;
-        while !self.unacked.queue.is_empty() {
+        while !self.unacked.is_empty() {
             match tokio::time::timeout_at(deadline, self.unacked.front_confirmed()).await {
                 Ok(Ok(())) => {
                     let more = self.unacked.take_confirmed(&mut self.link.wbuf);
@@ -339,9 +298,9 @@ impl Drain {
                 Ok(Err(_)) | Err(_) => break,
             }
         }
-        if !self.unacked.queue.is_empty() {
+        if !self.unacked.is_empty() {
             tracing::warn!(
-                unconfirmed = self.unacked.messages,
+                unconfirmed = self.unacked.messages(),
                 "messages not confirmed downstream; left unacknowledged for the broker to re-deliver"
             );
         }
@@ -349,21 +308,15 @@ impl Drain {
     }
 }
 
-/// Turns raw messages into what the next stage takes (the source's decoder).
-pub(super) trait Decode {
-    /// Turns the messages of one read into a delivery.
-    fn delivery(&self, publishes: Vec<Publish>, confirm: oneshot::Sender<()>) -> Delivery;
-}
-
 /// Serves a subscribed connection until it fails, `shutdown` turns true or `tx` closes.
 pub(super) async fn serve(
     mut link: Link,
-    decode: &impl Decode,
+    decode: &Decoder,
     tx: &mpsc::Sender<Delivery>,
     shutdown: &mut watch::Receiver<bool>,
     max_unacked: usize,
 ) -> Ended {
-    let mut unacked = Unacked { queue: VecDeque::new(), messages: 0 };
+    let mut unacked = Unacked::default();
     let mut held: Option<Delivery> = None;
     let mut batch: Vec<Publish> = std::mem::take(&mut link.early);
     let mut last_sent = Instant::now();
@@ -378,7 +331,7 @@ pub(super) async fn serve(
     loop {
         // Take the complete packets read so far, up to the unacknowledged limit (the rest stays
         // in the buffer until confirmations make room).
-        while held.is_none() && unacked.messages + batch.len() < max_unacked {
+        while held.is_none() && unacked.messages() + batch.len() < max_unacked {
             match link.next_packet() {
                 Ok(Some(Packet::Publish(p))) => batch.push(p),
                 Ok(Some(Packet::PingResp)) => {}
@@ -390,18 +343,15 @@ pub(super) async fn serve(
         }
         // Hand them over (unless the next stage is still full from last time).
         if held.is_none() && !batch.is_empty() {
-            let (confirm, confirmed) = oneshot::channel();
-            let pkids: Vec<u16> = batch.iter().map(|p| if p.qos == QoS::AtMostOnce { 0 } else { p.pkid }).collect();
-            unacked.messages += pkids.len();
-            unacked.queue.push_back((pkids, confirmed));
-            let delivery = decode.delivery(std::mem::take(&mut batch), confirm);
+            let confirm = unacked.push(&batch);
+            let delivery = decode.delivery(std::mem::take(&mut batch), confirm, None);
             match tx.try_send(delivery) {
                 Ok(()) => {}
                 Err(mpsc::error::TrySendError::Full(d)) => held = Some(d),
                 Err(mpsc::error::TrySendError::Closed(_)) => return Ended::Stop(Drain { link, unacked }),
             }
         }
-        let reading = held.is_none() && unacked.messages < max_unacked;
+        let reading = held.is_none() && unacked.messages() < max_unacked;
         if !reading {
             // The broker's answer to a ping may sit unread behind held messages.
             ping_sent = None;
@@ -410,12 +360,12 @@ pub(super) async fn serve(
             biased;
             _ = shutdown.changed() => return Ended::Stop(Drain { link, unacked }),
             confirmed = unacked.front_confirmed() => {
-                if let Err(e) = confirmed {
-                    fail!(e);
+                if confirmed.is_err() {
+                    fail!(LinkError::Unconfirmed);
                 }
                 let more = match unacked.take_confirmed(&mut link.wbuf) {
                     Ok(more) => more,
-                    Err(e) => fail!(e),
+                    Err(e) => fail!(LinkError::Packet(e)),
                 };
                 if let Err(e) = link.send().await {
                     fail!(e);
