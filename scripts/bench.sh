@@ -6,6 +6,9 @@
 #      alerts, at each offered rate in BENCH_RATES: stored readings/s, alert latency p50/p99
 #      (publish → alert received by a subscriber), riskwatch's CPU µs per reading, RSS;
 #      memory per sensor from the RSS at 10 000 and 100 000 sensors;
+#   2a. embedded burst: single-reading messages as fast as the embedded wiring takes them;
+#      CPU per reading, peak RSS and private memory (the gateway front's limits hold the burst
+#      back at the gateways);
 #   2b. single-reading messages (one reading per MQTT message, as most gateways publish) through
 #      an external Mosquitto: the broker-only ceiling (publishers → Mosquitto → mosquitto_sub)
 #      and riskwatch in the subscriber's place, in the same run, with the ratio; riskwatch's CPU,
@@ -118,6 +121,29 @@ if ! skipped embedded; then
     done
     awk -v a="${RSS[10000]}" -v b="${RSS[100000]}" -v c="${ANON[10000]}" -v d="${ANON[100000]}" \
         'BEGIN { printf "   marginal memory per sensor: RSS %.0f bytes, private %.0f bytes ((at 100k − at 10k) / 90 000; registry, rule state, broker and allocator overhead; RSS adds the store pages SQLite maps)\n", (b-a)*1024/90000, (d-c)*1024/90000 }'
+fi
+
+if ! skipped burst; then
+    echo
+    echo "== 2a. embedded burst: $SINGLE_COUNT single-reading QoS 1 messages from 2 connections, as fast as riskwatch takes them (10 000 gauges)"
+    start_embedded 10000
+    sleep 1
+    base_rss=$(rss_kib "$RUN_PID"); base_anon=$(anon_kib "$RUN_PID")
+    # Peak private memory, sampled every 50 ms (the kernel keeps the RSS peak itself: VmHWM).
+    (peak=0; while kill -0 "$RUN_PID" 2>/dev/null && [ ! -e "$WORK/burst.stop" ]; do
+        a=$(anon_kib "$RUN_PID"); [ "${a:-0}" -gt "$peak" ] && peak=$a && echo "$peak" >"$WORK/burst.anon"; sleep 0.05; done) &
+    t0=$(cpu_ticks "$RUN_PID")
+    out=$("$RW" bench load --mqtt "127.0.0.1:$MQTT_PORT" --registry "$REGISTRY" --single --connections 2 \
+        --count "$SINGLE_COUNT" --metrics "http://127.0.0.1:$METRICS_PORT/metrics")
+    t1=$(cpu_ticks "$RUN_PID"); touch "$WORK/burst.stop"; sleep 0.2
+    stored=$(sed -n 's/^stored \([0-9]*\) readings.*/\1/p' <<<"$out")
+    sed 's/^/   /' <<<"$out"
+    hwm=$(awk '/VmHWM/ {print $2}' "/proc/$RUN_PID/status")
+    awk -v t="$((t1 - t0))" -v hz="$hz" -v n="${stored:-0}" -v b="$base_rss" -v ba="$base_anon" -v h="$hwm" -v pa="$(cat "$WORK/burst.anon" 2>/dev/null || echo 0)" \
+        'BEGIN { if (n == 0) n = 1;
+                 printf "   riskwatch CPU %.2f µs per reading; RSS %.0f MiB before, peak %.0f MiB; private memory %.0f MiB before, peak %.0f MiB\n",
+                        t / hz / n * 1e6, b / 1024, h / 1024, ba / 1024, pa / 1024 }'
+    stop "$RUN_PID"
 fi
 
 if ! skipped single; then
