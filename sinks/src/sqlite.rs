@@ -116,10 +116,12 @@ PRAGMA synchronous = NORMAL;
 -- Readings are clustered by time, (ts, sensor): live data arrives in time order, so a batch
 -- lands on the last few pages of the table instead of one page per sensor (keyed (sensor, ts),
 -- every commit rewrote ~one 4 KiB page per reading into the WAL). Replay reads by time range.
--- Stores created before keep their (sensor, ts) key and work unchanged. The page cache and map
--- keep what backfilled (out-of-order) readings touch in memory.
+-- Stores created before keep their (sensor, ts) key and work unchanged. The page cache keeps
+-- what backfilled (out-of-order) readings touch in memory. No memory map: with the time-ordered
+-- key it saved no measurable CPU (scripts/bench.sh parts 2a/2b, 2026-12-07), and its pages
+-- counted in riskwatch's RSS as the store grew (+57 MiB over a 310 000-message burst).
 PRAGMA cache_size = -8192;
-PRAGMA mmap_size = 268435456;
+PRAGMA mmap_size = 0;
 PRAGMA temp_store = MEMORY;
 CREATE TABLE IF NOT EXISTS readings (
     sensor TEXT NOT NULL, site TEXT NOT NULL, kind TEXT NOT NULL, ts INTEGER NOT NULL,
