@@ -219,6 +219,8 @@ pub struct Engine {
     pub(crate) details: Option<serde_json::Value>,
     /// Sensors whose state changed since the last [`Engine::snapshot_changes`].
     pub(crate) changes: crate::changes::Changes,
+    /// A save begun and not yet wholly copied ([`Engine::begin_snapshot`]).
+    pub(crate) pending_save: Option<Box<crate::snapshot::PendingSave>>,
     /// Which composites this engine evaluates.
     pub(crate) role: CompositeRole,
     /// Network role: the latest member update applied per (rule, sensor), as (alert first
@@ -407,6 +409,7 @@ impl Engine {
             scratch: Vec::new(),
             details: None,
             changes: crate::changes::Changes::everything(),
+            pending_save: None,
             role,
             member_marks: BTreeMap::new(),
         })
@@ -529,6 +532,7 @@ impl Engine {
             self.stats.unmatched += 1;
             return reading.quality;
         };
+        self.keep_for_save(position);
         let slot = self.sensors.at_mut(position).1;
         if slot.last_ts().is_some_and(|last| reading.ts <= last) {
             self.stats.out_of_order += 1;
@@ -763,6 +767,7 @@ impl Engine {
             let mut quiet_until = Timestamp(i64::MAX);
             for id in &self.stale_watch {
                 let Some(position) = self.sensors.position(id.as_str()) else { continue };
+                crate::snapshot::PendingSave::keep(&mut self.pending_save, &self.sensors, &self.rules, position);
                 let slot = self.sensors.at_mut(position).1;
                 let Some(q) = slot.quality.as_deref_mut() else { continue };
                 let Some(after) = q.stale_after_ms else { continue };

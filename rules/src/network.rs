@@ -98,6 +98,7 @@ impl Engine {
                 continue;
             }
             let Some(position) = self.sensors.position(u.sensor.as_str()) else { continue };
+            self.keep_for_save(position);
             let rules = &self.rules;
             let slot = self.sensors.at_mut(position).1;
             let Some(b) = slot.bindings.iter_mut().find(|b| *rules[b.rule].spec.id == *u.rule) else { continue };

@@ -11,6 +11,7 @@
 //! stable id), so at-least-once delivery upstream never shows up as duplicates here.
 
 pub mod cap;
+mod checkpoint;
 pub mod console;
 pub mod mqtt_alerts;
 pub mod questdb;

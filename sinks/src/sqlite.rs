@@ -393,9 +393,15 @@ impl SqliteSink {
     ) -> Result<Self, StoreError> {
         let (tx, mut rx) = mpsc::channel::<StoreItem>(1024);
         let (fault_tx, fault) = watch::channel(None);
+        // A file store (not an in-memory one) gets its WAL checkpointed in the background.
+        let checkpointer = match store.conn.path().filter(|p| !p.is_empty()) {
+            Some(p) => Some(crate::checkpoint::Checkpointer::start(Path::new(p))?),
+            None => None,
+        };
         let handle = std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || {
+                let _checkpointer = checkpointer;
                 let mut batch = Vec::with_capacity(256);
                 let mut last_commit = std::time::Instant::now() - LINGER_AFTER;
                 while let Some(first) = rx.blocking_recv() {

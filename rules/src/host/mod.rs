@@ -130,6 +130,8 @@ pub struct RulesHost {
     clock: Option<Timestamp>,
     saved_position: u64,
     saved_clock: Option<Timestamp>,
+    /// A save begun ([`RulesHost::begin_snapshot`]): everything but the engine's part.
+    pending_save: Option<HostSnapshot>,
     snapshot_every_ms: i64,
     snapshot_max_changed: usize,
 }
@@ -189,6 +191,7 @@ impl RulesHost {
             clock: None,
             saved_position: 0,
             saved_clock: None,
+            pending_save: None,
             snapshot_every_ms: DEFAULT_SNAPSHOT_EVERY_MS,
             snapshot_max_changed: DEFAULT_SNAPSHOT_MAX_CHANGED,
         })
@@ -341,21 +344,50 @@ impl RulesHost {
     /// sensor's state apart; marks it saved. Copying takes time in proportion to the sensors
     /// that changed, not to all sensors.
     pub fn snapshot_changes(&mut self) -> HostDelta {
+        self.begin_snapshot();
+        self.snapshot_step(usize::MAX).expect("a save copied without a limit is complete")
+    }
+
+    /// Begins a save of the state as of now, as [`RulesHost::snapshot_changes`] does, but
+    /// leaves the changed sensors to be copied by [`RulesHost::snapshot_step`] a budget at a
+    /// time (each is copied before it next changes in any case: see
+    /// [`Engine::begin_snapshot`]); marks the state saved. Does nothing while a save is pending.
+    pub fn begin_snapshot(&mut self) {
+        if self.pending_save.is_some() {
+            return;
+        }
         self.saved_position = self.position;
         self.saved_clock = self.clock;
-        let (engine, full) = self.engine.snapshot_changes();
-        HostDelta {
-            full,
-            snapshot: HostSnapshot {
-                version: HOST_SNAPSHOT_VERSION,
-                position: self.position,
-                clock: self.clock,
-                rules: self.rules_text.clone(),
-                registry_digest: self.registry_digest.clone(),
-                engine,
-                drill: self.drill.snapshot(),
-            },
+        self.pending_save = Some(HostSnapshot {
+            version: HOST_SNAPSHOT_VERSION,
+            position: self.position,
+            clock: self.clock,
+            rules: self.rules_text.clone(),
+            registry_digest: self.registry_digest.clone(),
+            engine: Snapshot::empty(),
+            drill: self.drill.snapshot(),
+        });
+        self.engine.begin_snapshot();
+    }
+
+    /// Copies up to `budget` more sensors into the pending save; the save once complete.
+    pub fn snapshot_step(&mut self, budget: usize) -> Option<HostDelta> {
+        self.pending_save.as_ref()?;
+        if !self.engine.snapshot_pending() {
+            // Cannot happen (a reload carries the engine's part over); should it, the save is
+            // dropped and the next one holds everything.
+            self.pending_save = None;
+            self.engine.changes.mark_all();
+            return None;
         }
+        let (engine, full) = self.engine.snapshot_step(budget)?;
+        let snapshot = HostSnapshot { engine, ..self.pending_save.take()? };
+        Some(HostDelta { full, snapshot })
+    }
+
+    /// Whether a save is begun and not yet complete.
+    pub fn snapshot_pending(&self) -> bool {
+        self.pending_save.is_some()
     }
 
     /// The next [`RulesHost::snapshot_changes`] is a full one (a save was lost).
