@@ -309,13 +309,19 @@ async fn load(a: LoadArgs) -> Result<()> {
         }
     });
     let probe_topic = format!("riskwatch/v1/readings/{PROBE_SITE}/{PROBE}");
+    // Start from normal (an earlier run against the same riskwatch may have left the probe red,
+    // and a first red reading would then raise nothing): one untimed reading.
+    let mut last_ts = Timestamp::now().millis() - 1;
+    if !a.no_probe {
+        let body = serde_json::json!({"kind": "water_level", "ts": last_ts, "unit": "m", "value": 5.0}).to_string();
+        probe.publish(&probe_topic, QoS::AtLeastOnce, false, body).await?;
+    }
     let mut tick = tokio::time::interval(a.probe_every);
     // A late tick must not fire twice in one millisecond: two probe readings with the same
     // event time are one reading to the engine (the second is a re-delivery), so one alert.
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut high = false;
     let mut probes = 0u64;
-    let mut last_ts = 0;
     // With `--count`, until every connection has published its share; else for `--duration`.
     while (a.count.is_some() || started.elapsed() < a.duration) && !tasks.iter().all(|t| t.is_finished()) {
         tick.tick().await;
