@@ -449,3 +449,19 @@ levels = { orange = "alarm_1", red = "alarm_2" }
         (c, format!("http://{listen}"))
     }
 }
+
+/// Bytes received on this machine's side of TCP connections whose local port is `port` and not
+/// yet read by the program owning them (from /proc/net/tcp).
+pub fn unread_bytes(port: u16) -> u64 {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let local_port = u16::from_str_radix(f.get(1)?.rsplit(':').next()?, 16).ok()?;
+            let rx = u64::from_str_radix(f.get(4)?.split(':').nth(1)?, 16).ok()?;
+            (local_port == port).then_some(rx)
+        })
+        .sum()
+}

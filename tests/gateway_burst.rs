@@ -12,7 +12,7 @@
 mod common;
 
 use bytes::BytesMut;
-use common::{free_port, Riskwatch};
+use common::{free_port, unread_bytes, Riskwatch};
 use rumqttc::mqttbytes::v4::{Connect, Publish};
 use rumqttc::mqttbytes::QoS;
 use std::io::{Read, Write};
@@ -110,21 +110,6 @@ fn blast(mut s: TcpStream, site: &'static str, qos: QoS) -> std::thread::JoinHan
     })
 }
 
-/// Bytes received on riskwatch's side of connections to `port` and not yet read by it.
-fn unread_at(port: u16) -> u64 {
-    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
-    table
-        .lines()
-        .skip(1)
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            let local_port = u16::from_str_radix(f.get(1)?.rsplit(':').next()?, 16).ok()?;
-            let rx = u64::from_str_radix(f.get(4)?.split(':').nth(1)?, 16).ok()?;
-            (local_port == port).then_some(rx)
-        })
-        .sum()
-}
-
 /// riskwatch's private (anonymous) resident memory.
 fn private_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -211,7 +196,7 @@ fn a_burst_beyond_the_limits_is_held_back_at_the_gateways_and_every_reading_is_s
     let total = 2 * PER_GATEWAY as i64 + (SENSORS * 4) as i64;
     while stored(&db, "basin-a") + stored(&db, "basin-b") < total {
         peak = peak.max(private_kib(pid));
-        most_unread = most_unread.max(unread_at(port));
+        most_unread = most_unread.max(unread_bytes(port));
         assert!(
             Instant::now() < deadline,
             "{} + {} of {total} readings stored after 300 s",
