@@ -144,6 +144,29 @@ pub fn mqtt_source(m: &Metrics, stats: &Arc<riskwatch_ingest::SourceStats>) {
     read("riskwatch_readings_in_total", "Valid readings received, by source.", &[("source", "mqtt")], |s| {
         s.readings.load(Ordering::Relaxed)
     });
+    for (limit, f) in [
+        (
+            "gateway_inflight",
+            (|s| s.held_by_gateway_limit.load(Ordering::Relaxed)) as fn(&riskwatch_ingest::SourceStats) -> u64,
+        ),
+        ("unacked_limit", |s| s.held_by_total_limit.load(Ordering::Relaxed)),
+        ("pipeline", |s| s.held_by_pipeline.load(Ordering::Relaxed)),
+    ] {
+        read(
+            "riskwatch_gateway_backpressure_total",
+            "Times the embedded broker's gateway front stopped reading a gateway's messages, by the limit reached.",
+            &[("limit", limit)],
+            f,
+        );
+    }
+    let s = Arc::clone(stats);
+    m.read(
+        "riskwatch_gateway_connections",
+        "Gateway connections open on the embedded broker's gateway front.",
+        "gauge",
+        &[],
+        move || s.gateways.load(Ordering::Relaxed) as f64,
+    );
     read(
         "riskwatch_mqtt_reconnects_total",
         "MQTT connection losses (each followed by a reconnect).",

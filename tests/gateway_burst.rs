@@ -132,12 +132,13 @@ fn a_burst_beyond_the_limits_is_held_back_at_the_gateways_and_every_reading_is_s
     let d = dir.path();
     std::fs::write(d.join("registry.toml"), registry()).unwrap();
     std::fs::write(d.join("rules.toml"), RULES).unwrap();
-    let port = free_port();
+    let (port, metrics_port) = (free_port(), free_port());
     std::fs::write(
         d.join("plant.toml"),
         format!(
             "registry = \"registry.toml\"\nrules = \"rules.toml\"\n[embedded]\ndb = \"store.db\"\n\
-             listen = \"127.0.0.1:{port}\"\ngateway_inflight = {GATEWAY_INFLIGHT}\nunacked_limit = {UNACKED_LIMIT}\n"
+             listen = \"127.0.0.1:{port}\"\ngateway_inflight = {GATEWAY_INFLIGHT}\nunacked_limit = {UNACKED_LIMIT}\n\
+             [metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n"
         ),
     )
     .unwrap();
@@ -230,6 +231,17 @@ fn a_burst_beyond_the_limits_is_held_back_at_the_gateways_and_every_reading_is_s
         peak < before + ALLOWANCE_KIB,
         "riskwatch's private memory stays bounded: {before} KiB before, peak {peak} KiB during a 60-MB burst"
     );
+    // Operators see it: how often a limit held the gateways back.
+    let metrics = reqwest::blocking::get(format!("http://127.0.0.1:{metrics_port}/metrics")).unwrap().text().unwrap();
+    let value = |series: &str| -> f64 {
+        metrics.lines().find_map(|l| l.strip_prefix(series)?.trim().parse().ok()).unwrap_or(-1.0)
+    };
+    let held: f64 = ["gateway_inflight", "unacked_limit", "pipeline"]
+        .iter()
+        .map(|l| value(&format!("riskwatch_gateway_backpressure_total{{limit=\"{l}\"}}")))
+        .sum();
+    assert!(held > 0.0, "the back-pressure counters show the gateways were held back:\n{metrics}");
+    eprintln!("held back: {held} times; gateway connections open now: {}", value("riskwatch_gateway_connections"));
     let (code, out) = rw.interrupt(Duration::from_secs(30));
     assert_eq!(code, 0, "{}", out.join("\n"));
 }

@@ -26,6 +26,7 @@ use std::collections::HashSet;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -78,7 +79,11 @@ pub(super) async fn serve(
     tx: mpsc::Sender<Delivery>,
     shutdown: watch::Receiver<bool>,
 ) {
-    match run(client, &shared, tx, shutdown).await {
+    let stats = &shared.decoder.stats;
+    stats.gateways.fetch_add(1, Ordering::Relaxed);
+    let ended = run(client, &shared, tx, shutdown).await;
+    stats.gateways.fetch_sub(1, Ordering::Relaxed);
+    match ended {
         Ok(()) => tracing::debug!(%peer, "gateway connection closed"),
         Err(e @ (Ended::Packet(_) | Ended::Protocol(_))) => {
             tracing::warn!(%peer, error = %e, "gateway connection closed: it broke the MQTT protocol")
@@ -138,6 +143,7 @@ async fn run(
         connected: false,
         closing: false,
         disconnected: false,
+        at_limit: false,
         client_open: true,
         upstream_open: true,
         keep_alive: keep_alive.filter(|k| !k.is_zero()),
@@ -178,6 +184,8 @@ struct Gateway<'a> {
     closing: bool,
     /// The gateway sent DISCONNECT: nothing after it counts.
     disconnected: bool,
+    /// Stopped taking at the connection's limit (counted once per stop).
+    at_limit: bool,
     client_open: bool,
     upstream_open: bool,
     keep_alive: Option<Duration>,
@@ -336,8 +344,20 @@ impl Gateway<'_> {
         {
             return Ok(());
         }
-        while self.unacked.messages() + self.batch.len() < self.shared.per_gateway && self.uwbuf.len() < OUT_CAP {
+        loop {
             let Some(f) = frame::next(&self.crbuf, self.shared.max_packet)? else { break };
+            if self.unacked.messages() + self.batch.len() >= self.shared.per_gateway {
+                // Messages wait in the socket until the store catches up.
+                if !self.at_limit {
+                    self.at_limit = true;
+                    self.shared.decoder.stats.held_by_gateway_limit.fetch_add(1, Ordering::Relaxed);
+                }
+                break;
+            }
+            self.at_limit = false;
+            if self.uwbuf.len() >= OUT_CAP {
+                break;
+            }
             match f.kind {
                 PacketType::Publish if self.shared.takes(&self.crbuf[..f.len]) => {
                     let mut pkt = self.crbuf.split_to(f.len);
@@ -392,6 +412,7 @@ impl Gateway<'_> {
         match Arc::clone(&self.shared.in_flight).try_acquire_many_owned(n) {
             Ok(permit) => self.deliver(permit),
             Err(TryAcquireError::NoPermits) => {
+                self.shared.decoder.stats.held_by_total_limit.fetch_add(1, Ordering::Relaxed);
                 self.acquiring = Some(Box::pin(Arc::clone(&self.shared.in_flight).acquire_many_owned(n)))
             }
             Err(TryAcquireError::Closed) => self.closing = true,
@@ -405,7 +426,10 @@ impl Gateway<'_> {
         let Some(tx) = &self.tx else { return };
         match tx.try_send(delivery) {
             Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(d)) => self.held = Some(d),
+            Err(mpsc::error::TrySendError::Full(d)) => {
+                self.shared.decoder.stats.held_by_pipeline.fetch_add(1, Ordering::Relaxed);
+                self.held = Some(d)
+            }
             Err(mpsc::error::TrySendError::Closed(_)) => self.closing = true,
         }
     }

@@ -93,6 +93,15 @@ pub struct SourceStats {
     pub rejected: AtomicU64,
     /// Connection errors seen (each followed by a backoff and a reconnect).
     pub reconnects: AtomicU64,
+    /// Gateway connections open on the gateway front (embedded wiring).
+    pub gateways: AtomicU64,
+    /// Times the gateway front stopped taking a gateway's messages, by the limit reached:
+    /// the connection's `gateway_inflight` …
+    pub held_by_gateway_limit: AtomicU64,
+    /// … the front's `unacked_limit` …
+    pub held_by_total_limit: AtomicU64,
+    /// … or a full pipeline queue.
+    pub held_by_pipeline: AtomicU64,
 }
 
 /// The registry a running source checks readings against, replaceable while it runs.
