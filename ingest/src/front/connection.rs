@@ -344,8 +344,7 @@ impl Gateway<'_> {
         {
             return Ok(());
         }
-        loop {
-            let Some(f) = frame::next(&self.crbuf, self.shared.max_packet)? else { break };
+        while let Some(f) = frame::next(&self.crbuf, self.shared.max_packet)? {
             if self.unacked.messages() + self.batch.len() >= self.shared.per_gateway {
                 // Messages wait in the socket until the store catches up.
                 if !self.at_limit {
