@@ -202,6 +202,9 @@ impl Gateway<'_> {
             self.relay_broker_packets()?;
             self.take_gateway_packets()?;
             self.hand_over()?;
+            for buf in [&mut self.crbuf, &mut self.urbuf, &mut self.cwbuf, &mut self.uwbuf] {
+                release_if_empty(buf);
+            }
             let owed = !self.cwbuf.is_empty() || (self.upstream_open && !self.uwbuf.is_empty());
             if !owed {
                 if self.closing || !self.upstream_open {
@@ -434,10 +437,25 @@ impl Gateway<'_> {
     }
 }
 
-/// Reads what the socket holds into `buf` (waiting for at least one byte).
+/// Reads what the socket holds into `buf` (waiting for at least one byte). Room in `buf` is
+/// made only once the socket is readable, so an idle connection holds no buffer.
 async fn read(r: &mut OwnedReadHalf, buf: &mut BytesMut) -> std::io::Result<usize> {
-    buf.reserve(READ);
-    r.read_buf(buf).await
+    loop {
+        r.readable().await?;
+        buf.reserve(READ);
+        match r.try_read_buf(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            done => return done,
+        }
+    }
+}
+
+/// Gives back an empty buffer's memory (an idle connection keeps none; a busy one allocates a
+/// read's worth again, cheaply).
+fn release_if_empty(buf: &mut BytesMut) {
+    if buf.is_empty() && buf.capacity() > 0 {
+        *buf = BytesMut::new();
+    }
 }
 
 /// Waits for the permit being acquired.
