@@ -103,12 +103,15 @@ impl Engine {
             let slot = self.sensors.at_mut(position).1;
             let Some(b) = slot.bindings.iter_mut().find(|b| *rules[b.rule].spec.id == *u.rule) else { continue };
             self.member_marks.insert(key, (u.first_ts, u.seq));
+            // The member's value is state too (composite events carry it): a save must hold it
+            // even when the level stays, or a recovered host would start from an older value
+            // while its member marks say the update was seen.
+            self.changes.mark(position);
             b.last_value = Some(u.value);
             if b.state.level == u.level {
                 continue;
             }
             b.state.level = u.level;
-            self.changes.mark(position);
             for &ci in &b.member_of {
                 if let Some(cb) = self.composite_bindings.get_mut(ci as usize) {
                     cb.band_value = None;

@@ -2,7 +2,7 @@
 //! three sites must agree before orange; one station alone never goes beyond yellow).
 
 use riskwatch_core::{AlertCategory, Level, Quality, Reading, Registry, SensorKind, Timestamp, Value};
-use riskwatch_rules::{Engine, RuleSet};
+use riskwatch_rules::{CompositeRole, Engine, MemberLevel, RuleSet};
 
 const REGISTRY: &str = r#"
 [[sites]]
@@ -138,7 +138,6 @@ fn a_composite_off_delay_runs_out_with_the_clock() {
 /// composite. Its events are exactly those of one engine over every site, ids included.
 #[test]
 fn network_composites_over_split_engines_match_one_engine_over_every_site() {
-    use riskwatch_rules::{CompositeRole, MemberLevel};
     let rules = RuleSet::from_toml(RULES).unwrap();
     let registry = Registry::from_toml(REGISTRY).unwrap();
     let mut whole = Engine::new(&rules, &registry).unwrap();
@@ -199,4 +198,33 @@ fn network_composites_over_split_engines_match_one_engine_over_every_site() {
         e.details = None;
     }
     assert_eq!(have, want);
+}
+
+/// A member update that changes a station's value but not its level is state the network host
+/// must save: a recovered host starts from the saved value while its marks say the update was
+/// seen (it is not applied again).
+#[test]
+fn a_member_value_change_at_the_same_level_is_in_the_next_save() {
+    let registry = Registry::from_toml(REGISTRY).unwrap();
+    let rules = RuleSet::from_toml(RULES).unwrap();
+    let mut network = Engine::with_role(&rules, &registry, CompositeRole::Network).unwrap();
+    let update = |value: f64, seq: u32| MemberLevel {
+        rule: "station".into(),
+        sensor: "a".into(),
+        level: Some(Level::Yellow),
+        value,
+        ts: Timestamp(1_600_000_000_000 + i64::from(seq) * 1000),
+        first_ts: Timestamp(1_600_000_000_000),
+        seq,
+    };
+    let mut out = Vec::new();
+    network.set_members(&[update(3.4, 1)], Timestamp(1_600_000_001_000), &mut out);
+    network.snapshot_changes();
+    network.set_members(&[update(3.9, 2)], Timestamp(1_600_000_002_000), &mut out);
+    let (delta, full) = network.snapshot_changes();
+    assert!(!full);
+    let (_, sensors) = delta.split_sensors();
+    let saved: Vec<String> = sensors.iter().map(|s| serde_json::to_string(s).unwrap()).collect();
+    assert_eq!(sensors.iter().map(|s| s.sensor()).collect::<Vec<_>>(), ["a"], "station a changed: {saved:?}");
+    assert!(saved[0].contains("3.9"), "the save holds the new value: {}", saved[0]);
 }
