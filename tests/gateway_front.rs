@@ -6,7 +6,7 @@
 mod common;
 
 use bytes::BytesMut;
-use common::{free_port, Riskwatch, TestClient};
+use common::{duty, Riskwatch, TestClient};
 use rumqttc::mqttbytes::v4::{Connect, Publish};
 use rumqttc::mqttbytes::QoS;
 use std::io::{Read, Write};
@@ -38,13 +38,7 @@ fn start() -> (Riskwatch, u16, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("registry.toml"), REGISTRY).unwrap();
     std::fs::write(dir.path().join("rules.toml"), RULES).unwrap();
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let mut rw = Riskwatch::spawn(
-        &["run", "--registry", "registry.toml", "--rules", "rules.toml", "--db", "store.db", "--listen", &listen],
-        dir.path(),
-    );
-    rw.wait_for_line("riskwatch ready", Duration::from_secs(60));
+    let (rw, port) = duty::start_pipeline(dir.path());
     (rw, port, dir)
 }
 

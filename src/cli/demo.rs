@@ -89,7 +89,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         registry_path: None,
         console: Some(colour),
         metrics: crate::metrics::Metrics::default(),
-        front: Some(FrontConfig { listener: embedded.listener, limits: Default::default() }),
+        front: Some(FrontConfig { listener: embedded.listener, upstream: inner, limits: Default::default() }),
     })
     .await?;
     let console = match args.console {

@@ -204,7 +204,7 @@ async fn run_embedded(
         Err(listen) => {
             let embedded = broker::start(listen)?;
             let inner = (embedded.internal.ip().to_string(), embedded.internal.port());
-            let front = FrontConfig { listener: embedded.listener, limits };
+            let front = FrontConfig { listener: embedded.listener, upstream: embedded.internal, limits };
             (listen.ip().to_string(), listen.port(), inner, Some(front))
         }
     };

@@ -60,6 +60,8 @@ pub struct PipelineConfig {
 pub struct FrontConfig {
     /// The announced address, bound ([`super::broker::EmbeddedBroker::listener`]).
     pub listener: std::net::TcpListener,
+    /// rumqttd's own address ([`super::broker::EmbeddedBroker::internal`]).
+    pub upstream: std::net::SocketAddr,
     /// Its limits on messages taken and not yet stored.
     pub limits: FrontLimits,
 }
@@ -176,11 +178,7 @@ impl Pipeline {
         let (ready_tx, mut ready_rx) = watch::channel(false);
         let rules = tokio::spawn(stage.run(rx));
         let front = cfg.front.map(|f| {
-            let upstream = std::net::SocketAddr::new(
-                cfg.mqtt_host.parse().unwrap_or(std::net::Ipv4Addr::LOCALHOST.into()),
-                cfg.mqtt_port,
-            );
-            let front = GatewayFront::new(f.listener, upstream, &source, f.limits, super::broker::MAX_PACKET);
+            let front = GatewayFront::new(f.listener, f.upstream, &source, f.limits, super::broker::MAX_PACKET);
             tokio::spawn(front.run(tx.clone(), shutdown_rx.clone()))
         });
         let ingest = tokio::spawn(source.run_confirmed(tx, shutdown_rx, ready_tx));

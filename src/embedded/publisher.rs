@@ -37,20 +37,18 @@ impl LiveFeed {
         let (tx, mut rx) = mpsc::channel::<AlertEvent>(FEED);
         let skipped = Arc::new(AtomicU64::new(0));
         let seen = Arc::clone(&skipped);
-        let task = tokio::spawn(async move {
-            while let Some(e) = rx.recv().await {
-                let n = seen.swap(0, Ordering::Relaxed);
-                if n > 0 {
-                    println!(
-                        "… {n} alert events not shown here (the terminal fell behind); all are stored and published"
-                    );
-                }
-                print(&e);
-            }
+        let report_skipped = move || {
             let n = seen.swap(0, Ordering::Relaxed);
             if n > 0 {
                 println!("… {n} alert events not shown here (the terminal fell behind); all are stored and published");
             }
+        };
+        let task = tokio::spawn(async move {
+            while let Some(e) = rx.recv().await {
+                report_skipped();
+                print(&e);
+            }
+            report_skipped();
         });
         (LiveFeed { tx, skipped }, task)
     }
