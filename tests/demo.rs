@@ -26,10 +26,23 @@ fn demo_shows_all_four_colours_and_exits_zero() {
             "no {level} alert in the feed:\n{text}"
         );
     }
-    // Every family raises something.
-    for site in ["hankou/", "shahe/", "plant-a/", "slope-01/", "eq-a/"] {
-        assert!(out.iter().any(|l| l.contains(site)), "no alert from {site}:\n{text}");
+    // Every family raises something, and the feed names its stations as the registry does
+    // (`name_zh`), never by id, with values rounded to the rule's precision.
+    let feed: Vec<&String> = out.iter().filter(|l| l.contains(" ● ") || l.contains(" ○ ")).collect();
+    for site in ["汉口水文站", "沙河水位站（示例）", "A化工厂罐区（示例）", "01号滑坡监测点（示例）", "强震动监测终端A"]
+    {
+        assert!(feed.iter().any(|l| l.contains(site)), "no alert naming {site}:\n{text}");
     }
+    for id in ["hankou/", "plant-a-lel-0", "slope-01-gnss"] {
+        assert!(!feed.iter().any(|l| l.contains(id)), "an id ({id}) where a name belongs:\n{text}");
+    }
+    assert!(feed.iter().any(|l| l.contains("可燃气体探测器 LEL-0")), "sensor names too:\n{text}");
+    // Numbers as the rules' precision says: no 9.231764942589765 m.
+    let long_number = first_long_decimal(&feed);
+    assert!(long_number.is_none(), "an unrounded number in the feed: {long_number:?}");
+    // Lines say which scenario they belong to, and the run reports progress.
+    assert!(feed.iter().all(|l| l.contains(" [")), "every feed line labelled:\n{text}");
+    assert!(out.iter().any(|l| l.starts_with("── ") && l.contains("messages taken in")), "no progress:\n{text}");
     // The summary counts alerts at every level and the one NaN the plant gateway sent.
     let line =
         out.iter().find(|l| l.starts_with("alerts reaching level")).unwrap_or_else(|| panic!("no summary:\n{text}"));
@@ -43,6 +56,15 @@ fn demo_shows_all_four_colours_and_exits_zero() {
         assert!(n > 0, "summary shows no {level} alert: {line}");
     }
     assert!(text.contains("rejected (dead letter) 1  (non_finite: 1)"), "{text}");
+    // The alerts still open at the end, listed by name and level.
+    let open: usize = out
+        .iter()
+        .find_map(|l| l.strip_prefix("still active at end   "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no open-alert count:\n{text}"));
+    let listed: Vec<&String> = out.iter().filter(|l| l.starts_with("  ") && l.contains("预警 ")).collect();
+    assert_eq!(listed.len(), open, "each open alert listed:\n{text}");
+    assert!(listed.iter().all(|l| l.contains("since ")), "{listed:?}");
 
     // The store holds what the summary says.
     let db = rusqlite::Connection::open(dir.path().join("demo.db")).unwrap();
@@ -87,4 +109,33 @@ fn demo_with_console_serves_its_alerts_on_the_web_board() {
     }
     let (code, out) = rw.wait_exit(Duration::from_secs(90));
     assert_eq!(code, 0, "{}", out.join("\n"));
+}
+
+/// The first number in the feed lines with more than four decimals, if any.
+fn first_long_decimal(lines: &[&String]) -> Option<String> {
+    for l in lines {
+        let b = l.as_bytes();
+        let mut i = 0;
+        while i < b.len() {
+            if b[i].is_ascii_digit() {
+                let start = i;
+                while i < b.len() && b[i].is_ascii_digit() {
+                    i += 1;
+                }
+                if i + 1 < b.len() && b[i] == b'.' && b[i + 1].is_ascii_digit() {
+                    let dot = i;
+                    i += 1;
+                    while i < b.len() && b[i].is_ascii_digit() {
+                        i += 1;
+                    }
+                    if i - dot - 1 > 4 {
+                        return Some(l[start..i].to_string());
+                    }
+                }
+            } else {
+                i += 1;
+            }
+        }
+    }
+    None
 }

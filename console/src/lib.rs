@@ -9,6 +9,7 @@
 //! `docs/console.md`.
 
 mod auth;
+pub mod history;
 mod store;
 mod web;
 
@@ -65,6 +66,10 @@ pub struct ConsoleArgs {
     /// Points of recent readings kept per sensor for the detail chart.
     #[arg(long, default_value_t = 360)]
     chart_points: usize,
+    /// The pipeline's SQLite store (`riskwatch run --db`), read-only: detail charts show the
+    /// readings around each alert from it, also for alerts older than this console process.
+    #[arg(long)]
+    store: Option<PathBuf>,
     /// Stop after this long (e.g. `10m`); default: until Ctrl-C.
     #[arg(long, value_parser = humantime::parse_duration)]
     duration: Option<Duration>,
@@ -91,6 +96,8 @@ pub struct App {
     waiting: Mutex<HashMap<String, oneshot::Sender<Outcome>>>,
     readings: Mutex<HashMap<String, VecDeque<(i64, f64)>>>,
     chart_points: usize,
+    /// The pipeline's store, for charts of readings the console did not see live.
+    history: Option<history::StoreHistory>,
     registry: Arc<Registry>,
     notifier: Mutex<Option<Notifier>>,
     cap_sender: String,
@@ -267,6 +274,8 @@ pub struct Options {
     pub cap_sender: String,
     /// Readings kept per sensor for charts.
     pub chart_points: usize,
+    /// The pipeline's SQLite store, read for chart history.
+    pub store: Option<PathBuf>,
 }
 
 /// A running console.
@@ -291,6 +300,7 @@ pub async fn run(args: ConsoleArgs) -> Result<()> {
         client_id: args.client_id,
         cap_sender: args.cap_sender,
         chart_points: args.chart_points,
+        store: args.store,
     })
     .await?;
     match args.duration {
@@ -347,6 +357,7 @@ impl Console {
             waiting: Mutex::default(),
             readings: Mutex::default(),
             chart_points: o.chart_points.max(10),
+            history: o.store.as_deref().map(history::StoreHistory::new),
             registry: o.registry,
             notifier: Mutex::new(notifier),
             cap_sender: o.cap_sender,

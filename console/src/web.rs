@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use riskwatch_core::wire::topic;
+use riskwatch_core::AlertEvent;
 use riskwatch_sinks::cap::{self, CapContext};
 use rumqttc::QoS;
 use serde::Deserialize;
@@ -246,15 +247,39 @@ async fn alert_detail(State(app): State<AppState>, headers: HeaderMap, Path(id):
         .as_ref()
         .map(|s| s.subject.as_str().to_string())
         .or_else(|| events.last().map(|e| e.subject.as_str().to_string()));
-    let readings: Vec<(i64, f64)> = subject
-        .as_deref()
-        .and_then(|s| App::lock(&app.readings).get(s).map(|r| r.iter().copied().collect()))
-        .unwrap_or_default();
+    let readings = chart_readings(&app, subject.as_deref(), state.as_ref(), &events);
     let sensor = subject
         .as_deref()
         .and_then(|s| app.registry.sensor(s))
         .map(|s| json!({"id": s.id.as_str(), "name": s.name, "unit": &*s.unit}));
     Json(json!({"state": state, "events": events, "readings": readings, "sensor": sensor})).into_response()
+}
+
+/// The readings for an alert's chart: from the pipeline's store when the console has one (up
+/// to the alert's last change and a little after, or the latest while it holds), else those
+/// the console received live.
+fn chart_readings(
+    app: &App,
+    subject: Option<&str>,
+    state: Option<&riskwatch_core::AlertState>,
+    events: &[AlertEvent],
+) -> Vec<(i64, f64)> {
+    let Some(sensor) = subject else { return Vec::new() };
+    if let Some(h) = &app.history {
+        let first = state.map(|s| s.first_ts).or_else(|| events.first().map(|e| e.first_ts));
+        let last = state.map(|s| s.updated_ts).or_else(|| events.last().map(|e| e.ts));
+        let until = match (state.is_some_and(|s| s.active), first, last) {
+            (true, ..) | (_, None, _) | (_, _, None) => i64::MAX,
+            // After the end, a quarter of the alert's length (at least ten minutes) of aftermath.
+            (false, Some(f), Some(l)) => l.millis().saturating_add(((l.millis() - f.millis()) / 4).max(600_000)),
+        };
+        match h.readings(sensor, until, app.chart_points.saturating_mul(4)) {
+            Ok(v) if !v.is_empty() => return v,
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "chart history not read from the store"),
+        }
+    }
+    App::lock(&app.readings).get(sensor).map(|r| r.iter().copied().collect()).unwrap_or_default()
 }
 
 async fn alert_cap(State(app): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Response {

@@ -109,6 +109,13 @@ pub struct AlertEvent {
     pub site: SiteId,
     /// The subject's sensor kind.
     pub kind: SensorKind,
+    /// The site's name as a duty officer reads it (Chinese name first, from the registry;
+    /// empty when the engine had none to give, e.g. an event from an older version).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub site_name: String,
+    /// The subject's name likewise (a sensor's name; a composite's site name).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub sensor_name: String,
     /// What changed.
     pub change: AlertChange,
     /// Level after the change; for `cleared` and the lifecycle changes, the level the alert
@@ -130,6 +137,10 @@ pub struct AlertEvent {
     pub threshold: f64,
     /// Unit of `value` and `threshold`.
     pub unit: Arc<str>,
+    /// Decimal places to show `value` and `threshold` with (the rule's `precision`): every
+    /// display rounds to it; the numbers themselves stay as measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decimals: Option<u8>,
     /// Message for duty officers, Chinese.
     pub message_zh: String,
     /// Message for duty officers, English.
@@ -158,6 +169,62 @@ pub struct AlertEvent {
     pub details: Option<serde_json::Value>,
 }
 
+impl AlertEvent {
+    /// The site's name for a reader, or its id.
+    pub fn site_label(&self) -> &str {
+        if self.site_name.is_empty() {
+            self.site.as_str()
+        } else {
+            &self.site_name
+        }
+    }
+
+    /// The subject's name for a reader, or its id.
+    pub fn subject_label(&self) -> &str {
+        if self.sensor_name.is_empty() {
+            self.subject.as_str()
+        } else {
+            &self.sensor_name
+        }
+    }
+
+    /// `value` as a person reads it: rounded to `decimals`, with the unit.
+    pub fn value_text(&self) -> String {
+        format_value(self.value, self.decimals, &self.unit)
+    }
+
+    /// `threshold` likewise.
+    pub fn threshold_text(&self) -> String {
+        format_value(self.threshold, self.decimals, &self.unit)
+    }
+}
+
+/// A number as a person reads it: rounded to `decimals` (none given: at most 3, trailing
+/// zeros dropped), followed by the unit when there is one.
+pub fn format_value(v: f64, decimals: Option<u8>, unit: &str) -> String {
+    let mut n = match decimals {
+        Some(d) => format!("{v:.*}", usize::from(d.min(9))),
+        None if !v.is_finite() => v.to_string(),
+        None => {
+            let s = format!("{v:.3}");
+            if s.contains('.') {
+                s.trim_end_matches('0').trim_end_matches('.').to_string()
+            } else {
+                s
+            }
+        }
+    };
+    // -0.001 rounded is "-0.00": a reader sees zero.
+    if n.starts_with('-') && n[1..].chars().all(|c| c == '0' || c == '.') {
+        n.remove(0);
+    }
+    if unit.is_empty() {
+        n
+    } else {
+        format!("{n} {unit}")
+    }
+}
+
 /// The stable id of an alert: a 64-bit FNV-1a hash of rule, subject and first event time, as
 /// 16 hex digits. Same history ⇒ same id, across restarts and replays.
 pub fn alert_id(rule_id: &str, subject: &str, first_ts: Timestamp) -> String {
@@ -179,6 +246,18 @@ pub fn alert_id(rule_id: &str, subject: &str, first_ts: Timestamp) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn values_are_rounded_as_a_person_reads_them() {
+        assert_eq!(format_value(9.231764942589765, Some(2), "m"), "9.23 m");
+        assert_eq!(format_value(53.50599913324281, Some(1), "%LEL"), "53.5 %LEL");
+        assert_eq!(format_value(100.0, Some(0), "%LEL"), "100 %LEL");
+        assert_eq!(format_value(-0.001, Some(2), "m"), "0.00 m");
+        assert_eq!(format_value(9.231764942589765, None, "m"), "9.232 m");
+        assert_eq!(format_value(27.3, None, ""), "27.3");
+        assert_eq!(format_value(120.0, None, "s"), "120 s");
+        assert_eq!(format_value(-0.0004, None, ""), "0");
+    }
 
     #[test]
     fn alert_id_is_stable_and_distinguishes_inputs() {

@@ -28,6 +28,12 @@ pub struct AlertState {
     pub site: SiteId,
     /// The subject's kind.
     pub kind: SensorKind,
+    /// The site's name as a duty officer reads it (see [`AlertEvent::site_name`]).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub site_name: String,
+    /// The subject's name likewise.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub sensor_name: String,
     /// Hazard, data quality or composite.
     pub category: AlertCategory,
     /// Level now (for a cleared alert: the level it had when it cleared).
@@ -54,6 +60,9 @@ pub struct AlertState {
     pub threshold: f64,
     /// Unit of both.
     pub unit: Arc<str>,
+    /// Decimal places to show them with (the rule's precision).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decimals: Option<u8>,
     /// Message of the latest level change, Chinese.
     pub message_zh: String,
     /// Message of the latest level change, English.
@@ -87,6 +96,8 @@ impl AlertState {
             subject: e.subject.clone(),
             site: e.site.clone(),
             kind: e.kind.clone(),
+            site_name: e.site_name.clone(),
+            sensor_name: e.sensor_name.clone(),
             category: e.category,
             level: e.level,
             highest_level: e.highest_level,
@@ -99,6 +110,7 @@ impl AlertState {
             value: e.value,
             threshold: e.threshold,
             unit: Arc::clone(&e.unit),
+            decimals: e.decimals,
             message_zh: e.message_zh.clone(),
             message_en: e.message_en.clone(),
             exercise: e.exercise,
@@ -124,6 +136,13 @@ impl AlertState {
 
     fn fold(&mut self, e: &AlertEvent) {
         self.seq = e.seq;
+        // Names follow the registry: a renamed station shows its new name from its next event.
+        if !e.site_name.is_empty() {
+            self.site_name.clone_from(&e.site_name);
+        }
+        if !e.sensor_name.is_empty() {
+            self.sensor_name.clone_from(&e.sensor_name);
+        }
         self.last_change = e.change;
         self.updated_ts = e.ts;
         self.highest_level = self.highest_level.max(e.highest_level);
@@ -163,6 +182,7 @@ impl AlertState {
         self.value = e.value;
         self.threshold = e.threshold;
         self.unit = Arc::clone(&e.unit);
+        self.decimals = e.decimals;
         self.message_zh = e.message_zh.clone();
         self.message_en = e.message_en.clone();
     }

@@ -28,6 +28,20 @@ pub struct Site {
     pub region: String,
 }
 
+/// The name a person reads: the Chinese name when `zh` and there is one, else the other
+/// language's, else the id. Every output that shows a site or sensor uses this order.
+pub fn display_name<'a>(zh: bool, name_zh: &'a str, name: &'a str, id: &'a str) -> &'a str {
+    let (first, second) = if zh { (name_zh.trim(), name.trim()) } else { (name.trim(), name_zh.trim()) };
+    [first, second].into_iter().find(|n| !n.is_empty()).unwrap_or(id)
+}
+
+impl Site {
+    /// Its name for a reader of Chinese (`zh`) or English, falling back to the other, then the id.
+    pub fn display_name(&self, zh: bool) -> &str {
+        display_name(zh, &self.name_zh, &self.name, self.id.as_str())
+    }
+}
+
 /// WGS-84 position of a sensor.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -54,6 +68,8 @@ pub struct Sensor {
     pub unit: Arc<str>,
     /// Display name.
     pub name: String,
+    /// Display name in Chinese (what duty officers read by default).
+    pub name_zh: String,
     /// Where it is.
     pub location: Option<Location>,
     /// Expected reporting interval in seconds (for stale-sensor detection).
@@ -62,6 +78,13 @@ pub struct Sensor {
     pub tags: Vec<String>,
     /// Per-station numbers rules refer to by name (`warning_level`, `alarm_1`, …).
     pub attributes: Attributes,
+}
+
+impl Sensor {
+    /// Its name for a reader of Chinese (`zh`) or English, falling back to the other, then the id.
+    pub fn display_name(&self, zh: bool) -> &str {
+        display_name(zh, &self.name_zh, &self.name, self.id.as_str())
+    }
 }
 
 /// A sensor's attributes: numbers by name, sorted by name. One small slice per sensor, the
@@ -154,6 +177,8 @@ struct SensorFile {
     unit: String,
     #[serde(default)]
     name: String,
+    #[serde(default)]
+    name_zh: String,
     #[serde(default)]
     location: Option<Location>,
     #[serde(default)]
@@ -289,6 +314,7 @@ impl Registry {
                 kind,
                 unit: texts.get(unit),
                 name: s.name,
+                name_zh: s.name_zh,
                 location: s.location,
                 interval_s: s.interval_s,
                 tags: s.tags,

@@ -54,6 +54,15 @@ impl Timestamp {
         }
     }
 
+    /// `2026-12-08 14:05` in China Standard Time (UTC+08:00): the minute, as a message says it.
+    pub fn to_cst_minute(self) -> String {
+        let cst = FixedOffset::east_opt(8 * 3600).expect("+08:00 is a valid offset");
+        match cst.timestamp_millis_opt(self.0).single() {
+            Some(dt) => dt.format("%Y-%m-%d %H:%M").to_string(),
+            None => format!("@{}ms", self.0),
+        }
+    }
+
     /// RFC 3339 in China Standard Time (UTC+08:00), as duty officers read it.
     pub fn to_rfc3339_cst(self) -> String {
         let cst = FixedOffset::east_opt(8 * 3600).expect("+08:00 is a valid offset");

@@ -77,8 +77,21 @@ use serde::{Deserialize, Deserializer};
 use std::fmt;
 
 /// Placeholders a composite message template may use.
-pub const COMPOSITE_PLACEHOLDERS: &[&str] =
-    &["site", "rule", "description", "level", "level_zh", "grade", "change", "change_zh", "condition", "strength"];
+pub const COMPOSITE_PLACEHOLDERS: &[&str] = &[
+    "site",
+    "site_name",
+    "rule",
+    "description",
+    "level",
+    "level_zh",
+    "grade",
+    "change",
+    "change_zh",
+    "title",
+    "title_zh",
+    "condition",
+    "strength",
+];
 
 /// Parentheses nested deeper than this are refused, so no configuration can exhaust the stack.
 const MAX_NESTING: usize = 32;
@@ -356,6 +369,8 @@ impl<'de> Deserialize<'de> for CompositeExpr {
 pub struct CompositeFacts<'a> {
     /// The site the alert is about.
     pub site: &'a str,
+    /// Its names, (Chinese, English), each falling back to the other and then the id.
+    pub site_name: (&'a str, &'a str),
     /// Level after the change; for `cleared`, the level that cleared.
     pub level: Level,
     /// What changed.
@@ -434,30 +449,43 @@ impl CompositeSpec {
 
     /// The Chinese and English messages for a change of this composite's alert.
     pub fn render_message(&self, facts: &CompositeFacts<'_>) -> (String, String) {
-        let lookup = |name: &str| -> Option<String> {
-            Some(match name {
-                "site" => facts.site.to_string(),
-                "rule" => self.id.clone(),
-                "description" => self.description.clone(),
-                "level" => facts.level.as_str().to_string(),
-                "level_zh" => facts.level.zh().to_string(),
-                "grade" => facts.level.grade().to_string(),
-                "change" => facts.change.as_str().replace('_', "-"),
-                "change_zh" => facts.change.zh().to_string(),
-                "condition" => self.levels.get(facts.level).map(|e| e.to_string()).unwrap_or_default(),
-                "strength" if facts.strength.fract() == 0.0 => format!("{:.0}", facts.strength),
-                "strength" => format!("{:.2}", facts.strength),
-                _ => return None,
-            })
+        let lookup = |zh: bool| {
+            move |name: &str| -> Option<String> {
+                Some(match name {
+                    "site" => facts.site.to_string(),
+                    "site_name" => (if zh { facts.site_name.0 } else { facts.site_name.1 }).to_string(),
+                    "rule" => self.id.clone(),
+                    // What a person reads: the description, or the rule's id when it has none.
+                    "description" if self.description.trim().is_empty() => self.id.clone(),
+                    "description" => self.description.clone(),
+                    "title" | "title_zh" => {
+                        let mut out = String::new();
+                        crate::message::title(&mut out, facts.level, facts.change, name == "title_zh");
+                        out
+                    }
+                    "level" => facts.level.as_str().to_string(),
+                    "level_zh" => facts.level.zh().to_string(),
+                    "grade" => facts.level.grade().to_string(),
+                    "change" => facts.change.as_str().replace('_', "-"),
+                    "change_zh" => facts.change.zh().to_string(),
+                    "condition" => self.levels.get(facts.level).map(|e| e.to_string()).unwrap_or_default(),
+                    "strength" if facts.strength.fract() == 0.0 => format!("{:.0}", facts.strength),
+                    "strength" => format!("{:.2}", facts.strength),
+                    _ => return None,
+                })
+            }
         };
-        (MessageTemplate::render(&self.message.zh, lookup), MessageTemplate::render(&self.message.en, lookup))
+        (
+            MessageTemplate::render(&self.message.zh, lookup(true)),
+            MessageTemplate::render(&self.message.en, lookup(false)),
+        )
     }
 }
 
 fn default_message() -> MessageTemplate {
     MessageTemplate {
-        zh: "{site} 站点综合{level_zh}预警{change_zh}：{rule}（{condition}）".into(),
-        en: "{level} site alert {change}: {rule} at {site} ({condition})".into(),
+        zh: "【{title_zh}】{site_name} 综合研判{change_zh}：{description}（{condition}）".into(),
+        en: "{title} ({change}) at {site_name}: {description} ({condition})".into(),
     }
 }
 
@@ -1048,6 +1076,7 @@ mod tests {
             kind: SensorKind::GnssDisplacement,
             unit: Arc::from("mm"),
             name: String::new(),
+            name_zh: String::new(),
             location: None,
             interval_s: None,
             tags: vec!["tailings".into(), "crest".into()],
@@ -1103,9 +1132,16 @@ mod tests {
     #[test]
     fn messages_use_site_level_placeholders() {
         let f: File = toml::from_str(DAM).unwrap_or_else(|e| panic!("{e}"));
-        let facts = CompositeFacts { site: "dam-3", level: Orange, change: AlertChange::Escalated, strength: 3.0 };
+        let facts = CompositeFacts {
+            site: "dam-3",
+            site_name: ("3号尾矿库", "Tailings dam 3"),
+            level: Orange,
+            change: AlertChange::Escalated,
+            strength: 3.0,
+        };
         let (zh, en) = f.composites[0].render_message(&facts);
         assert_eq!(en, "orange roll-up escalated at dam-3: 3 points (count(>= yellow) >= 3)");
-        assert_eq!(zh, "dam-3 站点综合橙色预警升级：tailings-dam-rollup（count(>= yellow) >= 3）");
+        // The default Chinese half: the site's name, the description, no internal ids.
+        assert_eq!(zh, "【橙色预警】3号尾矿库 综合研判升级：GB 50863-style roll-up（count(>= yellow) >= 3）");
     }
 }

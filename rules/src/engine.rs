@@ -12,6 +12,7 @@ use crate::condition::{Cmp, Feature};
 use crate::config::{resolve, CompiledRule, RuleError, RuleSet};
 use crate::lifecycle::{AlertBook, Command, CommandError, LevelChange};
 use crate::message::MessageTemplate;
+use crate::names::Names;
 use crate::network::CompositeRole;
 use crate::quality::{QcTest, QualityState, ResolvedQuality};
 use crate::sensor_table::SensorTable;
@@ -227,6 +228,8 @@ pub struct Engine {
     /// event time, seq), so a repeated update (a partition replayed after a crash) changes
     /// nothing.
     pub(crate) member_marks: BTreeMap<(Arc<str>, SensorId), (Timestamp, u32)>,
+    /// Site and sensor names from the registry, for messages and events.
+    pub(crate) names: Names,
 }
 
 const DQ_RULE_IDS: [&str; 5] = ["dq.gross_range", "dq.spike", "dq.flat_line", "dq.rate_of_change", "dq.timing"];
@@ -412,7 +415,19 @@ impl Engine {
             pending_save: None,
             role,
             member_marks: BTreeMap::new(),
+            names: Names::of(registry),
         })
+    }
+
+    /// A site's name as the registry gives it, Chinese (`zh`) or English, falling back to
+    /// the other and then to the id.
+    pub fn site_name<'a>(&'a self, id: &'a str, zh: bool) -> &'a str {
+        self.names.site(id, zh)
+    }
+
+    /// A sensor's (or a composite subject's) name likewise.
+    pub fn sensor_name<'a>(&'a self, id: &'a str, zh: bool) -> &'a str {
+        self.names.sensor(id, zh)
     }
 
     /// Number of (rule, sensor) bindings.
@@ -518,7 +533,15 @@ impl Engine {
             self.advance(now, out);
         }
         self.stats.events += (out.len() - before) as u64;
+        self.label(&mut out[before..]);
         flag
+    }
+
+    /// Gives events their site and sensor names (every event leaves the engine named).
+    pub(crate) fn label(&self, events: &mut [AlertEvent]) {
+        for ev in events {
+            self.names.label(ev);
+        }
     }
 
     fn process_reading(
@@ -553,11 +576,21 @@ impl Engine {
         let reported_fault = reading.quality == Quality::Fail;
         if reported_fault || slot.fault_raised {
             let clear_after = slot.quality.as_deref().map_or(DEFAULT_CLEAR_AFTER, |q| q.spec.clear_after());
-            sensor_fault(&mut self.book, slot, reading, now, reported_fault, clear_after, out);
+            sensor_fault(&mut self.book, &self.names, slot, reading, now, reported_fault, clear_after, out);
         }
         if let Some(q) = slot.quality.as_deref_mut() {
             if q.stale.level.is_some() {
-                clear_stale(&mut self.book, q, &reading.sensor, &slot.site, &slot.kind, reading.ts, now, out);
+                clear_stale(
+                    &mut self.book,
+                    &self.names,
+                    q,
+                    &reading.sensor,
+                    &slot.site,
+                    &slot.kind,
+                    reading.ts,
+                    now,
+                    out,
+                );
             }
             // Readings the gateway already marked fail or missing carry placeholder values:
             // they must not raise range alerts or become the reference for spike and flat line.
@@ -575,6 +608,7 @@ impl Engine {
                 let at = (reading.ts, now);
                 quality_alerts(
                     &mut self.book,
+                    &self.names,
                     q,
                     &outcome.results,
                     &reading.sensor,
@@ -662,10 +696,11 @@ impl Engine {
                     threshold,
                     unit,
                     remind_ms: rule.remind_ms,
+                    decimals: u8::try_from(rule.spec.precision).ok(),
                 },
             );
             ev.details = if rule.spec.measure.is_detector() { self.details.take() } else { None };
-            render_hazard(&rule.spec.message, rule.spec.precision, cond, &mut ev);
+            render_hazard(&rule.spec.message, rule.spec.precision, cond, &self.names, &mut ev);
             out.push(ev);
         }
         if changed {
@@ -713,10 +748,12 @@ impl Engine {
                 threshold: 0.0,
                 unit: Arc::from(""),
                 remind_ms: [None, None, Some(15 * 60_000), Some(5 * 60_000)],
+                decimals: None,
             },
         );
         let (zh, en) = spec.render_message(&CompositeFacts {
             site: cb.site.as_str(),
+            site_name: (self.names.site(cb.site.as_str(), true), self.names.site(cb.site.as_str(), false)),
             level: ev.level,
             change: ev.change,
             strength,
@@ -745,9 +782,15 @@ impl Engine {
     /// detection, for the processing clock `now`. Call it periodically (live) or with each
     /// reading's event time (replay); [`Engine::process`] calls it too.
     pub fn advance(&mut self, now: Timestamp, out: &mut Vec<AlertEvent>) {
+        let before = out.len();
+        self.sweep(now, out);
+        self.label(&mut out[before..]);
+    }
+
+    fn sweep(&mut self, now: Timestamp, out: &mut Vec<AlertEvent>) {
         self.started.get_or_insert(now);
         let before = out.len();
-        self.book.remind(now, out);
+        self.book.remind(&self.names, now, out);
         if now >= self.next_sweep {
             self.next_sweep = now.plus_millis(1000);
             for k in 0..self.clock_composites.len() {
@@ -794,20 +837,24 @@ impl Engine {
                                 threshold: after as f64 / 1000.0,
                                 unit: Arc::from("s"),
                                 remind_ms: [None; 4],
+                                decimals: Some(0),
                             },
                         );
+                        let (site, sensor) = (slot.site.as_str(), id.as_str());
+                        let names = &self.names;
                         ev.message_zh = format!(
-                            "{} {} 通信中断：{:.0} 秒无数据（超过 {:.0} 秒）",
-                            slot.site,
-                            id,
-                            silent_ms as f64 / 1000.0,
-                            after as f64 / 1000.0
+                            "【通信中断】{} {}：{} 无数据（超过 {}）",
+                            names.site(site, true),
+                            names.sensor(sensor, true),
+                            crate::message::duration_zh(silent_ms),
+                            crate::message::duration_zh(after)
                         );
                         ev.message_en = format!(
-                            "stale sensor {id} at {}: no reading for {:.0} s (limit {:.0} s)",
-                            slot.site,
-                            silent_ms as f64 / 1000.0,
-                            after as f64 / 1000.0
+                            "Sensor silent: {} ({}) sent nothing for {} (limit {})",
+                            names.sensor(sensor, false),
+                            names.site(site, false),
+                            crate::message::duration_en(silent_ms),
+                            crate::message::duration_en(after)
                         );
                         out.push(ev);
                     }
@@ -824,8 +871,9 @@ impl Engine {
     /// Applies an officer's lifecycle command at processing time `now`. An invalid command
     /// returns the reason; the caller reports it to the sender as an error event.
     pub fn command(&mut self, cmd: &Command, now: Timestamp) -> Result<AlertEvent, CommandError> {
-        let ev = self.book.command(cmd, now)?;
+        let mut ev = self.book.command(&self.names, cmd, now)?;
         self.stats.events += 1;
+        self.names.label(&mut ev);
         Ok(ev)
     }
 }
@@ -947,50 +995,80 @@ fn evaluate(rule: &CompiledRule, b: &Binding, ts: Timestamp, v: f64) -> Evaluati
 }
 
 /// Fills the event's messages from the rule's templates. `cond` is the condition that decided
-/// the change (for `{condition}`, against the event's threshold).
-fn render_hazard(template: &MessageTemplate, p: usize, cond: Option<(Feature, Cmp)>, ev: &mut AlertEvent) {
+/// the change (for `{condition}`, against the event's threshold). Names come from `names`, in
+/// the template's language.
+fn render_hazard(
+    template: &MessageTemplate,
+    p: usize,
+    cond: Option<(Feature, Cmp)>,
+    names: &Names,
+    ev: &mut AlertEvent,
+) {
     use std::fmt::Write as _;
     let e = &*ev;
     // Formatted once for both languages.
     let (value, threshold) = (std::cell::OnceCell::new(), std::cell::OnceCell::new());
-    let write = |name: &str, out: &mut String| -> bool {
-        match name {
-            "sensor" => out.push_str(e.subject.as_str()),
-            "site" => out.push_str(e.site.as_str()),
-            "kind" => out.push_str(e.kind.en()),
-            "kind_zh" => out.push_str(e.kind.zh()),
-            "value" => out.push_str(value.get_or_init(|| format!("{:.p$}", e.value))),
-            "threshold" => out.push_str(threshold.get_or_init(|| format!("{:.p$}", e.threshold))),
-            "unit" => out.push_str(&e.unit),
-            "level" => out.push_str(e.level.as_str()),
-            "level_zh" => out.push_str(e.level.zh()),
-            "grade" => out.push_str(e.level.grade()),
-            "change" => out.extend(e.change.as_str().chars().map(|c| if c == '_' { '-' } else { c })),
-            "change_zh" => out.push_str(e.change.zh()),
-            "rule" => out.push_str(&e.rule_id),
-            "condition" => {
-                if let Some((f, c)) = cond {
-                    let _ = write!(out, "{f} {} ", c.symbol());
-                    out.push_str(threshold.get_or_init(|| format!("{:.p$}", e.threshold)));
+    let value = || value.get_or_init(|| format!("{:.p$}", e.value)).as_str();
+    let threshold = || threshold.get_or_init(|| format!("{:.p$}", e.threshold)).as_str();
+    let forecast = || {
+        e.details
+            .as_ref()
+            .and_then(|d| d.get("predicted_failure"))
+            .and_then(|t| t.as_str())
+            .and_then(|t| Timestamp::parse_rfc3339(t).ok())
+    };
+    let write = |zh: bool| {
+        move |name: &str, out: &mut String| -> bool {
+            match name {
+                "sensor" => out.push_str(e.subject.as_str()),
+                "site" => out.push_str(e.site.as_str()),
+                "sensor_name" => out.push_str(names.sensor(e.subject.as_str(), zh)),
+                "site_name" => out.push_str(names.site(e.site.as_str(), zh)),
+                "kind" => out.push_str(e.kind.en()),
+                "kind_zh" => out.push_str(e.kind.zh()),
+                "value" => out.push_str(value()),
+                "threshold" => out.push_str(threshold()),
+                "unit" => out.push_str(&e.unit),
+                "level" => out.push_str(e.level.as_str()),
+                "level_zh" => out.push_str(e.level.zh()),
+                "grade" => out.push_str(e.level.grade()),
+                "change" => out.extend(e.change.as_str().chars().map(|c| if c == '_' { '-' } else { c })),
+                "change_zh" => out.push_str(e.change.zh()),
+                "title" => crate::message::title(out, e.level, e.change, false),
+                "title_zh" => crate::message::title(out, e.level, e.change, true),
+                "status" | "status_zh" => crate::message::status(
+                    out,
+                    (e.level, e.previous_level, e.change),
+                    &(threshold(), &e.unit),
+                    name == "status_zh",
+                ),
+                "rule" => out.push_str(&e.rule_id),
+                "condition" => {
+                    if let Some((f, c)) = cond {
+                        let _ = write!(out, "{f} {} ", c.symbol());
+                        out.push_str(threshold());
+                    }
                 }
+                "forecast" => out.push_str(&forecast().map(|t| t.to_rfc3339_cst()).unwrap_or_default()),
+                "forecast_zh" => {
+                    if let Some(t) = forecast() {
+                        let _ = write!(out, "；预测失稳时间 {}（北京时间）", t.to_cst_minute());
+                    }
+                }
+                "forecast_en" => {
+                    if let Some(t) = forecast() {
+                        let _ = write!(out, "; forecast failure at {} (UTC+8)", t.to_cst_minute());
+                    }
+                }
+                _ => return false,
             }
-            "forecast" => out.push_str(
-                &e.details
-                    .as_ref()
-                    .and_then(|d| d.get("predicted_failure"))
-                    .and_then(|t| t.as_str())
-                    .and_then(|t| Timestamp::parse_rfc3339(t).ok())
-                    .map(|t| t.to_rfc3339_cst())
-                    .unwrap_or_else(|| "–".into()),
-            ),
-            _ => return false,
+            true
         }
-        true
     };
     let mut zh = String::with_capacity(template.zh.len() + 64);
-    MessageTemplate::render_into(&template.zh, &mut zh, &write);
+    MessageTemplate::render_into(&template.zh, &mut zh, write(true));
     let mut en = String::with_capacity(template.en.len() + 64);
-    MessageTemplate::render_into(&template.en, &mut en, &write);
+    MessageTemplate::render_into(&template.en, &mut en, write(false));
     ev.message_zh = zh;
     ev.message_en = en;
 }
@@ -998,6 +1076,7 @@ fn render_hazard(template: &MessageTemplate, p: usize, cond: Option<(Feature, Cm
 #[allow(clippy::too_many_arguments)]
 fn quality_alerts(
     book: &mut AlertBook,
+    names: &Names,
     q: &mut QualitySlot,
     results: &[Option<Quality>; 5],
     sensor: &SensorId,
@@ -1039,15 +1118,18 @@ fn quality_alerts(
                 threshold: 0.0,
                 unit: Arc::clone(unit),
                 remind_ms: [None; 4],
+                decimals: Some(2),
             },
         );
         let (zh, en) = q.spec.explain(test, v);
+        let (site_zh, sensor_zh) = (names.site(site.as_str(), true), names.sensor(sensor.as_str(), true));
+        let (site_en, sensor_en) = (names.site(site.as_str(), false), names.sensor(sensor.as_str(), false));
         if to.is_some() {
-            ev.message_zh = format!("{site} {sensor} 数据质量告警（{}）：{zh}", test.zh());
-            ev.message_en = format!("data-quality alert at {site}/{sensor} ({}): {en}", test.en());
+            ev.message_zh = format!("【数据质量】{site_zh} {sensor_zh}（{}）：{zh}", test.zh());
+            ev.message_en = format!("Data quality: {sensor_en} ({site_en}), {}: {en}", test.en());
         } else {
-            ev.message_zh = format!("{site} {sensor} 数据质量恢复（{}）", test.zh());
-            ev.message_en = format!("data quality recovered at {site}/{sensor} ({})", test.en());
+            ev.message_zh = format!("【数据质量恢复】{site_zh} {sensor_zh}（{}）", test.zh());
+            ev.message_en = format!("Data quality recovered: {sensor_en} ({site_en}), {}", test.en());
         }
         out.push(ev);
     }
@@ -1055,6 +1137,7 @@ fn quality_alerts(
 
 fn sensor_fault(
     book: &mut AlertBook,
+    names: &Names,
     slot: &mut SensorSlot,
     r: &Reading,
     now: Timestamp,
@@ -1084,15 +1167,20 @@ fn sensor_fault(
             threshold: f64::from(Quality::Fail.code()),
             unit: Arc::from(""),
             remind_ms: [None; 4],
+            decimals: Some(0),
         },
     );
+    let (site_zh, sensor_zh) = (names.site(r.site.as_str(), true), names.sensor(r.sensor.as_str(), true));
+    let (site_en, sensor_en) = (names.site(r.site.as_str(), false), names.sensor(r.sensor.as_str(), false));
     if to.is_some() {
         ev.message_zh =
-            format!("{} {} 探测器故障：网关上报故障状态（含传感器寿命终止），该点不再提供有效监测", r.site, r.sensor);
-        ev.message_en = format!("sensor fault at {}/{}: the gateway reports the detector in fault (incl. end of life); this point is not monitoring", r.site, r.sensor);
+            format!("【探测器故障】{site_zh} {sensor_zh}：网关上报故障状态（含传感器寿命终止），该点不再提供有效监测");
+        ev.message_en = format!(
+            "Sensor fault: {sensor_en} ({site_en}) is reported in fault by its gateway (incl. end of life); this point is not monitoring"
+        );
     } else {
-        ev.message_zh = format!("{} {} 探测器故障恢复", r.site, r.sensor);
-        ev.message_en = format!("sensor {} at {} reports normal readings again", r.sensor, r.site);
+        ev.message_zh = format!("【故障恢复】{site_zh} {sensor_zh} 探测器恢复正常上报");
+        ev.message_en = format!("Fault cleared: {sensor_en} ({site_en}) reports normal readings again");
     }
     out.push(ev);
 }
@@ -1100,6 +1188,7 @@ fn sensor_fault(
 #[allow(clippy::too_many_arguments)]
 fn clear_stale(
     book: &mut AlertBook,
+    names: &Names,
     q: &mut QualitySlot,
     sensor: &SensorId,
     site: &SiteId,
@@ -1132,10 +1221,16 @@ fn clear_stale(
             threshold: q.stale_after_ms.unwrap_or(0) as f64 / 1000.0,
             unit: Arc::from("s"),
             remind_ms: [None; 4],
+            decimals: Some(0),
         },
     );
-    ev.message_zh = format!("{site} {sensor} 通信恢复");
-    ev.message_en = format!("sensor {sensor} at {site} reporting again");
+    ev.message_zh =
+        format!("【通信恢复】{} {} 恢复上报", names.site(site.as_str(), true), names.sensor(sensor.as_str(), true));
+    ev.message_en = format!(
+        "Sensor reporting again: {} ({})",
+        names.sensor(sensor.as_str(), false),
+        names.site(site.as_str(), false)
+    );
     out.push(ev);
 }
 #[cfg(test)]

@@ -23,6 +23,7 @@ pub mod host;
 pub mod lifecycle;
 mod measure;
 mod message;
+mod names;
 pub mod network;
 mod prefetch;
 pub mod quality;

@@ -7,6 +7,7 @@
 //! that escalates after acknowledgement is unacknowledged again (ISA-18.2 practice), so the
 //! new severity gets its own acknowledgement and reminders.
 
+use crate::names::Names;
 use crate::reminders::ReminderSchedule;
 use riskwatch_core::alert::alert_id;
 use riskwatch_core::{AlertCategory, AlertChange, AlertEvent, Level, SensorId, SensorKind, SiteId, Timestamp};
@@ -140,6 +141,9 @@ pub struct AlertRecord {
     pub threshold: f64,
     /// See `value`.
     pub unit: Arc<str>,
+    /// Decimal places a person reads `value` and `threshold` with (the rule's precision).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decimals: Option<u8>,
 }
 
 /// A level change computed by a rule, to be turned into an event.
@@ -170,6 +174,8 @@ pub struct LevelChange<'a> {
     pub unit: Arc<str>,
     /// Reminder intervals of the rule.
     pub remind_ms: [Option<i64>; 4],
+    /// Decimal places to show the value and threshold with.
+    pub decimals: Option<u8>,
 }
 
 /// All open alerts, by id. Sorted, so snapshots and reminder order are deterministic.
@@ -239,6 +245,7 @@ impl AlertBook {
                     value: c.value,
                     threshold: c.threshold,
                     unit: Arc::clone(&c.unit),
+                    decimals: c.decimals,
                 };
                 *slot = Some(id.clone());
                 self.records.entry(id).or_insert(rec)
@@ -250,6 +257,7 @@ impl AlertBook {
         rec.value = c.value;
         rec.threshold = c.threshold;
         rec.unit = Arc::clone(&c.unit);
+        rec.decimals = c.decimals;
         match change {
             AlertChange::Cleared => {
                 rec.active = false;
@@ -281,7 +289,7 @@ impl AlertBook {
     }
 
     /// Applies an officer's command.
-    pub fn command(&mut self, cmd: &Command, now: Timestamp) -> Result<AlertEvent, CommandError> {
+    pub(crate) fn command(&mut self, names: &Names, cmd: &Command, now: Timestamp) -> Result<AlertEvent, CommandError> {
         if cmd.by.trim().is_empty() {
             return Err(CommandError::MissingOperator);
         }
@@ -328,8 +336,11 @@ impl AlertBook {
             }
             _ => (format!("{who} 处置完毕，闭环{note_zh}"), format!("resolved by {who}{note}")),
         };
-        ev.message_zh = format!("{} {}/{} {}预警 {zh}", rec.id, rec.site, rec.subject, rec.level.zh());
-        ev.message_en = format!("{} alert {} at {}/{} {en}", rec.level, rec.id, rec.site, rec.subject);
+        let (site, subject) = (rec.site.as_str(), rec.subject.as_str());
+        ev.message_zh =
+            format!("【{}预警】{} {}：{zh}", rec.level.zh(), names.site(site, true), names.sensor(subject, true));
+        ev.message_en =
+            format!("{} alert at {} ({}): {en}", rec.level, names.sensor(subject, false), names.site(site, false));
         if change == AlertChange::Resolved {
             let id = rec.id.clone();
             self.records.remove(&id);
@@ -347,14 +358,14 @@ impl AlertBook {
 
     /// Emits the reminders due at `now`: one per due alert, then the next is scheduled one
     /// interval later (missed intervals are not replayed as a burst).
-    pub fn remind(&mut self, now: Timestamp, out: &mut Vec<AlertEvent>) {
+    pub(crate) fn remind(&mut self, names: &Names, now: Timestamp, out: &mut Vec<AlertEvent>) {
         let schedule = self.schedule.get_or_insert_with(|| ReminderSchedule::of(self.records.values()));
         if !schedule.any_due(now) {
             return;
         }
         for id in schedule.take_due(now) {
             let Some(rec) = self.records.get_mut(&id) else { continue };
-            if let Some(ev) = remind_one(rec, now) {
+            if let Some(ev) = remind_one(rec, names, now) {
                 out.push(ev);
             }
             schedule.set(&id, rec.next_reminder);
@@ -388,7 +399,7 @@ impl AlertBook {
 
 /// The reminder for one alert if it is due at `now`, scheduling the next one interval later
 /// (missed intervals are not replayed as a burst).
-fn remind_one(rec: &mut AlertRecord, now: Timestamp) -> Option<AlertEvent> {
+fn remind_one(rec: &mut AlertRecord, names: &Names, now: Timestamp) -> Option<AlertEvent> {
     let due = rec.next_reminder?;
     if due > now || !rec.active || rec.acked.is_some() {
         return None;
@@ -404,10 +415,22 @@ fn remind_one(rec: &mut AlertRecord, now: Timestamp) -> Option<AlertEvent> {
     rec.next_reminder = Some(next);
     rec.seq += 1;
     let mut ev = event(rec, AlertChange::Reminder, now, Some(rec.level));
-    let minutes = (now.millis() - rec.raised_at.millis()) / 60_000;
-    ev.message_zh = format!("提醒：{}/{} {}预警已持续 {minutes} 分钟，尚未确认", rec.site, rec.subject, rec.level.zh());
-    ev.message_en =
-        format!("reminder: {} alert at {}/{} unacknowledged for {minutes} min", rec.level, rec.site, rec.subject);
+    let open_ms = now.millis() - rec.raised_at.millis();
+    let (site, subject) = (rec.site.as_str(), rec.subject.as_str());
+    ev.message_zh = format!(
+        "【提醒】{} {} {}预警已持续 {}，尚未确认",
+        names.site(site, true),
+        names.sensor(subject, true),
+        rec.level.zh(),
+        crate::message::duration_zh(open_ms)
+    );
+    ev.message_en = format!(
+        "Reminder: {} alert at {} ({}) unacknowledged for {}",
+        rec.level,
+        names.sensor(subject, false),
+        names.site(site, false),
+        crate::message::duration_en(open_ms)
+    );
     Some(ev)
 }
 
@@ -429,6 +452,9 @@ fn event(rec: &AlertRecord, change: AlertChange, ts: Timestamp, previous: Option
         value: rec.value,
         threshold: rec.threshold,
         unit: Arc::clone(&rec.unit),
+        decimals: rec.decimals,
+        site_name: String::new(),
+        sensor_name: String::new(),
         message_zh: String::new(),
         message_en: String::new(),
         exercise: false,

@@ -1,11 +1,14 @@
 //! Bilingual alert messages from templates with `{placeholders}`.
 
+use riskwatch_core::{AlertChange, Level};
 use serde::Deserialize;
 
 /// Placeholders a template may use.
 pub const PLACEHOLDERS: &[&str] = &[
     "sensor",
     "site",
+    "sensor_name",
+    "site_name",
     "kind",
     "kind_zh",
     "value",
@@ -16,9 +19,15 @@ pub const PLACEHOLDERS: &[&str] = &[
     "grade",
     "change",
     "change_zh",
+    "title",
+    "title_zh",
+    "status",
+    "status_zh",
     "rule",
     "condition",
     "forecast",
+    "forecast_zh",
+    "forecast_en",
 ];
 
 /// Chinese and English message templates of a rule.
@@ -34,11 +43,11 @@ pub struct MessageTemplate {
 }
 
 fn default_zh() -> String {
-    "{site} {sensor} {kind_zh} {value}{unit}，{level_zh}预警{change_zh}（阈值 {threshold}{unit}）".into()
+    "【{title_zh}】{site_name} {sensor_name} {kind_zh} {value} {unit}，{status_zh}".into()
 }
 
 fn default_en() -> String {
-    "{level} alert {change}: {kind} at {sensor} ({site}) is {value} {unit} (threshold {threshold} {unit})".into()
+    "{title}: {kind} at {sensor_name} ({site_name}) is {value} {unit}, {status}".into()
 }
 
 impl Default for MessageTemplate {
@@ -114,9 +123,108 @@ fn placeholders(t: &str) -> Vec<String> {
     v
 }
 
+/// A span of milliseconds as a message says it: `45 秒`, `12 分钟`, `3.5 小时`, `2 天 4 小时`.
+pub(crate) fn duration_zh(ms: i64) -> String {
+    let (n, unit) = duration_parts(ms);
+    match unit {
+        Span::Seconds => format!("{n} 秒"),
+        Span::Minutes => format!("{n} 分钟"),
+        Span::Hours => format!("{n} 小时"),
+        Span::Days(h) => format!("{n} 天 {h} 小时"),
+    }
+}
+
+/// [`duration_zh`] in English: `45 s`, `12 min`, `3.5 h`, `2 d 4 h`.
+pub(crate) fn duration_en(ms: i64) -> String {
+    let (n, unit) = duration_parts(ms);
+    match unit {
+        Span::Seconds => format!("{n} s"),
+        Span::Minutes => format!("{n} min"),
+        Span::Hours => format!("{n} h"),
+        Span::Days(h) => format!("{n} d {h} h"),
+    }
+}
+
+enum Span {
+    Seconds,
+    Minutes,
+    Hours,
+    Days(i64),
+}
+
+fn duration_parts(ms: i64) -> (String, Span) {
+    let s = ms.max(0) / 1000;
+    if s < 120 {
+        (s.to_string(), Span::Seconds)
+    } else if s < 2 * 3600 {
+        ((s / 60).to_string(), Span::Minutes)
+    } else if s < 48 * 3600 {
+        let h = format!("{:.1}", s as f64 / 3600.0);
+        (h.trim_end_matches(".0").to_string(), Span::Hours)
+    } else {
+        ((s / 86_400).to_string(), Span::Days((s % 86_400) / 3600))
+    }
+}
+
+/// `{title}` / `{title_zh}`: what a message is, for its bracketed lead — `红色预警` while the
+/// alert holds, `红色预警解除` when it clears (English: `Red alert`, `Red alert cleared`).
+pub(crate) fn title(out: &mut String, level: Level, change: AlertChange, zh: bool) {
+    let cleared = change == AlertChange::Cleared;
+    if zh {
+        out.push_str(level.zh());
+        out.push_str(if cleared { "预警解除" } else { "预警" });
+    } else {
+        let name = level.as_str();
+        out.extend(name[..1].chars().map(|c| c.to_ascii_uppercase()));
+        out.push_str(&name[1..]);
+        out.push_str(if cleared { " alert cleared" } else { " alert" });
+    }
+}
+
+/// `{status}` / `{status_zh}`: the change in words with the threshold it concerns —
+/// `达到红色预警（阈值 7.00 m）`, `升级为橙色预警（阈值 …）`, `降为黄色预警（红色解除阈值 …）`,
+/// `红色预警解除（解除阈值 6.80 m）`. `previous` is the level before a de-escalation (whose
+/// threshold is the one left behind); `threshold` is (the rounded number, the unit).
+pub(crate) fn status(
+    out: &mut String,
+    (level, previous, change): (Level, Option<Level>, AlertChange),
+    threshold: &(&str, &str),
+    zh: bool,
+) {
+    use std::fmt::Write as _;
+    let (t, unit) = *threshold;
+    let sep = if unit.is_empty() { "" } else { " " };
+    let l = if zh { level.zh() } else { level.as_str() };
+    let from = previous.unwrap_or(level);
+    let _ = match (change, zh) {
+        (AlertChange::Raised, true) => write!(out, "达到{l}预警（阈值 {t}{sep}{unit}）"),
+        (AlertChange::Escalated, true) => write!(out, "升级为{l}预警（阈值 {t}{sep}{unit}）"),
+        (AlertChange::DeEscalated, true) => write!(out, "降为{l}预警（{}解除阈值 {t}{sep}{unit}）", from.zh()),
+        (AlertChange::Cleared, true) => write!(out, "{l}预警解除（解除阈值 {t}{sep}{unit}）"),
+        (_, true) => write!(out, "{l}预警{}", change.zh()),
+        (AlertChange::Raised, false) => write!(out, "reached {l} (threshold {t}{sep}{unit})"),
+        (AlertChange::Escalated, false) => write!(out, "escalated to {l} (threshold {t}{sep}{unit})"),
+        (AlertChange::DeEscalated, false) => {
+            write!(out, "lowered to {l} ({} clear threshold {t}{sep}{unit})", from.as_str())
+        }
+        (AlertChange::Cleared, false) => write!(out, "{l} alert cleared (clear threshold {t}{sep}{unit})"),
+        (_, false) => write!(out, "{l} alert {}", change.as_str().replace('_', "-")),
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_read_as_a_person_says_them() {
+        assert_eq!(duration_zh(45_000), "45 秒");
+        assert_eq!(duration_zh(12 * 60_000 + 59_000), "12 分钟");
+        assert_eq!(duration_zh(3 * 3_600_000 + 1_800_000), "3.5 小时");
+        assert_eq!(duration_zh(3 * 3_600_000), "3 小时");
+        assert_eq!(duration_en(2 * 86_400_000 + 4 * 3_600_000 + 5), "2 d 4 h");
+        assert_eq!(duration_en(-5), "0 s", "a clock step back is not a negative duration");
+    }
 
     #[test]
     fn renders_and_flags_unknown_names() {

@@ -132,6 +132,7 @@ impl Engine {
             let before = out.len();
             self.evaluate_composite(ci, ts, now, out);
             self.stats.events += (out.len() - before) as u64;
+            self.label(&mut out[before..]);
         }
     }
 }

@@ -825,6 +825,7 @@ mod tests {
             kind: SensorKind::WaterLevel,
             unit: Arc::from("m"),
             name: String::new(),
+            name_zh: String::new(),
             location: None,
             interval_s: Some(300.0),
             tags: vec![],

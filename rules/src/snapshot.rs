@@ -458,15 +458,26 @@ impl Engine {
                     threshold: rec.threshold,
                     unit: Arc::clone(&rec.unit),
                     remind_ms: rec.remind_ms,
+                    decimals: rec.decimals,
                 },
             );
-            ev.message_zh =
-                format!("{}/{} {}预警解除：规则 {} 已删除", rec.site, rec.subject, rec.level.zh(), rec.rule_id);
+            let (site, subject) = (rec.site.as_str(), rec.subject.as_str());
+            ev.message_zh = format!(
+                "【{}预警解除】{} {}：规则 {} 已删除",
+                rec.level.zh(),
+                self.names.site(site, true),
+                self.names.sensor(subject, true),
+                rec.rule_id
+            );
             ev.message_en = format!(
-                "{} alert at {}/{} cleared: rule {} was removed",
-                rec.level, rec.site, rec.subject, rec.rule_id
+                "{} alert cleared at {} ({}): rule {} was removed",
+                rec.level,
+                self.names.sensor(subject, false),
+                self.names.site(site, false),
+                rec.rule_id
             );
             ev.note = Some("rule removed".into());
+            self.names.label(&mut ev);
             out.push(ev);
         }
         Ok(())

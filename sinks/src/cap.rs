@@ -119,6 +119,40 @@ fn elem(out: &mut String, indent: &str, name: &str, text: &str) {
     let _ = writeln!(out, "</{name}>");
 }
 
+/// The headline a warning platform shows: area, event and what became of it — from names,
+/// never ids or notes (`汉口水文站 水位红色预警`, `… 水位红色预警解除`).
+fn headline(e: &AlertEvent, event: &str, area: &str, zh: bool) -> String {
+    let h = match (zh, e.change) {
+        (true, AlertChange::Cleared) => format!("{area} {event}解除"),
+        (true, AlertChange::Escalated) => format!("{area} {event}（升级）"),
+        (true, AlertChange::DeEscalated) => format!("{area} {event}（降级）"),
+        (true, AlertChange::Resolved) => format!("{area} {event}处置完毕"),
+        (true, _) => format!("{area} {event}"),
+        (false, AlertChange::Cleared) => format!("{event} cleared: {area}"),
+        (false, AlertChange::Escalated) => format!("{event} (escalated): {area}"),
+        (false, AlertChange::DeEscalated) => format!("{event} (lowered): {area}"),
+        (false, AlertChange::Resolved) => format!("{event} closed: {area}"),
+        (false, _) => format!("{event}: {area}"),
+    };
+    h.chars().take(160).collect()
+}
+
+fn handling_zh(change: AlertChange) -> &'static str {
+    match change {
+        AlertChange::Acknowledged => "值班人员已确认，正在处置",
+        AlertChange::Assigned => "已派责任单位处置",
+        _ => "处置完毕",
+    }
+}
+
+fn handling_en(change: AlertChange) -> &'static str {
+    match change {
+        AlertChange::Acknowledged => "acknowledged by the duty room, being handled",
+        AlertChange::Assigned => "assigned to a responsible unit",
+        _ => "handled and closed",
+    }
+}
+
 /// The CAP 1.2 `<alert>` document for one alert event.
 pub fn alert_xml(e: &AlertEvent, ctx: &CapContext<'_>) -> String {
     let sender = token(if ctx.sender.is_empty() { "riskwatch" } else { ctx.sender });
@@ -159,6 +193,8 @@ fn info(x: &mut String, e: &AlertEvent, ctx: &CapContext<'_>, zh: bool) {
     let event = match (zh, e.category) {
         (true, AlertCategory::DataQuality) => format!("{}监测数据质量告警", e.kind.zh()),
         (false, AlertCategory::DataQuality) => format!("{} data-quality alert", e.kind.en()),
+        (true, AlertCategory::Composite) => format!("综合{}预警", e.level.zh()),
+        (false, AlertCategory::Composite) => format!("{} site warning", e.level.as_str()),
         (true, _) => format!("{}{}预警", e.kind.zh(), e.level.zh()),
         (false, _) => format!("{} {} warning", e.kind.en(), e.level.as_str()),
     };
@@ -171,12 +207,27 @@ fn info(x: &mut String, e: &AlertEvent, ctx: &CapContext<'_>, zh: bool) {
     if !ctx.sender_name.is_empty() {
         elem(x, i, "senderName", ctx.sender_name);
     }
-    let msg = if zh { &e.message_zh } else { &e.message_en };
-    let headline: String = msg.lines().next().unwrap_or_default().chars().take(160).collect();
-    elem(x, i, "headline", &headline);
-    let mut description = msg.clone();
-    if let (Some(by), Some(note)) = (&e.by, &e.note) {
-        let _ = write!(description, "\n{} {by}: {note}", if zh { e.change.zh() } else { e.change.as_str() });
+    // The registry's name in this block's language; else the one the event carries.
+    let site_name = ctx.site.map(|s| s.display_name(zh)).unwrap_or_else(|| e.site_label());
+    elem(x, i, "headline", &headline(e, &event, site_name, zh));
+    // Public messages carry what happened, never an officer's name or note: those stay in the
+    // duty room (the console's timeline). A restricted (data-quality) message keeps them.
+    let public = e.category != AlertCategory::DataQuality;
+    let lifecycle = matches!(e.change, AlertChange::Acknowledged | AlertChange::Assigned | AlertChange::Resolved);
+    let mut description = if lifecycle && public {
+        let v = e.value_text();
+        if zh {
+            format!("{site_name}{event}，{}（最近读数 {v}）", handling_zh(e.change))
+        } else {
+            format!("{event} at {site_name}: {} (latest reading {v})", handling_en(e.change))
+        }
+    } else {
+        (if zh { &e.message_zh } else { &e.message_en }).clone()
+    };
+    if !public {
+        if let (Some(by), Some(note)) = (&e.by, &e.note) {
+            let _ = write!(description, "\n{} {by}: {note}", if zh { e.change.zh() } else { e.change.as_str() });
+        }
     }
     elem(x, i, "description", &description);
     for (name, value) in [
@@ -185,8 +236,8 @@ fn info(x: &mut String, e: &AlertEvent, ctx: &CapContext<'_>, zh: bool) {
         ("riskwatch:alert_id", e.alert_id.clone()),
         ("riskwatch:rule", e.rule_id.to_string()),
         ("riskwatch:subject", e.subject.as_str().to_string()),
-        ("riskwatch:value", format!("{} {}", e.value, e.unit)),
-        ("riskwatch:threshold", format!("{} {}", e.threshold, e.unit)),
+        ("riskwatch:value", e.value_text()),
+        ("riskwatch:threshold", e.threshold_text()),
     ] {
         x.push_str("    <parameter>\n");
         elem(x, "      ", "valueName", name);
@@ -194,11 +245,6 @@ fn info(x: &mut String, e: &AlertEvent, ctx: &CapContext<'_>, zh: bool) {
         x.push_str("    </parameter>\n");
     }
     x.push_str("    <area>\n");
-    let site_name = ctx
-        .site
-        .map(|s| if zh && !s.name_zh.is_empty() { s.name_zh.as_str() } else { s.name.as_str() })
-        .filter(|n| !n.is_empty())
-        .unwrap_or(e.site.as_str());
     elem(x, "      ", "areaDesc", site_name);
     if let Some(loc) = ctx.location {
         if loc.lat.is_finite() && loc.lon.is_finite() {

@@ -670,13 +670,14 @@ fn markdown(events: &[AlertEvent], wecom: bool) -> (String, String) {
         }
     };
     if let [e] = events {
-        let title = format!("{}{}", level_tag(e.level), e.message_zh);
+        // The notification's title: level, change and where — names, not ids.
+        let title = format!("{}{} {} {}", level_tag(e.level), e.change.zh(), e.site_label(), e.subject_label());
         let mut t = format!("### {}\n", font(e.level, &format!("{}{}", level_tag(e.level), e.change.zh())));
         let _ = writeln!(t, "**{}**\n", e.message_zh);
         let _ = writeln!(t, "{}\n", e.message_en);
-        let _ = writeln!(t, "- 站点 Site: {} / {}", e.site, e.subject);
-        let _ = writeln!(t, "- 数值 Value: {} {} (阈值 threshold {} {})", e.value, e.unit, e.threshold, e.unit);
-        let _ = writeln!(t, "- 时间 Time: {}", e.ts.to_rfc3339_cst());
+        let _ = writeln!(t, "- 站点 Site: {} · {}", e.site_label(), e.subject_label());
+        let _ = writeln!(t, "- 数值 Value: {} (阈值 threshold {})", e.value_text(), e.threshold_text());
+        let _ = writeln!(t, "- 时间 Time: {}（北京时间）", e.ts.to_cst_minute());
         let _ = writeln!(t, "- 状态 Change: {} {}", e.change.zh(), e.change.as_str());
         if let Some(by) = &e.by {
             let _ = writeln!(t, "- 操作人 By: {by} {}", e.note.as_deref().unwrap_or(""));

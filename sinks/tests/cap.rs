@@ -211,3 +211,43 @@ fn every_event_of_a_flood_is_valid_cap_1_2() {
     }
     assert!(checked >= 10, "checked {checked} messages");
 }
+
+/// What a warning platform shows the public: a headline made of level, event and area names,
+/// never an internal id or what an officer wrote.
+#[test]
+fn public_fields_carry_names_not_ids_or_officers_notes() {
+    let registry = registry();
+    let site = registry.site("hankou").cloned();
+    let ctx = CapContext { sender: "riskwatch", sender_name: "", site: site.as_ref(), location: None };
+    let events = flood_events(false);
+    let raised = events.iter().find(|e| e.change == AlertChange::Raised).unwrap();
+    let mut ack = raised.clone();
+    ack.change = AlertChange::Acknowledged;
+    ack.seq = 7;
+    ack.event_id = format!("{}-7", ack.alert_id);
+    ack.by = Some("li.wei".into());
+    ack.note = Some("checking on site, call 13800000000".into());
+    ack.message_zh = "【蓝色预警】汉口 hankou-wl：li.wei 已确认：checking on site, call 13800000000".to_string();
+    for e in [raised, &ack] {
+        let xml = alert_xml(e, &ctx);
+        let doc = roxmltree::Document::parse(&xml).unwrap();
+        let get = |name: &str| -> Vec<String> {
+            doc.descendants()
+                .filter(|n| n.has_tag_name(name))
+                .map(|n| n.text().unwrap_or_default().to_string())
+                .collect()
+        };
+        let headlines = get("headline");
+        assert_eq!(headlines[0], "汉口 水位蓝色预警", "{xml}");
+        assert_eq!(headlines[1], "water level blue warning: Hankou", "{xml}");
+        for public in get("headline").into_iter().chain(get("description")) {
+            assert!(!public.contains(&e.alert_id), "alert id in a public field: {public}");
+            assert!(
+                !public.contains("li.wei") && !public.contains("13800000000"),
+                "officer's note made public: {public}"
+            );
+        }
+    }
+    let xml = alert_xml(&ack, &ctx);
+    assert!(xml.contains("值班人员已确认"), "the public hears that it is being handled: {xml}");
+}

@@ -85,7 +85,10 @@ format = "cap"
     let ding = by("ding");
     let body = ding.json();
     assert_eq!(body["msgtype"], "markdown");
-    assert!(body["markdown"]["title"].as_str().unwrap().contains("蓝色预警"), "{body}");
+    let title = body["markdown"]["title"].as_str().unwrap();
+    assert!(title.contains("蓝色预警") && title.contains("汉口"), "level and the station's name: {body}");
+    let text = body["markdown"]["text"].as_str().unwrap();
+    assert!(text.contains(&format!("数值 Value: {}", e.value_text())), "the rounded value: {text}");
     assert!(body["markdown"]["text"].as_str().unwrap().contains(&e.message_zh));
     assert_eq!(body["at"]["isAtAll"], false, "only red mentions everyone by default");
     let ts = &ding.query["timestamp"];

@@ -49,7 +49,9 @@ pub struct DemoArgs {
 
 /// Runs the demo until the duration is over or Ctrl-C.
 pub async fn run(args: DemoArgs) -> Result<()> {
-    let colour = !args.no_color && std::io::stdout().is_terminal();
+    // NO_COLOR (any non-empty value, https://no-color.org) turns colours off like --no-color.
+    let no_color_env = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    let colour = !args.no_color && !no_color_env && std::io::stdout().is_terminal();
     let registry = Arc::new(Registry::from_toml(DEMO_REGISTRY).context("demo registry")?);
     RuleSet::from_toml(DEMO_RULES).context("demo rules")?;
     for suffix in ["", "-wal", "-shm", ".state", ".state-wal", ".state-shm"] {
@@ -73,7 +75,11 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         "Each series is time-compressed to fit {}; times shown are event times (UTC+8).",
         humantime::format_duration(args.duration)
     );
-    println!("Hankou is a reconstruction shaped on published 2020 reference points, not observed data.\n");
+    println!("Hankou is a reconstruction shaped on published 2020 reference points, not observed data.");
+    println!("Four scenarios run side by side, each on its own clock, so dates differ between them:");
+    println!("  [水位] Yangtze at 汉口水文站, July 2020 (replayed), and a flashy creek (from now)");
+    println!("  [可燃气体浓度] a leak at A化工厂罐区 (from now) · [GNSS位移] 01号滑坡监测点 creeping to failure over the next 30 days");
+    println!("  [地震动加速度] an earthquake felt by three strong-motion terminals (from now)\n");
 
     let pipeline = Pipeline::start(PipelineConfig {
         registry: Arc::clone(&registry),
@@ -116,11 +122,27 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         transport: None,
     };
     let mut fleet_task = tokio::spawn(fleet::run(tracks, fleet_cfg, stop_rx));
-    let stats = tokio::select! {
-        s = &mut fleet_task => s.context("simulator fleet panicked")?,
-        _ = tokio::signal::ctrl_c() => {
-            let _ = stop_tx.send(true);
-            fleet_task.await.context("simulator fleet panicked")?
+    // Progress between the alert lines: how far the run is and how much it has taken in.
+    let every = (args.duration / 6).max(Duration::from_secs(5));
+    let started = tokio::time::Instant::now();
+    let mut ticker = tokio::time::interval_at(started + every, every);
+    let stats = loop {
+        tokio::select! {
+            s = &mut fleet_task => break s.context("simulator fleet panicked")?,
+            _ = tokio::signal::ctrl_c() => {
+                let _ = stop_tx.send(true);
+                break (&mut fleet_task).await.context("simulator fleet panicked")?;
+            }
+            _ = ticker.tick() => {
+                let done = started.elapsed().min(args.duration);
+                println!(
+                    "── {:>3.0} % · {} of {} · {} messages taken in",
+                    done.as_secs_f64() / args.duration.as_secs_f64().max(1e-9) * 100.0,
+                    humantime::format_duration(Duration::from_secs(done.as_secs())),
+                    humantime::format_duration(args.duration),
+                    pipeline.messages_handled()
+                );
+            }
         }
     };
     // Let the pipeline take in everything the broker acknowledged before stopping it.
@@ -147,6 +169,7 @@ async fn start_console(
     db: &std::path::Path,
     registry: Arc<Registry>,
 ) -> Result<crate::console::Console> {
+    let store = db;
     let dir = db.with_extension("console");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -166,6 +189,7 @@ async fn start_console(
         client_id: "riskwatch-demo-console".into(),
         cap_sender: "riskwatch-demo".into(),
         chart_points: 360,
+        store: Some(store.to_path_buf()),
     })
     .await?;
     println!(

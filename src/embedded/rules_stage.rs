@@ -11,7 +11,7 @@
 //! Edited rules and registry files are reloaded as inputs too.
 
 use super::publisher::Outgoing;
-use super::summary::Summary;
+use super::summary::{OpenAlert, Summary};
 use crate::metrics::RuleMetrics;
 use anyhow::Result;
 use riskwatch_core::{AlertEvent, DeadLetter, Reading, Registry, Timestamp};
@@ -179,7 +179,19 @@ impl RulesStage {
         let state = self.state;
         tokio::task::spawn_blocking(move || state.finish()).await?;
         self.summary.engine = self.host.engine().stats();
-        self.summary.active_at_end = self.host.engine().active().into_iter().map(|(_, _, l)| l).collect();
+        let engine = self.host.engine();
+        self.summary.active_at_end = engine
+            .open_alerts()
+            .filter(|r| r.active)
+            .map(|r| OpenAlert {
+                level: r.level,
+                site: engine.site_name(r.site.as_str(), true).to_string(),
+                subject: engine.sensor_name(r.subject.as_str(), true).to_string(),
+                category: r.category,
+                since: r.first_ts,
+                acknowledged: r.acked.is_some(),
+            })
+            .collect();
         Ok(self.summary)
     }
 

@@ -1,10 +1,27 @@
 //! What a run did, printed at the end of `riskwatch demo` and `riskwatch run`.
 
-use riskwatch_core::{AlertChange, AlertEvent, DeadLetter, Level};
+use riskwatch_core::{AlertCategory, AlertChange, AlertEvent, DeadLetter, Level, Timestamp};
 use riskwatch_rules::EngineStats;
 use riskwatch_sinks::sqlite::StoreStats;
 use std::collections::BTreeMap;
 use std::fmt::Write;
+
+/// An alert still open when the run ended, as the summary lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenAlert {
+    /// Its level.
+    pub level: Level,
+    /// Its site's name (Chinese first).
+    pub site: String,
+    /// Its sensor's name (or, for a composite, the site's).
+    pub subject: String,
+    /// Hazard, data quality or composite.
+    pub category: AlertCategory,
+    /// Event time it was raised.
+    pub since: Timestamp,
+    /// Whether an officer acknowledged it at its level.
+    pub acknowledged: bool,
+}
 
 /// Counters of one run.
 #[derive(Debug, Default, Clone)]
@@ -22,8 +39,8 @@ pub struct Summary {
     pub alerts_by_level: BTreeMap<Level, u64>,
     /// Alert events, by change.
     pub events_by_change: BTreeMap<&'static str, u64>,
-    /// Levels of alerts still active when the run ended.
-    pub active_at_end: Vec<Level>,
+    /// Alerts still active when the run ended.
+    pub active_at_end: Vec<OpenAlert>,
     /// Engine counters.
     pub engine: EngineStats,
     /// Store counters.
@@ -104,6 +121,29 @@ impl Summary {
         let ev: Vec<String> = self.events_by_change.iter().map(|(k, v)| format!("{k} {v}")).collect();
         let _ = writeln!(s, "alert events          {}", ev.join(", "));
         let _ = writeln!(s, "still active at end   {}", self.active_at_end.len());
+        let mut open: Vec<&OpenAlert> = self.active_at_end.iter().collect();
+        open.sort_by(|a, b| b.level.cmp(&a.level).then(a.since.cmp(&b.since)).then(a.site.cmp(&b.site)));
+        for a in open {
+            let (on, off) = if colour {
+                (riskwatch_sinks::console::ansi(a.level), riskwatch_sinks::console::RESET)
+            } else {
+                ("", "")
+            };
+            let what = if a.site == a.subject { a.site.clone() } else { format!("{} {}", a.site, a.subject) };
+            let _ = writeln!(
+                s,
+                "  {on}{}预警 {:<6}{off} {what}{}  since {}{}",
+                a.level.zh(),
+                a.level.as_str(),
+                match a.category {
+                    AlertCategory::DataQuality => "（数据质量）",
+                    AlertCategory::Composite => "（综合）",
+                    AlertCategory::Hazard => "",
+                },
+                a.since.to_cst_minute(),
+                if a.acknowledged { "" } else { "  — not acknowledged" }
+            );
+        }
         let _ = writeln!(
             s,
             "stored in SQLite      {} readings, {} alert events, {} dead letters, {} commands",

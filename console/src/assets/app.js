@@ -28,7 +28,36 @@ const $ = (s) => document.querySelector(s);
 const t = (k) => (T[lang][k] ?? T.zh[k] ?? k);
 const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&":"&amp;", "<":"&lt;", ">":"&gt;", '"':"&quot;", "'":"&#39;" }[c]));
 const fmtTime = (ms) => { const d = new Date(typeof ms === "number" ? ms : Date.parse(ms)); return isNaN(d) ? "" : d.toLocaleString(lang === "zh" ? "zh-CN" : "en-GB", { hour12:false }); };
-const age = (ms) => { const s = Math.max(0, (Date.now() - Date.parse(ms)) / 1000); return s < 3600 ? Math.round(s/60) + " min" : (s/3600).toFixed(1) + " h"; };
+// How long an alert has lasted: to now while it holds, to its last change once it cleared. A
+// replayed or drilled alert whose events are long past is measured on its own clock (first to
+// latest event), not against today's date.
+const STALE_CLOCK_MS = 2 * 86400000;
+const duration = (a) => {
+  const first = Date.parse(a.first_ts), last = Date.parse(a.updated_ts || a.ts || a.first_ts);
+  const end = !a.active || Date.now() - last > STALE_CLOCK_MS ? last : Date.now();
+  const s = Math.max(0, (end - first) / 1000);
+  const zh = lang === "zh";
+  if (s < 120) return Math.round(s) + (zh ? " 秒" : " s");
+  if (s < 7200) return Math.round(s / 60) + (zh ? " 分钟" : " min");
+  if (s < 172800) return (s / 3600).toFixed(1).replace(/\.0$/, "") + (zh ? " 小时" : " h");
+  const d = Math.floor(s / 86400), h = Math.floor((s % 86400) / 3600);
+  return zh ? `${d} 天 ${h} 小时` : `${d} d ${h} h`;
+};
+// A number as a person reads it: the rule's decimals when the alert says, else at most three.
+const fmtNum = (v, decimals) => {
+  if (typeof v !== "number" || !isFinite(v)) return String(v ?? "");
+  const s = Number.isInteger(decimals) ? v.toFixed(decimals) : String(parseFloat(v.toFixed(3)));
+  return /^-0(\.0*)?$/.test(s) ? s.slice(1) : s;
+};
+const fmtValue = (v, decimals, unit) => `${fmtNum(v, decimals)}${unit ? " " + unit : ""}`;
+// Names as the registry gives them (the alert carries them; the site list knows the English).
+const siteNames = new Map();
+const siteLabel = (a) => {
+  const s = siteNames.get(a.site);
+  if (s && lang !== "zh" && s.name) return s.name;
+  return a.site_name || (s && ((lang === "zh" && s.name_zh) || s.name)) || a.site;
+};
+const subjectLabel = (a) => a.sensor_name || a.subject;
 const changeName = (c) => t(c === "cleared" && lang === "en" ? "cleared_change" : c);
 
 function applyLang() {
@@ -71,7 +100,7 @@ async function loadBoard() {
   board = r.body.alerts;
   const sites = $("#f-site");
   if (sites.options.length <= 1) {
-    for (const s of r.body.sites) { const o = document.createElement("option"); o.value = s.id; o.textContent = (lang === "zh" && s.name_zh) || s.name || s.id; sites.appendChild(o); }
+    for (const s of r.body.sites) { siteNames.set(s.id, s); const o = document.createElement("option"); o.value = s.id; o.textContent = (lang === "zh" && s.name_zh) || s.name || s.id; sites.appendChild(o); }
   }
   renderBoard();
 }
@@ -95,9 +124,9 @@ function renderBoard() {
   $("#board tbody").innerHTML = rows.map((a) => `
     <tr class="level-${a.level} ${a.active ? "" : "cleared"}" data-id="${esc(a.alert_id)}" data-level="${a.level}" data-state="${a.active ? (a.acknowledged_by ? "acknowledged" : "unacknowledged") : "cleared"}">
       <td><span class="chip ${a.level}">${t(a.level)}</span>${a.exercise ? ` <span class="exercise">${lang === "zh" ? "演习" : "DRILL"}</span>` : ""}</td>
-      <td>${stateLabel(a)}</td><td>${esc(a.site)}</td><td>${esc(a.subject)}</td>
+      <td>${stateLabel(a)}</td><td title="${esc(a.site)}">${esc(siteLabel(a))}</td><td title="${esc(a.subject)}">${esc(subjectLabel(a))}</td>
       <td>${esc(lang === "zh" ? a.message_zh : a.message_en)}</td>
-      <td>${esc(a.value)} ${esc(a.unit)}</td><td>${fmtTime(a.first_ts)}</td><td>${age(a.first_ts)}</td></tr>`).join("");
+      <td class="num">${esc(fmtValue(a.value, a.decimals, a.unit))}</td><td>${fmtTime(a.first_ts)}</td><td>${duration(a)}</td></tr>`).join("");
   $("#board-empty").hidden = rows.length > 0;
   $("#counts").textContent = t("counts").replace("{n}", rows.length);
 }
@@ -123,7 +152,7 @@ function connectLive() {
   };
 }
 
-function chart(svg, readings, threshold, level) {
+function chart(svg, readings, threshold, level, decimals) {
   const W = 560, H = 220, L = 50, R = 10, Tp = 10, B = 30;
   if (!readings.length) { svg.innerHTML = `<text x="${W/2}" y="${H/2}" text-anchor="middle" fill="#888">${t("no_readings")}</text>`; return; }
   const xs = readings.map((r) => r[0]), ys = readings.map((r) => r[1]).concat([threshold]);
@@ -135,11 +164,11 @@ function chart(svg, readings, threshold, level) {
   const path = readings.map((r, i) => `${i ? "L" : "M"}${sx(r[0]).toFixed(1)},${sy(r[1]).toFixed(1)}`).join(" ");
   svg.innerHTML = `
     <line x1="${L}" y1="${sy(threshold)}" x2="${W - R}" y2="${sy(threshold)}" stroke="${colour}" stroke-dasharray="6 4"/>
-    <text x="${W - R}" y="${sy(threshold) - 4}" text-anchor="end" fill="${colour}" font-size="11">${t("threshold")} ${threshold}</text>
+    <text x="${W - R}" y="${sy(threshold) - 4}" text-anchor="end" fill="${colour}" font-size="11">${t("threshold")} ${fmtNum(threshold, decimals)}</text>
     <path d="${path}" fill="none" stroke="#14213d" stroke-width="1.5"/>
     ${readings.length <= 60 ? readings.map((r) => `<circle cx="${sx(r[0]).toFixed(1)}" cy="${sy(r[1]).toFixed(1)}" r="3" fill="#14213d"/>`).join("") : ""}
-    <text x="${L - 4}" y="${sy(y1) + 4}" text-anchor="end" font-size="11">${y1.toFixed(2)}</text>
-    <text x="${L - 4}" y="${sy(y0) + 4}" text-anchor="end" font-size="11">${y0.toFixed(2)}</text>
+    <text x="${L - 4}" y="${sy(y1) + 4}" text-anchor="end" font-size="11">${fmtNum(y1, decimals)}</text>
+    <text x="${L - 4}" y="${sy(y0) + 4}" text-anchor="end" font-size="11">${fmtNum(y0, decimals)}</text>
     <text x="${L}" y="${H - 8}" font-size="11">${fmtTime(x0)}</text>
     <text x="${W - R}" y="${H - 8}" text-anchor="end" font-size="11">${fmtTime(x1)}</text>`;
 }
@@ -152,18 +181,20 @@ async function openDetail(id) {
   const last = events[events.length - 1] || {};
   const a = state || last;
   $("#detail").hidden = false;
-  $("#d-title").innerHTML = `<span class="chip ${a.level}">${t(a.level)}</span> ${esc(a.site)} / ${esc(a.subject)}`;
+  $("#d-title").innerHTML = `<span class="chip ${a.level}">${t(a.level)}</span> ${esc(siteLabel(a))} / ${esc(subjectLabel(a))}`;
   $("#d-exercise").hidden = !a.exercise;
   const facts = [
     [t("state"), state ? stateLabel(state) : t("done")],
     [t("message"), esc(lang === "zh" ? a.message_zh : a.message_en)],
-    [t("value"), `${esc(a.value)} ${esc(a.unit)} (${t("threshold")} ${esc(a.threshold)})`],
+    [t("value"), `${esc(fmtValue(a.value, a.decimals, a.unit))} (${t("threshold")} ${esc(fmtValue(a.threshold, a.decimals, a.unit))})`],
     [t("highest"), t(a.highest_level)], [t("since"), fmtTime(a.first_ts)],
     [t("acked_by"), esc(state && state.acknowledged_by ? `${state.acknowledged_by} ${fmtTime(state.acknowledged_ts)}` : "—")],
-    [t("assignee"), esc((state && state.assignee) || "—")], [t("rule"), esc(a.rule_id)], [t("alert_id"), esc(id)],
+    [t("assignee"), esc((state && state.assignee) || "—")], [t("age"), duration(state || { ...a, active: false })],
+    [t("site"), `${esc(siteLabel(a))} <span class="muted">${esc(a.site)}</span>`], [t("subject"), `${esc(subjectLabel(a))} <span class="muted">${esc(a.subject)}</span>`],
+    [t("rule"), esc(a.rule_id)], [t("alert_id"), esc(id)],
   ];
   $("#d-facts").innerHTML = facts.map(([k, v]) => `<dt>${k}</dt><dd>${v}</dd>`).join("");
-  chart($("#d-chart"), readings, a.threshold, a.level);
+  chart($("#d-chart"), readings, a.threshold, a.level, a.decimals);
   $("#d-cap").href = `/api/alerts/${encodeURIComponent(id)}/cap.xml`;
   $("#d-events").innerHTML = events.map((e) => `<li><span class="chip ${e.level}">${t(e.level)}</span> ${fmtTime(e.ts)} <b>${changeName(e.change)}</b> ${esc(lang === "zh" ? e.message_zh : e.message_en)}${e.by ? ` — ${esc(e.by)}: ${esc(e.note || "")}` : ""}${e.assignee ? ` → ${esc(e.assignee)}` : ""}</li>`).join("");
 }
@@ -186,7 +217,7 @@ async function loadHistory(ev) {
   const r = await api("/api/history?" + params);
   $("#history-error").textContent = r.ok ? "" : (r.body && r.body.message) || "";
   const rows = r.ok ? r.body.events : [];
-  $("#history tbody").innerHTML = rows.map((e) => `<tr data-id="${esc(e.alert_id)}"><td>${fmtTime(e.ts)}</td><td><span class="chip ${e.level}">${t(e.level)}</span></td><td>${changeName(e.change)}</td><td>${esc(e.site)}</td><td>${esc(e.subject)}</td><td>${esc(lang === "zh" ? e.message_zh : e.message_en)}</td><td>${esc(e.by || "")}</td></tr>`).join("");
+  $("#history tbody").innerHTML = rows.map((e) => `<tr data-id="${esc(e.alert_id)}"><td>${fmtTime(e.ts)}</td><td><span class="chip ${e.level}">${t(e.level)}</span></td><td>${changeName(e.change)}</td><td title="${esc(e.site)}">${esc(siteLabel(e))}</td><td title="${esc(e.subject)}">${esc(subjectLabel(e))}</td><td>${esc(lang === "zh" ? e.message_zh : e.message_en)}</td><td>${esc(e.by || "")}</td></tr>`).join("");
 }
 
 async function loadAudit() {
