@@ -12,6 +12,7 @@ pub mod dead_letter;
 pub mod ids;
 pub mod kind;
 pub mod level;
+pub mod outage;
 pub mod problem;
 pub mod reading;
 pub mod registry;

@@ -117,9 +117,10 @@ impl FieldLines {
         }
     }
 
-    /// Fills in the lines of `problems` (and of the first occurrences they refer to).
+    /// Fills in the lines of `problems` (and of the first occurrences they refer to), and puts
+    /// them in line order (those without a line last).
     pub fn locate(&self, problems: &mut [Problem]) {
-        for p in problems {
+        for p in problems.iter_mut() {
             if p.line.is_none() {
                 p.line = self.line(&p.field);
             }
@@ -127,6 +128,7 @@ impl FieldLines {
                 *line = self.line(field);
             }
         }
+        problems.sort_by_key(|p| p.line.unwrap_or(usize::MAX));
     }
 }
 
