@@ -57,9 +57,9 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         p.push(suffix);
         let _ = std::fs::remove_file(PathBuf::from(p));
     }
-    let embedded = match broker::start(SocketAddr::from(([127, 0, 0, 1], args.port))) {
+    let embedded = match broker::start(SocketAddr::from(([127, 0, 0, 1], args.port)), "--port") {
         Ok(b) => b,
-        Err(_) => broker::start(SocketAddr::from(([127, 0, 0, 1], broker::free_port()?)))?,
+        Err(_) => broker::start(SocketAddr::from(([127, 0, 0, 1], broker::free_port()?)), "--port")?,
     };
     let port = embedded.listener.local_addr()?.port();
     let inner = embedded.internal;
