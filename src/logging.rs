@@ -25,10 +25,16 @@ pub fn format(flag: Option<LogFormat>, env: Option<&str>) -> Result<LogFormat> {
     })
 }
 
-/// Whether text logs are coloured: only on a terminal, and not when `NO_COLOR` is set to
-/// anything non-empty (<https://no-color.org>).
-pub fn colour(stderr_is_terminal: bool, no_color: Option<&str>) -> bool {
-    stderr_is_terminal && no_color.is_none_or(str::is_empty)
+/// Whether output to a stream is coloured: only on a terminal, and not when `NO_COLOR` is set
+/// to anything non-empty (<https://no-color.org>).
+pub fn colour(is_terminal: bool, no_color: Option<&str>) -> bool {
+    is_terminal && no_color.is_none_or(str::is_empty)
+}
+
+/// [`colour`] with this process's `NO_COLOR`.
+pub fn colour_for(is_terminal: bool) -> bool {
+    let no_color = std::env::var_os("NO_COLOR");
+    colour(is_terminal, no_color.as_ref().map(|v| v.to_str().unwrap_or("set")))
 }
 
 /// Installs the process's logger.
@@ -39,9 +45,7 @@ pub fn init(flag: Option<LogFormat>) -> Result<()> {
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Text => {
-            let no_color = std::env::var_os("NO_COLOR");
-            let ansi = colour(std::io::stderr().is_terminal(), no_color.as_ref().map(|v| v.to_str().unwrap_or("x")));
-            builder.with_ansi(ansi).init();
+            builder.with_ansi(colour_for(std::io::stderr().is_terminal())).init();
         }
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).init(),
     }

@@ -49,7 +49,7 @@ pub struct DemoArgs {
 
 /// Runs the demo until the duration is over or Ctrl-C.
 pub async fn run(args: DemoArgs) -> Result<()> {
-    let colour = !args.no_color && std::io::stdout().is_terminal();
+    let colour = !args.no_color && crate::logging::colour_for(std::io::stdout().is_terminal());
     let registry = Arc::new(Registry::from_toml(DEMO_REGISTRY).context("demo registry")?);
     RuleSet::from_toml(DEMO_RULES).context("demo rules")?;
     for suffix in ["", "-wal", "-shm", ".state", ".state-wal", ".state-shm"] {

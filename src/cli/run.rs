@@ -208,7 +208,7 @@ async fn run_embedded(
             (listen.ip().to_string(), listen.port(), inner, Some(front))
         }
     };
-    let colour = std::io::stdout().is_terminal();
+    let colour = crate::logging::colour_for(std::io::stdout().is_terminal());
     let pipeline = Pipeline::start(PipelineConfig {
         registry: Arc::new(files.registry),
         registry_digest: riskwatch_rules::host::text_digest(&files.registry_text),
