@@ -74,8 +74,7 @@ fn json_format_gives_one_object_per_line_with_level_and_message() {
         let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
         assert!(lines.len() >= 3, "expected log lines: {log}");
         for l in lines {
-            let v: serde_json::Value =
-                serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l:?}"));
+            let v: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l:?}"));
             assert!(v["level"].is_string() && v["message"].is_string(), "level and message: {l}");
         }
     }

@@ -51,8 +51,14 @@ fn without_a_registry_thresholds_out_of_order_are_refused_at_the_line_of_the_lev
     let o = check(dir.path(), &["rules.toml"]);
     let out = text(&o);
     assert!(!o.status.success(), "{out}");
-    assert!(out.contains("rules.toml:7: rules[0].levels.red: value: orange threshold 25 must be ≤ red threshold 10"), "{out}");
-    assert!(out.contains("rules.toml:13: rules[1].levels.red: value: blue threshold 5 must be ≥ red threshold 6"), "{out}");
+    assert!(
+        out.contains("rules.toml:7: rules[0].levels.red: value: orange threshold 25 must be ≤ red threshold 10"),
+        "{out}"
+    );
+    assert!(
+        out.contains("rules.toml:13: rules[1].levels.red: value: blue threshold 5 must be ≥ red threshold 6"),
+        "{out}"
+    );
     assert!(out.contains("2 problem(s)"), "both in one pass: {out}");
 }
 
@@ -89,7 +95,9 @@ fn a_registry_duplicate_names_both_lines() {
     let out = text(&o);
     assert!(!o.status.success(), "{out}");
     assert!(
-        out.contains("registry.toml:11: sensors[1].id: sensor id \"wl-1\" is used twice (first at line 5, sensors[0].id)"),
+        out.contains(
+            "registry.toml:11: sensors[1].id: sensor id \"wl-1\" is used twice (first at line 5, sensors[0].id)"
+        ),
         "{out}"
     );
     assert!(out.contains("registry.toml:14: sensors[1].unit: \"ft\""), "every problem in one pass: {out}");

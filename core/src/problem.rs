@@ -74,8 +74,7 @@ impl FieldLines {
     pub fn new(text: &str) -> Self {
         let mut lines = FieldLines::default();
         if let Ok(root) = DeTable::parse(text) {
-            let starts: Vec<usize> =
-                std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect();
+            let starts: Vec<usize> = std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect();
             let line_of = |offset: usize| starts.partition_point(|s| *s <= offset).max(1);
             lines.table(root.get_ref(), "", &line_of);
         }

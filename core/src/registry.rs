@@ -244,7 +244,12 @@ impl Registry {
                 ));
             }
             if let Some(first) = first_site.get(&site.id) {
-                problems.push(duplicate(&format!("sites[{i}].id"), "site", site.id.as_str(), &format!("sites[{first}].id")));
+                problems.push(duplicate(
+                    &format!("sites[{i}].id"),
+                    "site",
+                    site.id.as_str(),
+                    &format!("sites[{first}].id"),
+                ));
             } else {
                 first_site.insert(site.id.clone(), i);
             }
@@ -256,7 +261,8 @@ impl Registry {
         for (i, s) in file.sensors.into_iter().enumerate() {
             let at = format!("sensors[{i}]");
             if !is_valid_id(&s.id) {
-                problems.push(Problem::new(format!("{at}.id"), format!("{:?} must be 1-64 letters, digits, - _ .", s.id)));
+                problems
+                    .push(Problem::new(format!("{at}.id"), format!("{:?} must be 1-64 letters, digits, - _ .", s.id)));
             }
             if let Some(first) = first_sensor.get(&s.id) {
                 problems.push(duplicate(&format!("{at}.id"), "sensor", &s.id, &format!("sensors[{first}].id")));
@@ -316,7 +322,8 @@ impl Registry {
         for (i, g) in file.gateways.into_iter().enumerate() {
             let at = format!("gateways[{i}]");
             if !is_valid_id(&g.id) {
-                problems.push(Problem::new(format!("{at}.id"), format!("{:?} must be 1-64 letters, digits, - _ .", g.id)));
+                problems
+                    .push(Problem::new(format!("{at}.id"), format!("{:?} must be 1-64 letters, digits, - _ .", g.id)));
             }
             if g.sites.is_empty() {
                 problems.push(Problem::new(format!("{at}.sites"), "name at least one site"));

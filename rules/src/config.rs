@@ -275,7 +275,8 @@ impl RuleSet {
             let r = spanned.into_inner();
             let at = format!("rules[{i}]");
             if !is_valid_id(&r.id) {
-                problems.push(Problem::new(format!("{at}.id"), format!("{:?} must be 1-64 letters, digits, - _ .", r.id)));
+                problems
+                    .push(Problem::new(format!("{at}.id"), format!("{:?} must be 1-64 letters, digits, - _ .", r.id)));
             }
             match first_id.get(&r.id) {
                 Some(first) => problems.push(Problem::duplicate(
@@ -466,7 +467,8 @@ impl RuleSet {
                     Ok(t) => {
                         let t = t.map(|ts| ts.into_iter().map(Some).collect());
                         if let Some((level, p)) = ordering_problem(&r.conditions, &t) {
-                            problems.push(Problem::new(format!("{at}.levels.{level}"), format!("sensor {}: {p}", s.id)));
+                            problems
+                                .push(Problem::new(format!("{at}.levels.{level}"), format!("sensor {}: {p}", s.id)));
                         }
                     }
                     Err((level, p)) => {
@@ -516,7 +518,10 @@ impl RuleSet {
                 .iter()
                 .all(|s| self.quality[..i].iter().any(|(earlier, _)| earlier.applies_to.matches(s)))
             {
-                w.push(Problem::new(format!("quality[{i}]"), "is hidden: an earlier [[quality]] table already applies to all its sensors (the first match wins)"));
+                w.push(Problem::new(
+                    format!("quality[{i}]"),
+                    "is hidden: an earlier [[quality]] table already applies to all its sensors (the first match wins)",
+                ));
             }
         }
         for (i, (c, _)) in self.composites.iter().enumerate() {

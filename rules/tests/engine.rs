@@ -203,7 +203,8 @@ fn thresholds_out_of_order_are_refused() {
     )
     .unwrap_err();
     assert!(
-        err.to_string().contains("line 5: rules[0].levels.orange: value: yellow threshold 30 must be ≤ orange threshold 20"),
+        err.to_string()
+            .contains("line 5: rules[0].levels.orange: value: yellow threshold 30 must be ≤ orange threshold 20"),
         "{err}"
     );
     // Falling: the reverse.
@@ -211,7 +212,10 @@ fn thresholds_out_of_order_are_refused() {
         "[[rules]]\nid = \"x\"\ndirection = \"falling\"\napplies_to = { kind = \"water_level\" }\nlevels = { blue = 5, red = 6 }\n",
     )
     .unwrap_err();
-    assert!(err.to_string().contains("rules[0].levels.red: value: blue threshold 5 must be ≥ red threshold 6"), "{err}");
+    assert!(
+        err.to_string().contains("rules[0].levels.red: value: blue threshold 5 must be ≥ red threshold 6"),
+        "{err}"
+    );
     // Attributes: against the registry, per sensor.
     let reg = Registry::from_toml(REGISTRY).unwrap();
     let rules = RuleSet::from_toml(
