@@ -18,8 +18,10 @@
 //! levels = { yellow = "count(>= blue) >= 4", orange = "count(>= yellow) >= 3", red = "count(>= orange) >= 2" }
 //! ```
 //!
-//! Parsing checks everything that can be checked without a registry and reports every
-//! problem with its line and field; [`RuleSet::check_against`] adds the registry checks.
+//! Parsing checks everything that can be checked without a registry (literal thresholds in
+//! level order included) and reports every problem as a [`Problem`] with its field and line;
+//! [`RuleSet::from_toml_for`] adds the kinds against a catalog, [`RuleSet::problems_against`]
+//! the registry checks (attributes, their order per sensor).
 
 use crate::bands::{Delay, Direction};
 use crate::composite::CompositeSpec;
