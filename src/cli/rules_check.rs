@@ -6,8 +6,9 @@
 //! declares under `[kinds]` needs `--registry`), and literal thresholds must be in level
 //! order; thresholds that name sensor attributes are checked only with `--registry`.
 
+use crate::settings::load_registry;
 use anyhow::{bail, Context, Result};
-use riskwatch_core::{KindCatalog, Problem, Registry, RegistryError};
+use riskwatch_core::{KindCatalog, Problem};
 use riskwatch_rules::{Engine, RuleError, RuleSet};
 use std::path::Path;
 
@@ -59,20 +60,6 @@ pub fn rules_check(file: &Path, registry: Option<&Path>) -> Result<()> {
         engine.binding_count()
     );
     Ok(())
-}
-
-/// Reads a registry; its problems are printed as `FILE:LINE: field: message`.
-fn load_registry(path: &Path) -> Result<Registry> {
-    let name = path.display().to_string();
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading registry {name}"))?;
-    match Registry::from_toml(&text) {
-        Ok(r) => Ok(r),
-        Err(RegistryError::Invalid(problems)) => {
-            print_problems(&name, &problems);
-            bail!("{name}: {} problem(s)", problems.len())
-        }
-        Err(e) => bail!("{name}: {e}"),
-    }
 }
 
 fn print_problems(file: &str, problems: &[Problem]) {
