@@ -381,16 +381,16 @@ impl RuleSet {
         }
         let rule_ids: HashSet<&str> = rules.iter().map(|r| r.spec.id.as_str()).collect();
         for (i, (c, _)) in composites.iter().enumerate() {
-            let referenced = c
-                .levels
-                .as_array()
-                .into_iter()
-                .flatten()
-                .flat_map(|e| e.rules_referenced())
-                .chain(c.members.rules.iter().map(String::as_str));
-            for r in referenced {
+            let in_levels = c.levels.as_array().into_iter().zip(Level::ALL).flat_map(|(e, level)| {
+                e.into_iter().flat_map(|e| e.rules_referenced()).map(move |r| (format!("levels.{level}"), r))
+            });
+            let in_members = c.members.rules.iter().map(|r| ("members.rules".to_string(), r.as_str()));
+            for (field, r) in in_levels.chain(in_members) {
                 if !rule_ids.contains(r) {
-                    problems.push(Problem::new(format!("composites[{i}]"), format!("refers to unknown rule {r:?}")));
+                    problems.push(Problem::new(
+                        format!("composites[{i}].{field}"),
+                        format!("refers to unknown rule {r:?}"),
+                    ));
                 }
             }
         }
