@@ -11,6 +11,7 @@
 mod cli;
 mod embedded;
 mod kafka;
+mod logging;
 mod metrics;
 mod topology;
 
@@ -37,6 +38,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log lines on standard error as `text` (coloured only on a terminal and without
+    /// NO_COLOR) or `json` (one object per line); default: RISKWATCH_LOG_FORMAT, else text.
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<logging::LogFormat>,
 }
 
 #[derive(Subcommand)]
@@ -95,10 +100,11 @@ enum RulesCommand {
 }
 
 fn main() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("RISKWATCH_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,rumqttd=off"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     let cli = Cli::parse();
+    if let Err(e) = logging::init(cli.log_format) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
     let result = match cli.command {
         Command::Rules { command: Some(RulesCommand::Check { file, registry }), .. } => {
             cli::rules_check::rules_check(&file, registry.as_deref())

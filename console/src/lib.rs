@@ -369,9 +369,11 @@ impl Console {
         app.readiness.follow("broker", subscribed_rx.clone());
         let feed_app = Arc::clone(&app);
         let feed = tokio::spawn(async move {
+            let mut outage = riskwatch_core::outage::OutageLog::new("console");
             loop {
                 match eventloop.poll().await {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        outage.connected(std::time::Instant::now());
                         for (filter, qos) in [
                             (topic::ALERTS_FILTER, QoS::AtLeastOnce),
                             (topic::STATE_FILTER, QoS::AtLeastOnce),
@@ -389,7 +391,7 @@ impl Console {
                     Ok(_) => {}
                     Err(e) => {
                         let _ = subscribed_tx.send(false);
-                        warn!(error = %e, "console MQTT connection error; reconnecting");
+                        outage.failed(std::time::Instant::now(), &e);
                         tokio::time::sleep(Duration::from_millis(500)).await;
                     }
                 }

@@ -2,10 +2,12 @@
 //! the per-station attributes (warning level, gas set points, …) rules refer to.
 //!
 //! Loaded from TOML. Validation reports *every* problem, each naming the offending field
-//! (`sensors[3].unit`), so a configuration author fixes the file in one pass.
+//! (`sensors[3].unit`) and its line, and a duplicate id where it first appeared, so a
+//! configuration author fixes the file in one pass.
 
 use crate::ids::is_valid_id;
 use crate::kind::{canonical_unit, KindCatalog, KindSpec};
+use crate::problem::{FieldLines, Problem};
 use crate::{SensorId, SensorKind, SiteId};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -225,9 +227,9 @@ pub enum RegistryError {
     /// The file is not valid TOML or has a field of the wrong type (message has line/column).
     #[error("registry is not valid: {0}")]
     Parse(String),
-    /// The file parsed but its content is inconsistent; every problem is listed.
-    #[error("registry has {} problem(s):\n  {}", .0.len(), .0.join("\n  "))]
-    Invalid(Vec<String>),
+    /// The file parsed but its content is inconsistent; every problem is listed, with its line.
+    #[error("registry has {} problem(s):\n  {}", .0.len(), .0.iter().map(Problem::to_string).collect::<Vec<_>>().join("\n  "))]
+    Invalid(Vec<Problem>),
 }
 
 /// All sites and sensors a deployment knows.
@@ -248,63 +250,82 @@ impl Registry {
         let mut catalog = KindCatalog::default();
         for (name, spec) in &file.kinds {
             if SensorKind::builtin(name).is_some() {
-                problems.push(format!("kinds.{name}: redefines a built-in kind"));
+                problems.push(Problem::new(format!("kinds.{name}"), "redefines a built-in kind"));
             } else if !is_valid_id(name) {
-                problems.push(format!("kinds.{name}: name must be letters, digits, - _ ."));
+                problems.push(Problem::new(format!("kinds.{name}"), "name must be letters, digits, - _ ."));
             } else if spec.units.is_empty() {
-                problems.push(format!("kinds.{name}.units: at least one unit is required"));
+                problems.push(Problem::new(format!("kinds.{name}.units"), "at least one unit is required"));
             } else {
                 catalog.declare(name, spec.clone());
             }
         }
         let mut sites = BTreeMap::new();
+        let mut first_site: HashMap<SiteId, usize> = HashMap::new();
         for (i, site) in file.sites.into_iter().enumerate() {
             if !is_valid_id(site.id.as_str()) {
-                problems.push(format!("sites[{i}].id: {:?} must be 1-64 letters, digits, - _ .", site.id.as_str()));
+                problems.push(Problem::new(
+                    format!("sites[{i}].id"),
+                    format!("{:?} must be 1-64 letters, digits, - _ .", site.id.as_str()),
+                ));
             }
-            if sites.contains_key(&site.id) {
-                problems.push(format!("sites[{i}].id: duplicate site id {:?}", site.id.as_str()));
+            if let Some(first) = first_site.get(&site.id) {
+                problems.push(duplicate(
+                    &format!("sites[{i}].id"),
+                    "site",
+                    site.id.as_str(),
+                    &format!("sites[{first}].id"),
+                ));
+            } else {
+                first_site.insert(site.id.clone(), i);
             }
             sites.insert(site.id.clone(), site);
         }
         let mut sensors = HashMap::new();
+        let mut first_sensor: HashMap<String, usize> = HashMap::new();
         let mut texts = Interner::default();
         for (i, s) in file.sensors.into_iter().enumerate() {
             let at = format!("sensors[{i}]");
             if !is_valid_id(&s.id) {
-                problems.push(format!("{at}.id: {:?} must be 1-64 letters, digits, - _ .", s.id));
+                problems
+                    .push(Problem::new(format!("{at}.id"), format!("{:?} must be 1-64 letters, digits, - _ .", s.id)));
             }
-            if sensors.contains_key(s.id.as_str()) {
-                problems.push(format!("{at}.id: duplicate sensor id {:?}", s.id));
+            if let Some(first) = first_sensor.get(&s.id) {
+                problems.push(duplicate(&format!("{at}.id"), "sensor", &s.id, &format!("sensors[{first}].id")));
+            } else {
+                first_sensor.insert(s.id.clone(), i);
             }
             if !sites.contains_key(s.site.as_str()) {
-                problems.push(format!("{at}.site: unknown site {:?} (declare it under [[sites]])", s.site));
+                problems.push(Problem::new(
+                    format!("{at}.site"),
+                    format!("unknown site {:?} (declare it under [[sites]])", s.site),
+                ));
             }
             let Some((kind, spec)) = catalog.lookup(&s.kind) else {
-                problems.push(format!(
-                    "{at}.kind: unknown kind {:?} (known: {}; or declare it under [kinds])",
-                    s.kind,
-                    catalog.names().collect::<Vec<_>>().join(", ")
+                problems.push(Problem::new(
+                    format!("{at}.kind"),
+                    format!(
+                        "unknown kind {:?} (known: {}; or declare it under [kinds])",
+                        s.kind,
+                        catalog.names().collect::<Vec<_>>().join(", ")
+                    ),
                 ));
                 continue;
             };
             let unit = canonical_unit(&s.unit);
             if !spec.units.iter().any(|u| u == unit) {
-                problems.push(format!(
-                    "{at}.unit: {:?} is not a unit of {} (expected one of {})",
-                    s.unit,
-                    s.kind,
-                    spec.units.join(", ")
+                problems.push(Problem::new(
+                    format!("{at}.unit"),
+                    format!("{:?} is not a unit of {} (expected one of {})", s.unit, s.kind, spec.units.join(", ")),
                 ));
             }
             if let Some(iv) = s.interval_s {
                 if !(iv.is_finite() && iv > 0.0) {
-                    problems.push(format!("{at}.interval_s: must be a positive number of seconds"));
+                    problems.push(Problem::new(format!("{at}.interval_s"), "must be a positive number of seconds"));
                 }
             }
             for (name, v) in &s.attributes {
                 if !v.is_finite() {
-                    problems.push(format!("{at}.attributes.{name}: must be a finite number"));
+                    problems.push(Problem::new(format!("{at}.attributes.{name}"), "must be a finite number"));
                 }
             }
             let sensor = Sensor {
@@ -323,25 +344,34 @@ impl Registry {
             sensors.insert(sensor.id.clone(), sensor);
         }
         let mut gateways = BTreeMap::new();
+        let mut first_gateway: HashMap<String, usize> = HashMap::new();
         for (i, g) in file.gateways.into_iter().enumerate() {
             let at = format!("gateways[{i}]");
             if !is_valid_id(&g.id) {
-                problems.push(format!("{at}.id: {:?} must be 1-64 letters, digits, - _ .", g.id));
+                problems
+                    .push(Problem::new(format!("{at}.id"), format!("{:?} must be 1-64 letters, digits, - _ .", g.id)));
             }
             if g.sites.is_empty() {
-                problems.push(format!("{at}.sites: name at least one site"));
+                problems.push(Problem::new(format!("{at}.sites"), "name at least one site"));
             }
             for s in &g.sites {
                 if !sites.contains_key(s) {
-                    problems.push(format!("{at}.sites: unknown site {:?}", s.as_str()));
+                    problems.push(Problem::new(format!("{at}.sites"), format!("unknown site {:?}", s.as_str())));
                 }
             }
-            if gateways.insert(g.id.clone(), g.clone()).is_some() {
-                problems.push(format!("{at}.id: duplicate gateway id {:?}", g.id));
+            if let Some(first) = first_gateway.get(&g.id) {
+                problems.push(duplicate(&format!("{at}.id"), "gateway", &g.id, &format!("gateways[{first}].id")));
+            } else {
+                first_gateway.insert(g.id.clone(), i);
             }
+            gateways.insert(g.id.clone(), g);
         }
         if file.require_gateway_topics && gateways.is_empty() {
-            problems.push("require_gateway_topics: true, but no [[gateways]] are declared".into());
+            problems.push(Problem::new("require_gateway_topics", "true, but no [[gateways]] are declared"));
+        }
+        if !problems.is_empty() {
+            // Lines are looked up only when something is wrong (a second parse of the text).
+            FieldLines::new(text).locate(&mut problems);
         }
         if problems.is_empty() {
             Ok(Registry { catalog, sites, sensors, gateways, require_gateway_topics: file.require_gateway_topics })
@@ -428,6 +458,11 @@ impl Registry {
             require_gateway_topics: self.require_gateway_topics,
         }
     }
+}
+
+/// `field` repeats the id of `first` (e.g. `sensors[3].id`).
+fn duplicate(field: &str, what: &str, id: &str, first: &str) -> Problem {
+    Problem::duplicate(field, format!("{what} id {id:?} is used twice"), first)
 }
 
 #[cfg(test)]
@@ -531,11 +566,14 @@ mod tests {
         let RegistryError::Invalid(problems) = Registry::from_toml(bad).unwrap_err() else {
             panic!("expected Invalid")
         };
-        let all = problems.join("\n");
-        assert!(all.contains("sensors[0].site: unknown site \"nowhere\""), "{all}");
-        assert!(all.contains("sensors[0].unit: \"ft\""), "{all}");
-        assert!(all.contains("sensors[1].id: duplicate sensor id"), "{all}");
-        assert!(all.contains("sensors[1].kind: unknown kind \"lava\""), "{all}");
+        let all = problems.iter().map(|p| p.render("reg.toml")).collect::<Vec<_>>().join("\n");
+        assert!(all.contains("reg.toml:6: sensors[0].site: unknown site \"nowhere\""), "{all}");
+        assert!(all.contains("reg.toml:8: sensors[0].unit: \"ft\""), "{all}");
+        assert!(
+            all.contains("reg.toml:10: sensors[1].id: sensor id \"s1\" is used twice (first at line 5, sensors[0].id)"),
+            "{all}"
+        );
+        assert!(all.contains("reg.toml:12: sensors[1].kind: unknown kind \"lava\""), "{all}");
     }
 
     #[test]

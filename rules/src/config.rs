@@ -18,8 +18,10 @@
 //! levels = { yellow = "count(>= blue) >= 4", orange = "count(>= yellow) >= 3", red = "count(>= orange) >= 2" }
 //! ```
 //!
-//! Parsing checks everything that can be checked without a registry and reports every
-//! problem with its line and field; [`RuleSet::check_against`] adds the registry checks.
+//! Parsing checks everything that can be checked without a registry (literal thresholds in
+//! level order included) and reports every problem as a [`Problem`] with its field and line;
+//! [`RuleSet::from_toml_for`] adds the kinds against a catalog, [`RuleSet::problems_against`]
+//! the registry checks (attributes, their order per sensor).
 
 use crate::bands::{Delay, Direction};
 use crate::composite::CompositeSpec;
@@ -27,10 +29,11 @@ use crate::condition::{parse_window, Condition, Feature, LevelConditions};
 use crate::measure::Measure;
 use crate::message::MessageTemplate;
 use crate::quality::QualitySpec;
+use crate::threshold::ThresholdExpr;
 use riskwatch_core::ids::is_valid_id;
-use riskwatch_core::{Level, Registry, Sensor};
+use riskwatch_core::{FieldLines, KindCatalog, Level, Problem, Registry, Sensor};
 use serde::Deserialize;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use toml::Spanned;
 
 /// Which sensors a rule applies to. Every given criterion must match.
@@ -207,6 +210,8 @@ pub struct RuleSet {
     pub quality: Vec<(QualitySpec, usize)>,
     /// Composite site rules, in file order, with their lines.
     pub composites: Vec<(CompositeSpec, usize)>,
+    /// Where each field was written, for problems found later (against a registry).
+    pub lines: FieldLines,
 }
 
 /// Why a rules file cannot be used.
@@ -215,58 +220,113 @@ pub enum RuleError {
     /// Not valid TOML, or a field of the wrong type (the message has line and column).
     #[error("rules file is not valid: {0}")]
     Parse(String),
-    /// Every problem found, each naming its line, rule and field.
+    /// Every problem found in the file, each with its field and line.
+    #[error("rules file has {} problem(s):\n  {}", .0.len(), .0.iter().map(Problem::to_string).collect::<Vec<_>>().join("\n  "))]
+    File(Vec<Problem>),
+    /// The rules cannot run on this registry or state (each message names what and where).
     #[error("rules file has {} problem(s):\n  {}", .0.len(), .0.join("\n  "))]
     Invalid(Vec<String>),
 }
 
-fn line_of(text: &str, offset: usize) -> usize {
-    text.as_bytes()[..offset.min(text.len())].iter().filter(|b| **b == b'\n').count() + 1
+/// `field: message` from a part's own check (`flat_line.tolerance: must be …`) as a problem
+/// of `prefix` (`quality[2]`).
+fn sub_problem(prefix: &str, p: &str) -> Problem {
+    match p.split_once(": ") {
+        Some((field, message)) if !field.contains(' ') => Problem::new(format!("{prefix}.{field}"), message),
+        _ => Problem::new(prefix, p),
+    }
 }
 
 impl RuleSet {
-    /// Parses a rules file and checks what can be checked without a registry.
+    /// Parses a rules file and checks what can be checked without a registry: ids, numbers,
+    /// conditions, and the order of literal thresholds (`red` above `orange` … for a rising
+    /// rule). Kinds need a catalog ([`RuleSet::kind_problems`]); thresholds that name sensor
+    /// attributes need a registry ([`RuleSet::problems_against`]).
     pub fn from_toml(text: &str) -> Result<Self, RuleError> {
+        let (set, problems) = Self::parse(text)?;
+        if problems.is_empty() {
+            Ok(set)
+        } else {
+            Err(RuleError::File(problems))
+        }
+    }
+
+    /// [`RuleSet::from_toml`] plus the kinds against `catalog` ([`RuleSet::kind_problems`]),
+    /// every problem reported at once. Without a registry, `KindCatalog::default()` knows the
+    /// built-in kinds only.
+    pub fn from_toml_for(text: &str, catalog: &KindCatalog) -> Result<Self, RuleError> {
+        let (set, mut problems) = Self::parse(text)?;
+        problems.extend(set.kind_problems(catalog));
+        if problems.is_empty() {
+            Ok(set)
+        } else {
+            set.lines.locate(&mut problems);
+            Err(RuleError::File(problems))
+        }
+    }
+
+    /// The rule set as far as it could be built, and every problem found.
+    fn parse(text: &str) -> Result<(Self, Vec<Problem>), RuleError> {
         let file: RulesFile = toml::from_str(text).map_err(|e| RuleError::Parse(e.to_string()))?;
+        let lines = FieldLines::new(text);
         let mut problems = Vec::new();
-        let mut seen = HashSet::new();
+        let mut first_id: HashMap<String, String> = HashMap::new();
         let mut rules = Vec::new();
         for (i, spanned) in file.rules.into_iter().enumerate() {
-            let line = line_of(text, spanned.span().start);
+            let line = lines.line(&format!("rules[{i}]")).unwrap_or(1);
             let r = spanned.into_inner();
-            let at = format!("line {line}: rules[{i}] ({:?})", r.id);
+            let at = format!("rules[{i}]");
             if !is_valid_id(&r.id) {
-                problems.push(format!("{at}.id: must be 1-64 letters, digits, - _ ."));
+                problems
+                    .push(Problem::new(format!("{at}.id"), format!("{:?} must be 1-64 letters, digits, - _ .", r.id)));
             }
-            if !seen.insert(r.id.clone()) {
-                problems.push(format!("{at}.id: duplicate id"));
+            match first_id.get(&r.id) {
+                Some(first) => problems.push(Problem::duplicate(
+                    format!("{at}.id"),
+                    format!("id {:?} is used twice", r.id),
+                    first.clone(),
+                )),
+                None => {
+                    first_id.insert(r.id.clone(), format!("{at}.id"));
+                }
             }
             if !(r.deadband.is_finite() && r.deadband >= 0.0) {
-                problems.push(format!("{at}.deadband: must be a finite number ≥ 0"));
+                problems.push(Problem::new(format!("{at}.deadband"), "must be a finite number ≥ 0"));
             }
             if r.levels.as_array().iter().all(Option::is_none) {
-                problems.push(format!("{at}.levels: give at least one of blue, yellow, orange, red"));
+                problems.push(Problem::new(format!("{at}.levels"), "give at least one of blue, yellow, orange, red"));
             }
             if r.precision > 9 {
-                problems.push(format!("{at}.precision: at most 9 decimal places"));
+                problems.push(Problem::new(format!("{at}.precision"), "at most 9 decimal places"));
             }
             for p in r.message.unknown_placeholders() {
-                problems.push(format!("{at}.message: unknown placeholder {{{p}}}"));
+                problems.push(Problem::new(format!("{at}.message"), format!("unknown placeholder {{{p}}}")));
             }
             if let Some(g) = &r.gnss {
-                problems.extend(g.problems().into_iter().map(|p| format!("{at}.gnss.{p}")));
+                problems.extend(g.problems().iter().map(|p| sub_problem(&format!("{at}.gnss"), p)));
             }
             if let Some(s) = &r.sta_lta {
-                problems.extend(s.problems().into_iter().map(|p| format!("{at}.{p}")));
+                problems.extend(s.problems().iter().map(|p| sub_problem(&at, p)));
             }
             let mut conditions: [Vec<Condition>; 4] = Default::default();
             for (li, entry) in r.levels.as_array().into_iter().enumerate() {
                 if let Some(entry) = entry {
                     match entry.parse(r.direction) {
                         Ok(cs) => conditions[li] = cs,
-                        Err(e) => problems.push(format!("{at}.levels.{}: {e}", Level::ALL[li])),
+                        Err(e) => problems.push(Problem::new(format!("{at}.levels.{}", Level::ALL[li]), e)),
                     }
                 }
+            }
+            let literal = conditions.clone().map(|cs| {
+                cs.iter()
+                    .map(|c| match c.threshold {
+                        ThresholdExpr::Const(v) => Some(v),
+                        ThresholdExpr::Attr { .. } => None,
+                    })
+                    .collect::<Vec<_>>()
+            });
+            if let Some((level, p)) = ordering_problem(&conditions, &literal) {
+                problems.push(Problem::new(format!("{at}.levels.{level}"), p));
             }
             let mut remind_ms = [None; 4];
             for (level, text) in [(Level::Orange, &r.remind.orange), (Level::Red, &r.remind.red)] {
@@ -274,7 +334,7 @@ impl RuleSet {
                     None | Some("off") => {}
                     Some(t) => match parse_window(t) {
                         Ok(ms) => remind_ms[level.index()] = Some(ms),
-                        Err(e) => problems.push(format!("{at}.remind.{level}: {e}")),
+                        Err(e) => problems.push(Problem::new(format!("{at}.remind.{level}"), e)),
                     },
                 }
             }
@@ -296,147 +356,210 @@ impl RuleSet {
         }
         let mut quality = Vec::new();
         for (i, spanned) in file.quality.into_iter().enumerate() {
-            let line = line_of(text, spanned.span().start);
+            let line = lines.line(&format!("quality[{i}]")).unwrap_or(1);
             let q = spanned.into_inner();
-            for p in q.problems() {
-                problems.push(format!("line {line}: quality[{i}].{p}"));
-            }
+            problems.extend(q.problems().iter().map(|p| sub_problem(&format!("quality[{i}]"), p)));
             quality.push((q, line));
         }
         let mut composites = Vec::new();
         for (i, spanned) in file.composites.into_iter().enumerate() {
-            let line = line_of(text, spanned.span().start);
+            let line = lines.line(&format!("composites[{i}]")).unwrap_or(1);
             let c = spanned.into_inner();
-            let at = format!("line {line}: composites[{i}] ({:?})", c.id);
-            for p in c.problems() {
-                problems.push(format!("{at}.{p}"));
-            }
-            if !seen.insert(c.id.clone()) {
-                problems.push(format!("{at}.id: duplicate id (rule and composite ids share one namespace)"));
+            let at = format!("composites[{i}]");
+            problems.extend(c.problems().iter().map(|p| sub_problem(&at, p)));
+            match first_id.get(&c.id) {
+                Some(first) => problems.push(Problem::duplicate(
+                    format!("{at}.id"),
+                    format!("id {:?} is used twice (rule and composite ids share one namespace)", c.id),
+                    first.clone(),
+                )),
+                None => {
+                    first_id.insert(c.id.clone(), format!("{at}.id"));
+                }
             }
             composites.push((c, line));
         }
         let rule_ids: HashSet<&str> = rules.iter().map(|r| r.spec.id.as_str()).collect();
-        for (i, (c, line)) in composites.iter().enumerate() {
-            let referenced = c
-                .levels
-                .as_array()
-                .into_iter()
-                .flatten()
-                .flat_map(|e| e.rules_referenced())
-                .chain(c.members.rules.iter().map(String::as_str));
-            for r in referenced {
+        for (i, (c, _)) in composites.iter().enumerate() {
+            let in_levels = c.levels.as_array().into_iter().zip(Level::ALL).flat_map(|(e, level)| {
+                e.into_iter().flat_map(|e| e.rules_referenced()).map(move |r| (format!("levels.{level}"), r))
+            });
+            let in_members = c.members.rules.iter().map(|r| ("members.rules".to_string(), r.as_str()));
+            for (field, r) in in_levels.chain(in_members) {
                 if !rule_ids.contains(r) {
-                    problems.push(format!("line {line}: composites[{i}] ({:?}): refers to unknown rule {r:?}", c.id));
+                    problems.push(Problem::new(
+                        format!("composites[{i}].{field}"),
+                        format!("refers to unknown rule {r:?}"),
+                    ));
                 }
             }
         }
-        if problems.is_empty() {
-            Ok(RuleSet { rules, quality, composites })
-        } else {
-            Err(RuleError::Invalid(problems))
+        lines.locate(&mut problems);
+        Ok((RuleSet { rules, quality, composites, lines }, problems))
+    }
+
+    /// Kinds the rules and quality tables apply to that `catalog` does not know. Without a
+    /// registry, check against [`KindCatalog::default`] (the built-in kinds): a kind a
+    /// registry declares under `[kinds]` is then reported too.
+    pub fn kind_problems(&self, catalog: &KindCatalog) -> Vec<Problem> {
+        let known = || catalog.names().collect::<Vec<_>>().join(", ");
+        let mut problems = Vec::new();
+        for (i, r) in self.rules.iter().enumerate() {
+            let at = format!("rules[{i}]");
+            match catalog.lookup(&r.spec.applies_to.kind) {
+                None => problems.push(Problem::new(
+                    format!("{at}.applies_to.kind"),
+                    format!("unknown kind {:?} (known: {})", r.spec.applies_to.kind, known()),
+                )),
+                Some((_, spec)) if spec.shape != r.spec.measure.shape() => problems.push(Problem::new(
+                    format!("{at}.measure"),
+                    format!(
+                        "{:?} reads {} values but {} readings are {}",
+                        r.spec.measure,
+                        r.spec.measure.shape().as_str(),
+                        r.spec.applies_to.kind,
+                        spec.shape.as_str()
+                    ),
+                )),
+                Some(_) => {}
+            }
         }
+        for (i, (q, _)) in self.quality.iter().enumerate() {
+            match catalog.lookup(&q.applies_to.kind) {
+                None => problems.push(Problem::new(
+                    format!("quality[{i}].applies_to.kind"),
+                    format!("unknown kind {:?} (known: {})", q.applies_to.kind, known()),
+                )),
+                Some((_, spec)) if spec.shape != q.measure.shape() => problems.push(Problem::new(
+                    format!("quality[{i}].measure"),
+                    format!(
+                        "{:?} reads {} values but {} readings are {}",
+                        q.measure,
+                        q.measure.shape().as_str(),
+                        q.applies_to.kind,
+                        spec.shape.as_str()
+                    ),
+                )),
+                Some(_) => {}
+            }
+        }
+        self.lines.locate(&mut problems);
+        problems
+    }
+
+    /// How many thresholds name a sensor attribute (`warning_level`): their values, and so
+    /// their order, are known only against a registry.
+    pub fn attribute_thresholds(&self) -> usize {
+        self.rules
+            .iter()
+            .flat_map(|r| r.conditions.iter().flatten())
+            .filter(|c| matches!(c.threshold, ThresholdExpr::Attr { .. }))
+            .count()
     }
 
     /// Checks the rules against a registry: kinds exist and fit the measure, every selected
     /// sensor has the attributes its thresholds name, and thresholds are ordered by level.
-    pub fn check_against(&self, registry: &Registry) -> Vec<String> {
-        let mut problems = Vec::new();
+    pub fn problems_against(&self, registry: &Registry) -> Vec<Problem> {
+        let mut problems = self.kind_problems(registry.catalog());
+        let sensors = registry.sensors();
         for (i, r) in self.rules.iter().enumerate() {
-            let at = format!("line {}: rules[{i}] ({:?})", r.line, r.spec.id);
-            match registry.catalog().lookup(&r.spec.applies_to.kind) {
-                None => problems.push(format!("{at}.applies_to.kind: unknown kind {:?}", r.spec.applies_to.kind)),
-                Some((_, spec)) if spec.shape != r.spec.measure.shape() => problems.push(format!(
-                    "{at}.measure: {:?} reads {} values but {} readings are {}",
-                    r.spec.measure,
-                    r.spec.measure.shape().as_str(),
-                    r.spec.applies_to.kind,
-                    spec.shape.as_str()
-                )),
-                Some(_) => {}
-            }
-            for s in registry.sensors().into_iter().filter(|s| r.spec.applies_to.matches(s)) {
-                match resolve(r, s) {
+            let at = format!("rules[{i}]");
+            for s in sensors.iter().filter(|s| r.spec.applies_to.matches(s)) {
+                match resolve_levels(r, s) {
                     Ok(t) => {
-                        if let Some(p) = ordering_problem(r, &t) {
-                            problems.push(format!("{at}.levels (sensor {}): {p}", s.id));
+                        let t = t.map(|ts| ts.into_iter().map(Some).collect());
+                        if let Some((level, p)) = ordering_problem(&r.conditions, &t) {
+                            problems
+                                .push(Problem::new(format!("{at}.levels.{level}"), format!("sensor {}: {p}", s.id)));
                         }
                     }
-                    Err(p) => problems.push(format!("{at}.levels (sensor {}): {p}", s.id)),
+                    Err((level, p)) => {
+                        problems.push(Problem::new(format!("{at}.levels.{level}"), format!("sensor {}: {p}", s.id)))
+                    }
                 }
             }
         }
-        for (i, (q, line)) in self.quality.iter().enumerate() {
-            match registry.catalog().lookup(&q.applies_to.kind) {
-                None => problems
-                    .push(format!("line {line}: quality[{i}].applies_to.kind: unknown kind {:?}", q.applies_to.kind)),
-                Some((_, spec)) if spec.shape != q.measure.shape() => problems.push(format!(
-                    "line {line}: quality[{i}].measure: {:?} reads {} values but {} readings are {}",
-                    q.measure,
-                    q.measure.shape().as_str(),
-                    q.applies_to.kind,
-                    spec.shape.as_str()
-                )),
-                Some(_) => {}
-            }
-            for s in registry.sensors().into_iter().filter(|s| q.applies_to.matches(s)) {
+        for (i, (q, _)) in self.quality.iter().enumerate() {
+            for s in sensors.iter().filter(|s| q.applies_to.matches(s)) {
                 if let Err(p) = q.resolve(s) {
-                    problems.push(format!("line {line}: quality[{i}] (sensor {}): {p}", s.id));
+                    let mut p = sub_problem(&format!("quality[{i}]"), &p);
+                    p.message = format!("sensor {}: {}", s.id, p.message);
+                    problems.push(p);
                 }
             }
         }
+        self.lines.locate(&mut problems);
         problems
+    }
+
+    /// [`RuleSet::problems_against`], as text (`line N: field: message`).
+    pub fn check_against(&self, registry: &Registry) -> Vec<String> {
+        self.problems_against(registry).iter().map(Problem::to_string).collect()
     }
 }
 
 impl RuleSet {
     /// Things that are legal but probably not what the author meant: rules, quality tables
     /// and composites that select nothing, and quality tables hidden by an earlier one.
-    pub fn warnings_against(&self, registry: &Registry) -> Vec<String> {
+    pub fn warnings_against(&self, registry: &Registry) -> Vec<Problem> {
         let mut w = Vec::new();
         let sensors = registry.sensors();
         for (i, r) in self.rules.iter().enumerate() {
             if !sensors.iter().any(|s| r.spec.applies_to.matches(s)) {
-                w.push(format!("line {}: rules[{i}] ({:?}) applies to no registered sensor", r.line, r.spec.id));
+                w.push(Problem::new(
+                    format!("rules[{i}].applies_to"),
+                    format!("rule {:?} applies to no registered sensor", r.spec.id),
+                ));
             }
         }
-        for (i, (q, line)) in self.quality.iter().enumerate() {
+        for (i, (q, _)) in self.quality.iter().enumerate() {
             let selected: Vec<_> = sensors.iter().filter(|s| q.applies_to.matches(s)).collect();
             if selected.is_empty() {
-                w.push(format!("line {line}: quality[{i}] applies to no registered sensor"));
+                w.push(Problem::new(format!("quality[{i}].applies_to"), "applies to no registered sensor"));
             } else if selected
                 .iter()
                 .all(|s| self.quality[..i].iter().any(|(earlier, _)| earlier.applies_to.matches(s)))
             {
-                w.push(format!("line {line}: quality[{i}] is hidden: an earlier [[quality]] table already applies to all its sensors (the first match wins)"));
+                w.push(Problem::new(
+                    format!("quality[{i}]"),
+                    "is hidden: an earlier [[quality]] table already applies to all its sensors (the first match wins)",
+                ));
             }
         }
-        for (i, (c, line)) in self.composites.iter().enumerate() {
+        for (i, (c, _)) in self.composites.iter().enumerate() {
             for site in &c.sites {
                 if registry.site(site).is_none() {
-                    w.push(format!("line {line}: composites[{i}] ({:?}).sites: unknown site {site:?}", c.id));
+                    w.push(Problem::new(format!("composites[{i}].sites"), format!("unknown site {site:?}")));
                 }
             }
         }
+        self.lines.locate(&mut w);
         w
     }
 }
 
 /// Thresholds of a rule's conditions resolved for one sensor, per level.
 pub(crate) fn resolve(r: &CompiledRule, s: &Sensor) -> Result<[Vec<f64>; 4], String> {
+    resolve_levels(r, s).map_err(|(level, m)| format!("{level}: {m}"))
+}
+
+/// [`resolve`], the error naming the level whose threshold cannot be resolved.
+fn resolve_levels(r: &CompiledRule, s: &Sensor) -> Result<[Vec<f64>; 4], (Level, String)> {
     let mut out: [Vec<f64>; 4] = Default::default();
     for (i, cs) in r.conditions.iter().enumerate() {
         for c in cs {
-            out[i].push(c.threshold.resolve(&s.attributes).map_err(|m| format!("{}: {m}", Level::ALL[i]))?);
+            out[i].push(c.threshold.resolve(&s.attributes).map_err(|m| (Level::ALL[i], m))?);
         }
     }
     Ok(out)
 }
 
-/// For each feature used on several levels, thresholds must not contradict the ladder.
-fn ordering_problem(r: &CompiledRule, t: &[Vec<f64>; 4]) -> Option<String> {
+/// For each feature used on several levels, thresholds must not contradict the ladder (a
+/// rising rule's red at or above its orange, …). `t` gives each condition's threshold, `None`
+/// where it is not known (an attribute, without a registry). `Err` names the higher level.
+fn ordering_problem(conditions: &[Vec<Condition>; 4], t: &[Vec<Option<f64>>; 4]) -> Option<(Level, String)> {
     let mut features: Vec<(Feature, crate::condition::Cmp)> = Vec::new();
-    for c in r.conditions.iter().flatten() {
+    for c in conditions.iter().flatten() {
         if !features.contains(&(c.feature, c.cmp)) {
             features.push((c.feature, c.cmp));
         }
@@ -444,9 +567,12 @@ fn ordering_problem(r: &CompiledRule, t: &[Vec<f64>; 4]) -> Option<String> {
     for (feature, cmp) in features {
         let present: Vec<(Level, f64)> = Level::ALL
             .iter()
-            .zip(r.conditions.iter().zip(t))
+            .zip(conditions.iter().zip(t))
             .filter_map(|(l, (cs, ts))| {
-                cs.iter().zip(ts).find(|(c, _)| c.feature == feature && c.cmp == cmp).map(|(_, v)| (*l, *v))
+                cs.iter()
+                    .zip(ts)
+                    .find_map(|(c, v)| if c.feature == feature && c.cmp == cmp { *v } else { None })
+                    .map(|v| (*l, v))
             })
             .collect();
         for w in present.windows(2) {
@@ -454,7 +580,7 @@ fn ordering_problem(r: &CompiledRule, t: &[Vec<f64>; 4]) -> Option<String> {
             let ok = if cmp == crate::condition::Cmp::Ge { a <= b } else { a >= b };
             if !ok {
                 let sym = if cmp == crate::condition::Cmp::Ge { "≤" } else { "≥" };
-                return Some(format!("{feature}: {la} threshold {a} must be {sym} {lb} threshold {b}"));
+                return Some((lb, format!("{feature}: {la} threshold {a} must be {sym} {lb} threshold {b}")));
             }
         }
     }

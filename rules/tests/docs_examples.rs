@@ -16,7 +16,7 @@
 //! - A block right after a `<!-- not-checked -->` line is skipped.
 
 use riskwatch_core::{Registry, Sensor};
-use riskwatch_rules::{Engine, RuleSet};
+use riskwatch_rules::{Engine, RuleError, RuleSet};
 use std::path::Path;
 
 /// One fenced code block of the document.
@@ -110,11 +110,8 @@ fn selection_problems(set: &RuleSet, registry: &Registry) -> Vec<String> {
 fn expected_lines(output: &str) -> Vec<String> {
     let mut want = Vec::new();
     for l in output.lines().map(str::trim) {
-        if l.starts_with("line ") {
+        if l.starts_with("rules.toml:") {
             want.push(l.to_string());
-        }
-        if let Some(i) = l.find("rules file has ") {
-            want.push(l[i..].to_string());
         }
     }
     want
@@ -178,11 +175,16 @@ fn documented_check_output_matches_what_riskwatch_reports() {
             continue;
         }
         seen += 1;
-        let message = match RuleSet::from_toml(&b.text) {
+        // What `riskwatch rules check rules.toml --registry registry.toml` prints.
+        let render = |problems: Vec<riskwatch_core::Problem>| {
+            problems.iter().map(|p| p.render("rules.toml")).collect::<Vec<_>>().join("\n")
+        };
+        let message = match RuleSet::from_toml_for(&b.text, registry.catalog()) {
+            Err(RuleError::File(problems)) => render(problems),
             Err(e) => e.to_string(),
-            Ok(set) => match Engine::new(&set, &registry) {
-                Err(e) => e.to_string(),
-                Ok(_) => panic!("line {}: the example marked invalid is accepted", b.line),
+            Ok(set) => match set.problems_against(&registry) {
+                problems if !problems.is_empty() => render(problems),
+                _ => panic!("line {}: the example marked invalid is accepted", b.line),
             },
         };
         let output = all[i + 1..]
@@ -198,8 +200,8 @@ fn documented_check_output_matches_what_riskwatch_reports() {
                 output.line
             );
         }
-        let documented = output.text.lines().filter(|l| l.trim().starts_with("line ")).count();
-        let actual = message.lines().filter(|l| l.trim().starts_with("line ")).count();
+        let documented = output.text.lines().filter(|l| l.trim().starts_with("rules.toml:")).count();
+        let actual = message.lines().filter(|l| l.trim().starts_with("rules.toml:")).count();
         assert_eq!(
             documented, actual,
             "line {}: riskwatch reports {actual} problems, the doc shows {documented}:\n{message}",

@@ -181,10 +181,10 @@ fn rules_file_problems_are_all_reported() {
     .unwrap_err();
     let s = err.to_string();
     for needle in [
-        "line 2: rules[0] (\"a\").deadband",
-        "line 2: rules[0] (\"a\").levels: give at least one",
-        "line 7: rules[1] (\"a\").id: duplicate id",
-        "line 7: rules[1] (\"a\").message: unknown placeholder {colour}",
+        "line 5: rules[0].deadband: must be",
+        "line 6: rules[0].levels: give at least one",
+        "line 8: rules[1].id: id \"a\" is used twice (first at line 3, rules[0].id)",
+        "line 11: rules[1].message: unknown placeholder {colour}",
     ] {
         assert!(s.contains(needle), "{needle} missing from: {s}");
     }
@@ -197,11 +197,32 @@ fn rules_file_problems_are_all_reported() {
 
 #[test]
 fn thresholds_out_of_order_are_refused() {
+    // Numbers: when the file is read, at the line of the higher level.
+    let err = RuleSet::from_toml(
+        "[[rules]]\nid = \"x\"\napplies_to = { kind = \"water_level\" }\nlevels = { yellow = 30,\n  orange = 20 }\n",
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("line 5: rules[0].levels.orange: value: yellow threshold 30 must be ≤ orange threshold 20"),
+        "{err}"
+    );
+    // Falling: the reverse.
+    let err = RuleSet::from_toml(
+        "[[rules]]\nid = \"x\"\ndirection = \"falling\"\napplies_to = { kind = \"water_level\" }\nlevels = { blue = 5, red = 6 }\n",
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("rules[0].levels.red: value: blue threshold 5 must be ≥ red threshold 6"),
+        "{err}"
+    );
+    // Attributes: against the registry, per sensor.
     let reg = Registry::from_toml(REGISTRY).unwrap();
     let rules = RuleSet::from_toml(
-        "[[rules]]\nid = \"x\"\napplies_to = { kind = \"water_level\" }\nlevels = { yellow = 30, orange = 20 }\n",
+        "[[rules]]\nid = \"x\"\napplies_to = { kind = \"water_level\" }\nlevels = { yellow = \"warning_level + 5\", orange = \"warning_level\" }\n",
     )
     .unwrap();
+    assert_eq!(rules.attribute_thresholds(), 2);
     let Err(RuleError::Invalid(p)) = Engine::new(&rules, &reg) else { panic!() };
-    assert!(p[0].contains("yellow threshold 30 must be ≤ orange threshold 20"), "{p:?}");
+    assert!(p[0].contains("line 4: rules[0].levels.orange: sensor hankou-wl: value: yellow threshold"), "{p:?}");
 }

@@ -3,14 +3,36 @@
 //! address and credentials tools take from the command line and the environment.
 
 use anyhow::{Context, Result};
-use riskwatch_core::Registry;
-use riskwatch_rules::RuleSet;
+use riskwatch_core::{Problem, Registry, RegistryError};
+use riskwatch_rules::{RuleError, RuleSet};
 use std::path::{Path, PathBuf};
 
 /// Reads and validates a registry file.
 pub fn load_registry(path: &Path) -> Result<Registry> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading registry {}", path.display()))?;
-    Registry::from_toml(&text).with_context(|| format!("in {}", path.display()))
+    parse_registry(path, &text)
+}
+
+/// A registry's problems each as `FILE:LINE: field: message`.
+fn parse_registry(path: &Path, text: &str) -> Result<Registry> {
+    Registry::from_toml(text).map_err(|e| match e {
+        RegistryError::Invalid(problems) => problems_error(path, "registry", &problems),
+        e => anyhow::Error::new(e).context(format!("in {}", path.display())),
+    })
+}
+
+/// A rules file's problems each as `FILE:LINE: field: message`.
+fn parse_rules(path: &Path, text: &str) -> Result<RuleSet> {
+    RuleSet::from_toml(text).map_err(|e| match e {
+        RuleError::File(problems) => problems_error(path, "rules file", &problems),
+        e => anyhow::Error::new(e).context(format!("in {}", path.display())),
+    })
+}
+
+fn problems_error(path: &Path, what: &str, problems: &[Problem]) -> anyhow::Error {
+    let file = path.display().to_string();
+    let lines: Vec<String> = problems.iter().map(|p| p.render(&file)).collect();
+    anyhow::anyhow!("{what} {file} has {} problem(s):\n  {}", problems.len(), lines.join("\n  "))
 }
 
 /// A registry and a rules file as read, with their texts (the rules host records which
@@ -33,11 +55,10 @@ impl ConfigFiles {
     pub fn load(registry_path: &Path, rules_path: &Path) -> Result<ConfigFiles> {
         let registry_text = std::fs::read_to_string(registry_path)
             .with_context(|| format!("reading registry {}", registry_path.display()))?;
-        let registry =
-            Registry::from_toml(&registry_text).with_context(|| format!("in {}", registry_path.display()))?;
+        let registry = parse_registry(registry_path, &registry_text)?;
         let rules_text =
             std::fs::read_to_string(rules_path).with_context(|| format!("reading rules {}", rules_path.display()))?;
-        RuleSet::from_toml(&rules_text).with_context(|| format!("in {}", rules_path.display()))?;
+        parse_rules(rules_path, &rules_text)?;
         Ok(ConfigFiles {
             registry_path: registry_path.to_path_buf(),
             registry_text,
@@ -51,7 +72,7 @@ impl ConfigFiles {
 /// Reads and validates a rules file.
 pub fn load_rules(path: &Path) -> Result<RuleSet> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading rules {}", path.display()))?;
-    RuleSet::from_toml(&text).with_context(|| format!("in {}", path.display()))
+    parse_rules(path, &text)
 }
 
 /// MQTT credentials for publishing tools (`simulate`, `replay --drill`) from

@@ -120,15 +120,19 @@ impl Gateway {
         eventloop.network_options.set_tcp_nodelay(true);
         let s = Arc::clone(&stats);
         let driver = tokio::spawn(async move {
+            let mut outage = riskwatch_core::outage::OutageLog::new("simulated gateway");
             loop {
                 match eventloop.poll().await {
                     Ok(Event::Incoming(Packet::PubAck(_))) => {
                         s.acked.fetch_add(1, Ordering::Relaxed);
                     }
                     Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => break,
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        outage.connected(std::time::Instant::now());
+                    }
                     Ok(_) => {}
                     Err(e) => {
-                        warn!(error = %e, "simulated gateway connection error; reconnecting");
+                        outage.failed(std::time::Instant::now(), &e);
                         tokio::time::sleep(Duration::from_millis(200)).await;
                     }
                 }
@@ -312,15 +316,19 @@ fn connect_gateway(mut opts: MqttOptions, stats: Arc<FleetStats>) -> (AsyncClien
     // Small messages go out at once, not after the previous one's TCP acknowledgement.
     eventloop.network_options.set_tcp_nodelay(true);
     let driver = tokio::spawn(async move {
+        let mut outage = riskwatch_core::outage::OutageLog::new("simulated gateway");
         loop {
             match eventloop.poll().await {
                 Ok(Event::Incoming(Packet::PubAck(_))) => {
                     stats.acked.fetch_add(1, Ordering::Relaxed);
                 }
                 Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => break,
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    outage.connected(std::time::Instant::now());
+                }
                 Ok(_) => {}
                 Err(e) => {
-                    warn!(error = %e, "simulated gateway connection error; reconnecting");
+                    outage.failed(std::time::Instant::now(), &e);
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
             }

@@ -81,6 +81,7 @@ impl MqttAlertPublisher {
         let again = client.clone();
         let driver = tokio::spawn(async move {
             let mut connected_before = false;
+            let mut outage = riskwatch_core::outage::OutageLog::new("alert publisher");
             loop {
                 match eventloop.poll().await {
                     Ok(Event::Incoming(Packet::PubAck(_))) => {
@@ -90,6 +91,7 @@ impl MqttAlertPublisher {
                         a.fetch_add(1, Ordering::AcqRel);
                     }
                     Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                        outage.connected(std::time::Instant::now());
                         if connected_before && !ack.session_present {
                             let resend: Vec<(String, Vec<u8>, bool)> =
                                 u.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect();
@@ -111,7 +113,7 @@ impl MqttAlertPublisher {
                     Ok(Event::Outgoing(Outgoing::Disconnect)) => break,
                     Ok(_) => {}
                     Err(e) => {
-                        warn!(error = %e, "alert publisher connection error; reconnecting");
+                        outage.failed(std::time::Instant::now(), &e);
                         tokio::time::sleep(Duration::from_millis(200)).await;
                     }
                 }

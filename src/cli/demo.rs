@@ -49,9 +49,7 @@ pub struct DemoArgs {
 
 /// Runs the demo until the duration is over or Ctrl-C.
 pub async fn run(args: DemoArgs) -> Result<()> {
-    // NO_COLOR (any non-empty value, https://no-color.org) turns colours off like --no-color.
-    let no_color_env = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-    let colour = !args.no_color && !no_color_env && std::io::stdout().is_terminal();
+    let colour = !args.no_color && crate::logging::colour_for(std::io::stdout().is_terminal());
     let registry = Arc::new(Registry::from_toml(DEMO_REGISTRY).context("demo registry")?);
     RuleSet::from_toml(DEMO_RULES).context("demo rules")?;
     for suffix in ["", "-wal", "-shm", ".state", ".state-wal", ".state-shm"] {
@@ -59,9 +57,9 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         p.push(suffix);
         let _ = std::fs::remove_file(PathBuf::from(p));
     }
-    let embedded = match broker::start(SocketAddr::from(([127, 0, 0, 1], args.port))) {
+    let embedded = match broker::start(SocketAddr::from(([127, 0, 0, 1], args.port)), "--port") {
         Ok(b) => b,
-        Err(_) => broker::start(SocketAddr::from(([127, 0, 0, 1], broker::free_port()?)))?,
+        Err(_) => broker::start(SocketAddr::from(([127, 0, 0, 1], broker::free_port()?)), "--port")?,
     };
     let port = embedded.listener.local_addr()?.port();
     let inner = embedded.internal;

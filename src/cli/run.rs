@@ -165,7 +165,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
             ConfigFiles::load(&t.registry, &t.rules)?,
             t.embedded.db.clone(),
             match t.embedded.listen {
-                Some(l) => None.ok_or(l),
+                Some(l) => None.ok_or((l, format!("[embedded] listen in {}", config.display()))),
                 None => Ok(format!("{}:{}", t.mqtt.host, t.mqtt.port)),
             },
             args.duration,
@@ -177,7 +177,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
     let (registry, rules) = (args.registry.expect("clap requires it"), args.rules.expect("clap requires it"));
     let broker = match args.broker {
         Some(b) => Ok(b),
-        None => Err(args.listen),
+        None => Err((args.listen, "--listen".to_string())),
     };
     let metrics_at = metrics::listen_address(args.metrics, None)?;
     run_embedded(ConfigFiles::load(&registry, &rules)?, args.db, broker, args.duration, metrics_at, Default::default())
@@ -185,11 +185,11 @@ pub async fn run(args: RunArgs) -> Result<()> {
 }
 
 /// The embedded wiring; `broker` is an external `HOST:PORT`, or the address to run the
-/// in-process broker on.
+/// in-process broker on and where it was set (`--listen`, for the error when it is taken).
 async fn run_embedded(
     files: ConfigFiles,
     db: PathBuf,
-    broker: std::result::Result<String, SocketAddr>,
+    broker: std::result::Result<String, (SocketAddr, String)>,
     duration: Option<Duration>,
     metrics_at: Option<SocketAddr>,
     limits: riskwatch_ingest::FrontLimits,
@@ -201,14 +201,14 @@ async fn run_embedded(
             let (host, port) = parse_mqtt_address(&b)?;
             (host.clone(), port, (host, port), None)
         }
-        Err(listen) => {
-            let embedded = broker::start(listen)?;
+        Err((listen, set_by)) => {
+            let embedded = broker::start(listen, &set_by)?;
             let inner = (embedded.internal.ip().to_string(), embedded.internal.port());
             let front = FrontConfig { listener: embedded.listener, upstream: embedded.internal, limits };
             (listen.ip().to_string(), listen.port(), inner, Some(front))
         }
     };
-    let colour = std::io::stdout().is_terminal();
+    let colour = crate::logging::colour_for(std::io::stdout().is_terminal());
     let pipeline = Pipeline::start(PipelineConfig {
         registry: Arc::new(files.registry),
         registry_digest: riskwatch_rules::host::text_digest(&files.registry_text),

@@ -39,9 +39,13 @@ pub struct EmbeddedBroker {
 
 /// Binds `listen` for the gateway front, starts rumqttd on a free loopback port in a background
 /// thread, and returns once it accepts connections. The broker lives as long as the process.
-pub fn start(listen: SocketAddr) -> Result<EmbeddedBroker> {
+/// `set_by` names where the address comes from (`--listen`, `[embedded] listen in t.toml`), for
+/// the error when it is taken.
+pub fn start(listen: SocketAddr, set_by: &str) -> Result<EmbeddedBroker> {
     let listener = TcpListener::bind(listen).map_err(|e| {
-        anyhow::anyhow!("cannot listen on {listen}: {e} (is another riskwatch or broker using the port?)")
+        anyhow::anyhow!(
+            "cannot listen on {listen}: {e} (is another riskwatch or broker using the port? choose another address with {set_by})"
+        )
     })?;
     let internal = SocketAddr::from(([127, 0, 0, 1], free_port()?));
     start_rumqttd(internal)?;

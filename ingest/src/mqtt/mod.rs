@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
-use tracing::{info, warn};
+use tracing::info;
 
 /// A TLS transport for the broker connection (built by the binary from PEM files).
 #[derive(Clone)]
@@ -156,6 +156,7 @@ impl MqttSource {
         };
         let broker = format!("{}:{}", cfg.host, cfg.port);
         let mut backoff = Duration::from_millis(100);
+        let mut outage = riskwatch_core::outage::OutageLog::new("ingest");
         loop {
             let opened = tokio::select! {
                 _ = shutdown.changed() => return,
@@ -164,6 +165,7 @@ impl MqttSource {
             let error = match opened {
                 Ok(link) => {
                     backoff = Duration::from_millis(100);
+                    outage.connected(std::time::Instant::now());
                     info!(%broker, session_present = link.session_present, "ingest connected");
                     if !link.session_present {
                         info!(filters = ?cfg.filters, "ingest subscribed");
@@ -185,7 +187,7 @@ impl MqttSource {
                 Err(e) => e,
             };
             self.decoder.stats.reconnects.fetch_add(1, Ordering::Relaxed);
-            warn!(%broker, error = %error, retry_in_ms = backoff.as_millis() as u64, "MQTT connection error; reconnecting");
+            outage.failed(std::time::Instant::now(), &format_args!("{broker}: {error}"));
             let _ = ready.send(false);
             tokio::select! {
                 _ = shutdown.changed() => return,
