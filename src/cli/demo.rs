@@ -166,6 +166,7 @@ async fn start_console(
         client_id: "riskwatch-demo-console".into(),
         cap_sender: "riskwatch-demo".into(),
         chart_points: 360,
+        basemap: None,
     })
     .await?;
     println!(
