@@ -32,6 +32,7 @@ pub async fn serve(listener: tokio::net::TcpListener, app: AppState) {
     let router = Router::new()
         .route("/", get(|| async { page("text/html; charset=utf-8", include_str!("assets/index.html")) }))
         .route("/app.js", get(|| async { page("text/javascript; charset=utf-8", include_str!("assets/app.js")) }))
+        .route("/map.js", get(|| async { page("text/javascript; charset=utf-8", include_str!("assets/map.js")) }))
         .route("/app.css", get(|| async { page("text/css; charset=utf-8", include_str!("assets/app.css")) }))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
