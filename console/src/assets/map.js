@@ -22,7 +22,7 @@ const RwMap = (() => {
     let sites = [];             // { id, name, x, y, level, unacked, open }
     let view = null;            // { cx, cy, k }: centre (projected, y down) and px per unit
     let selected = null, dirty = false, pool = [];
-    let W = 0, H = 0;
+    let W = 0, H = 0, minK = 1;   // zooming out stops at a third of the fitted scale
 
     function grow(e, x, y) { e[0] = Math.min(e[0], x); e[1] = Math.min(e[1], y); e[2] = Math.max(e[2], x); e[3] = Math.max(e[3], y); }
 
@@ -87,6 +87,7 @@ const RwMap = (() => {
       if (e[0] === Infinity) e = [73, -54, 135, -18];
       const k = Math.min(W / Math.max(1e-6, e[2] - e[0]), H / Math.max(1e-6, e[3] - e[1])) * 0.95;
       view = { cx: (e[0] + e[2]) / 2, cy: (e[1] + e[3]) / 2, k: Math.min(k, MAX_SCALE) };
+      minK = Math.min(view.k / 3, MAX_SCALE);
       schedule();
     }
 
@@ -173,7 +174,7 @@ const RwMap = (() => {
 
     function zoomAt(factor, px, py) {
       if (!view) return;
-      const k = Math.max(1, Math.min(MAX_SCALE, view.k * factor));
+      const k = Math.max(minK, Math.min(MAX_SCALE, view.k * factor));
       const [x, y] = [(px - W / 2) / view.k + view.cx, (py - H / 2) / view.k + view.cy];
       view = { k, cx: x - (px - W / 2) / k, cy: y - (py - H / 2) / k };
       schedule();
