@@ -57,8 +57,7 @@ impl Drop for Browser {
 fn delete_session(port: u16, session: &str) {
     let Ok(mut tcp) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return };
     let _ = tcp.set_read_timeout(Some(Duration::from_secs(10)));
-    let request =
-        format!("DELETE /session/{session} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+    let request = format!("DELETE /session/{session} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
     if tcp.write_all(request.as_bytes()).is_ok() {
         let _ = tcp.read_to_end(&mut Vec::new());
     }
@@ -278,7 +277,11 @@ async fn the_map_shows_the_sites_turns_a_marker_red_live_and_lists_its_alerts_on
 
     // The map: both located sites, no alerts yet (grey), on the drawn province outlines.
     b.click("#map-tab").await;
-    let marker = |site: &str, what: &str| format!("const m = document.querySelector('.map-marker.site[data-site={site}]'); return m && !m.hidden && {what}");
+    let marker = |site: &str, what: &str| {
+        format!(
+            "const m = document.querySelector('.map-marker.site[data-site={site}]'); return m && !m.hidden && {what}"
+        )
+    };
     for site in ["plant-a", "hankou"] {
         let level = b.wait_js(&format!("{site} marker"), &marker(site, "m.dataset.level")).await;
         assert_eq!(level, "none", "{site}");
@@ -299,7 +302,8 @@ async fn the_map_shows_the_sites_turns_a_marker_red_live_and_lists_its_alerts_on
         json!({"kind": "gas_combustible", "ts": 1_700_000_000_000_i64, "unit": "%LEL", "value": 46.0}).to_string(),
     )
     .await;
-    b.wait_js("plant-a marker red", &marker("plant-a", "m.dataset.level === 'red' && m.dataset.unacked === 'true'")).await;
+    b.wait_js("plant-a marker red", &marker("plant-a", "m.dataset.level === 'red' && m.dataset.unacked === 'true'"))
+        .await;
     assert_eq!(b.js(&marker("hankou", "m.dataset.level")).await, "none", "the other site stays grey");
     assert_eq!(b.js("return window.notReloaded === true").await, true, "updated live, without a reload");
     b.screenshot("console-map.png").await;
@@ -320,9 +324,17 @@ async fn the_map_shows_the_sites_turns_a_marker_red_live_and_lists_its_alerts_on
     // The list links to the alert's detail; the detail locates the site on the map; the site
     // links back to the board, filtered to it.
     b.click("#map-site li[data-level=red]").await;
-    b.wait_js("detail panel", "return !document.querySelector('#detail').hidden && document.querySelector('#d-events li') !== null").await;
+    b.wait_js(
+        "detail panel",
+        "return !document.querySelector('#detail').hidden && document.querySelector('#d-events li') !== null",
+    )
+    .await;
     b.click("#d-locate").await;
-    b.wait_js("located on the map", &marker("plant-a", "m.classList.contains('selected') && !document.querySelector('#tab-map').hidden")).await;
+    b.wait_js(
+        "located on the map",
+        &marker("plant-a", "m.classList.contains('selected') && !document.querySelector('#tab-map').hidden"),
+    )
+    .await;
     b.click("#map-site button[data-site=plant-a]").await;
     b.wait_js(
         "board filtered to the site",

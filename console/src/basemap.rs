@@ -23,7 +23,8 @@ impl Basemap {
         let Some(path) = path else {
             return Ok(Basemap { geojson: Bytes::from_static(SHIPPED.as_bytes()) });
         };
-        let text = std::fs::read_to_string(path).with_context(|| format!("--basemap {}: cannot read", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("--basemap {}: cannot read", path.display()))?;
         check(&text).with_context(|| format!("--basemap {}", path.display()))?;
         Ok(Basemap { geojson: Bytes::from(text) })
     }
@@ -45,9 +46,7 @@ fn check(text: &str) -> Result<()> {
     };
     let polygons = features
         .iter()
-        .filter(|f| {
-            matches!(f.pointer("/geometry/type").and_then(|t| t.as_str()), Some("Polygon" | "MultiPolygon"))
-        })
+        .filter(|f| matches!(f.pointer("/geometry/type").and_then(|t| t.as_str()), Some("Polygon" | "MultiPolygon")))
         .count();
     if polygons == 0 {
         bail!("no Polygon or MultiPolygon features to draw ({} features)", features.len());
@@ -79,7 +78,10 @@ mod tests {
         for (text, says) in [
             ("{", "not JSON"),
             (r#"{"type":"Feature"}"#, "FeatureCollection"),
-            (r#"{"type":"FeatureCollection","features":[{"type":"Feature","geometry":{"type":"Point","coordinates":[1,2]}}]}"#, "no Polygon"),
+            (
+                r#"{"type":"FeatureCollection","features":[{"type":"Feature","geometry":{"type":"Point","coordinates":[1,2]}}]}"#,
+                "no Polygon",
+            ),
         ] {
             std::fs::write(&bad, text).unwrap();
             let err = format!("{:#}", Basemap::load(Some(&bad)).err().unwrap());
