@@ -44,6 +44,7 @@ function applyLang() {
   $("#lang").textContent = lang === "zh" ? "English" : "中文";
   document.title = t("title");
   renderBoard();
+  if (map) { map.setSites(sites); map.update(board); }   // marker titles in the new language
   renderMapSites();
   if (selected) openDetail(selected);
 }
