@@ -240,3 +240,50 @@ async fn officers_work_an_alert_from_the_console_and_everything_is_audited() {
     assert_eq!(sample("riskwatch_notifications_dead_lettered_total{channel=\"duty-room\"}"), 0.0);
     assert_eq!(servers::undocumented_metrics(&text), Vec::<String>::new(), "every metric is in docs/operations.md");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_map_api_says_where_every_site_is_and_serves_the_deployers_own_basemap() {
+    let dir = tempfile::tempdir().unwrap();
+    write_files(dir.path());
+    // The plant is placed in the registry; Hankou only through its gauge's location.
+    let registry = common::duty::REGISTRY.replace(
+        "name_zh = \"甲化工厂\"\n",
+        "name_zh = \"甲化工厂\"\nlocation = { lat = 32.26, lon = 118.82 }\ndivision = \"320116\"\n",
+    );
+    assert!(registry.contains("320116"), "the duty registry changed: place plant-a again");
+    std::fs::write(dir.path().join("registry.toml"), registry).unwrap();
+    let approved = json!({"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {"name_zh": "审定底图"},
+        "geometry": {"type": "Polygon", "coordinates": [[[114.0, 30.0], [115.0, 30.0], [115.0, 31.0], [114.0, 30.0]]]}}]})
+    .to_string();
+    std::fs::write(dir.path().join("approved.geojson"), &approved).unwrap();
+    let (_rw, port) = start_pipeline(dir.path());
+    let (_console, base) = start_console(dir.path(), port, &["--basemap", "approved.geojson"]);
+
+    // Like every API route, only after login.
+    let anon = reqwest::Client::new();
+    assert_eq!(get(&anon, format!("{base}/api/sites")).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(anon.get(format!("{base}/basemap.geojson")).send().await.unwrap().status(), StatusCode::UNAUTHORIZED);
+
+    let (viewer, st) = login(&base, OPERATORS[1].0, OPERATORS[1].2).await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, body) = get(&viewer, format!("{base}/api/sites")).await;
+    assert_eq!(st, StatusCode::OK);
+    let site = |id: &str| body["sites"].as_array().unwrap().iter().find(|s| s["id"] == id).cloned().unwrap();
+    let plant = site("plant-a");
+    assert_eq!(
+        (&plant["lat"], &plant["lon"], &plant["division"], &plant["located"], &plant["name_zh"]),
+        (&json!(32.26), &json!(118.82), &json!("320116"), &json!("site"), &json!("甲化工厂"))
+    );
+    let hankou = site("hankou");
+    assert_eq!(
+        (&hankou["lat"], &hankou["lon"], &hankou["division"], &hankou["located"]),
+        (&json!(30.58), &json!(114.29), &Value::Null, &json!("sensors")),
+        "placed at its sensors' mean"
+    );
+
+    // The deployer's outlines, not the shipped ones.
+    let r = viewer.get(format!("{base}/basemap.geojson")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["content-type"], "application/geo+json");
+    assert_eq!(r.text().await.unwrap(), approved);
+}

@@ -1,14 +1,22 @@
 //! The duty console in a real headless Chromium (Debian `chromium` driven through
 //! `chromedriver`, both installed by scripts/install-test-servers.sh): an officer logs in,
 //! watches a red alert appear live (server-sent events, no reload), acknowledges it, sees its
-//! state change and the audit entry, switches to English. Screenshots are kept in
-//! `target/test-artifacts/` (`console-board.png`, `console-audit.png`, `console-en.png`).
+//! state change and the audit entry, switches to English; and on the map (一张图) the sites
+//! appear, a red alert turns its marker red live, a click lists the site's alerts. Screenshots
+//! are kept in `target/test-artifacts/` (`console-board.png`, `console-audit.png`,
+//! `console-en.png`, `console-map.png`, `console-map-site.png`, `console-map-cluster.png`).
+//!
+//! Every browser is closed at the end (the WebDriver session is deleted, so chromedriver quits
+//! Chromium), and chromedriver runs in its own process group, killed as a whole, so a failed
+//! test leaves no Chromium behind either.
 
 mod common;
 
 use common::duty::{start_console, start_pipeline, write_files, OPERATORS};
 use common::{free_port, TestClient};
 use serde_json::{json, Value};
+use std::io::{Read, Write};
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -18,13 +26,40 @@ const WITHIN: Duration = Duration::from_secs(30);
 struct Browser {
     http: reqwest::Client,
     base: String,
+    port: u16,
+    session: String,
     driver: Child,
 }
 
 impl Drop for Browser {
+    /// Ends the session (chromedriver then quits Chromium and its helpers), then kills
+    /// chromedriver's process group: whatever is left of it, even after a panic mid-test.
     fn drop(&mut self) {
+        if !self.session.is_empty() {
+            delete_session(self.port, &self.session);
+        }
+        // chromedriver leads its own process group (`process_group(0)` below): signal exactly
+        // that group. (Not `kill -KILL -PGID`: procps-ng 4.0.2's kill reads that as "every
+        // process", as found the hard way.)
+        if let Ok(pgid) = libc::pid_t::try_from(self.driver.id()) {
+            if pgid > 1 {
+                // SAFETY: kill(2) takes no pointers; a negative pid names one process group.
+                unsafe { libc::kill(-pgid, libc::SIGKILL) };
+            }
+        }
         let _ = self.driver.kill();
         let _ = self.driver.wait();
+    }
+}
+
+/// `DELETE /session/{id}` with a plain blocking socket (a drop may run inside the async runtime,
+/// where reqwest's blocking client may not), waiting up to 10 s for the answer.
+fn delete_session(port: u16, session: &str) {
+    let Ok(mut tcp) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return };
+    let _ = tcp.set_read_timeout(Some(Duration::from_secs(10)));
+    let request = format!("DELETE /session/{session} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+    if tcp.write_all(request.as_bytes()).is_ok() {
+        let _ = tcp.read_to_end(&mut Vec::new());
     }
 }
 
@@ -35,6 +70,7 @@ impl Browser {
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            .process_group(0)
             .spawn()
             .expect("chromedriver not found: run scripts/install-test-servers.sh (Debian chromium-driver)");
         let http = reqwest::Client::new();
@@ -56,9 +92,11 @@ impl Browser {
                 "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1400,900", "--lang=zh-CN"],
             },
         }}});
-        let r: Value = http.post(format!("{root}/session")).json(&caps).send().await.unwrap().json().await.unwrap();
-        let id = r["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {r}")).to_string();
-        Browser { http, base: format!("{root}/session/{id}"), driver }
+        let mut b = Browser { http, base: String::new(), port, session: String::new(), driver };
+        let r: Value = b.http.post(format!("{root}/session")).json(&caps).send().await.unwrap().json().await.unwrap();
+        b.session = r["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {r}")).to_string();
+        b.base = format!("{root}/session/{}", b.session);
+        b
     }
 
     async fn cmd(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
@@ -113,6 +151,18 @@ impl Browser {
         }
     }
 
+    /// Opens the console and logs in as `OPERATORS[0]` (the officer); waits for the live feed.
+    async fn log_in(&self, console: &str) {
+        self.goto(console).await;
+        self.wait_js("login form", "return !document.querySelector('#login-view').hidden").await;
+        let (name, _, password) = OPERATORS[0];
+        self.type_into("#login-name", name).await;
+        self.type_into("#login-password", password).await;
+        self.click("#login-submit").await;
+        self.wait_js("board after login", "return !document.querySelector('#main-view').hidden").await;
+        self.wait_js("live connection", "return document.querySelector('#live').classList.contains('on')").await;
+    }
+
     async fn screenshot(&self, name: &str) -> std::path::PathBuf {
         use base64::Engine as _;
         let png = self.cmd(reqwest::Method::GET, "/screenshot", Value::Null).await;
@@ -134,14 +184,7 @@ async fn an_officer_logs_in_sees_a_live_alert_acknowledges_it_and_finds_the_audi
     let b = Browser::start().await;
 
     // Log in as the officer.
-    b.goto(&base).await;
-    b.wait_js("login form", "return !document.querySelector('#login-view').hidden").await;
-    let (name, _, password) = OPERATORS[0];
-    b.type_into("#login-name", name).await;
-    b.type_into("#login-password", password).await;
-    b.click("#login-submit").await;
-    b.wait_js("board after login", "return !document.querySelector('#main-view').hidden").await;
-    b.wait_js("live connection", "return document.querySelector('#live').classList.contains('on')").await;
+    b.log_in(&base).await;
     let who = b.js("return document.querySelector('#who').textContent").await;
     assert!(who.as_str().unwrap().contains("li.wei"), "{who}");
 
@@ -209,4 +252,106 @@ async fn an_officer_logs_in_sees_a_live_alert_acknowledges_it_and_finds_the_audi
     let tab = b.js("return document.querySelector('[data-tab=board]').textContent").await;
     assert_eq!(tab, "Live alerts");
     b.screenshot("console-en.png").await;
+}
+
+/// The duty registry with the plant placed on the map (Nanjing, 六合区), Hankou placed by its
+/// gauge's location only (the mean of its sensors), and a site with no coordinates at all.
+fn map_registry() -> String {
+    let registry = common::duty::REGISTRY.replace(
+        "name_zh = \"甲化工厂\"\n",
+        "name_zh = \"甲化工厂\"\nlocation = { lat = 32.26, lon = 118.82 }\ndivision = \"320116\"\n",
+    );
+    assert!(registry.contains("division = \"320116\""), "the duty registry changed: place plant-a again");
+    format!("{registry}\n[[sites]]\nid = \"dam-x\"\nname_zh = \"无坐标水库\"\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_map_shows_the_sites_turns_a_marker_red_live_and_lists_its_alerts_on_click() {
+    let dir = tempfile::tempdir().unwrap();
+    write_files(dir.path());
+    std::fs::write(dir.path().join("registry.toml"), map_registry()).unwrap();
+    let (_rw, port) = start_pipeline(dir.path());
+    let (_console, base) = start_console(dir.path(), port, &[]);
+    let b = Browser::start().await;
+    b.log_in(&base).await;
+
+    // The map: both located sites, no alerts yet (grey), on the drawn province outlines.
+    b.click("#map-tab").await;
+    let marker = |site: &str, what: &str| {
+        format!(
+            "const m = document.querySelector('.map-marker.site[data-site={site}]'); return m && !m.hidden && {what}"
+        )
+    };
+    for site in ["plant-a", "hankou"] {
+        let level = b.wait_js(&format!("{site} marker"), &marker(site, "m.dataset.level")).await;
+        assert_eq!(level, "none", "{site}");
+    }
+    let land = b
+        .js("const c = document.querySelector('#map canvas'); const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+             let n = 0; for (let i = 0; i < d.length; i += 4) if (d[i] === 0xfb && d[i + 1] === 0xfa && d[i + 2] === 0xf6) n++; return n")
+        .await;
+    assert!(land.as_u64().unwrap() > 10_000, "the province outlines are drawn: {land} land pixels");
+    let unlocated = b.js("return document.querySelector('#map-unlocated').textContent").await;
+    assert!(unlocated.as_str().unwrap().contains("无坐标水库"), "a site without coordinates is named: {unlocated}");
+    b.js("window.notReloaded = true; return true").await;
+
+    // A gas detector at the plant goes over alarm 2: its marker turns red, unacknowledged.
+    let mut gw = TestClient::connect(port, "gw-plant-a", &[]).await;
+    gw.publish_acked(
+        "riskwatch/v1/readings/plant-a/a-gas-1",
+        json!({"kind": "gas_combustible", "ts": 1_700_000_000_000_i64, "unit": "%LEL", "value": 46.0}).to_string(),
+    )
+    .await;
+    b.wait_js("plant-a marker red", &marker("plant-a", "m.dataset.level === 'red' && m.dataset.unacked === 'true'"))
+        .await;
+    assert_eq!(b.js(&marker("hankou", "m.dataset.level")).await, "none", "the other site stays grey");
+    assert_eq!(b.js("return window.notReloaded === true").await, true, "updated live, without a reload");
+    b.screenshot("console-map.png").await;
+
+    // A click on the marker lists the site's alerts, under its Chinese name and division code.
+    b.click(".map-marker.site[data-site=plant-a]").await;
+    let item = b
+        .wait_js(
+            "the site's alerts",
+            "const s = document.querySelector('#map-site section[data-site=plant-a]'); const li = s && s.querySelector('li[data-level=red]');
+             return li && li.dataset.state === 'unacknowledged' && s.textContent",
+        )
+        .await;
+    let item = item.as_str().unwrap();
+    assert!(item.contains("甲化工厂") && item.contains("320116") && item.contains("a-gas-1"), "{item}");
+    b.screenshot("console-map-site.png").await;
+
+    // The list links to the alert's detail; the detail locates the site on the map; the site
+    // links back to the board, filtered to it.
+    b.click("#map-site li[data-level=red]").await;
+    b.wait_js(
+        "detail panel",
+        "return !document.querySelector('#detail').hidden && document.querySelector('#d-events li') !== null",
+    )
+    .await;
+    b.click("#d-locate").await;
+    b.wait_js(
+        "located on the map",
+        &marker("plant-a", "m.classList.contains('selected') && !document.querySelector('#tab-map').hidden"),
+    )
+    .await;
+    b.click("#map-site button[data-site=plant-a]").await;
+    b.wait_js(
+        "board filtered to the site",
+        "return !document.querySelector('#tab-board').hidden && document.querySelector('#f-site').value === 'plant-a'
+                && document.querySelectorAll('#board tbody tr').length === 1",
+    )
+    .await;
+
+    // Zoomed out, the two sites merge into one cluster showing the worst level and the count.
+    b.click("#map-tab").await;
+    for _ in 0..8 {
+        b.click("#map-out").await;
+    }
+    b.wait_js(
+        "a red cluster of two",
+        "const c = document.querySelector('.map-marker.cluster:not([hidden])'); return c && c.dataset.count === '2' && c.dataset.level === 'red' && c.dataset.unacked === 'true'",
+    )
+    .await;
+    b.screenshot("console-map-cluster.png").await;
 }

@@ -9,6 +9,7 @@
 //! `docs/console.md`.
 
 mod auth;
+mod basemap;
 pub mod history;
 mod store;
 mod web;
@@ -73,6 +74,10 @@ pub struct ConsoleArgs {
     /// Stop after this long (e.g. `10m`); default: until Ctrl-C.
     #[arg(long, value_parser = humantime::parse_duration)]
     duration: Option<Duration>,
+    /// The map's basemap: a GeoJSON FeatureCollection of outlines (WGS-84) to draw instead of
+    /// the shipped indicative province outlines (e.g. the deployment's approved standard map).
+    #[arg(long)]
+    basemap: Option<PathBuf>,
 }
 
 /// What the pipeline answered to a command the console sent.
@@ -105,6 +110,8 @@ pub struct App {
     metrics: riskwatch_service::metrics::Metrics,
     /// What `/readyz` reports (subscribed to the broker).
     readiness: riskwatch_service::metrics::Readiness,
+    /// The map's outlines (GeoJSON), served on `/basemap.geojson`.
+    basemap: basemap::Basemap,
 }
 
 impl App {
@@ -276,6 +283,8 @@ pub struct Options {
     pub chart_points: usize,
     /// The pipeline's SQLite store, read for chart history.
     pub store: Option<PathBuf>,
+    /// GeoJSON outlines for the map instead of the shipped ones.
+    pub basemap: Option<PathBuf>,
 }
 
 /// A running console.
@@ -301,6 +310,7 @@ pub async fn run(args: ConsoleArgs) -> Result<()> {
         cap_sender: args.cap_sender,
         chart_points: args.chart_points,
         store: args.store,
+        basemap: args.basemap,
     })
     .await?;
     match args.duration {
@@ -319,6 +329,7 @@ impl Console {
     /// answers within 15 s, subscribed).
     pub async fn start(o: Options) -> Result<Console> {
         let users = auth::Users::load(&o.users)?;
+        let basemap = basemap::Basemap::load(o.basemap.as_deref())?;
         let store = Store::open(&o.db)?;
         let mut board = Board::new();
         for s in store.board()? {
@@ -363,6 +374,7 @@ impl Console {
             cap_sender: o.cap_sender,
             metrics: riskwatch_service::metrics::Metrics::default(),
             readiness: riskwatch_service::metrics::Readiness::default(),
+            basemap,
         });
         app.register_metrics();
         let (subscribed_tx, mut subscribed_rx) = tokio::sync::watch::channel(false);

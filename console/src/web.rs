@@ -33,6 +33,7 @@ pub async fn serve(listener: tokio::net::TcpListener, app: AppState) {
     let router = Router::new()
         .route("/", get(|| async { page("text/html; charset=utf-8", include_str!("assets/index.html")) }))
         .route("/app.js", get(|| async { page("text/javascript; charset=utf-8", include_str!("assets/app.js")) }))
+        .route("/map.js", get(|| async { page("text/javascript; charset=utf-8", include_str!("assets/map.js")) }))
         .route("/app.css", get(|| async { page("text/css; charset=utf-8", include_str!("assets/app.css")) }))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
@@ -40,7 +41,9 @@ pub async fn serve(listener: tokio::net::TcpListener, app: AppState) {
         .route("/api/login", post(login))
         .route("/api/logout", post(logout))
         .route("/api/me", get(me))
+        .route("/basemap.geojson", get(basemap))
         .route("/api/alerts", get(alerts))
+        .route("/api/sites", get(sites))
         .route("/api/alerts/{id}", get(alert_detail))
         .route("/api/alerts/{id}/cap.xml", get(alert_cap))
         .route("/api/alerts/{id}/{action}", post(act))
@@ -229,6 +232,38 @@ async fn alerts(State(app): State<AppState>, headers: HeaderMap, Query(f): Query
     let sites: Vec<_> =
         app.registry.sites().map(|s| json!({"id": s.id.as_str(), "name": s.name, "name_zh": s.name_zh})).collect();
     Json(json!({"alerts": list, "sites": sites})).into_response()
+}
+
+/// The map's outlines (the shipped ones or `--basemap`).
+async fn basemap(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    if let Err(r) = session(&app, &headers) {
+        return r;
+    }
+    ([(header::CONTENT_TYPE, "application/geo+json"), (header::CACHE_CONTROL, "no-cache")], app.basemap.geojson())
+        .into_response()
+}
+
+/// Every site for the map: names, division code, and where it is (its own location, or the
+/// mean of its sensors'; `null` if neither is known). Levels come from `/api/alerts` and the
+/// live feed, as for the board.
+async fn sites(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    if let Err(r) = session(&app, &headers) {
+        return r;
+    }
+    let at = app.registry.site_locations();
+    let list: Vec<_> = app
+        .registry
+        .sites()
+        .map(|s| {
+            let l = at.get(&s.id);
+            json!({
+                "id": s.id.as_str(), "name": s.name, "name_zh": s.name_zh, "region": s.region,
+                "division": s.division, "lat": l.map(|l| l.lat), "lon": l.map(|l| l.lon),
+                "located": if s.location.is_some() { "site" } else if l.is_some() { "sensors" } else { "unknown" },
+            })
+        })
+        .collect();
+    Json(json!({"sites": list})).into_response()
 }
 
 async fn alert_detail(State(app): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Response {

@@ -28,6 +28,29 @@ pub struct Site {
     /// Administrative region, for routing and access control.
     #[serde(default)]
     pub region: String,
+    /// Where it is (WGS-84), for the console's map. A site without one is drawn at the mean
+    /// of its sensors' locations ([`Registry::site_locations`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<Location>,
+    /// Administrative division code (GB/T 2260, 6 digits: `420102` = 武汉市江岸区).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub division: Option<String>,
+}
+
+impl Site {
+    /// Problems with the site's map fields, each naming the field under `at` (`sites[2]`).
+    fn check(&self, at: &str, problems: &mut Vec<String>) {
+        if let Some(l) = &self.location {
+            l.check(&format!("{at}.location"), problems);
+        }
+        if let Some(d) = &self.division {
+            if d.len() != 6 || !d.bytes().all(|b| b.is_ascii_digit()) {
+                problems.push(format!(
+                    "{at}.division: {d:?} must be a 6-digit GB/T 2260 administrative division code (e.g. \"420102\")"
+                ));
+            }
+        }
+    }
 }
 
 /// The name a person reads: the Chinese name when `zh` and there is one, else the other
@@ -55,6 +78,18 @@ pub struct Location {
     /// Elevation, metres (optional).
     #[serde(default)]
     pub elevation_m: Option<f64>,
+}
+
+impl Location {
+    /// Problems with the coordinates, each naming the field under `at` (`sites[2].location`).
+    fn check(&self, at: &str, problems: &mut Vec<String>) {
+        if !(self.lat.is_finite() && (-90.0..=90.0).contains(&self.lat)) {
+            problems.push(format!("{at}.lat: {} is not a latitude (-90 to 90 degrees)", self.lat));
+        }
+        if !(self.lon.is_finite() && (-180.0..=180.0).contains(&self.lon)) {
+            problems.push(format!("{at}.lon: {} is not a longitude (-180 to 180 degrees)", self.lon));
+        }
+    }
 }
 
 /// One registered sensor.
@@ -278,6 +313,7 @@ impl Registry {
             } else {
                 first_site.insert(site.id.clone(), i);
             }
+            site.check(&format!("sites[{i}]"), &mut problems);
             sites.insert(site.id.clone(), site);
         }
         let mut sensors = HashMap::new();
@@ -400,6 +436,31 @@ impl Registry {
     /// All sites, in id order.
     pub fn sites(&self) -> impl Iterator<Item = &Site> {
         self.sites.values()
+    }
+
+    /// Where every site is, for a map: its own `location`, or else the mean of its sensors'
+    /// locations (`None` if neither is known). Elevation is left out.
+    pub fn site_locations(&self) -> BTreeMap<SiteId, Location> {
+        let mut sums: HashMap<&SiteId, (f64, f64, usize)> = HashMap::new();
+        for s in self.sensors.values() {
+            if let Some(l) = s.location {
+                let e = sums.entry(&s.site).or_default();
+                *e = (e.0 + l.lat, e.1 + l.lon, e.2 + 1);
+            }
+        }
+        self.sites
+            .values()
+            .filter_map(|site| {
+                let at = site.location.or_else(|| {
+                    sums.get(&site.id).map(|&(lat, lon, n)| Location {
+                        lat: lat / n as f64,
+                        lon: lon / n as f64,
+                        elevation_m: None,
+                    })
+                })?;
+                Some((site.id.clone(), at))
+            })
+            .collect()
     }
 
     /// The kinds this registry accepts.
@@ -580,5 +641,75 @@ mod tests {
     fn unknown_field_is_named() {
         let err = Registry::from_toml("[[sites]]\nid = \"a\"\ncolour = 1\n").unwrap_err();
         assert!(err.to_string().contains("colour"), "{err}");
+    }
+
+    #[test]
+    fn sites_have_a_location_and_a_division_code_or_else_the_mean_of_their_sensors() {
+        let text = r#"
+            [[sites]]
+            id = "hankou"
+            location = { lat = 30.58, lon = 114.29 }
+            division = "420102"
+            [[sites]]
+            id = "plant"
+            [[sites]]
+            id = "nowhere"
+            [[sensors]]
+            id = "p1"
+            site = "plant"
+            kind = "water_level"
+            unit = "m"
+            location = { lat = 32.0, lon = 118.0 }
+            [[sensors]]
+            id = "p2"
+            site = "plant"
+            kind = "water_level"
+            unit = "m"
+            location = { lat = 33.0, lon = 119.0, elevation_m = 10.0 }
+            [[sensors]]
+            id = "p3"
+            site = "plant"
+            kind = "water_level"
+            unit = "m"
+        "#;
+        let r = Registry::from_toml(text).unwrap();
+        let hankou = r.site("hankou").unwrap();
+        assert_eq!(hankou.division.as_deref(), Some("420102"));
+        let at = r.site_locations();
+        assert_eq!((at["hankou"].lat, at["hankou"].lon), (30.58, 114.29), "its own location");
+        assert_eq!((at["plant"].lat, at["plant"].lon), (32.5, 118.5), "the mean of its located sensors");
+        assert!(!at.contains_key("nowhere"), "no location at all: not on the map");
+        assert_eq!(r.site("plant").unwrap().division, None);
+    }
+
+    #[test]
+    fn a_bad_division_code_or_coordinate_is_named() {
+        let bad = r#"
+            [[sites]]
+            id = "ok"
+            division = "110101"
+            [[sites]]
+            id = "short"
+            division = "4201"
+            [[sites]]
+            id = "letters"
+            division = "42010x"
+            location = { lat = 91.0, lon = 114.29 }
+            [[sites]]
+            id = "west"
+            location = { lat = 30.0, lon = -181.0 }
+        "#;
+        let RegistryError::Invalid(problems) = Registry::from_toml(bad).unwrap_err() else {
+            panic!("expected Invalid")
+        };
+        let all = problems.join("\n");
+        assert!(all.contains("sites[1].division: \"4201\" must be a 6-digit"), "{all}");
+        assert!(all.contains("sites[2].division: \"42010x\""), "{all}");
+        assert!(all.contains("sites[2].location.lat: 91 is not a latitude"), "{all}");
+        assert!(all.contains("sites[3].location.lon: -181 is not a longitude"), "{all}");
+        assert!(!all.contains("sites[0]"), "a good site is not reported: {all}");
+        assert_eq!(problems.len(), 4, "{all}");
+        let err = Registry::from_toml("[[sites]]\nid = \"a\"\nlocation = { lat = 1.0 }\n").unwrap_err();
+        assert!(err.to_string().contains("lon"), "a missing longitude is named: {err}");
     }
 }

@@ -22,6 +22,9 @@ use riskwatch_core::registry::Location;
 use riskwatch_core::{AlertCategory, AlertChange, AlertEvent, Level, SensorKind, Site, Timestamp};
 use std::fmt::Write;
 
+/// `valueName` of the `<geocode>` carrying the site's administrative division code.
+pub const GEOCODE_DIVISION: &str = "GB/T 2260";
+
 /// The CAP 1.2 namespace.
 pub const CAP_NS: &str = "urn:oasis:names:tc:emergency:cap:1.2";
 
@@ -33,7 +36,7 @@ pub struct CapContext<'a> {
     pub sender: &'a str,
     /// Human name of the issuing office (`senderName`), e.g. `武汉市应急管理局`.
     pub sender_name: &'a str,
-    /// The alert's site, from the registry (names and region).
+    /// The alert's site, from the registry (names, division code, position).
     pub site: Option<&'a Site>,
     /// Where the sensor is (WGS-84), for `<circle>`.
     pub location: Option<Location>,
@@ -246,16 +249,19 @@ fn info(x: &mut String, e: &AlertEvent, ctx: &CapContext<'_>, zh: bool) {
     }
     x.push_str("    <area>\n");
     elem(x, "      ", "areaDesc", site_name);
-    if let Some(loc) = ctx.location {
+    // The sensor's position, else the site's.
+    if let Some(loc) = ctx.location.or_else(|| ctx.site.and_then(|s| s.location)) {
         if loc.lat.is_finite() && loc.lon.is_finite() {
             // A point: radius 0 km (CAP: "lat,lon radius").
             elem(x, "      ", "circle", &format!("{:.6},{:.6} 0", loc.lat, loc.lon));
         }
     }
-    if let Some(region) = ctx.site.map(|s| s.region.as_str()).filter(|r| !r.is_empty()) {
+    // The administrative division (GB/T 2260 code), which warning-publication platforms route
+    // by; the registry checked it is 6 digits.
+    if let Some(code) = ctx.site.and_then(|s| s.division.as_deref()).filter(|c| !c.is_empty()) {
         x.push_str("      <geocode>\n");
-        elem(x, "        ", "valueName", "region");
-        elem(x, "        ", "value", region);
+        elem(x, "        ", "valueName", GEOCODE_DIVISION);
+        elem(x, "        ", "value", code);
         x.push_str("      </geocode>\n");
     }
     x.push_str("    </area>\n");

@@ -10,7 +10,10 @@ const T = {
     resolve:"处置闭环", cap:"CAP 报文", timeline:"经过", unacked:"待确认", acked:"已确认", cleared:"已解除·待闭环", threshold:"阈值",
     highest:"最高级别", assignee:"责任单位", acked_by:"确认人", rule:"规则", alert_id:"预警编号", done:"已完成", counts:"未闭环 {n} 条",
     raised:"发布", escalated:"升级", de_escalated:"降级", acknowledged:"确认", assigned:"指派", resolved:"闭环", reminder:"提醒",
-    login_action:"登录", login_failed:"登录失败", logout_action:"退出", no_readings:"暂无近期读数", sent:"已发送" },
+    login_action:"登录", login_failed:"登录失败", logout_action:"退出", no_readings:"暂无近期读数", sent:"已发送",
+    map:"一张图", fit:"全图", no_level:"无预警", basemap_note:"示意底图，非标准地图（无审图号）", map_hint:"点击站点查看其预警；点击聚合点放大。",
+    division:"行政区划代码", coords:"坐标", by_sensors:"（按传感器位置平均）", show_on_board:"在实时预警中查看", no_open:"该站点当前没有未闭环的预警。",
+    unlocated:"{n} 个站点没有坐标，未上图：", locate:"地图定位", open_n:"未闭环 {n} 条" },
   en: { title:"riskwatch duty console", offline:"offline", online:"live", logout:"Log out", login:"Officer login", name:"Name", password:"Password",
     login_btn:"Log in", board:"Live alerts", history:"History", audit:"Audit log", users:"Operators", site:"Site", kind:"Kind", level:"Level",
     all:"All", red:"Red", orange:"Orange", yellow:"Yellow", blue:"Blue", state:"State", subject:"Subject", message:"Message", value:"Value",
@@ -20,10 +23,14 @@ const T = {
     resolve:"Resolve", cap:"CAP message", timeline:"Timeline", unacked:"unacknowledged", acked:"acknowledged", cleared:"cleared · to close", threshold:"Threshold",
     highest:"Highest", assignee:"Assigned to", acked_by:"Acknowledged by", rule:"Rule", alert_id:"Alert id", done:"Done", counts:"{n} open",
     raised:"raised", escalated:"escalated", de_escalated:"de-escalated", cleared_change:"cleared", acknowledged:"acknowledged", assigned:"assigned", resolved:"resolved", reminder:"reminder",
-    login_action:"login", login_failed:"login failed", logout_action:"logout", no_readings:"No recent readings", sent:"sent" },
+    login_action:"login", login_failed:"login failed", logout_action:"logout", no_readings:"No recent readings", sent:"sent",
+    map:"Map", fit:"Fit", no_level:"no alert", basemap_note:"Indicative basemap, not an approved standard map", map_hint:"Click a site for its alerts; click a cluster to zoom in.",
+    division:"Division code", coords:"Coordinates", by_sensors:" (mean of its sensors)", show_on_board:"Show on the live board", no_open:"No open alerts at this site.",
+    unlocated:"{n} site(s) without coordinates, not on the map: ", locate:"Show on map", open_n:"{n} open" },
 };
 let lang = localStorage.getItem("rw-lang") || "zh";
 let me = null, board = [], selected = null, source = null;
+let map = null, sites = [], mapSites = [];
 const $ = (s) => document.querySelector(s);
 const t = (k) => (T[lang][k] ?? T.zh[k] ?? k);
 const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&":"&amp;", "<":"&lt;", ">":"&gt;", '"':"&quot;", "'":"&#39;" }[c]));
@@ -66,6 +73,8 @@ function applyLang() {
   $("#lang").textContent = lang === "zh" ? "English" : "中文";
   document.title = t("title");
   renderBoard();
+  if (map) { map.setSites(sites); map.update(board); }   // marker titles in the new language
+  renderMapSites();
   if (selected) openDetail(selected);
 }
 
@@ -90,6 +99,7 @@ async function showMain() {
   $("#audit-tab").hidden = me.role === "viewer";
   $("#users-tab").hidden = me.role !== "admin";
   document.querySelectorAll("#d-actions button").forEach((b) => { b.disabled = me.role === "viewer"; });
+  await loadMap();
   await loadBoard();
   connectLive();
 }
@@ -103,6 +113,7 @@ async function loadBoard() {
     for (const s of r.body.sites) { siteNames.set(s.id, s); const o = document.createElement("option"); o.value = s.id; o.textContent = (lang === "zh" && s.name_zh) || s.name || s.id; sites.appendChild(o); }
   }
   renderBoard();
+  mapUpdate();
 }
 
 function stateLabel(a) {
@@ -143,6 +154,7 @@ function connectLive() {
       board = board.filter((a) => a.alert_id !== s.alert_id);
       if (!s.resolved) board.push(s);
       renderBoard();
+      mapUpdate();
       if (selected === s.alert_id) openDetail(selected);
     } else if (msg.type === "audit") {
       if (!$("#tab-audit").hidden) loadAudit();
@@ -150,6 +162,52 @@ function connectLive() {
       loadBoard();
     }
   };
+}
+
+// --- the map (一张图): map.js draws; this keeps it in step with the board ---------------------
+
+const siteName = (s) => (lang === "zh" ? s.name_zh || s.name : s.name || s.name_zh) || s.id;
+
+async function loadMap() {
+  if (map) return;
+  const [r, g] = await Promise.all([api("/api/sites"), fetch("/basemap.geojson", { credentials:"same-origin" })]);
+  if (!r.ok) return;
+  sites = r.body.sites;
+  map = RwMap.create($("#map"), { label: siteName, onSites: (ids) => { mapSites = ids; renderMapSites(); } });
+  try { if (g.ok) map.setBasemap(await g.json()); } catch (_) { /* no outlines: markers still work */ }
+  map.setSites(sites);
+  const missing = sites.filter((s) => typeof s.lat !== "number");
+  $("#map-unlocated").textContent = missing.length ? t("unlocated").replace("{n}", missing.length) + missing.map(siteName).join("、") : "";
+}
+
+function mapUpdate() {
+  if (!map) return;
+  map.update(board);
+  renderMapSites();
+}
+
+function locateSite(id) {
+  showTab("map");
+  if (map && map.focusSite(id)) { mapSites = [id]; renderMapSites(); }
+}
+
+// The selected site(s): names, division, coordinates and their open alerts (click → detail).
+function renderMapSites() {
+  const pane = $("#map-site");
+  if (!pane || !mapSites.length) return;
+  const rank = { red:3, orange:2, yellow:1, blue:0 };
+  pane.innerHTML = mapSites.map((id) => {
+    const s = sites.find((x) => x.id === id) || { id };
+    const alerts = board.filter((a) => a.site === id)
+      .sort((a, b) => (b.active - a.active) || (rank[b.level] - rank[a.level]) || (Date.parse(a.first_ts) - Date.parse(b.first_ts)));
+    const where = typeof s.lat === "number" ? `${s.lat.toFixed(4)}, ${s.lon.toFixed(4)}${s.located === "sensors" ? t("by_sensors") : ""}` : "—";
+    return `<section class="map-site-item" data-site="${esc(id)}">
+      <h3>${esc(siteName(s))}</h3>
+      <p class="facts">${esc(id)} · ${t("division")} ${esc(s.division || "—")} · ${t("coords")} ${esc(where)}</p>
+      ${alerts.length ? `<ul>${alerts.map((a) => `<li data-id="${esc(a.alert_id)}" data-level="${a.level}" data-state="${a.active ? (a.acknowledged_by ? "acknowledged" : "unacknowledged") : "cleared"}"><span class="chip ${a.level}">${t(a.level)}</span> ${stateLabel(a)} ${esc(subjectLabel(a))}<br>${esc(lang === "zh" ? a.message_zh : a.message_en)}</li>`).join("")}</ul>`
+        : `<p class="muted">${t("no_open")}</p>`}
+      <p><button type="button" data-site="${esc(id)}">${t("show_on_board")}</button></p></section>`;
+  }).join("");
 }
 
 function chart(svg, readings, threshold, level, decimals) {
@@ -183,6 +241,7 @@ async function openDetail(id) {
   $("#detail").hidden = false;
   $("#d-title").innerHTML = `<span class="chip ${a.level}">${t(a.level)}</span> ${esc(siteLabel(a))} / ${esc(subjectLabel(a))}`;
   $("#d-exercise").hidden = !a.exercise;
+  $("#d-locate").dataset.site = a.site;
   const facts = [
     [t("state"), state ? stateLabel(state) : t("done")],
     [t("message"), esc(lang === "zh" ? a.message_zh : a.message_en)],
@@ -237,6 +296,7 @@ async function loadUsers() {
 function showTab(name) {
   document.querySelectorAll(".tab").forEach((b) => b.classList.toggle("active", b.dataset.tab === name));
   document.querySelectorAll(".tabpane").forEach((p) => { p.hidden = p.id !== "tab-" + name; });
+  if (name === "map" && map) map.redraw();
   if (name === "history") loadHistory();
   if (name === "audit") loadAudit();
   if (name === "users") loadUsers();
@@ -259,6 +319,19 @@ $("#detail-close").addEventListener("click", () => { $("#detail").hidden = true;
 $("#d-ack").addEventListener("click", () => act("acknowledge"));
 $("#d-assign").addEventListener("click", () => act("assign"));
 $("#d-resolve").addEventListener("click", () => act("resolve"));
+$("#d-locate").addEventListener("click", () => {
+  const site = $("#d-locate").dataset.site;
+  if (site) { $("#detail").hidden = true; selected = null; locateSite(site); }
+});
+$("#map-in").addEventListener("click", () => map && map.zoomIn());
+$("#map-out").addEventListener("click", () => map && map.zoomOut());
+$("#map-fit").addEventListener("click", () => map && map.fit());
+$("#map-site").addEventListener("click", (ev) => {
+  const li = ev.target.closest("li[data-id]");
+  if (li) { openDetail(li.dataset.id); return; }
+  const b = ev.target.closest("button[data-site]");
+  if (b) { $("#f-site").value = b.dataset.site; showTab("board"); renderBoard(); }
+});
 setInterval(renderBoard, 60000);
 
 (async () => {
