@@ -39,14 +39,15 @@ pub struct Site {
 
 impl Site {
     /// Problems with the site's map fields, each naming the field under `at` (`sites[2]`).
-    fn check(&self, at: &str, problems: &mut Vec<String>) {
+    fn check(&self, at: &str, problems: &mut Vec<Problem>) {
         if let Some(l) = &self.location {
             l.check(&format!("{at}.location"), problems);
         }
         if let Some(d) = &self.division {
             if d.len() != 6 || !d.bytes().all(|b| b.is_ascii_digit()) {
-                problems.push(format!(
-                    "{at}.division: {d:?} must be a 6-digit GB/T 2260 administrative division code (e.g. \"420102\")"
+                problems.push(Problem::new(
+                    format!("{at}.division"),
+                    format!("{d:?} must be a 6-digit GB/T 2260 administrative division code (e.g. \"420102\")"),
                 ));
             }
         }
@@ -82,12 +83,16 @@ pub struct Location {
 
 impl Location {
     /// Problems with the coordinates, each naming the field under `at` (`sites[2].location`).
-    fn check(&self, at: &str, problems: &mut Vec<String>) {
+    fn check(&self, at: &str, problems: &mut Vec<Problem>) {
         if !(self.lat.is_finite() && (-90.0..=90.0).contains(&self.lat)) {
-            problems.push(format!("{at}.lat: {} is not a latitude (-90 to 90 degrees)", self.lat));
+            problems
+                .push(Problem::new(format!("{at}.lat"), format!("{} is not a latitude (-90 to 90 degrees)", self.lat)));
         }
         if !(self.lon.is_finite() && (-180.0..=180.0).contains(&self.lon)) {
-            problems.push(format!("{at}.lon: {} is not a longitude (-180 to 180 degrees)", self.lon));
+            problems.push(Problem::new(
+                format!("{at}.lon"),
+                format!("{} is not a longitude (-180 to 180 degrees)", self.lon),
+            ));
         }
     }
 }
@@ -353,6 +358,9 @@ impl Registry {
                     format!("{at}.unit"),
                     format!("{:?} is not a unit of {} (expected one of {})", s.unit, s.kind, spec.units.join(", ")),
                 ));
+            }
+            if let Some(l) = &s.location {
+                l.check(&format!("{at}.location"), &mut problems);
             }
             if let Some(iv) = s.interval_s {
                 if !(iv.is_finite() && iv > 0.0) {

@@ -1135,6 +1135,7 @@ fn quality_alerts(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn sensor_fault(
     book: &mut AlertBook,
     names: &Names,

@@ -252,7 +252,10 @@ fn public_fields_carry_names_not_ids_or_officers_notes() {
     assert!(xml.contains("值班人员已确认"), "the public hears that it is being handled: {xml}");
     // The area is coded by its administrative division, as platforms route warnings.
     let doc = roxmltree::Document::parse(&xml).unwrap();
-    let geocode: Vec<&str> =
-        doc.descendants().filter(|n| n.has_tag_name("geocode")).flat_map(|g| g.children().filter_map(|c| c.text())).collect();
+    let geocode: Vec<&str> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("geocode"))
+        .flat_map(|g| g.children().filter_map(|c| c.text()))
+        .collect();
     assert_eq!(geocode, ["GB/T 2260", "420102", "GB/T 2260", "420102"], "{xml}");
 }
