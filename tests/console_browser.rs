@@ -205,6 +205,10 @@ async fn an_officer_logs_in_sees_a_live_alert_acknowledges_it_and_finds_the_audi
     assert_eq!(row_state, "unacknowledged");
     let chip = b.js("return document.querySelector('#board tbody tr[data-level=red] .chip').textContent").await;
     assert_eq!(chip, "红色");
+    // The row speaks in the registry's names, the id only on hover.
+    let site_cell =
+        b.js("return document.querySelector('#board tbody tr[data-level=red] td:nth-child(3)').textContent").await;
+    assert_eq!(site_cell, "甲化工厂", "the site's name_zh, not its id");
 
     // Open it, acknowledge with a note.
     b.click("#board tbody tr[data-level=red]").await;

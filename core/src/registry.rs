@@ -710,7 +710,7 @@ mod tests {
         let RegistryError::Invalid(problems) = Registry::from_toml(bad).unwrap_err() else {
             panic!("expected Invalid")
         };
-        let all = problems.join("\n");
+        let all = problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n");
         assert!(all.contains("sites[1].division: \"4201\" must be a 6-digit"), "{all}");
         assert!(all.contains("sites[2].division: \"42010x\""), "{all}");
         assert!(all.contains("sites[2].location.lat: 91 is not a latitude"), "{all}");
@@ -719,5 +719,11 @@ mod tests {
         assert_eq!(problems.len(), 4, "{all}");
         let err = Registry::from_toml("[[sites]]\nid = \"a\"\nlocation = { lat = 1.0 }\n").unwrap_err();
         assert!(err.to_string().contains("lon"), "a missing longitude is named: {err}");
+        let sensor = "[[sites]]\nid = \"a\"\n[[sensors]]\nid = \"s\"\nsite = \"a\"\nkind = \"water_level\"\nunit = \"m\"\nlocation = { lat = 30.0, lon = 214.0 }\n";
+        let err = Registry::from_toml(sensor).unwrap_err().to_string();
+        assert!(
+            err.contains("line 8: sensors[0].location.lon: 214 is not a longitude"),
+            "sensors too, at their line: {err}"
+        );
     }
 }

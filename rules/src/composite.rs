@@ -484,8 +484,8 @@ impl CompositeSpec {
 
 fn default_message() -> MessageTemplate {
     MessageTemplate {
-        zh: "【{title_zh}】{site_name} 综合研判{change_zh}：{description}（{condition}）".into(),
-        en: "{title} ({change}) at {site_name}: {description} ({condition})".into(),
+        zh: "【{title_zh}】{site_name} 综合研判：{description}（{condition}）".into(),
+        en: "{title} at {site_name}: {description} ({condition})".into(),
     }
 }
 
@@ -1142,6 +1142,6 @@ mod tests {
         let (zh, en) = f.composites[0].render_message(&facts);
         assert_eq!(en, "orange roll-up escalated at dam-3: 3 points (count(>= yellow) >= 3)");
         // The default Chinese half: the site's name, the description, no internal ids.
-        assert_eq!(zh, "【橙色预警】3号尾矿库 综合研判升级：GB 50863-style roll-up（count(>= yellow) >= 3）");
+        assert_eq!(zh, "【橙色预警】3号尾矿库 综合研判：GB 50863-style roll-up（count(>= yellow) >= 3）");
     }
 }

@@ -193,7 +193,12 @@ pub(crate) fn status(
 ) {
     use std::fmt::Write as _;
     let (t, unit) = *threshold;
-    let sep = if unit.is_empty() { "" } else { " " };
+    // Degrees are written as the sign, against the number (`55.0°`).
+    let (sep, unit) = match unit {
+        "" => ("", ""),
+        "deg" | "°" => ("", "°"),
+        u => (" ", u),
+    };
     let l = if zh { level.zh() } else { level.as_str() };
     let from = previous.unwrap_or(level);
     let _ = match (change, zh) {
@@ -224,6 +229,24 @@ mod tests {
         assert_eq!(duration_zh(3 * 3_600_000), "3 小时");
         assert_eq!(duration_en(2 * 86_400_000 + 4 * 3_600_000 + 5), "2 d 4 h");
         assert_eq!(duration_en(-5), "0 s", "a clock step back is not a negative duration");
+    }
+
+    #[test]
+    fn status_says_the_change_with_its_threshold() {
+        let said = |l, prev, change, t: (&str, &str), zh| {
+            let mut s = String::new();
+            status(&mut s, (l, prev, change), &t, zh);
+            s
+        };
+        assert_eq!(said(Level::Yellow, None, AlertChange::Raised, ("55.0", "deg"), true), "达到黄色预警（阈值 55.0°）");
+        assert_eq!(
+            said(Level::Yellow, Some(Level::Red), AlertChange::DeEscalated, ("95.0", "%LEL"), true),
+            "降为黄色预警（红色解除阈值 95.0 %LEL）"
+        );
+        assert_eq!(
+            said(Level::Blue, None, AlertChange::Cleared, ("2.7", ""), false),
+            "blue alert cleared (clear threshold 2.7)"
+        );
     }
 
     #[test]

@@ -255,7 +255,7 @@ fn public_fields_carry_names_not_ids_or_officers_notes() {
     let geocode: Vec<&str> = doc
         .descendants()
         .filter(|n| n.has_tag_name("geocode"))
-        .flat_map(|g| g.children().filter_map(|c| c.text()))
+        .flat_map(|g| g.children().filter(|c| c.is_element()).filter_map(|c| c.text()))
         .collect();
     assert_eq!(geocode, ["GB/T 2260", "420102", "GB/T 2260", "420102"], "{xml}");
 }
