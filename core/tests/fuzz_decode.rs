@@ -4,9 +4,14 @@
 //! wire format's promises (finite values, event time in bounds, a registered sensor of the
 //! topic's site, the registered kind and unit, caps respected).
 //!
-//! Deterministic (seeded); `RISKWATCH_FUZZ_CASES=N` and `RISKWATCH_FUZZ_SEED=S` run longer or
-//! other campaigns (docs/security.md). A failing input is written to
-//! `target/fuzz-failures/` and printed, ready to add to the corpus.
+//! Topics are fuzzed too: plain reading topics and gateway topics
+//! (`riskwatch/v1/gateways/{gateway}/readings/…`) against a registry with gateways, whole and
+//! byte-mutated; an accepted reading on a gateway topic must be one that gateway may publish.
+//!
+//! Each run draws a new seed and prints it (`fuzz seed S`), so CI explores a new campaign every
+//! time; `RISKWATCH_FUZZ_SEED=S` repeats one, `RISKWATCH_FUZZ_CASES=N` runs longer
+//! (docs/security.md). A failing input is written to `target/fuzz-failures/` and printed, ready
+//! to add to the corpus.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -18,6 +23,13 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 
 const REGISTRY: &str = r#"
+[[gateways]]
+id = "gw-river"
+sites = ["hankou"]
+[[gateways]]
+id = "gw-plant"
+sites = ["plant-a"]
+
 [[sites]]
 id = "hankou"
 [[sites]]
@@ -76,7 +88,36 @@ const TOPICS: &[&str] = &[
     "riskwatch/v1/readings/hankou/hankou-wl/extra",
     "riskwatch/v2/readings/hankou",
     "riskwatch/v1/readings/han kou/+",
+    "riskwatch/v1/gateways/gw-river/readings/hankou/hankou-wl",
+    "riskwatch/v1/gateways/gw-river/readings/hankou",
+    "riskwatch/v1/gateways/gw-plant/readings/plant-a",
+    "riskwatch/v1/gateways/gw-plant/readings/plant-a/plant-a-h2s",
+    "riskwatch/v1/gateways/gw-plant/readings/hankou/hankou-wl",
+    "riskwatch/v1/gateways/gw-river/readings/plant-a",
+    "riskwatch/v1/gateways/nobody/readings/hankou",
+    "riskwatch/v1/gateways/gw-river/readings",
+    "riskwatch/v1/gateways//readings/hankou",
+    "riskwatch/v1/gateways/gw river/readings/hankou",
+    "riskwatch/v1/gateways/gw-river/hankou/hankou-wl",
 ];
+
+/// A topic with a few random bytes changed, inserted or removed (lossily kept UTF-8, as MQTT
+/// requires of topic names).
+fn mutate_topic(rng: &mut ChaCha8Rng, topic: &str) -> String {
+    let mut b = topic.as_bytes().to_vec();
+    for _ in 0..rng.gen_range(1..4) {
+        let at = rng.gen_range(0..=b.len());
+        match rng.gen_range(0..3) {
+            0 if at < b.len() => b[at] = b"/+#-_. a0\x00\xff"[rng.gen_range(0..11)],
+            1 => b.insert(at, b"/+#-_. a0"[rng.gen_range(0..9)]),
+            _ if at < b.len() => {
+                b.remove(at);
+            }
+            _ => {}
+        }
+    }
+    String::from_utf8_lossy(&b).into_owned()
+}
 
 const KEYS: &[&str] = &[
     "sensor", "site", "kind", "ts", "unit", "value", "quality", "v", "readings", "exercise", "rate_hz", "channels",
@@ -219,7 +260,18 @@ fn mutate_bytes(rng: &mut ChaCha8Rng, b: &mut Vec<u8>, other: &[u8]) {
 /// Decodes; checks every accepted reading; returns how many there were.
 fn check_accepted(topic: &str, payload: &[u8], registry: &Registry, limits: &Limits) -> usize {
     let Ok(d) = decode(topic, payload, registry, limits) else { return 0 };
-    let site = topic.strip_prefix("riskwatch/v1/readings/").and_then(|r| r.split('/').next()).unwrap_or_default();
+    let (gateway, rest) = match topic.strip_prefix("riskwatch/v1/gateways/") {
+        Some(r) => {
+            let (gw, rest) = r.split_once('/').expect("an accepted gateway topic has levels");
+            (Some(gw), rest.strip_prefix("readings/").expect("an accepted gateway topic has readings/"))
+        }
+        None => (None, topic.strip_prefix("riskwatch/v1/readings/").expect("an accepted topic is a reading topic")),
+    };
+    let site = rest.split('/').next().unwrap_or_default();
+    if let Some(gw) = gateway {
+        let g = registry.gateway(gw).expect("accepted readings on a gateway topic come from a registered gateway");
+        assert!(g.sites.iter().any(|s| s.as_str() == site), "gateway {gw} may not publish for {site}");
+    }
     assert!(d.readings.len() <= limits.max_batch);
     for r in &d.readings {
         let s = registry.sensor(r.sensor.as_str()).expect("accepted readings are of registered sensors");
@@ -250,7 +302,11 @@ fn env_num(name: &str, default: u64) -> u64 {
 #[test]
 fn a_million_generated_payloads_never_panic_the_decoder() {
     let cases = env_num("RISKWATCH_FUZZ_CASES", 1_000_000);
-    let seed = env_num("RISKWATCH_FUZZ_SEED", 2020);
+    // A new campaign each run unless one is asked for; printed so a failure can be repeated.
+    let fresh =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(2020, |d| d.as_nanos() as u64);
+    let seed = env_num("RISKWATCH_FUZZ_SEED", fresh);
+    println!("fuzz seed {seed} (RISKWATCH_FUZZ_SEED={seed} repeats this campaign)");
     let registry = Registry::from_toml(REGISTRY).unwrap();
     let limits = Limits::default();
     let seeds = corpus();
@@ -258,10 +314,17 @@ fn a_million_generated_payloads_never_panic_the_decoder() {
     let parsed: Vec<Option<Json>> = seeds.iter().map(|(_, p)| serde_json::from_slice(p).ok()).collect();
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut accepted = 0u64;
+    let mut on_gateway_topics = 0u64;
     for case in 0..cases {
         let k = rng.gen_range(0..seeds.len());
-        let topic =
-            if rng.gen_bool(0.85) { seeds[k].0.clone() } else { TOPICS[rng.gen_range(0..TOPICS.len())].to_string() };
+        let topic = match rng.gen_range(0..20) {
+            0..=14 => seeds[k].0.clone(),
+            15..=17 => TOPICS[rng.gen_range(0..TOPICS.len())].to_string(),
+            _ => {
+                let base = TOPICS[rng.gen_range(0..TOPICS.len())];
+                mutate_topic(&mut rng, base)
+            }
+        };
         let payload = match (rng.gen_range(0..3), &parsed[k]) {
             (0, _) => seeds[k].1.clone(),
             (1, Some(json)) => {
@@ -302,9 +365,14 @@ fn a_million_generated_payloads_never_panic_the_decoder() {
         };
         if n > 0 {
             accepted += 1;
+            on_gateway_topics += u64::from(topic.starts_with("riskwatch/v1/gateways/"));
         }
     }
     // The campaign must exercise the accepting paths too, not only rejections.
     assert!(accepted > cases / 20, "only {accepted} of {cases} payloads yielded readings");
-    println!("{cases} payloads, {accepted} with accepted readings, no panic");
+    assert!(
+        cases < 10_000 || on_gateway_topics > 0,
+        "no gateway topic was ever accepted: the authorisation check went unexercised"
+    );
+    println!("{cases} payloads, {accepted} with accepted readings ({on_gateway_topics} on gateway topics), no panic");
 }
