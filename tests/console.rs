@@ -1,7 +1,7 @@
 //! The duty console end to end over real MQTT and HTTP: `riskwatch run` (embedded broker and
 //! rules) and `riskwatch console --notify` in front of it. The retained alert-state topic,
 //! login and roles, acknowledge / resolve through the pipeline with refusals reported, history,
-//! the audit log, CAP download and webhook notifications.
+//! the audit log, CAP download and webhook notifications; an admin managing the operators.
 
 mod common;
 mod servers;

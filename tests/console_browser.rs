@@ -2,9 +2,10 @@
 //! `chromedriver`, both installed by scripts/install-test-servers.sh): an officer logs in,
 //! watches a red alert appear live (server-sent events, no reload), acknowledges it, sees its
 //! state change and the audit entry, switches to English; and on the map (一张图) the sites
-//! appear, a red alert turns its marker red live, a click lists the site's alerts. Screenshots
-//! are kept in `target/test-artifacts/` (`console-board.png`, `console-audit.png`,
-//! `console-en.png`, `console-map.png`, `console-map-site.png`, `console-map-cluster.png`).
+//! appear, a red alert turns its marker red live, a click lists the site's alerts; an admin adds
+//! an operator and changes a role in the Operators tab. Screenshots are kept in
+//! `target/test-artifacts/` (`console-board.png`, `console-audit.png`, `console-en.png`,
+//! `console-map.png`, `console-map-site.png`, `console-map-cluster.png`, `console-operators.png`).
 //!
 //! Every browser is closed at the end (the WebDriver session is deleted, so chromedriver quits
 //! Chromium), and chromedriver runs in its own process group, killed as a whole, so a failed
