@@ -101,19 +101,33 @@ pub fn version(text: &str) -> String {
     format!("{:016x}-{}", h.finish(), text.len())
 }
 
+/// A parse error without the quoted lines of the file (TOML errors quote the line, which may
+/// hold a password hash): the position and the reason stay.
+pub fn without_file_text(message: &str) -> String {
+    let quoted = |l: &str| {
+        let t = l.trim_start();
+        t.starts_with('|') || t.split_once(" |").is_some_and(|(n, _)| n.chars().all(|c| c.is_ascii_digit()))
+    };
+    let kept: Vec<&str> =
+        message.lines().filter(|l| !quoted(l) && !l.contains("$argon2") && !l.trim().is_empty()).collect();
+    kept.join("; ")
+}
+
 /// The users file as it is now: its text's version and the operators.
 pub fn read(path: &Path) -> Result<(String, Users), Refused> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| refused("users_file", format!("reading users file {}: {e}", path.display())))?;
-    let users =
-        Users::parse(&text).map_err(|e| refused("users_file", format!("users file {}: {e:#}", path.display())))?;
+    let users = Users::parse(&text).map_err(|e| {
+        refused("users_file", format!("users file {}: {}", path.display(), without_file_text(&format!("{e:#}"))))
+    })?;
     Ok((version(&text), users))
 }
 
 /// Applies `edit`, asked for by the admin `by`, to the users file's `text`; returns the new text.
 /// Everything outside the operator changed is kept as written.
 pub fn apply(text: &str, edit: &Edit, by: &str) -> Result<String, Refused> {
-    let users = Users::parse(text).map_err(|e| refused("users_file", format!("users file: {e:#}")))?;
+    let users = Users::parse(text)
+        .map_err(|e| refused("users_file", format!("users file: {}", without_file_text(&format!("{e:#}")))))?;
     let target = edit.target();
     let existing = users.get(target);
     let admins = users.list().iter().filter(|u| u.role == Role::Admin).count();
@@ -156,8 +170,9 @@ pub fn apply(text: &str, edit: &Edit, by: &str) -> Result<String, Refused> {
         }
     }
 
-    let mut doc: toml_edit::DocumentMut =
-        text.parse().map_err(|e| refused("users_file", format!("users file: {e}")))?;
+    let mut doc: toml_edit::DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| {
+        refused("users_file", format!("users file: {}", without_file_text(&e.to_string())))
+    })?;
     if let Edit::Add { name, display_name, role, password_hash } = edit {
         let mut t = toml_edit::Table::new();
         t["name"] = toml_edit::value(name.as_str());
@@ -202,7 +217,12 @@ pub fn apply(text: &str, edit: &Edit, by: &str) -> Result<String, Refused> {
     }
     let out = doc.to_string();
     // What is written must load: never leave a file the console could not start with.
-    Users::parse(&out).map_err(|e| refused("users_file", format!("the changed users file would not load: {e:#}")))?;
+    Users::parse(&out).map_err(|e| {
+        refused(
+            "users_file",
+            format!("the changed users file would not load: {}", without_file_text(&format!("{e:#}"))),
+        )
+    })?;
     Ok(out)
 }
 
@@ -227,7 +247,8 @@ pub fn commit(path: &Path, edit: &Edit, by: &str, seen: Option<&str>) -> Result<
     let new = apply(&text, edit, by)?;
     write_atomic(path, &new)
         .map_err(|e| refused("users_file", format!("writing users file {}: {e}", path.display())))?;
-    let users = Users::parse(&new).map_err(|e| refused("users_file", format!("users file: {e:#}")))?;
+    let users = Users::parse(&new)
+        .map_err(|e| refused("users_file", format!("users file: {}", without_file_text(&format!("{e:#}")))))?;
     Ok((version(&new), users))
 }
 
@@ -323,6 +344,16 @@ mod tests {
         assert_eq!(apply(&removed, &Edit::Remove { name: "wang".into() }, "root").unwrap_err().code, "unknown_user");
         let bad = Edit::Add { name: "a b".into(), display_name: String::new(), role: Role::Viewer, password_hash: h };
         assert_eq!(apply(&text, &bad, "root").unwrap_err().code, "bad_name");
+    }
+
+    #[test]
+    fn a_broken_users_file_is_reported_without_its_hashes() {
+        let h = hash_password("not-the-pass").unwrap();
+        let broken = format!("[[user]]\nname = \"li\"\nrole = \"officer\"\npassword_hash = \"{h}\" oops\n");
+        let edit = Edit::Remove { name: "li".into() };
+        let e = apply(&broken, &edit, "root").unwrap_err();
+        assert_eq!(e.code, "users_file");
+        assert!(e.message.contains("line 4") && !e.message.contains("argon2"), "{}", e.message);
     }
 
     #[test]
