@@ -1,7 +1,7 @@
 //! The duty console end to end over real MQTT and HTTP: `riskwatch run` (embedded broker and
 //! rules) and `riskwatch console --notify` in front of it. The retained alert-state topic,
 //! login and roles, acknowledge / resolve through the pipeline with refusals reported, history,
-//! the audit log, CAP download and webhook notifications.
+//! the audit log, CAP download and webhook notifications; an admin managing the operators.
 
 mod common;
 mod servers;
@@ -286,4 +286,159 @@ async fn the_map_api_says_where_every_site_is_and_serves_the_deployers_own_basem
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.headers()["content-type"], "application/geo+json");
     assert_eq!(r.text().await.unwrap(), approved);
+}
+
+async fn send(http: &reqwest::Client, method: reqwest::Method, url: String, body: Value) -> (StatusCode, Value) {
+    let r = http.request(method, url).json(&body).send().await.unwrap();
+    let status = r.status();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_manages_operators_and_the_users_file_sessions_and_audit_log_follow() {
+    use reqwest::Method;
+    let dir = tempfile::tempdir().unwrap();
+    write_files(dir.path());
+    let (_rw, port) = start_pipeline(dir.path());
+    let (_console, base) = start_console(dir.path(), port, &[]);
+    let users_toml = dir.path().join("users.toml");
+    let (admin, st) = login(&base, OPERATORS[2].0, OPERATORS[2].2).await;
+    assert_eq!(st, StatusCode::OK);
+    let (officer, _) = login(&base, OPERATORS[0].0, OPERATORS[0].2).await;
+    let users_url = format!("{base}/api/users");
+    let user_url = |name: &str| format!("{base}/api/users/{name}");
+
+    // Officers (and anyone else not admin) may not manage operators.
+    let new_one =
+        json!({"name": "wang.fang", "display_name": "王芳", "role": "officer", "password": "flood-season-2026"});
+    for (method, url, body) in [
+        (Method::GET, users_url.clone(), Value::Null),
+        (Method::POST, users_url.clone(), new_one.clone()),
+        (Method::PATCH, user_url("guest"), json!({"role": "admin"})),
+        (Method::POST, user_url("guest") + "/password", json!({"password": "0123456789ab"})),
+        (Method::DELETE, user_url("guest"), json!({})),
+    ] {
+        let (st, body) = send(&officer, method.clone(), url.clone(), body).await;
+        assert_eq!(st, StatusCode::FORBIDDEN, "{method} {url}: {body}");
+        assert_eq!(body["error"], "forbidden");
+    }
+
+    // Bad input is refused with the reason, in the API's error shape.
+    let (st, list) = get(&admin, users_url.clone()).await;
+    assert_eq!(st, StatusCode::OK);
+    let v0 = list["version"].as_str().unwrap().to_string();
+    let mut short = new_one.clone();
+    short["password"] = json!("short-pw1");
+    let (st, body) = send(&admin, Method::POST, users_url.clone(), short).await;
+    assert_eq!((st, &body["error"]), (StatusCode::BAD_REQUEST, &json!("bad_password")), "{body}");
+    assert!(body["message"].as_str().unwrap().contains("at least 10 characters"), "{body}");
+    let mut dup = new_one.clone();
+    dup["name"] = json!("li.wei");
+    let (st, body) = send(&admin, Method::POST, users_url.clone(), dup).await;
+    assert_eq!((st, &body["error"]), (StatusCode::CONFLICT, &json!("duplicate_name")), "{body}");
+    assert!(body["message"].as_str().unwrap().contains("li.wei"), "{body}");
+    let mut spaced = new_one.clone();
+    spaced["name"] = json!("wang fang");
+    let (st, body) = send(&admin, Method::POST, users_url.clone(), spaced).await;
+    assert_eq!((st, &body["error"]), (StatusCode::BAD_REQUEST, &json!("bad_name")), "{body}");
+
+    // Added: on disk (hashed, mode 0600), and the new officer logs in and acknowledges.
+    let mut add = new_one.clone();
+    add["version"] = json!(v0);
+    let (st, body) = send(&admin, Method::POST, users_url.clone(), add).await;
+    assert_eq!(st, StatusCode::CREATED, "{body}");
+    assert_eq!(body["user"], json!({"name": "wang.fang", "display_name": "王芳", "role": "officer"}));
+    let on_disk = std::fs::read_to_string(&users_toml).unwrap();
+    assert!(on_disk.contains("name = \"wang.fang\"") && on_disk.contains("$argon2id$"), "{on_disk}");
+    assert!(!on_disk.contains("flood-season-2026"), "no plain password in the users file");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&users_toml).unwrap().permissions().mode() & 0o777, 0o600);
+    // A change made on the list as it was before is refused: someone changed the file since.
+    let (st, body) = send(&admin, Method::DELETE, user_url("guest"), json!({"version": v0})).await;
+    assert_eq!((st, &body["error"]), (StatusCode::CONFLICT, &json!("stale")), "{body}");
+
+    let (wang, st) = login(&base, "wang.fang", "flood-season-2026").await;
+    assert_eq!(st, StatusCode::OK);
+    let mut gw = TestClient::connect(port, "gw-hankou", &[]).await;
+    gw.publish_acked("riskwatch/v1/readings/hankou/hankou-wl", reading(0, 27.6)).await;
+    let board = wait_board(&wang, &base, |a| !a.is_empty()).await;
+    let id = board[0]["alert_id"].as_str().unwrap().to_string();
+    let (st, body) = post(&wang, format!("{base}/api/alerts/{id}/acknowledge"), json!({"note": "王芳已确认"})).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    assert_eq!(body["event"]["by"], "wang.fang");
+
+    // A role change ends their session at once; logged in again they have the new role.
+    let (st, body) = send(&admin, Method::PATCH, user_url("wang.fang"), json!({"role": "viewer"})).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    assert_eq!(body["sessions_ended"], 1);
+    assert_eq!(get(&wang, format!("{base}/api/me")).await.0, StatusCode::UNAUTHORIZED);
+    let (wang, _) = login(&base, "wang.fang", "flood-season-2026").await;
+    let (_, me) = get(&wang, format!("{base}/api/me")).await;
+    assert_eq!(me["role"], "viewer");
+
+    // A password reset: the old one no longer works, the new one does.
+    let (st, body) =
+        send(&admin, Method::POST, user_url("wang.fang") + "/password", json!({"password": "short"})).await;
+    assert_eq!((st, &body["error"]), (StatusCode::BAD_REQUEST, &json!("bad_password")), "{body}");
+    let (st, body) =
+        send(&admin, Method::POST, user_url("wang.fang") + "/password", json!({"password": "levee-watch-night"})).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    assert_eq!(get(&wang, format!("{base}/api/me")).await.0, StatusCode::UNAUTHORIZED, "a reset ends their sessions");
+    assert_eq!(login(&base, "wang.fang", "flood-season-2026").await.1, StatusCode::UNAUTHORIZED);
+    let (wang, st) = login(&base, "wang.fang", "levee-watch-night").await;
+    assert_eq!(st, StatusCode::OK);
+
+    // The last admin stays: root can neither demote nor remove itself, nor can another admin
+    // remove the last one; with two admins, still nobody demotes themselves.
+    let (st, body) = send(&admin, Method::PATCH, user_url("root"), json!({"role": "officer"})).await;
+    assert_eq!((st, &body["error"]), (StatusCode::CONFLICT, &json!("last_admin")), "{body}");
+    let (st, body) = send(&admin, Method::DELETE, user_url("root"), json!({})).await;
+    assert_eq!((st, &body["error"]), (StatusCode::CONFLICT, &json!("last_admin")), "{body}");
+    let (st, body) =
+        send(&admin, Method::PATCH, user_url("li.wei"), json!({"role": "admin", "display_name": "李伟"})).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let (st, body) = send(&admin, Method::PATCH, user_url("root"), json!({"role": "officer"})).await;
+    assert_eq!((st, &body["error"]), (StatusCode::CONFLICT, &json!("own_account")), "{body}");
+    let (li, _) = login(&base, OPERATORS[0].0, OPERATORS[0].2).await;
+    let (st, body) = send(&li, Method::DELETE, user_url("root"), json!({})).await;
+    assert_eq!(st, StatusCode::OK, "another admin may remove root: {body}");
+    assert_eq!(get(&admin, format!("{base}/api/me")).await.0, StatusCode::UNAUTHORIZED, "root's session ended");
+    let (st, body) = send(&li, Method::DELETE, user_url("li.wei"), json!({})).await;
+    assert_eq!((st, &body["error"]), (StatusCode::CONFLICT, &json!("last_admin")), "{body}");
+
+    // Removed: their session ends at once and they are gone from the file.
+    let (st, body) = send(&li, Method::DELETE, user_url("wang.fang"), json!({})).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    assert_eq!(get(&wang, format!("{base}/api/me")).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(login(&base, "wang.fang", "levee-watch-night").await.1, StatusCode::UNAUTHORIZED);
+    let on_disk = std::fs::read_to_string(&users_toml).unwrap();
+    assert!(!on_disk.contains("wang.fang") && !on_disk.contains("name = \"root\""), "{on_disk}");
+    assert!(on_disk.contains("display_name = \"李伟\""), "{on_disk}");
+    let (st, body) = send(&li, Method::DELETE, user_url("wang.fang"), json!({})).await;
+    assert_eq!((st, &body["error"]), (StatusCode::NOT_FOUND, &json!("unknown_user")), "{body}");
+
+    // The audit log: who changed whom, the outcome, never a password.
+    let (st, a) = get(&li, format!("{base}/api/audit?limit=500")).await;
+    assert_eq!(st, StatusCode::OK);
+    let entries = a["entries"].as_array().unwrap();
+    let has = |user: &str, action: &str, detail: &str, outcome: &str| {
+        entries.iter().any(|e| {
+            e["user"] == user
+                && e["action"] == action
+                && e["detail"].as_str().unwrap().contains(detail)
+                && e["outcome"].as_str().unwrap().starts_with(outcome)
+        })
+    };
+    assert!(has("root", "user_add", "wang.fang", "ok"), "{a}");
+    assert!(has("root", "user_add", "wang.fang", "refused: bad_password"), "{a}");
+    assert!(has("root", "user_add", "li.wei", "refused: duplicate_name"), "{a}");
+    assert!(has("root", "user_update", "wang.fang: set role viewer; 1 session(s) ended", "ok"), "{a}");
+    assert!(has("root", "user_password", "wang.fang", "ok"), "{a}");
+    assert!(has("root", "user_update", "root", "refused: last_admin"), "{a}");
+    assert!(has("li.wei", "user_remove", "root", "ok"), "{a}");
+    assert!(has("li.wei", "user_remove", "wang.fang", "ok"), "{a}");
+    let text = a.to_string();
+    for secret in ["flood-season-2026", "levee-watch-night", "short-pw1", "argon2"] {
+        assert!(!text.contains(secret), "{secret} in the audit log");
+    }
 }

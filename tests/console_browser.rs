@@ -2,9 +2,10 @@
 //! `chromedriver`, both installed by scripts/install-test-servers.sh): an officer logs in,
 //! watches a red alert appear live (server-sent events, no reload), acknowledges it, sees its
 //! state change and the audit entry, switches to English; and on the map (一张图) the sites
-//! appear, a red alert turns its marker red live, a click lists the site's alerts. Screenshots
-//! are kept in `target/test-artifacts/` (`console-board.png`, `console-audit.png`,
-//! `console-en.png`, `console-map.png`, `console-map-site.png`, `console-map-cluster.png`).
+//! appear, a red alert turns its marker red live, a click lists the site's alerts; an admin adds
+//! an operator and changes a role in the Operators tab. Screenshots are kept in
+//! `target/test-artifacts/` (`console-board.png`, `console-audit.png`, `console-en.png`,
+//! `console-map.png`, `console-map-site.png`, `console-map-cluster.png`, `console-operators.png`).
 //!
 //! Every browser is closed at the end (the WebDriver session is deleted, so chromedriver quits
 //! Chromium), and chromedriver runs in its own process group, killed as a whole, so a failed
@@ -153,9 +154,14 @@ impl Browser {
 
     /// Opens the console and logs in as `OPERATORS[0]` (the officer); waits for the live feed.
     async fn log_in(&self, console: &str) {
+        self.log_in_as(console, OPERATORS[0]).await;
+    }
+
+    /// Opens the console and logs in as `who`; waits for the live feed.
+    async fn log_in_as(&self, console: &str, who: (&str, &str, &str)) {
         self.goto(console).await;
         self.wait_js("login form", "return !document.querySelector('#login-view').hidden").await;
-        let (name, _, password) = OPERATORS[0];
+        let (name, _, password) = who;
         self.type_into("#login-name", name).await;
         self.type_into("#login-password", password).await;
         self.click("#login-submit").await;
@@ -358,4 +364,49 @@ async fn the_map_shows_the_sites_turns_a_marker_red_live_and_lists_its_alerts_on
     )
     .await;
     b.screenshot("console-map-cluster.png").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_adds_an_operator_is_told_why_a_password_is_refused_and_changes_a_role() {
+    let dir = tempfile::tempdir().unwrap();
+    write_files(dir.path());
+    let (_rw, port) = start_pipeline(dir.path());
+    let (_console, base) = start_console(dir.path(), port, &[]);
+    let b = Browser::start().await;
+    b.log_in_as(&base, OPERATORS[2]).await;
+    b.click("#users-tab").await;
+    b.wait_js("operator list", "return document.querySelectorAll('#users tbody tr').length === 3").await;
+
+    // Too short a password: refused, and the page says why, in Chinese.
+    b.type_into("#user-add [name=name]", "wang.fang").await;
+    b.type_into("#user-add [name=display_name]", "王芳").await;
+    b.js("document.querySelector('#user-add [name=password]').removeAttribute('minlength')").await;
+    b.type_into("#user-add [name=password]", "short").await;
+    b.click("#user-add button[type=submit]").await;
+    let why = b
+        .wait_js(
+            "refusal",
+            "const r = document.querySelector('#users-result'); return r.classList.contains('error') && r.textContent",
+        )
+        .await;
+    assert!(why.as_str().unwrap().contains("10 个字符"), "{why}");
+
+    // A proper one: the new officer is listed.
+    b.type_into("#user-add [name=password]", "flood-season-2026").await;
+    b.click("#user-add button[type=submit]").await;
+    b.wait_js("new row", "return document.querySelector('#users tbody tr[data-name=\"wang.fang\"]') !== null").await;
+    let role = b.js("return document.querySelector('#users tbody tr[data-name=\"wang.fang\"] .u-role').value").await;
+    assert_eq!(role, "officer");
+    assert!(std::fs::read_to_string(dir.path().join("users.toml")).unwrap().contains("wang.fang"));
+
+    // Made a viewer from the row.
+    b.js("document.querySelector('#users tbody tr[data-name=\"wang.fang\"] .u-role').value = 'viewer'").await;
+    b.click("#users tbody tr[data-name=\"wang.fang\"] .u-save").await;
+    b.wait_js("saved", "const r = document.querySelector('#users-result'); return r.classList.contains('ok') && r.textContent.includes('已保存')").await;
+    b.wait_js(
+        "role shown",
+        "const s = document.querySelector('#users tbody tr[data-name=\"wang.fang\"] .u-role'); return s && s.value === 'viewer'",
+    )
+    .await;
+    b.screenshot("console-operators.png").await;
 }

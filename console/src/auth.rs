@@ -17,12 +17,28 @@ pub enum Role {
     Viewer,
     /// Also acknowledges, assigns and resolves alerts, and reads the audit log.
     Officer,
-    /// Also sees the operator list.
+    /// Also manages the operators (the users file) from the console.
     Admin,
 }
 
+impl Role {
+    /// As written in the users file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Officer => "officer",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// From the users file's spelling.
+    pub fn parse(s: &str) -> Option<Role> {
+        [Role::Viewer, Role::Officer, Role::Admin].into_iter().find(|r| r.as_str() == s)
+    }
+}
+
 /// One operator.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct User {
     /// Login name (also the `by` of the commands they send).
@@ -45,6 +61,17 @@ struct UsersFile {
 
 /// The operators, by name.
 pub struct Users(HashMap<String, User>);
+
+impl std::fmt::Debug for User {
+    // No password hash: it stays out of logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("User")
+            .field("name", &self.name)
+            .field("display_name", &self.display_name)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}
 
 impl std::fmt::Debug for Users {
     // Names only: password hashes stay out of logs.
@@ -97,6 +124,11 @@ impl Users {
                 None
             }
         }
+    }
+
+    /// The user called `name`.
+    pub fn get(&self, name: &str) -> Option<&User> {
+        self.0.get(name)
     }
 
     /// Every user (for the admin's operator list).
@@ -183,6 +215,33 @@ impl Sessions {
     pub fn close(&mut self, token: &str) -> Option<Session> {
         self.by_token.remove(token)
     }
+
+    /// Ends every session of `name` but the one of token `keep`; returns how many ended.
+    pub fn end_user(&mut self, name: &str, keep: Option<&str>) -> usize {
+        let before = self.by_token.len();
+        self.by_token.retain(|token, s| s.name != name || Some(token.as_str()) == keep);
+        before - self.by_token.len()
+    }
+
+    /// Brings the sessions in line with the users file: those of an operator no longer in it, or
+    /// whose role changed, end at once (a session holds the role it logged in with); display
+    /// names follow. Returns the names whose sessions ended.
+    pub fn sync(&mut self, users: &Users) -> Vec<String> {
+        let mut ended = Vec::new();
+        self.by_token.retain(|_, s| match users.get(&s.name) {
+            Some(u) if u.role == s.role => {
+                s.display_name = if u.display_name.is_empty() { u.name.clone() } else { u.display_name.clone() };
+                true
+            }
+            _ => {
+                ended.push(s.name.clone());
+                false
+            }
+        });
+        ended.sort();
+        ended.dedup();
+        ended
+    }
 }
 
 /// 256 random bits, hex.
@@ -218,6 +277,32 @@ mod tests {
         for pw in ["", "password", "admin", "duty-1"] {
             assert!(users.verify("admin", pw).is_none() && users.verify("duty-1", pw).is_none());
         }
+    }
+
+    #[test]
+    fn a_changed_role_or_a_removed_operator_ends_their_sessions() {
+        let h = hash_password("s3cret").unwrap();
+        let file = |li_role: &str, wang: bool| {
+            let mut t = format!("[[user]]\nname = \"li\"\nrole = \"{li_role}\"\npassword_hash = \"{h}\"\n");
+            if wang {
+                t.push_str(&format!("[[user]]\nname = \"wang\"\nrole = \"viewer\"\npassword_hash = \"{h}\"\n"));
+            }
+            Users::parse(&t).unwrap()
+        };
+        let users = file("officer", true);
+        let mut s = Sessions::default();
+        let li = s.open(users.get("li").unwrap());
+        let wang = s.open(users.get("wang").unwrap());
+        assert!(s.sync(&users).is_empty());
+        assert_eq!(s.sync(&file("viewer", true)), ["li"]);
+        assert!(s.get(&li).is_none() && s.get(&wang).is_some());
+        assert_eq!(s.sync(&file("viewer", false)), ["wang"]);
+        assert!(s.get(&wang).is_none());
+        let a = s.open(users.get("li").unwrap());
+        let b = s.open(users.get("li").unwrap());
+        assert_eq!(s.end_user("li", Some(&a)), 1);
+        assert!(s.get(&a).is_some() && s.get(&b).is_none());
+        assert!(!format!("{:?}", users.get("li").unwrap()).contains("argon2"));
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod auth;
 mod basemap;
 pub mod history;
 mod store;
+mod users_edit;
 mod web;
 
 use anyhow::{Context, Result};
@@ -95,6 +96,8 @@ pub struct App {
     store: Mutex<Store>,
     users: RwLock<auth::Users>,
     users_path: PathBuf,
+    /// Held while the admin page reads, changes and rewrites the users file.
+    users_edit: Mutex<()>,
     sessions: Mutex<auth::Sessions>,
     live: broadcast::Sender<String>,
     mqtt: AsyncClient,
@@ -362,6 +365,7 @@ impl Console {
             store: Mutex::new(store),
             users: RwLock::new(users),
             users_path: o.users.clone(),
+            users_edit: Mutex::default(),
             sessions: Mutex::default(),
             live,
             mqtt: client.clone(),

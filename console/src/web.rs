@@ -4,6 +4,8 @@
 // Handlers return axum's `Response` as their error: it is what gets sent.
 #![allow(clippy::result_large_err)]
 
+mod admin;
+
 use super::auth::{Role, Session};
 use super::store::{AuditEntry, HistoryQuery};
 use super::{App, Outcome};
@@ -11,7 +13,7 @@ use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, patch, post};
 use axum::{Json, Router};
 use riskwatch_core::wire::topic;
 use riskwatch_core::AlertEvent;
@@ -49,7 +51,9 @@ pub async fn serve(listener: tokio::net::TcpListener, app: AppState) {
         .route("/api/alerts/{id}/{action}", post(act))
         .route("/api/history", get(history))
         .route("/api/audit", get(audit_log))
-        .route("/api/users", get(users))
+        .route("/api/users", get(admin::list).post(admin::add))
+        .route("/api/users/{name}", patch(admin::update).delete(admin::remove))
+        .route("/api/users/{name}/password", post(admin::password))
         .route("/api/stream", get(stream))
         .with_state(app);
     if let Err(e) = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>()).await {
@@ -450,22 +454,6 @@ async fn audit_log(State(app): State<AppState>, headers: HeaderMap, Query(l): Qu
         Ok(v) => Json(json!({"entries": v})).into_response(),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()),
     }
-}
-
-async fn users(State(app): State<AppState>, headers: HeaderMap) -> Response {
-    if let Err(r) = require(&app, &headers, Role::Admin) {
-        return r;
-    }
-    let reloaded = super::auth::Users::load(&app.users_path);
-    let mut note = None;
-    match reloaded {
-        Ok(u) => *app.users.write().unwrap_or_else(|e| e.into_inner()) = u,
-        Err(e) => note = Some(format!("users file not reloaded: {e:#}")),
-    }
-    let users = app.users.read().unwrap_or_else(|e| e.into_inner());
-    let list: Vec<_> =
-        users.list().iter().map(|u| json!({"name": u.name, "display_name": u.display_name, "role": u.role})).collect();
-    Json(json!({"users": list, "note": note})).into_response()
 }
 
 async fn stream(State(app): State<AppState>, headers: HeaderMap) -> Response {

@@ -13,7 +13,16 @@ const T = {
     login_action:"登录", login_failed:"登录失败", logout_action:"退出", no_readings:"暂无近期读数", sent:"已发送",
     map:"一张图", fit:"全图", no_level:"无预警", basemap_note:"示意底图，非标准地图（无审图号）", map_hint:"点击站点查看其预警；点击聚合点放大。",
     division:"行政区划代码", coords:"坐标", by_sensors:"（按传感器位置平均）", show_on_board:"在实时预警中查看", no_open:"该站点当前没有未闭环的预警。",
-    unlocated:"{n} 个站点没有坐标，未上图：", locate:"地图定位", open_n:"未闭环 {n} 条" },
+    unlocated:"{n} 个站点没有坐标，未上图：", locate:"地图定位", open_n:"未闭环 {n} 条",
+    add_user:"添加值班员", add:"添加", initial_password:"初始密码（至少 10 个字符）", manage:"管理", save:"保存", reset_password:"重置密码",
+    new_password:"新密码（至少 10 个字符）", remove:"删除", role_viewer:"只读", role_officer:"值班员", role_admin:"管理员", you:"（本人）",
+    confirm_remove:"确定删除值班员 {name}？其登录会话将立即结束。", user_added:"已添加 {name}", user_saved:"已保存 {name}",
+    password_reset:"已重置 {name} 的密码", user_removed:"已删除 {name}", sessions_ended:"，结束会话 {n} 个",
+    user_add:"添加值班员", user_update:"修改值班员", user_password:"重置密码", user_remove:"删除值班员",
+    err_bad_name:"用户名不能为空、不能含空格或控制字符，且不超过 64 个字符", err_bad_password:"密码至少需要 10 个字符",
+    err_duplicate_name:"已有同名值班员", err_last_admin:"这是最后一名管理员，不能删除或降级；请先把另一人设为管理员",
+    err_own_account:"不能删除或降级自己的账号，请由另一名管理员操作", err_stale:"值班员名单已被他人修改，已刷新，请重新操作",
+    err_unknown_user:"没有这个值班员（可能已被删除）", err_bad_display_name:"姓名不能含控制字符，且不超过 128 个字符" },
   en: { title:"riskwatch duty console", offline:"offline", online:"live", logout:"Log out", login:"Officer login", name:"Name", password:"Password",
     login_btn:"Log in", board:"Live alerts", history:"History", audit:"Audit log", users:"Operators", site:"Site", kind:"Kind", level:"Level",
     all:"All", red:"Red", orange:"Orange", yellow:"Yellow", blue:"Blue", state:"State", subject:"Subject", message:"Message", value:"Value",
@@ -26,7 +35,12 @@ const T = {
     login_action:"login", login_failed:"login failed", logout_action:"logout", no_readings:"No recent readings", sent:"sent",
     map:"Map", fit:"Fit", no_level:"no alert", basemap_note:"Indicative basemap, not an approved standard map", map_hint:"Click a site for its alerts; click a cluster to zoom in.",
     division:"Division code", coords:"Coordinates", by_sensors:" (mean of its sensors)", show_on_board:"Show on the live board", no_open:"No open alerts at this site.",
-    unlocated:"{n} site(s) without coordinates, not on the map: ", locate:"Show on map", open_n:"{n} open" },
+    unlocated:"{n} site(s) without coordinates, not on the map: ", locate:"Show on map", open_n:"{n} open",
+    add_user:"Add an operator", add:"Add", initial_password:"Initial password (at least 10 characters)", manage:"Manage", save:"Save", reset_password:"Reset password",
+    new_password:"New password (at least 10 characters)", remove:"Remove", role_viewer:"viewer", role_officer:"officer", role_admin:"admin", you:" (you)",
+    confirm_remove:"Remove operator {name}? Their sessions end at once.", user_added:"{name} added", user_saved:"{name} saved",
+    password_reset:"Password of {name} reset", user_removed:"{name} removed", sessions_ended:", {n} session(s) ended",
+    user_add:"operator added", user_update:"operator changed", user_password:"password reset", user_remove:"operator removed" },
 };
 let lang = localStorage.getItem("rw-lang") || "zh";
 let me = null, board = [], selected = null, source = null;
@@ -76,6 +90,7 @@ function applyLang() {
   if (map) { map.setSites(sites); map.update(board); }   // marker titles in the new language
   renderMapSites();
   if (selected) openDetail(selected);
+  if (me && !$("#tab-users").hidden) loadUsers();
 }
 
 async function api(path, opts = {}) {
@@ -286,11 +301,43 @@ async function loadAudit() {
   $("#audit tbody").innerHTML = r.body.entries.map((e) => `<tr data-action="${esc(e.action)}"><td>${fmtTime(e.at)}</td><td>${esc(e.user)}</td><td>${esc(name(e.action))}</td><td>${esc(e.alert_id || "")}</td><td>${esc(e.detail)}</td><td class="outcome">${esc(e.outcome)}</td><td>${esc(e.remote)}</td></tr>`).join("");
 }
 
+// --- operators (admin): the users file, edited through the API ------------------------------
+
+let usersVersion = null;
+const roleOptions = (r) => ["viewer", "officer", "admin"].map((x) => `<option value="${x}"${x === r ? " selected" : ""}>${t("role_" + x)}</option>`).join("");
+
 async function loadUsers() {
   const r = await api("/api/users");
   if (!r.ok) return;
-  $("#users tbody").innerHTML = r.body.users.map((u) => `<tr><td>${esc(u.name)}</td><td>${esc(u.display_name)}</td><td>${esc(u.role)}</td></tr>`).join("");
+  usersVersion = r.body.version;
+  $("#users tbody").innerHTML = r.body.users.map((u) => `<tr data-name="${esc(u.name)}" class="${me && u.name === me.name ? "me" : ""}">
+    <td>${esc(u.name)}${me && u.name === me.name ? esc(t("you")) : ""}</td>
+    <td><input class="u-display" size="14" maxlength="128" value="${esc(u.display_name)}"></td>
+    <td><select class="u-role">${roleOptions(u.role)}</select></td>
+    <td><div class="buttons"><button type="button" class="u-save">${t("save")}</button>
+      <input class="u-password" type="password" size="18" minlength="10" autocomplete="new-password" placeholder="${esc(t("new_password"))}">
+      <button type="button" class="u-reset">${t("reset_password")}</button>
+      <button type="button" class="u-remove">${t("remove")}</button></div></td></tr>`).join("");
   $("#users-note").textContent = r.body.note || "";
+}
+
+// The outcome of a change, in the operator's language when the console knows the reason.
+function usersResult(r, okKey, name) {
+  const out = $("#users-result");
+  if (r.ok) {
+    const n = r.body.sessions_ended || 0;
+    out.className = "ok"; out.textContent = t(okKey).replace("{name}", name) + (n ? t("sessions_ended").replace("{n}", n) : "");
+  } else {
+    const code = r.body && r.body.error, msg = (r.body && r.body.message) || `HTTP ${r.status}`;
+    out.className = "error"; out.textContent = (lang === "zh" && code && T.zh["err_" + code]) || msg;
+  }
+  if (r.status !== 401) loadUsers();
+  return r.ok;
+}
+
+async function userChange(method, path, body, okKey, name) {
+  const r = await api(path, { method, body: JSON.stringify({ ...body, version: usersVersion }) });
+  return usersResult(r, okKey, name);
 }
 
 function showTab(name) {
@@ -299,7 +346,7 @@ function showTab(name) {
   if (name === "map" && map) map.redraw();
   if (name === "history") loadHistory();
   if (name === "audit") loadAudit();
-  if (name === "users") loadUsers();
+  if (name === "users") { $("#users-result").textContent = ""; loadUsers(); }
 }
 
 $("#login-form").addEventListener("submit", async (ev) => {
@@ -315,6 +362,26 @@ document.querySelectorAll(".tab").forEach((b) => b.addEventListener("click", () 
 $("#board tbody").addEventListener("click", (ev) => { const tr = ev.target.closest("tr"); if (tr) openDetail(tr.dataset.id); });
 $("#history tbody").addEventListener("click", (ev) => { const tr = ev.target.closest("tr"); if (tr) openDetail(tr.dataset.id); });
 $("#history-form").addEventListener("submit", loadHistory);
+$("#user-add").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const f = new FormData($("#user-add")), body = Object.fromEntries(f);
+  if (await userChange("POST", "/api/users", body, "user_added", body.name)) $("#user-add").reset();
+  else $("#user-add [name=password]").value = "";
+});
+$("#users tbody").addEventListener("click", async (ev) => {
+  const b = ev.target.closest("button"), tr = ev.target.closest("tr[data-name]");
+  if (!b || !tr) return;
+  const name = tr.dataset.name, path = `/api/users/${encodeURIComponent(name)}`;
+  if (b.classList.contains("u-save")) {
+    await userChange("PATCH", path, { display_name: tr.querySelector(".u-display").value, role: tr.querySelector(".u-role").value }, "user_saved", name);
+  } else if (b.classList.contains("u-reset")) {
+    const pw = tr.querySelector(".u-password");
+    await userChange("POST", path + "/password", { password: pw.value }, "password_reset", name);
+    pw.value = "";
+  } else if (b.classList.contains("u-remove")) {
+    if (confirm(t("confirm_remove").replace("{name}", name))) await userChange("DELETE", path, {}, "user_removed", name);
+  }
+});
 $("#detail-close").addEventListener("click", () => { $("#detail").hidden = true; selected = null; });
 $("#d-ack").addEventListener("click", () => act("acknowledge"));
 $("#d-assign").addEventListener("click", () => act("assign"));
