@@ -3,9 +3,12 @@
 //! watches a red alert appear live (server-sent events, no reload), acknowledges it, sees its
 //! state change and the audit entry, switches to English; and on the map (一张图) the sites
 //! appear, a red alert turns its marker red live, a click lists the site's alerts; an admin adds
-//! an operator and changes a role in the Operators tab. Screenshots are kept in
+//! an operator and changes a role in the Operators tab; and on `riskwatch demo --console` itself
+//! the demo's seven sites are on the map and the failing slope's marker turns red while watched.
+//! Screenshots are kept in
 //! `target/test-artifacts/` (`console-board.png`, `console-audit.png`, `console-en.png`,
-//! `console-map.png`, `console-map-site.png`, `console-map-cluster.png`, `console-operators.png`).
+//! `console-map.png`, `console-map-site.png`, `console-map-cluster.png`, `console-operators.png`,
+//! `console-demo-map.png`, `console-demo-map-red.png`).
 //!
 //! Every browser is closed at the end (the WebDriver session is deleted, so chromedriver quits
 //! Chromium), and chromedriver runs in its own process group, killed as a whole, so a failed
@@ -409,4 +412,64 @@ async fn an_admin_adds_an_operator_is_told_why_a_password_is_refused_and_changes
     )
     .await;
     b.screenshot("console-operators.png").await;
+}
+
+/// The acceptance run on the demo itself: `riskwatch demo --console` with its real sites on the
+/// map; the landslide point fails near the end of the run, and its site's marker turns red while
+/// the officer watches (no reload); a click on it lists the site's alerts under its name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_on_the_map_a_failing_slope_turns_its_marker_red_live_and_a_click_lists_its_alerts() {
+    let dir = tempfile::tempdir().unwrap();
+    let mqtt_port = free_port().to_string();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut rw = common::Riskwatch::spawn(
+        &["demo", "--duration", "80s", "--no-color", "--port", &mqtt_port, "--db", "demo.db", "--console", &listen],
+        dir.path(),
+    );
+    let line = rw.wait_for_line("duty console:", Duration::from_secs(60));
+    let password = line.split("password `").nth(1).and_then(|r| r.split('`').next()).expect("password printed");
+    let b = Browser::start().await;
+    b.log_in_as(&format!("http://{listen}"), ("duty", "", password)).await;
+    b.js("window.loadedOnce = true; return true").await;
+    b.click("#map-tab").await;
+    // All seven demo sites are drawn: single markers and clusters (with their counts) add up.
+    let drawn = b
+        .wait_js(
+            "the demo's seven sites on the map",
+            "const ms = [...document.querySelectorAll('.map-marker')].filter((m) => !m.hidden);
+             const n = ms.reduce((sum, m) => sum + Number(m.dataset.count || 0), 0);
+             return n === 7 && n",
+        )
+        .await;
+    assert_eq!(drawn, 7);
+    b.screenshot("console-demo-map.png").await;
+    // The officer zooms to the landslide site (as 地图定位 does), where it stands on its own.
+    b.js("locateSite('slope-01'); return true").await;
+    let marker = |site: &str| format!("document.querySelector('.map-marker.site[data-site={site}]')");
+    b.wait_js("slope marker shown on its own", &format!("const m = {}; return m && !m.hidden", marker("slope-01")))
+        .await;
+    let before = b.js(&format!("return {}.dataset.level", marker("slope-01"))).await;
+    assert_ne!(before, "red", "the slope has not failed yet when the officer opens the map");
+
+    // The slope reaches red at ~93 % of the run: watch the marker, never reloading.
+    let deadline = Instant::now() + Duration::from_secs(100);
+    loop {
+        if b.js(&format!("const m = {}; return m ? m.dataset.level : null", marker("slope-01"))).await == "red" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the slope's marker never turned red");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(b.js("return window.loadedOnce === true").await, true, "the page was not reloaded");
+    b.click(".map-marker.site[data-site=slope-01]").await;
+    b.wait_js(
+        "the slope's alerts listed under its name",
+        "const s = document.querySelector('#map-site section[data-site=slope-01]');
+         return s && s.textContent.includes('01号滑坡监测点') && s.querySelector('li[data-level=red]') !== null",
+    )
+    .await;
+    b.screenshot("console-demo-map-red.png").await;
+    drop(b);
+    let (code, out) = rw.wait_exit(Duration::from_secs(120));
+    assert_eq!(code, 0, "{}", out.join("\n"));
 }
