@@ -189,9 +189,15 @@ commit_interval = "500ms"
 
     /// Like `spawn`, with extra environment variables.
     fn spawn_env(&mut self, name: &str, command: &str, env: &[(&str, &str)]) {
+        let config = self.config.clone();
+        self.spawn_config(name, command, env, &config);
+    }
+
+    /// Like `spawn_env`, with a topology file of its own.
+    fn spawn_config(&mut self, name: &str, command: &str, env: &[(&str, &str)], config: &std::path::Path) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log(name)).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_riskwatch"))
-            .args([command, "--config", self.config.to_str().unwrap()])
+            .args([command, "--config", config.to_str().unwrap()])
             .envs(env.iter().copied())
             .env("RISKWATCH_INSTANCE", name)
             .env("RISKWATCH_LOG", "warn,riskwatch=info")
@@ -671,6 +677,78 @@ fn malformed_input_goes_to_the_dead_letter_topic_with_reason_and_original_bytes(
     let readings = read_topic(&brokers, "riskwatch.readings");
     assert_eq!(readings.len(), 1);
     assert!(String::from_utf8_lossy(&readings[0].2).contains("river-0-wl-a"));
+}
+
+/// The sink never drops what it cannot store: with JSON records (third-party format) and a sink
+/// whose registry is older than ingest's (it lacks a sensor), that sensor's readings land in the
+/// dead-letter topic — each once, with its bytes, the reason and where it was read — and the
+/// sink's metric counts them; the other sensor's readings are stored.
+#[test]
+fn readings_the_sinks_registry_refuses_go_to_the_dead_letter_topic_counted() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut stack = Stack::start();
+    stack.setting("kafka", "record_format = \"json\"");
+    stack.spawn("ingest-1", "ingest");
+    // The sink's registry: the same, without river-0-wl-b.
+    let full = registry_toml();
+    let gone = "[[sensors]]\nid = \"river-0-wl-b\"\nsite = \"river-0\"\nkind = \"water_level\"\nunit = \"m\"\n\
+                attributes = { warning_level = 11.0 }\n";
+    assert!(full.contains(gone), "the registry changed: remove river-0-wl-b again");
+    std::fs::write(stack.dir.path().join("sink-registry.toml"), full.replace(gone, "")).unwrap();
+    let sink_config = stack.dir.path().join("sink.toml");
+    let text = std::fs::read_to_string(&stack.config).unwrap();
+    std::fs::write(&sink_config, text.replace("registry = \"registry.toml\"", "registry = \"sink-registry.toml\""))
+        .unwrap();
+    let metrics_port = free_port();
+    let listen = format!("127.0.0.1:{metrics_port}");
+    stack.spawn_config("sink-1", "sink", &[("RISKWATCH_METRICS_LISTEN", &listen)], &sink_config);
+
+    const N: i64 = 12;
+    let t0 = 1_594_051_200_000i64;
+    let mut msgs = Vec::new();
+    for i in 0..N {
+        for sensor in ["river-0-wl-a", "river-0-wl-b"] {
+            let body = format!(r#"{{"v":1,"kind":"water_level","ts":{},"unit":"m","value":9.5}}"#, t0 + i * 60_000);
+            msgs.push((topic::reading_topic("river-0", sensor), body.into_bytes()));
+        }
+    }
+    let gw = Gateway::start(stack.mqtt.port, msgs, 50);
+    gw.wait_acked((2 * N) as usize, Duration::from_secs(30));
+
+    let brokers = format!("127.0.0.1:{}", stack.kafka.port);
+    let refused = wait_until(Duration::from_secs(60), "the sink's dead letters", || {
+        let d: Vec<_> = read_topic(&brokers, "riskwatch.dead-letters")
+            .into_iter()
+            .filter(|(_, h, _)| h.get("riskwatch-refused-by").map(String::as_str) == Some("sink"))
+            .collect();
+        (d.len() >= N as usize).then_some(d)
+    });
+    // Counted per reading: each refused reading exactly once.
+    let mut per_ts: BTreeMap<i64, usize> = BTreeMap::new();
+    for (key, h, raw) in &refused {
+        assert_eq!(key, "river-0");
+        assert_eq!(h["riskwatch-reason"], "unknown_sensor", "{h:?}");
+        assert_eq!(h["riskwatch-sensor"], "river-0-wl-b");
+        assert!(h["riskwatch-source"].starts_with("riskwatch.readings/"), "where it was read: {h:?}");
+        let item: serde_json::Value = serde_json::from_slice(raw).expect("the reading's own bytes");
+        assert_eq!(item["sensor"], "river-0-wl-b");
+        *per_ts.entry(item["ts"].as_i64().expect("ts")).or_default() += 1;
+    }
+    let expected: BTreeMap<i64, usize> = (0..N).map(|i| (t0 + i * 60_000, 1)).collect();
+    assert_eq!(per_ts, expected, "every refused reading dead-lettered once");
+    // The other sensor's readings are stored, each once.
+    let stored = wait_until(Duration::from_secs(60), "wl-a stored", || {
+        let s = stored_readings(&stack);
+        (s.keys().filter(|(sensor, _)| sensor == "river-0-wl-a").count() >= N as usize).then_some(s)
+    });
+    assert!(stored.iter().all(|((sensor, _), n)| sensor == "river-0-wl-a" && *n == 1), "{stored:?}");
+    // And the metric says so.
+    let body = reqwest::blocking::get(format!("http://{listen}/metrics")).unwrap().text().unwrap();
+    let line = body
+        .lines()
+        .find(|l| l.starts_with("riskwatch_sink_dead_letters_total") && l.contains("unknown_sensor"))
+        .unwrap_or_else(|| panic!("no dead-letter metric:\n{body}"));
+    assert!(line.ends_with(&format!(" {N}")), "{line}");
 }
 
 #[test]

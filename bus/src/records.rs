@@ -37,6 +37,11 @@ pub mod header {
     /// its alert's site, `input` on a rules-host input written by a rules worker (a clock tick,
     /// a reload); absent on readings.
     pub const RECORD: &str = "riskwatch-record";
+    /// Dead letters written by a consumer (the sink): the record it could not use, as
+    /// `{topic}/{partition}@{offset}`.
+    pub const SOURCE: &str = "riskwatch-source";
+    /// Dead letters written by a consumer: which component refused it (`sink`).
+    pub const REFUSED_BY: &str = "riskwatch-refused-by";
 }
 
 /// Headers of a rules-host input (`riskwatch_rules::Input`, JSON) written into a readings
@@ -161,6 +166,18 @@ pub fn dead_letter_record(d: &DeadLetter) -> (String, OwnedHeaders) {
         h = h.insert(Header { key: header::SENSOR, value: Some(s) });
     }
     (key, h)
+}
+
+/// Key and headers of a dead letter for a whole Kafka record a consumer (`by`, e.g. `sink`)
+/// could not use: `reason` code, `error` text and where the record was (`{topic}/{partition}@{offset}`).
+/// The value is the record's own bytes, unchanged; the key is the record's key.
+pub fn refused_record(key: &str, reason: &str, error: &str, source: &str, by: &str) -> (String, OwnedHeaders) {
+    let h = OwnedHeaders::new()
+        .insert(Header { key: header::REASON, value: Some(reason) })
+        .insert(Header { key: header::ERROR, value: Some(error) })
+        .insert(Header { key: header::SOURCE, value: Some(source) })
+        .insert(Header { key: header::REFUSED_BY, value: Some(by) });
+    (if key.is_empty() { "_unknown".to_string() } else { key.to_string() }, h)
 }
 
 /// Value and headers of an alert record (the key is the alert id).

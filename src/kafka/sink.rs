@@ -4,16 +4,27 @@
 //! failed flush is retried with backoff (nothing more is consumed meanwhile), so a QuestDB
 //! outage delays data but loses none. Re-delivered records land once thanks to QuestDB's
 //! `DEDUP UPSERT KEYS` (docs/questdb.md).
+//!
+//! Nothing is dropped silently: a record (or one reading of it) the sink cannot store — not
+//! decodable, refused by this process's registry (a JSON record checked against an older
+//! registry than ingest's), not writable — goes to the dead-letter topic with its original
+//! bytes, the reason and where it was read, and is counted in
+//! `riskwatch_sink_dead_letters_total{reason}`; its offset is committed only once Kafka has the
+//! dead letter.
 
 use crate::topology::Topology;
 use anyhow::{Context, Result};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use riskwatch_bus::admin;
-use riskwatch_bus::records::{decode_reading_record, is_control};
+use riskwatch_bus::records::{
+    dead_letter_record, decode_reading_record, header, header_str, is_control, received_at, refused_record,
+};
 use riskwatch_core::wire::Limits;
-use riskwatch_core::{AlertEvent, Registry};
+use riskwatch_core::{AlertEvent, DeadLetter, Registry, Timestamp};
 use riskwatch_sinks::questdb::IlpWriter;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -28,8 +39,9 @@ pub struct SinkStats {
     pub readings: u64,
     /// Alert-event rows written.
     pub events: u64,
-    /// Records that could not be turned into rows (logged; their offsets still advance).
-    pub unusable: u64,
+    /// Records, or readings of a record, that could not be stored and went to the dead-letter
+    /// topic instead.
+    pub dead_lettered: u64,
     /// Successful flushes.
     pub flushes: u64,
     /// Failed flush attempts (each retried).
@@ -51,6 +63,8 @@ pub async fn run(
         k.consumer(&k.sink_group, &format!("{}-sink", t.instance)).create_with_context(lag)?;
     consumer.subscribe(&[&k.readings_topic, &k.alerts_topic]).context("subscribing to readings and alerts")?;
     let mut writer = IlpWriter::new(&q.conf).context("questdb.conf")?;
+    let producer: FutureProducer = k.producer().create().context("Kafka producer for dead letters")?;
+    let mut refused: Vec<Refused> = Vec::new();
     println!("riskwatch sink {} ready: {} and {} → QuestDB", t.instance, k.readings_topic, k.alerts_topic);
     obs.readiness.set("sink", true);
     let flushed = crate::metrics::sink_flush(&obs.metrics, "questdb");
@@ -67,9 +81,15 @@ pub async fn run(
             m = consumer.recv() => {
                 match m {
                     Ok(msg) => {
-                        let (r, e) = rows(&msg, &k.readings_topic, &registry, &limits, &mut writer, &mut stats);
+                        let (r, e) = rows(&msg, &k.readings_topic, &registry, &limits, &mut writer, &mut refused);
                         batch.0 += r;
                         batch.1 += e;
+                        if !refused.is_empty() {
+                            // Delivered before this record's offset can be committed.
+                            if !dead_letter(&producer, &k.dead_letter_topic, &mut refused, &mut stats, &mut shutdown, &obs.metrics).await {
+                                break; // shutting down while Kafka refuses: uncommitted, re-read next start
+                            }
+                        }
                         pending.insert((msg.topic().to_string(), msg.partition()), msg.offset() + 1);
                         oldest.get_or_insert_with(Instant::now);
                     }
@@ -99,14 +119,33 @@ pub async fn run(
     Ok(stats)
 }
 
-/// Buffers the rows of one record; returns (readings, events) buffered.
+/// A record, or one reading of a record, the sink cannot store: for the dead-letter topic.
+struct Refused {
+    key: String,
+    payload: Vec<u8>,
+    headers: OwnedHeaders,
+    reason: String,
+}
+
+impl Refused {
+    /// The whole record, refused for `reason`.
+    fn record(msg: &BorrowedMessage<'_>, at: &str, reason: &str, error: &str) -> Refused {
+        let key = msg.key().and_then(|k| std::str::from_utf8(k).ok()).unwrap_or_default();
+        let (key, headers) = refused_record(key, reason, error, at, "sink");
+        warn!(record = %at, reason, error, "record not stored; sent to the dead-letter topic");
+        Refused { key, payload: msg.payload().unwrap_or_default().to_vec(), headers, reason: reason.to_string() }
+    }
+}
+
+/// Buffers the rows of one record; returns (readings, events) buffered. What cannot be stored
+/// is added to `refused`.
 fn rows(
     msg: &BorrowedMessage<'_>,
     readings_topic: &str,
     registry: &Registry,
     limits: &Limits,
     writer: &mut IlpWriter,
-    stats: &mut SinkStats,
+    refused: &mut Vec<Refused>,
 ) -> (u64, u64) {
     let payload = msg.payload().unwrap_or_default();
     let at = format!("{}/{}@{}", msg.topic(), msg.partition(), msg.offset());
@@ -122,34 +161,102 @@ fn rows(
                 for r in &d.readings {
                     match writer.add_reading(r) {
                         Ok(()) => n += 1,
-                        Err(e) => {
-                            stats.unusable += 1;
-                            warn!(record = %at, error = %e, "reading not writable")
-                        }
+                        Err(e) => refused.push(Refused::record(
+                            msg,
+                            &at,
+                            "not_writable",
+                            &format!("reading of {} at {}: {e}", r.sensor.as_str(), r.ts.millis()),
+                        )),
                     }
                 }
-                stats.unusable += d.rejected.len() as u64;
+                // Readings this process's registry refuses (a JSON record checked again here):
+                // each with its own bytes, as ingest dead-letters them.
+                for item in &d.rejected {
+                    // As ingest would have dead-lettered it: the MQTT topic and arrival time
+                    // the record carries, the item's own bytes.
+                    let mqtt_topic = header_str(msg.headers(), header::MQTT_TOPIC)
+                        .map_or_else(|| riskwatch_core::wire::topic::batch_topic(site), str::to_string);
+                    let received = received_at(msg.headers()).map_or_else(Timestamp::now, Timestamp);
+                    let dl = DeadLetter::new(
+                        received,
+                        &mqtt_topic,
+                        &item.error,
+                        item.index,
+                        item.sensor.clone(),
+                        item.raw.clone().into_bytes(),
+                    );
+                    let (key, headers) = dead_letter_record(&dl);
+                    let headers = headers
+                        .insert(Header { key: header::SOURCE, value: Some(&at) })
+                        .insert(Header { key: header::REFUSED_BY, value: Some("sink") });
+                    warn!(record = %at, reason = dl.reason, error = %dl.error, "reading refused by the sink's registry; sent to the dead-letter topic");
+                    refused.push(Refused { key, payload: dl.raw.clone(), headers, reason: dl.reason.to_string() });
+                }
                 (n, 0)
             }
             Err(e) => {
-                stats.unusable += 1;
-                warn!(record = %at, reason = e.code(), error = %e, "readings record not decodable");
+                refused.push(Refused::record(msg, &at, e.code(), &e.to_string()));
                 (0, 0)
             }
         }
     } else {
-        match serde_json::from_slice::<AlertEvent>(payload)
-            .map_err(|e| e.to_string())
-            .and_then(|ev| writer.add_event(&ev).map_err(|e| e.to_string()))
-        {
+        let event = match serde_json::from_slice::<AlertEvent>(payload) {
+            Ok(ev) => ev,
+            Err(e) => {
+                refused.push(Refused::record(msg, &at, "bad_record", &format!("not an alert event: {e}")));
+                return (0, 0);
+            }
+        };
+        match writer.add_event(&event) {
             Ok(()) => (0, 1),
             Err(e) => {
-                stats.unusable += 1;
-                warn!(record = %at, error = %e, "alert record not writable");
+                refused.push(Refused::record(msg, &at, "not_writable", &e.to_string()));
                 (0, 0)
             }
         }
     }
+}
+
+/// Produces the refused records to the dead-letter topic and waits until Kafka has each,
+/// retrying with backoff; false if asked to stop before they were all delivered.
+async fn dead_letter(
+    producer: &FutureProducer,
+    topic: &str,
+    refused: &mut Vec<Refused>,
+    stats: &mut SinkStats,
+    shutdown: &mut watch::Receiver<bool>,
+    metrics: &riskwatch_service::metrics::Metrics,
+) -> bool {
+    let mut backoff = Duration::from_millis(200);
+    while let Some(r) = refused.first() {
+        let record = FutureRecord::to(topic).key(&r.key).payload(&r.payload).headers(r.headers.clone());
+        match producer.send(record, Duration::from_secs(30)).await {
+            Ok(_) => {
+                stats.dead_lettered += 1;
+                metrics
+                    .counter(
+                        "riskwatch_sink_dead_letters_total",
+                        "Records or readings the sink could not store, sent to the dead-letter topic, by reason.",
+                        &[("reason", &r.reason)],
+                    )
+                    .inc();
+                refused.remove(0);
+                backoff = Duration::from_millis(200);
+            }
+            Err((e, _)) => {
+                warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "dead letter not accepted by Kafka; retrying");
+                if *shutdown.borrow() {
+                    return false;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.changed() => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+    true
 }
 
 /// Flushes, retrying with backoff; false if asked to stop before a flush succeeded.
