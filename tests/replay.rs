@@ -179,8 +179,11 @@ fn a_multi_station_flood_gives_the_expected_timeline_skill_scores_and_what_if_co
     assert!(nanjing.rects("#F2C11B", "1") >= 2, "yellow in both strips");
     assert_eq!(nanjing.rects("#F07F13", "1"), 1, "orange only in the what-if strip");
     let hankou = svg(&report.join("plots/hankou-wl.svg"));
-    let what_if_lines: Vec<&String> =
-        hankou.texts.iter().filter(|t| t.starts_with("what-if ") && t.ends_with(|c: char| c.is_ascii_digit())).collect();
+    let what_if_lines: Vec<&String> = hankou
+        .texts
+        .iter()
+        .filter(|t| t.starts_with("what-if ") && t.ends_with(|c: char| c.is_ascii_digit()))
+        .collect();
     assert!(what_if_lines.is_empty(), "unchanged thresholds are drawn once: {what_if_lines:?}");
 }
 
@@ -190,7 +193,9 @@ fn report_plots_are_svg_charts_with_station_names_a_dated_axis_threshold_lines_a
     let report = dir.path().join("r");
     replay(&["--report", report.to_str().unwrap()]);
     let plots = report.join("plots");
-    for (sensor, name) in [("hankou-wl", "汉口"), ("jiujiang-wl", "九江"), ("nanjing-wl", "南京"), ("datang-wl", "大塘")] {
+    for (sensor, name) in
+        [("hankou-wl", "汉口"), ("jiujiang-wl", "九江"), ("nanjing-wl", "南京"), ("datang-wl", "大塘")]
+    {
         let svg = svg(&plots.join(format!("{sensor}.svg")));
         assert_eq!(svg.size, ("1200".into(), "480".into()), "{sensor}: default size");
         assert!(svg.has_text(name), "{sensor}: titled with the station's Chinese name: {:?}", svg.texts);
@@ -200,7 +205,8 @@ fn report_plots_are_svg_charts_with_station_names_a_dated_axis_threshold_lines_a
         assert!((6..=25).contains(&days), "{sensor}: {days} date labels");
         assert!(svg.has_text("2020 · 北京时间 Beijing time (UTC+8)"), "{sensor}: year on the axis");
     }
-    let files: Vec<String> = std::fs::read_dir(&plots).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
+    let files: Vec<String> =
+        std::fs::read_dir(&plots).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
     assert!(files.iter().all(|f| f.ends_with(".svg")), "SVG only: {files:?}");
     // Hankou went to orange and never red: an orange band, no red band; its threshold lines
     // are drawn in their colours and labelled with their values.

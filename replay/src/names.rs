@@ -84,12 +84,12 @@ impl<'a> Names<'a> {
         }
     }
 
-    /// For Markdown: "汉口 `hankou-wl`" (the id as code, which the HTML report shows small), or
-    /// the id alone as code.
+    /// For a Markdown table cell: "汉口 `hankou-wl`" (the id as code, which the HTML report
+    /// shows small), or the id alone as code; a `|` in a name is escaped.
     pub fn markdown(&self, subject: &str) -> String {
         match self.of(subject) {
             n if n.is_empty() => format!("`{subject}`"),
-            n => format!("{n} `{subject}`"),
+            n => format!("{} `{subject}`", n.replace('|', "\\|")),
         }
     }
 }
@@ -144,6 +144,7 @@ mod tests {
         assert_eq!(zh.with_id("bare-wl"), "bare-wl");
         assert_eq!(zh.with_id("unknown"), "unknown");
         assert_eq!(zh.markdown("hankou-wl"), "汉口 `hankou-wl`");
+        assert_eq!(zh.markdown("bare-wl"), "`bare-wl`");
         let en = Names::new(&reg, Lang::En);
         assert_eq!(en.of("hankou-wl"), "Hankou");
         assert_eq!("en".parse::<Lang>(), Ok(Lang::En));

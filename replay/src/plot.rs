@@ -145,9 +145,10 @@ fn draw(root: &DrawingArea<SVGBackend<'_>, Shift>, chart: &Chart<'_>, (width, he
 
     // Baseline alert periods as background bands.
     if let Some(base) = chart.runs.first() {
-        cc.draw_series(periods(&base.episodes, t0, t1).map(|(a, b, level)| {
-            Rectangle::new([(a, lo), (b, hi)], level_colour(level).mix(BAND_ALPHA).filled())
-        }))?;
+        cc.draw_series(
+            periods(&base.episodes, t0, t1)
+                .map(|(a, b, level)| Rectangle::new([(a, lo), (b, hi)], level_colour(level).mix(BAND_ALPHA).filled())),
+        )?;
     }
     // Envelope and value line, one piece per stretch without gaps.
     let bucket = i64::try_from(trace.bucket.as_millis()).unwrap_or(i64::MAX).max(1);
@@ -167,7 +168,8 @@ fn draw(root: &DrawingArea<SVGBackend<'_>, Shift>, chart: &Chart<'_>, (width, he
                 continue;
             }
             let colour = t.level.map_or(INK, level_colour);
-            let (dash, gap, label) = if i == 0 { (8, 5, t.label.clone()) } else { (2, 4, format!("{} {}", run.run, t.label)) };
+            let (dash, gap, label) =
+                if i == 0 { (8, 5, t.label.clone()) } else { (2, 4, format!("{} {}", run.run, t.label)) };
             let style = colour.stroke_width(2);
             cc.draw_series(std::iter::once(DashedPathElement::new([(t0, t.value), (t1, t.value)], dash, gap, style)))?;
             labels.push((f64::from(cc.backend_coord(&(t1, t.value)).1), label, colour));
@@ -198,7 +200,8 @@ fn draw(root: &DrawingArea<SVGBackend<'_>, Shift>, chart: &Chart<'_>, (width, he
             root.draw(&Text::new(run.run.to_string(), (px.start - 6, y + row_h / 2), name))?;
             root.draw(&Rectangle::new([(px.start, y + 2), (px.end, y + row_h - 2)], GRID.mix(0.5).filled()))?;
             for (a, b, level) in periods(&run.episodes, t0, t1) {
-                let (xa, xb) = (cc.backend_coord(&(a, lo)).0, cc.backend_coord(&(b, lo)).0.max(cc.backend_coord(&(a, lo)).0 + 1));
+                let (xa, xb) =
+                    (cc.backend_coord(&(a, lo)).0, cc.backend_coord(&(b, lo)).0.max(cc.backend_coord(&(a, lo)).0 + 1));
                 root.draw(&Rectangle::new([(xa, y + 2), (xb, y + row_h - 2)], level_colour(level).filled()))?;
             }
         }
@@ -325,7 +328,9 @@ mod tests {
 
     /// Filled rectangles of a colour and opacity.
     fn rects(svg: &str, fill: &str, opacity: &str) -> usize {
-        svg.lines().filter(|l| l.starts_with("<rect") && l.contains(&format!("opacity=\"{opacity}\" fill=\"{fill}\""))).count()
+        svg.lines()
+            .filter(|l| l.starts_with("<rect") && l.contains(&format!("opacity=\"{opacity}\" fill=\"{fill}\"")))
+            .count()
     }
 
     fn line(level: Level, value: f64) -> ThresholdLine {
@@ -385,7 +390,8 @@ mod tests {
 
     #[test]
     fn threshold_labels_close_together_are_pushed_apart_within_the_plot() {
-        let labels = vec![(100.0, "a".into(), ()), (101.0, "b".into(), ()), (99.0, "c".into(), ()), (5.0, "d".into(), ())];
+        let labels =
+            vec![(100.0, "a".into(), ()), (101.0, "b".into(), ()), (99.0, "c".into(), ()), (5.0, "d".into(), ())];
         let out = spread(labels, 15.0, (10.0, 300.0));
         let ys: Vec<f64> = out.iter().map(|l| l.0).collect();
         assert_eq!(ys, [10.0, 99.0, 114.0, 129.0]);

@@ -116,11 +116,8 @@ pub struct Observed {
 /// Fields may be quoted (RFC 4180: commas, line breaks, `""`); lines starting with `#` are
 /// comments; when `note` is the last column, unquoted commas after it stay in the note.
 pub fn parse_observed(text: &str, name: &str) -> Result<Vec<Observed>> {
-    let mut rdr = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .comment(Some(b'#'))
-        .from_reader(text.as_bytes());
+    let mut rdr =
+        csv::ReaderBuilder::new().has_headers(false).flexible(true).comment(Some(b'#')).from_reader(text.as_bytes());
     let mut records = rdr.records().filter(|r| r.as_ref().map_or(true, |r| r.iter().any(|f| !f.trim().is_empty())));
     let csv_error = |e: csv::Error| {
         let line = e.position().map_or(0, csv::Position::line);

@@ -144,10 +144,20 @@ pub async fn run(args: ReplayArgs) -> Result<()> {
             c.changed().count()
         );
         for e in &c.gained {
-            println!("  gained  {} {:<6} raised {}", name(&e.subject), e.highest().as_str(), e.start().to_rfc3339_cst());
+            println!(
+                "  gained  {} {:<6} raised {}",
+                name(&e.subject),
+                e.highest().as_str(),
+                e.start().to_rfc3339_cst()
+            );
         }
         for e in &c.lost {
-            println!("  lost    {} {:<6} raised {}", name(&e.subject), e.highest().as_str(), e.start().to_rfc3339_cst());
+            println!(
+                "  lost    {} {:<6} raised {}",
+                name(&e.subject),
+                e.highest().as_str(),
+                e.start().to_rfc3339_cst()
+            );
         }
         for m in c.changed() {
             for sh in m.shifts.iter().filter(|s| s.earlier_by_hours != Some(0.0)) {
@@ -165,7 +175,8 @@ pub async fn run(args: ReplayArgs) -> Result<()> {
     if let Some(dir) = &args.report {
         let plot_size = parse_size(&args.plot_size)?;
         let runs: Vec<RunReport<'_>> = std::iter::once(&base).chain(alt.as_ref()).map(Run::report).collect();
-        let report = ReportInput { input: &args.input, runs, comparison: comparison.as_ref(), plot_size, lang: args.names };
+        let report =
+            ReportInput { input: &args.input, runs, comparison: comparison.as_ref(), plot_size, lang: args.names };
         let files = writeup::write(dir, &report)?;
         println!(
             "report: {} ({} plot files, {}x{} px), {}, {}",
