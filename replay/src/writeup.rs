@@ -113,12 +113,17 @@ pub fn write(dir: &Path, input: &ReportInput<'_>) -> Result<ReportFiles> {
                 episodes: eps.iter().filter(|e| e.subject == id).collect(),
             })
             .collect();
+        // "汉口" over "hankou-wl · water_level"; an unnamed station's id is the title.
         let name = names.of(id);
-        let mut subtitle = format!("{id} · {}", sensor.kind.as_str());
+        let (title, mut subtitle) = if name.is_empty() {
+            (id.to_string(), sensor.kind.as_str().to_string())
+        } else {
+            (name, format!("{id} · {}", sensor.kind.as_str()))
+        };
         if runs.len() > 1 {
             subtitle += " · baseline vs what-if";
         }
-        let chart = Chart { title: if name.is_empty() { id.to_string() } else { name }, subtitle, trace, span, runs };
+        let chart = Chart { title, subtitle, trace, span, runs };
         let path = dir.join("plots").join(format!("{id}.svg"));
         std::fs::write(&path, plot::svg(&chart, input.plot_size)?)
             .with_context(|| format!("writing {}", path.display()))?;
