@@ -11,7 +11,7 @@
 
 use crate::timeaxis::time_axis;
 use crate::verify::Episode;
-use crate::Trace;
+use crate::{Trace, TracePoint};
 use anyhow::{anyhow, Result};
 use plotters::coord::Shift;
 use plotters::element::DashedPathElement;
@@ -105,7 +105,10 @@ fn draw(root: &DrawingArea<SVGBackend<'_>, Shift>, chart: &Chart<'_>, (width, he
     let trace = chart.trace;
     let what_if = chart.runs.len() > 1;
     let strip = if what_if { STRIP_ROW * chart.runs.len() as u32 + 14 } else { 0 };
-    let (t0, t1) = (chart.span.0.millis(), chart.span.1.millis().max(chart.span.0.millis() + 1));
+    // At least an hour wide; everything drawn is clipped to it (plotters' integer coordinates
+    // overflow for points far outside the axis).
+    let (t0, t1) = (chart.span.0.millis(), chart.span.1.millis().max(chart.span.0.millis().saturating_add(3_600_000)));
+    let clip = |t: i64| t.clamp(t0, t1);
 
     // Value range: the readings and every threshold drawn.
     let mut lo = trace.points.iter().map(|p| p.min).fold(f64::INFINITY, f64::min);
@@ -153,11 +156,13 @@ fn draw(root: &DrawingArea<SVGBackend<'_>, Shift>, chart: &Chart<'_>, (width, he
     // Envelope and value line, one piece per stretch without gaps.
     let bucket = i64::try_from(trace.bucket.as_millis()).unwrap_or(i64::MAX).max(1);
     for piece in trace.points.chunk_by(|a, b| b.start.millis() - a.start.millis() <= bucket) {
-        let upper = piece.iter().flat_map(|p| [(p.start.millis(), p.max), (p.start.millis() + bucket, p.max)]);
-        let lower = piece.iter().rev().flat_map(|p| [(p.start.millis() + bucket, p.min), (p.start.millis(), p.min)]);
+        let from = |p: &TracePoint| clip(p.start.millis());
+        let to = |p: &TracePoint| clip(p.start.millis().saturating_add(bucket));
+        let upper = piece.iter().flat_map(|p| [(from(p), p.max), (to(p), p.max)]);
+        let lower = piece.iter().rev().flat_map(|p| [(to(p), p.min), (from(p), p.min)]);
         let outline: Vec<(i64, f64)> = upper.chain(lower).collect();
         cc.draw_series(std::iter::once(Polygon::new(outline, ENVELOPE.mix(0.6).filled())))?;
-        let line = piece.iter().map(|p| (p.start.millis() + bucket / 2, p.last));
+        let line = piece.iter().map(|p| (clip(p.start.millis().saturating_add(bucket / 2)), p.last));
         cc.draw_series(LineSeries::new(line, LINE.stroke_width(2)))?;
     }
     // Threshold lines: the baseline's dashed; the what-if's that differ, dotted.
@@ -282,7 +287,6 @@ fn trim_number(v: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::TracePoint;
     use riskwatch_core::{SensorId, SensorKind, SiteId};
     use std::time::Duration;
 
@@ -386,6 +390,17 @@ mod tests {
         assert_eq!(rects(&svg, "#F2C11B", "1"), 1, "the baseline's yellow period");
         assert_eq!(rects(&svg, "#F2C11B", "0.28"), 1, "the baseline's yellow band");
         assert_eq!(rects(&svg, "#F07F13", "0.28"), 0, "no baseline orange band");
+    }
+
+    #[test]
+    fn the_smallest_plot_size_and_a_single_reading_still_draw() {
+        let t = trace("2020-07-01T00:00:00+08:00", 1);
+        let eps = [episode(t.points[0].start.millis(), t.points[0].start.millis(), Level::Red)];
+        let marks = |run| RunMarks { run, thresholds: vec![line(Level::Red, 30.0)], episodes: eps.iter().collect() };
+        for size in [(200, 200), (8000, 200)] {
+            let svg = svg(&chart(&t, vec![marks("baseline"), marks("what-if")]), size).unwrap();
+            assert!(texts(&svg).contains(&"red 30.00"), "{size:?}");
+        }
     }
 
     #[test]
