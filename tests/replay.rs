@@ -47,11 +47,38 @@ fn timeline(events: &serde_json::Value) -> Vec<(String, String, String, String)>
         .collect()
 }
 
-fn png_size(path: &Path) -> (u32, u32) {
-    let b = std::fs::read(path).unwrap();
-    assert_eq!(&b[..8], b"\x89PNG\r\n\x1a\n", "{} is a PNG", path.display());
-    assert_eq!(&b[12..16], b"IHDR");
-    (u32::from_be_bytes(b[16..20].try_into().unwrap()), u32::from_be_bytes(b[20..24].try_into().unwrap()))
+/// What a person sees in an SVG plot: its size, texts, filled rectangles and line colours.
+struct Svg {
+    size: (String, String),
+    texts: Vec<String>,
+    /// (fill, opacity) of every filled rectangle.
+    rects: Vec<(String, String)>,
+    strokes: Vec<String>,
+}
+
+impl Svg {
+    fn has_text(&self, t: &str) -> bool {
+        self.texts.iter().any(|x| x == t)
+    }
+
+    fn rects(&self, fill: &str, opacity: &str) -> usize {
+        self.rects.iter().filter(|(f, o)| f == fill && o == opacity).count()
+    }
+}
+
+fn svg(path: &Path) -> Svg {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let doc = roxmltree::Document::parse(&text).unwrap_or_else(|e| panic!("{} is not SVG: {e}", path.display()));
+    let root = doc.root_element();
+    assert_eq!(root.tag_name().name(), "svg");
+    let attr = |n: roxmltree::Node<'_, '_>, a: &str| n.attribute(a).unwrap_or_default().to_string();
+    let named = |tag: &'static str| doc.descendants().filter(move |n| n.tag_name().name() == tag);
+    Svg {
+        size: (attr(root, "width"), attr(root, "height")),
+        texts: named("text").map(|n| n.text().unwrap_or_default().trim().to_string()).collect(),
+        rects: named("rect").map(|n| (attr(n, "fill"), attr(n, "opacity"))).collect(),
+        strokes: doc.descendants().filter_map(|n| n.attribute("stroke")).map(str::to_string).collect(),
+    }
 }
 
 #[test]
@@ -129,75 +156,75 @@ fn a_multi_station_flood_gives_the_expected_timeline_skill_scores_and_what_if_co
         "## Skill scores",
         "## Baseline vs what-if",
         "## Alert timeline — baseline",
-        "nanjing-wl guaranteed_level 10.60 → 10.00",
-        "plots/hankou-wl.png",
+        "南京 `nanjing-wl` guaranteed_level 10.60 → 10.00",
+        "| 汉口 `hankou-wl` |",
+        "![汉口 hankou-wl](plots/hankou-wl.svg)",
     ] {
         assert!(md.contains(needle), "report.md lacks {needle:?}");
     }
+    assert!(stdout.contains("汉口 (hankou-wl)"), "the printed timeline names the station: {stdout}");
     let rows: Vec<&str> = md.lines().filter(|l| l.starts_with("| 2020-07-")).collect();
     assert_eq!(rows.len(), 16 + 18, "16 level changes, and 18 in the what-if (Nanjing up to orange and back)");
     let html = std::fs::read_to_string(report.join("report.html")).unwrap();
     assert!(html.contains("<img src=\"plots/hankou-wl.svg\"") && html.contains("POD"), "report.html");
+    assert!(html.contains("汉口 <small><code>hankou-wl</code></small>"), "report.html: name, id in small type");
+
+    // Baseline and what-if on one chart: Nanjing's what-if guaranteed level as its own labelled
+    // line, and a strip per run where only the what-if's reaches orange.
+    assert!(!report.join("plots/nanjing-wl.what-if.svg").exists(), "no separate what-if plot");
+    let nanjing = svg(&report.join("plots/nanjing-wl.svg"));
+    for label in ["南京", "orange 10.60", "what-if orange 10.00", "baseline", "what-if"] {
+        assert!(nanjing.has_text(label), "nanjing-wl.svg lacks {label:?}: {:?}", nanjing.texts);
+    }
+    assert!(nanjing.rects("#F2C11B", "1") >= 2, "yellow in both strips");
+    assert_eq!(nanjing.rects("#F07F13", "1"), 1, "orange only in the what-if strip");
+    let hankou = svg(&report.join("plots/hankou-wl.svg"));
+    let what_if_lines: Vec<&String> = hankou
+        .texts
+        .iter()
+        .filter(|t| t.starts_with("what-if ") && t.ends_with(|c: char| c.is_ascii_digit()))
+        .collect();
+    assert!(what_if_lines.is_empty(), "unchanged thresholds are drawn once: {what_if_lines:?}");
 }
 
 #[test]
-fn report_plots_are_svg_and_png_of_the_documented_size_with_bands_and_threshold_lines() {
+fn report_plots_are_svg_charts_with_station_names_a_dated_axis_threshold_lines_and_alert_bands() {
     let dir = tempfile::tempdir().unwrap();
     let report = dir.path().join("r");
     replay(&["--report", report.to_str().unwrap()]);
     let plots = report.join("plots");
-    for sensor in ["hankou-wl", "jiujiang-wl", "nanjing-wl", "datang-wl"] {
-        assert_eq!(png_size(&plots.join(format!("{sensor}.png"))), (1200, 480), "{sensor}: default size");
-        let svg = std::fs::read_to_string(plots.join(format!("{sensor}.svg"))).unwrap();
-        assert!(svg.starts_with("<svg ") && svg.trim_end().ends_with("</svg>"));
-        assert!(svg.contains("width=\"1200\" height=\"480\""));
-        assert_eq!(svg.matches("<text").count(), svg.matches("</text>").count());
+    for (sensor, name) in
+        [("hankou-wl", "汉口"), ("jiujiang-wl", "九江"), ("nanjing-wl", "南京"), ("datang-wl", "大塘")]
+    {
+        let svg = svg(&plots.join(format!("{sensor}.svg")));
+        assert_eq!(svg.size, ("1200".into(), "480".into()), "{sensor}: default size");
+        assert!(svg.has_text(name), "{sensor}: titled with the station's Chinese name: {:?}", svg.texts);
+        assert!(svg.has_text(&format!("{sensor} · water_level")), "{sensor}: id beside the name");
+        // A dated axis: day labels, the year in the caption (the flood is within 2020).
+        let days = svg.texts.iter().filter(|t| t.len() == 5 && t.starts_with("07-")).count();
+        assert!((6..=25).contains(&days), "{sensor}: {days} date labels");
+        assert!(svg.has_text("2020 · 北京时间 Beijing time (UTC+8)"), "{sensor}: year on the axis");
     }
+    let files: Vec<String> =
+        std::fs::read_dir(&plots).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
+    assert!(files.iter().all(|f| f.ends_with(".svg")), "SVG only: {files:?}");
     // Hankou went to orange and never red: an orange band, no red band; its threshold lines
-    // are labelled with their values.
-    let hankou = std::fs::read_to_string(plots.join("hankou-wl.svg")).unwrap();
-    assert!(hankou.contains("fill=\"#f07f13\" fill-opacity"), "orange band");
-    assert!(!hankou.contains("fill=\"#d61f1f\" fill-opacity"), "no red band");
+    // are drawn in their colours and labelled with their values.
+    let hankou = svg(&plots.join("hankou-wl.svg"));
+    assert!(hankou.rects("#F07F13", "0.28") >= 1, "orange band");
+    assert!(hankou.rects("#F2C11B", "0.28") >= 1, "yellow band");
+    assert_eq!(hankou.rects("#D61F1F", "0.28"), 0, "no red band");
     for label in ["yellow 27.30", "orange 28.50", "red 29.73"] {
-        assert!(hankou.contains(label), "threshold label {label}");
+        assert!(hankou.has_text(label), "threshold label {label}");
     }
-    // The PNG shows the same: pixels of the orange band's tint inside the plot, none of red's.
-    let png = decode_png(&plots.join("hankou-wl.png"));
-    let tint = |c: [u8; 3]| -> [u8; 3] { c.map(|v| (255.0 + (f64::from(v) - 255.0) * 0.28).round() as u8) };
-    let count = |c: [u8; 3]| png.chunks(3).filter(|p| *p == c).count();
-    assert!(count(tint([0xf0, 0x7f, 0x13])) > 1000, "orange band pixels");
-    assert_eq!(count(tint([0xd6, 0x1f, 0x1f])), 0, "red band pixels");
-    assert!(count([0xd6, 0x1f, 0x1f]) > 100, "the red threshold line is drawn");
+    assert!(hankou.strokes.iter().any(|s| s == "#D61F1F"), "the red threshold line is drawn");
 
-    // Another size on request.
+    // Another size, and English names, on request.
     let small = dir.path().join("s");
-    replay(&["--report", small.to_str().unwrap(), "--plot-size", "800x300"]);
-    assert_eq!(png_size(&small.join("plots/datang-wl.png")), (800, 300));
-}
-
-/// RGB bytes of an 8-bit RGB, non-interlaced PNG with filter type 0 rows (what riskwatch writes).
-fn decode_png(path: &Path) -> Vec<u8> {
-    use std::io::Read;
-    let b = std::fs::read(path).unwrap();
-    let (w, _) = png_size(path);
-    let mut idat = Vec::new();
-    let mut i = 8;
-    while i + 8 <= b.len() {
-        let len = u32::from_be_bytes(b[i..i + 4].try_into().unwrap()) as usize;
-        if &b[i + 4..i + 8] == b"IDAT" {
-            idat.extend_from_slice(&b[i + 8..i + 8 + len]);
-        }
-        i += 12 + len;
-    }
-    let mut raw = Vec::new();
-    flate2::read::ZlibDecoder::new(&idat[..]).read_to_end(&mut raw).unwrap();
-    let row = 1 + w as usize * 3;
-    raw.chunks(row)
-        .flat_map(|r| {
-            assert_eq!(r[0], 0, "filter type 0");
-            r[1..].to_vec()
-        })
-        .collect()
+    replay(&["--report", small.to_str().unwrap(), "--plot-size", "800x300", "--names", "en"]);
+    let datang = svg(&small.join("plots/datang-wl.svg"));
+    assert_eq!(datang.size, ("800".into(), "300".into()));
+    assert!(datang.has_text("Datang (tributary)") && !datang.has_text("大塘"), "English name");
 }
 
 #[test]

@@ -7,7 +7,6 @@ use anyhow::{Context, Result};
 use riskwatch_core::{AlertEvent, Reading, Registry, SensorId, Timestamp, Value};
 use riskwatch_rules::{Engine, RuleSet};
 use std::collections::HashMap;
-use std::io::Write;
 use std::time::{Duration, Instant};
 
 /// How to run.
@@ -15,7 +14,7 @@ use std::time::{Duration, Instant};
 pub struct RunOptions {
     /// Event time per wall time (3600 = an hour per second); `None` = as fast as possible.
     pub speed: Option<f64>,
-    /// A progress line on stderr, refreshed about once a second.
+    /// A progress bar on stderr (indicatif; drawn only when stderr is a terminal).
     pub progress: bool,
     /// Bucket of the traces kept for plots; `None` = no traces.
     pub trace_bucket: Option<Duration>,
@@ -61,15 +60,28 @@ pub fn run(readings: &[Reading], rules: &RuleSet, registry: &Registry, opts: &Ru
     h.finish()
 }
 
+/// How often the progress bar's numbers are updated.
+const PROGRESS_EVERY: Duration = Duration::from_millis(250);
+
+/// `replay [#########---------]  36 %  at 2020-01-08T02:35:00+08:00  409600 readings  203998/s`,
+/// in thousandths of the input.
+fn progress_bar() -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::with_draw_target(Some(1000), indicatif::ProgressDrawTarget::stderr_with_hz(4));
+    if let Ok(style) = indicatif::ProgressStyle::with_template("replay [{bar:30}] {percent:>3} %  {msg}") {
+        bar.set_style(style.progress_chars("#>-"));
+    }
+    bar
+}
+
 /// A hindcast fed batch by batch (so a large file can stream through it).
 pub struct Hindcast<'a> {
     registry: &'a Registry,
-    opts: RunOptions,
     lanes: Lanes,
     traces: Traces,
     pacer: Option<Pacer>,
     began: Instant,
     last_progress: Instant,
+    progress: Option<indicatif::ProgressBar>,
     readings: u64,
     span: Option<(Timestamp, Timestamp)>,
     /// Readings expected in all (for the progress bar), if known.
@@ -116,12 +128,12 @@ impl<'a> Hindcast<'a> {
         };
         Ok(Hindcast {
             registry,
-            opts: opts.clone(),
             lanes,
             traces: Traces::new(opts.trace_bucket),
             pacer,
             began: Instant::now(),
             last_progress: Instant::now(),
+            progress: opts.progress.then(progress_bar),
             readings: 0,
             span: None,
             total: None,
@@ -159,28 +171,21 @@ impl<'a> Hindcast<'a> {
                 }
             }
         }
-        if self.opts.progress && self.last_progress.elapsed() >= Duration::from_secs(1) {
+        if let Some(bar) = self.progress.as_ref().filter(|_| self.last_progress.elapsed() >= PROGRESS_EVERY) {
             self.last_progress = Instant::now();
             let rate = self.readings as f64 / self.began.elapsed().as_secs_f64().max(1e-9);
             let done = self.done.or(self.total.map(|t| self.readings as f64 / t.max(1) as f64));
-            let bar = done.map(|d| {
-                let filled = (d.clamp(0.0, 1.0) * 30.0).round() as usize;
-                format!("[{}{}] {:>3.0} %  ", "#".repeat(filled), "-".repeat(30 - filled), d * 100.0)
-            });
-            eprint!(
-                "\rreplay {}at {}  {} readings  {rate:.0}/s   ",
-                bar.unwrap_or_default(),
-                last.to_rfc3339_cst(),
-                self.readings
-            );
-            let _ = std::io::stderr().flush();
+            if let Some(d) = done {
+                bar.set_position((d.clamp(0.0, 1.0) * 1000.0).round() as u64);
+            }
+            bar.set_message(format!("at {}  {} readings  {rate:.0}/s", last.to_rfc3339_cst(), self.readings));
         }
     }
 
     /// Ends the run.
     pub fn finish(self) -> Result<Outcome> {
-        if self.opts.progress && self.began.elapsed() >= Duration::from_secs(1) {
-            eprintln!();
+        if let Some(bar) = &self.progress {
+            bar.finish();
         }
         let events = match self.lanes {
             Lanes::One(_, events) => events,

@@ -67,11 +67,13 @@ impl Format {
         if [".db", ".sqlite", ".sqlite3"].iter().any(|e| lower.ends_with(e)) {
             return Ok(Format::Sqlite);
         }
-        let text = std::fs::read_to_string(input).with_context(|| format!("reading {input}"))?;
-        let header = text.lines().next().unwrap_or_default().to_ascii_lowercase();
-        if header.split(',').any(|c| c.trim().trim_matches('"') == "station") {
+        let file = std::fs::File::open(input).with_context(|| format!("reading {input}"))?;
+        let mut rdr = csv_reader(file);
+        let header = first_record(&mut rdr, input)?.unwrap_or_default();
+        let has = |name: &str| header.iter().any(|c| clean_header(c) == name);
+        if has("station") {
             Ok(Format::Yearbook)
-        } else if header.split(',').any(|c| c.trim().trim_matches('"') == "sensor") {
+        } else if has("sensor") {
             Ok(Format::Csv)
         } else {
             bail!("{input}: cannot tell the format from the name or header; give --format")
@@ -118,12 +120,13 @@ pub fn load(input: &str, opts: &InputOptions, registry: &Registry) -> Result<Loa
     let reg = Lookup::new(registry);
     match opts.format {
         Format::Csv | Format::Yearbook => {
-            let text = std::fs::read_to_string(input).with_context(|| format!("reading {input}"))?;
-            parse_csv(&text, input, opts, &reg, &mut out)?;
+            let file = std::fs::File::open(input).with_context(|| format!("reading {input}"))?;
+            parse_csv(file, input, opts, &reg, &mut out)?;
         }
         Format::Questdb => {
             let body = questdb_export(input, opts)?;
-            parse_csv(&body, input, &InputOptions { format: Format::Csv, ..opts.clone() }, &reg, &mut out)?;
+            let opts = InputOptions { format: Format::Csv, ..opts.clone() };
+            parse_csv(body.as_bytes(), input, &opts, &reg, &mut out)?;
         }
         Format::Jsonl => {
             let text = std::fs::read_to_string(input).with_context(|| format!("reading {input}"))?;
@@ -193,26 +196,6 @@ fn reading(s: &Sensor, ts: Timestamp, value: Value, quality: Quality) -> Reading
     }
 }
 
-/// Splits one CSV record (RFC 4180 quoting: `"a,b"`, `""` for a quote).
-fn fields(line: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let (mut quoted, mut chars) = (false, line.chars().peekable());
-    while let Some(c) = chars.next() {
-        match (c, quoted) {
-            ('"', true) if chars.peek() == Some(&'"') => {
-                cur.push('"');
-                chars.next();
-            }
-            ('"', _) => quoted = !quoted,
-            (',', false) => out.push(std::mem::take(&mut cur)),
-            (c, _) => cur.push(c),
-        }
-    }
-    out.push(cur);
-    out
-}
-
 /// The columns of a CSV layout, from its header row.
 struct Columns {
     format: Format,
@@ -226,8 +209,8 @@ struct Columns {
 }
 
 impl Columns {
-    fn from_header(header: &str, name: &str, opts: &InputOptions) -> Result<Self> {
-        let header: Vec<String> = fields(header).into_iter().map(|h| h.trim().to_ascii_lowercase()).collect();
+    fn from_header(header: &csv::StringRecord, name: &str, opts: &InputOptions) -> Result<Self> {
+        let header: Vec<String> = header.iter().map(clean_header).collect();
         let col = |n: &str| header.iter().position(|h| h == n);
         let names = match opts.format {
             Format::Yearbook => ("station", "time", "level"),
@@ -249,24 +232,8 @@ impl Columns {
         })
     }
 
-    /// One data line: a reading, `None` if outside the time window, or why it is refused.
-    fn row(&self, line: &str, opts: &InputOptions, reg: &Lookup<'_>) -> Result<Option<Reading>, String> {
-        let owned;
-        let mut split = [""; 8];
-        let f: &[&str] = if line.contains('"') {
-            owned = fields(line);
-            for (slot, v) in split.iter_mut().zip(&owned) {
-                *slot = v.as_str();
-            }
-            &split[..owned.len().min(8)]
-        } else {
-            let mut n = 0;
-            for (slot, v) in split.iter_mut().zip(line.split(',')) {
-                *slot = v;
-                n += 1;
-            }
-            &split[..n]
-        };
+    /// One data record: a reading, `None` if outside the time window, or why it is refused.
+    fn row(&self, f: &csv::StringRecord, opts: &InputOptions, reg: &Lookup<'_>) -> Result<Option<Reading>, String> {
         let get = |c: usize, what: &str| f.get(c).map(|s| s.trim()).ok_or_else(|| format!("no {what} column"));
         let (id_col, ts_col, value_col) = self.names;
         let id = get(self.id, id_col)?;
@@ -295,18 +262,14 @@ impl Columns {
     }
 }
 
-fn parse_csv(text: &str, name: &str, opts: &InputOptions, reg: &Lookup<'_>, out: &mut Loaded) -> Result<()> {
-    let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
-    let Some((_, header)) = lines.next() else { return Ok(()) };
-    let cols = Columns::from_header(header, name, opts)?;
-    for (i, line) in lines {
-        match cols.row(line, opts, reg) {
-            Ok(Some(r)) => out.readings.push(r),
-            Ok(None) => {}
-            Err(reason) => out.rejected.push(Rejection { at: format!("{name}:{}", i + 1), reason }),
+fn parse_csv(src: impl Read, name: &str, opts: &InputOptions, reg: &Lookup<'_>, out: &mut Loaded) -> Result<()> {
+    read_csv(src, name, opts, reg, |item, _| {
+        match item {
+            Ok(r) => out.readings.push(r),
+            Err(rej) => out.rejected.push(rej),
         }
-    }
-    Ok(())
+        true
+    })
 }
 
 /// What [`stream`] found.
@@ -337,57 +300,41 @@ pub fn stream(
     batch: usize,
     mut f: impl FnMut(Vec<Reading>, f64),
 ) -> Result<Streamed> {
-    use std::io::BufRead;
     let file = std::fs::File::open(input).with_context(|| format!("reading {input}"))?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0).max(1) as f64;
-    let mut lines = std::io::BufReader::with_capacity(1 << 20, file);
-    let mut header = String::new();
-    lines.read_line(&mut header).with_context(|| format!("reading {input}"))?;
-    if header.trim().is_empty() {
-        return Ok(Streamed { ordered: true, ..Streamed::default() });
-    }
     let reg = Lookup::new(registry);
-    let cols = Columns::from_header(header.trim_end(), input, opts)?;
     let (tx, rx) = std::sync::mpsc::sync_channel::<(Vec<Reading>, f64)>(8);
     std::thread::scope(|scope| {
         let parser = scope.spawn(move || -> Result<Streamed> {
             let mut out = Streamed { ordered: true, ..Streamed::default() };
-            let (mut line, mut n, mut last) = (String::new(), 1usize, i64::MIN);
-            let mut read = header.len() as f64;
+            let mut last = i64::MIN;
             let mut buf = Vec::with_capacity(batch);
-            loop {
-                line.clear();
-                let len = lines.read_line(&mut line).with_context(|| format!("reading {input}"))?;
-                if len == 0 {
-                    break;
-                }
-                read += len as f64;
-                n += 1;
-                let text = line.trim_end_matches(['\n', '\r']);
-                if text.trim().is_empty() {
-                    continue;
-                }
-                match cols.row(text, opts, &reg) {
-                    Ok(Some(r)) => {
-                        if r.ts.millis() < last {
-                            out.ordered = false;
-                            break;
-                        }
-                        last = r.ts.millis();
-                        buf.push(r);
-                        if buf.len() >= batch {
-                            out.readings += buf.len() as u64;
-                            let full = std::mem::replace(&mut buf, Vec::with_capacity(batch));
-                            if tx.send((full, read / size)).is_err() {
-                                return Ok(out);
-                            }
-                        }
+            let mut stopped = false;
+            read_csv(file, input, opts, &reg, |item, read| {
+                let r = match item {
+                    Ok(r) => r,
+                    Err(rej) => {
+                        out.rejected.push(rej);
+                        return true;
                     }
-                    Ok(None) => {}
-                    Err(reason) => out.rejected.push(Rejection { at: format!("{input}:{n}"), reason }),
+                };
+                if r.ts.millis() < last {
+                    out.ordered = false;
+                    return false;
                 }
-            }
-            if out.ordered && !buf.is_empty() {
+                last = r.ts.millis();
+                buf.push(r);
+                if buf.len() >= batch {
+                    out.readings += buf.len() as u64;
+                    let full = std::mem::replace(&mut buf, Vec::with_capacity(batch));
+                    if tx.send((full, read as f64 / size)).is_err() {
+                        stopped = true;
+                        return false;
+                    }
+                }
+                true
+            })?;
+            if out.ordered && !stopped && !buf.is_empty() {
                 out.readings += buf.len() as u64;
                 let _ = tx.send((buf, 1.0));
             }
@@ -398,6 +345,103 @@ pub fn stream(
         }
         parser.join().unwrap_or_else(|_| bail!("the reader thread of {input} panicked"))
     })
+}
+
+/// A CSV reader (RFC 4180: quoted fields may hold commas, line breaks and `""` for a quote)
+/// that leaves the header row to the caller and allows records of different lengths.
+fn csv_reader<R: Read>(src: R) -> csv::Reader<R> {
+    csv::ReaderBuilder::new().has_headers(false).flexible(true).buffer_capacity(1 << 20).from_reader(src)
+}
+
+/// A header cell as matched against column names: trimmed, lower case. (The byte-order mark
+/// Excel puts at the start of a "CSV UTF-8" file is dropped by the csv reader.)
+fn clean_header(cell: &str) -> String {
+    cell.trim().to_ascii_lowercase()
+}
+
+/// `text` cut to at most `max` characters, with "…" if it was longer.
+fn shorten(text: String, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text,
+    }
+}
+
+fn blank(rec: &csv::StringRecord) -> bool {
+    rec.iter().all(|f| f.trim().is_empty())
+}
+
+/// The first record that is not blank (the header), `None` for an empty file.
+fn first_record<R: Read>(rdr: &mut csv::Reader<R>, name: &str) -> Result<Option<csv::StringRecord>> {
+    let mut rec = csv::StringRecord::new();
+    loop {
+        match rdr.read_record(&mut rec) {
+            Ok(false) => return Ok(None),
+            Ok(true) if blank(&rec) => continue,
+            Ok(true) => return Ok(Some(rec)),
+            Err(e) => bail!("{name}: header: {}", csv_problem(&e)),
+        }
+    }
+}
+
+/// A CSV reading error in words, with the line it is on if the reader knows it.
+fn csv_problem(e: &csv::Error) -> String {
+    match e.kind() {
+        csv::ErrorKind::Utf8 { err, .. } => {
+            format!("field {} is not UTF-8 text (save the file as \"CSV UTF-8\")", err.field() + 1)
+        }
+        _ => e.to_string(),
+    }
+}
+
+/// Reads a CSV layout: the header row, then each record as a reading or a refusal naming
+/// `name:line`, handed to `f` with the number of bytes read so far; `f` returns false to stop.
+/// Records outside the time window and blank lines are skipped.
+fn read_csv(
+    src: impl Read,
+    name: &str,
+    opts: &InputOptions,
+    reg: &Lookup<'_>,
+    mut f: impl FnMut(Result<Reading, Rejection>, u64) -> bool,
+) -> Result<()> {
+    let mut rdr = csv_reader(src);
+    let Some(header) = first_record(&mut rdr, name)? else { return Ok(()) };
+    let cols = Columns::from_header(&header, name, opts)?;
+    let mut rec = csv::StringRecord::new();
+    loop {
+        let item = match rdr.read_record(&mut rec) {
+            Ok(false) => return Ok(()),
+            Ok(true) if blank(&rec) => continue,
+            Ok(true) => {
+                let line = rec.position().map_or(0, csv::Position::line);
+                match cols.row(&rec, opts, reg) {
+                    Ok(Some(r)) => Ok(r),
+                    Ok(None) => continue,
+                    Err(reason) => {
+                        // An unclosed quote runs on to the end of the file: say how far, and
+                        // don't quote all of it.
+                        let breaks: usize = rec.iter().map(|f| f.trim_end().matches('\n').count()).sum();
+                        let mut reason = shorten(reason, 200);
+                        if breaks > 0 {
+                            let end = line + breaks as u64;
+                            reason += &format!(" (a quoted field runs on to line {end}: a quote not closed?)");
+                        }
+                        Err(Rejection { at: format!("{name}:{line}"), reason })
+                    }
+                }
+            }
+            Err(e) => match e.kind() {
+                csv::ErrorKind::Utf8 { pos, .. } => {
+                    let line = pos.as_ref().map_or(0, csv::Position::line);
+                    Err(Rejection { at: format!("{name}:{line}"), reason: csv_problem(&e) })
+                }
+                _ => return Err(anyhow::anyhow!("reading {name}: {}", csv_problem(&e))),
+            },
+        };
+        if !f(item, rdr.position().byte()) {
+            return Ok(());
+        }
+    }
 }
 
 /// RFC 3339, epoch milliseconds, or a local `YYYY-MM-DD HH:MM[:SS]` in `offset`.

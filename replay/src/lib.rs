@@ -13,13 +13,16 @@
 //! - [`verify`]: alert episodes; probability of detection, false-alarm ratio, critical
 //!   success index and lead time against a file of observed events.
 //! - [`diff`]: two runs on the same history, side by side.
-//! - [`writeup`] and [`plot`]: Markdown / HTML report with the alert timeline and plots (SVG
-//!   and PNG), and the JSON of all events.
+//! - [`writeup`], [`plot`], [`timeaxis`] and [`names`]: Markdown / HTML report with the alert
+//!   timeline and SVG plots (baseline and what-if on one chart, dated time axis), stations
+//!   named as in the registry (Chinese by default), and the JSON of all events.
 
 pub mod diff;
 pub mod hindcast;
 pub mod input;
+pub mod names;
 pub mod plot;
+pub mod timeaxis;
 pub mod verify;
 pub mod whatif;
 pub mod writeup;

@@ -113,20 +113,29 @@ pub struct Observed {
 
 /// Reads an observed-events CSV: header `subject,start,end,level,note` (`end` and `note` may
 /// be empty or absent); times RFC 3339; levels `blue`/`yellow`/`orange`/`red` or 蓝/黄/橙/红.
+/// Fields may be quoted (RFC 4180: commas, line breaks, `""`); lines starting with `#` are
+/// comments; when `note` is the last column, unquoted commas after it stay in the note.
 pub fn parse_observed(text: &str, name: &str) -> Result<Vec<Observed>> {
-    let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty() && !l.starts_with('#'));
-    let (_, header) = lines.next().with_context(|| format!("{name}: empty"))?;
-    let header: Vec<String> = header.split(',').map(|h| h.trim().to_ascii_lowercase()).collect();
+    let mut rdr =
+        csv::ReaderBuilder::new().has_headers(false).flexible(true).comment(Some(b'#')).from_reader(text.as_bytes());
+    let mut records = rdr.records().filter(|r| r.as_ref().map_or(true, |r| r.iter().any(|f| !f.trim().is_empty())));
+    let csv_error = |e: csv::Error| {
+        let line = e.position().map_or(0, csv::Position::line);
+        anyhow::anyhow!("{name}:{line}: {e}")
+    };
+    let header = records.next().with_context(|| format!("{name}: empty"))?.map_err(csv_error)?;
+    let header: Vec<String> = header.iter().map(|h| h.trim().to_ascii_lowercase()).collect();
     let col = |n: &str| header.iter().position(|h| h == n);
     let (Some(sc), Some(tc), Some(lc)) = (col("subject"), col("start"), col("level")) else {
         bail!("{name}: header must name at least subject, start and level (got {header:?})");
     };
     let (ec, nc) = (col("end"), col("note"));
+    let note_last = nc == Some(header.len() - 1);
     let mut out = Vec::new();
-    for (i, line) in lines {
-        let f: Vec<&str> = line.splitn(header.len(), ',').map(str::trim).collect();
-        let at = format!("{name}:{}", i + 1);
-        let get = |c: usize| f.get(c).copied().unwrap_or("");
+    for rec in records {
+        let rec = rec.map_err(csv_error)?;
+        let at = format!("{name}:{}", rec.position().map_or(0, csv::Position::line));
+        let get = |c: usize| rec.get(c).map_or("", str::trim);
         let subject = get(sc);
         if subject.is_empty() {
             bail!("{at}: subject is empty");
@@ -140,7 +149,12 @@ pub fn parse_observed(text: &str, name: &str) -> Result<Vec<Observed>> {
             bail!("{at}: end is before start");
         }
         let level = parse_level(get(lc)).with_context(|| format!("{at}: level"))?;
-        out.push(Observed { subject: subject.into(), start, end, level, note: nc.map(get).unwrap_or("").into() });
+        let note = match nc {
+            Some(c) if note_last => rec.iter().skip(c).collect::<Vec<_>>().join(",").trim().to_string(),
+            Some(c) => get(c).to_string(),
+            None => String::new(),
+        };
+        out.push(Observed { subject: subject.into(), start, end, level, note });
     }
     Ok(out)
 }
@@ -330,5 +344,25 @@ mod tests {
         assert!(e.contains("obs.csv:2") && e.contains("start"), "{e}");
         let e = parse_observed("subject,start,level\nx,2020-07-12T00:00:00Z,purple\n", "o").unwrap_err();
         assert!(format!("{e:#}").contains("purple"), "{e:#}");
+    }
+
+    #[test]
+    fn observed_notes_may_be_quoted_with_commas_line_breaks_and_quotes() {
+        // As an incident log exported from Excel: a byte-order mark, a comment, quoted notes.
+        let text = "\u{feff}subject,start,end,level,note\n\
+                    # 2020 season\n\
+                    hankou,2020-07-12T06:00:00+08:00,,orange,\"piping, levee km 12\"\n\
+                    jiujiang,2020-07-13T06:00:00+08:00,,yellow,\"seepage\nat the \"\"Yongan\"\" dyke\"\n\
+                    \"nanjing-wl\",2020-07-15T12:00:00+08:00,,red,\n\
+                    datang,2020-07-16,,red,\n";
+        let e = parse_observed(text, "obs.csv").unwrap_err().to_string();
+        assert!(e.contains("obs.csv:7: start"), "the line after the multi-line note is line 7: {e}");
+        let o = parse_observed(text.rsplit_once("datang").unwrap().0, "obs.csv").unwrap();
+        let notes: Vec<(&str, &str)> = o.iter().map(|o| (o.subject.as_str(), o.note.as_str())).collect();
+        assert_eq!(
+            notes,
+            [("hankou", "piping, levee km 12"), ("jiujiang", "seepage\nat the \"Yongan\" dyke"), ("nanjing-wl", "")]
+        );
+        assert_eq!(o[2].level, Level::Red);
     }
 }

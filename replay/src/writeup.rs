@@ -1,9 +1,12 @@
 //! The replay report: `report.md`, `report.html` (self-contained apart from the plot files it
 //! shows), `report.json` (summary, skill scores, comparison), `events.json` (every alert event
-//! of the baseline run, as on the wire) and a plot per station under `plots/` as SVG and PNG.
+//! of the baseline run, as on the wire) and a plot per station under `plots/` as SVG (baseline
+//! and what-if on the same chart). Stations are shown by name (Chinese by default) with the
+//! id beside it.
 
 use crate::diff::Comparison;
-use crate::plot::{self, level_colour, ThresholdLine};
+use crate::names::{Lang, Names};
+use crate::plot::{self, level_colour, Chart, RunMarks, ThresholdLine};
 use crate::verify::{self, Episode, Skill};
 use crate::whatif::Applied;
 use crate::Outcome;
@@ -45,6 +48,8 @@ pub struct ReportInput<'a> {
     pub comparison: Option<&'a Comparison>,
     /// Plot size.
     pub plot_size: (u32, u32),
+    /// Which registry names to show.
+    pub lang: Lang,
 }
 
 /// The files written.
@@ -56,7 +61,7 @@ pub struct ReportFiles {
     pub html: PathBuf,
     /// events.json
     pub events: PathBuf,
-    /// Plot files (SVG and PNG).
+    /// Plot files (SVG).
     pub plots: Vec<PathBuf>,
 }
 
@@ -86,36 +91,44 @@ pub fn thresholds_for(rules: &RuleSet, sensor: &Sensor) -> Vec<ThresholdLine> {
 pub fn write(dir: &Path, input: &ReportInput<'_>) -> Result<ReportFiles> {
     std::fs::create_dir_all(dir.join("plots")).with_context(|| format!("creating {}", dir.display()))?;
     let base = input.runs.first().context("a report needs at least one run")?;
+    let names = Names::new(base.registry, input.lang);
+    let episodes: Vec<Vec<Episode>> = input
+        .runs
+        .iter()
+        .map(|r| verify::episodes(&r.outcome.events, r.outcome.span.map_or(Timestamp(0), |s| s.1)))
+        .collect();
     let mut plots = Vec::new();
-    let mut plot_refs: Vec<Vec<(String, String)>> = Vec::new();
-    for run in &input.runs {
-        let end = run.outcome.span.map_or(Timestamp(0), |s| s.1);
-        let episodes = verify::episodes(&run.outcome.events, end);
-        let mut refs = Vec::new();
-        for trace in &run.outcome.traces {
-            let Some(sensor) = run.registry.sensor(trace.sensor.as_str()) else { continue };
-            let Some(span) = run.outcome.span else { continue };
-            let mine: Vec<&Episode> = episodes.iter().filter(|e| e.subject == trace.sensor.as_str()).collect();
-            let name = sensor.name.trim();
-            let title = if name.is_empty() {
-                format!("{} - {} ({})", trace.sensor, trace.kind.as_str(), run.name)
-            } else {
-                format!("{} {name} - {} ({})", trace.sensor, trace.kind.as_str(), run.name)
-            };
-            let p = plot::layout(trace, &title, &thresholds_for(run.rule_set, sensor), &mine, span, input.plot_size);
-            let stem = if run.name == "baseline" {
-                trace.sensor.to_string()
-            } else {
-                format!("{}.{}", trace.sensor, run.name)
-            };
-            let (svg, png) =
-                (dir.join("plots").join(format!("{stem}.svg")), dir.join("plots").join(format!("{stem}.png")));
-            std::fs::write(&svg, plot::svg(&p)).with_context(|| format!("writing {}", svg.display()))?;
-            std::fs::write(&png, plot::png(&p)).with_context(|| format!("writing {}", png.display()))?;
-            refs.push((trace.sensor.to_string(), stem));
-            plots.extend([svg, png]);
+    let mut plot_refs: Vec<(String, String)> = Vec::new();
+    let span = input.runs.iter().filter_map(|r| r.outcome.span).reduce(|a, b| (a.0.min(b.0), a.1.max(b.1)));
+    for trace in &base.outcome.traces {
+        let (Some(span), Some(sensor)) = (span, base.registry.sensor(trace.sensor.as_str())) else { continue };
+        let id = trace.sensor.as_str();
+        let runs: Vec<RunMarks<'_>> = input
+            .runs
+            .iter()
+            .zip(&episodes)
+            .map(|(run, eps)| RunMarks {
+                run: run.name,
+                thresholds: run.registry.sensor(id).map_or(Vec::new(), |s| thresholds_for(run.rule_set, s)),
+                episodes: eps.iter().filter(|e| e.subject == id).collect(),
+            })
+            .collect();
+        // "汉口" over "hankou-wl · water_level"; an unnamed station's id is the title.
+        let name = names.of(id);
+        let (title, mut subtitle) = if name.is_empty() {
+            (id.to_string(), sensor.kind.as_str().to_string())
+        } else {
+            (name, format!("{id} · {}", sensor.kind.as_str()))
+        };
+        if runs.len() > 1 {
+            subtitle += " · baseline vs what-if";
         }
-        plot_refs.push(refs);
+        let chart = Chart { title, subtitle, trace, span, runs };
+        let path = dir.join("plots").join(format!("{id}.svg"));
+        std::fs::write(&path, plot::svg(&chart, input.plot_size)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        plot_refs.push((id.to_string(), chart.title));
+        plots.push(path);
     }
     let events = dir.join("events.json");
     std::fs::write(&events, serde_json::to_vec_pretty(&base.outcome.events)?)?;
@@ -134,13 +147,13 @@ pub fn write(dir: &Path, input: &ReportInput<'_>) -> Result<ReportFiles> {
     });
     std::fs::write(dir.join("report.json"), serde_json::to_vec_pretty(&summary)?)?;
     let markdown = dir.join("report.md");
-    std::fs::write(&markdown, markdown_text(input, &plot_refs))?;
+    std::fs::write(&markdown, markdown_text(input, &names, &plot_refs))?;
     let html = dir.join("report.html");
-    std::fs::write(&html, html_text(input, &plot_refs))?;
+    std::fs::write(&html, html_text(input, &names, &plot_refs))?;
     Ok(ReportFiles { markdown, html, events, plots })
 }
 
-fn markdown_text(input: &ReportInput<'_>, plots: &[Vec<(String, String)>]) -> String {
+fn markdown_text(input: &ReportInput<'_>, names: &Names<'_>, plots: &[(String, String)]) -> String {
     let mut s = String::from("# Replay report\n\n");
     let _ = writeln!(s, "Input: `{}`\n", input.input);
     s += "| Run | Rules | Overrides | Readings | Rejected | Period (Beijing time) | Alert events |\n|---|---|---|---|---|---|---|\n";
@@ -150,7 +163,7 @@ fn markdown_text(input: &ReportInput<'_>, plots: &[Vec<(String, String)>]) -> St
         let over: Vec<String> = r
             .applied
             .iter()
-            .map(|a| format!("{} {} {:.2} → {:.2}", a.sensor, a.attribute, a.before, a.after))
+            .map(|a| format!("{} {} {:.2} → {:.2}", names.markdown(&a.sensor), a.attribute, a.before, a.after))
             .collect();
         let _ = writeln!(
             s,
@@ -185,12 +198,12 @@ fn markdown_text(input: &ReportInput<'_>, plots: &[Vec<(String, String)>]) -> St
         for r in &input.runs {
             let Some(k) = r.skill else { continue };
             let _ = writeln!(s, "\n{} — observed events (lead window {:.0} h):\n", r.name, k.lead_window_hours);
-            s += "| Subject | Observed start | Level | Warned at | Lead (h) | Alert |\n|---|---|---|---|---|---|\n";
+            s += "| Station | Observed start | Level | Warned at | Lead (h) | Alert |\n|---|---|---|---|---|---|\n";
             for v in &k.verdicts {
                 let _ = writeln!(
                     s,
                     "| {} | {} | {} | {} | {} | {} |",
-                    v.observed.subject,
+                    names.markdown(&v.observed.subject),
                     v.observed.start.to_rfc3339_cst(),
                     v.observed.level.as_str(),
                     v.warned_at.map_or("missed".into(), |t| t.to_rfc3339_cst()),
@@ -212,27 +225,27 @@ fn markdown_text(input: &ReportInput<'_>, plots: &[Vec<(String, String)>]) -> St
             c.lost.len(),
             c.changed().count()
         );
-        s += "| | Subject | Rule | Raised | Highest level |\n|---|---|---|---|---|\n";
+        s += "| | Station | Rule | Raised | Highest level |\n|---|---|---|---|---|\n";
         for (what, list) in [("gained", &c.gained), ("lost", &c.lost)] {
             for e in list.iter() {
                 let _ = writeln!(
                     s,
                     "| {what} | {} | {} | {} | {} |",
-                    e.subject,
+                    names.markdown(&e.subject),
                     e.rule_id,
                     e.start().to_rfc3339_cst(),
                     e.highest().as_str()
                 );
             }
         }
-        s += "\n| Subject | Level | Baseline first at | What-if first at | What-if earlier by (h) |\n|---|---|---|---|---|\n";
+        s += "\n| Station | Level | Baseline first at | What-if first at | What-if earlier by (h) |\n|---|---|---|---|---|\n";
         for m in c.changed() {
             for sh in &m.shifts {
                 let at = |t: Option<Timestamp>| t.map_or("never".into(), |t| t.to_rfc3339_cst());
                 let _ = writeln!(
                     s,
                     "| {} | {} | {} | {} | {} |",
-                    m.subject,
+                    names.markdown(&m.subject),
                     sh.level.as_str(),
                     at(sh.baseline),
                     at(sh.what_if),
@@ -241,11 +254,11 @@ fn markdown_text(input: &ReportInput<'_>, plots: &[Vec<(String, String)>]) -> St
             }
         }
     }
-    for (r, refs) in input.runs.iter().zip(plots) {
+    for r in &input.runs {
         let _ = writeln!(s, "\n## Alert timeline — {}\n", r.name);
-        s += "| Time (Beijing) | UTC | Level | Change | Subject | Site | 信息 | Message |\n|---|---|---|---|---|---|---|---|\n";
+        s += "| Time (Beijing) | UTC | Level | Change | Station | 信息 | Message |\n|---|---|---|---|---|---|---|\n";
         for e in r.outcome.events.iter().filter(|e| e.change != AlertChange::Reminder) {
-            s += &timeline_row(e);
+            s += &timeline_row(e, names);
         }
         let reminders = r.outcome.events.iter().filter(|e| e.change == AlertChange::Reminder).count();
         if reminders > 0 {
@@ -254,38 +267,37 @@ fn markdown_text(input: &ReportInput<'_>, plots: &[Vec<(String, String)>]) -> St
                 "\n{reminders} reminder(s) of unacknowledged alerts are not listed (they are in the events JSON)."
             );
         }
-        if !refs.is_empty() {
-            let _ = writeln!(s, "\n## Plots — {}\n", r.name);
-            for (sensor, stem) in refs {
-                let _ = writeln!(s, "![{sensor}](plots/{stem}.png)\n");
-            }
+    }
+    if !plots.is_empty() {
+        s += "\n## Plots\n\n";
+        for (sensor, name) in plots {
+            let _ = writeln!(s, "![{name} {sensor}](plots/{sensor}.svg)\n");
         }
     }
     s
 }
 
-fn timeline_row(e: &AlertEvent) -> String {
+fn timeline_row(e: &AlertEvent, names: &Names<'_>) -> String {
     format!(
-        "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
+        "| {} | {} | {} | {} | {} | {} | {} |\n",
         e.ts.to_rfc3339_cst(),
         e.ts.to_rfc3339(),
         e.level.as_str(),
         e.change.as_str(),
-        e.subject.as_str(),
-        e.site.as_str(),
+        names.markdown(e.subject.as_str()),
         e.message_zh.replace('|', "\\|"),
         e.message_en.replace('|', "\\|")
     )
 }
 
-fn html_text(input: &ReportInput<'_>, plots: &[Vec<(String, String)>]) -> String {
-    let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+fn html_text(input: &ReportInput<'_>, names: &Names<'_>, plots: &[(String, String)]) -> String {
+    let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;");
     let mut s = String::from(
-        "<!DOCTYPE html>\n<html lang=\"zh-CN\"><head><meta charset=\"utf-8\"><title>riskwatch replay report</title>\n<style>body{font-family:sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}th{background:#f4f4f4}.lv{color:#fff;font-weight:bold}img{max-width:100%;border:1px solid #ddd}</style></head><body>\n<h1>Replay report 回放报告</h1>\n",
+        "<!DOCTYPE html>\n<html lang=\"zh-CN\"><head><meta charset=\"utf-8\"><title>riskwatch replay report</title>\n<style>body{font-family:sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}th{background:#f4f4f4}.lv{color:#fff;font-weight:bold}img{max-width:100%;border:1px solid #ddd}small code{color:#666}</style></head><body>\n<h1>Replay report 回放报告</h1>\n",
     );
     let _ = writeln!(s, "<p>Input: <code>{}</code></p>", esc(input.input));
     // The Markdown tables, converted row by row (same content, one source of truth).
-    let md = markdown_text(input, &vec![Vec::new(); plots.len()]);
+    let md = markdown_text(input, names, &[]);
     let mut in_table = false;
     for line in md.lines().skip(2) {
         if let Some(cells) = line.strip_prefix('|').and_then(|l| l.strip_suffix('|')) {
@@ -304,7 +316,7 @@ fn html_text(input: &ReportInput<'_>, plots: &[Vec<(String, String)>]) -> String
                         let _ = write!(s, "<td class=\"lv\" style=\"background:{}\">{c}</td>", hex(*l));
                     }
                     None => {
-                        let _ = write!(s, "<td>{}</td>", esc(&c).replace('`', ""));
+                        let _ = write!(s, "<td>{}</td>", code_spans(&esc(&c)));
                     }
                 }
             }
@@ -324,16 +336,27 @@ fn html_text(input: &ReportInput<'_>, plots: &[Vec<(String, String)>]) -> String
     if in_table {
         s += "</table>\n";
     }
-    for (r, refs) in input.runs.iter().zip(plots) {
-        if refs.is_empty() {
-            continue;
-        }
-        let _ = writeln!(s, "<h2>Plots — {}</h2>", esc(r.name));
-        for (sensor, stem) in refs {
-            let _ = writeln!(s, "<p><img src=\"plots/{stem}.svg\" alt=\"{}\"></p>", esc(sensor));
+    if !plots.is_empty() {
+        s += "<h2>Plots</h2>\n";
+        for (sensor, name) in plots {
+            let _ = writeln!(s, "<p><img src=\"plots/{}.svg\" alt=\"{} {}\"></p>", esc(sensor), esc(name), esc(sensor));
         }
     }
     s + "</body></html>\n"
+}
+
+/// Markdown code spans (ids, file names) as small code: "汉口 `hankou-wl`" → "汉口
+/// <small><code>hankou-wl</code></small>".
+fn code_spans(cell: &str) -> String {
+    let mut out = String::new();
+    for (i, part) in cell.split('`').enumerate() {
+        if i % 2 == 1 {
+            let _ = write!(out, "<small><code>{part}</code></small>");
+        } else {
+            out += part;
+        }
+    }
+    out
 }
 
 fn hex(l: Level) -> String {

@@ -127,6 +127,46 @@ fn a_yearbook_file_station_by_station_is_detected_as_unordered_and_sorted_on_loa
 }
 
 #[test]
+fn quoted_csv_fields_may_hold_commas_line_breaks_and_quotes_and_a_broken_line_is_named() {
+    // A yearbook sheet saved from Excel as "CSV UTF-8" (byte-order mark) with a remarks
+    // column: quoted remarks with commas, a line break and doubled quotes; a level that is
+    // not a number; a line in GBK (Excel's other CSV); a quote left open at the end.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("levels.csv");
+    let mut text = b"\xef\xbb\xbfstation,time,level,remark\n\
+        hankou,2020-07-12 08:00,27.10,\"read by hand, from the boat\"\n\
+        \"hankou\",\"2020-07-12 09:00\",\"27.20\",\"two lines:\nsecond\"\n\
+        hankou,2020-07-12 10:00,27.30,\"the keeper said \"\"high\"\"\"\n\
+        hankou,2020-07-12 11:00,\"27,40\",\"decimal comma\"\n\
+        hankou,2020-07-12 12:00,27.50,\n"
+        .to_vec();
+    text.extend_from_slice(b"hankou,2020-07-12 12:30,27.55,\xba\xba\xbf\xda\n");
+    text.extend_from_slice(b"hankou,\"2020-07-12 13:00,27.60,\nhankou,2020-07-12 14:00,27.70,\n");
+    std::fs::write(&path, text).unwrap();
+    let file = path.to_str().unwrap();
+    assert_eq!(Format::guess(file).unwrap(), Format::Yearbook, "the byte-order mark is not part of the header");
+    let reg = Registry::from_toml(&std::fs::read_to_string(fixture("registry.toml")).unwrap()).unwrap();
+    let opts = InputOptions::new(Format::Yearbook);
+    let loaded = input::load(file, &opts, &reg).unwrap();
+    let at = |hh: i64| 1_594_512_000_000 + (hh - 8) * 3_600_000;
+    assert_eq!(values(&loaded.readings), [(at(8), 27.1), (at(9), 27.2), (at(10), 27.3), (at(12), 27.5)]);
+    let reasons: Vec<(&str, &str)> = loaded.rejected.iter().map(|r| (r.at.as_str(), r.reason.as_str())).collect();
+    assert_eq!(reasons.len(), 3, "{reasons:?}");
+    assert_eq!(reasons[0].0, format!("{file}:6"), "line numbers count the line break inside the quoted remark");
+    assert!(reasons[0].1.contains("level: \"27,40\" is not a number"), "{reasons:?}");
+    assert_eq!(reasons[1].0, format!("{file}:8"));
+    assert!(reasons[1].1.contains("not UTF-8"), "{reasons:?}");
+    assert_eq!(reasons[2].0, format!("{file}:9"));
+    assert!(reasons[2].1.contains("runs on to line 10: a quote not closed?"), "{reasons:?}");
+    // Streaming reads the same.
+    let mut streamed = Vec::new();
+    let s = input::stream(file, &opts, &reg, 2, |b, _| streamed.extend(b)).unwrap();
+    assert!(s.ordered);
+    assert_eq!(values(&streamed), values(&loaded.readings));
+    assert_eq!(s.rejected, loaded.rejected);
+}
+
+#[test]
 fn json_lines_are_decoded_exactly_as_live_ingest_decodes_them() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("history.jsonl");

@@ -7,6 +7,7 @@ use anyhow::{bail, Context, Result};
 use riskwatch_core::{AlertChange, AlertEvent, Registry, Timestamp};
 use riskwatch_replay::hindcast::{self, RunOptions};
 use riskwatch_replay::input::{self, Format, InputOptions, Loaded};
+use riskwatch_replay::names::{Lang, Names};
 use riskwatch_replay::verify::{self, Observed, Skill};
 use riskwatch_replay::whatif::{self, Applied, Override};
 use riskwatch_replay::writeup::{self, ReportInput, RunReport};
@@ -73,9 +74,13 @@ pub struct ReplayArgs {
     /// How long before an observed event an alert still counts as its warning.
     #[arg(long, default_value = "48h", value_parser = humantime::parse_duration)]
     lead_window: Duration,
-    /// Write the report (Markdown, HTML, plots as SVG and PNG, events.json) into this directory.
+    /// Write the report (Markdown, HTML, SVG plots, events.json) into this directory.
     #[arg(long)]
     report: Option<PathBuf>,
+    /// Station names in the output and report: zh (the registry's `name_zh`, else `name`) or
+    /// en (`name`, else `name_zh`); ids are shown beside them.
+    #[arg(long, default_value = "zh", value_parser = |s: &str| s.parse::<Lang>())]
+    names: Lang,
     /// Plot size in pixels, WIDTHxHEIGHT.
     #[arg(long, default_value = "1200x480")]
     plot_size: String,
@@ -130,6 +135,8 @@ pub async fn run(args: ReplayArgs) -> Result<()> {
     };
     let comparison = alt.as_ref().map(|a| diff::compare(&base.episodes, &a.episodes));
     if let Some(c) = &comparison {
+        let names = Names::new(&base.registry, args.names);
+        let name = |subject: &str| names.with_id(subject);
         println!(
             "baseline vs what-if: {} alert(s) gained, {} lost, {} changed",
             c.gained.len(),
@@ -137,16 +144,26 @@ pub async fn run(args: ReplayArgs) -> Result<()> {
             c.changed().count()
         );
         for e in &c.gained {
-            println!("  gained  {:<16} {:<6} raised {}", e.subject, e.highest().as_str(), e.start().to_rfc3339_cst());
+            println!(
+                "  gained  {} {:<6} raised {}",
+                name(&e.subject),
+                e.highest().as_str(),
+                e.start().to_rfc3339_cst()
+            );
         }
         for e in &c.lost {
-            println!("  lost    {:<16} {:<6} raised {}", e.subject, e.highest().as_str(), e.start().to_rfc3339_cst());
+            println!(
+                "  lost    {} {:<6} raised {}",
+                name(&e.subject),
+                e.highest().as_str(),
+                e.start().to_rfc3339_cst()
+            );
         }
         for m in c.changed() {
             for sh in m.shifts.iter().filter(|s| s.earlier_by_hours != Some(0.0)) {
                 println!(
-                    "  changed {:<16} {:<6} baseline {} what-if {} (what-if earlier by {} h)",
-                    m.subject,
+                    "  changed {} {:<6} baseline {} what-if {} (what-if earlier by {} h)",
+                    name(&m.subject),
                     sh.level.as_str(),
                     sh.baseline.map_or("never".into(), |t| t.to_rfc3339_cst()),
                     sh.what_if.map_or("never".into(), |t| t.to_rfc3339_cst()),
@@ -158,8 +175,9 @@ pub async fn run(args: ReplayArgs) -> Result<()> {
     if let Some(dir) = &args.report {
         let plot_size = parse_size(&args.plot_size)?;
         let runs: Vec<RunReport<'_>> = std::iter::once(&base).chain(alt.as_ref()).map(Run::report).collect();
-        let files =
-            writeup::write(dir, &ReportInput { input: &args.input, runs, comparison: comparison.as_ref(), plot_size })?;
+        let report =
+            ReportInput { input: &args.input, runs, comparison: comparison.as_ref(), plot_size, lang: args.names };
+        let files = writeup::write(dir, &report)?;
         println!(
             "report: {} ({} plot files, {}x{} px), {}, {}",
             files.markdown.display(),
@@ -199,13 +217,14 @@ impl Run {
         args: &ReplayArgs,
     ) -> Result<Run> {
         let outcome = source.run(&rules, &registry, opts)?;
+        let names = Names::new(&registry, args.names);
         println!("{name} ({rules_name}): {}", summary_line(&outcome));
         for a in &applied {
-            println!("  {} {}: {} → {}", a.sensor, a.attribute, a.before, a.after);
+            println!("  {} {}: {} → {}", names.with_id(&a.sensor), a.attribute, a.before, a.after);
         }
         let reminders = outcome.events.iter().filter(|e| e.change == AlertChange::Reminder).count();
         for e in outcome.events.iter().filter(|e| e.change != AlertChange::Reminder) {
-            println!("{}", timeline_line(e));
+            println!("{}", timeline_line(e, &names));
         }
         if reminders > 0 {
             println!("  (and {reminders} reminder(s) of unacknowledged alerts, in events.json)");
@@ -406,13 +425,13 @@ fn summary_line(o: &Outcome) -> String {
     )
 }
 
-fn timeline_line(e: &AlertEvent) -> String {
+fn timeline_line(e: &AlertEvent, names: &Names<'_>) -> String {
     format!(
-        "  {}  {:<12} {:<6} {:<16} {}",
+        "  {}  {:<12} {:<6} {}  {}",
         e.ts.to_rfc3339_cst(),
         e.change.as_str(),
         e.level.as_str(),
-        e.subject.as_str(),
+        names.with_id(e.subject.as_str()),
         e.message_en
     )
 }
