@@ -55,10 +55,9 @@ impl<'a> Names<'a> {
         self.pick(&site.name_zh, &site.name)
     }
 
-    /// A sensor's own name. (When sensors get a Chinese name, `name_zh`, this is the one line
-    /// to change: `self.pick(&sensor.name_zh, &sensor.name)`.)
+    /// A sensor's own name, in the chosen language first.
     fn sensor_own_name<'s>(&self, sensor: &'s Sensor) -> &'s str {
-        sensor.name.trim()
+        self.pick(&sensor.name_zh, &sensor.name)
     }
 
     /// The name of a sensor or site id: its site's name ("汉口"), followed by the sensor's own
