@@ -70,8 +70,12 @@ pub struct ConsoleArgs {
     chart_points: usize,
     /// The pipeline's SQLite store (`riskwatch run --db`), read-only: detail charts show the
     /// readings around each alert from it, also for alerts older than this console process.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "questdb")]
     store: Option<PathBuf>,
+    /// QuestDB's HTTP address on the production path (`http://questdb:9000`): detail charts read
+    /// the readings around each alert from its `readings` table.
+    #[arg(long)]
+    questdb: Option<String>,
     /// Stop after this long (e.g. `10m`); default: until Ctrl-C.
     #[arg(long, value_parser = humantime::parse_duration)]
     duration: Option<Duration>,
@@ -105,7 +109,7 @@ pub struct App {
     readings: Mutex<HashMap<String, VecDeque<(i64, f64)>>>,
     chart_points: usize,
     /// The pipeline's store, for charts of readings the console did not see live.
-    history: Option<history::StoreHistory>,
+    history: Option<history::History>,
     registry: Arc<Registry>,
     notifier: Mutex<Option<Notifier>>,
     cap_sender: String,
@@ -286,6 +290,8 @@ pub struct Options {
     pub chart_points: usize,
     /// The pipeline's SQLite store, read for chart history.
     pub store: Option<PathBuf>,
+    /// Or QuestDB's HTTP address, read for chart history.
+    pub questdb: Option<String>,
     /// GeoJSON outlines for the map instead of the shipped ones.
     pub basemap: Option<PathBuf>,
 }
@@ -313,6 +319,7 @@ pub async fn run(args: ConsoleArgs) -> Result<()> {
         cap_sender: args.cap_sender,
         chart_points: args.chart_points,
         store: args.store,
+        questdb: args.questdb,
         basemap: args.basemap,
     })
     .await?;
@@ -334,6 +341,13 @@ impl Console {
         let users = auth::Users::load(&o.users)?;
         let basemap = basemap::Basemap::load(o.basemap.as_deref())?;
         let store = Store::open(&o.db)?;
+        let history = match (&o.store, &o.questdb) {
+            (Some(path), _) => Some(history::History::Sqlite(history::StoreHistory::new(path))),
+            (None, Some(base)) => {
+                Some(history::History::Questdb(history::QuestdbHistory::new(base).map_err(anyhow::Error::msg)?))
+            }
+            (None, None) => None,
+        };
         let mut board = Board::new();
         for s in store.board()? {
             board.insert(s);
@@ -372,7 +386,7 @@ impl Console {
             waiting: Mutex::default(),
             readings: Mutex::default(),
             chart_points: o.chart_points.max(10),
-            history: o.store.as_deref().map(history::StoreHistory::new),
+            history,
             registry: o.registry,
             notifier: Mutex::new(notifier),
             cap_sender: o.cap_sender,

@@ -286,7 +286,7 @@ async fn alert_detail(State(app): State<AppState>, headers: HeaderMap, Path(id):
         .as_ref()
         .map(|s| s.subject.as_str().to_string())
         .or_else(|| events.last().map(|e| e.subject.as_str().to_string()));
-    let readings = chart_readings(&app, subject.as_deref(), state.as_ref(), &events);
+    let readings = chart_readings(&app, subject.as_deref(), state.as_ref(), &events).await;
     let sensor = subject
         .as_deref()
         .and_then(|s| app.registry.sensor(s))
@@ -297,7 +297,7 @@ async fn alert_detail(State(app): State<AppState>, headers: HeaderMap, Path(id):
 /// The readings for an alert's chart: from the pipeline's store when the console has one (up
 /// to the alert's last change and a little after, or the latest while it holds), else those
 /// the console received live.
-fn chart_readings(
+async fn chart_readings(
     app: &App,
     subject: Option<&str>,
     state: Option<&riskwatch_core::AlertState>,
@@ -312,7 +312,7 @@ fn chart_readings(
             // After the end, a quarter of the alert's length (at least ten minutes) of aftermath.
             (false, Some(f), Some(l)) => l.millis().saturating_add(((l.millis() - f.millis()) / 4).max(600_000)),
         };
-        match h.readings(sensor, until, app.chart_points.saturating_mul(4)) {
+        match h.readings(sensor, until, app.chart_points.saturating_mul(4)).await {
             Ok(v) if !v.is_empty() => return v,
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "chart history not read from the store"),

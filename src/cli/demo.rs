@@ -188,6 +188,7 @@ async fn start_console(
         cap_sender: "riskwatch-demo".into(),
         chart_points: 360,
         store: Some(store.to_path_buf()),
+        questdb: None,
         basemap: None,
     })
     .await?;
