@@ -189,6 +189,10 @@ async fn start_console(
         chart_points: 360,
         store: Some(store.to_path_buf()),
         basemap: None,
+        public_url: None,
+        secure_cookie: false,
+        session_lifetime: crate::console::Options::DEFAULT_SESSION_LIFETIME,
+        login_concurrency: crate::console::Options::DEFAULT_LOGIN_CONCURRENCY,
     })
     .await?;
     println!(
