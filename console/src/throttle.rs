@@ -64,6 +64,13 @@ pub struct Throttle {
     entries: HashMap<Key, Entry>,
 }
 
+/// Characters of a name kept in a key (names are the client's to choose: bounded bytes too).
+const NAME_CHARS: usize = 64;
+
+fn name_key(name: &str, ip: IpAddr) -> Key {
+    Key::NameAt(name.chars().take(NAME_CHARS).collect(), ip)
+}
+
 /// After `attempts` with `free` of them free: 0, then base, 2 × base, 4 × base … up to max.
 fn delay(limits: &Limits, attempts: u32, free: u32) -> Duration {
     if attempts < free {
@@ -102,7 +109,7 @@ impl Throttle {
     /// Lets a login attempt for `name` from `ip` through and counts it, or says how long to wait.
     pub fn attempt(&mut self, name: &str, ip: IpAddr, now: Instant) -> Result<(), Duration> {
         let ip = client(ip);
-        let keys = [Key::Address(ip), Key::NameAt(name.to_string(), ip)];
+        let keys = [Key::Address(ip), name_key(name, ip)];
         let wait = keys
             .iter()
             .filter_map(|k| self.entries.get(k))
@@ -130,7 +137,7 @@ impl Throttle {
     /// name's failures from that address are forgotten.
     pub fn succeeded(&mut self, name: &str, ip: IpAddr) {
         let ip = client(ip);
-        self.entries.remove(&Key::NameAt(name.to_string(), ip));
+        self.entries.remove(&name_key(name, ip));
         let free = self.limits.free_per_address;
         if let Some(mut e) = self.entries.get(&Key::Address(ip)).copied() {
             e.attempts = e.attempts.saturating_sub(1);
@@ -143,7 +150,7 @@ impl Throttle {
     /// to check the password): it no longer counts.
     pub fn refund(&mut self, name: &str, ip: IpAddr) {
         let ip = client(ip);
-        let keys = [Key::Address(ip), Key::NameAt(name.to_string(), ip)];
+        let keys = [Key::Address(ip), name_key(name, ip)];
         let frees = [self.limits.free_per_address, self.limits.free_per_name];
         for (key, free) in keys.into_iter().zip(frees) {
             if let Some(mut e) = self.entries.get(&key).copied() {
@@ -264,5 +271,9 @@ mod tests {
         let later = t0 + Duration::from_secs(3600);
         let _ = t.attempt("x", ip("192.0.2.1"), later);
         assert!(t.len() <= 3, "{} entries", t.len());
+        // A name of a megabyte is kept as its first 64 characters.
+        let long = "x".repeat(1 << 20);
+        let _ = t.attempt(&long, ip("192.0.2.2"), later);
+        assert!(t.entries.keys().all(|k| !matches!(k, Key::NameAt(n, _) if n.len() > NAME_CHARS)));
     }
 }

@@ -239,11 +239,13 @@ async fn login(
     Json(body): Json<LoginBody>,
 ) -> Response {
     let ip = remote.ip();
+    // The name as audited: the client chose it, so bounded.
+    let tried: String = body.name.chars().take(64).collect();
     // Checked and counted in one step, before the password is looked at.
     let admitted = App::lock(&app.throttle).attempt(&body.name, ip, Instant::now());
     if let Err(wait) = admitted {
         let secs = wait.as_secs().saturating_add(u64::from(wait.subsec_nanos() > 0)).max(1);
-        let mut e = entry(None, &body.name, "login_failed", remote);
+        let mut e = entry(None, &tried, "login_failed", remote);
         e.outcome = format!("throttled: too many attempts from {ip}; retry after {secs} s");
         audit(&app, e);
         return refuse_for(
@@ -258,7 +260,7 @@ async fn login(
         Ok(Ok(p)) => p,
         _ => {
             App::lock(&app.throttle).refund(&body.name, ip);
-            let mut e = entry(None, &body.name, "login_failed", remote);
+            let mut e = entry(None, &tried, "login_failed", remote);
             e.outcome = "busy: too many logins at once".into();
             audit(&app, e);
             return refuse_for(StatusCode::SERVICE_UNAVAILABLE, "busy", "too many logins at once; try again", 1);
@@ -275,7 +277,7 @@ async fn login(
     .ok()
     .flatten();
     let Some(user) = user else {
-        let mut e = entry(None, &body.name, "login_failed", remote);
+        let mut e = entry(None, &tried, "login_failed", remote);
         e.outcome = "wrong name or password".into();
         audit(&app, e);
         return error(StatusCode::UNAUTHORIZED, "bad_login", "wrong name or password");
