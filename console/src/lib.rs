@@ -93,8 +93,8 @@ pub struct ConsoleArgs {
     /// (it also ends after 12 h idle).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "12h")]
     session_lifetime: Duration,
-    /// Password checks (argon2id, ~19 MiB each) run at once at most; further logins wait up to
-    /// 2 s for a turn, then get 503 with `Retry-After`.
+    /// Password checks (argon2id, ~19 MiB each) run at once at most; up to 32 further logins
+    /// wait up to 2 s for a turn, the rest get 503 with `Retry-After`.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
     login_concurrency: u32,
 }
@@ -150,6 +150,8 @@ pub struct App {
     throttle: Mutex<throttle::Throttle>,
     /// Turns for password checks: bounds argon2's memory (~19 MiB each).
     password_checks: Arc<tokio::sync::Semaphore>,
+    /// Logins waiting for a turn now (at most `web::MAX_WAITING`).
+    login_waiting: std::sync::atomic::AtomicUsize,
     /// `--public-url`'s origin, if given.
     public_origin: Option<String>,
     /// Whether the session cookie is `Secure`.
@@ -439,6 +441,7 @@ impl Console {
             basemap,
             throttle: Mutex::new(throttle::Throttle::new(throttle::Limits::default())),
             password_checks: Arc::new(tokio::sync::Semaphore::new(o.login_concurrency.clamp(1, 64) as usize)),
+            login_waiting: Default::default(),
             secure_cookie: o.secure_cookie || o.public_url.as_deref().is_some_and(|u| u.starts_with("https://")),
             public_origin: o.public_url,
         });

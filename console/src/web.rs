@@ -31,6 +31,25 @@ type AppState = Arc<App>;
 const ANSWER_WITHIN: Duration = Duration::from_secs(10);
 /// How long a login waits for a turn to check its password before 503.
 const TURN_WITHIN: Duration = Duration::from_secs(2);
+/// Logins waiting for a turn at most; more get 503 at once (each holds its request).
+pub(crate) const MAX_WAITING: usize = 32;
+
+/// Counts a login waiting for a turn, until dropped (also when the client goes away).
+struct Waiting<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    /// In line, or `None` if [`MAX_WAITING`] are already.
+    fn join(n: &'a std::sync::atomic::AtomicUsize) -> Option<Self> {
+        let w = Waiting(n);
+        (n.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < MAX_WAITING).then_some(w)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
 
 /// Serves the console until the task is aborted.
 pub async fn serve(listener: tokio::net::TcpListener, app: AppState) {
@@ -255,10 +274,18 @@ async fn login(
             secs,
         );
     }
-    // Argon2 needs ~19 MiB per check: only a few at once, the rest wait briefly or are turned away.
-    let permit = match tokio::time::timeout(TURN_WITHIN, Arc::clone(&app.password_checks).acquire_owned()).await {
-        Ok(Ok(p)) => p,
-        _ => {
+    // Argon2 needs ~19 MiB per check: only a few at once; up to MAX_WAITING others wait up to
+    // TURN_WITHIN for a turn, the rest are turned away at once.
+    let turn = match Waiting::join(&app.login_waiting) {
+        Some(_in_line) => {
+            let acquire = Arc::clone(&app.password_checks).acquire_owned();
+            tokio::time::timeout(TURN_WITHIN, acquire).await.ok().and_then(Result::ok)
+        }
+        None => None,
+    };
+    let permit = match turn {
+        Some(p) => p,
+        None => {
             App::lock(&app.throttle).refund(&body.name, ip);
             let mut e = entry(None, &tried, "login_failed", remote);
             e.outcome = "busy: too many logins at once".into();
