@@ -61,6 +61,14 @@ async fn wrong_passwords_for_an_officer_from_one_address_slow_that_address_not_t
     assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 17, "then throttled: {statuses:?}");
     assert!(retry_after.iter().all(|s| *s >= 1), "{retry_after:?}");
 
+    // An unknown name gets the very same answer as a wrong password.
+    let other = client_from("127.0.0.3");
+    let wrong = login(&other, &base, "li.wei", "guess").await;
+    let (wrong_status, wrong_body) = (wrong.status(), wrong.text().await.unwrap());
+    let unknown = login(&other, &base, "no.such.officer", "guess").await;
+    assert_eq!((unknown.status(), unknown.text().await.unwrap()), (wrong_status, wrong_body));
+    assert_eq!(wrong_status, StatusCode::UNAUTHORIZED);
+
     // The officer, at the console's own machine, logs in at once.
     let officer = client_from("127.0.0.1");
     let started = Instant::now();

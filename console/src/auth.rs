@@ -341,6 +341,27 @@ mod tests {
     }
 
     #[test]
+    fn an_unknown_name_costs_a_full_password_check() {
+        let h = hash_password("s3cret").unwrap();
+        let users =
+            Users::parse(&format!("[[user]]\nname = \"li\"\nrole = \"officer\"\npassword_hash = \"{h}\"\n")).unwrap();
+        // The fastest of a few runs of each: robust against a busy machine slowing some down.
+        let fastest = |name: &str| {
+            (0..5)
+                .map(|_| {
+                    let t = Instant::now();
+                    assert!(users.verify(name, "wrong").is_none());
+                    t.elapsed()
+                })
+                .min()
+                .unwrap()
+        };
+        let _ = fastest("nobody"); // the dummy hash is made on first use
+        let (known, unknown) = (fastest("li"), fastest("nobody"));
+        assert!(unknown * 2 >= known && known * 2 >= unknown, "known {known:?}, unknown {unknown:?}");
+    }
+
+    #[test]
     fn a_session_ends_at_its_absolute_lifetime_even_while_used() {
         let h = hash_password("s3cret").unwrap();
         let users =
