@@ -1,4 +1,5 @@
-//! Operators: the users file (argon2id password hashes, roles), login sessions and lockout.
+//! Operators: the users file (argon2id password hashes, roles) and login sessions (login
+//! throttling is in `throttle.rs`).
 
 use anyhow::{bail, Context, Result};
 use argon2::password_hash::rand_core::OsRng;
@@ -112,18 +113,17 @@ impl Users {
         Ok(Users(map))
     }
 
-    /// The user, if the password is theirs. Takes about as long for unknown names.
+    /// The user, if the password is theirs. An unknown name costs the same work (a
+    /// verification against a fixed dummy hash) and gives the same answer as a wrong password.
     pub fn verify(&self, name: &str, password: &str) -> Option<&User> {
-        match self.0.get(name) {
-            Some(u) => {
-                let hash = PasswordHash::new(&u.password_hash).ok()?;
-                Argon2::default().verify_password(password.as_bytes(), &hash).ok().map(|_| u)
-            }
-            None => {
-                let _ = hash_password(password);
-                None
-            }
-        }
+        let user = self.0.get(name);
+        let phc: &str = match user {
+            Some(u) => &u.password_hash,
+            None => dummy_hash(),
+        };
+        let hash = PasswordHash::new(phc).ok()?;
+        let ok = Argon2::default().verify_password(password.as_bytes(), &hash).is_ok();
+        user.filter(|_| ok)
     }
 
     /// The user called `name`.
@@ -137,6 +137,13 @@ impl Users {
         v.sort_by(|a, b| a.name.cmp(&b.name));
         v
     }
+}
+
+/// The hash unknown names are checked against: made once per process from a random password
+/// with the default parameters (those of `riskwatch hash-password`), so nothing matches it.
+fn dummy_hash() -> &'static str {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DUMMY.get_or_init(|| hash_password(&random_token()).unwrap_or_default())
 }
 
 /// An argon2id PHC string for `password`.
@@ -159,56 +166,84 @@ pub struct Session {
     pub role: Role,
     #[serde(skip)]
     last_seen: Option<Instant>,
+    #[serde(skip)]
+    started: Option<Instant>,
 }
 
 /// Idle time after which a session ends.
 const IDLE: Duration = Duration::from_secs(12 * 3600);
-/// Failed logins in a row before a name is locked for [`LOCKOUT`].
-const MAX_FAILURES: u32 = 5;
-/// How long a name stays locked.
-const LOCKOUT: Duration = Duration::from_secs(60);
+/// Default absolute lifetime of a session (`--session-lifetime`).
+pub const LIFETIME: Duration = Duration::from_secs(12 * 3600);
 
-/// Sessions by token, and failed-login counts by name.
-#[derive(Default)]
+/// What became of a session token.
+#[derive(Debug)]
+pub enum Lookup {
+    /// Valid: the session (now marked used).
+    Valid(Session),
+    /// Ended now for reaching its absolute lifetime or idle time: who it was.
+    Expired(Session),
+    /// Not a session (never was, logged out, or expired earlier).
+    Unknown,
+}
+
+/// Sessions by token.
 pub struct Sessions {
     by_token: HashMap<String, Session>,
-    failures: HashMap<String, (u32, Instant)>,
+    /// Absolute lifetime: a session ends this long after login, used or not.
+    lifetime: Duration,
+}
+
+impl Default for Sessions {
+    fn default() -> Self {
+        Sessions::new(LIFETIME)
+    }
 }
 
 impl Sessions {
-    /// Whether `name` is locked out after repeated failures.
-    pub fn locked(&self, name: &str) -> bool {
-        matches!(self.failures.get(name), Some((n, at)) if *n >= MAX_FAILURES && at.elapsed() < LOCKOUT)
+    /// No sessions; each will last at most `lifetime`.
+    pub fn new(lifetime: Duration) -> Self {
+        Sessions { by_token: HashMap::new(), lifetime }
     }
 
-    /// Records a failed login.
-    pub fn failed(&mut self, name: &str) {
-        let e = self.failures.entry(name.to_string()).or_insert((0, Instant::now()));
-        if e.1.elapsed() >= LOCKOUT {
-            e.0 = 0;
-        }
-        e.0 += 1;
-        e.1 = Instant::now();
+    /// How long a session lasts at most.
+    pub fn lifetime(&self) -> Duration {
+        self.lifetime
     }
 
     /// Starts a session; returns its token.
     pub fn open(&mut self, u: &User) -> String {
-        self.failures.remove(&u.name);
         let token = random_token();
         let display_name = if u.display_name.is_empty() { u.name.clone() } else { u.display_name.clone() };
+        let now = Some(Instant::now());
         self.by_token.insert(
             token.clone(),
-            Session { name: u.name.clone(), display_name, role: u.role, last_seen: Some(Instant::now()) },
+            Session { name: u.name.clone(), display_name, role: u.role, last_seen: now, started: now },
         );
         token
     }
 
     /// The session of a token, if still valid (and marks it used).
     pub fn get(&mut self, token: &str) -> Option<Session> {
-        self.by_token.retain(|_, s| s.last_seen.is_some_and(|t| t.elapsed() < IDLE));
-        let s = self.by_token.get_mut(token)?;
+        match self.lookup(token) {
+            Lookup::Valid(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The session of a token, or whether it just expired (and marks a valid one used).
+    pub fn lookup(&mut self, token: &str) -> Lookup {
+        let lifetime = self.lifetime;
+        let alive = |s: &Session| {
+            s.last_seen.is_some_and(|t| t.elapsed() < IDLE) && s.started.is_some_and(|t| t.elapsed() < lifetime)
+        };
+        if let Some(s) = self.by_token.get(token).filter(|s| !alive(s)).cloned() {
+            self.by_token.remove(token);
+            return Lookup::Expired(s);
+        }
+        self.by_token.retain(|_, s| alive(s));
+        let Some(s) = self.by_token.get_mut(token) else { return Lookup::Unknown };
         s.last_seen = Some(Instant::now());
-        Some(s.clone())
+        Lookup::Valid(s.clone())
     }
 
     /// Ends a session.
@@ -306,13 +341,47 @@ mod tests {
     }
 
     #[test]
-    fn repeated_failures_lock_the_name() {
-        let mut s = Sessions::default();
-        for _ in 0..MAX_FAILURES {
-            assert!(!s.locked("li"));
-            s.failed("li");
+    fn an_unknown_name_costs_a_full_password_check() {
+        let h = hash_password("s3cret").unwrap();
+        let users =
+            Users::parse(&format!("[[user]]\nname = \"li\"\nrole = \"officer\"\npassword_hash = \"{h}\"\n")).unwrap();
+        // The fastest of a few runs of each: robust against a busy machine slowing some down.
+        let fastest = |name: &str| {
+            (0..5)
+                .map(|_| {
+                    let t = Instant::now();
+                    assert!(users.verify(name, "wrong").is_none());
+                    t.elapsed()
+                })
+                .min()
+                .unwrap()
+        };
+        let _ = fastest("nobody"); // the dummy hash is made on first use
+        let (known, unknown) = (fastest("li"), fastest("nobody"));
+        assert!(unknown * 2 >= known && known * 2 >= unknown, "known {known:?}, unknown {unknown:?}");
+    }
+
+    #[test]
+    fn a_session_ends_at_its_absolute_lifetime_even_while_used() {
+        let h = hash_password("s3cret").unwrap();
+        let users =
+            Users::parse(&format!("[[user]]\nname = \"li\"\nrole = \"officer\"\npassword_hash = \"{h}\"\n")).unwrap();
+        let mut s = Sessions::new(Duration::from_millis(300));
+        let t = s.open(users.get("li").unwrap());
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_millis(250) {
+            assert!(s.get(&t).is_some(), "ended early, at {:?}", start.elapsed());
+            std::thread::sleep(Duration::from_millis(20));
         }
-        assert!(s.locked("li"));
-        assert!(!s.locked("wang"));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match s.lookup(&t) {
+                Lookup::Valid(_) => assert!(Instant::now() < deadline, "never ended"),
+                Lookup::Expired(e) => break assert_eq!(e.name, "li"),
+                Lookup::Unknown => panic!("ended without saying so"),
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(matches!(s.lookup(&t), Lookup::Unknown));
     }
 }

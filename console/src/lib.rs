@@ -12,6 +12,7 @@ mod auth;
 mod basemap;
 pub mod history;
 mod store;
+mod throttle;
 mod users_edit;
 mod web;
 
@@ -83,6 +84,36 @@ pub struct ConsoleArgs {
     /// the shipped indicative province outlines (e.g. the deployment's approved standard map).
     #[arg(long)]
     basemap: Option<PathBuf>,
+    /// The console's address as browsers see it (e.g. `https://console.example.org`, behind a
+    /// reverse proxy): state-changing requests must come from this origin (default: the
+    /// request's own `Host`); an `https://` address also makes the session cookie `Secure`.
+    #[arg(long, value_parser = parse_public_url)]
+    public_url: Option<String>,
+    /// Mark the session cookie `Secure` (browsers send it over HTTPS only): set it when a TLS
+    /// reverse proxy serves the console (implied by an `https://` `--public-url`).
+    #[arg(long)]
+    secure_cookie: bool,
+    /// Absolute session lifetime: a session ends this long after login however much it is used
+    /// (it also ends after 12 h idle).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "12h")]
+    session_lifetime: Duration,
+    /// Password checks (argon2id, ~19 MiB each) run at once at most; up to 32 further logins
+    /// wait up to 2 s for a turn, the rest get 503 with `Retry-After`.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
+    login_concurrency: u32,
+}
+
+/// `--public-url`: `http(s)://host[:port]` (a trailing `/` is dropped); its origin.
+pub fn parse_public_url(s: &str) -> Result<String, String> {
+    let t = s.trim().trim_end_matches('/');
+    let Some((scheme, rest)) = t.split_once("://") else {
+        return Err(format!("--public-url {s:?}: expected http://HOST[:PORT] or https://HOST[:PORT]"));
+    };
+    let scheme = scheme.to_ascii_lowercase();
+    if !matches!(scheme.as_str(), "http" | "https") || rest.is_empty() || rest.contains(['/', '?', '#', '@', ' ']) {
+        return Err(format!("--public-url {s:?}: expected http://HOST[:PORT] or https://HOST[:PORT], no path"));
+    }
+    Ok(format!("{scheme}://{}", rest.to_ascii_lowercase()))
 }
 
 /// What the pipeline answered to a command the console sent.
@@ -119,6 +150,16 @@ pub struct App {
     readiness: riskwatch_service::metrics::Readiness,
     /// The map's outlines (GeoJSON), served on `/basemap.geojson`.
     basemap: basemap::Basemap,
+    /// Failed-login bookkeeping (check and count under this one lock).
+    throttle: Mutex<throttle::Throttle>,
+    /// Turns for password checks: bounds argon2's memory (~19 MiB each).
+    password_checks: Arc<tokio::sync::Semaphore>,
+    /// Logins waiting for a turn now (at most `web::MAX_WAITING`).
+    login_waiting: std::sync::atomic::AtomicUsize,
+    /// `--public-url`'s origin, if given.
+    public_origin: Option<String>,
+    /// Whether the session cookie is `Secure`.
+    secure_cookie: bool,
 }
 
 impl App {
@@ -294,6 +335,21 @@ pub struct Options {
     pub questdb: Option<String>,
     /// GeoJSON outlines for the map instead of the shipped ones.
     pub basemap: Option<PathBuf>,
+    /// The console's origin as browsers see it (`parse_public_url`).
+    pub public_url: Option<String>,
+    /// `Secure` session cookie (also when `public_url` is `https://`).
+    pub secure_cookie: bool,
+    /// Absolute session lifetime.
+    pub session_lifetime: Duration,
+    /// Password checks at once at most.
+    pub login_concurrency: u32,
+}
+
+impl Options {
+    /// The login and session settings' defaults (`riskwatch demo --console`).
+    pub const DEFAULT_SESSION_LIFETIME: Duration = auth::LIFETIME;
+    /// Password checks at once by default.
+    pub const DEFAULT_LOGIN_CONCURRENCY: u32 = 2;
 }
 
 /// A running console.
@@ -321,6 +377,10 @@ pub async fn run(args: ConsoleArgs) -> Result<()> {
         store: args.store,
         questdb: args.questdb,
         basemap: args.basemap,
+        public_url: args.public_url,
+        secure_cookie: args.secure_cookie,
+        session_lifetime: args.session_lifetime,
+        login_concurrency: args.login_concurrency,
     })
     .await?;
     match args.duration {
@@ -380,7 +440,7 @@ impl Console {
             users: RwLock::new(users),
             users_path: o.users.clone(),
             users_edit: Mutex::default(),
-            sessions: Mutex::default(),
+            sessions: Mutex::new(auth::Sessions::new(o.session_lifetime)),
             live,
             mqtt: client.clone(),
             waiting: Mutex::default(),
@@ -393,6 +453,11 @@ impl Console {
             metrics: riskwatch_service::metrics::Metrics::default(),
             readiness: riskwatch_service::metrics::Readiness::default(),
             basemap,
+            throttle: Mutex::new(throttle::Throttle::new(throttle::Limits::default())),
+            password_checks: Arc::new(tokio::sync::Semaphore::new(o.login_concurrency.clamp(1, 64) as usize)),
+            login_waiting: Default::default(),
+            secure_cookie: o.secure_cookie || o.public_url.as_deref().is_some_and(|u| u.starts_with("https://")),
+            public_origin: o.public_url,
         });
         app.register_metrics();
         let (subscribed_tx, mut subscribed_rx) = tokio::sync::watch::channel(false);

@@ -6,11 +6,11 @@
 
 mod admin;
 
-use super::auth::{Role, Session};
+use super::auth::{Lookup, Role, Session};
 use super::store::{AuditEntry, HistoryQuery};
 use super::{App, Outcome};
 use axum::extract::{ConnectInfo, Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post};
@@ -23,12 +23,33 @@ use serde::Deserialize;
 use serde_json::json;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 type AppState = Arc<App>;
 
 /// How long an action waits for the pipeline's answer.
 const ANSWER_WITHIN: Duration = Duration::from_secs(10);
+/// How long a login waits for a turn to check its password before 503.
+const TURN_WITHIN: Duration = Duration::from_secs(2);
+/// Logins waiting for a turn at most; more get 503 at once (each holds its request).
+pub(crate) const MAX_WAITING: usize = 32;
+
+/// Counts a login waiting for a turn, until dropped (also when the client goes away).
+struct Waiting<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    /// In line, or `None` if [`MAX_WAITING`] are already.
+    fn join(n: &'a std::sync::atomic::AtomicUsize) -> Option<Self> {
+        let w = Waiting(n);
+        (n.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < MAX_WAITING).then_some(w)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
 
 /// Serves the console until the task is aborted.
 pub async fn serve(listener: tokio::net::TcpListener, app: AppState) {
@@ -55,6 +76,7 @@ pub async fn serve(listener: tokio::net::TcpListener, app: AppState) {
         .route("/api/users/{name}", patch(admin::update).delete(admin::remove))
         .route("/api/users/{name}/password", post(admin::password))
         .route("/api/stream", get(stream))
+        .layer(axum::middleware::from_fn_with_state(Arc::clone(&app), same_origin))
         .with_state(app);
     if let Err(e) = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>()).await {
         tracing::error!(error = %e, "console server stopped");
@@ -69,6 +91,70 @@ fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response
     (status, Json(json!({"error": code, "message": message.into()}))).into_response()
 }
 
+/// [`error`] with `Retry-After: secs`.
+fn refuse_for(status: StatusCode, code: &str, message: impl Into<String>, secs: u64) -> Response {
+    let mut r = error(status, code, message);
+    r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+    r
+}
+
+/// `scheme://authority` of a URL (a `Referer`), lowercased.
+fn origin_of(url: &str) -> String {
+    let url = url.trim().to_ascii_lowercase();
+    match url.split_once("://") {
+        Some((scheme, rest)) => format!("{scheme}://{}", rest.split(['/', '?', '#']).next().unwrap_or("")),
+        None => url,
+    }
+}
+
+/// Whether `origin` is the console's own: `--public-url`'s if given, else that of the
+/// request's `Host` (any scheme: a TLS proxy in front changes it).
+fn own_origin(app: &App, headers: &HeaderMap, origin: &str) -> bool {
+    let origin = origin.to_ascii_lowercase();
+    if let Some(public) = &app.public_origin {
+        return origin == *public;
+    }
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).map(str::to_ascii_lowercase);
+    match (origin.split_once("://"), host) {
+        (Some((scheme, authority)), Some(host)) => matches!(scheme, "http" | "https") && authority == host,
+        _ => false,
+    }
+}
+
+/// Every state-changing request (anything but GET, HEAD, OPTIONS) whose `Origin` (or, without
+/// one, `Referer`) is not the console's own gets 403 and is audited. A request with neither is
+/// let through: browsers send `Origin` on every cross-origin POST, and the JSON bodies these
+/// routes require cannot come from a cross-site form without a CORS preflight the console never
+/// answers; command-line clients send neither.
+async fn same_origin(
+    State(app): State<AppState>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        return next.run(req).await;
+    }
+    let h = req.headers();
+    let text = |v: &HeaderValue| v.to_str().unwrap_or("(not text)").to_string();
+    let claimed = h.get(header::ORIGIN).map(text).or_else(|| h.get(header::REFERER).map(|v| origin_of(&text(v))));
+    let Some(origin) = claimed else { return next.run(req).await };
+    if own_origin(&app, h, &origin) {
+        return next.run(req).await;
+    }
+    let shown: String = origin.chars().take(200).collect();
+    let s = cookie_token(h).and_then(|t| App::lock(&app.sessions).get(&t));
+    let mut e = entry(s.as_ref(), "", "foreign_origin", remote);
+    e.detail = format!("{} {} from origin {shown:?}", req.method(), req.uri().path());
+    e.outcome = "refused: foreign origin".into();
+    audit(&app, e);
+    error(
+        StatusCode::FORBIDDEN,
+        "foreign_origin",
+        format!("refused: origin {shown:?} is not this console's; use the console's own page"),
+    )
+}
+
 fn cookie_token(headers: &HeaderMap) -> Option<String> {
     let raw = headers.get(header::COOKIE)?.to_str().ok()?;
     raw.split(';').map(str::trim).find_map(|c| c.strip_prefix("rw_session=")).map(str::to_string)
@@ -78,9 +164,18 @@ fn cookie_token(headers: &HeaderMap) -> Option<String> {
 fn session(app: &App, headers: &HeaderMap) -> Result<Session, Response> {
     let token =
         cookie_token(headers).ok_or_else(|| error(StatusCode::UNAUTHORIZED, "login_required", "log in first"))?;
-    App::lock(&app.sessions)
-        .get(&token)
-        .ok_or_else(|| error(StatusCode::UNAUTHORIZED, "login_required", "session expired; log in again"))
+    let found = App::lock(&app.sessions).lookup(&token);
+    match found {
+        Lookup::Valid(s) => Ok(s),
+        Lookup::Expired(s) => {
+            let mut e = entry(Some(&s), "", "session_expired", SocketAddr::from(([0, 0, 0, 0], 0)));
+            e.remote = String::new();
+            e.outcome = "ended: lifetime or idle time reached".into();
+            audit(app, e);
+            Err(error(StatusCode::UNAUTHORIZED, "login_required", "session expired; log in again"))
+        }
+        Lookup::Unknown => Err(error(StatusCode::UNAUTHORIZED, "login_required", "session expired; log in again")),
+    }
 }
 
 fn require(app: &App, headers: &HeaderMap, role: Role) -> Result<Session, Response> {
@@ -162,32 +257,70 @@ async fn login(
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
     Json(body): Json<LoginBody>,
 ) -> Response {
-    if App::lock(&app.sessions).locked(&body.name) {
-        let mut e = entry(None, &body.name, "login_failed", remote);
-        e.outcome = "locked: too many failed attempts".into();
+    let ip = remote.ip();
+    // The name as audited: the client chose it, so bounded.
+    let tried: String = body.name.chars().take(64).collect();
+    // Checked and counted in one step, before the password is looked at.
+    let admitted = App::lock(&app.throttle).attempt(&body.name, ip, Instant::now());
+    if let Err(wait) = admitted {
+        let secs = wait.as_secs().saturating_add(u64::from(wait.subsec_nanos() > 0)).max(1);
+        let mut e = entry(None, &tried, "login_failed", remote);
+        e.outcome = format!("throttled: too many attempts from {ip}; retry after {secs} s");
         audit(&app, e);
-        return error(StatusCode::TOO_MANY_REQUESTS, "locked", "too many failed attempts; wait a minute");
+        return refuse_for(
+            StatusCode::TOO_MANY_REQUESTS,
+            "throttled",
+            format!("too many login attempts from this address; try again in {secs} s"),
+            secs,
+        );
     }
-    // Argon2 is deliberately slow: keep it off the async workers.
+    // Argon2 needs ~19 MiB per check: only a few at once; up to MAX_WAITING others wait up to
+    // TURN_WITHIN for a turn, the rest are turned away at once.
+    let turn = match Waiting::join(&app.login_waiting) {
+        Some(_in_line) => {
+            let acquire = Arc::clone(&app.password_checks).acquire_owned();
+            tokio::time::timeout(TURN_WITHIN, acquire).await.ok().and_then(Result::ok)
+        }
+        None => None,
+    };
+    let permit = match turn {
+        Some(p) => p,
+        None => {
+            App::lock(&app.throttle).refund(&body.name, ip);
+            let mut e = entry(None, &tried, "login_failed", remote);
+            e.outcome = "busy: too many logins at once".into();
+            audit(&app, e);
+            return refuse_for(StatusCode::SERVICE_UNAVAILABLE, "busy", "too many logins at once; try again", 1);
+        }
+    };
+    // Off the async workers, holding the turn until done (even if the client goes away).
     let app2 = Arc::clone(&app);
     let (name, password) = (body.name.clone(), body.password);
     let user = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
         app2.users.read().unwrap_or_else(|e| e.into_inner()).verify(&name, &password).cloned()
     })
     .await
     .ok()
     .flatten();
     let Some(user) = user else {
-        App::lock(&app.sessions).failed(&body.name);
-        let mut e = entry(None, &body.name, "login_failed", remote);
+        let mut e = entry(None, &tried, "login_failed", remote);
         e.outcome = "wrong name or password".into();
         audit(&app, e);
         return error(StatusCode::UNAUTHORIZED, "bad_login", "wrong name or password");
     };
-    let token = App::lock(&app.sessions).open(&user);
+    App::lock(&app.throttle).succeeded(&user.name, ip);
+    let (token, lifetime) = {
+        let mut sessions = App::lock(&app.sessions);
+        (sessions.open(&user), sessions.lifetime())
+    };
     let s = App::lock(&app.sessions).get(&token);
     audit(&app, entry(s.as_ref(), &user.name, "login", remote));
-    let cookie = format!("rw_session={token}; HttpOnly; SameSite=Strict; Path=/");
+    let cookie = format!(
+        "rw_session={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{}",
+        lifetime.as_secs().max(1),
+        if app.secure_cookie { "; Secure" } else { "" }
+    );
     ([(header::SET_COOKIE, cookie)], Json(json!(s))).into_response()
 }
 
@@ -201,7 +334,9 @@ async fn logout(
             audit(&app, entry(Some(&s), "", "logout", remote));
         }
     }
-    ([(header::SET_COOKIE, "rw_session=; Max-Age=0; Path=/")], Json(json!({"ok": true}))).into_response()
+    let cookie =
+        if app.secure_cookie { "rw_session=; Max-Age=0; Path=/; Secure" } else { "rw_session=; Max-Age=0; Path=/" };
+    ([(header::SET_COOKIE, cookie)], Json(json!({"ok": true}))).into_response()
 }
 
 async fn me(State(app): State<AppState>, headers: HeaderMap) -> Response {

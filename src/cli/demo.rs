@@ -190,6 +190,10 @@ async fn start_console(
         store: Some(store.to_path_buf()),
         questdb: None,
         basemap: None,
+        public_url: None,
+        secure_cookie: false,
+        session_lifetime: crate::console::Options::DEFAULT_SESSION_LIFETIME,
+        login_concurrency: crate::console::Options::DEFAULT_LOGIN_CONCURRENCY,
     })
     .await?;
     println!(
