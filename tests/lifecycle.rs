@@ -160,8 +160,9 @@ fn rules_check_names_line_and_field_and_exits_non_zero() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(err.contains("line 2: rules[0] (\"wl\").deadband"), "{err}");
-    assert!(err.contains("line 2: rules[0] (\"wl\").levels.yellow"), "{err}");
+    // Each problem at the line of its field, not the `[[rules]]` header's.
+    assert!(err.contains("bad.toml:6: rules[0].deadband"), "{err}");
+    assert!(err.contains("bad.toml:5: rules[0].levels.yellow"), "{err}");
     std::fs::write(dir.path().join("good.toml"), RULES).unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_riskwatch"))
         .args(["rules", "check", "good.toml", "--registry", "registry.toml"])
