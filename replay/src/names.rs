@@ -2,6 +2,7 @@
 //! its site's name — Chinese by default — followed by the sensor's own name if it has one. Ids
 //! stay beside the name (smaller, or in brackets) so that a row is never ambiguous.
 
+use riskwatch_core::registry::display_name;
 use riskwatch_core::{Registry, Sensor, Site};
 
 /// Which registry names to show.
@@ -39,16 +40,10 @@ impl<'a> Names<'a> {
         Names { registry, lang }
     }
 
+    /// The name in the chosen language, else the other; empty when there is neither (the
+    /// registry's own order, [`display_name`]).
     fn pick<'s>(&self, zh: &'s str, en: &'s str) -> &'s str {
-        let (first, second) = match self.lang {
-            Lang::Zh => (zh.trim(), en.trim()),
-            Lang::En => (en.trim(), zh.trim()),
-        };
-        if first.is_empty() {
-            second
-        } else {
-            first
-        }
+        display_name(self.lang == Lang::Zh, zh, en, "")
     }
 
     fn site_name<'s>(&self, site: &'s Site) -> &'s str {

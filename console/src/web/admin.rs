@@ -44,6 +44,17 @@ fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, Response> {
     b.map(|Json(t)| t).map_err(|e| error(e.status(), "bad_request", e.body_text()))
 }
 
+/// The admin routes' prologue: an admin's session, then the JSON body (in that order, so a
+/// non-admin learns nothing about the body's shape).
+fn admin_request<T>(
+    app: &App,
+    headers: &HeaderMap,
+    b: Result<Json<T>, JsonRejection>,
+) -> Result<(Session, T), Response> {
+    let s = require(app, headers, Role::Admin)?;
+    Ok((s, body(b)?))
+}
+
 fn role(s: &str) -> Result<Role, Response> {
     Role::parse(s).ok_or_else(|| error(StatusCode::BAD_REQUEST, "bad_role", "role: one of viewer, officer, admin"))
 }
@@ -66,12 +77,8 @@ pub(super) async fn add(
     headers: HeaderMap,
     b: Result<Json<AddBody>, JsonRejection>,
 ) -> Response {
-    let s = match require(&app, &headers, Role::Admin) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let b = match body(b) {
-        Ok(b) => b,
+    let (s, b) = match admin_request(&app, &headers, b) {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let role = match role(&b.role) {
@@ -113,12 +120,8 @@ pub(super) async fn update(
     Path(name): Path<String>,
     b: Result<Json<UpdateBody>, JsonRejection>,
 ) -> Response {
-    let s = match require(&app, &headers, Role::Admin) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let b = match body(b) {
-        Ok(b) => b,
+    let (s, b) = match admin_request(&app, &headers, b) {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let new_role = match b.role.as_deref().map(role).transpose() {
@@ -155,12 +158,8 @@ pub(super) async fn password(
     Path(name): Path<String>,
     b: Result<Json<PasswordBody>, JsonRejection>,
 ) -> Response {
-    let s = match require(&app, &headers, Role::Admin) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let b = match body(b) {
-        Ok(b) => b,
+    let (s, b) = match admin_request(&app, &headers, b) {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let detail = format!("operator {name}: reset password");
@@ -188,12 +187,8 @@ pub(super) async fn remove(
     Path(name): Path<String>,
     b: Result<Json<RemoveBody>, JsonRejection>,
 ) -> Response {
-    let s = match require(&app, &headers, Role::Admin) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let b = match body(b) {
-        Ok(b) => b,
+    let (s, b) = match admin_request(&app, &headers, b) {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let detail = format!("operator {name}: remove");
