@@ -34,7 +34,10 @@ FROM debian:bookworm-slim
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
-    && useradd --system --uid 10001 --home-dir /nonexistent --shell /usr/sbin/nologin riskwatch
+    && useradd --system --uid 10001 --home-dir /nonexistent --shell /usr/sbin/nologin riskwatch \
+    && install -d -o riskwatch -g riskwatch -m 0700 /var/lib/riskwatch
+# /var/lib/riskwatch is the console's state (console-data volume: users file, SQLite); a new named
+# volume takes this folder's owner, so the console can write there.
 COPY --from=build /usr/local/bin/riskwatch /usr/local/bin/riskwatch
 # /etc/riskwatch/riskwatch.toml names demo/registry.toml and demo/rules.toml, which resolve
 # against its own folder to the files copied here.

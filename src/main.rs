@@ -1,7 +1,7 @@
 //! `riskwatch`: the command line. Wiring only: every behaviour lives in the library crates.
 //!
 //! - `cli/` — one file per subcommand (`run`/`ingest`/`rules`/`sink`, `rules check`, `demo`,
-//!   `simulate`, `replay`, `bench`, `mqtt-acl`);
+//!   `simulate`, `replay`, `bench`, `mqtt-acl`, `healthcheck`);
 //! - `embedded/` — the one-process wiring (broker, rules stage, recovery, outbox, store);
 //! - `kafka/` — the production wiring (ingest, rules worker, sink);
 //! - `metrics` (riskwatch's own series), `topology` (the production topology file);
@@ -21,7 +21,7 @@ use riskwatch_service::{mqtt_tls, settings, shutdown};
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use cli::run::{components, ConfigArg, RunArgs};
-use cli::{bench, demo, mqtt_acl, replay, simulate};
+use cli::{bench, demo, healthcheck, mqtt_acl, replay, simulate};
 use std::path::PathBuf;
 use topology::Component;
 
@@ -72,18 +72,39 @@ enum Command {
     /// or --drill to publish them into the live pipeline as an exercise.
     Replay(Box<replay::ReplayArgs>),
     /// The duty officers' web console (live board, acknowledge / assign / resolve, history,
-    /// audit log) and, with --notify, webhook / chat-robot / CAP notifications.
-    Console(Box<console::ConsoleArgs>),
+    /// audit log) and, with --notify, webhook / chat-robot / CAP notifications;
+    /// `console init-users` writes the first users file.
+    Console(Box<ConsoleCli>),
     /// Read a password on stdin and print its argon2id hash for the console's users file.
     HashPassword,
     /// Write Mosquitto password and ACL files from the registry's gateways: each gateway may
     /// publish only for its own sites.
     MqttAcl(mqtt_acl::MqttAclArgs),
+    /// Exit 0 if a riskwatch process answers 2xx on its readiness (or health) endpoint, 1
+    /// otherwise: the containers' healthcheck (the image has no curl or wget).
+    Healthcheck(healthcheck::HealthcheckArgs),
     /// Load generator for the end-to-end benchmarks (scripts/bench.sh, docs/benchmarks.md).
     Bench {
         #[command(subcommand)]
         command: bench::BenchCommand,
     },
+}
+
+/// `riskwatch console [init-users]`.
+#[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+struct ConsoleCli {
+    #[command(subcommand)]
+    command: Option<ConsoleCommand>,
+    #[command(flatten)]
+    console: Option<console::ConsoleArgs>,
+}
+
+#[derive(Subcommand)]
+enum ConsoleCommand {
+    /// Write a new users file (mode 0600) with one admin and a generated password, printed
+    /// once; refused if the file exists.
+    InitUsers(console::init_users::InitUsersArgs),
 }
 
 #[derive(Subcommand)]
@@ -120,7 +141,16 @@ fn main() {
         Command::Simulate(args) => runtime().and_then(|rt| rt.block_on(simulate::run(args))),
         Command::Replay(args) => runtime().and_then(|rt| rt.block_on(replay::run(*args))),
         Command::Run(args) => runtime().and_then(|rt| rt.block_on(cli::run::run(args))),
-        Command::Console(args) => runtime().and_then(|rt| rt.block_on(console::run(*args))),
+        Command::Console(c) => match *c {
+            ConsoleCli { command: Some(ConsoleCommand::InitUsers(args)), .. } => console::init_users::run(args),
+            ConsoleCli { command: None, console: Some(args) } => {
+                runtime().and_then(|rt| rt.block_on(console::run(args)))
+            }
+            ConsoleCli { command: None, console: None } => Err(anyhow::anyhow!(
+                "say `riskwatch console --registry FILE --users FILE` or `riskwatch console init-users`"
+            )),
+        },
+        Command::Healthcheck(args) => runtime().and_then(|rt| rt.block_on(healthcheck::run(args))),
         Command::HashPassword => console::hash_password_cmd(),
         Command::MqttAcl(args) => mqtt_acl::run(args),
     };

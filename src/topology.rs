@@ -72,7 +72,7 @@ pub struct MqttSettings {
     pub port: u16,
     /// Share the reading topics among several ingest processes (`$share/GROUP/…`).
     pub share_group: Option<String>,
-    /// Username (with `password`, or `RISKWATCH_MQTT_PASSWORD`).
+    /// Username (with `password`, `RISKWATCH_MQTT_PASSWORD` or `RISKWATCH_MQTT_PASSWORD_FILE`).
     pub username: Option<String>,
     /// Password; prefer the environment variable.
     pub password: Option<String>,
@@ -252,7 +252,7 @@ impl Topology {
         if let Some(v) = get("RISKWATCH_MQTT_USERNAME") {
             self.mqtt.username = Some(v);
         }
-        if let Some(v) = get("RISKWATCH_MQTT_PASSWORD") {
+        if let Some(v) = riskwatch_service::settings::mqtt_password(&get)? {
             self.mqtt.password = Some(v);
         }
         if let Some(v) = get("RISKWATCH_MQTT_CA") {
@@ -405,5 +405,19 @@ mod tests {
         assert_eq!(t.kafka.unwrap().brokers, "b:1");
         assert_eq!(t.mqtt.password.as_deref(), Some("s3cret"));
         assert_eq!(t.mqtt.port, 1999);
+    }
+
+    #[test]
+    fn the_mqtt_password_may_come_from_a_file() {
+        let file = std::env::temp_dir().join(format!("rw-topology-pw-{}", std::process::id()));
+        std::fs::write(&file, "generated\n").unwrap();
+        let path = file.display().to_string();
+        let mut t: Topology = toml::from_str("registry = \"r\"\nrules = \"x\"\n").unwrap();
+        t.apply_env(|k| (k == "RISKWATCH_MQTT_PASSWORD_FILE").then(|| path.clone())).unwrap();
+        assert_eq!(t.mqtt.password.as_deref(), Some("generated"));
+        std::fs::remove_file(&file).unwrap();
+        let err =
+            format!("{:#}", t.apply_env(|k| (k == "RISKWATCH_MQTT_PASSWORD_FILE").then(|| path.clone())).unwrap_err());
+        assert!(err.contains("RISKWATCH_MQTT_PASSWORD_FILE"), "{err}");
     }
 }

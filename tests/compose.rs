@@ -94,6 +94,65 @@ fn bind_mounts(s: &Value) -> Vec<(String, String)> {
     out
 }
 
+/// One entry of a service's `volumes`.
+#[derive(Debug)]
+struct Mount {
+    /// Host path (`./…`, `/…`) or named volume.
+    source: String,
+    target: String,
+    read_only: bool,
+}
+
+/// Every mount of a service, bind mounts and named volumes.
+fn mounts(s: &Value) -> Vec<Mount> {
+    let mut out = Vec::new();
+    for v in s.get("volumes").and_then(Value::as_sequence).into_iter().flatten() {
+        out.push(match v {
+            Value::String(spec) => {
+                let parts: Vec<&str> = spec.split(':').collect();
+                let options = parts.get(2).copied().unwrap_or_default();
+                Mount {
+                    source: parts[0].to_string(),
+                    target: parts.get(1).copied().unwrap_or_default().to_string(),
+                    read_only: options.split(',').any(|o| o == "ro"),
+                }
+            }
+            Value::Mapping(_) => Mount {
+                source: scalar(&v["source"]),
+                target: scalar(&v["target"]),
+                read_only: v.get("read_only").and_then(Value::as_bool).unwrap_or(false),
+            },
+            other => panic!("volume entry {other:?}"),
+        });
+    }
+    out
+}
+
+/// The mount a path inside the container is on (the deepest one covering it), and the path
+/// relative to the mount's target.
+fn covering<'a>(mounts: &'a [Mount], path: &str) -> Option<(&'a Mount, String)> {
+    mounts
+        .iter()
+        .filter_map(|m| {
+            let rest = if path == m.target { Some("") } else { path.strip_prefix(&format!("{}/", m.target)) }?;
+            Some((m, rest.to_string()))
+        })
+        .max_by_key(|(m, _)| m.target.len())
+}
+
+/// A healthcheck's command as a list (`CMD` / `CMD-SHELL` first), empty if disabled or absent.
+fn healthcheck_test(s: &Value) -> Vec<String> {
+    let Some(h) = s.get("healthcheck") else { return Vec::new() };
+    if h.get("disable").and_then(Value::as_bool) == Some(true) {
+        return Vec::new();
+    }
+    match h.get("test") {
+        Some(Value::Sequence(items)) => items.iter().map(scalar).collect(),
+        Some(Value::String(line)) => vec!["CMD-SHELL".into(), line.clone()],
+        _ => Vec::new(),
+    }
+}
+
 /// Container ports a service publishes on the host.
 fn published_ports(s: &Value) -> BTreeSet<u16> {
     let mut out = BTreeSet::new();
@@ -195,7 +254,7 @@ fn host_file(path: &str, mounts: &[(String, String)], image_copies: &[(String, S
 fn every_service_of_the_stack_is_defined() {
     let c = compose();
     for (name, image) in [
-        ("mosquitto", Some("eclipse-mosquitto:2")),
+        ("mosquitto", Some("eclipse-mosquitto:2.0.20")),
         ("kafka", Some("apache/kafka:3.9.0")),
         ("questdb", Some("questdb/questdb:8.2.3")),
         ("questdb-init", None),
@@ -533,4 +592,209 @@ fn the_grafana_dashboard_uses_the_provisioned_sources_documented_metrics_and_rea
         }
     }
     assert!(prom_queries >= 10 && sql_queries >= 3, "{prom_queries} Prometheus and {sql_queries} QuestDB queries");
+}
+
+#[test]
+fn every_image_is_pinned_to_a_full_version() {
+    let c = compose();
+    for (name, s) in services(&c) {
+        let name = scalar(name);
+        if s.get("build").is_some() {
+            continue; // riskwatch:local, built from this repository
+        }
+        let image = s.get("image").map(scalar).unwrap_or_else(|| panic!("{name}: no image and no build"));
+        let tag = image.rsplit_once(':').map(|(_, t)| t).filter(|t| !t.contains('/')).unwrap_or("");
+        let version = tag.trim_start_matches('v').split('-').next().unwrap_or_default();
+        let parts: Vec<&str> = version.split('.').collect();
+        assert!(
+            parts.len() == 3 && parts.iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit())),
+            "{name}: {image} is not pinned to a full version tag (MAJOR.MINOR.PATCH)"
+        );
+    }
+}
+
+#[test]
+fn every_service_has_a_healthcheck_and_waits_for_what_it_needs() {
+    let c = compose();
+    let all = services(&c);
+    for (name, s) in all {
+        let name = scalar(name);
+        let h = s.get("healthcheck").unwrap_or_else(|| panic!("{name} has no healthcheck"));
+        let one_shot = s.get("restart").map(scalar).as_deref() == Some("no");
+        if one_shot {
+            assert!(
+                h.get("disable").and_then(Value::as_bool) == Some(true) || !healthcheck_test(s).is_empty(),
+                "{name}: a one-shot job says `disable: true` or has a test"
+            );
+        } else {
+            let test = healthcheck_test(s);
+            assert!(test.len() >= 2 && test[0].starts_with("CMD"), "{name}: healthcheck test {test:?}");
+        }
+        // Order: a dependency is waited for until healthy or done, never just started.
+        if let Some(deps) = s.get("depends_on") {
+            let deps = deps.as_mapping().unwrap_or_else(|| panic!("{name}: depends_on with conditions"));
+            for (dep, how) in deps {
+                let dep = scalar(dep);
+                let condition = how.get("condition").map(scalar).unwrap_or_default();
+                let target = all.get(dep.as_str()).unwrap_or_else(|| panic!("{name} depends on unknown {dep}"));
+                match condition.as_str() {
+                    "service_healthy" => {
+                        assert!(
+                            !healthcheck_test(target).is_empty(),
+                            "{name} waits for {dep} to be healthy: it has no check"
+                        )
+                    }
+                    "service_completed_successfully" => {
+                        assert_eq!(target.get("restart").map(scalar).as_deref(), Some("no"), "{dep} is a one-shot job")
+                    }
+                    other => panic!("{name} depends on {dep} with condition {other:?}"),
+                }
+            }
+        }
+    }
+    // The riskwatch processes are probed on their own readiness endpoint.
+    for (name, s) in all {
+        let name = scalar(name);
+        let cmd = command(s);
+        let port = match cmd.get(..2).map(|c| (c[0].as_str(), c[1].as_str())) {
+            Some(("riskwatch", "ingest" | "rules" | "sink")) => env(s)
+                .get("RISKWATCH_METRICS_LISTEN")
+                .cloned()
+                .unwrap_or_default()
+                .rsplit(':')
+                .next()
+                .unwrap()
+                .to_string(),
+            Some(("riskwatch", "console")) => flag(&cmd, "--listen").unwrap().rsplit(':').next().unwrap().to_string(),
+            _ => continue,
+        };
+        let test = healthcheck_test(s);
+        assert_eq!(
+            test.get(..3).map(|t| t.join(" ")).as_deref(),
+            Some("CMD riskwatch healthcheck"),
+            "{name}: probed with `riskwatch healthcheck` (the image has no curl): {test:?}"
+        );
+        let url = flag(&test, "--url").unwrap_or("http://127.0.0.1:9464/readyz");
+        assert_eq!(url, format!("http://127.0.0.1:{port}/readyz"), "{name}");
+        let deps = s.get("depends_on").and_then(Value::as_mapping).map(|m| m.len()).unwrap_or(0);
+        assert!(deps > 0, "{name} waits for the services it needs");
+    }
+}
+
+/// `deploy/mosquitto/mosquitto.conf`'s settings (the last of each).
+fn mosquitto_conf() -> BTreeMap<String, String> {
+    read("deploy/mosquitto/mosquitto.conf")
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.split_once(' '))
+        .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+        .collect()
+}
+
+#[test]
+fn mosquitto_requires_a_login_and_the_acl_made_at_first_start() {
+    let c = compose();
+    let conf = mosquitto_conf();
+    assert_eq!(conf.get("allow_anonymous").map(String::as_str), Some("false"), "anonymous clients are refused");
+    let mosquitto = service(&c, "mosquitto");
+    let init = service(&c, "riskwatch-init");
+    let init_secrets = env(init).get("RISKWATCH_SECRETS").cloned().expect("riskwatch-init sets RISKWATCH_SECRETS");
+    let init_mounts = mounts(init);
+    let (init_volume, _) = covering(&init_mounts, &init_secrets).expect("RISKWATCH_SECRETS is on a volume");
+    assert!(!init_volume.read_only && !init_volume.source.starts_with('.'), "a named volume riskwatch-init writes");
+    let script = read("deploy/init/riskwatch-init.sh");
+    assert!(bind_mounts(init).iter().any(|(src, _)| src == "./deploy/init/riskwatch-init.sh"));
+    assert!(script.contains("riskwatch mqtt-acl") && script.contains("--out \"$secrets/mqtt\""), "{script}");
+    // Mosquitto reads the files riskwatch-init wrote (mqtt-acl names them passwd and acl), after it ran.
+    let m = mounts(mosquitto);
+    for (key, file) in [("password_file", "mqtt/passwd"), ("acl_file", "mqtt/acl")] {
+        let path = conf.get(key).unwrap_or_else(|| panic!("mosquitto.conf sets no {key}"));
+        let (mount, rest) = covering(&m, path).unwrap_or_else(|| panic!("{key} {path} is on no mount of mosquitto"));
+        assert_eq!((mount.source.as_str(), rest.as_str()), (init_volume.source.as_str(), file), "{key} {path}");
+    }
+    assert_eq!(
+        mosquitto["depends_on"]["riskwatch-init"]["condition"].as_str(),
+        Some("service_completed_successfully"),
+        "Mosquitto starts once the files exist"
+    );
+    // Every riskwatch MQTT client logs in with an account whose password riskwatch-init wrote.
+    for (name, s) in services(&c) {
+        let name = scalar(name);
+        let cmd = command(s);
+        if cmd.first().map(String::as_str) != Some("riskwatch")
+            || !matches!(cmd[1].as_str(), "ingest" | "rules" | "console" | "simulate")
+        {
+            continue;
+        }
+        let e = env(s);
+        let user = e.get("RISKWATCH_MQTT_USERNAME").unwrap_or_else(|| panic!("{name} sets no RISKWATCH_MQTT_USERNAME"));
+        assert!(!e.contains_key("RISKWATCH_MQTT_PASSWORD"), "{name}: no password in the compose file");
+        let file =
+            e.get("RISKWATCH_MQTT_PASSWORD_FILE").unwrap_or_else(|| panic!("{name}: RISKWATCH_MQTT_PASSWORD_FILE"));
+        let sm = mounts(s);
+        let (mount, rest) = covering(&sm, file).unwrap_or_else(|| panic!("{name}: {file} is on no mount"));
+        assert_eq!(mount.source, init_volume.source, "{name}: {file}");
+        assert_eq!(rest, format!("mqtt-{user}.password"), "{name}: riskwatch-init writes mqtt-ACCOUNT.password");
+        let accounts = script.lines().find_map(|l| l.trim().strip_prefix("for account in")).expect("the accounts loop");
+        let accounts: Vec<&str> = accounts.trim_end_matches("; do").split_whitespace().collect();
+        assert!(accounts.contains(&user.as_str()), "{name}: riskwatch-init writes no password file for {user}");
+    }
+}
+
+#[test]
+fn no_default_passwords_in_the_stack() {
+    // Every text file of the stack: the compose file and deploy/.
+    let mut files = vec![root().join("docker-compose.yml")];
+    let mut dirs = vec![root().join("deploy")];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else {
+                files.push(p);
+            }
+        }
+    }
+    // (QuestDB's built-in pgwire login, which Grafana's data source uses, stays: it is reachable
+    // from this machine and the compose network only; docs/operations.md, "Passwords".)
+    for f in &files {
+        let Ok(text) = std::fs::read_to_string(f) else { continue };
+        let lower = text.to_ascii_lowercase();
+        for default in ["admin / admin", "admin/admin", "admin:admin", "password: admin", "password = \"admin\""] {
+            assert!(!lower.contains(default), "{}: {default:?}", f.display());
+        }
+    }
+    let c = compose();
+    for (name, s) in services(&c) {
+        for (k, v) in env(s) {
+            if k.contains("PASSWORD") && !k.ends_with("_FILE") {
+                assert!(v.starts_with("${") && v.contains(":?"), "{}: {k} is a literal password", scalar(name));
+            }
+        }
+    }
+    let grafana = env(service(&c, "grafana"));
+    let file = grafana.get("GF_SECURITY_ADMIN_PASSWORD__FILE").expect("Grafana's admin password from a file");
+    assert!(file.starts_with("/run/secrets/riskwatch/"), "made by riskwatch-init: {file}");
+    assert!(read("deploy/init/riskwatch-init.sh").contains(file.rsplit('/').next().unwrap()));
+}
+
+#[test]
+fn the_console_can_edit_its_users_file() {
+    let c = compose();
+    let console = service(&c, "riskwatch-console");
+    let cmd = command(console);
+    let users = flag(&cmd, "--users").expect("console --users");
+    let m = mounts(console);
+    let (mount, _) = covering(&m, users).unwrap_or_else(|| panic!("{users} is on no mount: not kept"));
+    assert!(!mount.read_only, "{users} is on a read-only mount ({mount:?}): the admin page could not edit operators");
+    assert!(!mount.source.starts_with('.'), "a named volume the console's user owns, not a host folder: {mount:?}");
+    // The documented first step makes exactly this file.
+    let init = format!("console init-users --users {users}");
+    for doc in ["docker-compose.yml", "docs/operations.md", "docs/console.md"] {
+        let text = read(doc).replace(" \\\n", " ").replace("#     ", "").replace("#   ", "");
+        let text: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(text.contains(&init), "{doc} tells how to make {users}: `riskwatch {init}`");
+    }
 }

@@ -84,7 +84,13 @@ impl std::fmt::Debug for Users {
 impl Users {
     /// Reads a users file; every problem names the user and field.
     pub fn load(path: &Path) -> Result<Users> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading users file {}", path.display()))?;
+        let text = std::fs::read_to_string(path).with_context(|| match path.exists() {
+            true => format!("reading users file {}", path.display()),
+            false => format!(
+                "reading users file {}; create it with `riskwatch console init-users --users {0}`",
+                path.display()
+            ),
+        })?;
         Self::parse(&text).with_context(|| format!("in {}", path.display()))
     }
 

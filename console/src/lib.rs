@@ -11,6 +11,7 @@
 mod auth;
 mod basemap;
 pub mod history;
+pub mod init_users;
 mod store;
 mod throttle;
 mod users_edit;
@@ -424,7 +425,7 @@ impl Console {
         opts.set_keep_alive(Duration::from_secs(15))
             .set_clean_session(false)
             .set_max_packet_size(1024 * 1024, 1024 * 1024);
-        if let Some((u, p)) = riskwatch_service::settings::mqtt_credentials_from_env() {
+        if let Some((u, p)) = riskwatch_service::settings::mqtt_credentials_from_env()? {
             opts.set_credentials(u, p);
         }
         if let Some(tls) = riskwatch_service::mqtt_tls::from_env()? {

@@ -104,7 +104,7 @@ where
         port,
         speed,
         ack_timeout: Duration::from_secs(60),
-        credentials: crate::settings::mqtt_credentials_from_env(),
+        credentials: crate::settings::mqtt_credentials_from_env()?,
         transport: crate::mqtt_tls::from_env()?,
     };
     let mut task = tokio::spawn(fleet::publish_plan(messages(batches), cfg, stop_rx));

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod bench_recovery;
 pub mod demo;
 pub mod drill;
+pub mod healthcheck;
 pub mod mqtt_acl;
 pub mod replay;
 pub mod rules_check;

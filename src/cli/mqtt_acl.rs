@@ -18,6 +18,10 @@ pub struct MqttAclArgs {
     /// `credentials.toml` are kept; new accounts get random ones.
     #[arg(long)]
     out: PathBuf,
+    /// Write the service accounts even if the registry declares no `[[gateways]]` (the demo
+    /// stack, whose simulator publishes with the `riskwatch` account).
+    #[arg(long)]
+    allow_no_gateways: bool,
 }
 
 /// The service accounts, besides one per gateway: (user, what it may do).
@@ -97,8 +101,9 @@ fn write_private(path: &Path, text: &str) -> Result<()> {
 pub fn run(args: MqttAclArgs) -> Result<()> {
     let registry = crate::settings::load_registry(&args.registry)?;
     anyhow::ensure!(
-        registry.gateways().next().is_some(),
-        "{}: no [[gateways]] declared; add one per gateway with the sites it publishes for (docs/security.md)",
+        args.allow_no_gateways || registry.gateways().next().is_some(),
+        "{}: no [[gateways]] declared; add one per gateway with the sites it publishes for (docs/security.md), \
+         or pass --allow-no-gateways for the service accounts only",
         args.registry.display()
     );
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;

@@ -234,9 +234,9 @@ async fn run_embedded(
         mqtt_host: inner_host,
         mqtt_port: inner_port,
         client_prefix: "riskwatch".into(),
-        // An external broker may need a login (RISKWATCH_MQTT_USERNAME / _PASSWORD) and TLS
+        // An external broker may need a login (RISKWATCH_MQTT_USERNAME / _PASSWORD or _PASSWORD_FILE) and TLS
         // (RISKWATCH_MQTT_CA, _CLIENT_CERT, _CLIENT_KEY).
-        credentials: mqtt_credentials_from_env(),
+        credentials: mqtt_credentials_from_env()?,
         tls: mqtt_tls::from_env()?,
         rules_path: Some(files.rules_path),
         registry_path: Some(files.registry_path),

@@ -115,7 +115,7 @@ async fn scenario(args: SimulateArgs, path: PathBuf) -> Result<()> {
         port,
         speed,
         ack_timeout: Duration::from_secs(30),
-        credentials: crate::settings::mqtt_credentials_from_env(),
+        credentials: crate::settings::mqtt_credentials_from_env()?,
         transport: crate::mqtt_tls::from_env()?,
     };
     let began = std::time::Instant::now();
@@ -151,7 +151,7 @@ async fn demo_fleet(args: SimulateArgs) -> Result<()> {
         client_prefix: args.client_prefix,
         duration: args.duration,
         glitches: vec![],
-        credentials: crate::settings::mqtt_credentials_from_env(),
+        credentials: crate::settings::mqtt_credentials_from_env()?,
         transport: crate::mqtt_tls::from_env()?,
     };
     let mut task = tokio::spawn(fleet::run(tracks, cfg, stop_rx));

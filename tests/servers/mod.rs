@@ -170,6 +170,12 @@ pub fn mosquitto_secured(dir: &Path, passwd: &Path, acl: &Path) -> Server {
     Server::new("mosquitto", port, bin, vec!["-c".into(), conf.display().to_string()], dir)
 }
 
+/// Mosquitto with a configuration file written by the test, which listens on 127.0.0.1:`port`.
+pub fn mosquitto_with_config(dir: &Path, conf: &Path, port: u16) -> Server {
+    let bin = find_binary("mosquitto", &[PathBuf::from("/usr/sbin/mosquitto")]);
+    Server::new("mosquitto", port, bin, vec!["-c".into(), conf.display().to_string()], dir)
+}
+
 /// Mosquitto with a TLS-only listener that requires a client certificate signed by `ca`
 /// (the certificate's CN becomes the username).
 pub fn mosquitto_tls(dir: &Path, ca: &Path, cert: &Path, key: &Path) -> Server {
