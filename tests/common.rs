@@ -4,6 +4,8 @@
 #![allow(dead_code)]
 
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, Publish, QoS};
+use std::collections::BTreeMap;
+use std::fmt::Debug;
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::Path;
@@ -464,4 +466,75 @@ pub fn unread_bytes(port: u16) -> u64 {
             (local_port == port).then_some(rx)
         })
         .sum()
+}
+
+/// A process's private (anonymous) resident memory in KiB, from /proc (0 once it is gone). The
+/// store's memory-mapped file pages are the kernel's page cache, not the process's memory, and
+/// are not counted.
+pub fn private_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("RssAnon:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// How often each key occurs in `keys`.
+pub fn count_per_key<K: Ord>(keys: impl IntoIterator<Item = K>) -> BTreeMap<K, usize> {
+    let mut counts = BTreeMap::new();
+    for k in keys {
+        *counts.entry(k).or_insert(0) += 1;
+    }
+    counts
+}
+
+/// Asserts that `got` holds each key of `expected` exactly once and nothing else — counted per
+/// key, so a duplicate fails it as surely as a loss. The message names the missing, unexpected
+/// and repeated keys (the first 10 of each).
+pub fn assert_each_once<K: Ord + Debug>(
+    what: &str,
+    got: impl IntoIterator<Item = K>,
+    expected: impl IntoIterator<Item = K>,
+) {
+    let got = count_per_key(got);
+    let expected = count_per_key(expected);
+    if let Some((k, n)) = expected.iter().find(|(_, n)| **n != 1) {
+        panic!("{what}: the expected keys repeat {k:?} ({n} times)");
+    }
+    let missing: Vec<&K> = expected.keys().filter(|k| !got.contains_key(*k)).collect();
+    let unexpected: Vec<&K> = got.keys().filter(|k| !expected.contains_key(*k)).collect();
+    let repeated: Vec<(&K, &usize)> = got.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(
+        missing.is_empty() && unexpected.is_empty() && repeated.is_empty(),
+        "{what}: each key exactly once, but {} missing {:?}, {} unexpected {:?}, {} repeated (key, times) {:?}",
+        missing.len(),
+        &missing[..missing.len().min(10)],
+        unexpected.len(),
+        &unexpected[..unexpected.len().min(10)],
+        repeated.len(),
+        &repeated[..repeated.len().min(10)],
+    );
+}
+
+/// Like [`assert_each_once`] for an at-least-once path: every expected key arrives, nothing
+/// else does; repeats are allowed. Returns the counts.
+pub fn assert_each_at_least_once<K: Ord + Debug>(
+    what: &str,
+    got: impl IntoIterator<Item = K>,
+    expected: impl IntoIterator<Item = K>,
+) -> BTreeMap<K, usize> {
+    let got = count_per_key(got);
+    let expected = count_per_key(expected);
+    let missing: Vec<&K> = expected.keys().filter(|k| !got.contains_key(*k)).collect();
+    let unexpected: Vec<&K> = got.keys().filter(|k| !expected.contains_key(*k)).collect();
+    assert!(
+        missing.is_empty() && unexpected.is_empty(),
+        "{what}: each key at least once, but {} missing {:?}, {} unexpected {:?}",
+        missing.len(),
+        &missing[..missing.len().min(10)],
+        unexpected.len(),
+        &unexpected[..unexpected.len().min(10)],
+    );
+    got
 }

@@ -8,7 +8,7 @@
 mod common;
 
 use common::duty::{hash, start_console};
-use common::{free_port, Riskwatch, TestClient};
+use common::{assert_each_once, free_port, Riskwatch, TestClient};
 use riskwatch_core::{AlertEvent, AlertState};
 use rumqttc::QoS;
 use serde_json::{json, Value};
@@ -54,12 +54,15 @@ fn start(dir: &Path, port: u16) -> Riskwatch {
     rw
 }
 
-/// Every alert event a subscriber received, checked as it arrives: an `event_id` seen before
-/// must come with the same content.
+/// Every alert event the subscribers received, checked as it arrives: an `event_id` seen before
+/// must come with the same content. Across a crash an event may come again (at-least-once);
+/// to one subscriber, within one run, each comes once.
 #[derive(Default)]
 struct Received {
     by_id: HashMap<String, AlertEvent>,
     all: Vec<AlertEvent>,
+    /// Event ids the current subscriber received, in order.
+    session: Vec<String>,
 }
 
 impl Received {
@@ -70,8 +73,16 @@ impl Received {
                 assert_eq!(seen, &e, "event id {} delivered twice with different content", e.event_id);
             }
             self.by_id.insert(e.event_id.clone(), e.clone());
+            self.session.push(e.event_id.clone());
             self.all.push(e);
         }
+    }
+
+    /// Checks, counting per event id, that the current subscriber received each event once.
+    fn end_session(&mut self, what: &str) {
+        let ids = std::mem::take(&mut self.session);
+        let distinct: std::collections::BTreeSet<&String> = ids.iter().collect();
+        assert_each_once(what, ids.iter(), distinct);
     }
 }
 
@@ -84,10 +95,13 @@ async fn retained_states(port: u16, id: &str) -> Vec<AlertState> {
     let mut c = TestClient::connect(port, id, &["test/sentinel", "riskwatch/v1/state/#"]).await;
     c.client.publish("test/sentinel", QoS::AtLeastOnce, false, "x").await.unwrap();
     let got = c.collect_until(WITHIN, |ps| ps.iter().any(|p| p.topic == "test/sentinel")).await;
-    got.into_iter()
-        .filter(|p| p.topic.starts_with("riskwatch/v1/state/") && !p.payload.is_empty())
-        .map(|p| serde_json::from_slice(&p.payload).unwrap())
-        .collect()
+    // One state per topic (one topic per alert), the latest: a state published while the probe
+    // subscribes reaches it both retained and live; an empty payload is a removal (cleared).
+    let mut by_topic: std::collections::BTreeMap<String, Vec<u8>> = std::collections::BTreeMap::new();
+    for p in got.into_iter().filter(|p| p.topic.starts_with("riskwatch/v1/state/")) {
+        by_topic.insert(p.topic, p.payload.to_vec());
+    }
+    by_topic.into_values().filter(|p| !p.is_empty()).map(|p| serde_json::from_slice(&p).unwrap()).collect()
 }
 
 enum KillAt {
@@ -102,7 +116,7 @@ async fn crash_and_escalate(kill_at: KillAt, with_console: bool) {
     std::fs::write(dir.path().join("registry.toml"), REGISTRY).unwrap();
     std::fs::write(dir.path().join("rules.toml"), RULES).unwrap();
     let port = free_port();
-    let rw = start(dir.path(), port);
+    let mut rw = start(dir.path(), port);
     let console = with_console.then(|| {
         std::fs::write(
             dir.path().join("users.toml"),
@@ -138,7 +152,11 @@ async fn crash_and_escalate(kill_at: KillAt, with_console: bool) {
             assert!(received.all.iter().any(|e| e.change.as_str() == "reminder"), "no reminder before the kill");
         }
     }
-    drop(rw); // SIGKILL
+    received.end_session("alert events at the first subscriber, before the kill (by event id)");
+    // kill -9, and gone (its listening port free) before the restart binds the same port.
+    rw.child.kill().unwrap();
+    rw.child.wait().unwrap();
+    drop(rw);
     drop(sub);
     drop(gw);
 
@@ -165,6 +183,24 @@ async fn crash_and_escalate(kill_at: KillAt, with_console: bool) {
         .clone();
     assert_eq!(red.level.as_str(), "red");
     assert_eq!(red.alert_id, orange.alert_id, "the red reading escalates the open alert, not a new one");
+    // Up to the event after the escalation (a red reminder; one connection keeps the order, so a
+    // copy of the escalation would have come before it): one escalation, received once.
+    let got = sub
+        .collect_until(WITHIN, |ps| {
+            ps.iter().any(|p| {
+                serde_json::from_slice::<AlertEvent>(&p.payload)
+                    .is_ok_and(|e| e.alert_id == red.alert_id && e.seq > red.seq)
+            })
+        })
+        .await;
+    received.take(&got);
+    assert!(received.all.iter().any(|e| e.seq > red.seq), "no event after the escalation: {:#?}", received.all);
+    assert_each_once(
+        "escalations of the gauge's alert (by event id)",
+        received.all.iter().filter(|e| e.change.as_str() == "escalated").map(|e| e.event_id.as_str()),
+        [red.event_id.as_str()],
+    );
+    received.end_session("alert events at the second subscriber, after the restart (by event id)");
     // The next seq after everything the alert had before: the store holds each seq once.
     let db = rusqlite::Connection::open(dir.path().join("store.db")).unwrap();
     let seqs: Vec<i64> = db

@@ -12,7 +12,7 @@
 mod common;
 
 use bytes::BytesMut;
-use common::{free_port, unread_bytes, Riskwatch};
+use common::{free_port, private_kib, unread_bytes, Riskwatch};
 use rumqttc::mqttbytes::v4::{Connect, Publish};
 use rumqttc::mqttbytes::QoS;
 use std::io::{Read, Write};
@@ -108,16 +108,6 @@ fn blast(mut s: TcpStream, site: &'static str, qos: QoS) -> std::thread::JoinHan
             }
         }
     })
-}
-
-/// riskwatch's private (anonymous) resident memory.
-fn private_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("RssAnon:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
 }
 
 fn stored(db: &Path, site: &str) -> i64 {

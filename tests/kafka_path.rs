@@ -7,8 +7,10 @@
 //! The expected alerts are what the rule engine produces on the same readings in one
 //! uninterrupted in-process run: the distributed, interrupted pipeline must match it.
 
+mod common;
 mod servers;
 
+use common::{assert_each_at_least_once, assert_each_once};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -479,18 +481,41 @@ fn stored_alerts(stack: &Stack) -> BTreeSet<String> {
     vm_series(stack.vm.port, "alert_events_seq").into_iter().map(|(labels, _)| labels["alert_id"].clone()).collect()
 }
 
+/// How often each alert event may reach Kafka and the officers.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Delivery {
+    /// One rules member, nothing killed or restarted: each event exactly once.
+    ExactlyOnce,
+    /// Crashes, restarts, or a group rebalance (two workers): the work since the last commit
+    /// point is redone, so an event may come again — with the same id and content.
+    AtLeastOnce,
+}
+
+/// Checks alert events received (by event id) against the expected ones, counted per id.
+fn check_events(what: &str, delivery: Delivery, got: &[AlertEvent], expected: &BTreeMap<String, AlertEvent>) {
+    let ids = got.iter().map(|e| e.event_id.as_str());
+    let want = expected.keys().map(String::as_str);
+    match delivery {
+        Delivery::ExactlyOnce => assert_each_once(what, ids, want),
+        Delivery::AtLeastOnce => {
+            let counts = assert_each_at_least_once(what, ids, want);
+            let again = counts.values().filter(|n| **n > 1).count();
+            eprintln!("{what}: {} events, {again} of them more than once (allowed here)", counts.len());
+        }
+    }
+}
+
 /// Waits until Kafka, MQTT and the store hold everything, then checks it against the
-/// uninterrupted run.
-fn check_everything_arrived_once(stack: &Stack, steps: &[Vec<Reading>], mqtt_seen: &Seen) {
+/// uninterrupted run: each reading stored once; each alert event on Kafka and on MQTT once or,
+/// where `delivery` allows, at least once.
+fn check_everything_arrived_once(stack: &Stack, steps: &[Vec<Reading>], mqtt_seen: &Seen, delivery: Delivery) {
     let expected = expected_events(steps);
     assert!(expected.len() > 100, "the scenario must raise plenty of alerts, got {}", expected.len());
-    let raised: BTreeSet<&str> =
+    let raised: Vec<&str> =
         expected.values().filter(|e| e.change == AlertChange::Raised).map(|e| e.alert_id.as_str()).collect();
     for level in ["blue", "yellow", "orange", "red"] {
         assert!(expected.values().any(|e| e.level.as_str() == level), "scenario reaches {level}");
     }
-    let published: BTreeSet<(String, i64)> =
-        steps.iter().flatten().map(|r| (r.sensor.as_str().to_string(), r.ts.millis())).collect();
 
     // Alert events on Kafka: exactly the expected ids; copies (after a crash) are identical.
     let mut last_count = 0;
@@ -513,11 +538,18 @@ fn check_everything_arrived_once(stack: &Stack, steps: &[Vec<Reading>], mqtt_see
             "event {}",
             e.event_id
         );
+        if let Some(had) = by_id.get(e.event_id.as_str()) {
+            assert_eq!(*had, e, "event id {} on Kafka with two different contents", e.event_id);
+        }
         by_id.insert(&e.event_id, e);
     }
-    let raised_on_kafka: BTreeSet<&str> =
-        by_id.values().filter(|e| e.change == AlertChange::Raised).map(|e| e.alert_id.as_str()).collect();
-    assert_eq!(raised_on_kafka, raised, "each alert raised exactly once");
+    check_events("alert events on Kafka (by event id)", delivery, &on_kafka, &expected);
+    // Each alert raised once: distinct raised events counted per alert.
+    assert_each_once(
+        "raised events on Kafka (by alert id)",
+        by_id.values().filter(|e| e.change == AlertChange::Raised).map(|e| e.alert_id.as_str()),
+        raised.iter().copied(),
+    );
 
     // Alert events on MQTT: every expected one reached the officers' subscription.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -535,16 +567,19 @@ fn check_everything_arrived_once(stack: &Stack, steps: &[Vec<Reading>], mqtt_see
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(alerts_seen(mqtt_seen).iter().all(|e| expected.contains_key(&e.event_id)), "no unexpected MQTT alert");
+    check_events("alert events on MQTT (by event id)", delivery, &alerts_seen(mqtt_seen), &expected);
 
     // The store: every reading exactly once by (sensor, ts); every alert present.
+    let published = steps.iter().flatten().count();
     let stored = wait_until(Duration::from_secs(120), "all readings in the store", || {
         let s = stored_readings(stack);
-        (s.len() >= published.len()).then_some(s)
+        (s.len() >= published).then_some(s)
     });
-    let stored_keys: BTreeSet<(String, i64)> = stored.keys().cloned().collect();
-    assert_eq!(stored_keys, published, "stored readings are exactly the published ones");
-    assert!(stored.values().all(|n| *n == 1), "a reading stored more than once");
+    assert_each_once(
+        "readings in the store (by sensor and ts)",
+        stored.iter().flat_map(|(key, n)| std::iter::repeat_n(key.clone(), *n)),
+        steps.iter().flatten().map(|r| (r.sensor.as_str().to_string(), r.ts.millis())),
+    );
     let alert_ids: BTreeSet<String> = expected.values().map(|e| e.alert_id.clone()).collect();
     let stored_alerts = wait_until(Duration::from_secs(60), "all alerts in the store", || {
         let s = stored_alerts(stack);
@@ -580,7 +615,9 @@ fn streaming_with(
 fn readings_flow_through_kafka_to_alerts_and_the_store_exactly_once() {
     let (_serial, stack, seen, steps, gw) = streaming(400);
     gw.wait_acked(gw.total, Duration::from_secs(120));
-    check_everything_arrived_once(&stack, &steps, &seen);
+    // Two workers: the group's rebalance as the second joins may hand over a partition with
+    // work since its last commit point, which the new owner redoes (same ids and content).
+    check_everything_arrived_once(&stack, &steps, &seen, Delivery::AtLeastOnce);
     // Both workers took part (the group shared the partitions).
     for w in ["rules-1", "rules-2"] {
         let log = std::fs::read_to_string(stack.log(w)).unwrap();
@@ -610,7 +647,7 @@ fn kill_9_of_ingest_then_a_rules_worker_then_the_sink_loses_and_doubles_nothing(
     stack.kill9("sink-1");
     stack.spawn("sink-1", "sink");
     gw.wait_acked(total, Duration::from_secs(180));
-    check_everything_arrived_once(&stack, &steps, &seen);
+    check_everything_arrived_once(&stack, &steps, &seen, Delivery::AtLeastOnce);
 }
 
 #[test]
@@ -635,7 +672,7 @@ fn mosquitto_kafka_and_store_restarts_mid_stream_lose_nothing() {
     gw.wait_acked(total * 17 / 20, Duration::from_secs(120));
     stack.vm.start();
     gw.wait_acked(total, Duration::from_secs(180));
-    check_everything_arrived_once(&stack, &steps, &seen);
+    check_everything_arrived_once(&stack, &steps, &seen, Delivery::AtLeastOnce);
     let sink_log = std::fs::read_to_string(stack.log("sink-1")).unwrap();
     assert!(sink_log.contains("QuestDB flush failed; retrying"), "the sink met the store outage:\n{sink_log}");
     // Nobody restarted a riskwatch process: they reconnected on their own.
@@ -818,7 +855,7 @@ fn one_process_runs_ingest_rules_and_sink_from_one_topology_file() {
     let steps = readings();
     let gw = Gateway::start(stack.mqtt.port, messages(&steps), 400);
     gw.wait_acked(gw.total, Duration::from_secs(120));
-    check_everything_arrived_once(&stack, &steps, &seen);
+    check_everything_arrived_once(&stack, &steps, &seen, Delivery::ExactlyOnce);
     let log = std::fs::read_to_string(stack.log("all-1")).unwrap();
     for ready in ["ingest ready", "rules worker all-1 ready", "sink all-1 ready"] {
         assert!(log.contains(ready), "{ready:?} missing:\n{log}");
@@ -1039,7 +1076,7 @@ fn outages_of_the_store_for_minutes_and_of_kafka_lose_nothing_with_memory_bounde
     );
 
     gw.wait_acked(total, Duration::from_secs(outage.as_secs() + 300));
-    check_everything_arrived_once(&stack, &steps, &seen);
+    check_everything_arrived_once(&stack, &steps, &seen, Delivery::AtLeastOnce);
     for (name, c) in stack.procs.iter_mut() {
         assert!(c.try_wait().unwrap().is_none(), "{name} exited");
     }

@@ -9,7 +9,7 @@
 
 use riskwatch_core::wire::topic;
 use riskwatch_core::{AlertChange, AlertEvent, Board, DeadLetter};
-use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
+use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, Publish, QoS, Request};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,15 +18,20 @@ use tokio::task::JoinHandle;
 use tracing::warn;
 
 /// A connected publisher. Publishing queues the message; [`MqttAlertPublisher::close`] waits
-/// until the broker has acknowledged everything queued.
+/// until the broker has acknowledged everything queued. The queue is bounded (about 2 × 1 024
+/// messages while the broker is away); publishing then waits.
 ///
 /// Nothing queued is lost to a broker restart: the publisher keeps every message until the
 /// broker acknowledges it, and when it reconnects to a broker that has no session for it
-/// (rumqttc then drops what it had in flight) it sends those messages again. A message may
-/// therefore arrive twice; alert events carry stable `event_id`s for that.
+/// (rumqttc then drops what it had taken: in flight, and queued at the disconnection) it sends
+/// exactly those messages again, ahead of the rest, so that they keep their order. A message
+/// the broker took but could not acknowledge before it died may still arrive twice; alert
+/// events carry stable `event_id`s for that.
 pub struct MqttAlertPublisher {
     client: AsyncClient,
     unacked: Unacked,
+    /// Held while a message is queued: `unacked` lists messages in the order rumqttc takes them.
+    queueing: tokio::sync::Mutex<()>,
     pending: Arc<AtomicI64>,
     sent: AtomicU64,
     acked: Arc<AtomicU64>,
@@ -78,9 +83,12 @@ impl MqttAlertPublisher {
         let p = Arc::clone(&pending);
         let a = Arc::clone(&acked);
         let u = Arc::clone(&unacked);
-        let again = client.clone();
         let driver = tokio::spawn(async move {
             let mut connected_before = false;
+            // Messages rumqttc holds for the next session (in flight, and queued, when the
+            // connection broke): the oldest unacknowledged ones. A broker without our session
+            // makes rumqttc drop them.
+            let mut held_for_session = 0;
             let mut outage = riskwatch_core::outage::OutageLog::new("alert publisher");
             loop {
                 match eventloop.poll().await {
@@ -92,27 +100,34 @@ impl MqttAlertPublisher {
                     }
                     Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                         outage.connected(std::time::Instant::now());
-                        if connected_before && !ack.session_present {
-                            let resend: Vec<(String, Vec<u8>, bool)> =
-                                u.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect();
-                            if !resend.is_empty() {
-                                warn!(
-                                    messages = resend.len(),
-                                    "broker lost our session; sending unacknowledged messages again"
-                                );
-                                let c = again.clone();
-                                tokio::spawn(async move {
-                                    for (t, payload, retain) in resend {
-                                        let _ = c.publish(t, QoS::AtLeastOnce, retain, payload).await;
-                                    }
-                                });
-                            }
+                        if connected_before && !ack.session_present && held_for_session > 0 {
+                            // Sent again ahead of what is still queued (rumqttc sends its
+                            // pending requests first), so acknowledgements keep their order.
+                            let again: Vec<Request> = u
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .iter()
+                                .take(held_for_session)
+                                .map(|(t, payload, retain)| {
+                                    let mut p = Publish::new(t, QoS::AtLeastOnce, payload.clone());
+                                    p.retain = *retain;
+                                    Request::Publish(p)
+                                })
+                                .collect();
+                            warn!(
+                                messages = again.len(),
+                                "broker lost our session; sending unacknowledged messages again"
+                            );
+                            eventloop.pending.extend(again);
                         }
+                        held_for_session = 0;
                         connected_before = true;
                     }
                     Ok(Event::Outgoing(Outgoing::Disconnect)) => break,
                     Ok(_) => {}
                     Err(e) => {
+                        held_for_session =
+                            eventloop.pending.iter().filter(|r| matches!(r, Request::Publish(_))).count();
                         outage.failed(std::time::Instant::now(), &e);
                         tokio::time::sleep(Duration::from_millis(200)).await;
                     }
@@ -122,6 +137,7 @@ impl MqttAlertPublisher {
         MqttAlertPublisher {
             client,
             unacked,
+            queueing: tokio::sync::Mutex::new(()),
             pending,
             sent: AtomicU64::new(0),
             acked,
@@ -186,6 +202,7 @@ impl MqttAlertPublisher {
     }
 
     async fn send(&self, topic: String, payload: Vec<u8>, retain: bool) -> Result<(), PublishError> {
+        let _queueing = self.queueing.lock().await;
         self.pending.fetch_add(1, Ordering::AcqRel);
         self.unacked.lock().unwrap_or_else(|e| e.into_inner()).push_back((topic.clone(), payload.clone(), retain));
         match self.client.publish(topic, QoS::AtLeastOnce, retain, payload).await {
