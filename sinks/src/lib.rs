@@ -15,6 +15,7 @@ mod checkpoint;
 pub mod console;
 pub mod mqtt_alerts;
 pub mod questdb;
+pub mod retry;
 pub mod rule_state;
 pub mod sqlite;
 pub mod webhook;

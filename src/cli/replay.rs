@@ -24,8 +24,10 @@ const TRACE_BUCKET: Duration = Duration::from_secs(3600);
 /// Options of `riskwatch replay`.
 #[derive(clap::Args)]
 pub struct ReplayArgs {
-    /// Recorded readings: a file (CSV, yearbook CSV, JSON lines, SQLite store) or a QuestDB
-    /// HTTP address (`http://HOST:9000`).
+    /// Recorded readings: a file (CSV, yearbook CSV, JSON lines, SQLite store) or QuestDB: an
+    /// HTTP address (`http://HOST:9000`, `https://USER:PASSWORD@HOST:9000`), a questdb client
+    /// string (`https::addr=HOST:9000;username=…;password=…;` or `…;token=…;`), or `env:NAME`
+    /// to take either from an environment variable (e.g. `env:RISKWATCH_QUESTDB_CONF`).
     #[arg(long)]
     input: String,
     /// Input format: csv, yearbook, jsonl, sqlite or questdb (default: from the file name and
@@ -296,7 +298,7 @@ impl Source {
         if self.loaded.is_none() && input::streamable(self.opts.format) {
             let mut h = hindcast::Hindcast::new(rules, registry, opts)?;
             let streamed = input::stream(&self.input, &self.opts, registry, 4096, |b, done| {
-                h.done = Some(done);
+                h.done = done;
                 h.feed(b)
             })?;
             if streamed.ordered {
