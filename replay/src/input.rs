@@ -3,13 +3,13 @@
 //! order. Every line that cannot be used becomes a [`Rejection`] naming where and why; nothing
 //! is dropped silently and nothing panics on bad input.
 
+use crate::questdb::Questdb;
 use anyhow::{bail, Context, Result};
 use chrono::{FixedOffset, NaiveDateTime, TimeZone};
 use riskwatch_core::kind::ValueShape;
 use riskwatch_core::wire::{decode, topic, Limits};
 use riskwatch_core::{Quality, Reading, Registry, Sensor, SensorKind, Timestamp, Value};
 use std::collections::HashMap;
-use crate::questdb::Questdb;
 use std::io::Read;
 use std::path::Path;
 use std::str::FromStr;

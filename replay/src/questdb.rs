@@ -73,6 +73,15 @@ pub fn is_questdb(input: &str) -> bool {
         || input.starts_with("env:")
 }
 
+/// `input` as it may be shown in output and reports: a QuestDB input as its address without
+/// credentials (`env:NAME` as it is), anything else unchanged.
+pub fn shown(input: &str) -> String {
+    if !is_questdb(input) || input.starts_with("env:") {
+        return input.to_string();
+    }
+    Questdb::parse(input).map_or_else(|_| "QuestDB (address not readable)".to_string(), |q| q.base)
+}
+
 impl Questdb {
     /// Parses `http(s)://[user:password@]host[:port][/prefix]`, a questdb client string, or
     /// `env:NAME` (either of those, from the environment variable `NAME`, so that passwords
@@ -96,7 +105,9 @@ impl Questdb {
     }
 
     fn from_url(input: &str) -> Result<Questdb> {
-        let mut url = reqwest::Url::parse(input).with_context(|| format!("QuestDB address {input:?}"))?;
+        // An address with credentials is not repeated in the error.
+        let said = if input.contains('@') { "with credentials".to_string() } else { format!("{input:?}") };
+        let mut url = reqwest::Url::parse(input).with_context(|| format!("QuestDB address {said}"))?;
         let auth = match (url.username(), url.password()) {
             ("", None) => Auth::None,
             (user, Some(password)) => Auth::Basic { user: decode(user)?, password: decode(password)? },
@@ -208,7 +219,9 @@ impl Questdb {
             .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
             .unwrap_or_else(|| text.trim().chars().take(300).collect());
         let hint = match (status.as_u16(), &self.auth) {
-            (401 | 403, Auth::None) => " (QuestDB wants credentials: username=…;password=… or token=… in the client string)",
+            (401 | 403, Auth::None) => {
+                " (QuestDB wants credentials: username=…;password=… or token=… in the client string)"
+            }
             (401 | 403, _) => " (check the username and password, or the token)",
             _ => "",
         };
@@ -317,6 +330,10 @@ mod tests {
         let q = Questdb::parse("http::addr=db:9000;token=tok;tls_verify=unsafe_off;").unwrap();
         assert_eq!((q.auth.clone(), q.tls_verify), (Auth::Bearer("tok".into()), false));
         assert!(!format!("{q:?}").contains("tok"), "the token is not in Debug output");
+        assert_eq!(shown("http::addr=db:9000;username=a;password=secret;"), "http://db:9000");
+        assert_eq!(shown("https://a:secret@db:9000"), "https://db:9000");
+        assert_eq!(shown("env:RISKWATCH_QUESTDB_CONF"), "env:RISKWATCH_QUESTDB_CONF");
+        assert_eq!(shown("levels.csv"), "levels.csv");
         for (bad, says) in [
             ("tcp::addr=db:9009;", "line-protocol"),
             ("http::username=a;password=b;", "addr"),

@@ -70,10 +70,7 @@ fn chunk(conn: &mut TcpStream, data: &[u8]) {
 
 /// A server on a free local port answering `n` connections one after the other with
 /// `answer(head, conn)`; returns the address and the request heads.
-fn serve(
-    n: usize,
-    mut answer: impl FnMut(&str, &mut TcpStream) + Send + 'static,
-) -> (String, JoinHandle<Vec<String>>) {
+fn serve(n: usize, mut answer: impl FnMut(&str, &mut TcpStream) + Send + 'static) -> (String, JoinHandle<Vec<String>>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let handle = std::thread::spawn(move || {
@@ -167,8 +164,10 @@ fn rows_are_handed_on_while_the_answer_is_still_arriving() {
     let (go_tx, go_rx) = mpsc::channel::<()>();
     let (addr, server) = serve(1, move |head, conn| {
         assert_eq!(header(head, "authorization"), Some(ADMIN_QUEST));
-        conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/csv; charset=utf-8\r\nTransfer-Encoding: chunked\r\n\r\n")
-            .unwrap();
+        conn.write_all(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/csv; charset=utf-8\r\nTransfer-Encoding: chunked\r\n\r\n",
+        )
+        .unwrap();
         let first: String = std::iter::once(HEADER.to_string()).chain((0..FIRST).map(row)).collect();
         chunk(conn, first.as_bytes());
         // The rest only once the reader has handed on readings (or after WITHIN, and the test fails).

@@ -607,10 +607,10 @@ fn robot_answer(format: Format, text: &str) -> Result<(), Failure> {
         _ => return Ok(()),
     };
     let Ok(v) = serde_json::from_str::<serde_json::Value>(text) else {
-        return Err(Failure::Transient(format!(
-            "robot answer is not JSON: {}",
-            text.chars().take(200).collect::<String>()
-        ), None));
+        return Err(Failure::Transient(
+            format!("robot answer is not JSON: {}", text.chars().take(200).collect::<String>()),
+            None,
+        ));
     };
     // Feishu's older answers use StatusCode.
     let code = v.get(code_field).or_else(|| v.get("StatusCode")).and_then(|c| c.as_i64()).unwrap_or(0);

@@ -89,11 +89,17 @@ impl Received {
     }
 }
 
+/// A scripted answer: status, body, response headers.
+type Answer = (u16, String, Vec<(String, String)>);
+
+/// A scripted answer as the test writes it.
+pub type Scripted<'a> = (u16, &'a str, Vec<(&'a str, &'a str)>);
+
 #[derive(Default)]
 struct Script {
     /// Answers to give, in order (status, body, headers); when empty, `fallback`.
-    answers: VecDeque<(u16, String, Vec<(String, String)>)>,
-    fallback: (u16, String, Vec<(String, String)>),
+    answers: VecDeque<Answer>,
+    fallback: Answer,
     got: Vec<Received>,
 }
 
@@ -110,7 +116,7 @@ impl Receiver {
     }
 
     /// Like [`Receiver::start`], the scripted answers with response headers.
-    pub async fn start_with_headers(answers: Vec<(u16, &str, Vec<(&str, &str)>)>, fallback: (u16, &str)) -> Receiver {
+    pub async fn start_with_headers(answers: Vec<Scripted<'_>>, fallback: (u16, &str)) -> Receiver {
         let own = |h: Vec<(&str, &str)>| h.into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let script = Arc::new(Mutex::new(Script {
             answers: answers.into_iter().map(|(s, b, h)| (s, b.to_string(), own(h))).collect(),

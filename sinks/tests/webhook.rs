@@ -168,7 +168,10 @@ async fn a_429_with_retry_after_is_retried_no_sooner_than_asked_and_delivered_on
     let waited = got[1].at - got[0].at;
     assert!(waited >= Duration::from_millis(950), "Retry-After: 1 honoured, waited {waited:?}");
     let unreadable = got[2].at - got[1].at;
-    assert!(unreadable < Duration::from_millis(900), "an unreadable Retry-After falls back to the backoff: {unreadable:?}");
+    assert!(
+        unreadable < Duration::from_millis(900),
+        "an unreadable Retry-After falls back to the backoff: {unreadable:?}"
+    );
     assert_eq!(stats.delivered.load(Ordering::Relaxed), 1, "delivered once");
     assert_eq!(stats.retries.load(Ordering::Relaxed), 2);
     assert!(dead_letters(&dir.path().join("dead.jsonl")).is_empty());

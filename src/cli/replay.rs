@@ -8,6 +8,7 @@ use riskwatch_core::{AlertChange, AlertEvent, Registry, Timestamp};
 use riskwatch_replay::hindcast::{self, RunOptions};
 use riskwatch_replay::input::{self, Format, InputOptions, Loaded};
 use riskwatch_replay::names::{Lang, Names};
+use riskwatch_replay::questdb;
 use riskwatch_replay::verify::{self, Observed, Skill};
 use riskwatch_replay::whatif::{self, Applied, Override};
 use riskwatch_replay::writeup::{self, ReportInput, RunReport};
@@ -176,9 +177,10 @@ pub async fn run(args: ReplayArgs) -> Result<()> {
     }
     if let Some(dir) = &args.report {
         let plot_size = parse_size(&args.plot_size)?;
+        let shown_input = questdb::shown(&args.input);
         let runs: Vec<RunReport<'_>> = std::iter::once(&base).chain(alt.as_ref()).map(Run::report).collect();
         let report =
-            ReportInput { input: &args.input, runs, comparison: comparison.as_ref(), plot_size, lang: args.names };
+            ReportInput { input: &shown_input, runs, comparison: comparison.as_ref(), plot_size, lang: args.names };
         let files = writeup::write(dir, &report)?;
         println!(
             "report: {} ({} plot files, {}x{} px), {}, {}",
@@ -388,7 +390,7 @@ async fn drill(args: &ReplayArgs, registry: &Registry) -> Result<()> {
             let (host, port) = crate::settings::parse_mqtt_address(mqtt)?;
             println!(
                 "drill: publishing {readings} readings of {} as an exercise to {host}:{port}, speed {speed}",
-                args.input
+                questdb::shown(&args.input)
             );
             crate::cli::drill::publish(batches, host, port, speed).await?
         }
@@ -396,7 +398,8 @@ async fn drill(args: &ReplayArgs, registry: &Registry) -> Result<()> {
             let k: riskwatch_bus::KafkaConfig = toml::from_str(&format!("brokers = {brokers:?}"))?;
             println!(
                 "drill: producing {readings} readings of {} as an exercise to {}, speed {speed}",
-                args.input, k.readings_topic
+                questdb::shown(&args.input),
+                k.readings_topic
             );
             crate::cli::drill::produce(batches, &k, speed).await?
         }
