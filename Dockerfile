@@ -23,6 +23,8 @@ COPY service ./service
 COPY console ./console
 # src/cli/demo.rs embeds the demo registry and rules with include_str!.
 COPY config ./config
+# sinks/src/questdb_tables.rs embeds the QuestDB schema with include_str!.
+COPY deploy/questdb ./deploy/questdb
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked -p riskwatch \

@@ -134,6 +134,14 @@ pub struct QuestDbSettings {
     /// …or when the oldest buffered row is this old.
     #[serde(default = "default_flush_interval", with = "humantime_serde")]
     pub flush_interval: Duration,
+    /// At start-up: create missing tables (`"create"`), only check them (`"check"`), or not
+    /// look (`"unchecked"`, for a line-protocol endpoint that is not QuestDB).
+    #[serde(default)]
+    pub tables: riskwatch_sinks::questdb_tables::TablesPolicy,
+    /// QuestDB's HTTP address for that check when `conf` is ILP over TCP (e.g.
+    /// `"http://questdb:9000"`); with `http::`/`https::` it is taken from `conf`.
+    #[serde(default)]
+    pub sql_url: Option<String>,
 }
 
 /// `[rules_worker]`.
@@ -164,6 +172,9 @@ pub struct EmbeddedSettings {
     pub gateway_inflight: usize,
     /// Messages all gateway connections together may have taken and not yet stored.
     pub unacked_limit: usize,
+    /// When the store's commits reach the disk: `"full"` (every commit synced, the default) or
+    /// `"normal"` (synced at checkpoints; the last commits before a power failure can be lost).
+    pub synchronous: riskwatch_sinks::sqlite::Synchronous,
 }
 
 impl Default for EmbeddedSettings {
@@ -174,6 +185,7 @@ impl Default for EmbeddedSettings {
             listen: Some("127.0.0.1:18830".parse().unwrap()),
             gateway_inflight: limits.per_gateway,
             unacked_limit: limits.total,
+            synchronous: Default::default(),
         }
     }
 }
@@ -266,6 +278,8 @@ impl Topology {
                         conf: v,
                         flush_rows: default_flush_rows(),
                         flush_interval: default_flush_interval(),
+                        tables: Default::default(),
+                        sql_url: None,
                     })
                 }
             }
@@ -303,6 +317,11 @@ impl Topology {
             }
             if q.flush_rows == 0 {
                 p.push("questdb.flush_rows: must be at least 1".into());
+            }
+            if q.tables != riskwatch_sinks::questdb_tables::TablesPolicy::Unchecked {
+                if let Err(e) = riskwatch_sinks::questdb_tables::SqlEndpoint::from_conf(&q.conf, q.sql_url.as_deref()) {
+                    p.push(format!("questdb.conf: {e} (or questdb.tables = \"unchecked\")"));
+                }
             }
         }
         if self.embedded.gateway_inflight == 0 {
@@ -359,6 +378,18 @@ mod tests {
             p.contains("kafka.brokers") && p.contains("kafka.readings_partitions") && p.contains("questdb:"),
             "{p}"
         );
+    }
+
+    #[test]
+    fn the_store_syncs_every_commit_unless_told_otherwise() {
+        use riskwatch_sinks::sqlite::Synchronous;
+        let t = parse("registry = \"r\"\nrules = \"x\"\n").unwrap();
+        assert_eq!(t.embedded.synchronous, Synchronous::Full);
+        let t = parse("registry = \"r\"\nrules = \"x\"\n[embedded]\nsynchronous = \"normal\"\n").unwrap();
+        assert_eq!(t.embedded.synchronous, Synchronous::Normal);
+        let err = parse("registry = \"r\"\nrules = \"x\"\n[embedded]\nsynchronous = \"off\"\n").unwrap_err();
+        let err = format!("{err:#}");
+        assert!(err.contains("synchronous") && err.contains("full"), "{err}");
     }
 
     #[test]

@@ -158,6 +158,8 @@ alerts_partitions = 2
 conf = "http::addr=127.0.0.1:{};protocol_version=1;retry_timeout=1000;"
 flush_rows = 500
 flush_interval = "300ms"
+# victoria-metrics speaks QuestDB's line protocol but has no SQL endpoint to check tables on.
+tables = "unchecked"
 
 [rules_worker]
 commit_interval = "500ms"

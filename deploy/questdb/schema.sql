@@ -9,6 +9,10 @@
 -- Tables must exist before the sink's first write: ILP would otherwise auto-create them with a
 -- designated timestamp called `timestamp`, no dedup and no retention.
 --
+-- `riskwatch sink` embeds this file (sinks/src/questdb_tables.rs): at start-up it creates the
+-- tables that are missing (`[questdb] tables = "create"`, the default) and refuses to start
+-- when one exists without its designated timestamp or dedup keys, naming the fix.
+--
 -- UNTESTED HERE: the test suite has no QuestDB (victoria-metrics stands in for its line
 -- protocol), so this DDL is checked only by reading it against QuestDB 8.2 documentation.
 
@@ -65,6 +69,33 @@ CREATE TABLE IF NOT EXISTS waveform_packets (
     rate_hz DOUBLE,
     quality LONG
 ) TIMESTAMP(ts) PARTITION BY DAY TTL 90 DAYS WAL
+DEDUP UPSERT KEYS(ts, sensor);
+
+-- A drill's GNSS solutions and waveform packets: same layouts, kept apart like exercise_readings.
+CREATE TABLE IF NOT EXISTS exercise_gnss_readings (
+    ts TIMESTAMP,
+    site SYMBOL,
+    sensor SYMBOL CAPACITY 4096 CACHE,
+    kind SYMBOL,
+    unit SYMBOL,
+    e DOUBLE,
+    n DOUBLE,
+    u DOUBLE,
+    quality LONG
+) TIMESTAMP(ts) PARTITION BY DAY TTL 30 DAYS WAL
+DEDUP UPSERT KEYS(ts, sensor);
+
+CREATE TABLE IF NOT EXISTS exercise_waveform_packets (
+    ts TIMESTAMP,
+    site SYMBOL,
+    sensor SYMBOL CAPACITY 4096 CACHE,
+    kind SYMBOL,
+    unit SYMBOL,
+    peak DOUBLE,
+    samples LONG,
+    rate_hz DOUBLE,
+    quality LONG
+) TIMESTAMP(ts) PARTITION BY DAY TTL 30 DAYS WAL
 DEDUP UPSERT KEYS(ts, sensor);
 
 -- Alert events: one row per change of an alert (raised, escalated, de_escalated, cleared,

@@ -2,6 +2,7 @@
 //!
 //! - [`sqlite::SqliteStore`]: the embedded store (readings, alert events, dead letters).
 //! - [`questdb::IlpWriter`]: readings and alert events to QuestDB over its line protocol.
+//! - [`questdb_tables`]: the QuestDB tables checked (or created) before the first write.
 //! - [`mqtt_alerts::MqttAlertPublisher`]: alert events and rejections on MQTT topics.
 //! - [`console`]: the colour-coded live feed printed by `riskwatch demo`.
 //! - [`webhook::Notifier`]: alert events to webhooks (JSON, DingTalk, WeCom, Feishu, CAP).
@@ -15,6 +16,7 @@ mod checkpoint;
 pub mod console;
 pub mod mqtt_alerts;
 pub mod questdb;
+pub mod questdb_tables;
 pub mod retry;
 pub mod rule_state;
 pub mod sqlite;

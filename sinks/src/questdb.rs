@@ -8,6 +8,17 @@
 use questdb::ingress::{Buffer, Sender, TimestampMicros};
 use riskwatch_core::{AlertEvent, Reading, Value};
 
+/// Every table the sink writes (each created by deploy/questdb/schema.sql).
+pub const TABLES: &[&str] = &[
+    "readings",
+    "gnss_readings",
+    "waveform_packets",
+    "exercise_readings",
+    "exercise_gnss_readings",
+    "exercise_waveform_packets",
+    "alert_events",
+];
+
 /// Why a row or a flush failed.
 #[derive(Debug, thiserror::Error)]
 #[error("QuestDB: {0}")]

@@ -112,7 +112,6 @@ const SCHEMA: &str = "
 -- commit of ~260 single-reading messages). Existing stores keep their page size.
 PRAGMA page_size = 16384;
 PRAGMA journal_mode = WAL;
-PRAGMA synchronous = NORMAL;
 -- Readings are clustered by time, (ts, sensor): live data arrives in time order, so a batch
 -- lands on the last few pages of the table instead of one page per sensor (keyed (sensor, ts),
 -- every commit rewrote ~one 4 KiB page per reading into the WAL). Replay reads by time range.
@@ -155,6 +154,41 @@ CREATE TABLE IF NOT EXISTS input_journal (pos INTEGER PRIMARY KEY, body BLOB NOT
 /// be rebuilt after a restart. Rows written before have none.
 const EVENT_JSON_COLUMN: &str = "ALTER TABLE alert_events ADD COLUMN event_json TEXT";
 
+/// When a commit reaches the disk: SQLite's `synchronous` setting for the store.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Synchronous {
+    /// Every commit is synced (fsync) before it counts as done, so a reading acknowledged to a
+    /// gateway survives a power failure. The default: with commits grouped (hundreds of readings
+    /// per commit under load) the extra sync costs little.
+    #[default]
+    Full,
+    /// The WAL is synced only at checkpoints: a commit survives a crash of riskwatch, but the
+    /// last commits before a power failure or kernel crash can be lost, although their
+    /// readings were acknowledged.
+    Normal,
+}
+
+impl std::str::FromStr for Synchronous {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "full" => Ok(Synchronous::Full),
+            "normal" => Ok(Synchronous::Normal),
+            other => Err(format!("{other:?} is not \"full\" or \"normal\"")),
+        }
+    }
+}
+
+impl Synchronous {
+    fn pragma(self) -> &'static str {
+        match self {
+            Synchronous::Full => "PRAGMA synchronous = FULL;",
+            Synchronous::Normal => "PRAGMA synchronous = NORMAL;",
+        }
+    }
+}
+
 /// A SQLite store on one connection.
 pub struct SqliteStore {
     conn: Connection,
@@ -162,16 +196,30 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the database file and its tables.
+    /// Opens (creating if needed) the database file and its tables, every commit synced
+    /// ([`Synchronous::Full`]).
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with(path, Synchronous::Full)
+    }
+
+    /// Opens the store with the given durability of commits.
+    pub fn open_with(path: &Path, synchronous: Synchronous) -> Result<Self, StoreError> {
         let conn = Connection::open(path)?;
         conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(synchronous.pragma())?;
         let has_json: bool =
             conn.prepare("SELECT 1 FROM pragma_table_info('alert_events') WHERE name = 'event_json'")?.exists([])?;
         if !has_json {
             conn.execute_batch(EVENT_JSON_COLUMN)?;
         }
         Ok(SqliteStore { conn, stats: StoreStats::default() })
+    }
+
+    /// When this store's commits reach the disk, as SQLite reports it for the connection.
+    pub fn synchronous(&self) -> Result<Synchronous, StoreError> {
+        let level: i64 = self.conn.query_row("PRAGMA synchronous", [], |r| r.get(0))?;
+        // 0 OFF, 1 NORMAL, 2 FULL, 3 EXTRA: anything below FULL is at best NORMAL.
+        Ok(if level >= 2 { Synchronous::Full } else { Synchronous::Normal })
     }
 
     /// Calls `f` with each journal entry after `position`, in order, one at a time (a long tail

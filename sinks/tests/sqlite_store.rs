@@ -5,7 +5,7 @@
 mod support;
 
 use riskwatch_core::{Quality, Reading, Timestamp, Value};
-use riskwatch_sinks::sqlite::{SqliteStore, StoreItem};
+use riskwatch_sinks::sqlite::{SqliteStore, StoreItem, Synchronous};
 use std::sync::Arc;
 
 fn reading(sensor: &str, ts: i64, value: f64) -> Reading {
@@ -76,4 +76,16 @@ fn a_store_made_by_an_earlier_version_keeps_working() {
         )
         .unwrap();
     write_history(&path);
+}
+
+#[test]
+fn every_commit_is_synced_unless_the_store_is_opened_with_normal() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    assert_eq!(SqliteStore::open(&path).unwrap().synchronous().unwrap(), Synchronous::Full);
+    let normal = SqliteStore::open_with(&path, Synchronous::Normal).unwrap();
+    assert_eq!(normal.synchronous().unwrap(), Synchronous::Normal);
+    drop(normal);
+    // The setting belongs to the connection, not the file: reopening with the default syncs again.
+    assert_eq!(SqliteStore::open(&path).unwrap().synchronous().unwrap(), Synchronous::Full);
 }

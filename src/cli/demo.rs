@@ -84,6 +84,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         registry_digest: riskwatch_rules::host::text_digest(DEMO_REGISTRY),
         rules_text: DEMO_RULES.to_string(),
         db: args.db.clone(),
+        synchronous: Default::default(),
         mqtt_host: inner.ip().to_string(),
         mqtt_port: inner.port(),
         client_prefix: "riskwatch-demo".into(),

@@ -8,6 +8,7 @@ use crate::shutdown::wait_for_stop;
 use crate::topology::{Component, Topology};
 use crate::{kafka, metrics, mqtt_tls, runtime};
 use anyhow::{bail, Result};
+use riskwatch_sinks::sqlite::Synchronous;
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -40,6 +41,11 @@ pub struct RunArgs {
     /// SQLite store for readings, alert events and dead letters.
     #[arg(long, default_value = "riskwatch.db")]
     db: PathBuf,
+    /// When the store's commits reach the disk: `full` (every commit synced before its readings
+    /// are acknowledged) or `normal` (synced at checkpoints: faster on slow disks, but the last
+    /// acknowledged readings can be lost on a power failure).
+    #[arg(long, default_value = "full")]
+    synchronous: Synchronous,
     /// Address the embedded MQTT broker listens on.
     #[arg(long, default_value = "127.0.0.1:18830", conflicts_with = "broker")]
     listen: SocketAddr,
@@ -171,6 +177,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
             args.duration,
             metrics::listen_address(args.metrics, t.metrics.listen.as_deref())?,
             t.embedded.front_limits(),
+            t.embedded.synchronous,
         )
         .await;
     }
@@ -180,8 +187,16 @@ pub async fn run(args: RunArgs) -> Result<()> {
         None => Err((args.listen, "--listen".to_string())),
     };
     let metrics_at = metrics::listen_address(args.metrics, None)?;
-    run_embedded(ConfigFiles::load(&registry, &rules)?, args.db, broker, args.duration, metrics_at, Default::default())
-        .await
+    run_embedded(
+        ConfigFiles::load(&registry, &rules)?,
+        args.db,
+        broker,
+        args.duration,
+        metrics_at,
+        Default::default(),
+        args.synchronous,
+    )
+    .await
 }
 
 /// The embedded wiring; `broker` is an external `HOST:PORT`, or the address to run the
@@ -193,6 +208,7 @@ async fn run_embedded(
     duration: Option<Duration>,
     metrics_at: Option<SocketAddr>,
     limits: riskwatch_ingest::FrontLimits,
+    synchronous: Synchronous,
 ) -> Result<()> {
     let metrics = metrics::Metrics::default();
     // Where gateways connect, and where riskwatch's own connections go.
@@ -214,6 +230,7 @@ async fn run_embedded(
         registry_digest: riskwatch_rules::host::text_digest(&files.registry_text),
         rules_text: files.rules_text,
         db: db.clone(),
+        synchronous,
         mqtt_host: inner_host,
         mqtt_port: inner_port,
         client_prefix: "riskwatch".into(),

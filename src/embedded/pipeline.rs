@@ -32,6 +32,8 @@ pub struct PipelineConfig {
     pub rules_text: String,
     /// SQLite file for readings, alert events and dead letters.
     pub db: PathBuf,
+    /// When its commits reach the disk (`[embedded] synchronous`).
+    pub synchronous: riskwatch_sinks::sqlite::Synchronous,
     /// MQTT broker the source subscribes to and alerts are published on.
     pub mqtt_host: String,
     /// Its port.
@@ -84,7 +86,9 @@ impl Pipeline {
     /// Builds the engine, opens the store, connects to the broker and returns once the
     /// subscription is in place (readings published after this are processed).
     pub async fn start(cfg: PipelineConfig) -> Result<Pipeline> {
-        let mut store = SqliteStore::open(&cfg.db).with_context(|| format!("opening store {}", cfg.db.display()))?;
+        let mut store = SqliteStore::open_with(&cfg.db, cfg.synchronous)
+            .with_context(|| format!("opening store {}", cfg.db.display()))?;
+        info!(store = %cfg.db.display(), synchronous = ?store.synchronous()?, "store opened");
         let state_path = state_path(&cfg.db);
         let state =
             StateFile::open(&state_path).with_context(|| format!("opening rule state {}", state_path.display()))?;

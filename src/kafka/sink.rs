@@ -12,8 +12,8 @@
 //! `riskwatch_sink_dead_letters_total{reason}`; its offset is committed only once Kafka has the
 //! dead letter.
 
-use crate::topology::Topology;
-use anyhow::{Context, Result};
+use crate::topology::{QuestDbSettings, Topology};
+use anyhow::{anyhow, Context, Result};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::message::{Header, OwnedHeaders};
@@ -49,6 +49,27 @@ pub struct SinkStats {
     pub flush_failures: u64,
 }
 
+/// Checks (or creates) the QuestDB tables before the first row is written (`[questdb] tables`):
+/// a table that ILP created on its own has no dedup keys, and re-delivered rows would be
+/// stored twice.
+async fn ensure_tables(q: &QuestDbSettings) -> Result<()> {
+    use riskwatch_sinks::questdb_tables::{tables_of, SqlEndpoint, TablesPolicy, SCHEMA_SQL};
+    if q.tables == TablesPolicy::Unchecked {
+        warn!("questdb.tables = \"unchecked\": tables not checked; a row delivered twice may be stored twice");
+        return Ok(());
+    }
+    let at = SqlEndpoint::from_conf(&q.conf, q.sql_url.as_deref()).map_err(|e| anyhow!("questdb.conf: {e}"))?;
+    let tables = tables_of(SCHEMA_SQL);
+    let report = riskwatch_sinks::questdb_tables::ensure_tables(&at, &tables, q.tables, Duration::from_secs(60))
+        .await
+        .with_context(|| format!("checking the sink's tables on QuestDB at {} (questdb.tables)", at.base))?;
+    if !report.created.is_empty() {
+        info!(tables = ?report.created, "created QuestDB tables from deploy/questdb/schema.sql");
+    }
+    info!(tables = report.ok.len() + report.created.len(), "QuestDB tables have their dedup keys");
+    Ok(())
+}
+
 /// Runs the sink until `shutdown` turns true.
 pub async fn run(
     t: &Topology,
@@ -58,6 +79,7 @@ pub async fn run(
 ) -> Result<SinkStats> {
     let k = t.kafka.clone().context("the sink needs a [kafka] section")?;
     let q = t.questdb.clone().context("the sink needs a [questdb] section")?;
+    ensure_tables(&q).await?;
     admin::ensure_topics(&k, Duration::from_secs(60)).await?;
     let lag = crate::metrics::LagContext { metrics: obs.metrics.clone(), group: k.sink_group.clone() };
     let consumer: StreamConsumer<crate::metrics::LagContext> =
