@@ -3,17 +3,17 @@
 //! order. Every line that cannot be used becomes a [`Rejection`] naming where and why; nothing
 //! is dropped silently and nothing panics on bad input.
 
+use crate::questdb::Questdb;
 use anyhow::{bail, Context, Result};
 use chrono::{FixedOffset, NaiveDateTime, TimeZone};
 use riskwatch_core::kind::ValueShape;
 use riskwatch_core::wire::{decode, topic, Limits};
 use riskwatch_core::{Quality, Reading, Registry, Sensor, SensorKind, Timestamp, Value};
 use std::collections::HashMap;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// An input record that was refused.
 #[derive(Clone, Debug, PartialEq)]
@@ -57,7 +57,7 @@ impl FromStr for Format {
 impl Format {
     /// The format of `input` from its address, name and (for CSV) header row.
     pub fn guess(input: &str) -> Result<Format> {
-        if input.starts_with("http://") {
+        if crate::questdb::is_questdb(input) {
             return Ok(Format::Questdb);
         }
         let lower = input.to_ascii_lowercase();
@@ -114,7 +114,9 @@ pub struct Loaded {
     pub rejected: Vec<Rejection>,
 }
 
-/// Reads `input` (a path, or QuestDB's base address `http://host:9000`) as `opts` say.
+/// Reads `input` (a path, or QuestDB: `http(s)://host:9000`, a questdb client string
+/// `http::addr=host:9000;username=…;password=…;`, or `env:NAME` holding either; see
+/// [`crate::questdb`]) as `opts` say.
 pub fn load(input: &str, opts: &InputOptions, registry: &Registry) -> Result<Loaded> {
     let mut out = Loaded::default();
     let reg = Lookup::new(registry);
@@ -124,9 +126,15 @@ pub fn load(input: &str, opts: &InputOptions, registry: &Registry) -> Result<Loa
             parse_csv(file, input, opts, &reg, &mut out)?;
         }
         Format::Questdb => {
-            let body = questdb_export(input, opts)?;
+            let q = Questdb::parse(input)?;
             let opts = InputOptions { format: Format::Csv, ..opts.clone() };
-            parse_csv(body.as_bytes(), input, &opts, &reg, &mut out)?;
+            // On a thread of its own: reqwest's blocking client must not run on an async
+            // runtime's thread (the command line's). Rows are parsed as the answer arrives.
+            std::thread::scope(|s| {
+                s.spawn(|| parse_csv(q.export(&questdb_query(&opts))?, &q.base, &opts, &reg, &mut out))
+                    .join()
+                    .unwrap_or_else(|_| bail!("the reader thread of {} panicked", q.base))
+            })?;
         }
         Format::Jsonl => {
             let text = std::fs::read_to_string(input).with_context(|| format!("reading {input}"))?;
@@ -284,33 +292,54 @@ pub struct Streamed {
     pub ordered: bool,
 }
 
-/// Whether [`stream`] can read this format (CSV layouts from a file).
+/// Whether [`stream`] can read this format (CSV layouts from a file, and QuestDB's export,
+/// which is asked for in time order).
 pub fn streamable(format: Format) -> bool {
-    matches!(format, Format::Csv | Format::Yearbook)
+    matches!(format, Format::Csv | Format::Yearbook | Format::Questdb)
 }
 
-/// Reads a CSV or yearbook file that is in event-time order without holding it in memory:
-/// a reader thread parses it into batches of `batch` readings and hands them to `f` on the
-/// calling thread, with the fraction of the file read so far (for a progress bar). Stops
+/// What [`stream`] reads from.
+enum Source {
+    File(std::fs::File, f64),
+    Questdb(Questdb),
+}
+
+/// Reads a CSV or yearbook file, or QuestDB's export, that is in event-time order without
+/// holding it in memory: a reader thread parses it as it arrives into batches of `batch`
+/// readings and hands them to `f` on the calling thread, with the fraction of a file read so
+/// far (for a progress bar; `None` for QuestDB, whose answer has no known length). Stops
 /// (with `ordered = false`) at the first reading earlier than its predecessor.
 pub fn stream(
     input: &str,
     opts: &InputOptions,
     registry: &Registry,
     batch: usize,
-    mut f: impl FnMut(Vec<Reading>, f64),
+    mut f: impl FnMut(Vec<Reading>, Option<f64>),
 ) -> Result<Streamed> {
-    let file = std::fs::File::open(input).with_context(|| format!("reading {input}"))?;
-    let size = file.metadata().map(|m| m.len()).unwrap_or(0).max(1) as f64;
+    let (source, name, opts) = if opts.format == Format::Questdb {
+        let q = Questdb::parse(input)?;
+        let name = q.base.clone();
+        (Source::Questdb(q), name, InputOptions { format: Format::Csv, ..opts.clone() })
+    } else {
+        let file = std::fs::File::open(input).with_context(|| format!("reading {input}"))?;
+        let size = file.metadata().map(|m| m.len()).unwrap_or(0).max(1) as f64;
+        (Source::File(file, size), input.to_string(), opts.clone())
+    };
+    let (name, opts) = (name.as_str(), &opts);
     let reg = Lookup::new(registry);
-    let (tx, rx) = std::sync::mpsc::sync_channel::<(Vec<Reading>, f64)>(8);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<(Vec<Reading>, Option<f64>)>(8);
     std::thread::scope(|scope| {
+        // The reader is a plain thread, so reqwest's blocking client may run on it.
         let parser = scope.spawn(move || -> Result<Streamed> {
+            let (src, size): (Box<dyn Read>, Option<f64>) = match source {
+                Source::File(file, size) => (Box::new(file), Some(size)),
+                Source::Questdb(q) => (Box::new(q.export(&questdb_query(opts))?), None),
+            };
             let mut out = Streamed { ordered: true, ..Streamed::default() };
             let mut last = i64::MIN;
             let mut buf = Vec::with_capacity(batch);
             let mut stopped = false;
-            read_csv(file, input, opts, &reg, |item, read| {
+            read_csv(src, name, opts, &reg, |item, read| {
                 let r = match item {
                     Ok(r) => r,
                     Err(rej) => {
@@ -327,7 +356,7 @@ pub fn stream(
                 if buf.len() >= batch {
                     out.readings += buf.len() as u64;
                     let full = std::mem::replace(&mut buf, Vec::with_capacity(batch));
-                    if tx.send((full, read as f64 / size)).is_err() {
+                    if tx.send((full, size.map(|s| read as f64 / s))).is_err() {
                         stopped = true;
                         return false;
                     }
@@ -336,14 +365,14 @@ pub fn stream(
             })?;
             if out.ordered && !stopped && !buf.is_empty() {
                 out.readings += buf.len() as u64;
-                let _ = tx.send((buf, 1.0));
+                let _ = tx.send((buf, size.map(|_| 1.0)));
             }
             Ok(out)
         });
         for (b, done) in rx {
             f(b, done);
         }
-        parser.join().unwrap_or_else(|_| bail!("the reader thread of {input} panicked"))
+        parser.join().unwrap_or_else(|_| bail!("the reader thread of {name} panicked"))
     })
 }
 
@@ -626,63 +655,6 @@ pub fn questdb_query(opts: &InputOptions) -> String {
         q += &format!(" WHERE {}", conds.join(" AND "));
     }
     q + " ORDER BY ts"
-}
-
-/// GET `{base}/exp?query=…` and return the CSV body (plain or chunked HTTP/1.1).
-fn questdb_export(base: &str, opts: &InputOptions) -> Result<String> {
-    let rest = base.strip_prefix("http://").context("QuestDB address must start with http://")?;
-    let (hostport, prefix) = rest.split_once('/').map_or((rest, ""), |(h, p)| (h, p));
-    let hostport = if hostport.contains(':') { hostport.to_string() } else { format!("{hostport}:9000") };
-    let path = format!(
-        "/{}exp?query={}",
-        if prefix.is_empty() { String::new() } else { format!("{prefix}/") },
-        urlencode(&questdb_query(opts))
-    );
-    let mut stream =
-        std::net::TcpStream::connect(&hostport).with_context(|| format!("connecting to QuestDB at {hostport}"))?;
-    stream.set_read_timeout(Some(Duration::from_secs(300)))?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {hostport}\r\nAccept: text/csv\r\nConnection: close\r\n\r\n")?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).context("reading QuestDB's answer")?;
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").context("QuestDB's answer has no HTTP header")?;
-    let head = String::from_utf8_lossy(&raw[..split]).to_string();
-    let body = &raw[split + 4..];
-    let status = head.lines().next().unwrap_or_default();
-    let chunked = head.lines().any(|l| {
-        let l = l.to_ascii_lowercase();
-        l.starts_with("transfer-encoding:") && l.contains("chunked")
-    });
-    let body = if chunked { dechunk(body)? } else { body.to_vec() };
-    let body = String::from_utf8(body).context("QuestDB's answer is not UTF-8")?;
-    if status.split_whitespace().nth(1) != Some("200") {
-        bail!("QuestDB answered {status:?}: {}", body.chars().take(300).collect::<String>());
-    }
-    Ok(body)
-}
-
-fn dechunk(mut b: &[u8]) -> Result<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let eol = b.windows(2).position(|w| w == b"\r\n").context("bad chunked encoding")?;
-        let size_text = String::from_utf8_lossy(&b[..eol]);
-        let size =
-            usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16).context("bad chunk size")?;
-        b = &b[eol + 2..];
-        if size == 0 {
-            return Ok(out);
-        }
-        out.extend_from_slice(b.get(..size).context("truncated chunk")?);
-        b = b.get(size + 2..).context("truncated chunk")?;
-    }
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -7,7 +7,8 @@
 //!
 //! - [`input`]: recorded readings from CSV, yearbook-style CSV, JSON lines, the embedded
 //!   SQLite store and QuestDB's CSV export, validated and in event-time order (streamed when
-//!   the file already is).
+//!   the input already is).
+//! - [`questdb`]: QuestDB's address and credentials, and its `/exp` answer read as it arrives.
 //! - [`hindcast`]: the engine over them, as fast as possible or at a speed factor.
 //! - [`whatif`]: registry attribute overrides for a second run.
 //! - [`verify`]: alert episodes; probability of detection, false-alarm ratio, critical
@@ -22,6 +23,7 @@ pub mod hindcast;
 pub mod input;
 pub mod names;
 pub mod plot;
+pub mod questdb;
 pub mod timeaxis;
 pub mod verify;
 pub mod whatif;

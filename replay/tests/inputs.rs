@@ -94,7 +94,7 @@ fn long_csv_is_validated_line_by_line_and_streamed_when_in_time_order() {
         fractions.push(done);
     })
     .unwrap();
-    assert!(fractions.windows(2).all(|w| w[0] <= w[1]) && fractions.last() == Some(&1.0), "{fractions:?}");
+    assert!(fractions.windows(2).all(|w| w[0] <= w[1]) && fractions.last() == Some(&Some(1.0)), "{fractions:?}");
     assert!(s.ordered);
     assert_eq!(values(&streamed), values(&loaded.readings));
     assert_eq!(s.rejected, loaded.rejected);
@@ -272,7 +272,7 @@ fn questdb_export_is_read_over_http_from_a_recorded_answer() {
     );
 
     let (addr, _server) = serve_once(
-        b"HTTP/1.1 400 Bad Request\r\nContent-Length: 38\r\n\r\n{\"error\":\"table does not exist [readings]\"}"
+        b"HTTP/1.1 400 Bad Request\r\nContent-Length: 43\r\n\r\n{\"error\":\"table does not exist [readings]\"}"
             .to_vec(),
     );
     let err = input::load(&addr, &InputOptions::new(Format::Questdb), &registry()).unwrap_err();

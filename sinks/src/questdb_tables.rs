@@ -220,13 +220,13 @@ pub async fn ensure_tables(
         .map_err(|e| TablesError::Unreachable(at.base.clone(), e.to_string()))?;
     let client = Client { http, at: at.clone() };
     let deadline = tokio::time::Instant::now() + wait;
-    let mut delay = Duration::from_millis(250);
+    let mut delays = crate::retry::delays(Duration::from_millis(250), Duration::from_secs(5));
     loop {
+        let delay = delays.next().unwrap_or(Duration::from_secs(5));
         match check_once(&client, tables, policy).await {
             Err(TablesError::Unreachable(a, why)) if tokio::time::Instant::now() + delay < deadline => {
                 tracing::warn!(questdb = %a, error = %why, retry_in_ms = delay.as_millis() as u64, "QuestDB not answering yet");
                 tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
             }
             other => return other,
         }

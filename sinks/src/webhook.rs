@@ -3,7 +3,8 @@
 //!
 //! Each channel has its own routing (levels, sites, kinds, categories, changes, drills), its own
 //! queue and worker, so a slow or failing receiver never delays another. Delivery is retried
-//! with exponential backoff on network errors, HTTP 5xx / 429 and robots' rate-limit answers;
+//! with jittered exponential backoff ([`crate::retry`]) on network errors, HTTP 5xx / 429 and
+//! robots' rate-limit answers, waiting at least as long as a 429's or 503's `Retry-After` asks;
 //! after the retry budget (or at once, for a permanent refusal such as HTTP 400 or a bad robot
 //! key) the notification goes to the dead-letter file with the reason — never silently dropped.
 //! A per-channel rate limit (chat robots allow about 20 messages a minute) turns an alert storm
@@ -13,6 +14,7 @@
 //! Configuration (TOML) and payloads are documented in `docs/notifications.md`.
 
 use crate::cap::{self, CapContext};
+use crate::retry;
 use riskwatch_core::{AlertCategory, AlertChange, AlertEvent, Level, Registry, Timestamp};
 use serde::Deserialize;
 use std::collections::{HashSet, VecDeque};
@@ -108,7 +110,8 @@ pub struct ChannelConfig {
     /// Attempts after the first before giving up (default 5).
     #[serde(default = "default_retries")]
     pub retries: u32,
-    /// First retry delay, ms; doubles per attempt up to 60 s (default 1000).
+    /// First retry delay, ms; doubles per attempt up to 60 s, with jitter (each delay random
+    /// between the doubled delay and twice it, within [backoff_ms, 60 s]; default 1000).
     #[serde(default = "default_backoff")]
     pub backoff_ms: u64,
     /// Per-request timeout, ms (default 10 000).
@@ -404,10 +407,14 @@ struct Worker {
     cap_sender_name: String,
 }
 
+/// The longest wait between delivery attempts (unless the receiver's `Retry-After` asks more).
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
 /// Why a delivery attempt failed.
 enum Failure {
-    /// Worth another try (network, 5xx, 429, robot rate limit).
-    Transient(String),
+    /// Worth another try (network, 5xx, 429, robot rate limit), with the wait the receiver
+    /// asked for (`Retry-After` on a 429 or 503).
+    Transient(String, Option<Duration>),
     /// Will never work as sent (4xx, bad key, malformed payload).
     Permanent(String),
 }
@@ -460,7 +467,7 @@ impl Worker {
 
     async fn deliver_one(&self, events: &[AlertEvent]) {
         let (body, content_type) = self.payload(events);
-        let mut delay = Duration::from_millis(self.cfg.backoff_ms);
+        let mut delays = retry::delays(Duration::from_millis(self.cfg.backoff_ms), MAX_BACKOFF);
         let mut attempt = 0u32;
         loop {
             attempt += 1;
@@ -475,9 +482,9 @@ impl Worker {
                 }
                 Err(f) => f,
             };
-            let (reason, permanent) = match failure {
-                Failure::Transient(r) => (r, false),
-                Failure::Permanent(r) => (r, true),
+            let (reason, permanent, asked) = match failure {
+                Failure::Transient(r, asked) => (r, false, asked),
+                Failure::Permanent(r) => (r, true, None),
             };
             if permanent || attempt > self.cfg.retries {
                 let why = if permanent {
@@ -490,9 +497,9 @@ impl Worker {
                 return;
             }
             self.stats.retries.fetch_add(1, Ordering::Relaxed);
+            let delay = retry::next_wait(delays.next().unwrap_or(MAX_BACKOFF), asked);
             warn!(channel = %self.cfg.id, attempt, reason = %reason, retry_in_ms = delay.as_millis() as u64, "notification failed; retrying");
             tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(60));
         }
     }
 
@@ -528,12 +535,20 @@ impl Worker {
             .send()
             .await
             // Without the URL: a robot's URL carries its access token, and this text is logged.
-            .map_err(|e| Failure::Transient(format!("request failed: {}", error_chain(&e.without_url()))))?;
+            .map_err(|e| Failure::Transient(format!("request failed: {}", error_chain(&e.without_url())), None))?;
         let status = response.status();
+        let asked = match status.as_u16() {
+            429 | 503 => response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| retry::retry_after(v, std::time::SystemTime::now())),
+            _ => None,
+        };
         let text = response.text().await.unwrap_or_default();
         let short: String = text.chars().take(300).collect();
         if status.is_server_error() || status.as_u16() == 429 || status.as_u16() == 408 {
-            return Err(Failure::Transient(format!("HTTP {status}: {short}")));
+            return Err(Failure::Transient(format!("HTTP {status}: {short}"), asked));
         }
         if !status.is_success() {
             return Err(Failure::Permanent(format!("HTTP {status}: {short}")));
@@ -592,10 +607,10 @@ fn robot_answer(format: Format, text: &str) -> Result<(), Failure> {
         _ => return Ok(()),
     };
     let Ok(v) = serde_json::from_str::<serde_json::Value>(text) else {
-        return Err(Failure::Transient(format!(
-            "robot answer is not JSON: {}",
-            text.chars().take(200).collect::<String>()
-        )));
+        return Err(Failure::Transient(
+            format!("robot answer is not JSON: {}", text.chars().take(200).collect::<String>()),
+            None,
+        ));
     };
     // Feishu's older answers use StatusCode.
     let code = v.get(code_field).or_else(|| v.get("StatusCode")).and_then(|c| c.as_i64()).unwrap_or(0);
@@ -605,7 +620,7 @@ fn robot_answer(format: Format, text: &str) -> Result<(), Failure> {
     let msg = v.get("errmsg").or_else(|| v.get("msg")).and_then(|m| m.as_str()).unwrap_or("");
     // Rate limits: DingTalk 130101 (send too fast), WeCom 45009, Feishu 9499 / 11232.
     if matches!(code, 130101 | 45009 | 9499 | 11232 | -1) {
-        Err(Failure::Transient(format!("robot rate limit {code}: {msg}")))
+        Err(Failure::Transient(format!("robot rate limit {code}: {msg}"), None))
     } else {
         Err(Failure::Permanent(format!("robot error {code}: {msg}")))
     }

@@ -76,6 +76,8 @@ pub struct Received {
     pub query: HashMap<String, String>,
     pub headers: HeaderMap,
     pub body: Vec<u8>,
+    /// When it arrived.
+    pub at: Instant,
 }
 
 impl Received {
@@ -87,11 +89,17 @@ impl Received {
     }
 }
 
+/// A scripted answer: status, body, response headers.
+type Answer = (u16, String, Vec<(String, String)>);
+
+/// A scripted answer as the test writes it.
+pub type Scripted<'a> = (u16, &'a str, Vec<(&'a str, &'a str)>);
+
 #[derive(Default)]
 struct Script {
-    /// Answers to give, in order (status, body); when empty, `fallback`.
-    answers: VecDeque<(u16, String)>,
-    fallback: (u16, String),
+    /// Answers to give, in order (status, body, headers); when empty, `fallback`.
+    answers: VecDeque<Answer>,
+    fallback: Answer,
     got: Vec<Received>,
 }
 
@@ -104,9 +112,15 @@ pub struct Receiver {
 impl Receiver {
     /// Starts answering `fallback` to everything (after the scripted `answers`).
     pub async fn start(answers: Vec<(u16, &str)>, fallback: (u16, &str)) -> Receiver {
+        Receiver::start_with_headers(answers.into_iter().map(|(s, b)| (s, b, vec![])).collect(), fallback).await
+    }
+
+    /// Like [`Receiver::start`], the scripted answers with response headers.
+    pub async fn start_with_headers(answers: Vec<Scripted<'_>>, fallback: (u16, &str)) -> Receiver {
+        let own = |h: Vec<(&str, &str)>| h.into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let script = Arc::new(Mutex::new(Script {
-            answers: answers.into_iter().map(|(s, b)| (s, b.to_string())).collect(),
-            fallback: (fallback.0, fallback.1.to_string()),
+            answers: answers.into_iter().map(|(s, b, h)| (s, b.to_string(), own(h))).collect(),
+            fallback: (fallback.0, fallback.1.to_string(), Vec::new()),
             got: Vec::new(),
         }));
         async fn handle(
@@ -114,11 +128,19 @@ impl Receiver {
             Query(query): Query<HashMap<String, String>>,
             headers: HeaderMap,
             body: Bytes,
-        ) -> (StatusCode, String) {
+        ) -> (StatusCode, HeaderMap, String) {
+            let at = Instant::now();
             let mut s = s.lock().unwrap();
-            s.got.push(Received { query, headers, body: body.to_vec() });
-            let (status, text) = s.answers.pop_front().unwrap_or_else(|| s.fallback.clone());
-            (StatusCode::from_u16(status).unwrap(), text)
+            s.got.push(Received { query, headers, body: body.to_vec(), at });
+            let (status, text, extra) = s.answers.pop_front().unwrap_or_else(|| s.fallback.clone());
+            let mut out = HeaderMap::new();
+            for (k, v) in extra {
+                out.insert(
+                    axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                    axum::http::HeaderValue::from_str(&v).unwrap(),
+                );
+            }
+            (StatusCode::from_u16(status).unwrap(), out, text)
         }
         let app = Router::new().route("/hook", post(handle)).with_state(Arc::clone(&script));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

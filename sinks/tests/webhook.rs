@@ -1,6 +1,7 @@
 //! Webhook notifications against a real local HTTP server: each payload format (with the
-//! robots' signatures checked), retry after a 500, dead-letter after the retry budget or a
-//! robot's refusal, digests under an alert storm, and routing.
+//! robots' signatures checked), retry after a 500, a 429's Retry-After honoured,
+//! dead-letter after the retry budget or a robot's refusal, digests under an alert storm, and
+//! routing.
 
 mod support;
 
@@ -141,6 +142,38 @@ async fn a_500_is_retried_then_delivered() {
     );
     assert_eq!(stats.retries.load(Ordering::Relaxed), 2);
     assert_eq!(stats.delivered.load(Ordering::Relaxed), 1);
+    assert!(dead_letters(&dir.path().join("dead.jsonl")).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_with_retry_after_is_retried_no_sooner_than_asked_and_delivered_once() {
+    let dir = tempfile::tempdir().unwrap();
+    // backoff_ms = 20: without Retry-After the retry would come after 20–40 ms.
+    let rx = Receiver::start_with_headers(
+        vec![(429, "slow down", vec![("retry-after", "1")]), (503, "maintenance", vec![("Retry-After", "soon")])],
+        (200, "ok"),
+    )
+    .await;
+    let cfg = config(
+        &dir.path().join("dead.jsonl"),
+        &format!("[[channel]]\nid = \"ops\"\nurl = \"{}\"\nformat = \"json\"\nretries = 3\nbackoff_ms = 20\n", rx.url),
+    );
+    let mut n = Notifier::start(cfg, None).unwrap();
+    let stats = n.stats()[0].1.clone();
+    let e = raised(&flood_events(false));
+    n.notify(&e);
+    let got = rx.wait(WITHIN, |g| g.len() >= 3).await;
+    n.close(WITHIN).await;
+    assert_eq!(got.len(), 3, "429, then 503, then delivered; nothing more");
+    let waited = got[1].at - got[0].at;
+    assert!(waited >= Duration::from_millis(950), "Retry-After: 1 honoured, waited {waited:?}");
+    let unreadable = got[2].at - got[1].at;
+    assert!(
+        unreadable < Duration::from_millis(900),
+        "an unreadable Retry-After falls back to the backoff: {unreadable:?}"
+    );
+    assert_eq!(stats.delivered.load(Ordering::Relaxed), 1, "delivered once");
+    assert_eq!(stats.retries.load(Ordering::Relaxed), 2);
     assert!(dead_letters(&dir.path().join("dead.jsonl")).is_empty());
 }
 

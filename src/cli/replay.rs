@@ -8,6 +8,7 @@ use riskwatch_core::{AlertChange, AlertEvent, Registry, Timestamp};
 use riskwatch_replay::hindcast::{self, RunOptions};
 use riskwatch_replay::input::{self, Format, InputOptions, Loaded};
 use riskwatch_replay::names::{Lang, Names};
+use riskwatch_replay::questdb;
 use riskwatch_replay::verify::{self, Observed, Skill};
 use riskwatch_replay::whatif::{self, Applied, Override};
 use riskwatch_replay::writeup::{self, ReportInput, RunReport};
@@ -24,8 +25,10 @@ const TRACE_BUCKET: Duration = Duration::from_secs(3600);
 /// Options of `riskwatch replay`.
 #[derive(clap::Args)]
 pub struct ReplayArgs {
-    /// Recorded readings: a file (CSV, yearbook CSV, JSON lines, SQLite store) or a QuestDB
-    /// HTTP address (`http://HOST:9000`).
+    /// Recorded readings: a file (CSV, yearbook CSV, JSON lines, SQLite store) or QuestDB: an
+    /// HTTP address (`http://HOST:9000`, `https://USER:PASSWORD@HOST:9000`), a questdb client
+    /// string (`https::addr=HOST:9000;username=…;password=…;` or `…;token=…;`), or `env:NAME`
+    /// to take either from an environment variable (e.g. `env:RISKWATCH_QUESTDB_CONF`).
     #[arg(long)]
     input: String,
     /// Input format: csv, yearbook, jsonl, sqlite or questdb (default: from the file name and
@@ -174,9 +177,10 @@ pub async fn run(args: ReplayArgs) -> Result<()> {
     }
     if let Some(dir) = &args.report {
         let plot_size = parse_size(&args.plot_size)?;
+        let shown_input = questdb::shown(&args.input);
         let runs: Vec<RunReport<'_>> = std::iter::once(&base).chain(alt.as_ref()).map(Run::report).collect();
         let report =
-            ReportInput { input: &args.input, runs, comparison: comparison.as_ref(), plot_size, lang: args.names };
+            ReportInput { input: &shown_input, runs, comparison: comparison.as_ref(), plot_size, lang: args.names };
         let files = writeup::write(dir, &report)?;
         println!(
             "report: {} ({} plot files, {}x{} px), {}, {}",
@@ -296,7 +300,7 @@ impl Source {
         if self.loaded.is_none() && input::streamable(self.opts.format) {
             let mut h = hindcast::Hindcast::new(rules, registry, opts)?;
             let streamed = input::stream(&self.input, &self.opts, registry, 4096, |b, done| {
-                h.done = Some(done);
+                h.done = done;
                 h.feed(b)
             })?;
             if streamed.ordered {
@@ -386,7 +390,7 @@ async fn drill(args: &ReplayArgs, registry: &Registry) -> Result<()> {
             let (host, port) = crate::settings::parse_mqtt_address(mqtt)?;
             println!(
                 "drill: publishing {readings} readings of {} as an exercise to {host}:{port}, speed {speed}",
-                args.input
+                questdb::shown(&args.input)
             );
             crate::cli::drill::publish(batches, host, port, speed).await?
         }
@@ -394,7 +398,8 @@ async fn drill(args: &ReplayArgs, registry: &Registry) -> Result<()> {
             let k: riskwatch_bus::KafkaConfig = toml::from_str(&format!("brokers = {brokers:?}"))?;
             println!(
                 "drill: producing {readings} readings of {} as an exercise to {}, speed {speed}",
-                args.input, k.readings_topic
+                questdb::shown(&args.input),
+                k.readings_topic
             );
             crate::cli::drill::produce(batches, &k, speed).await?
         }

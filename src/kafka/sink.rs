@@ -26,6 +26,7 @@ use riskwatch_bus::records::{
 use riskwatch_core::wire::Limits;
 use riskwatch_core::{AlertEvent, DeadLetter, Registry, Timestamp};
 use riskwatch_sinks::questdb::IlpWriter;
+use riskwatch_sinks::retry;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -240,7 +241,8 @@ fn rows(
 }
 
 /// Produces the refused records to the dead-letter topic and waits until Kafka has each,
-/// retrying with backoff; false if asked to stop before they were all delivered.
+/// retrying with jittered backoff (200 ms doubling to 10 s); false if asked to stop before
+/// they were all delivered.
 async fn dead_letter(
     producer: &FutureProducer,
     topic: &str,
@@ -249,7 +251,7 @@ async fn dead_letter(
     shutdown: &mut watch::Receiver<bool>,
     metrics: &riskwatch_service::metrics::Metrics,
 ) -> bool {
-    let mut backoff = Duration::from_millis(200);
+    let mut backoff = retry::delays(Duration::from_millis(200), Duration::from_secs(10));
     while let Some(r) = refused.first() {
         let record = FutureRecord::to(topic).key(&r.key).payload(&r.payload).headers(r.headers.clone());
         match producer.send(record, Duration::from_secs(30)).await {
@@ -263,25 +265,26 @@ async fn dead_letter(
                     )
                     .inc();
                 refused.remove(0);
-                backoff = Duration::from_millis(200);
+                backoff = retry::delays(Duration::from_millis(200), Duration::from_secs(10));
             }
             Err((e, _)) => {
-                warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "dead letter not accepted by Kafka; retrying");
+                let delay = backoff.next().unwrap_or(Duration::from_secs(10));
+                warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "dead letter not accepted by Kafka; retrying");
                 if *shutdown.borrow() {
                     return false;
                 }
                 tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
+                    _ = tokio::time::sleep(delay) => {}
                     _ = shutdown.changed() => {}
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(10));
             }
         }
     }
     true
 }
 
-/// Flushes, retrying with backoff; false if asked to stop before a flush succeeded.
+/// Flushes, retrying with jittered backoff (200 ms doubling to 10 s); false if asked to stop
+/// before a flush succeeded.
 async fn flush(
     writer: &mut IlpWriter,
     stats: &mut SinkStats,
@@ -290,9 +293,10 @@ async fn flush(
     observe: &impl Fn(usize, usize, Duration, bool),
     (readings, events): (u64, u64),
 ) -> bool {
-    let mut backoff = Duration::from_millis(200);
+    let mut backoff = retry::delays(Duration::from_millis(200), Duration::from_secs(10));
     let mut attempts_while_stopping = 0;
     loop {
+        let delay = backoff.next().unwrap_or(Duration::from_secs(10));
         let began = Instant::now();
         let result = tokio::task::block_in_place(|| writer.flush());
         observe(readings as usize, events as usize, began.elapsed(), result.is_ok());
@@ -303,7 +307,7 @@ async fn flush(
             }
             Err(e) => {
                 stats.flush_failures += 1;
-                warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, rows = writer.rows(), "QuestDB flush failed; retrying");
+                warn!(error = %e, retry_in_ms = delay.as_millis() as u64, rows = writer.rows(), "QuestDB flush failed; retrying");
             }
         }
         if stopping || *shutdown.borrow() {
@@ -313,10 +317,9 @@ async fn flush(
             }
         }
         tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
+            _ = tokio::time::sleep(delay) => {}
             _ = shutdown.changed() => {}
         }
-        backoff = (backoff * 2).min(Duration::from_secs(10));
     }
 }
 
