@@ -120,8 +120,7 @@ async fn the_metrics_endpoint_counts_readings_rejections_and_alerts_of_a_run() {
     let cmd =
         json!({"command_id": "c-1", "action": "acknowledge", "alert_id": alert, "by": "li.wei", "site": "plant-a"});
     gw.publish_acked("riskwatch/v1/commands", cmd.to_string()).await;
-    let text =
-        wait_for(&base, &[("riskwatch_alert_events_total{level=\"red\",change=\"acknowledged\"}", 1.0)]).await;
+    let text = wait_for(&base, &[("riskwatch_alert_events_total{level=\"red\",change=\"acknowledged\"}", 1.0)]).await;
 
     // What dashboards and alert rules rely on: each sample's name, its family's type and help, and
     // its label names, as they were when the run had seen every kind of input above.
@@ -141,6 +140,18 @@ async fn the_metrics_endpoint_counts_readings_rejections_and_alerts_of_a_run() {
         expected_file.display(),
         got.iter().cloned().collect::<Vec<_>>().join("\n")
     );
+    // The process's own series describe the riskwatch process itself.
+    let process = |name: &str| sample(&text, name).unwrap_or_else(|| panic!("{name} missing:\n{text}"));
+    let pid_rss = servers::rss_kib(rw.child.id()) as f64 * 1024.0;
+    let rss = process("process_resident_memory_bytes");
+    assert!(rss > 1e6 && rss < process("process_virtual_memory_bytes"), "rss {rss}");
+    assert!((rss - pid_rss).abs() < rss / 2.0, "rss {rss} against /proc/{}/status {pid_rss}", rw.child.id());
+    let fds = process("process_open_fds");
+    assert!(fds >= 3.0 && fds <= process("process_max_fds"), "{fds} open fds:\n{text}");
+    assert!(process("process_cpu_seconds_total") > 0.0);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    let started = process("process_start_time_seconds");
+    assert!(started <= now + 1.0 && started > now - 600.0, "started {started}, now {now}");
 
     let (code, _) = rw.interrupt(Duration::from_secs(30));
     assert_eq!(code, 0);
