@@ -221,5 +221,14 @@ mod tests {
         // The same name and labels give the same counter.
         m.counter("riskwatch_x_total", "X.", &[("reason", "bad \"json\"")]).inc();
         assert!(m.render().contains("} 4\n"));
+        // Every registry carries the process's own series (read from /proc on Linux).
+        if cfg!(target_os = "linux") {
+            let text = m.render();
+            for family in
+                ["process_cpu_seconds_total counter", "process_resident_memory_bytes gauge", "process_open_fds gauge"]
+            {
+                assert!(text.contains(&format!("# TYPE {family}\n")), "{family}: {text}");
+            }
+        }
     }
 }

@@ -7,6 +7,7 @@ mod servers;
 
 use common::{duty, free_port, Riskwatch, TestClient};
 use serde_json::json;
+use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use servers::metric_sample as sample;
@@ -119,8 +120,130 @@ async fn the_metrics_endpoint_counts_readings_rejections_and_alerts_of_a_run() {
     let cmd =
         json!({"command_id": "c-1", "action": "acknowledge", "alert_id": alert, "by": "li.wei", "site": "plant-a"});
     gw.publish_acked("riskwatch/v1/commands", cmd.to_string()).await;
-    wait_for(&base, &[("riskwatch_alert_events_total{level=\"red\",change=\"acknowledged\"}", 1.0)]).await;
+    let text = wait_for(&base, &[("riskwatch_alert_events_total{level=\"red\",change=\"acknowledged\"}", 1.0)]).await;
+
+    // What dashboards and alert rules rely on: each sample's name, its family's type and help, and
+    // its label names, as they were when the run had seen every kind of input above.
+    let expected_file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/metrics_families.txt");
+    let expected: BTreeSet<String> = std::fs::read_to_string(&expected_file)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_string)
+        .collect();
+    let got = families(&text);
+    let missing: Vec<&String> = expected.difference(&got).collect();
+    let extra: Vec<&String> = got.difference(&expected).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "families differ from {}:\nmissing: {missing:#?}\nextra: {extra:#?}\n--- now:\n{}",
+        expected_file.display(),
+        got.iter().cloned().collect::<Vec<_>>().join("\n")
+    );
+    // The process's own series describe the riskwatch process itself.
+    let process = |name: &str| sample(&text, name).unwrap_or_else(|| panic!("{name} missing:\n{text}"));
+    let pid_rss = servers::rss_kib(rw.child.id()) as f64 * 1024.0;
+    let rss = process("process_resident_memory_bytes");
+    assert!(rss > 1e6 && rss < process("process_virtual_memory_bytes"), "rss {rss}");
+    assert!((rss - pid_rss).abs() < rss / 2.0, "rss {rss} against /proc/{}/status {pid_rss}", rw.child.id());
+    let fds = process("process_open_fds");
+    assert!(fds >= 3.0 && fds <= process("process_max_fds"), "{fds} open fds:\n{text}");
+    assert!(process("process_cpu_seconds_total") > 0.0);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    let started = process("process_start_time_seconds");
+    assert!(started <= now + 1.0 && started > now - 600.0, "started {started}, now {now}");
 
     let (code, _) = rw.interrupt(Duration::from_secs(30));
     assert_eq!(code, 0);
+}
+
+/// Each sample of a Prometheus text exposition (format 0.0.4) as `name type label,names help`
+/// (`-` for no labels), `type` and `help` being its family's. Panics, naming the line, where
+/// Prometheus' text parser would refuse the exposition or where a sample has no `# TYPE`/`# HELP`
+/// before it.
+fn families(text: &str) -> BTreeSet<String> {
+    let valid_name = |n: &str| {
+        !n.is_empty()
+            && !n.starts_with(|c: char| c.is_ascii_digit())
+            && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+    };
+    let mut types: HashMap<&str, &str> = HashMap::new();
+    let mut helps: HashMap<&str, &str> = HashMap::new();
+    let mut out = BTreeSet::new();
+    for (i, line) in text.lines().enumerate() {
+        let at = format!("line {}: {line:?}", i + 1);
+        if line.trim().is_empty() {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let (name, help) = rest.split_once(' ').unwrap_or((rest, ""));
+            assert!(valid_name(name), "{at}: bad metric name");
+            assert!(helps.insert(name, help).is_none(), "{at}: second HELP");
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap_or_else(|| panic!("{at}: no type"));
+            assert!(valid_name(name), "{at}: bad metric name");
+            assert!(["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind), "{at}: unknown type");
+            assert!(types.insert(name, kind).is_none(), "{at}: second TYPE");
+            continue;
+        }
+        if line.starts_with('#') {
+            continue; // a comment
+        }
+        let end = line.find(['{', ' ']).unwrap_or_else(|| panic!("{at}: no value"));
+        let name = &line[..end];
+        assert!(valid_name(name), "{at}: bad metric name");
+        let mut rest = &line[end..];
+        let mut labels = Vec::new();
+        if let Some(mut l) = rest.strip_prefix('{') {
+            loop {
+                l = l.trim_start();
+                if let Some(r) = l.strip_prefix('}') {
+                    rest = r;
+                    break;
+                }
+                let eq = l.find('=').unwrap_or_else(|| panic!("{at}: label without '='"));
+                let label = l[..eq].trim();
+                assert!(valid_name(label) && !label.contains(':'), "{at}: bad label name {label:?}");
+                labels.push(label.to_string());
+                let mut chars = l[eq + 1..].trim_start().char_indices();
+                assert_eq!(chars.next().map(|c| c.1), Some('"'), "{at}: unquoted label value");
+                let close = loop {
+                    match chars.next() {
+                        Some((_, '\\')) => {
+                            let e = chars.next().map(|c| c.1);
+                            assert!(matches!(e, Some('\\' | '"' | 'n')), "{at}: bad escape");
+                        }
+                        Some((j, '"')) => break j,
+                        Some(_) => {}
+                        None => panic!("{at}: unterminated label value"),
+                    }
+                };
+                l = l[eq + 1..].trim_start()[close + 1..].trim_start();
+                l = l.strip_prefix(',').unwrap_or(l);
+            }
+        }
+        let mut fields = rest.split_whitespace();
+        let value = fields.next().unwrap_or_else(|| panic!("{at}: no value"));
+        assert!(value.parse::<f64>().is_ok(), "{at}: value is not a number");
+        if let Some(ts) = fields.next() {
+            assert!(ts.parse::<i64>().is_ok(), "{at}: bad timestamp");
+        }
+        assert!(fields.next().is_none(), "{at}: trailing text");
+        let family = std::iter::once(name)
+            .chain(["_bucket", "_sum", "_count"].iter().filter_map(|s| name.strip_suffix(s)))
+            .find(|f| types.contains_key(f))
+            .unwrap_or_else(|| panic!("{at}: no # TYPE for its family before it"));
+        let kind = types[family];
+        assert!(family == name || matches!(kind, "histogram" | "summary"), "{at}: suffix on a {kind}");
+        let help = helps.get(family).unwrap_or_else(|| panic!("{at}: no # HELP for its family before it"));
+        let mut sorted = labels.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), labels.len(), "{at}: a label twice");
+        let labels = if sorted.is_empty() { "-".to_string() } else { sorted.join(",") };
+        out.insert(format!("{name} {kind} {labels} {help}"));
+    }
+    out
 }

@@ -196,7 +196,8 @@ async fn readyz(State(app): State<AppState>) -> Response {
 }
 
 async fn metrics(State(app): State<AppState>) -> Response {
-    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], app.metrics.render()).into_response()
+    ([(axum::http::header::CONTENT_TYPE, riskwatch_service::metrics::CONTENT_TYPE)], app.metrics.render())
+        .into_response()
 }
 
 /// Counts a finished console action: `ok`, `refused` (by the engine, or a wrong password) or

@@ -5,5 +5,6 @@
 
 pub mod metrics;
 pub mod mqtt_tls;
+pub mod process_metrics;
 pub mod settings;
 pub mod shutdown;

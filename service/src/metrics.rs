@@ -1,223 +1,286 @@
 //! Prometheus metrics, health and readiness for every riskwatch process (docs/operations.md,
-//! "Metrics"). A small registry of counters, gauges and histograms kept in atomics, rendered in
-//! Prometheus' text exposition format 0.0.4; `serve` answers `GET /metrics`, `/healthz` (the
-//! process is alive) and `/readyz` (200 once connected and subscribed, 503 before or while a
-//! dependency is lost).
+//! "Metrics"). A registry of counters, gauges and histograms on prometheus-client (the
+//! Prometheus project's Rust client), rendered in Prometheus' text exposition format 0.0.4, with
+//! the `process_*` series of [`crate::process_metrics`]; `serve` answers `GET /metrics`,
+//! `/healthz` (the process is alive) and `/readyz` (200 once connected and subscribed, 503 before
+//! or while a dependency is lost).
+//!
+//! Series are named as they are exposed (a counter's name ends in `_total`) and created on
+//! first use with their labels in the order given.
 
+use crate::process_metrics::ProcessCollector;
 use anyhow::{Context, Result};
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
+use prometheus_client::metrics::counter::Counter as PromCounter;
+use prometheus_client::metrics::family::{Family, MetricConstructor};
+use prometheus_client::metrics::gauge::Gauge as PromGauge;
+use prometheus_client::metrics::histogram::Histogram as PromHistogram;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
 
+/// The `Content-Type` of [`Metrics::render`]'s text.
+pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+
+/// A series' labels, in the order they are exposed.
+type Labels = Vec<(String, String)>;
+
 /// A monotonically increasing count.
 #[derive(Clone, Default)]
-pub struct Counter(Arc<AtomicU64>);
+pub struct Counter(PromCounter);
 
 impl Counter {
     /// Adds `n`.
     pub fn add(&self, n: u64) {
-        self.0.fetch_add(n, Ordering::Relaxed);
+        self.0.inc_by(n);
     }
     /// Adds one.
     pub fn inc(&self) {
-        self.add(1);
+        self.0.inc();
     }
     /// The current count.
     pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
+        self.0.get()
     }
 }
 
 /// A value that goes up and down.
 #[derive(Clone, Default)]
-pub struct Gauge(Arc<AtomicI64>);
+pub struct Gauge(PromGauge);
 
 impl Gauge {
     /// Sets the value.
     pub fn set(&self, v: i64) {
-        self.0.store(v, Ordering::Relaxed);
+        self.0.set(v);
     }
 }
 
-/// A distribution over fixed buckets.
-pub struct Histogram {
-    bounds: &'static [f64],
-    counts: Vec<AtomicU64>,
-    sum_micros: AtomicU64,
-    count: AtomicU64,
-}
+/// A distribution over fixed buckets (seconds).
+pub struct Histogram(PromHistogram);
 
 impl Histogram {
     /// Records one observation.
     pub fn observe(&self, d: Duration) {
-        let secs = d.as_secs_f64();
-        if let Some(i) = self.bounds.iter().position(|b| secs <= *b) {
-            self.counts[i].fetch_add(1, Ordering::Relaxed);
-        }
-        self.sum_micros.fetch_add(d.as_micros() as u64, Ordering::Relaxed);
-        self.count.fetch_add(1, Ordering::Relaxed);
+        self.0.observe(d.as_secs_f64());
     }
 }
 
-enum Value {
-    Counter(Counter),
-    Gauge(Gauge),
-    Histogram(Arc<Histogram>),
-    /// Read at scrape time from a value kept elsewhere (a component's own atomic stats).
-    Read(Box<dyn Fn() -> f64 + Send + Sync>),
+/// Makes a family's histograms with its buckets.
+#[derive(Clone, Debug)]
+struct Buckets(&'static [f64]);
+
+impl MetricConstructor<PromHistogram> for Buckets {
+    fn new_metric(&self) -> PromHistogram {
+        PromHistogram::new(self.0.iter().copied())
+    }
 }
 
-struct Family {
+/// A registered family, by type.
+enum Kind {
+    Counter(Family<Labels, PromCounter>),
+    Gauge(Family<Labels, PromGauge>),
+    Histogram(Family<Labels, PromHistogram, Buckets>),
+    /// Values read at scrape time ([`Metrics::read`]); counter or not.
+    Read {
+        counter: bool,
+    },
+}
+
+/// Series whose values are read from elsewhere (a component's own atomic stats) at each scrape.
+#[derive(Default)]
+struct Reads(Mutex<BTreeMap<&'static str, ReadFamily>>);
+
+type ReadFn = Box<dyn Fn() -> f64 + Send + Sync>;
+
+struct ReadFamily {
     help: &'static str,
-    kind: &'static str,
-    series: BTreeMap<String, Value>,
+    counter: bool,
+    series: Vec<(Labels, ReadFn)>,
+}
+
+impl fmt::Debug for Reads {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Reads")
+    }
+}
+
+/// A whole number as one (`7`, as counters and gauges of the other kinds print), else as is.
+fn encode_read(v: f64, enc: &mut prometheus_client::encoding::MetricEncoder<'_>, counter: bool) -> fmt::Result {
+    let whole = v.fract() == 0.0 && v.abs() < 9e15;
+    match (counter, whole) {
+        (true, true) if v >= 0.0 => enc.encode_counter::<NoLabelSet, u64, f64>(&(v as u64), None),
+        (true, _) => enc.encode_counter::<NoLabelSet, f64, f64>(&v, None),
+        (false, true) => enc.encode_gauge(&(v as i64)),
+        (false, false) => enc.encode_gauge(&v),
+    }
+}
+
+impl Collector for Reads {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
+        let fams = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        for (name, fam) in fams.iter() {
+            let kind = if fam.counter { MetricType::Counter } else { MetricType::Gauge };
+            let mut metric = encoder.encode_descriptor(exposed_as(name, fam.counter), fam.help, None, kind)?;
+            for (labels, read) in &fam.series {
+                encode_read(read(), &mut metric.encode_family(labels)?, fam.counter)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The name to give prometheus-client, which appends `_total` to a counter's.
+fn exposed_as(name: &'static str, counter: bool) -> &'static str {
+    if counter {
+        debug_assert!(name.ends_with("_total"), "counter {name} must end in _total");
+        name.strip_suffix("_total").unwrap_or(name)
+    } else {
+        name
+    }
+}
+
+struct Inner {
+    registry: Registry,
+    kinds: HashMap<&'static str, Kind>,
+    reads: Arc<Reads>,
 }
 
 /// The metrics of one process.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Metrics {
-    families: Arc<Mutex<BTreeMap<&'static str, Family>>>,
+    inner: Arc<Mutex<Inner>>,
 }
 
-fn label_text(labels: &[(&str, &str)]) -> String {
-    let mut s = String::new();
-    for (i, (k, v)) in labels.iter().enumerate() {
-        let v = v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
-        let _ = write!(s, "{}{k}=\"{v}\"", if i == 0 { "" } else { "," });
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let reads = Arc::new(Reads::default());
+        registry.register_collector(Box::new(Arc::clone(&reads)));
+        registry.register_collector(Box::new(ProcessCollector));
+        Metrics { inner: Arc::new(Mutex::new(Inner { registry, kinds: HashMap::new(), reads })) }
     }
-    s
+}
+
+fn labels(labels: &[(&str, &str)]) -> Labels {
+    labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
 impl Metrics {
-    fn entry<T>(
+    /// The family `name`, registered by `make` on first use.
+    fn family<T>(
         &self,
         name: &'static str,
         help: &'static str,
-        kind: &'static str,
-        labels: &[(&str, &str)],
-        make: impl FnOnce() -> Value,
-        get: impl FnOnce(&Value) -> Option<T>,
+        make: impl FnOnce(&mut Registry, &'static str, &'static str) -> Kind,
+        get: impl FnOnce(&Kind) -> Option<T>,
     ) -> T {
-        let mut f = self.families.lock().unwrap_or_else(|e| e.into_inner());
-        let fam = f.entry(name).or_insert_with(|| Family { help, kind, series: BTreeMap::new() });
-        let v = fam.series.entry(label_text(labels)).or_insert_with(make);
-        get(v).unwrap_or_else(|| panic!("metric {name} registered twice with different types"))
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let Inner { registry, kinds, .. } = &mut *inner;
+        // prometheus-client ends every help text with a full stop.
+        let help = help.strip_suffix('.').unwrap_or(help);
+        let kind = kinds.entry(name).or_insert_with(|| make(registry, name, help));
+        get(kind).unwrap_or_else(|| panic!("metric {name} registered twice with different types"))
     }
 
-    /// The counter `name{labels}`, created at zero on first use.
-    pub fn counter(&self, name: &'static str, help: &'static str, labels: &[(&str, &str)]) -> Counter {
-        self.entry(
+    /// The counter `name{labels}` (`name` ends in `_total`), created at zero on first use.
+    pub fn counter(&self, name: &'static str, help: &'static str, l: &[(&str, &str)]) -> Counter {
+        let family = self.family(
             name,
             help,
-            "counter",
-            labels,
-            || Value::Counter(Counter::default()),
-            |v| match v {
-                Value::Counter(c) => Some(c.clone()),
+            |r, name, help| {
+                let f = Family::default();
+                r.register(exposed_as(name, true), help, f.clone());
+                Kind::Counter(f)
+            },
+            |k| match k {
+                Kind::Counter(f) => Some(f.clone()),
                 _ => None,
             },
-        )
+        );
+        Counter(family.get_or_create_owned(&labels(l)))
     }
 
     /// The gauge `name{labels}`.
-    pub fn gauge(&self, name: &'static str, help: &'static str, labels: &[(&str, &str)]) -> Gauge {
-        self.entry(
+    pub fn gauge(&self, name: &'static str, help: &'static str, l: &[(&str, &str)]) -> Gauge {
+        let family = self.family(
             name,
             help,
-            "gauge",
-            labels,
-            || Value::Gauge(Gauge::default()),
-            |v| match v {
-                Value::Gauge(g) => Some(g.clone()),
+            |r, name, help| {
+                let f = Family::default();
+                r.register(name, help, f.clone());
+                Kind::Gauge(f)
+            },
+            |k| match k {
+                Kind::Gauge(f) => Some(f.clone()),
                 _ => None,
             },
-        )
+        );
+        Gauge(family.get_or_create_owned(&labels(l)))
     }
 
-    /// The histogram `name{labels}` over `bounds` (seconds).
+    /// The histogram `name{labels}` over `bounds` (seconds; the first registration's bounds
+    /// hold for the whole family).
     pub fn histogram(
         &self,
         name: &'static str,
         help: &'static str,
-        labels: &[(&str, &str)],
+        l: &[(&str, &str)],
         bounds: &'static [f64],
     ) -> Arc<Histogram> {
-        self.entry(
+        let family = self.family(
             name,
             help,
-            "histogram",
-            labels,
-            || {
-                Value::Histogram(Arc::new(Histogram {
-                    bounds,
-                    counts: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
-                    sum_micros: AtomicU64::new(0),
-                    count: AtomicU64::new(0),
-                }))
+            |r, name, help| {
+                let f = Family::new_with_constructor(Buckets(bounds));
+                r.register(name, help, f.clone());
+                Kind::Histogram(f)
             },
-            |v| match v {
-                Value::Histogram(h) => Some(Arc::clone(h)),
+            |k| match k {
+                Kind::Histogram(f) => Some(f.clone()),
                 _ => None,
             },
-        )
+        );
+        Arc::new(Histogram(family.get_or_create_owned(&labels(l))))
     }
 
-    /// A counter (`kind` "counter") or gauge read from elsewhere at each scrape.
+    /// A counter (`kind` "counter", `name` ending in `_total`) or gauge read from elsewhere at
+    /// each scrape. Reading the same series again replaces its source.
     pub fn read(
         &self,
         name: &'static str,
         help: &'static str,
         kind: &'static str,
-        labels: &[(&str, &str)],
+        l: &[(&str, &str)],
         f: impl Fn() -> f64 + Send + Sync + 'static,
     ) {
-        let mut fams = self.families.lock().unwrap_or_else(|e| e.into_inner());
-        let fam = fams.entry(name).or_insert_with(|| Family { help, kind, series: BTreeMap::new() });
-        fam.series.insert(label_text(labels), Value::Read(Box::new(f)));
+        let counter = kind == "counter";
+        let reads = {
+            let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+            match inner.kinds.entry(name).or_insert(Kind::Read { counter }) {
+                Kind::Read { counter: c } if *c == counter => {}
+                _ => panic!("metric {name} registered twice with different types"),
+            }
+            Arc::clone(&inner.reads)
+        };
+        let mut fams = reads.0.lock().unwrap_or_else(|e| e.into_inner());
+        let fam = fams.entry(name).or_insert_with(|| ReadFamily { help, counter, series: Vec::new() });
+        let l = labels(l);
+        fam.series.retain(|(have, _)| *have != l);
+        fam.series.push((l, Box::new(f)));
     }
 
-    /// The exposition text.
+    /// The exposition text (Prometheus text format 0.0.4, [`CONTENT_TYPE`]).
     pub fn render(&self) -> String {
-        let fams = self.families.lock().unwrap_or_else(|e| e.into_inner());
+        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let mut out = String::new();
-        for (name, fam) in fams.iter() {
-            let _ = writeln!(out, "# HELP {name} {}\n# TYPE {name} {}", fam.help, fam.kind);
-            for (labels, v) in &fam.series {
-                let braces = |extra: &str| match (labels.is_empty(), extra.is_empty()) {
-                    (true, true) => String::new(),
-                    (true, false) => format!("{{{extra}}}"),
-                    (false, true) => format!("{{{labels}}}"),
-                    (false, false) => format!("{{{labels},{extra}}}"),
-                };
-                match v {
-                    Value::Counter(c) => {
-                        let _ = writeln!(out, "{name}{} {}", braces(""), c.get());
-                    }
-                    Value::Gauge(g) => {
-                        let _ = writeln!(out, "{name}{} {}", braces(""), g.0.load(Ordering::Relaxed));
-                    }
-                    Value::Read(f) => {
-                        let _ = writeln!(out, "{name}{} {}", braces(""), f());
-                    }
-                    Value::Histogram(h) => {
-                        let mut cumulative = 0;
-                        for (b, c) in h.bounds.iter().zip(&h.counts) {
-                            cumulative += c.load(Ordering::Relaxed);
-                            let _ = writeln!(out, "{name}_bucket{} {cumulative}", braces(&format!("le=\"{b}\"")));
-                        }
-                        let count = h.count.load(Ordering::Relaxed);
-                        let _ = writeln!(out, "{name}_bucket{} {count}", braces("le=\"+Inf\""));
-                        let sum = h.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-                        let _ = writeln!(out, "{name}_sum{} {sum}", braces(""));
-                        let _ = writeln!(out, "{name}_count{} {count}", braces(""));
-                    }
-                }
-            }
-        }
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::prometheus_text::encode(&mut out, &inner.registry);
         out
     }
 }
@@ -286,7 +349,7 @@ pub async fn serve(addr: SocketAddr, metrics: Metrics, readiness: Readiness) -> 
             "/metrics",
             get(move || {
                 let m = m.clone();
-                async move { ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], m.render()) }
+                async move { ([(header::CONTENT_TYPE, CONTENT_TYPE)], m.render()) }
             }),
         )
         .route("/healthz", get(|| async { "ok\n" }))

@@ -16,11 +16,19 @@
 //! `raised` is `msgType` Alert; every later event of the same alert is an Update whose
 //! `references` names the alert's first message. A drill's alert has `status` Exercise, live
 //! ones Actual. Data-quality alerts are `scope` Restricted (for the duty room, not the public).
+//!
+//! The document is written with quick-xml's `Writer`, which escapes text and attributes; text
+//! first loses the characters XML 1.0 forbids (C0 controls other than tab and line ends,
+//! U+FFFE, U+FFFF), which no escaping could carry.
 
 use chrono::{FixedOffset, TimeZone};
+use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
+use quick_xml::Writer;
 use riskwatch_core::registry::Location;
 use riskwatch_core::{AlertCategory, AlertChange, AlertEvent, Level, SensorKind, Site, Timestamp};
-use std::fmt::Write;
+use std::borrow::Cow;
+use std::fmt::Write as _;
+use std::io;
 
 /// `valueName` of the `<geocode>` carrying the site's administrative division code.
 pub const GEOCODE_DIVISION: &str = "GB/T 2260";
@@ -102,24 +110,52 @@ fn token(s: &str) -> String {
     s.chars().map(|c| if c.is_whitespace() || matches!(c, ',' | '<' | '&') { '_' } else { c }).collect()
 }
 
-fn esc(out: &mut String, s: &str) {
-    for c in s.chars() {
-        match c {
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '&' => out.push_str("&amp;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c if (c as u32) < 0x20 && !matches!(c, '\n' | '\r' | '\t') => {}
-            c => out.push(c),
-        }
-    }
+/// Whether XML 1.0 allows `c` in a document (`Char` production: tab, line feed, carriage return,
+/// U+0020 up, but not U+FFFE or U+FFFF; Rust strings hold no surrogates).
+fn xml_char(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r') || (c >= ' ' && !matches!(c, '\u{FFFE}' | '\u{FFFF}'))
 }
 
-fn elem(out: &mut String, indent: &str, name: &str, text: &str) {
-    let _ = write!(out, "{indent}<{name}>");
-    esc(out, text);
-    let _ = writeln!(out, "</{name}>");
+/// `s` as XML 1.0 text can carry it: the characters XML forbids (other C0 controls, U+FFFE,
+/// U+FFFF) dropped, and `\r\n` or a lone `\r` made `\n` (what a parser reads them back as).
+/// Escaping `<`, `&` and the rest is the writer's.
+fn xml_text(s: &str) -> Cow<'_, str> {
+    if s.chars().all(|c| xml_char(c) && c != '\r') {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\r' => {
+                chars.next_if_eq(&'\n');
+                out.push('\n');
+            }
+            c if xml_char(c) => out.push(c),
+            _ => {}
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// The CAP document being written: elements indented by two spaces, one per line.
+struct Doc(Writer<Vec<u8>>);
+
+impl Doc {
+    fn open(&mut self, name: &str) -> io::Result<()> {
+        self.0.write_event(Event::Start(BytesStart::new(name)))
+    }
+
+    fn close(&mut self, name: &str) -> io::Result<()> {
+        self.0.write_event(Event::End(BytesEnd::new(name)))
+    }
+
+    /// `<name>text</name>`, the text escaped by the writer.
+    fn elem(&mut self, name: &str, text: &str) -> io::Result<()> {
+        self.open(name)?;
+        self.0.write_event(Event::Text(BytesText::new(&xml_text(text))))?;
+        self.close(name)
+    }
 }
 
 /// The headline a warning platform shows: area, event and what became of it — from names,
@@ -158,41 +194,48 @@ fn handling_en(change: AlertChange) -> &'static str {
 
 /// The CAP 1.2 `<alert>` document for one alert event.
 pub fn alert_xml(e: &AlertEvent, ctx: &CapContext<'_>) -> String {
+    let mut doc = Doc(Writer::new_with_indent(Vec::with_capacity(4096), b' ', 2));
+    // Writing to a Vec cannot fail.
+    let _ = alert(&mut doc, e, ctx);
+    let mut bytes = doc.0.into_inner();
+    bytes.push(b'\n');
+    // Only `&str`s went in, so this is UTF-8.
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+fn alert(x: &mut Doc, e: &AlertEvent, ctx: &CapContext<'_>) -> io::Result<()> {
     let sender = token(if ctx.sender.is_empty() { "riskwatch" } else { ctx.sender });
-    let mut x = String::with_capacity(4096);
-    x.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    let _ = writeln!(x, "<alert xmlns=\"{CAP_NS}\">");
-    elem(&mut x, "  ", "identifier", &token(&e.event_id));
-    elem(&mut x, "  ", "sender", &sender);
-    elem(&mut x, "  ", "sent", &cap_time(e.ts));
-    elem(&mut x, "  ", "status", if e.exercise { "Exercise" } else { "Actual" });
-    elem(&mut x, "  ", "msgType", if e.change == AlertChange::Raised { "Alert" } else { "Update" });
-    elem(&mut x, "  ", "source", "riskwatch");
+    x.0.write_event(Event::Decl(BytesDecl::new("1.0", Some("UTF-8"), None)))?;
+    x.0.write_event(Event::Start(BytesStart::new("alert").with_attributes([("xmlns", CAP_NS)])))?;
+    x.elem("identifier", &token(&e.event_id))?;
+    x.elem("sender", &sender)?;
+    x.elem("sent", &cap_time(e.ts))?;
+    x.elem("status", if e.exercise { "Exercise" } else { "Actual" })?;
+    x.elem("msgType", if e.change == AlertChange::Raised { "Alert" } else { "Update" })?;
+    x.elem("source", "riskwatch")?;
     if e.category == AlertCategory::DataQuality {
-        elem(&mut x, "  ", "scope", "Restricted");
-        elem(&mut x, "  ", "restriction", "duty room only: sensor data-quality alert / 仅限值班室：数据质量告警");
+        x.elem("scope", "Restricted")?;
+        x.elem("restriction", "duty room only: sensor data-quality alert / 仅限值班室：数据质量告警")?;
     } else {
-        elem(&mut x, "  ", "scope", "Public");
+        x.elem("scope", "Public")?;
     }
     if e.exercise {
-        elem(&mut x, "  ", "note", "演习，非真实事件 / EXERCISE - not a real event");
+        x.elem("note", "演习，非真实事件 / EXERCISE - not a real event")?;
     }
     if e.change != AlertChange::Raised {
         let first = format!("{sender},{},{}", token(&format!("{}-0", e.alert_id)), cap_time(e.first_ts));
-        elem(&mut x, "  ", "references", &first);
+        x.elem("references", &first)?;
     }
-    elem(&mut x, "  ", "incidents", &token(&e.alert_id));
-    info(&mut x, e, ctx, true);
-    info(&mut x, e, ctx, false);
-    x.push_str("</alert>\n");
-    x
+    x.elem("incidents", &token(&e.alert_id))?;
+    info(x, e, ctx, true)?;
+    info(x, e, ctx, false)?;
+    x.close("alert")
 }
 
-fn info(x: &mut String, e: &AlertEvent, ctx: &CapContext<'_>, zh: bool) {
-    x.push_str("  <info>\n");
-    let i = "    ";
-    elem(x, i, "language", if zh { "zh-CN" } else { "en-US" });
-    elem(x, i, "category", category(&e.kind, e.category));
+fn info(x: &mut Doc, e: &AlertEvent, ctx: &CapContext<'_>, zh: bool) -> io::Result<()> {
+    x.open("info")?;
+    x.elem("language", if zh { "zh-CN" } else { "en-US" })?;
+    x.elem("category", category(&e.kind, e.category))?;
     let event = match (zh, e.category) {
         (true, AlertCategory::DataQuality) => format!("{}监测数据质量告警", e.kind.zh()),
         (false, AlertCategory::DataQuality) => format!("{} data-quality alert", e.kind.en()),
@@ -201,18 +244,18 @@ fn info(x: &mut String, e: &AlertEvent, ctx: &CapContext<'_>, zh: bool) {
         (true, _) => format!("{}{}预警", e.kind.zh(), e.level.zh()),
         (false, _) => format!("{} {} warning", e.kind.en(), e.level.as_str()),
     };
-    elem(x, i, "event", &event);
-    elem(x, i, "responseType", response_type(e.level, e.change));
-    elem(x, i, "urgency", urgency(e.level, e.change));
-    elem(x, i, "severity", if e.category == AlertCategory::DataQuality { "Minor" } else { severity(e.level) });
-    elem(x, i, "certainty", "Observed");
-    elem(x, i, "onset", &cap_time(e.first_ts));
+    x.elem("event", &event)?;
+    x.elem("responseType", response_type(e.level, e.change))?;
+    x.elem("urgency", urgency(e.level, e.change))?;
+    x.elem("severity", if e.category == AlertCategory::DataQuality { "Minor" } else { severity(e.level) })?;
+    x.elem("certainty", "Observed")?;
+    x.elem("onset", &cap_time(e.first_ts))?;
     if !ctx.sender_name.is_empty() {
-        elem(x, i, "senderName", ctx.sender_name);
+        x.elem("senderName", ctx.sender_name)?;
     }
     // The registry's name in this block's language; else the one the event carries.
     let site_name = ctx.site.map(|s| s.display_name(zh)).unwrap_or_else(|| e.site_label());
-    elem(x, i, "headline", &headline(e, &event, site_name, zh));
+    x.elem("headline", &headline(e, &event, site_name, zh))?;
     // Public messages carry what happened, never an officer's name or note: those stay in the
     // duty room (the console's timeline). A restricted (data-quality) message keeps them.
     let public = e.category != AlertCategory::DataQuality;
@@ -232,7 +275,7 @@ fn info(x: &mut String, e: &AlertEvent, ctx: &CapContext<'_>, zh: bool) {
             let _ = write!(description, "\n{} {by}: {note}", if zh { e.change.zh() } else { e.change.as_str() });
         }
     }
-    elem(x, i, "description", &description);
+    x.elem("description", &description)?;
     for (name, value) in [
         ("riskwatch:level", e.level.as_str().to_string()),
         ("riskwatch:change", e.change.as_str().to_string()),
@@ -242,28 +285,28 @@ fn info(x: &mut String, e: &AlertEvent, ctx: &CapContext<'_>, zh: bool) {
         ("riskwatch:value", e.value_text()),
         ("riskwatch:threshold", e.threshold_text()),
     ] {
-        x.push_str("    <parameter>\n");
-        elem(x, "      ", "valueName", name);
-        elem(x, "      ", "value", &value);
-        x.push_str("    </parameter>\n");
+        x.open("parameter")?;
+        x.elem("valueName", name)?;
+        x.elem("value", &value)?;
+        x.close("parameter")?;
     }
-    x.push_str("    <area>\n");
-    elem(x, "      ", "areaDesc", site_name);
+    x.open("area")?;
+    x.elem("areaDesc", site_name)?;
     // The sensor's position, else the site's.
     if let Some(loc) = ctx.location.or_else(|| ctx.site.and_then(|s| s.location)) {
         if loc.lat.is_finite() && loc.lon.is_finite() {
             // A point: radius 0 km (CAP: "lat,lon radius").
-            elem(x, "      ", "circle", &format!("{:.6},{:.6} 0", loc.lat, loc.lon));
+            x.elem("circle", &format!("{:.6},{:.6} 0", loc.lat, loc.lon))?;
         }
     }
     // The administrative division (GB/T 2260 code), which warning-publication platforms route
     // by; the registry checked it is 6 digits.
     if let Some(code) = ctx.site.and_then(|s| s.division.as_deref()).filter(|c| !c.is_empty()) {
-        x.push_str("      <geocode>\n");
-        elem(x, "        ", "valueName", GEOCODE_DIVISION);
-        elem(x, "        ", "value", code);
-        x.push_str("      </geocode>\n");
+        x.open("geocode")?;
+        x.elem("valueName", GEOCODE_DIVISION)?;
+        x.elem("value", code)?;
+        x.close("geocode")?;
     }
-    x.push_str("    </area>\n");
-    x.push_str("  </info>\n");
+    x.close("area")?;
+    x.close("info")
 }

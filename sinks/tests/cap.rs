@@ -259,3 +259,192 @@ fn public_fields_carry_names_not_ids_or_officers_notes() {
         .collect();
     assert_eq!(geocode, ["GB/T 2260", "420102", "GB/T 2260", "420102"], "{xml}");
 }
+
+/// An element as quick-xml's namespace-aware reader reads it back: local name, namespace, text
+/// (entity and character references resolved) and child elements.
+#[derive(Debug, Default)]
+struct El {
+    name: String,
+    ns: Option<String>,
+    text: String,
+    children: Vec<El>,
+}
+
+impl El {
+    fn child(&self, name: &str) -> &El {
+        self.children.iter().find(|c| c.name == name).unwrap_or_else(|| panic!("<{}> has no <{name}>", self.name))
+    }
+    fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a El> + 'a {
+        self.children.iter().filter(move |c| c.name == name)
+    }
+    fn names(&self) -> Vec<&str> {
+        self.children.iter().map(|c| c.name.as_str()).collect()
+    }
+}
+
+/// Parses a document with quick-xml's `NsReader`; panics on anything malformed.
+fn read_back(xml: &str) -> El {
+    use quick_xml::events::Event;
+    use quick_xml::name::ResolveResult;
+    let mut reader = quick_xml::reader::NsReader::from_str(xml);
+    let mut stack = vec![El::default()];
+    let mut root = None;
+    loop {
+        let (ns, event) = reader.read_resolved_event().unwrap_or_else(|e| panic!("quick-xml: {e}\n{xml}"));
+        let ns = match ns {
+            ResolveResult::Bound(n) => Some(String::from_utf8(n.as_ref().to_vec()).unwrap()),
+            _ => None,
+        };
+        let el = |s: &quick_xml::events::BytesStart<'_>| El {
+            name: String::from_utf8(s.local_name().as_ref().to_vec()).unwrap(),
+            ns: ns.clone(),
+            ..El::default()
+        };
+        match event {
+            Event::Start(s) => stack.push(el(&s)),
+            Event::Empty(s) => stack.last_mut().unwrap().children.push(el(&s)),
+            Event::End(_) => {
+                let done = stack.pop().unwrap();
+                if stack.len() > 1 {
+                    stack.last_mut().unwrap().children.push(done);
+                } else {
+                    assert!(root.is_none(), "two root elements");
+                    root = Some(done);
+                }
+            }
+            Event::Text(t) => stack.last_mut().unwrap().text.push_str(&t.decode().unwrap()),
+            Event::GeneralRef(r) => {
+                let text = match r.resolve_char_ref().unwrap() {
+                    Some(c) => c.to_string(),
+                    None => {
+                        let name = r.decode().unwrap();
+                        quick_xml::escape::resolve_predefined_entity(&name)
+                            .unwrap_or_else(|| panic!("undefined entity &{name};"))
+                            .to_string()
+                    }
+                };
+                stack.last_mut().unwrap().text.push_str(&text);
+            }
+            Event::CData(c) => stack.last_mut().unwrap().text.push_str(&c.decode().unwrap()),
+            Event::Eof => break,
+            Event::Decl(_) | Event::Comment(_) | Event::PI(_) | Event::DocType(_) => {}
+        }
+    }
+    assert_eq!(stack.len(), 1, "unclosed elements");
+    root.expect("a root element")
+}
+
+/// The document read back with quick-xml's reader has CAP's structure: the alert's header, then
+/// one info block per language with its fixed vocabularies, area, circle and geocode.
+#[test]
+fn read_back_with_quick_xml_the_alert_has_caps_structure() {
+    let registry = registry();
+    let ctx = CapContext {
+        sender: "riskwatch@wuhan.example",
+        sender_name: "武汉市防汛抗旱指挥部",
+        site: registry.site("hankou"),
+        location: registry.sensor("hankou-wl").and_then(|s| s.location),
+    };
+    let events = flood_events(true);
+    let cleared = events.iter().find(|e| e.change == AlertChange::Cleared).unwrap();
+    for e in [&events[0], cleared] {
+        let xml = alert_xml(e, &ctx);
+        assert!(xml.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<alert xmlns=\""), "{xml}");
+        let alert = read_back(&xml);
+        assert_eq!((alert.name.as_str(), alert.ns.as_deref()), ("alert", Some(CAP_NS)));
+        let mut header = vec!["identifier", "sender", "sent", "status", "msgType", "source", "scope", "note"];
+        if e.change != AlertChange::Raised {
+            header.push("references");
+        }
+        header.extend(["incidents", "info", "info"]);
+        assert_eq!(alert.names(), header, "{xml}");
+        assert_eq!(alert.child("identifier").text, e.event_id);
+        assert_eq!(alert.child("sender").text, "riskwatch@wuhan.example");
+        assert!(is_cap_time(&alert.child("sent").text), "{}", alert.child("sent").text);
+        assert_eq!(alert.child("status").text, "Exercise");
+        let msg_type = if e.change == AlertChange::Raised { "Alert" } else { "Update" };
+        assert_eq!(alert.child("msgType").text, msg_type);
+        let infos: Vec<&El> = alert.all("info").collect();
+        for (info, lang) in infos.iter().zip(["zh-CN", "en-US"]) {
+            assert_eq!(info.child("language").text, lang);
+            assert_eq!(info.child("category").text, "Met");
+            let event = if lang == "zh-CN" { "水位蓝色预警" } else { "water level blue warning" };
+            assert_eq!(info.child("event").text, event);
+            let (urgency, response) =
+                if e.change == AlertChange::Cleared { ("Past", "AllClear") } else { ("Future", "Monitor") };
+            assert_eq!(info.child("urgency").text, urgency);
+            assert_eq!(info.child("responseType").text, response);
+            assert_eq!(info.child("severity").text, "Minor");
+            assert_eq!(info.child("certainty").text, "Observed");
+            assert_eq!(info.child("senderName").text, "武汉市防汛抗旱指挥部");
+            let (area_name, headline) = match (lang, e.change) {
+                ("zh-CN", AlertChange::Cleared) => ("汉口", "汉口 水位蓝色预警解除"),
+                ("zh-CN", _) => ("汉口", "汉口 水位蓝色预警"),
+                (_, AlertChange::Cleared) => ("Hankou", "water level blue warning cleared: Hankou"),
+                _ => ("Hankou", "water level blue warning: Hankou"),
+            };
+            assert_eq!(info.child("headline").text, headline);
+            assert_eq!(info.all("parameter").count(), 7);
+            let area = info.child("area");
+            assert_eq!(area.names(), ["areaDesc", "circle", "geocode"]);
+            assert_eq!(area.child("areaDesc").text, area_name);
+            assert_eq!(area.child("circle").text, "30.580000,114.290000 0");
+            let geocode = area.child("geocode");
+            assert_eq!(geocode.child("valueName").text, "GB/T 2260");
+            assert_eq!(geocode.child("value").text, "420102");
+            for el in [*info, area, geocode] {
+                assert_eq!(el.ns.as_deref(), Some(CAP_NS), "<{}> in CAP's namespace", el.name);
+            }
+        }
+    }
+}
+
+/// Names and notes come from configuration and officers: markup, `]]>`, quotes and characters
+/// XML 1.0 forbids must neither break the document nor reach it. What XML can carry reads back
+/// intact; the forbidden characters are dropped, and `\r\n` is `\n` (as any parser reads it).
+#[test]
+fn hostile_names_and_notes_leave_a_well_formed_document_and_read_back() {
+    const HOSTILE: &str = "A<b>&amp; \"c\" 'd' ]]> <![CDATA[x]]> </info>\u{1}\u{8}\u{b}\u{c}\u{1b}\u{0}\u{fffe}\u{ffff}\t\r\ne\u{7f}\u{85}\u{10000}";
+    const LEGAL: &str = "A<b>&amp; \"c\" 'd' ]]> <![CDATA[x]]> </info>\t\ne\u{7f}\u{85}\u{10000}";
+    let registry = registry();
+    let mut site = registry.site("hankou").cloned().unwrap();
+    site.name = format!("Hankou {HOSTILE}");
+    site.name_zh = format!("汉口 {HOSTILE}");
+    let ctx = CapContext { sender: "rw\u{1}<&>\"'\u{b}x", sender_name: HOSTILE, site: Some(&site), location: None };
+    let events = flood_events(false);
+    let mut raised = events[0].clone();
+    // A data-quality alert is restricted, so its description keeps the officer's name and note.
+    raised.category = AlertCategory::DataQuality;
+    let mut ack = raised.clone();
+    ack.change = AlertChange::Acknowledged;
+    ack.by = Some(format!("li.wei {HOSTILE}"));
+    ack.note = Some(format!("note {HOSTILE}"));
+    ack.message_en = HOSTILE.to_string();
+    for e in [&raised, &ack] {
+        let xml = alert_xml(e, &ctx);
+        let forbidden: Vec<char> = xml
+            .chars()
+            .filter(|&c| !(matches!(c, '\t' | '\n' | '\r') || (c >= ' ' && c != '\u{fffe}' && c != '\u{ffff}')))
+            .collect();
+        assert!(forbidden.is_empty(), "characters XML 1.0 forbids in the document: {forbidden:?}");
+        assert!(!xml.contains("<b>") && !xml.contains("]]>"), "markup passed through unescaped:\n{xml}");
+        let alert = read_back(&xml);
+        // A strict second parser agrees, and the document is still valid CAP.
+        let doc = roxmltree::Document::parse(&xml).unwrap_or_else(|err| panic!("roxmltree: {err}\n{xml}"));
+        check(doc.root_element(), ALERT, "alert");
+        let sender = &alert.child("sender").text;
+        assert_eq!(sender, "rw__>\"'_x", "a token: controls dropped, '<' '&' replaced");
+        let infos: Vec<&El> = alert.all("info").collect();
+        assert_eq!(infos.len(), 2);
+        for (info, name) in infos.iter().zip([format!("汉口 {LEGAL}"), format!("Hankou {LEGAL}")]) {
+            assert_eq!(info.child("senderName").text, LEGAL);
+            assert_eq!(info.child("area").child("areaDesc").text, name);
+            assert!(info.child("headline").text.contains(&name), "{}", info.child("headline").text);
+        }
+        if e.change == AlertChange::Acknowledged {
+            let description = &infos[1].child("description").text;
+            let want = format!("{LEGAL}\nacknowledged li.wei {LEGAL}: note {LEGAL}");
+            assert_eq!(description, &want);
+        }
+    }
+}

@@ -366,9 +366,10 @@ pub fn http_get_status(addr: &str, path: &str) -> (u16, String) {
 pub fn documented_metrics() -> std::collections::BTreeSet<String> {
     let doc = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/operations.md")).unwrap();
     doc.lines()
-        .filter_map(|l| l.strip_prefix("| `riskwatch_"))
+        .filter_map(|l| l.strip_prefix("| `"))
         .filter_map(|rest| rest.split('`').next())
-        .map(|name| format!("riskwatch_{name}"))
+        .filter(|name| name.starts_with("riskwatch_") || name.starts_with("process_"))
+        .map(str::to_string)
         .collect()
 }
 
