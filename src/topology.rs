@@ -113,7 +113,7 @@ impl Default for MqttSettings {
             share_group: None,
             username: None,
             password: None,
-            inflight: 1000,
+            inflight: riskwatch_ingest::MqttSourceConfig::DEFAULT_INFLIGHT,
             publish_alerts: true,
             tls_ca: None,
             tls_cert: None,

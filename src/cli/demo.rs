@@ -87,6 +87,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         synchronous: Default::default(),
         mqtt_host: inner.ip().to_string(),
         mqtt_port: inner.port(),
+        inflight: riskwatch_ingest::MqttSourceConfig::DEFAULT_INFLIGHT,
         client_prefix: "riskwatch-demo".into(),
         credentials: None,
         tls: None,

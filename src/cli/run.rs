@@ -46,6 +46,11 @@ pub struct RunArgs {
     /// acknowledged readings can be lost on a power failure).
     #[arg(long, default_value = "full")]
     synchronous: Synchronous,
+    /// With `--broker`: QoS 1 messages the broker may have in flight to riskwatch before it
+    /// waits for acknowledgements (raise the broker's own limit to match: Mosquitto's
+    /// `max_inflight_messages`).
+    #[arg(long, default_value_t = riskwatch_ingest::MqttSourceConfig::DEFAULT_INFLIGHT, requires = "broker")]
+    inflight: u16,
     /// Address the embedded MQTT broker listens on.
     #[arg(long, default_value = "127.0.0.1:18830", conflicts_with = "broker")]
     listen: SocketAddr,
@@ -176,8 +181,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
             },
             args.duration,
             metrics::listen_address(args.metrics, t.metrics.listen.as_deref())?,
-            t.embedded.front_limits(),
-            t.embedded.synchronous,
+            Options { limits: t.embedded.front_limits(), synchronous: t.embedded.synchronous, inflight: t.mqtt.inflight },
         )
         .await;
     }
@@ -193,10 +197,19 @@ pub async fn run(args: RunArgs) -> Result<()> {
         broker,
         args.duration,
         metrics_at,
-        Default::default(),
-        args.synchronous,
+        Options { limits: Default::default(), synchronous: args.synchronous, inflight: args.inflight },
     )
     .await
+}
+
+/// How the embedded wiring holds what it took in.
+struct Options {
+    /// The gateway front's limits (embedded broker).
+    limits: riskwatch_ingest::FrontLimits,
+    /// When the store's commits reach the disk.
+    synchronous: Synchronous,
+    /// Messages an external broker may have in flight to ingest.
+    inflight: u16,
 }
 
 /// The embedded wiring; `broker` is an external `HOST:PORT`, or the address to run the
@@ -207,8 +220,7 @@ async fn run_embedded(
     broker: std::result::Result<String, (SocketAddr, String)>,
     duration: Option<Duration>,
     metrics_at: Option<SocketAddr>,
-    limits: riskwatch_ingest::FrontLimits,
-    synchronous: Synchronous,
+    opts: Options,
 ) -> Result<()> {
     let metrics = metrics::Metrics::default();
     // Where gateways connect, and where riskwatch's own connections go.
@@ -220,7 +232,8 @@ async fn run_embedded(
         Err((listen, set_by)) => {
             let embedded = broker::start(listen, &set_by)?;
             let inner = (embedded.internal.ip().to_string(), embedded.internal.port());
-            let front = FrontConfig { listener: embedded.listener, upstream: embedded.internal, limits };
+            let front =
+                FrontConfig { listener: embedded.listener, upstream: embedded.internal, limits: opts.limits };
             (listen.ip().to_string(), listen.port(), inner, Some(front))
         }
     };
@@ -230,9 +243,10 @@ async fn run_embedded(
         registry_digest: riskwatch_rules::host::text_digest(&files.registry_text),
         rules_text: files.rules_text,
         db: db.clone(),
-        synchronous,
+        synchronous: opts.synchronous,
         mqtt_host: inner_host,
         mqtt_port: inner_port,
+        inflight: opts.inflight,
         client_prefix: "riskwatch".into(),
         // An external broker may need a login (RISKWATCH_MQTT_USERNAME / _PASSWORD or _PASSWORD_FILE) and TLS
         // (RISKWATCH_MQTT_CA, _CLIENT_CERT, _CLIENT_KEY).

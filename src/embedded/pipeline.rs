@@ -38,6 +38,9 @@ pub struct PipelineConfig {
     pub mqtt_host: String,
     /// Its port.
     pub mqtt_port: u16,
+    /// With an external broker: messages it may have in flight to ingest, unacknowledged
+    /// (`[mqtt] inflight`); the bigger, the larger the store's commits under load.
+    pub inflight: u16,
     /// Prefix of the MQTT client ids (`{prefix}-ingest`, `{prefix}-alerts`).
     pub client_prefix: String,
     /// The rules file, to hot-reload when it changes (`None`: rules are fixed).
@@ -133,6 +136,7 @@ impl Pipeline {
                 },
                 credentials: cfg.credentials.clone(),
                 transport: cfg.tls.clone().map(riskwatch_ingest::Tls),
+                inflight: cfg.inflight,
                 ..MqttSourceConfig::new(&cfg.mqtt_host, cfg.mqtt_port, &format!("{}-ingest", cfg.client_prefix))
             },
             Arc::clone(host.registry()),

@@ -66,6 +66,9 @@ pub struct MqttSourceConfig {
 }
 
 impl MqttSourceConfig {
+    /// [`MqttSourceConfig::inflight`] unless configured.
+    pub const DEFAULT_INFLIGHT: u16 = 1000;
+
     /// Defaults for a broker at `host:port`.
     pub fn new(host: &str, port: u16, client_id: &str) -> Self {
         MqttSourceConfig {
@@ -75,7 +78,7 @@ impl MqttSourceConfig {
             filters: vec![topic::READINGS_FILTER.to_string()],
             clean_session: false,
             max_packet_bytes: 1024 * 1024,
-            inflight: 1000,
+            inflight: Self::DEFAULT_INFLIGHT,
             credentials: None,
             transport: None,
         }
