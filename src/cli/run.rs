@@ -181,7 +181,11 @@ pub async fn run(args: RunArgs) -> Result<()> {
             },
             args.duration,
             metrics::listen_address(args.metrics, t.metrics.listen.as_deref())?,
-            Options { limits: t.embedded.front_limits(), synchronous: t.embedded.synchronous, inflight: t.mqtt.inflight },
+            Options {
+                limits: t.embedded.front_limits(),
+                synchronous: t.embedded.synchronous,
+                inflight: t.mqtt.inflight,
+            },
         )
         .await;
     }
@@ -232,8 +236,7 @@ async fn run_embedded(
         Err((listen, set_by)) => {
             let embedded = broker::start(listen, &set_by)?;
             let inner = (embedded.internal.ip().to_string(), embedded.internal.port());
-            let front =
-                FrontConfig { listener: embedded.listener, upstream: embedded.internal, limits: opts.limits };
+            let front = FrontConfig { listener: embedded.listener, upstream: embedded.internal, limits: opts.limits };
             (listen.ip().to_string(), listen.port(), inner, Some(front))
         }
     };
