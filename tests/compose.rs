@@ -426,7 +426,7 @@ fn questdb_schema_matches_the_sink_and_keeps_data_long_enough() {
         tables.insert(name.to_string(), body.to_string());
     }
     let common = "ts TIMESTAMP, site SYMBOL, sensor SYMBOL, kind SYMBOL, unit SYMBOL";
-    let expected: [(&str, String, &str, u32); 5] = [
+    let expected: [(&str, String, &str, u32); 7] = [
         ("readings", format!("{common}, value DOUBLE, quality LONG"), "DEDUP UPSERT KEYS(ts, sensor)", 30),
         // A drill's readings, apart from the real history (docs/replay.md).
         ("exercise_readings", format!("{common}, value DOUBLE, quality LONG"), "DEDUP UPSERT KEYS(ts, sensor)", 7),
@@ -441,6 +441,20 @@ fn questdb_schema_matches_the_sink_and_keeps_data_long_enough() {
             format!("{common}, peak DOUBLE, samples LONG, rate_hz DOUBLE, quality LONG"),
             "DEDUP UPSERT KEYS(ts, sensor)",
             30,
+        ),
+        // A drill's GNSS solutions and waveform packets: the sink writes them, so they need
+        // their dedup keys too (ILP would create them without).
+        (
+            "exercise_gnss_readings",
+            format!("{common}, e DOUBLE, n DOUBLE, u DOUBLE, quality LONG"),
+            "DEDUP UPSERT KEYS(ts, sensor)",
+            7,
+        ),
+        (
+            "exercise_waveform_packets",
+            format!("{common}, peak DOUBLE, samples LONG, rate_hz DOUBLE, quality LONG"),
+            "DEDUP UPSERT KEYS(ts, sensor)",
+            7,
         ),
         (
             "alert_events",
