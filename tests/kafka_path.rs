@@ -1082,6 +1082,210 @@ fn outages_of_the_store_for_minutes_and_of_kafka_lose_nothing_with_memory_bounde
     }
 }
 
+/// Strong-motion stations of the store-outage backlog test, two accelerometers each.
+const STATIONS: usize = 8;
+/// Samples per channel of one waveform packet (10 s at 100 Hz; three channels: 24 KB).
+const PACKET_SAMPLES: usize = 1000;
+/// Packets per sensor in one record: one station's gateway message of 2 × 4 packets, ~190 KB
+/// (as JSON near the 256 KiB ingest accepts).
+const PACKETS_PER_RECORD: i64 = 4;
+/// What the sink may grow by while the store is down: librdkafka's prefetch (8 MiB,
+/// `SINK_PREFETCH_KBYTES` in bus/src/config.rs) overshot by up to one fetch (1 MiB per
+/// partition of the readings and alerts topics), the fetch buffers the queued records still
+/// point into, the record being decoded and the row buffer (`flush_rows`), and what the
+/// allocator keeps. Measured +12–22 MiB (with the former 16 MiB prefetch, +22–30 MiB; with no
+/// bound, +320 MiB: all of it).
+const SINK_ALLOWANCE_KIB: u64 = 32 * 1024;
+
+/// The water-level registry plus the stations.
+fn station_registry() -> String {
+    let mut s = registry_toml();
+    for i in 0..STATIONS {
+        s += &format!("[[sites]]\nid = \"station-{i}\"\n");
+        for j in ["a", "b"] {
+            s += &format!(
+                "[[sensors]]\nid = \"station-{i}-acc-{j}\"\nsite = \"station-{i}\"\nkind = \"seismic_acceleration\"\n\
+                 unit = \"gal\"\n"
+            );
+        }
+    }
+    s
+}
+
+/// Record `n` of station `i` as ingest writes it (binary): packets `n * 4 ..` of both sensors.
+fn station_record(i: usize, n: i64) -> (String, Vec<u8>) {
+    use riskwatch_core::reading::{Channel, Waveform};
+    let mut readings = Vec::new();
+    for j in ["a", "b"] {
+        for k in n * PACKETS_PER_RECORD..(n + 1) * PACKETS_PER_RECORD {
+            let channels = ["e", "n", "z"]
+                .iter()
+                .enumerate()
+                .map(|(c, name)| Channel {
+                    name: name.to_string(),
+                    samples: (0..PACKET_SAMPLES)
+                        .map(|s| ((k as usize * 31 + s * 7 + c) % 977) as f64 * 0.013)
+                        .collect(),
+                })
+                .collect();
+            readings.push(Reading {
+                sensor: SensorId::new(format!("station-{i}-acc-{j}")),
+                site: SiteId::new(format!("station-{i}")),
+                kind: SensorKind::SeismicAcceleration,
+                ts: Timestamp::from_millis(T0 + k * 10_000),
+                unit: Arc::from("gal"),
+                value: Value::Waveform(Waveform { rate_hz: 100.0, channels }),
+                quality: Quality::Good,
+                exercise: false,
+            });
+        }
+    }
+    let mut records = riskwatch_bus::records::reading_records(&readings, riskwatch_bus::records::RecordFormat::Binary);
+    assert_eq!(records.len(), 1);
+    records.pop().unwrap()
+}
+
+/// Counts records Kafka refused after retrying.
+struct CountFailures(AtomicUsize);
+
+impl rdkafka::ClientContext for CountFailures {}
+
+impl rdkafka::producer::ProducerContext for CountFailures {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &rdkafka::message::DeliveryResult<'_>, _: ()) {
+        if result.is_err() {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Produces records `from..to` of every station to the readings topic as ingest does (its
+/// producer settings, partition by site, its headers); returns the bytes produced.
+fn produce_stations(brokers: &str, from: i64, to: i64) -> u64 {
+    use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    use riskwatch_bus::records::{reading_headers, RecordFormat};
+    let producer: BaseProducer<CountFailures> = riskwatch_bus::config::KafkaConfig::new(brokers)
+        .producer()
+        .create_with_context(CountFailures(AtomicUsize::new(0)))
+        .unwrap();
+    let mut bytes = 0;
+    for n in from..to {
+        for i in 0..STATIONS {
+            let (site, value) = station_record(i, n);
+            bytes += value.len() as u64;
+            let headers = reading_headers(&topic::batch_topic(&site), Timestamp::now().millis(), RecordFormat::Binary);
+            let partition = riskwatch_bus::partition::site_partition(&site, 4);
+            let mut record =
+                BaseRecord::to("riskwatch.readings").key(&site).payload(&value).headers(headers).partition(partition);
+            loop {
+                match producer.send(record) {
+                    Ok(()) => break,
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                        record = r;
+                        producer.poll(Duration::from_millis(50));
+                    }
+                    Err((e, _)) => panic!("producing record {n} of {site}: {e}"),
+                }
+            }
+            producer.poll(Duration::ZERO);
+        }
+    }
+    producer.flush(Duration::from_secs(120)).unwrap();
+    assert_eq!(producer.context().0.load(Ordering::Relaxed), 0, "Kafka refused records");
+    bytes
+}
+
+/// The store down while ten times the sink's memory allowance of readings arrives: the sink
+/// stops consuming while its flush fails and librdkafka stops prefetching at its bound, so the
+/// backlog waits in Kafka, not in the sink; it commits nothing unstored, and once the store is
+/// back every reading is stored once. Only tansu, victoria-metrics and the sink run; the
+/// readings are produced as ingest writes them.
+#[test]
+fn a_store_outage_leaves_the_backlog_in_kafka_not_in_the_sink() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut stack = Stack::start_with(RULES, &station_registry());
+    stack.spawn("sink-1", "sink");
+    let sink = stack.procs["sink-1"].id();
+    let brokers = format!("127.0.0.1:{}", stack.kafka.port);
+    let record_bytes = station_record(0, 0).1.len() as u64;
+    // Records per station during the outage: ten times the allowance.
+    let rounds = (10 * SINK_ALLOWANCE_KIB * 1024).div_ceil(record_bytes * STATIONS as u64) as i64;
+
+    // A first record per station, stored and committed.
+    produce_stations(&brokers, 0, 1);
+    wait_until(Duration::from_secs(60), "the sink's first commit", || {
+        (sink_committed(&stack) == STATIONS as i64).then_some(())
+    });
+
+    let before = rss_kib(sink);
+    stack.vm.stop();
+    let committed_before = sink_committed(&stack);
+    let began = Instant::now();
+    let (bytes, peak, produce_time) = std::thread::scope(|s| {
+        let producing = s.spawn(|| (produce_stations(&brokers, 1, 1 + rounds), began.elapsed()));
+        // Sampled while producing and for 5 s after, while the sink may still be prefetching.
+        let mut peak = 0;
+        let mut after: Option<Instant> = None;
+        while after.is_none_or(|t| t.elapsed() < Duration::from_secs(5)) {
+            peak = rss_kib(sink).max(peak);
+            if after.is_none() && producing.is_finished() {
+                after = Some(Instant::now());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let (bytes, produce_time) = producing.join().unwrap();
+        (bytes, peak, produce_time)
+    });
+    let committed_during = sink_committed(&stack);
+    eprintln!(
+        "store down: {} MiB in {} records produced in {produce_time:?} ({:.1} MiB/s); sink RSS {before} KiB before, \
+         peak {peak} KiB (+{} KiB; allowance {SINK_ALLOWANCE_KIB} KiB); commits {committed_before} → {committed_during}",
+        bytes / (1024 * 1024),
+        rounds * STATIONS as i64,
+        bytes as f64 / (1024.0 * 1024.0) / produce_time.as_secs_f64(),
+        peak.saturating_sub(before),
+    );
+    assert!(bytes >= 10 * SINK_ALLOWANCE_KIB * 1024, "ten times the allowance produced ({bytes} bytes)");
+    assert_eq!(committed_during, committed_before, "the sink commits nothing it has not stored");
+    assert!(
+        peak <= before + SINK_ALLOWANCE_KIB,
+        "the backlog stays in Kafka: sink RSS {before} KiB before the outage, peak {peak} KiB, allowance \
+         +{SINK_ALLOWANCE_KIB} KiB"
+    );
+
+    // The store back: every reading stored once.
+    stack.vm.start();
+    let records = (1 + rounds) * STATIONS as i64;
+    let store_began = Instant::now();
+    wait_until(Duration::from_secs(120), "the sink to commit the backlog", || {
+        (sink_committed(&stack) == records).then_some(())
+    });
+    eprintln!("backlog of {records} records stored in {:?}", store_began.elapsed());
+    let expected: Vec<(String, i64)> = (0..STATIONS)
+        .flat_map(|i| {
+            ["a", "b"].into_iter().flat_map(move |j| {
+                (0..(1 + rounds) * PACKETS_PER_RECORD).map(move |k| (format!("station-{i}-acc-{j}"), T0 + k * 10_000))
+            })
+        })
+        .collect();
+    // victoria-metrics makes what it was sent searchable within a second or two; after 30 s
+    // the check names what is missing.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let stored = loop {
+        let stored: Vec<(String, i64)> = vm_series(stack.vm.port, "waveform_packets_peak")
+            .into_iter()
+            .flat_map(|(labels, ts)| ts.into_iter().map(move |t| (labels["sensor"].clone(), t)))
+            .collect();
+        if stored.len() >= expected.len() || Instant::now() > deadline {
+            break stored;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_each_once("waveform packets in the store", stored, expected);
+    assert!(stack.procs.get_mut("sink-1").unwrap().try_wait().unwrap().is_none(), "the sink exited");
+}
+
 /// The water-level rule with reminders every second at orange and red.
 const REMINDING_RULES: &str = r#"
 [[rules]]

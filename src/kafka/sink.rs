@@ -83,7 +83,7 @@ pub async fn run(
     admin::ensure_topics(&k, Duration::from_secs(60)).await?;
     let lag = crate::metrics::LagContext { metrics: obs.metrics.clone(), group: k.sink_group.clone() };
     let consumer: StreamConsumer<crate::metrics::LagContext> =
-        k.consumer(&k.sink_group, &format!("{}-sink", t.instance)).create_with_context(lag)?;
+        k.sink_consumer(&format!("{}-sink", t.instance)).create_with_context(lag)?;
     consumer.subscribe(&[&k.readings_topic, &k.alerts_topic]).context("subscribing to readings and alerts")?;
     let mut writer = IlpWriter::new(&q.conf).context("questdb.conf")?;
     let producer: FutureProducer = k.producer().create().context("Kafka producer for dead letters")?;
