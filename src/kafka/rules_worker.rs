@@ -185,7 +185,10 @@ struct Worker {
     limits: Limits,
     stats: WorkerStats,
     metrics: crate::metrics::RuleMetrics,
-    readings_in: crate::metrics::Counter,
+    /// Readings taken from Kafka, read at each scrape as `riskwatch_readings_in_total{source="kafka"}`
+    /// (a read series like ingest's `source="mqtt"`, so one process can run both: a family has
+    /// one kind).
+    readings_in: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Runs a rules worker until `shutdown` turns true: hosts for the readings partitions this
@@ -272,11 +275,22 @@ async fn run_role(
         limits: Limits::default(),
         stats: WorkerStats::default(),
         metrics: crate::metrics::RuleMetrics::new(&obs.metrics),
-        readings_in: obs.metrics.counter(
-            "riskwatch_readings_in_total",
-            "Valid readings received, by source.",
-            &[("source", "kafka")],
-        ),
+        readings_in: {
+            let n = Arc::new(std::sync::atomic::AtomicU64::new(0));
+            let read = Arc::clone(&n);
+            // Only the readings role takes readings; registering the network role's (always 0)
+            // would replace it, since reading a series again replaces its source.
+            if role == Role::Readings {
+                obs.metrics.read(
+                    "riskwatch_readings_in_total",
+                    "Valid readings received, by source.",
+                    "counter",
+                    &[("source", "kafka")],
+                    move || read.load(std::sync::atomic::Ordering::Relaxed) as f64,
+                );
+            }
+            n
+        },
     };
     // Ready once the group has given this member its share (possibly none), not before: until
     // then nothing it owns is being evaluated.
@@ -473,7 +487,7 @@ impl Worker {
                 let n = decoded.readings.len();
                 part.host.apply(&mut Input::Readings { at, readings: decoded.readings }, &mut self.events);
                 self.metrics.evaluated(n, began.elapsed());
-                self.readings_in.add(n as u64);
+                self.readings_in.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
                 self.stats.readings += n as u64;
                 for rej in decoded.rejected {
                     let d = DeadLetter::new(
