@@ -589,7 +589,7 @@ fn the_grafana_dashboard_uses_the_provisioned_sources_documented_metrics_and_rea
                 let expr = t["expr"].as_str().unwrap();
                 let names: Vec<&str> = expr
                     .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                    .filter(|w| w.starts_with("riskwatch_"))
+                    .filter(|w| w.starts_with("riskwatch_") || w.starts_with("process_"))
                     .collect();
                 assert!(!names.is_empty(), "{title}: {expr}");
                 for n in names {
