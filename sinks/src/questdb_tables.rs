@@ -74,6 +74,8 @@ pub struct SqlEndpoint {
     pub base: String,
     auth: Auth,
     insecure: bool,
+    /// Extra trusted roots, a PEM file (`tls_roots=`), as the line-protocol writer trusts them.
+    roots: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -94,6 +96,7 @@ impl SqlEndpoint {
         };
         let (addr, user, pass, token, verify) =
             (get("addr"), get("username"), get("password"), get("token"), get("tls_verify"));
+        let roots = get("tls_roots").map(std::path::PathBuf::from);
         let http = matches!(scheme, "http" | "https");
         let base = match (sql_url, http, addr) {
             (Some(u), _, _) => u.trim_end_matches('/').to_string(),
@@ -112,7 +115,7 @@ impl SqlEndpoint {
             (true, _, _, Some(t)) => Auth::Bearer(t.into()),
             _ => Auth::None,
         };
-        Ok(SqlEndpoint { base, auth, insecure: verify == Some("unsafe_off") })
+        Ok(SqlEndpoint { base, auth, insecure: verify == Some("unsafe_off"), roots })
     }
 }
 
@@ -213,11 +216,20 @@ pub async fn ensure_tables(
     policy: TablesPolicy,
     wait: Duration,
 ) -> Result<TablesReport, TablesError> {
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .danger_accept_invalid_certs(at.insecure)
-        .build()
-        .map_err(|e| TablesError::Unreachable(at.base.clone(), e.to_string()))?;
+    let mut builder =
+        reqwest::Client::builder().timeout(Duration::from_secs(10)).danger_accept_invalid_certs(at.insecure);
+    if let Some(path) = &at.roots {
+        // The CA the writer is told to trust (a private CA on QuestDB's HTTPS port) is needed
+        // here too, or the check would refuse a server the writer accepts.
+        let unusable = |e: &dyn std::fmt::Display| {
+            TablesError::Unreachable(at.base.clone(), format!("tls_roots={}: {e}", path.display()))
+        };
+        let pem = std::fs::read(path).map_err(|e| unusable(&e))?;
+        for cert in reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| unusable(&e))? {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    let http = builder.build().map_err(|e| TablesError::Unreachable(at.base.clone(), e.to_string()))?;
     let client = Client { http, at: at.clone() };
     let deadline = tokio::time::Instant::now() + wait;
     let mut delays = crate::retry::delays(Duration::from_millis(250), Duration::from_secs(5));
@@ -347,6 +359,9 @@ mod tests {
         let e = SqlEndpoint::from_conf("https::addr=q.example:9000;username=rw;password=pw;", None).unwrap();
         assert_eq!(e.base, "https://q.example:9000");
         assert!(matches!(e.auth, Auth::Basic(ref u, ref p) if u == "rw" && p == "pw"));
+        assert_eq!(e.roots, None);
+        let e = SqlEndpoint::from_conf("https::addr=q:9000;tls_roots=/etc/ca.pem;", None).unwrap();
+        assert_eq!(e.roots.as_deref(), Some(std::path::Path::new("/etc/ca.pem")));
         let e = SqlEndpoint::from_conf("http::addr=q:9000;token=abc;", None).unwrap();
         assert!(matches!(e.auth, Auth::Bearer(ref t) if t == "abc"));
         let err = SqlEndpoint::from_conf("tcp::addr=q:9009;username=k;token=ecdsa;", None).unwrap_err();
