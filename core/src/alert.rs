@@ -30,6 +30,9 @@ pub enum AlertChange {
     Resolved,
     /// Re-notification of a red or orange alert nobody has acknowledged yet.
     Reminder,
+    /// A tier of the alert's call-response chain (叫应) was called: `details.call` says who
+    /// ([`Call`]).
+    Called,
 }
 
 /// What an alert is about.
@@ -68,6 +71,7 @@ impl AlertChange {
             AlertChange::Assigned => "assigned",
             AlertChange::Resolved => "resolved",
             AlertChange::Reminder => "reminder",
+            AlertChange::Called => "called",
         }
     }
 
@@ -82,6 +86,7 @@ impl AlertChange {
             AlertChange::Assigned => "已派单",
             AlertChange::Resolved => "已处置闭环",
             AlertChange::Reminder => "提醒",
+            AlertChange::Called => "叫应",
         }
     }
 }
@@ -89,6 +94,42 @@ impl AlertChange {
 impl fmt::Display for AlertChange {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// One call of an alert's call-response chain (叫应): the tier called, who, through which
+/// notification channels, when, and by when they must answer (acknowledge). A `called` event
+/// carries it as `details.call`; the `acknowledged` event that stops the chain carries the
+/// tier that was waiting as `details.call` too.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Call {
+    /// The chain's id (rules file, `[[chains]]`).
+    pub chain: String,
+    /// The tier called, from 1.
+    pub tier: u32,
+    /// Tiers the chain has.
+    pub tiers: u32,
+    /// Who was called (a person, a post or a unit).
+    pub who: String,
+    /// Notification channels the call goes out on (ids of `docs/notifications.md` channels).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notify: Vec<String>,
+    /// Phone numbers or user ids of the called, for an SMS gateway or a robot's mention.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub contacts: Vec<String>,
+    /// When the tier was called (processing time).
+    #[serde(with = "crate::time::rfc3339")]
+    pub at: Timestamp,
+    /// When the next tier is called unless the alert is acknowledged (`None`: the last tier,
+    /// nobody after it).
+    #[serde(default, with = "crate::time::rfc3339_opt", skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<Timestamp>,
+}
+
+impl Call {
+    /// The call an event carries in `details.call`, if any.
+    pub fn of(e: &AlertEvent) -> Option<Call> {
+        serde_json::from_value(e.details.as_ref()?.get("call")?.clone()).ok()
     }
 }
 

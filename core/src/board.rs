@@ -6,7 +6,7 @@
 //! (`riskwatch/v1/state/...`), the web console's board and its history all use it, so they
 //! agree with each other and with the engine.
 
-use crate::alert::{AlertCategory, AlertChange, AlertEvent};
+use crate::alert::{AlertCategory, AlertChange, AlertEvent, Call};
 use crate::ids::{SensorId, SiteId};
 use crate::kind::SensorKind;
 use crate::level::Level;
@@ -85,6 +85,11 @@ pub struct AlertState {
     /// Reminders sent so far.
     #[serde(default)]
     pub reminders: u32,
+    /// Where the alert is in its call-response chain (叫应): the tiers called so far at its
+    /// current level, in order (the last is waiting for an answer until `acknowledged_by` is
+    /// set). Empty when no chain applies. Escalation starts the new level's chain afresh.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub calls: Vec<Call>,
 }
 
 impl AlertState {
@@ -119,6 +124,7 @@ impl AlertState {
             assignee: None,
             note: None,
             reminders: 0,
+            calls: Vec::new(),
         };
         s.fold(e);
         s
@@ -151,6 +157,7 @@ impl AlertState {
                 if e.change == AlertChange::Escalated {
                     self.acknowledged_by = None;
                     self.acknowledged_ts = None;
+                    self.calls.clear();
                 }
                 self.active = true;
                 self.take_level(e);
@@ -174,6 +181,7 @@ impl AlertState {
                 self.note = e.note.clone().or(self.note.take());
             }
             AlertChange::Reminder => self.reminders += 1,
+            AlertChange::Called => self.calls.extend(Call::of(e)),
         }
     }
 

@@ -20,7 +20,7 @@ pub mod secret;
 pub mod time;
 pub mod wire;
 
-pub use alert::{AlertCategory, AlertChange, AlertEvent};
+pub use alert::{AlertCategory, AlertChange, AlertEvent, Call};
 pub use board::{AlertState, Board};
 pub use dead_letter::DeadLetter;
 pub use ids::{SensorId, SiteId};

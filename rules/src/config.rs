@@ -199,6 +199,8 @@ struct RulesFile {
     quality: Vec<Spanned<QualitySpec>>,
     #[serde(default)]
     composites: Vec<Spanned<CompositeSpec>>,
+    #[serde(default)]
+    chains: Vec<Spanned<crate::chain_spec::ChainSpec>>,
 }
 
 /// A parsed, statically valid rules file.
@@ -210,6 +212,8 @@ pub struct RuleSet {
     pub quality: Vec<(QualitySpec, usize)>,
     /// Composite site rules, in file order, with their lines.
     pub composites: Vec<(CompositeSpec, usize)>,
+    /// Call-response chains (叫应), in file order.
+    pub chains: Vec<crate::chain_spec::ChainSpec>,
     /// Where each field was written, for problems found later (against a registry).
     pub lines: FieldLines,
 }
@@ -394,8 +398,22 @@ impl RuleSet {
                 }
             }
         }
+        let mut chains: Vec<crate::chain_spec::ChainSpec> = Vec::new();
+        for (i, spanned) in file.chains.into_iter().enumerate() {
+            let mut c = spanned.into_inner();
+            let at = format!("chains[{i}]");
+            problems.extend(c.problems().into_iter().map(|p| Problem::new(format!("{at}.{}", p.field), p.message)));
+            if let Some(first) = chains.iter().position(|earlier| earlier.id == c.id) {
+                problems.push(Problem::duplicate(
+                    format!("{at}.id"),
+                    format!("chain id {:?} is used twice", c.id),
+                    format!("chains[{first}].id"),
+                ));
+            }
+            chains.push(c);
+        }
         lines.locate(&mut problems);
-        Ok((RuleSet { rules, quality, composites, lines }, problems))
+        Ok((RuleSet { rules, quality, composites, chains, lines }, problems))
     }
 
     /// Kinds the rules and quality tables apply to that `catalog` does not know. Without a
@@ -530,6 +548,21 @@ impl RuleSet {
             for site in &c.sites {
                 if registry.site(site).is_none() {
                     w.push(Problem::new(format!("composites[{i}].sites"), format!("unknown site {site:?}")));
+                }
+            }
+        }
+        for (i, c) in self.chains.iter().enumerate() {
+            for site in &c.sites {
+                if registry.site(site).is_none() {
+                    w.push(Problem::new(format!("chains[{i}].sites"), format!("unknown site {site:?}")));
+                }
+            }
+            for kind in &c.kinds {
+                if kind != "site" && registry.catalog().lookup(kind).is_none() {
+                    w.push(Problem::new(
+                        format!("chains[{i}].kinds"),
+                        format!("unknown kind {kind:?} (composite alerts have kind \"site\")"),
+                    ));
                 }
             }
         }

@@ -230,6 +230,8 @@ pub struct Engine {
     pub(crate) member_marks: BTreeMap<(Arc<str>, SensorId), (Timestamp, u32)>,
     /// Site and sensor names from the registry, for messages and events.
     pub(crate) names: Names,
+    /// Call-response chains and the alerts walking them (`chains`).
+    pub(crate) chains: crate::chains::Chains,
 }
 
 const DQ_RULE_IDS: [&str; 5] = ["dq.gross_range", "dq.spike", "dq.flat_line", "dq.rate_of_change", "dq.timing"];
@@ -416,6 +418,7 @@ impl Engine {
             role,
             member_marks: BTreeMap::new(),
             names: Names::of(registry),
+            chains: crate::chains::Chains::new(rules.chains.clone()),
         })
     }
 
@@ -527,9 +530,12 @@ impl Engine {
         self.started.get_or_insert(now);
         let before = out.len();
         let flag = self.process_reading(position, reading, now, out);
-        // `advance`, skipped when it would find nothing to do: no reminder due, no sweep due
-        // (it counts its own events; `started` is set above).
-        if now >= self.next_sweep || self.book.may_remind(now) {
+        if self.chains.active() {
+            self.chains.observe(&mut self.book, &self.names, before, now, out);
+        }
+        // `advance`, skipped when it would find nothing to do: no reminder due, no sweep due,
+        // no chain tier due (it counts its own events; `started` is set above).
+        if now >= self.next_sweep || self.book.may_remind(now) || self.chains.may_call(now) {
             self.advance(now, out);
         }
         self.stats.events += (out.len() - before) as u64;
@@ -784,6 +790,12 @@ impl Engine {
     pub fn advance(&mut self, now: Timestamp, out: &mut Vec<AlertEvent>) {
         let before = out.len();
         self.sweep(now, out);
+        if self.chains.active() {
+            let swept = out.len();
+            self.chains.observe(&mut self.book, &self.names, before, now, out);
+            self.chains.call_due(&mut self.book, &self.names, now, out);
+            self.stats.events += (out.len() - swept) as u64;
+        }
         self.label(&mut out[before..]);
     }
 
@@ -872,6 +884,7 @@ impl Engine {
     /// returns the reason; the caller reports it to the sender as an error event.
     pub fn command(&mut self, cmd: &Command, now: Timestamp) -> Result<AlertEvent, CommandError> {
         let mut ev = self.book.command(&self.names, cmd, now)?;
+        self.chains.answer(&mut ev);
         self.stats.events += 1;
         self.names.label(&mut ev);
         Ok(ev)

@@ -11,6 +11,8 @@
 //! reading through the [`ThresholdBands`] state machine of each binding.
 
 mod bands;
+mod chain_spec;
+mod chains;
 mod changes;
 pub mod composite;
 mod condition;
@@ -34,6 +36,8 @@ mod threshold;
 mod window;
 
 pub use bands::{BandSpec, BandState, Delay, Direction, LevelInputs, ThresholdBands, Transition};
+pub use chain_spec::{ChainSpec, TierSpec};
+pub use chains::Walks;
 pub use condition::{Cmp, Condition, Feature};
 pub use config::{CompiledRule, RuleError, RuleSet, RuleSpec, Selector};
 pub use detector_measure::{Detector, StaLtaParams};

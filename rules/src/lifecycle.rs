@@ -349,6 +349,14 @@ impl AlertBook {
         Ok(ev)
     }
 
+    /// An event of open alert `id` at `now` that changes nothing about it but its sequence
+    /// number (a call of its call-response chain, see `chains`); messages left for the caller.
+    pub(crate) fn lifecycle_event(&mut self, id: &str, change: AlertChange, now: Timestamp) -> Option<AlertEvent> {
+        let rec = self.records.get_mut(id)?;
+        rec.seq += 1;
+        Some(event(rec, change, now, Some(rec.level)))
+    }
+
     /// Whether [`AlertBook::remind`] might have something to do at `now` (false: it would
     /// return at once). Cheap enough to ask for every reading.
     #[inline]

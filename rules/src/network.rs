@@ -131,6 +131,9 @@ impl Engine {
             }
             let before = out.len();
             self.evaluate_composite(ci, ts, now, out);
+            if self.chains.active() {
+                self.chains.observe(&mut self.book, &self.names, before, now, out);
+            }
             self.stats.events += (out.len() - before) as u64;
             self.label(&mut out[before..]);
         }

@@ -37,6 +37,9 @@ pub struct Snapshot {
     /// Network role: the latest member update applied per (rule, sensor).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     member_marks: Vec<(Arc<str>, SensorId, Timestamp, u32)>,
+    /// Alerts walking their call-response chains (`chains`).
+    #[serde(default, skip_serializing_if = "crate::chains::Walks::is_empty")]
+    chains: crate::chains::Walks,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -96,6 +99,7 @@ impl Snapshot {
             started: None,
             next_sweep: Timestamp(i64::MIN),
             member_marks: Vec::new(),
+            chains: Default::default(),
         }
     }
 
@@ -296,6 +300,7 @@ impl Engine {
             started: self.started,
             next_sweep: self.next_sweep,
             member_marks: self.member_marks.iter().map(|((r, s), (t, q))| (Arc::clone(r), s.clone(), *t, *q)).collect(),
+            chains: self.chains.walks(),
         }
     }
 
@@ -357,6 +362,7 @@ impl Engine {
         self.changes.mark_all();
         self.member_marks = snap.member_marks.into_iter().map(|(r, s, t, q)| ((r, s), (t, q))).collect();
         self.book = snap.book;
+        self.chains.restore(snap.chains);
         self.started = snap.started;
         self.next_sweep = snap.next_sweep;
         // Last-seen times, stale states and member levels change below: the sweep must look
@@ -480,6 +486,7 @@ impl Engine {
             self.names.label(&mut ev);
             out.push(ev);
         }
+        self.chains.prune(&self.book);
         Ok(())
     }
 

@@ -1,9 +1,9 @@
-//! Exact recovery of the rules host, as a property: random streams of readings, officers'
-//! commands, clock ticks (reminders and stale sensors on), drills and rule reloads, with the
-//! host "crashing" at random points — dropped, and rebuilt from what a wiring had made durable
-//! (the last saved snapshot, the input journal after it) — deliver, deduplicated by `event_id`,
-//! exactly the events of the uninterrupted run, in the same order; and no `event_id` is ever
-//! delivered with two different contents.
+//! Exact recovery of the rules host, as a property: random streams of readings, officers' commands,
+//! clock ticks (reminders, stale sensors and call-response chains on), drills and rule reloads,
+//! with the host "crashing" at random points — dropped, and rebuilt from what a wiring had made
+//! durable (the last saved snapshot, the input journal after it) — deliver, deduplicated by
+//! `event_id`, exactly the events of the uninterrupted run, in the same order; and no `event_id` is
+//! ever delivered with two different contents.
 //!
 //! A third of the cases save whole snapshots (the Kafka worker's way), a third save only the
 //! sensors that changed since the last save and merge them as the embedded store does, and a
@@ -83,6 +83,17 @@ levels.red = "count(>= orange) >= 2"
 applies_to = { kind = "water_level" }
 spike = { suspect = 3.0, fail = 6.0 }
 stale = { intervals = 3 }
+
+[[chains]]
+id = "red"
+level = "red"
+tiers = [{ who = "duty", notify = ["sms"], answer_within = "2s" }, { who = "leader", answer_within = "3s" }, { who = "chief" }]
+
+[[chains]]
+id = "orange-river"
+level = "orange"
+sites = ["river"]
+tiers = [{ who = "river duty", answer_within = "4s" }, { who = "river leader" }]
 "#;
 
 /// The edited rules a reload brings: other thresholds, one rule gone.
@@ -97,6 +108,11 @@ levels = { blue = "warning_level - 0.5", yellow = "warning_level + 0.5", orange 
 [[quality]]
 applies_to = { kind = "water_level" }
 stale = { intervals = 2 }
+
+[[chains]]
+id = "red"
+level = "red"
+tiers = [{ who = "duty", answer_within = "3s" }, { who = "chief" }]
 "#;
 
 const SENSORS: [(&str, &str); 3] = [("wl-1", "river"), ("wl-2", "river"), ("wl-3", "dam")];

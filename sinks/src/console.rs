@@ -23,6 +23,7 @@ pub fn format_event(e: &AlertEvent, colour: bool) -> String {
         AlertChange::Cleared | AlertChange::Resolved => "○",
         AlertChange::Acknowledged | AlertChange::Assigned => "✓",
         AlertChange::Reminder => "↻",
+        AlertChange::Called => "☎",
         _ => "●",
     };
     let lvl = format!("{:<6}", e.level.as_str().to_uppercase());

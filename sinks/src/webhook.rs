@@ -15,7 +15,7 @@
 
 use crate::cap::{self, CapContext};
 use crate::retry;
-use riskwatch_core::{AlertCategory, AlertChange, AlertEvent, Level, Registry, Timestamp};
+use riskwatch_core::{AlertCategory, AlertChange, AlertEvent, Call, Level, Registry, Timestamp};
 use serde::Deserialize;
 use std::collections::{HashSet, VecDeque};
 use std::fmt::Write as _;
@@ -189,8 +189,16 @@ impl NotifyConfig {
 }
 
 impl ChannelConfig {
-    /// Whether this channel wants `e`.
+    /// Whether this channel wants `e`. A call of a call-response chain (`called`) that names
+    /// channels goes to exactly those (drills only where `exercise` allows), whatever their
+    /// other filters say: the chain chose who hears it. One naming none is routed like any
+    /// other event (a channel then needs `called` in `changes`).
     pub fn routes(&self, e: &AlertEvent) -> bool {
+        if let Some(call) = call_of(e) {
+            if !call.notify.is_empty() {
+                return call.notify.contains(&self.id) && (self.exercise || !e.exercise);
+            }
+        }
         let level = e.previous_level.map_or(e.level, |p| p.max(e.level));
         (self.levels.is_empty() || self.levels.contains(&level))
             && (self.sites.is_empty() || self.sites.iter().any(|s| s == e.site.as_str()))
@@ -203,6 +211,11 @@ impl ChannelConfig {
     fn per_minute(&self) -> u32 {
         self.max_per_minute.unwrap_or(if self.format == Format::Cap { 0 } else { 20 })
     }
+}
+
+/// The call a `called` event carries.
+fn call_of(e: &AlertEvent) -> Option<Call> {
+    (e.change == AlertChange::Called).then(|| Call::of(e)).flatten()
 }
 
 /// Expands `${NAME}` in a URL from the environment.
@@ -301,6 +314,18 @@ impl Notifier {
             if let Some(old) = self.recent.pop_front() {
                 self.recent_set.remove(&old);
             }
+        }
+        // A call naming a channel this file does not have would reach nobody: say so.
+        for missing in
+            call_of(e).into_iter().flat_map(|c| c.notify).filter(|n| !self.channels.iter().any(|(c, ..)| c.id == *n))
+        {
+            self.dead.write(
+                &missing,
+                std::slice::from_ref(e),
+                "the call names a channel the notifications file does not have",
+                0,
+                "",
+            );
         }
         for (c, tx, stats) in &self.channels {
             if !c.routes(e) {
@@ -565,9 +590,15 @@ impl Worker {
                 "type": "digest", "count": events.len(), "by_level": by_level(events), "events": events,
             })),
             Format::Dingtalk => {
-                let (title, text) = markdown(events, false);
+                let (title, mut text) = markdown(events, false);
+                // A call's contacts (mobile numbers) are mentioned by name: the robot rings them.
+                let mobiles: Vec<String> = events.iter().filter_map(call_of).flat_map(|c| c.contacts).collect();
+                for m in &mobiles {
+                    let _ = write!(text, " @{m}");
+                }
                 json(serde_json::json!({
-                    "msgtype": "markdown", "markdown": {"title": title, "text": text}, "at": {"isAtAll": mention},
+                    "msgtype": "markdown", "markdown": {"title": title, "text": text},
+                    "at": {"isAtAll": mention, "atMobiles": mobiles},
                 }))
             }
             Format::Wecom => {

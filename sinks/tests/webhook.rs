@@ -308,6 +308,47 @@ async fn routing_by_level_and_drill_and_no_duplicates() {
     assert!(all.iter().any(|e| e["exercise"] == true && e["message_zh"].as_str().unwrap().starts_with("【演习】")));
 }
 
+/// A call of a call-response chain goes to the channels its tier names and nowhere else (a
+/// channel named but missing is dead-lettered); DingTalk rings the tier's contacts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chain_call_reaches_exactly_its_tiers_channels() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = Receiver::start(vec![], (200, r#"{"errcode":0}"#)).await;
+    let dead = dir.path().join("dead.jsonl");
+    let cfg = config(
+        &dead,
+        &format!(
+            "[[channel]]\nid = \"sms-leader\"\nurl = \"{u}?ch=sms-leader\"\nformat = \"json\"\nlevels = [\"blue\"]\nmax_per_minute = 0\n\
+             [[channel]]\nid = \"ding-leader\"\nurl = \"{u}?ch=ding-leader\"\nformat = \"dingtalk\"\nmax_per_minute = 0\n\
+             [[channel]]\nid = \"all\"\nurl = \"{u}?ch=all\"\nformat = \"json\"\nmax_per_minute = 0\n",
+            u = rx.url
+        ),
+    );
+    let mut n = Notifier::start(cfg, None).unwrap();
+    let mut call = raised(&flood_events(false));
+    call.change = AlertChange::Called;
+    call.seq = 1;
+    call.event_id = format!("{}-1", call.alert_id);
+    call.details = Some(serde_json::json!({"call": {
+        "chain": "c", "tier": 2, "tiers": 3, "who": "shift leader", "notify": ["sms-leader", "ding-leader", "nowhere"],
+        "contacts": ["13800000002"], "at": "2026-12-07T10:00:00Z", "deadline": "2026-12-07T10:10:00Z"}}));
+    n.notify(&call);
+    n.close(WITHIN).await;
+    let got = rx.got();
+    let chans: Vec<&str> = got.iter().map(|r| r.query["ch"].as_str()).collect();
+    assert_eq!(chans.len(), 2, "{chans:?}");
+    assert!(chans.contains(&"sms-leader"), "named: its level filter does not apply");
+    assert!(chans.contains(&"ding-leader"));
+    let sms = got.iter().find(|r| r.query["ch"] == "sms-leader").unwrap().json();
+    assert_eq!(sms["event"]["details"]["call"]["who"], "shift leader");
+    let ding = got.iter().find(|r| r.query["ch"] == "ding-leader").unwrap().json();
+    assert_eq!(ding["at"]["atMobiles"], serde_json::json!(["13800000002"]));
+    assert!(ding["markdown"]["text"].as_str().unwrap().contains("@13800000002"));
+    let dl = dead_letters(&dead);
+    assert_eq!(dl.len(), 1, "{dl:?}");
+    assert_eq!(dl[0]["channel"], "nowhere");
+}
+
 #[test]
 fn config_errors_name_the_field() {
     let err = NotifyConfig::from_toml("[[channel]]\nid = \"x\"\nurl = \"ftp://a\"\nformat = \"json\"\n").unwrap_err();

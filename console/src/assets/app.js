@@ -9,7 +9,8 @@ const T = {
     role:"角色", exercise_banner:"【演习】本预警来自演练，不是真实事件", note:"备注", unit:"责任单位", acknowledge:"确认", assign:"指派",
     resolve:"处置闭环", cap:"CAP 报文", timeline:"经过", unacked:"待确认", acked:"已确认", cleared:"已解除·待闭环", threshold:"阈值",
     highest:"最高级别", assignee:"责任单位", acked_by:"确认人", rule:"规则", alert_id:"预警编号", done:"已完成", counts:"未闭环 {n} 条",
-    raised:"发布", escalated:"升级", de_escalated:"降级", acknowledged:"确认", assigned:"指派", resolved:"闭环", reminder:"提醒",
+    raised:"发布", escalated:"升级", de_escalated:"降级", acknowledged:"确认", assigned:"指派", resolved:"闭环", reminder:"提醒", called:"叫应",
+    chain:"叫应", tier:"第 {n}/{m} 级", deadline:"限", answered:"已应答", last_tier:"最后一级",
     login_action:"登录", login_failed:"登录失败", foreign_origin:"外站请求被拒", session_expired:"会话到期", logout_action:"退出", no_readings:"暂无近期读数", sent:"已发送",
     map:"一张图", fit:"全图", no_level:"无预警", basemap_note:"示意底图，非标准地图（无审图号）", map_hint:"点击站点查看其预警；点击聚合点放大。",
     division:"行政区划代码", coords:"坐标", by_sensors:"（按传感器位置平均）", show_on_board:"在实时预警中查看", no_open:"该站点当前没有未闭环的预警。",
@@ -31,7 +32,8 @@ const T = {
     role:"Role", exercise_banner:"[EXERCISE] This alert comes from a drill, not a real event", note:"Note", unit:"Unit", acknowledge:"Acknowledge", assign:"Assign",
     resolve:"Resolve", cap:"CAP message", timeline:"Timeline", unacked:"unacknowledged", acked:"acknowledged", cleared:"cleared · to close", threshold:"Threshold",
     highest:"Highest", assignee:"Assigned to", acked_by:"Acknowledged by", rule:"Rule", alert_id:"Alert id", done:"Done", counts:"{n} open",
-    raised:"raised", escalated:"escalated", de_escalated:"de-escalated", cleared_change:"cleared", acknowledged:"acknowledged", assigned:"assigned", resolved:"resolved", reminder:"reminder",
+    raised:"raised", escalated:"escalated", de_escalated:"de-escalated", cleared_change:"cleared", acknowledged:"acknowledged", assigned:"assigned", resolved:"resolved", reminder:"reminder", called:"called",
+    chain:"Call-response", tier:"tier {n}/{m}", deadline:"answer by", answered:"answered", last_tier:"last tier",
     login_action:"login", login_failed:"login failed", foreign_origin:"foreign origin refused", session_expired:"session expired", logout_action:"logout", no_readings:"No recent readings", sent:"sent",
     map:"Map", fit:"Fit", no_level:"no alert", basemap_note:"Indicative basemap, not an approved standard map", map_hint:"Click a site for its alerts; click a cluster to zoom in.",
     division:"Division code", coords:"Coordinates", by_sensors:" (mean of its sensors)", show_on_board:"Show on the live board", no_open:"No open alerts at this site.",
@@ -133,8 +135,27 @@ async function loadBoard() {
 
 function stateLabel(a) {
   if (!a.active) return `<span class="state cleared">${t("cleared")}</span>`;
-  if (!a.acknowledged_by) return `<span class="state unacked">${t("unacked")}</span>`;
-  return `<span class="state acked">${t("acked")}</span>`;
+  if (!a.acknowledged_by) return `<span class="state unacked">${t("unacked")}</span>${chainLabel(a)}`;
+  return `<span class="state acked">${t("acked")}</span>${chainLabel(a)}`;
+}
+
+// Where an alert is in its call-response chain (叫应): the tier called last, who, and by when
+// they must answer — or who answered.
+function tierName(c) { return t("tier").replace("{n}", c.tier).replace("{m}", c.tiers); }
+function chainLabel(a) {
+  const calls = a.calls || [];
+  if (!calls.length) return "";
+  const c = calls[calls.length - 1];
+  const tail = a.acknowledged_by ? `${t("answered")} ${esc(a.acknowledged_by)}`
+    : c.deadline ? `${t("deadline")} ${fmtTime(c.deadline)}` : t("last_tier");
+  return `<div class="chain" data-tier="${c.tier}">${t("chain")} ${tierName(c)} ${esc(c.who)} · ${tail}</div>`;
+}
+function chainSteps(state) {
+  const calls = (state && state.calls) || [];
+  if (!calls.length) return "—";
+  const steps = calls.map((c) => `<li>${tierName(c)} <b>${esc(c.who)}</b> ${fmtTime(c.at)}${(c.notify || []).length ? ` → ${esc(c.notify.join(", "))}` : ""}${c.deadline ? ` (${t("deadline")} ${fmtTime(c.deadline)})` : ""}</li>`);
+  if (state.acknowledged_by) steps.push(`<li>${t("answered")}: <b>${esc(state.acknowledged_by)}</b> ${fmtTime(state.acknowledged_ts)}</li>`);
+  return `<ol class="chain-steps">${steps.join("")}</ol>`;
 }
 
 function renderBoard() {
@@ -263,6 +284,7 @@ async function openDetail(id) {
     [t("value"), `${esc(fmtValue(a.value, a.decimals, a.unit))} (${t("threshold")} ${esc(fmtValue(a.threshold, a.decimals, a.unit))})`],
     [t("highest"), t(a.highest_level)], [t("since"), fmtTime(a.first_ts)],
     [t("acked_by"), esc(state && state.acknowledged_by ? `${state.acknowledged_by} ${fmtTime(state.acknowledged_ts)}` : "—")],
+    [t("chain"), chainSteps(state)],
     [t("assignee"), esc((state && state.assignee) || "—")], [t("age"), duration(state || { ...a, active: false })],
     [t("site"), `${esc(siteLabel(a))} <span class="muted">${esc(a.site)}</span>`], [t("subject"), `${esc(subjectLabel(a))} <span class="muted">${esc(a.subject)}</span>`],
     [t("rule"), esc(a.rule_id)], [t("alert_id"), esc(id)],
