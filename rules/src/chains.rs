@@ -97,6 +97,7 @@ impl Chains {
         out: &mut Vec<AlertEvent>,
     ) {
         let mut i = from;
+        let mut changed = false;
         // `out` grows with the calls made here; those are `called` events, which start nothing.
         while i < out.len() {
             let e = &out[i];
@@ -107,6 +108,7 @@ impl Chains {
             match e.change {
                 AlertChange::Raised | AlertChange::Escalated => {
                     let id = e.alert_id.clone();
+                    changed = true;
                     self.walks.remove(&id);
                     if let Some(c) = ChainSpec::select(&self.specs, e.level, e.site.as_str(), e.kind.as_str()) {
                         let chain = self.specs[c].id.clone();
@@ -114,12 +116,15 @@ impl Chains {
                     }
                 }
                 AlertChange::Cleared | AlertChange::Resolved => {
-                    self.walks.remove(&e.alert_id);
+                    changed |= self.walks.remove(&e.alert_id).is_some();
                 }
                 _ => {}
             }
         }
-        self.reschedule();
+        // Most readings change no alert: the schedule is left alone then.
+        if changed {
+            self.reschedule();
+        }
     }
 
     /// Calls the next tier of every walk whose deadline has come, in alert id order.
