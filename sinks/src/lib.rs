@@ -20,6 +20,7 @@ pub mod questdb_tables;
 pub mod retry;
 pub mod rule_state;
 pub mod sqlite;
+mod wal_writes;
 pub mod webhook;
 
 /// Lowers the calling thread's scheduling priority (nice 10): for threads whose work may wait —

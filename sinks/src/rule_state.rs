@@ -63,7 +63,9 @@ pub struct StateFile {
 impl StateFile {
     /// Opens (creating) the file.
     pub fn open(path: &Path) -> Result<StateFile, StoreError> {
-        let conn = Connection::open(path)?;
+        // A save of thousands of sensors is hundreds of WAL frames: gathered into few write
+        // calls, as the store's (`wal_writes`).
+        let conn = crate::wal_writes::open_connection(path)?;
         conn.execute_batch(SCHEMA)?;
         Ok(StateFile { conn })
     }
