@@ -154,6 +154,13 @@ impl Store {
         })
     }
 
+    /// Every event with an event time before `to_ms`, oldest first (for the alarm KPIs).
+    pub fn events_before(&self, to_ms: i64) -> Result<Vec<AlertEvent>> {
+        let mut st = self.conn.prepare_cached("SELECT json FROM events WHERE ts < ?1 ORDER BY ts, alert_id, seq")?;
+        let rows = st.query_map(params![to_ms], |r| r.get::<_, String>(0))?;
+        rows.filter_map(|j| j.ok()).map(|j| serde_json::from_str(&j).map_err(Into::into)).collect()
+    }
+
     /// History search, newest first.
     pub fn history(&self, q: &HistoryQuery) -> Result<Vec<AlertEvent>> {
         let mut sql = String::from("SELECT json FROM events WHERE 1=1");
