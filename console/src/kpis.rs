@@ -22,7 +22,7 @@ pub struct Recent(Mutex<Option<(Instant, Arc<Kpis>)>>);
 impl App {
     /// The KPIs of `[from, to)` from the console's history.
     pub(crate) fn kpis(&self, from: Timestamp, to: Timestamp) -> anyhow::Result<Kpis> {
-        let events = Self::lock(&self.store).events_before(to.millis())?;
+        let events = Self::lock(&self.store).kpi_events(from.millis(), to.millis())?;
         Ok(compute(&events, from, to, &Settings { officers: self.officers, ..Settings::default() }))
     }
 

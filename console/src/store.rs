@@ -154,10 +154,15 @@ impl Store {
         })
     }
 
-    /// Every event with an event time before `to_ms`, oldest first (for the alarm KPIs).
-    pub fn events_before(&self, to_ms: i64) -> Result<Vec<AlertEvent>> {
-        let mut st = self.conn.prepare_cached("SELECT json FROM events WHERE ts < ?1 ORDER BY ts, alert_id, seq")?;
-        let rows = st.query_map(params![to_ms], |r| r.get::<_, String>(0))?;
+    /// The events the alarm KPIs of `[from_ms, to_ms)` need (`riskwatch_kpi::events_needed_sql`),
+    /// oldest first.
+    pub fn kpi_events(&self, from_ms: i64, to_ms: i64) -> Result<Vec<AlertEvent>> {
+        let sql = format!(
+            "SELECT json FROM events WHERE {} ORDER BY ts, alert_id, seq",
+            riskwatch_kpi::events_needed_sql("events")
+        );
+        let mut st = self.conn.prepare_cached(&sql)?;
+        let rows = st.query_map(params![from_ms, to_ms], |r| r.get::<_, String>(0))?;
         rows.filter_map(|j| j.ok()).map(|j| serde_json::from_str(&j).map_err(Into::into)).collect()
     }
 

@@ -226,6 +226,20 @@ fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
     Some(sorted[rank.clamp(1, sorted.len()) - 1])
 }
 
+/// Which events [`compute`] needs for a period, as an SQL condition on `table`, a table of
+/// alert events with the columns `ts` (epoch ms), `alert_id`, `change` and `category` (the
+/// pipeline store's `alert_events`, the console's `events`); `?1` is `from`, `?2` is `to`.
+/// Every event of the period, and the earlier events of the alerts raised before it that had
+/// not finished (resolved, or a data-quality alert cleared) by its start: a reader need not
+/// load the whole history.
+pub fn events_needed_sql(table: &str) -> String {
+    format!(
+        "ts < ?2 AND (ts >= ?1 OR alert_id IN (SELECT alert_id FROM {table} WHERE ts < ?1 GROUP BY alert_id \
+         HAVING sum(change = 'raised') > 0 \
+         AND sum(change = 'resolved' OR (change = 'cleared' AND category = 'data_quality')) = 0))"
+    )
+}
+
 /// The KPIs of `[from, to)` from `events`: every event of the period, and for standing alerts
 /// and acknowledgements also the events before it (an alert raised earlier and still open, an
 /// acknowledgement later in the period). Events may come in any order; events after `to` are
@@ -296,7 +310,7 @@ pub fn compute(events: &[AlertEvent], from: Timestamp, to: Timestamp, s: &Settin
                 }
                 most = most.max(end - start + 1);
             }
-            (most >= s.chatter_raises.max(1)).then(|| Chattering {
+            (most >= s.chatter_raises.max(1)).then_some(Chattering {
                 source,
                 raises: times.len() as u64,
                 most_within: most as u64,

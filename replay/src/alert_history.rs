@@ -16,10 +16,10 @@ pub enum Kind {
     Console,
 }
 
-/// Every alert event with an event time before `to`, oldest first (the KPIs need the history
-/// before a period too: alerts still open, acknowledgements of earlier alerts). Rows the
-/// store wrote before it kept each event's JSON are rebuilt from their columns.
-pub fn read(path: &Path, to: Timestamp) -> Result<(Kind, Vec<AlertEvent>)> {
+/// The alert events the KPIs of `[from, to)` need ([`riskwatch_kpi::events_needed_sql`]: the
+/// period's, and those of alerts raised before it and still open at its start), oldest first.
+/// Rows the store wrote before it kept each event's JSON are rebuilt from their columns.
+pub fn read(path: &Path, from: Timestamp, to: Timestamp) -> Result<(Kind, Vec<AlertEvent>)> {
     if !path.exists() {
         bail!("--store {}: no such file", path.display());
     }
@@ -33,9 +33,15 @@ pub fn read(path: &Path, to: Timestamp) -> Result<(Kind, Vec<AlertEvent>)> {
             .is_some())
     };
     if has("alert_events")? {
-        Ok((Kind::Store, from_store(&conn, to).with_context(|| format!("reading alert_events of {}", path.display()))?))
+        Ok((
+            Kind::Store,
+            from_store(&conn, from, to).with_context(|| format!("reading alert_events of {}", path.display()))?,
+        ))
     } else if has("events")? {
-        Ok((Kind::Console, from_console(&conn, to).with_context(|| format!("reading events of {}", path.display()))?))
+        Ok((
+            Kind::Console,
+            from_console(&conn, from, to).with_context(|| format!("reading events of {}", path.display()))?,
+        ))
     } else {
         bail!(
             "--store {}: not a riskwatch store (no alert_events table) nor a console database (no events table)",
@@ -44,9 +50,12 @@ pub fn read(path: &Path, to: Timestamp) -> Result<(Kind, Vec<AlertEvent>)> {
     }
 }
 
-fn from_console(conn: &Connection, to: Timestamp) -> Result<Vec<AlertEvent>> {
-    let mut st = conn.prepare("SELECT json FROM events WHERE ts < ?1 ORDER BY ts, alert_id, seq")?;
-    let rows = st.query_map([to.millis()], |r| r.get::<_, String>(0))?;
+fn from_console(conn: &Connection, from: Timestamp, to: Timestamp) -> Result<Vec<AlertEvent>> {
+    let mut st = conn.prepare(&format!(
+        "SELECT json FROM events WHERE {} ORDER BY ts, alert_id, seq",
+        riskwatch_kpi::events_needed_sql("events")
+    ))?;
+    let rows = st.query_map([from.millis(), to.millis()], |r| r.get::<_, String>(0))?;
     let mut out = Vec::new();
     for json in rows {
         let json = json?;
@@ -55,16 +64,17 @@ fn from_console(conn: &Connection, to: Timestamp) -> Result<Vec<AlertEvent>> {
     Ok(out)
 }
 
-fn from_store(conn: &Connection, to: Timestamp) -> Result<Vec<AlertEvent>> {
+fn from_store(conn: &Connection, from: Timestamp, to: Timestamp) -> Result<Vec<AlertEvent>> {
     let json_column =
         conn.prepare("SELECT 1 FROM pragma_table_info('alert_events') WHERE name = 'event_json'")?.exists([])?;
     let json = if json_column { "event_json" } else { "NULL" };
     let mut st = conn.prepare(&format!(
         "SELECT {json}, event_id, alert_id, seq, rule_id, subject, site, kind, change, level, previous_level, \
          highest_level, first_ts, ts, value, threshold, unit, message_zh, message_en, exercise, category, actor, note, \
-         assignee FROM alert_events WHERE ts < ?1 ORDER BY ts, alert_id, seq"
+         assignee FROM alert_events WHERE {} ORDER BY ts, alert_id, seq",
+        riskwatch_kpi::events_needed_sql("alert_events")
     ))?;
-    let mut rows = st.query([to.millis()])?;
+    let mut rows = st.query([from.millis(), to.millis()])?;
     let mut out = Vec::new();
     while let Some(r) = rows.next()? {
         let event_id: String = r.get(1)?;

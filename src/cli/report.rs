@@ -77,7 +77,7 @@ pub fn run(args: ReportArgs) -> Result<()> {
     } else {
         args.store.clone()
     };
-    let (_, events) = alert_history::read(&store, to)?;
+    let (_, events) = alert_history::read(&store, from, to)?;
     let kpis = compute(&events, from, to, &Settings { officers: args.officers, ..Settings::default() });
     let shown = store.display().to_string();
     let text = match args.format {
