@@ -1,7 +1,7 @@
 //! `riskwatch`: the command line. Wiring only: every behaviour lives in the library crates.
 //!
 //! - `cli/` — one file per subcommand (`run`/`ingest`/`rules`/`sink`, `rules check`, `demo`,
-//!   `simulate`, `replay`, `bench`, `mqtt-acl`, `healthcheck`);
+//!   `simulate`, `replay`, `report`, `bench`, `mqtt-acl`, `healthcheck`);
 //! - `embedded/` — the one-process wiring (broker, rules stage, recovery, outbox, store);
 //! - `kafka/` — the production wiring (ingest, rules worker, sink);
 //! - `metrics` (riskwatch's own series), `topology` (the production topology file);
@@ -21,7 +21,7 @@ use riskwatch_service::{mqtt_tls, settings, shutdown};
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use cli::run::{components, ConfigArg, RunArgs};
-use cli::{bench, demo, healthcheck, mqtt_acl, replay, simulate};
+use cli::{bench, demo, healthcheck, mqtt_acl, replay, report, simulate};
 use std::path::PathBuf;
 use topology::Component;
 
@@ -71,6 +71,10 @@ enum Command {
     /// Replay recorded readings through the rules: hindcast, what-if, skill scores, report;
     /// or --drill to publish them into the live pipeline as an exercise.
     Replay(Box<replay::ReplayArgs>),
+    /// Alarm KPIs (EEMUA 191 / ISA-18.2) of a period from a store's alert events: alerts per
+    /// officer per 10 minutes, peak, time in flood, chattering, standing, bad actors, time to
+    /// acknowledge; Markdown or HTML.
+    Report(report::ReportArgs),
     /// The duty officers' web console (live board, acknowledge / assign / resolve, history,
     /// audit log) and, with --notify, webhook / chat-robot / CAP notifications;
     /// `console init-users` writes the first users file.
@@ -140,6 +144,7 @@ fn main() {
         Command::Bench { command } => runtime().and_then(|rt| rt.block_on(bench::run(command))),
         Command::Simulate(args) => runtime().and_then(|rt| rt.block_on(simulate::run(args))),
         Command::Replay(args) => runtime().and_then(|rt| rt.block_on(replay::run(*args))),
+        Command::Report(args) => report::run(args),
         Command::Run(args) => runtime().and_then(|rt| rt.block_on(cli::run::run(args))),
         Command::Console(c) => match *c {
             ConsoleCli { command: Some(ConsoleCommand::InitUsers(args)), .. } => console::init_users::run(args),

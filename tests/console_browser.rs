@@ -4,11 +4,11 @@
 //! state change and the audit entry, switches to English; and on the map (一张图) the sites
 //! appear, a red alert turns its marker red live, a click lists the site's alerts; an admin adds
 //! an operator and changes a role in the Operators tab; and on `riskwatch demo --console` itself
-//! the demo's seven sites are on the map and the failing slope's marker turns red while watched.
-//! Screenshots are kept in
+//! the demo's seven sites are on the map and the failing slope's marker turns red while watched,
+//! and its alarm KPI page (报警指标) shows the figures `/api/kpi` computes. Screenshots are kept in
 //! `target/test-artifacts/` (`console-board.png`, `console-audit.png`, `console-en.png`,
 //! `console-map.png`, `console-map-site.png`, `console-map-cluster.png`, `console-operators.png`,
-//! `console-demo-map.png`, `console-demo-map-red.png`).
+//! `console-demo-map.png`, `console-demo-map-red.png`, `console-kpi.png`, `console-kpi-charts.png`).
 //!
 //! Every browser is closed at the end (the WebDriver session is deleted, so chromedriver quits
 //! Chromium), and chromedriver runs in its own process group, killed as a whole, so a failed
@@ -417,19 +417,26 @@ async fn an_admin_adds_an_operator_is_told_why_a_password_is_refused_and_changes
 /// The acceptance run on the demo itself: `riskwatch demo --console` with its real sites on the
 /// map; the landslide point fails near the end of the run, and its site's marker turns red while
 /// the officer watches (no reload); a click on it lists the site's alerts under its name.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_demo_on_the_map_a_failing_slope_turns_its_marker_red_live_and_a_click_lists_its_alerts() {
-    let dir = tempfile::tempdir().unwrap();
+/// `riskwatch demo --console` running for `duration` in `dir`, and a browser logged in to its
+/// console as the one-off officer whose password the demo prints.
+async fn demo_with_console(dir: &std::path::Path, duration: &str) -> (common::Riskwatch, Browser) {
     let mqtt_port = free_port().to_string();
     let listen = format!("127.0.0.1:{}", free_port());
     let mut rw = common::Riskwatch::spawn(
-        &["demo", "--duration", "80s", "--no-color", "--port", &mqtt_port, "--db", "demo.db", "--console", &listen],
-        dir.path(),
+        &["demo", "--duration", duration, "--no-color", "--port", &mqtt_port, "--db", "demo.db", "--console", &listen],
+        dir,
     );
     let line = rw.wait_for_line("duty console:", Duration::from_secs(60));
     let password = line.split("password `").nth(1).and_then(|r| r.split('`').next()).expect("password printed");
     let b = Browser::start().await;
     b.log_in_as(&format!("http://{listen}"), ("duty", "", password)).await;
+    (rw, b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_on_the_map_a_failing_slope_turns_its_marker_red_live_and_a_click_lists_its_alerts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rw, b) = demo_with_console(dir.path(), "80s").await;
     b.js("window.loadedOnce = true; return true").await;
     b.click("#map-tab").await;
     // All seven demo sites are drawn: single markers and clusters (with their counts) add up.
@@ -469,6 +476,127 @@ async fn the_demo_on_the_map_a_failing_slope_turns_its_marker_red_live_and_a_cli
     )
     .await;
     b.screenshot("console-demo-map-red.png").await;
+    drop(b);
+    let (code, out) = rw.wait_exit(Duration::from_secs(120));
+    assert_eq!(code, 0, "{}", out.join("\n"));
+}
+
+/// A synchronous XHR from the page (WebDriver's synchronous scripts cannot await): the JSON of
+/// a GET with the officer's session.
+fn page_get(path: &str) -> String {
+    format!(
+        "const x = new XMLHttpRequest(); x.open('GET', {path:?}, false); x.send(); return JSON.parse(x.responseText)"
+    )
+}
+
+/// The alarm KPI page (报警指标) of `riskwatch demo --console`: once the demo's alerts are in and
+/// one is acknowledged, the page shows every KPI exactly as `/api/kpi` computes it for the
+/// period (formatted as `riskwatch report` prints figures), with the rate chart's flood line
+/// and the bad actors' bars.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kpi_page_shows_the_demos_figures_as_the_kpi_endpoint_computes_them() {
+    use riskwatch_replay::kpi_report::figure;
+    let dir = tempfile::tempdir().unwrap();
+    let start = riskwatch_core::Timestamp::now();
+    let (rw, b) = demo_with_console(dir.path(), "45s").await;
+    // The demo's clocks run from now to 30 days ahead (the landslide's creep): the period
+    // covers them (the 2020 Hankou replay lies before it).
+    let (from, to) = (start.plus_millis(-3_600_000).to_rfc3339(), start.plus_millis(31 * 86_400_000).to_rfc3339());
+    let query = format!("/api/kpi?from={}&to={}", from.replace('+', "%2B"), to.replace('+', "%2B"));
+    b.click("#kpi-tab").await;
+    b.type_into("#kpi-from", &from).await;
+    b.type_into("#kpi-to", &to).await;
+    b.wait_js("the demo's alerts", &format!("return (() => {{ {} }})().raised >= 5", page_get(&query))).await;
+    // The officer acknowledges an alert raised in the period, so time to acknowledge has a figure.
+    let acked = b
+        .js(&format!(
+            "const a = board.find((a) => !a.acknowledged_by && Date.parse(a.first_ts) >= {});
+             if (!a) return null;
+             const x = new XMLHttpRequest(); x.open('POST', `/api/alerts/${{a.alert_id}}/acknowledge`, false);
+             x.setRequestHeader('content-type', 'application/json'); x.send(JSON.stringify({{note: 'KPI test'}}));
+             return x.status",
+            start.plus_millis(-3_600_000).millis()
+        ))
+        .await;
+    assert_eq!(acked, 200, "acknowledging an alert");
+
+    // Render, then ask the endpoint again: when both agree (no alert came in between), the
+    // page must show what the endpoint returns.
+    let deadline = Instant::now() + WITHIN;
+    let (page, json) = loop {
+        b.js("kpi = null; document.querySelector('#kpi-submit').click(); return true").await;
+        b.wait_js("the KPI page rendered", "return kpi !== null").await;
+        let got = b
+            .js(&format!(
+                "const shown = JSON.stringify(kpi);
+                 const fresh = (() => {{ {} }})();
+                 const cells = Object.fromEntries([...document.querySelectorAll('#kpi-table tbody tr')]
+                   .map((tr) => [tr.dataset.kpi, tr.querySelector('.kpi-value').textContent]));
+                 const text = (k) => document.querySelector(`#kpi-summary [data-kpi=${{k}}]`).textContent;
+                 return {{ same: shown === JSON.stringify(fresh), fresh, cells,
+                   alerts: text('alerts'), raised: text('raised'), escalated: text('escalated'), peak: text('peak'),
+                   floods: text('flood_windows'), windows: text('windows'),
+                   rate_bars: document.querySelectorAll('#kpi-rate rect.kpi-bar').length,
+                   flood_line: document.querySelectorAll('#kpi-rate .kpi-flood-line').length,
+                   bad_bars: [...document.querySelectorAll('#kpi-bad rect.kpi-bar')].map((r) => Number(r.dataset.n)),
+                   ack_bars: [...document.querySelectorAll('#kpi-ack rect.kpi-bar')].map((r) => Number(r.dataset.n)),
+                   standing: document.querySelectorAll('#kpi-standing tbody tr[data-id]').length }}",
+                page_get(&query)
+            ))
+            .await;
+        if got["same"] == true {
+            break (got.clone(), got["fresh"].clone());
+        }
+        assert!(Instant::now() < deadline, "the KPI page never settled");
+    };
+    b.screenshot("console-kpi.png").await;
+    b.js("document.querySelector('#kpi-bad').scrollIntoView(); return true").await;
+    b.screenshot("console-kpi-charts.png").await;
+    assert!(json["raised"].as_u64().unwrap() >= 5, "{json}");
+    for v in json["verdicts"].as_array().unwrap() {
+        let key = v["key"].as_str().unwrap();
+        assert_eq!(page["cells"][key], figure(v["value"].as_f64()), "KPI {key}: page vs /api/kpi {v}");
+    }
+    assert_ne!(page["cells"]["ack_median_s"], "–", "the acknowledgement is timed");
+    for (shown, field) in [
+        ("alerts", "alerts"),
+        ("raised", "raised"),
+        ("escalated", "escalated"),
+        ("peak", "peak_10min"),
+        ("floods", "flood_windows"),
+        ("windows", "windows"),
+    ] {
+        assert_eq!(page[shown], json[field].to_string(), "{shown}");
+    }
+    let windows_with_alerts = json["series"].as_array().unwrap().iter().filter(|w| w["alerts"] != 0).count();
+    assert_eq!(page["rate_bars"], windows_with_alerts, "one bar per window with alerts");
+    assert_eq!(page["flood_line"], 1, "the flood threshold line");
+    let bad: Vec<u64> = json["bad_actors"].as_array().unwrap().iter().map(|b| b["alerts"].as_u64().unwrap()).collect();
+    assert_eq!(page["bad_bars"], json!(bad), "a bar per bad actor");
+    let ack: Vec<u64> = json["ack"]["histogram"].as_array().unwrap().iter().map(|h| h[1].as_u64().unwrap()).collect();
+    assert_eq!(page["ack_bars"], json!(ack), "a bar per time-to-acknowledge band");
+    assert_eq!(page["standing"], json["standing"].as_array().unwrap().len(), "a row per standing alert");
+    // The same module's figures of the last 24 h on /metrics.
+    let metrics =
+        b.js("const x = new XMLHttpRequest(); x.open('GET', '/metrics', false); x.send(); return x.responseText").await;
+    let metrics = metrics.as_str().unwrap();
+    for name in [
+        "riskwatch_console_alarms_per_officer_10m",
+        "riskwatch_console_alarms_per_officer_day",
+        "riskwatch_console_alarm_peak_10m",
+        "riskwatch_console_alarm_flood_ratio",
+        "riskwatch_console_alarm_chattering_sources",
+        "riskwatch_console_alarm_standing",
+        "riskwatch_console_alarm_top10_ratio",
+        "riskwatch_console_alarm_ack_median_seconds",
+    ] {
+        let line = metrics
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name}:\n{metrics}"));
+        let value = line.rsplit(' ').next().unwrap();
+        assert!(value.parse::<f64>().is_ok(), "{line}");
+    }
     drop(b);
     let (code, out) = rw.wait_exit(Duration::from_secs(120));
     assert_eq!(code, 0, "{}", out.join("\n"));

@@ -5,13 +5,14 @@
 //! pipeline and the Kafka path: it subscribes to alert events, the retained alert-state topics,
 //! command errors and readings (for the charts), and sends officers' actions as lifecycle
 //! commands on `riskwatch/v1/commands`. Its own SQLite file keeps the event history, the board
-//! (so cleared alerts awaiting closure survive a restart) and the audit log. See
-//! `docs/console.md`.
+//! (so cleared alerts awaiting closure survive a restart) and the audit log; its alarm KPIs
+//! (`kpis`) are a page and `/metrics` series. See `docs/console.md`.
 
 mod auth;
 mod basemap;
 pub mod history;
 pub mod init_users;
+mod kpis;
 mod store;
 mod throttle;
 mod users_edit;
@@ -78,6 +79,10 @@ pub struct ConsoleArgs {
     /// the readings around each alert from its `readings` table.
     #[arg(long)]
     questdb: Option<String>,
+    /// Duty officers on watch at once: the alarm KPIs (page and metrics) are per officer, and a
+    /// flood is 10 alerts per officer in 10 minutes (docs/alarm-kpis.md).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    officers: u32,
     /// Stop after this long (e.g. `10m`); default: until Ctrl-C.
     #[arg(long, value_parser = humantime::parse_duration)]
     duration: Option<Duration>,
@@ -161,6 +166,10 @@ pub struct App {
     public_origin: Option<String>,
     /// Whether the session cookie is `Secure`.
     secure_cookie: bool,
+    /// Officers on watch (the alarm KPIs are per officer).
+    officers: u32,
+    /// The last 24 h's alarm KPIs, for `/metrics`.
+    recent_kpis: kpis::Recent,
 }
 
 impl App {
@@ -344,6 +353,8 @@ pub struct Options {
     pub session_lifetime: Duration,
     /// Password checks at once at most.
     pub login_concurrency: u32,
+    /// Duty officers on watch at once (the alarm KPIs are per officer).
+    pub officers: u32,
 }
 
 impl Options {
@@ -382,6 +393,7 @@ pub async fn run(args: ConsoleArgs) -> Result<()> {
         secure_cookie: args.secure_cookie,
         session_lifetime: args.session_lifetime,
         login_concurrency: args.login_concurrency,
+        officers: args.officers,
     })
     .await?;
     match args.duration {
@@ -459,8 +471,11 @@ impl Console {
             login_waiting: Default::default(),
             secure_cookie: o.secure_cookie || o.public_url.as_deref().is_some_and(|u| u.starts_with("https://")),
             public_origin: o.public_url,
+            officers: o.officers.max(1),
+            recent_kpis: kpis::Recent::default(),
         });
         app.register_metrics();
+        app.register_kpi_metrics();
         let (subscribed_tx, mut subscribed_rx) = tokio::sync::watch::channel(false);
         app.readiness.follow("broker", subscribed_rx.clone());
         let feed_app = Arc::clone(&app);

@@ -154,6 +154,18 @@ impl Store {
         })
     }
 
+    /// The events the alarm KPIs of `[from_ms, to_ms)` need (`riskwatch_kpi::events_needed_sql`),
+    /// oldest first.
+    pub fn kpi_events(&self, from_ms: i64, to_ms: i64) -> Result<Vec<AlertEvent>> {
+        let sql = format!(
+            "SELECT json FROM events WHERE {} ORDER BY ts, alert_id, seq",
+            riskwatch_kpi::events_needed_sql("events")
+        );
+        let mut st = self.conn.prepare_cached(&sql)?;
+        let rows = st.query_map(params![from_ms, to_ms], |r| r.get::<_, String>(0))?;
+        rows.filter_map(|j| j.ok()).map(|j| serde_json::from_str(&j).map_err(Into::into)).collect()
+    }
+
     /// History search, newest first.
     pub fn history(&self, q: &HistoryQuery) -> Result<Vec<AlertEvent>> {
         let mut sql = String::from("SELECT json FROM events WHERE 1=1");

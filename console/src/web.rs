@@ -5,6 +5,7 @@
 #![allow(clippy::result_large_err)]
 
 mod admin;
+mod kpi;
 
 use super::auth::{Lookup, Role, Session};
 use super::store::{AuditEntry, HistoryQuery};
@@ -57,6 +58,7 @@ pub async fn serve(listener: tokio::net::TcpListener, app: AppState) {
         .route("/", get(|| async { page("text/html; charset=utf-8", include_str!("assets/index.html")) }))
         .route("/app.js", get(|| async { page("text/javascript; charset=utf-8", include_str!("assets/app.js")) }))
         .route("/map.js", get(|| async { page("text/javascript; charset=utf-8", include_str!("assets/map.js")) }))
+        .route("/kpi.js", get(|| async { page("text/javascript; charset=utf-8", include_str!("assets/kpi.js")) }))
         .route("/app.css", get(|| async { page("text/css; charset=utf-8", include_str!("assets/app.css")) }))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
@@ -72,6 +74,7 @@ pub async fn serve(listener: tokio::net::TcpListener, app: AppState) {
         .route("/api/alerts/{id}/{action}", post(act))
         .route("/api/history", get(history))
         .route("/api/audit", get(audit_log))
+        .route("/api/kpi", get(kpi::kpi))
         .route("/api/users", get(admin::list).post(admin::add))
         .route("/api/users/{name}", patch(admin::update).delete(admin::remove))
         .route("/api/users/{name}/password", post(admin::password))

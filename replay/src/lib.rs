@@ -17,10 +17,14 @@
 //! - [`writeup`], [`plot`], [`timeaxis`] and [`names`]: Markdown / HTML report with the alert
 //!   timeline and SVG plots (baseline and what-if on one chart, dated time axis), stations
 //!   named as in the registry (Chinese by default), and the JSON of all events.
+//! - [`alert_history`] and [`kpi_report`]: `riskwatch report`, the alarm KPIs
+//!   ([`riskwatch_kpi`]) of a period of a store's alert events, as Markdown or HTML.
 
+pub mod alert_history;
 pub mod diff;
 pub mod hindcast;
 pub mod input;
+pub mod kpi_report;
 pub mod names;
 pub mod plot;
 pub mod questdb;

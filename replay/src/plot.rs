@@ -193,7 +193,7 @@ fn draw(root: &DrawingArea<SVGBackend<'_>, Shift>, chart: &Chart<'_>, (width, he
     let sub_x = px.start + text_width(&chart.title, 18.0) + 12;
     let sub = font(13.0).color(&RGBColor(0x66, 0x66, 0x66)).pos(Pos::new(HPos::Left, VPos::Top));
     root.draw(&Text::new(chart.subtitle.clone(), (sub_x, 12), sub))?;
-    legend(root, px.start, 36, what_if)?;
+    legend(root, px.start, 36, what_if, trace.bucket)?;
 
     // Alert periods per run, under the time axis.
     if what_if {
@@ -217,7 +217,13 @@ fn draw(root: &DrawingArea<SVGBackend<'_>, Shift>, chart: &Chart<'_>, (width, he
 }
 
 /// The legend line under the title.
-fn legend(root: &DrawingArea<SVGBackend<'_>, Shift>, x: i32, y: i32, what_if: bool) -> DrawResult {
+fn legend(
+    root: &DrawingArea<SVGBackend<'_>, Shift>,
+    x: i32,
+    y: i32,
+    what_if: bool,
+    bucket: std::time::Duration,
+) -> DrawResult {
     let text = font(12.0).color(&INK).pos(Pos::new(HPos::Left, VPos::Center));
     let mut x = x;
     let item = |x: &mut i32, label: &str| -> DrawResult {
@@ -226,7 +232,12 @@ fn legend(root: &DrawingArea<SVGBackend<'_>, Shift>, x: i32, y: i32, what_if: bo
         Ok(())
     };
     root.draw(&PathElement::new([(x, y), (x + 20, y)], LINE.stroke_width(2)))?;
-    item(&mut x, "last value per hour")?;
+    let per = match bucket.as_secs() {
+        3600 => "hour".to_string(),
+        s if s % 3600 == 0 => format!("{} h", s / 3600),
+        s => format!("{} min", (s / 60).max(1)),
+    };
+    item(&mut x, &format!("last value per {per}"))?;
     root.draw(&Rectangle::new([(x, y - 5), (x + 20, y + 5)], ENVELOPE.mix(0.6).filled()))?;
     item(&mut x, "min–max")?;
     root.draw(&DashedPathElement::new([(x, y), (x + 20, y)], 8, 5, INK.stroke_width(2)))?;

@@ -17,6 +17,9 @@ use serde_json::json;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+/// The reports' style sheet (HTML).
+pub const STYLE: &str = "body{font-family:sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}th{background:#f4f4f4}.lv{color:#fff;font-weight:bold}img{max-width:100%;border:1px solid #ddd}small code{color:#666}";
+
 /// Default plot size in pixels.
 pub const PLOT_SIZE: (u32, u32) = (1200, 480);
 
@@ -291,15 +294,29 @@ fn timeline_row(e: &AlertEvent, names: &Names<'_>) -> String {
 }
 
 fn html_text(input: &ReportInput<'_>, names: &Names<'_>, plots: &[(String, String)]) -> String {
-    let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;");
-    let mut s = String::from(
-        "<!DOCTYPE html>\n<html lang=\"zh-CN\"><head><meta charset=\"utf-8\"><title>riskwatch replay report</title>\n<style>body{font-family:sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}th{background:#f4f4f4}.lv{color:#fff;font-weight:bold}img{max-width:100%;border:1px solid #ddd}small code{color:#666}</style></head><body>\n<h1>Replay report 回放报告</h1>\n",
+    let mut s = format!(
+        "<!DOCTYPE html>\n<html lang=\"zh-CN\"><head><meta charset=\"utf-8\"><title>riskwatch replay report</title>\n<style>{STYLE}</style></head><body>\n<h1>Replay report 回放报告</h1>\n"
     );
     let _ = writeln!(s, "<p>Input: <code>{}</code></p>", esc(input.input));
     // The Markdown tables, converted row by row (same content, one source of truth).
     let md = markdown_text(input, names, &[]);
+    let body: Vec<&str> = md.lines().skip(2).filter(|l| !l.starts_with("Input:")).collect();
+    s += &markdown_html(&body.join("\n"));
+    if !plots.is_empty() {
+        s += "<h2>Plots</h2>\n";
+        for (sensor, name) in plots {
+            let _ = writeln!(s, "<p><img src=\"plots/{}.svg\" alt=\"{} {}\"></p>", esc(sensor), esc(name), esc(sensor));
+        }
+    }
+    s + "</body></html>\n"
+}
+
+/// Markdown as the reports write it — `## ` headings, pipe tables, paragraphs — as HTML; a
+/// table cell that is a level's name is shown on the level's colour, code spans as small code.
+pub fn markdown_html(md: &str) -> String {
+    let mut s = String::new();
     let mut in_table = false;
-    for line in md.lines().skip(2) {
+    for line in md.lines() {
         if let Some(cells) = line.strip_prefix('|').and_then(|l| l.strip_suffix('|')) {
             if cells.starts_with("---") {
                 continue;
@@ -329,20 +346,19 @@ fn html_text(input: &ReportInput<'_>, names: &Names<'_>, plots: &[(String, Strin
         }
         if let Some(h) = line.strip_prefix("## ") {
             let _ = writeln!(s, "<h2>{}</h2>", esc(h));
-        } else if !line.trim().is_empty() && !line.starts_with("Input:") {
+        } else if !line.trim().is_empty() {
             let _ = writeln!(s, "<p>{}</p>", esc(line));
         }
     }
     if in_table {
         s += "</table>\n";
     }
-    if !plots.is_empty() {
-        s += "<h2>Plots</h2>\n";
-        for (sensor, name) in plots {
-            let _ = writeln!(s, "<p><img src=\"plots/{}.svg\" alt=\"{} {}\"></p>", esc(sensor), esc(name), esc(sensor));
-        }
-    }
-    s + "</body></html>\n"
+    s
+}
+
+/// Text escaped for HTML.
+pub fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 /// Markdown code spans (ids, file names) as small code: "汉口 `hankou-wl`" → "汉口

@@ -196,6 +196,7 @@ async fn start_console(
         secure_cookie: false,
         session_lifetime: crate::console::Options::DEFAULT_SESSION_LIFETIME,
         login_concurrency: crate::console::Options::DEFAULT_LOGIN_CONCURRENCY,
+        officers: 1,
     })
     .await?;
     println!(

@@ -7,6 +7,7 @@ pub mod drill;
 pub mod healthcheck;
 pub mod mqtt_acl;
 pub mod replay;
+pub mod report;
 pub mod rules_check;
 pub mod run;
 pub mod simulate;

@@ -23,6 +23,11 @@ const T = {
     err_bad_name:"用户名不能为空、不能含空格或控制字符，且不超过 64 个字符", err_bad_password:"密码至少需要 10 个字符",
     err_duplicate_name:"已有同名值班员", err_last_admin:"这是最后一名管理员，不能删除或降级；请先把另一人设为管理员",
     err_own_account:"不能删除或降级自己的账号，请由另一名管理员操作", err_stale:"值班员名单已被他人修改，已刷新，请重新操作",
+    kpi:"报警指标", kpi_hint:"留空：最近 24 小时", kpi_name:"指标", kpi_benchmark:"基准（EEMUA 191 / ISA-18.2）", kpi_meets:"达标", kpi_yes:"是", kpi_no:"否",
+    kpi_rate:"每名值班员每 10 分钟预警数", kpi_bad_actors:"频发预警源（前 10）", kpi_ack:"确认用时分布", kpi_chattering:"抖动预警源（1 分钟内发布 ≥ 3 次）",
+    kpi_standing:"长期未闭环预警（超过 24 小时）", kpi_raises:"发布次数", kpi_most_within:"1 分钟内最多", kpi_open_hours:"未闭环（小时）", kpi_none:"无",
+    kpi_flood:"泛滥", kpi_manageable:"可控", kpi_ack_note:"已确认 {acked} 条，未确认 {unacked} 条；中位数 {median} 秒，90% 分位 {p90} 秒。",
+    kpi_summary:"{from} 至 {to}，值班员 {officers} 名：预警 {alerts} 条（发布 {raised}，升级 {escalated}）；10 分钟峰值 {peak} 条；泛滥时段 {floods}/{windows}。",
     err_unknown_user:"没有这个值班员（可能已被删除）", err_bad_display_name:"姓名不能含控制字符，且不超过 128 个字符" },
   en: { title:"riskwatch duty console", offline:"offline", online:"live", logout:"Log out", login:"Officer login", name:"Name", password:"Password",
     login_btn:"Log in", board:"Live alerts", history:"History", audit:"Audit log", users:"Operators", site:"Site", kind:"Kind", level:"Level",
@@ -42,6 +47,11 @@ const T = {
     new_password:"New password (at least 10 characters)", remove:"Remove", role_viewer:"viewer", role_officer:"officer", role_admin:"admin", you:" (you)",
     confirm_remove:"Remove operator {name}? Their sessions end at once.", user_added:"{name} added", user_saved:"{name} saved",
     password_reset:"Password of {name} reset", user_removed:"{name} removed", sessions_ended:", {n} session(s) ended",
+    kpi:"Alarm KPIs", kpi_hint:"empty: the last 24 hours", kpi_name:"KPI", kpi_benchmark:"Benchmark (EEMUA 191 / ISA-18.2)", kpi_meets:"Meets", kpi_yes:"yes", kpi_no:"NO",
+    kpi_rate:"Alerts per officer per 10 minutes", kpi_bad_actors:"Top-10 bad actors", kpi_ack:"Time to acknowledge", kpi_chattering:"Chattering sources (raised ≥ 3 times within a minute)",
+    kpi_standing:"Standing alerts (open more than 24 h)", kpi_raises:"Raises", kpi_most_within:"Most within a minute", kpi_open_hours:"Open (h)", kpi_none:"none",
+    kpi_flood:"flood", kpi_manageable:"manageable", kpi_ack_note:"{acked} acknowledged, {unacked} not; median {median} s, 90th percentile {p90} s.",
+    kpi_summary:"{from} to {to}, {officers} officer(s): {alerts} alerts ({raised} raised, {escalated} escalated); peak {peak} in 10 minutes; flood windows {floods} of {windows}.",
     user_add:"operator added", user_update:"operator changed", user_password:"password reset", user_remove:"operator removed" },
 };
 let lang = localStorage.getItem("rw-lang") || "zh";
@@ -93,6 +103,7 @@ function applyLang() {
   renderMapSites();
   if (selected) openDetail(selected);
   if (me && !$("#tab-users").hidden) loadUsers();
+  renderKpi();
 }
 
 async function api(path, opts = {}) {
@@ -368,6 +379,7 @@ function showTab(name) {
   if (name === "map" && map) map.redraw();
   if (name === "history") loadHistory();
   if (name === "audit") loadAudit();
+  if (name === "kpi") loadKpi();
   if (name === "users") { $("#users-result").textContent = ""; loadUsers(); }
 }
 
