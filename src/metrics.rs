@@ -185,15 +185,27 @@ pub fn sl651_source(m: &Metrics, stats: &Arc<riskwatch_ingest::Sl651Stats>) {
         let s = Arc::clone(stats);
         m.read(name, help, kind, labels, move || f(&s) as f64);
     };
-    read("riskwatch_readings_in_total", "Valid readings received, by source.", "counter", &[("source", "sl651")], |s| {
-        s.readings.load(Ordering::Relaxed)
-    });
-    read("riskwatch_sl651_frames_total", "SL 651 frames received that passed the framing and CRC checks.", "counter", &[], |s| {
-        s.frames.load(Ordering::Relaxed)
-    });
-    read("riskwatch_sl651_acks_total", "SL 651 reports acknowledged to their stations (after the pipeline confirmed them).", "counter", &[], |s| {
-        s.acks.load(Ordering::Relaxed)
-    });
+    read(
+        "riskwatch_readings_in_total",
+        "Valid readings received, by source.",
+        "counter",
+        &[("source", "sl651")],
+        |s| s.readings.load(Ordering::Relaxed),
+    );
+    read(
+        "riskwatch_sl651_frames_total",
+        "SL 651 frames received that passed the framing and CRC checks.",
+        "counter",
+        &[],
+        |s| s.frames.load(Ordering::Relaxed),
+    );
+    read(
+        "riskwatch_sl651_acks_total",
+        "SL 651 reports acknowledged to their stations (after the pipeline confirmed them).",
+        "counter",
+        &[],
+        |s| s.acks.load(Ordering::Relaxed),
+    );
     read("riskwatch_sl651_connections", "SL 651 stations connected now.", "gauge", &[], |s| {
         s.connections.load(Ordering::Relaxed)
     });

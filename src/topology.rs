@@ -58,8 +58,9 @@ impl Sl651Settings {
         self.listen
             .as_deref()
             .map(|l| {
-                l.parse::<SocketAddr>()
-                    .map_err(|_| anyhow::anyhow!("sl651.listen: {l:?} is not an IP:PORT address (e.g. \"0.0.0.0:5651\")"))
+                l.parse::<SocketAddr>().map_err(|_| {
+                    anyhow::anyhow!("sl651.listen: {l:?} is not an IP:PORT address (e.g. \"0.0.0.0:5651\")")
+                })
             })
             .transpose()
     }

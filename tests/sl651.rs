@@ -54,8 +54,17 @@ async fn an_rtu_over_tcp_gets_its_reports_acknowledged_stored_and_turned_into_a_
     let (listen, sl651) = (format!("127.0.0.1:{mqtt_port}"), format!("127.0.0.1:{rtu_port}"));
     let mut rw = Riskwatch::spawn(
         &[
-            "run", "--registry", "registry.toml", "--rules", "rules.toml", "--db", "store.db", "--listen", &listen,
-            "--sl651", &sl651,
+            "run",
+            "--registry",
+            "registry.toml",
+            "--rules",
+            "rules.toml",
+            "--db",
+            "store.db",
+            "--listen",
+            &listen,
+            "--sl651",
+            &sl651,
         ],
         dir.path(),
     );
@@ -101,15 +110,17 @@ async fn an_rtu_over_tcp_gets_its_reports_acknowledged_stored_and_turned_into_a_
         observed_at: observed,
         elements: vec![Element::number(0x39, Some(28.9), 4, 3).unwrap()],
     };
-    let mut broken = encode(&Outgoing {
-        serial: 0x0BAD,
-        sent_at: observed,
-        station: id.station,
-        category: 0x48,
-        observed_at: observed,
-        elements: report.elements.clone(),
-    }
-    .frame(1, 0, 0x33))
+    let mut broken = encode(
+        &Outgoing {
+            serial: 0x0BAD,
+            sent_at: observed,
+            station: id.station,
+            category: 0x48,
+            observed_at: observed,
+            elements: report.elements.clone(),
+        }
+        .frame(1, 0, 0x33),
+    )
     .unwrap();
     let n = broken.len();
     broken[n - 1] ^= 0x55;
@@ -117,17 +128,32 @@ async fn an_rtu_over_tcp_gets_its_reports_acknowledged_stored_and_turned_into_a_
     let ack = rtu.report(&report, Duration::from_secs(10)).await.expect("the good report after it is acknowledged");
     assert!(ack.down);
     assert_eq!((ack.function, ack.end, ack.station, ack.centre), (0x33, ESC, id.station, 1));
+    // Acknowledged only once stored: the reading is in the store the moment the ack arrives.
+    let db = rusqlite::Connection::open(dir.path().join("store.db")).unwrap();
+    let stored: Vec<f64> = db
+        .prepare("SELECT value FROM readings WHERE sensor = 'hankou-wl' AND ts = ?1")
+        .unwrap()
+        .query_map([observed.millis()], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(stored, [28.9], "the acknowledged reading is already committed");
+    drop(db);
     // A station nobody bound: dead-lettered, and acknowledged (it is stored as a dead letter).
     let mut stranger = Rtu::connect(&sl651, RtuIdentity::river("0099999999").unwrap()).await.unwrap();
     stranger.report(&report, Duration::from_secs(10)).await.expect("a dead-lettered report is acknowledged too");
 
     let got = officer
-        .collect_until(Duration::from_secs(30), |ps| ps.iter().filter(|p| p.topic.contains("/rejections/")).count() >= 2)
+        .collect_until(Duration::from_secs(30), |ps| {
+            ps.iter().filter(|p| p.topic.contains("/rejections/")).count() >= 2
+        })
         .await;
     let reasons: Vec<String> = got
         .iter()
         .filter(|p| p.topic.contains("/rejections/"))
-        .map(|p| serde_json::from_slice::<serde_json::Value>(&p.payload).unwrap()["reason"].as_str().unwrap().to_string())
+        .map(|p| {
+            serde_json::from_slice::<serde_json::Value>(&p.payload).unwrap()["reason"].as_str().unwrap().to_string()
+        })
         .collect();
     assert_eq!(reasons, ["sl651_crc", "sl651_unknown_station"]);
 
@@ -141,7 +167,9 @@ async fn an_rtu_over_tcp_gets_its_reports_acknowledged_stored_and_turned_into_a_
     assert_eq!(count("hankou-wl"), plan.len() as i64 + 1, "one level per report, and the last good one");
     assert_eq!(count("hankou-rain"), hourly * 12, "twelve 5-minute amounts per hourly report");
     let last: f64 = db
-        .query_row("SELECT value FROM readings WHERE sensor = 'hankou-wl' AND ts = ?1", [observed.millis()], |r| r.get(0))
+        .query_row("SELECT value FROM readings WHERE sensor = 'hankou-wl' AND ts = ?1", [observed.millis()], |r| {
+            r.get(0)
+        })
         .unwrap();
     assert_eq!(last, 28.9);
     let dead: Vec<(String, String, String, Vec<u8>)> = db

@@ -602,7 +602,12 @@ impl Registry {
             sensors: self.sensors.iter().filter(|(_, s)| keep(&s.site)).map(|(k, v)| (k.clone(), v.clone())).collect(),
             gateways: self.gateways.clone(),
             require_gateway_topics: self.require_gateway_topics,
-            sl651: self.sl651.iter().filter(|(_, id)| self.sensors.get(*id).is_some_and(|s| keep(&s.site))).map(|(k, v)| (k.clone(), v.clone())).collect(),
+            sl651: self
+                .sl651
+                .iter()
+                .filter(|(_, id)| self.sensors.get(*id).is_some_and(|s| keep(&s.site)))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
         }
     }
 }

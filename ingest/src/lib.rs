@@ -23,7 +23,7 @@ pub enum IngestEvent {
 }
 
 pub use front::{FrontLimits, GatewayFront};
-pub use sl651::{Sl651Server, Sl651Stats};
 pub use mqtt::{
     Confirmation, Delivery, LinkError, Message, MqttSource, MqttSourceConfig, RegistryHandle, SourceStats, Tls,
 };
+pub use sl651::{Sl651Server, Sl651Stats};

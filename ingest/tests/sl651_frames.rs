@@ -96,10 +96,7 @@ fn the_worked_timed_report_decodes_field_by_field() {
     assert_eq!(r.category, 0x48);
     let values: Vec<(u16, Timestamp, Option<f64>)> =
         r.values.iter().flat_map(|o| o.points.iter().map(move |(t, v)| (o.element, *t, *v))).collect();
-    assert_eq!(
-        values,
-        [(0x39, OBSERVED, Some(28.77)), (0x26, OBSERVED, Some(123.4)), (0x38, OBSERVED, Some(12.34))]
-    );
+    assert_eq!(values, [(0x39, OBSERVED, Some(28.77)), (0x26, OBSERVED, Some(123.4)), (0x38, OBSERVED, Some(12.34))]);
     assert_eq!(encode(&f).unwrap(), TIMED, "encoding gives the same bytes back");
 }
 
@@ -215,10 +212,10 @@ fn unknown_elements_read_by_their_data_definition_and_bad_bcd_is_named() {
     let unbound = Element { id: 0xFF0A, def: 0x08, data: vec![0x07] };
     let f = report(vec![odd.clone(), unbound]).frame(1, 0, 0x33);
     let r = report::parse(&one_frame(&encode(&f).unwrap())).unwrap();
-    assert_eq!(r.values.iter().map(|o| (o.element, o.points[0].1)).collect::<Vec<_>>(), [
-        (0x99, Some(4.56)),
-        (0xFF0A, Some(7.0))
-    ]);
+    assert_eq!(
+        r.values.iter().map(|o| (o.element, o.points[0].1)).collect::<Vec<_>>(),
+        [(0x99, Some(4.56)), (0xFF0A, Some(7.0))]
+    );
     let registry = Registry::from_toml(REGISTRY).unwrap();
     let raw = encode(&f).unwrap();
     let events = frame_events(OBSERVED, &f, &raw, &registry);
@@ -254,10 +251,16 @@ fn readings_follow_the_registry_bindings_and_misfits_are_dead_lettered() {
     }
     assert_eq!(readings.len(), 1, "{readings:?}");
     let r = &readings[0];
-    assert_eq!((r.sensor.as_str(), r.site.as_str(), r.ts, &r.value), ("hankou-wl", "hankou", OBSERVED, &Value::Scalar(28.77)));
+    assert_eq!(
+        (r.sensor.as_str(), r.site.as_str(), r.ts, &r.value),
+        ("hankou-wl", "hankou", OBSERVED, &Value::Scalar(28.77))
+    );
     assert_eq!(&*r.unit, "m");
     assert_eq!(dead.len(), 1, "{dead:?}");
-    assert_eq!((dead[0].reason, dead[0].sensor.as_deref(), dead[0].topic.as_str()), ("unit_mismatch", Some("wrong"), "sl651/0012345678"));
+    assert_eq!(
+        (dead[0].reason, dead[0].sensor.as_deref(), dead[0].topic.as_str()),
+        ("unit_mismatch", Some("wrong"), "sl651/0012345678")
+    );
     assert!(dead[0].error.contains("element 26 (body byte 29) is in mm"), "{}", dead[0].error);
     assert_eq!(dead[0].raw, TIMED, "the frame's bytes are kept");
 
@@ -325,11 +328,19 @@ fn an_equal_interval_report_is_a_series_one_value_per_step() {
     .body();
     // 39, 4 bytes 3 decimals, three values 5 minutes apart.
     body.extend_from_slice(&[0x39, 0x23, 0x00, 0x02, 0x80, 0x00, 0x00, 0x02, 0x81, 0x00, 0xFF, 0xFF, 0xFF, 0xFF]);
-    let f = Frame { centre: 1, station: [0x00, 0x12, 0x34, 0x56, 0x78], password: 0, function: 0x31, down: false, start: STX, body, end: ETX };
+    let f = Frame {
+        centre: 1,
+        station: [0x00, 0x12, 0x34, 0x56, 0x78],
+        password: 0,
+        function: 0x31,
+        down: false,
+        start: STX,
+        body,
+        end: ETX,
+    };
     let r = report::parse(&f).unwrap();
-    assert_eq!(r.values[0].points, [
-        (OBSERVED, Some(28.0)),
-        (OBSERVED.plus_millis(300_000), Some(28.1)),
-        (OBSERVED.plus_millis(600_000), None)
-    ]);
+    assert_eq!(
+        r.values[0].points,
+        [(OBSERVED, Some(28.0)), (OBSERVED.plus_millis(300_000), Some(28.1)), (OBSERVED.plus_millis(600_000), None)]
+    );
 }

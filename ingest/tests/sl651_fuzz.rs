@@ -44,7 +44,10 @@ fn valid_frames() -> Vec<Vec<u8>> {
         report(0x33, vec![level.clone()]),
         report(0x34, vec![Element::five_minute_rain(&[Some(0.5); 12]), level.clone(), rain]),
         report(0x30, vec![Element { id: 0xFF0A, def: 0x08, data: vec![0x07] }]),
-        report(0x32, vec![Element::number(0x39, None, 4, 3).unwrap(), Element::number(0x03, Some(-1.5), 2, 1).unwrap()]),
+        report(
+            0x32,
+            vec![Element::number(0x39, None, 4, 3).unwrap(), Element::number(0x03, Some(-1.5), 2, 1).unwrap()],
+        ),
     ]
 }
 

@@ -165,9 +165,9 @@ impl Rtu {
                     }
                 }
             }
-            let n = tokio::time::timeout_at(deadline, self.stream.read(&mut buf))
-                .await
-                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, format!("no acknowledgement of serial {serial}")))??;
+            let n = tokio::time::timeout_at(deadline, self.stream.read(&mut buf)).await.map_err(|_| {
+                io::Error::new(io::ErrorKind::TimedOut, format!("no acknowledgement of serial {serial}"))
+            })??;
             if n == 0 {
                 return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the centre closed the connection"));
             }

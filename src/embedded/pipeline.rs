@@ -10,9 +10,7 @@ use super::summary::Summary;
 use anyhow::{Context, Result};
 use riskwatch_core::wire::{topic, Limits};
 use riskwatch_core::{AlertEvent, Registry, Timestamp};
-use riskwatch_ingest::{
-    Delivery, FrontLimits, GatewayFront, MqttSource, MqttSourceConfig, Sl651Server, SourceStats,
-};
+use riskwatch_ingest::{Delivery, FrontLimits, GatewayFront, MqttSource, MqttSourceConfig, Sl651Server, SourceStats};
 use riskwatch_sinks::mqtt_alerts::MqttAlertPublisher;
 use riskwatch_sinks::rule_state::{state_path, StateFile, StateWriter};
 use riskwatch_sinks::sqlite::{CommitReport, SqliteSink, SqliteStore, StoreItem};

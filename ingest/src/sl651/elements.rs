@@ -39,7 +39,13 @@ pub struct ElementSpec {
     pub shape: Shape,
 }
 
-const fn e(id: u16, name_zh: &'static str, name: &'static str, unit: Option<&'static str>, shape: Shape) -> ElementSpec {
+const fn e(
+    id: u16,
+    name_zh: &'static str,
+    name: &'static str,
+    unit: Option<&'static str>,
+    shape: Shape,
+) -> ElementSpec {
     ElementSpec { id, name_zh, name, unit, shape }
 }
 

@@ -193,7 +193,8 @@ impl FrameDecoder {
 
     /// Rejects from the start up to the next 7E 7E (or everything held, less a trailing 7E).
     fn reject_to_next_start(&mut self, error: FrameError) -> Decoded {
-        let upto = find_start(&self.buf, 1).unwrap_or_else(|| self.buf.len() - usize::from(self.buf.last() == Some(&0x7E)));
+        let upto =
+            find_start(&self.buf, 1).unwrap_or_else(|| self.buf.len() - usize::from(self.buf.last() == Some(&0x7E)));
         self.reject(upto.max(1), error)
     }
 }

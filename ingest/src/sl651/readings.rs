@@ -37,7 +37,14 @@ pub fn dead_letter(
 
 /// Bytes the frame decoder rejected, from the connection `peer`.
 pub fn rejected(at: Timestamp, peer: &str, r: Rejected) -> IngestEvent {
-    IngestEvent::DeadLetter(dead_letter(at, format!("sl651/peer/{peer}"), r.error.code(), r.error.to_string(), None, r.raw))
+    IngestEvent::DeadLetter(dead_letter(
+        at,
+        format!("sl651/peer/{peer}"),
+        r.error.code(),
+        r.error.to_string(),
+        None,
+        r.raw,
+    ))
 }
 
 /// What one checked up frame (`raw`: its bytes) brings: readings and dead letters.
@@ -86,18 +93,25 @@ fn report_events(
                     "unit_mismatch",
                     format!(
                         "element {element} (body byte {}) is in {unit}; sensor {} is registered in {}",
-                        o.at, sensor.id.as_str(), sensor.unit
+                        o.at,
+                        sensor.id.as_str(),
+                        sensor.unit
                     ),
                     sensor_id,
                 ));
                 continue;
             }
         }
-        let scalar = registry.catalog().lookup(sensor.kind.as_str()).is_some_and(|(_, s)| s.shape == ValueShape::Scalar);
+        let scalar =
+            registry.catalog().lookup(sensor.kind.as_str()).is_some_and(|(_, s)| s.shape == ValueShape::Scalar);
         if !scalar {
             out.push(dl(
                 "wrong_type",
-                format!("element {element}: sensor {} is a {}, not a scalar kind", sensor.id.as_str(), sensor.kind.as_str()),
+                format!(
+                    "element {element}: sensor {} is a {}, not a scalar kind",
+                    sensor.id.as_str(),
+                    sensor.kind.as_str()
+                ),
                 sensor_id,
             ));
             continue;

@@ -101,7 +101,10 @@ impl<'a> Cursor<'a> {
         let at = self.pos;
         let got = self.take(2, what)?;
         if got != marker {
-            return err(at, format!("{what}: expected {:02X} {:02X}, found {:02X} {:02X}", marker[0], marker[1], got[0], got[1]));
+            return err(
+                at,
+                format!("{what}: expected {:02X} {:02X}, found {:02X} {:02X}", marker[0], marker[1], got[0], got[1]),
+            );
         }
         Ok(())
     }
@@ -124,17 +127,14 @@ pub fn parse(frame: &Frame) -> Result<Report, BodyError> {
     if station != frame.station {
         return err(
             at,
-            format!(
-                "station address {} differs from the header's {}",
-                super::frame::hex(station),
-                frame.station_hex()
-            ),
+            format!("station address {} differs from the header's {}", super::frame::hex(station), frame.station_hex()),
         );
     }
     let category = c.take(1, "station category")?[0];
     c.expect([0xF0, 0xF0], "observation time identifier")?;
     let at = c.pos;
-    let mut observed = bcd_time(c.take(5, "observation time")?, false).or_else(|e| err(at, format!("observation time: {e}")))?;
+    let mut observed =
+        bcd_time(c.take(5, "observation time")?, false).or_else(|e| err(at, format!("observation time: {e}")))?;
     let mut values = Vec::new();
     let mut step: Option<i64> = None;
     while c.pos < c.body.len() {
@@ -144,25 +144,39 @@ pub fn parse(frame: &Frame) -> Result<Report, BodyError> {
             c.pos = at;
             c.expect([0xF0, 0xF0], "observation time identifier")?;
             let t = c.pos;
-            observed = bcd_time(c.take(5, "observation time")?, false).or_else(|e| err(t, format!("observation time: {e}")))?;
+            observed = bcd_time(c.take(5, "observation time")?, false)
+                .or_else(|e| err(t, format!("observation time: {e}")))?;
             continue;
         }
-        let element = if first == 0xFF { 0xFF00 | u16::from(c.take(1, "extended element identifier")?[0]) } else { u16::from(first) };
+        let element = if first == 0xFF {
+            0xFF00 | u16::from(c.take(1, "extended element identifier")?[0])
+        } else {
+            u16::from(first)
+        };
         let def = c.take(1, "data definition")?[0];
         let (n, decimals) = (usize::from(def >> 3), def & 0x07);
         if n == 0 {
-            return err(at + 1, format!("element {}: data definition {def:02X} gives no data bytes", elements::id_hex(element)));
+            return err(
+                at + 1,
+                format!("element {}: data definition {def:02X} gives no data bytes", elements::id_hex(element)),
+            );
         }
         let shape = elements::spec(element).map_or(Shape::Bcd, |s| s.shape);
         let name = elements::id_hex(element);
         if frame.function == EQUAL_INTERVAL && shape == Shape::Bcd {
             // A series to the end of the body, one value per time step.
             let Some(step) = step else {
-                return err(at, format!("element {name}: an equal-interval report needs a time step (04) before its values"));
+                return err(
+                    at,
+                    format!("element {name}: an equal-interval report needs a time step (04) before its values"),
+                );
             };
             let rest = c.body.len() - c.pos;
             if rest == 0 || rest % n != 0 {
-                return err(c.pos, format!("element {name}: {rest} bytes left are not a whole number of {n}-byte values"));
+                return err(
+                    c.pos,
+                    format!("element {name}: {rest} bytes left are not a whole number of {n}-byte values"),
+                );
             }
             let mut points = Vec::with_capacity(rest / n);
             for i in 0..rest / n {
@@ -179,7 +193,9 @@ pub fn parse(frame: &Frame) -> Result<Report, BodyError> {
             Shape::Bcd => {
                 vec![(observed, bcd_number(data, decimals).or_else(|e| err(data_at, format!("element {name}: {e}")))?)]
             }
-            Shape::FiveMinuteRain => five_minutes(observed, data.iter().map(|&b| (b != 0xFF).then(|| f64::from(b) / 10.0))),
+            Shape::FiveMinuteRain => {
+                five_minutes(observed, data.iter().map(|&b| (b != 0xFF).then(|| f64::from(b) / 10.0)))
+            }
             Shape::FiveMinuteLevel => five_minutes(
                 observed,
                 data.chunks(2).map(|p| match p {
