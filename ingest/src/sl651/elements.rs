@@ -60,6 +60,8 @@ pub const TABLE: &[ElementSpec] = &[
     e(0x26, "降水量累计值", "accumulated rainfall", Some("mm"), Shape::Bcd),
     e(0x38, "电源电压", "supply voltage", Some("V"), Shape::Bcd),
     e(0x39, "瞬时河道水位、潮位", "instantaneous river level / tide level", Some("m"), Shape::Bcd),
+    e(0x3A, "库（闸、站）下水位", "downstream level of a reservoir, sluice or pumping station", Some("m"), Shape::Bcd),
+    e(0x3B, "库（闸、站）上水位", "upstream (reservoir) level", Some("m"), Shape::Bcd),
     e(0x3C, "取（排）水口水位1", "intake/outlet water level 1", Some("m"), Shape::Bcd),
     e(0x3D, "取（排）水口水位2", "intake/outlet water level 2", Some("m"), Shape::Bcd),
     e(0x3E, "取（排）水口水位3", "intake/outlet water level 3", Some("m"), Shape::Bcd),

@@ -305,7 +305,10 @@ impl Element {
             Some(v) => elements::encode_number(v, n, decimals)?,
             None => vec![0xFF; n],
         };
-        (data.len() < 32).then(|| Element { id, def: ((data.len() as u8) << 3) | (decimals & 7), data })
+        if data.len() >= 32 {
+            return None;
+        }
+        Some(Element { id, def: ((data.len() as u8) << 3) | (decimals & 7), data })
     }
 
     /// F4: the 5-minute rainfall amounts of the last hour (0.1 mm each; `None`: none sent).
