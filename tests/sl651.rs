@@ -186,3 +186,36 @@ async fn an_rtu_over_tcp_gets_its_reports_acknowledged_stored_and_turned_into_a_
     assert_eq!((dead[1].0.as_str(), dead[1].2.as_str()), ("sl651_unknown_station", "sl651/0099999999"));
     assert!(dead[1].1.contains("station 0099999999 is not bound"), "{}", dead[1].1);
 }
+
+/// `[sl651] listen` in a topology file runs the SL 651 source in the embedded wiring; an
+/// address that cannot be bound stops `riskwatch run` with the key named.
+#[test]
+fn the_topology_file_sets_the_sl651_listener_and_a_taken_address_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("registry.toml"), REGISTRY).unwrap();
+    std::fs::write(dir.path().join("rules.toml"), RULES).unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let topology = |sl651: &str| {
+        format!(
+            "registry = \"registry.toml\"\nrules = \"rules.toml\"\n[embedded]\ndb = \"plant.db\"\nlisten = \"127.0.0.1:{}\"\n[sl651]\nlisten = \"{sl651}\"\n",
+            free_port()
+        )
+    };
+    std::fs::write(dir.path().join("plant.toml"), topology(&taken.local_addr().unwrap().to_string())).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_riskwatch"))
+        .args(["run", "--config", "plant.toml", "--duration", "30s"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a taken SL 651 address stops riskwatch");
+    assert!(stderr.contains("[sl651] listen in plant.toml: cannot listen for SL 651 stations"), "{stderr}");
+
+    let free = format!("127.0.0.1:{}", free_port());
+    std::fs::write(dir.path().join("plant.toml"), topology(&free)).unwrap();
+    let mut rw = Riskwatch::spawn(&["run", "--config", "plant.toml"], dir.path());
+    let ready = rw.wait_for_line("riskwatch ready", Duration::from_secs(60));
+    assert!(ready.contains(&format!("SL 651 {free}")), "{ready}");
+    let (code, _) = rw.interrupt(Duration::from_secs(30));
+    assert_eq!(code, 0);
+}
