@@ -175,6 +175,42 @@ pub fn mqtt_source(m: &Metrics, stats: &Arc<riskwatch_ingest::SourceStats>) {
     );
 }
 
+/// The SL 651 source's counters (the embedded wiring and ingest, with `[sl651] listen`).
+pub fn sl651_source(m: &Metrics, stats: &Arc<riskwatch_ingest::Sl651Stats>) {
+    let read = |name: &'static str,
+                help: &'static str,
+                kind: &'static str,
+                labels: &[(&str, &str)],
+                f: fn(&riskwatch_ingest::Sl651Stats) -> u64| {
+        let s = Arc::clone(stats);
+        m.read(name, help, kind, labels, move || f(&s) as f64);
+    };
+    read(
+        "riskwatch_readings_in_total",
+        "Valid readings received, by source.",
+        "counter",
+        &[("source", "sl651")],
+        |s| s.readings.load(Ordering::Relaxed),
+    );
+    read(
+        "riskwatch_sl651_frames_total",
+        "SL 651 frames received that passed the framing and CRC checks.",
+        "counter",
+        &[],
+        |s| s.frames.load(Ordering::Relaxed),
+    );
+    read(
+        "riskwatch_sl651_acks_total",
+        "SL 651 reports acknowledged to their stations (after the pipeline confirmed them).",
+        "counter",
+        &[],
+        |s| s.acks.load(Ordering::Relaxed),
+    );
+    read("riskwatch_sl651_connections", "SL 651 stations connected now.", "gauge", &[], |s| {
+        s.connections.load(Ordering::Relaxed)
+    });
+}
+
 /// A sink's commit / flush: counts and latency.
 pub fn sink_flush(m: &Metrics, sink: &'static str) -> impl Fn(usize, usize, Duration, bool) + Send + Sync + 'static {
     let readings = m.counter("riskwatch_readings_stored_total", "Readings written by a sink.", &[("sink", sink)]);

@@ -39,6 +39,31 @@ pub struct Topology {
     /// Prometheus metrics, health and readiness endpoint.
     #[serde(default)]
     pub metrics: MetricsSettings,
+    /// SL 651-2014 remote terminal units over TCP (`run` embedded, and `ingest`).
+    #[serde(default)]
+    pub sl651: Sl651Settings,
+}
+
+/// `[sl651]`.
+#[derive(Debug, Deserialize, Clone, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Sl651Settings {
+    /// `HOST:PORT` the SL 651 source accepts stations on; none by default (no SL 651 source).
+    pub listen: Option<String>,
+}
+
+impl Sl651Settings {
+    /// The address to listen on, if one is set; an error naming the key if it is not one.
+    pub fn address(&self) -> Result<Option<SocketAddr>> {
+        self.listen
+            .as_deref()
+            .map(|l| {
+                l.parse::<SocketAddr>().map_err(|_| {
+                    anyhow::anyhow!("sl651.listen: {l:?} is not an IP:PORT address (e.g. \"0.0.0.0:5651\")")
+                })
+            })
+            .transpose()
+    }
 }
 
 /// `[metrics]`.
@@ -333,6 +358,9 @@ impl Topology {
                 self.embedded.unacked_limit, self.embedded.gateway_inflight
             ));
         }
+        if let Err(e) = self.sl651.address() {
+            p.push(e.to_string());
+        }
         if self.rules_worker.commit_interval.is_zero() {
             p.push("rules_worker.commit_interval: must be longer than zero".into());
         }
@@ -378,6 +406,19 @@ mod tests {
             p.contains("kafka.brokers") && p.contains("kafka.readings_partitions") && p.contains("questdb:"),
             "{p}"
         );
+    }
+
+    #[test]
+    fn the_sl651_listener_is_optional_and_a_bad_address_is_named() {
+        let t = parse("registry = \"r\"\nrules = \"x\"\n").unwrap();
+        assert_eq!(t.sl651.address().unwrap(), None);
+        let t = parse("registry = \"r\"\nrules = \"x\"\n[sl651]\nlisten = \"0.0.0.0:5651\"\n").unwrap();
+        assert_eq!(t.sl651.address().unwrap(), Some("0.0.0.0:5651".parse().unwrap()));
+        let t = parse("registry = \"r\"\nrules = \"x\"\n[sl651]\nlisten = \"rtu-port\"\n").unwrap();
+        let p = t.problems().join("\n");
+        assert!(p.contains("sl651.listen: \"rtu-port\" is not an IP:PORT address"), "{p}");
+        let err = parse("registry = \"r\"\nrules = \"x\"\n[sl651]\nport = 5651\n").unwrap_err();
+        assert!(format!("{err:#}").contains("port"), "{err:#}");
     }
 
     #[test]

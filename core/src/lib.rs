@@ -28,5 +28,5 @@ pub use kind::{KindCatalog, KindSpec, SensorKind, ValueShape};
 pub use level::Level;
 pub use problem::{FieldLines, Problem};
 pub use reading::{Channel, Displacement, Quality, Reading, Value, Waveform};
-pub use registry::{Attributes, Gateway, Registry, RegistryError, Sensor, Site};
+pub use registry::{Attributes, Gateway, Registry, RegistryError, Sensor, Site, Sl651Binding};
 pub use time::Timestamp;

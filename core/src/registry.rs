@@ -229,6 +229,47 @@ struct SensorFile {
     tags: Vec<String>,
     #[serde(default)]
     attributes: BTreeMap<String, f64>,
+    #[serde(default)]
+    sl651: Option<Sl651Binding>,
+}
+
+/// Where an SL 651-2014 remote terminal unit reports a sensor: its station address and the
+/// element (要素标识符) carrying the value (docs/wire-format.md, "SL 651-2014").
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sl651Binding {
+    /// The remote station address (遥测站地址): its 5 bytes as 10 hexadecimal digits
+    /// (`"0012345678"`; BCD addresses read as their decimal digits).
+    pub station: String,
+    /// The element identifier as 2 hexadecimal digits (`"39"`: instantaneous river level),
+    /// or 4 for an extended `FF xx` identifier.
+    pub element: String,
+}
+
+impl Sl651Binding {
+    /// Problems with the binding, each naming its field under `at` (`sensors[3].sl651`).
+    fn check(&self, at: &str, problems: &mut Vec<Problem>) {
+        let hex = |s: &str| s.bytes().all(|b| b.is_ascii_hexdigit());
+        if self.station.len() != 10 || !hex(&self.station) {
+            problems.push(Problem::new(
+                format!("{at}.station"),
+                format!("{:?} must be the 5-byte station address as 10 hex digits (e.g. \"0012345678\")", self.station),
+            ));
+        }
+        if !(self.element.len() == 2 || (self.element.len() == 4 && self.element[..2].eq_ignore_ascii_case("FF")))
+            || !hex(&self.element)
+        {
+            problems.push(Problem::new(
+                format!("{at}.element"),
+                format!("{:?} must be an element identifier as 2 hex digits (e.g. \"39\"), or FFxx", self.element),
+            ));
+        }
+    }
+
+    /// The key the registry looks bindings up by: upper-case hex digits.
+    fn key(&self) -> (String, String) {
+        (self.station.to_ascii_uppercase(), self.element.to_ascii_uppercase())
+    }
 }
 
 /// A plant or station gateway: the MQTT identity that publishes readings, and the sites it
@@ -280,6 +321,8 @@ pub struct Registry {
     sensors: HashMap<SensorId, Sensor>,
     gateways: BTreeMap<String, Gateway>,
     require_gateway_topics: bool,
+    /// SL 651 (station, element) → sensor, keys in upper-case hex.
+    sl651: HashMap<(String, String), SensorId>,
 }
 
 impl Registry {
@@ -324,6 +367,8 @@ impl Registry {
         let mut sensors = HashMap::new();
         let mut first_sensor: HashMap<String, usize> = HashMap::new();
         let mut texts = Interner::default();
+        let mut sl651: HashMap<(String, String), SensorId> = HashMap::new();
+        let mut first_binding: HashMap<(String, String), usize> = HashMap::new();
         for (i, s) in file.sensors.into_iter().enumerate() {
             let at = format!("sensors[{i}]");
             if !is_valid_id(&s.id) {
@@ -372,6 +417,20 @@ impl Registry {
                     problems.push(Problem::new(format!("{at}.attributes.{name}"), "must be a finite number"));
                 }
             }
+            if let Some(b) = &s.sl651 {
+                b.check(&format!("{at}.sl651"), &mut problems);
+                let key = b.key();
+                if let Some(first) = first_binding.get(&key) {
+                    problems.push(Problem::duplicate(
+                        format!("{at}.sl651"),
+                        format!("station {} element {} is bound twice", key.0, key.1),
+                        format!("sensors[{first}].sl651"),
+                    ));
+                } else {
+                    first_binding.insert(key.clone(), i);
+                    sl651.insert(key, SensorId::new(&s.id));
+                }
+            }
             let sensor = Sensor {
                 id: SensorId::new(&s.id),
                 // The site's own id (one allocation per site, not per sensor).
@@ -418,7 +477,14 @@ impl Registry {
             FieldLines::new(text).locate(&mut problems);
         }
         if problems.is_empty() {
-            Ok(Registry { catalog, sites, sensors, gateways, require_gateway_topics: file.require_gateway_topics })
+            Ok(Registry {
+                catalog,
+                sites,
+                sensors,
+                gateways,
+                require_gateway_topics: file.require_gateway_topics,
+                sl651,
+            })
         } else {
             Err(RegistryError::Invalid(problems))
         }
@@ -427,6 +493,17 @@ impl Registry {
     /// The registered sensor with this id.
     pub fn sensor(&self, id: &str) -> Option<&Sensor> {
         self.sensors.get(id)
+    }
+
+    /// The sensor an SL 651 station reports under `element` (both as upper-case hex digits:
+    /// `"0012345678"`, `"39"`).
+    pub fn sl651_sensor(&self, station: &str, element: &str) -> Option<&Sensor> {
+        self.sl651.get(&(station.to_string(), element.to_string())).and_then(|id| self.sensors.get(id))
+    }
+
+    /// Whether any sensor is bound to this SL 651 station.
+    pub fn has_sl651_station(&self, station: &str) -> bool {
+        self.sl651.keys().any(|(s, _)| s == station)
     }
 
     /// The site with this id.
@@ -525,6 +602,12 @@ impl Registry {
             sensors: self.sensors.iter().filter(|(_, s)| keep(&s.site)).map(|(k, v)| (k.clone(), v.clone())).collect(),
             gateways: self.gateways.clone(),
             require_gateway_topics: self.require_gateway_topics,
+            sl651: self
+                .sl651
+                .iter()
+                .filter(|(_, id)| self.sensors.get(*id).is_some_and(|s| keep(&s.site)))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
         }
     }
 }
@@ -725,5 +808,65 @@ mod tests {
             err.contains("line 8: sensors[0].location.lon: 214 is not a longitude"),
             "sensors too, at their line: {err}"
         );
+    }
+
+    #[test]
+    fn sl651_bindings_map_station_and_element_to_a_sensor_and_bad_ones_are_named() {
+        let text = r#"
+            [[sites]]
+            id = "hankou"
+            [[sensors]]
+            id = "hankou-wl"
+            site = "hankou"
+            kind = "water_level"
+            unit = "m"
+            sl651 = { station = "0012345678", element = "39" }
+            [[sensors]]
+            id = "hankou-rain"
+            site = "hankou"
+            kind = "rainfall"
+            unit = "mm"
+            sl651 = { station = "00123456ab", element = "f4" }
+        "#;
+        let r = Registry::from_toml(text).unwrap();
+        assert_eq!(r.sl651_sensor("0012345678", "39").unwrap().id.as_str(), "hankou-wl");
+        assert_eq!(r.sl651_sensor("00123456AB", "F4").unwrap().id.as_str(), "hankou-rain", "keys are upper case");
+        assert!(r.sl651_sensor("0012345678", "26").is_none());
+        assert!(r.has_sl651_station("0012345678") && !r.has_sl651_station("0000000001"));
+        assert!(r.retain_sites(|_| false).sl651_sensor("0012345678", "39").is_none());
+        let bad = r#"
+            [[sites]]
+            id = "a"
+            [[sensors]]
+            id = "s1"
+            site = "a"
+            kind = "water_level"
+            unit = "m"
+            sl651 = { station = "12345", element = "39" }
+            [[sensors]]
+            id = "s2"
+            site = "a"
+            kind = "water_level"
+            unit = "m"
+            sl651 = { station = "0012345678", element = "3Z" }
+            [[sensors]]
+            id = "s3"
+            site = "a"
+            kind = "water_level"
+            unit = "m"
+            sl651 = { station = "0012345678", element = "39" }
+            [[sensors]]
+            id = "s4"
+            site = "a"
+            kind = "water_level"
+            unit = "m"
+            sl651 = { station = "0012345678", element = "39" }
+        "#;
+        let err = Registry::from_toml(bad).unwrap_err().to_string();
+        assert!(err.contains("sensors[0].sl651.station: \"12345\""), "{err}");
+        assert!(err.contains("sensors[1].sl651.element: \"3Z\""), "{err}");
+        assert!(err.contains("sensors[3].sl651: station 0012345678 element 39 is bound twice"), "{err}");
+        let err = Registry::from_toml(&bad.replace("element = \"3Z\"", "element = \"39\", port = 1")).unwrap_err();
+        assert!(err.to_string().contains("port"), "unknown keys are named: {err}");
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod front;
 pub mod mqtt;
+pub mod sl651;
 
 use riskwatch_core::{DeadLetter, Reading};
 
@@ -25,3 +26,4 @@ pub use front::{FrontLimits, GatewayFront};
 pub use mqtt::{
     Confirmation, Delivery, LinkError, Message, MqttSource, MqttSourceConfig, RegistryHandle, SourceStats, Tls,
 };
+pub use sl651::{Sl651Server, Sl651Stats};

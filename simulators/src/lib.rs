@@ -29,6 +29,7 @@ pub mod rain;
 pub mod scenario;
 pub mod seismic;
 pub mod series;
+pub mod sl651_rtu;
 
 /// Identity of the simulated sensor a model produces readings for.
 #[derive(Clone, Debug, PartialEq)]

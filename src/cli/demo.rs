@@ -96,6 +96,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         console: Some(colour),
         metrics: crate::metrics::Metrics::default(),
         front: Some(FrontConfig { listener: embedded.listener, upstream: inner, limits: Default::default() }),
+        sl651: None,
     })
     .await?;
     let console = match args.console {

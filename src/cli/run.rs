@@ -7,7 +7,7 @@ use crate::settings::{mqtt_credentials_from_env, parse_mqtt_address, ConfigFiles
 use crate::shutdown::wait_for_stop;
 use crate::topology::{Component, Topology};
 use crate::{kafka, metrics, mqtt_tls, runtime};
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use riskwatch_sinks::sqlite::Synchronous;
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -57,6 +57,10 @@ pub struct RunArgs {
     /// Use an external MQTT broker (HOST:PORT) instead of the embedded one.
     #[arg(long)]
     broker: Option<String>,
+    /// Accept SL 651-2014 remote terminal units (hydrological RTUs) over TCP on this address
+    /// (e.g. `0.0.0.0:5651`); their readings join the MQTT readings (docs/wire-format.md).
+    #[arg(long)]
+    sl651: Option<SocketAddr>,
     /// Stop after this long (e.g. `90s`); default: until Ctrl-C.
     #[arg(long, value_parser = humantime::parse_duration)]
     duration: Option<Duration>,
@@ -172,6 +176,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
         if t.kafka.is_some() {
             return run_topology(t, args.duration).await;
         }
+        let sl651 = t.sl651.address()?.map(|a| (a, format!("[sl651] listen in {}", config.display())));
         return run_embedded(
             ConfigFiles::load(&t.registry, &t.rules)?,
             t.embedded.db.clone(),
@@ -185,6 +190,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
                 limits: t.embedded.front_limits(),
                 synchronous: t.embedded.synchronous,
                 inflight: t.mqtt.inflight,
+                sl651,
             },
         )
         .await;
@@ -201,7 +207,12 @@ pub async fn run(args: RunArgs) -> Result<()> {
         broker,
         args.duration,
         metrics_at,
-        Options { limits: Default::default(), synchronous: args.synchronous, inflight: args.inflight },
+        Options {
+            limits: Default::default(),
+            synchronous: args.synchronous,
+            inflight: args.inflight,
+            sl651: args.sl651.map(|a| (a, "--sl651".to_string())),
+        },
     )
     .await
 }
@@ -214,6 +225,8 @@ struct Options {
     synchronous: Synchronous,
     /// Messages an external broker may have in flight to ingest.
     inflight: u16,
+    /// The SL 651 source's address, and where it was set (for the error when it is taken).
+    sl651: Option<(SocketAddr, String)>,
 }
 
 /// The embedded wiring; `broker` is an external `HOST:PORT`, or the address to run the
@@ -240,6 +253,14 @@ async fn run_embedded(
             (listen.ip().to_string(), listen.port(), inner, Some(front))
         }
     };
+    let sl651 = match &opts.sl651 {
+        Some((addr, set_by)) => Some(
+            std::net::TcpListener::bind(addr)
+                .with_context(|| format!("{set_by}: cannot listen for SL 651 stations on {addr}"))?,
+        ),
+        None => None,
+    };
+    let sl651_at = sl651.as_ref().and_then(|l| l.local_addr().ok());
     let colour = crate::logging::colour_for(std::io::stdout().is_terminal());
     let pipeline = Pipeline::start(PipelineConfig {
         registry: Arc::new(files.registry),
@@ -260,6 +281,7 @@ async fn run_embedded(
         console: Some(colour),
         metrics: metrics.clone(),
         front,
+        sl651,
     })
     .await?;
     if let Some(addr) = metrics_at {
@@ -268,7 +290,10 @@ async fn run_embedded(
         let bound = metrics::serve(addr, metrics, readiness).await?;
         println!("metrics on http://{bound}/metrics");
     }
-    println!("riskwatch ready: MQTT {host}:{port}, store {}", db.display());
+    match sl651_at {
+        Some(a) => println!("riskwatch ready: MQTT {host}:{port}, SL 651 {a}, store {}", db.display()),
+        None => println!("riskwatch ready: MQTT {host}:{port}, store {}", db.display()),
+    }
     tokio::select! {
         _ = wait_for_stop(duration) => {}
         reason = pipeline.store_failed() => eprintln!("riskwatch: the store failed ({reason}); stopping"),

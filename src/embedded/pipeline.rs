@@ -10,7 +10,7 @@ use super::summary::Summary;
 use anyhow::{Context, Result};
 use riskwatch_core::wire::{topic, Limits};
 use riskwatch_core::{AlertEvent, Registry, Timestamp};
-use riskwatch_ingest::{Delivery, FrontLimits, GatewayFront, MqttSource, MqttSourceConfig, SourceStats};
+use riskwatch_ingest::{Delivery, FrontLimits, GatewayFront, MqttSource, MqttSourceConfig, Sl651Server, SourceStats};
 use riskwatch_sinks::mqtt_alerts::MqttAlertPublisher;
 use riskwatch_sinks::rule_state::{state_path, StateFile, StateWriter};
 use riskwatch_sinks::sqlite::{CommitReport, SqliteSink, SqliteStore, StoreItem};
@@ -59,6 +59,9 @@ pub struct PipelineConfig {
     /// With the embedded broker: the gateway front on the announced address
     /// (`mqtt_host:mqtt_port` is then rumqttd's own loopback address).
     pub front: Option<FrontConfig>,
+    /// The SL 651 source's bound listening socket (`[sl651] listen`, `--sl651`), if any:
+    /// hydrological RTUs report over it, into the same pipeline as MQTT readings.
+    pub sl651: Option<std::net::TcpListener>,
 }
 
 /// The gateway front of an embedded broker.
@@ -76,6 +79,7 @@ pub struct Pipeline {
     shutdown: watch::Sender<bool>,
     ingest: JoinHandle<()>,
     front: Option<JoinHandle<()>>,
+    sl651: Option<JoinHandle<()>>,
     rules: JoinHandle<Result<Summary>>,
     outbox: JoinHandle<MqttAlertPublisher>,
     store: SqliteSink,
@@ -189,6 +193,11 @@ impl Pipeline {
             let front = GatewayFront::new(f.listener, f.upstream, &source, f.limits, super::broker::MAX_PACKET);
             tokio::spawn(front.run(tx.clone(), shutdown_rx.clone()))
         });
+        let sl651 = cfg.sl651.map(|listener| {
+            let server = Sl651Server::new(listener, source.registry_handle());
+            crate::metrics::sl651_source(&cfg.metrics, &server.stats());
+            tokio::spawn(server.run(tx.clone(), shutdown_rx.clone()))
+        });
         let ingest = tokio::spawn(source.run_confirmed(tx, shutdown_rx, ready_tx));
         tokio::time::timeout(Duration::from_secs(15), ready_rx.wait_for(|r| *r))
             .await
@@ -198,6 +207,7 @@ impl Pipeline {
             shutdown,
             ingest,
             front,
+            sl651,
             rules,
             outbox,
             store,
@@ -231,6 +241,9 @@ impl Pipeline {
         let _ = self.ingest.await;
         if let Some(front) = self.front {
             let _ = front.await;
+        }
+        if let Some(sl651) = self.sl651 {
+            let _ = sl651.await;
         }
         let db = self.db;
         // A failed store shows in the rules stage only as "store stopped": name the cause.

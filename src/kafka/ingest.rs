@@ -81,6 +81,19 @@ pub async fn run(
     let (tx, mut rx) = mpsc::channel::<Delivery>(64);
     let (stop_source, stop_rx) = watch::channel(false);
     let (ready_tx, mut ready_rx) = watch::channel(false);
+    // SL 651 stations, if configured: their readings go the same way, acknowledged once Kafka
+    // confirmed them.
+    let sl651_task = match t.sl651.address()? {
+        Some(addr) => {
+            let listener = std::net::TcpListener::bind(addr)
+                .with_context(|| format!("sl651.listen: cannot listen for SL 651 stations on {addr}"))?;
+            let server = riskwatch_ingest::Sl651Server::new(listener, Arc::clone(&registry));
+            crate::metrics::sl651_source(&obs.metrics, &server.stats());
+            info!(%addr, "SL 651 source listening");
+            Some(tokio::spawn(server.run(tx.clone(), stop_rx.clone())))
+        }
+        None => None,
+    };
     let source_task = tokio::spawn(source.run_confirmed(tx, stop_rx, ready_tx));
     obs.readiness.follow("ingest", ready_rx.clone());
     let stats = Arc::new(IngestStats::default());
@@ -188,6 +201,9 @@ pub async fn run(
     }
     let _ = producer.flush(Duration::from_secs(10));
     let _ = tokio::time::timeout(Duration::from_secs(15), source_task).await;
+    if let Some(task) = sl651_task {
+        let _ = tokio::time::timeout(Duration::from_secs(15), task).await;
+    }
     notices.close(Duration::from_secs(2)).await;
     info!(?stats, "ingest stopped");
     outcome.map(|()| stats)
