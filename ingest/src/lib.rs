@@ -19,6 +19,8 @@ pub enum IngestEvent {
     DeadLetter(DeadLetter),
     /// A lifecycle command from a duty officer (raw JSON; the rules stage decodes it).
     Command(Vec<u8>),
+    /// A validated forecast (wire-format.md §13).
+    Forecast(Box<riskwatch_core::Forecast>),
 }
 
 pub use front::{FrontLimits, GatewayFront};

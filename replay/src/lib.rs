@@ -19,6 +19,9 @@
 //!   named as in the registry (Chinese by default), and the JSON of all events.
 
 pub mod diff;
+pub mod forecast_plot;
+pub mod forecast_report;
+pub mod forecast_skill;
 pub mod hindcast;
 pub mod input;
 pub mod names;

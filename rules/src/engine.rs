@@ -230,6 +230,8 @@ pub struct Engine {
     pub(crate) member_marks: BTreeMap<(Arc<str>, SensorId), (Timestamp, u32)>,
     /// Site and sensor names from the registry, for messages and events.
     pub(crate) names: Names,
+    /// Forecast rules bound to sensors, with their state ([`crate::forecast`]).
+    pub(crate) forecasts: crate::forecast::Forecasts,
 }
 
 const DQ_RULE_IDS: [&str; 5] = ["dq.gross_range", "dq.spike", "dq.flat_line", "dq.rate_of_change", "dq.timing"];
@@ -416,6 +418,7 @@ impl Engine {
             role,
             member_marks: BTreeMap::new(),
             names: Names::of(registry),
+            forecasts: crate::forecast::Forecasts::bind(rules, registry, role)?,
         })
     }
 
@@ -701,6 +704,9 @@ impl Engine {
             );
             ev.details = if rule.spec.measure.is_detector() { self.details.take() } else { None };
             render_hazard(&rule.spec.message, rule.spec.precision, cond, &self.names, &mut ev);
+            if to > from {
+                self.forecasts.link(&self.book, &mut ev);
+            }
             out.push(ev);
         }
         if changed {
@@ -784,6 +790,7 @@ impl Engine {
     pub fn advance(&mut self, now: Timestamp, out: &mut Vec<AlertEvent>) {
         let before = out.len();
         self.sweep(now, out);
+        self.expire_forecasts(now, out);
         self.label(&mut out[before..]);
     }
 

@@ -37,6 +37,9 @@ pub struct Snapshot {
     /// Network role: the latest member update applied per (rule, sensor).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     member_marks: Vec<(Arc<str>, SensorId, Timestamp, u32)>,
+    /// Forecast rules' state per (rule, sensor) ([`crate::forecast`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    forecasts: Vec<crate::forecast::ForecastSnap>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -96,6 +99,7 @@ impl Snapshot {
             started: None,
             next_sweep: Timestamp(i64::MIN),
             member_marks: Vec::new(),
+            forecasts: Vec::new(),
         }
     }
 
@@ -296,6 +300,7 @@ impl Engine {
             started: self.started,
             next_sweep: self.next_sweep,
             member_marks: self.member_marks.iter().map(|((r, s), (t, q))| (Arc::clone(r), s.clone(), *t, *q)).collect(),
+            forecasts: self.forecasts.save(),
         }
     }
 
@@ -365,7 +370,7 @@ impl Engine {
         self.composite_bindings.iter_mut().for_each(|c| c.band_value = None);
         let mut orphans: Vec<(SensorId, BindingSnap)> = Vec::new();
         // Alerts whose producing check no longer exists in this engine (data quality).
-        let mut orphan_alerts: Vec<Option<String>> = Vec::new();
+        let mut orphan_alerts: Vec<Option<String>> = self.forecasts.restore(snap.forecasts);
         for s in snap.sensors {
             let Some(slot) = self.sensors.get_mut(&s.sensor) else {
                 orphans.extend(s.bindings.into_iter().map(|b| (s.sensor.clone(), b)));
