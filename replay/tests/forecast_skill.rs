@@ -36,7 +36,7 @@ impl Normal {
         self.0 ^= self.0 << 17;
         ((self.0 >> 11) as f64 + 0.5) / (1u64 << 53) as f64
     }
-    fn next(&mut self) -> f64 {
+    fn draw(&mut self) -> f64 {
         (-2.0 * self.uniform().ln()).sqrt() * (std::f64::consts::TAU * self.uniform()).cos()
     }
 }
@@ -60,7 +60,7 @@ fn forecasts_from(readings: &[Reading]) -> Vec<Forecast> {
             let valid: Vec<i64> = (1..=72).map(|k| issued + k * H).filter(|t| series.contains_key(t)).collect();
             let members = (0..20)
                 .map(|_| {
-                    let z = rng.next();
+                    let z = rng.draw();
                     valid.iter().map(|t| series[t] + z * 0.01 * ((t - issued) / H) as f64).collect()
                 })
                 .collect();

@@ -6,7 +6,7 @@
 //!
 //! - A block with `[[sites]]`, `[[sensors]]` or `[kinds.…]` is part of the document's example
 //!   registry. All such blocks, joined in order, must form one valid registry.
-//! - A block with `[[rules]]`, `[[quality]]` or `[[composites]]` must be accepted by
+//! - A block with `[[rules]]`, `[[quality]]` or `[[composites]]` (or `[[forecasts]]`) must be accepted by
 //!   [`RuleSet::from_toml`] on its own and bind to that registry ([`Engine::new`]), and each of
 //!   its rules, quality tables and composites must select at least one registered sensor (a
 //!   misspelt tag would otherwise select nothing, silently).
@@ -73,7 +73,7 @@ fn has_header(text: &str, headers: &[&str]) -> bool {
 }
 
 fn is_rules(b: &Block) -> bool {
-    has_header(&b.text, &["[[rules]]", "[[quality]]", "[[composites]]"])
+    has_header(&b.text, &["[[rules]]", "[[quality]]", "[[composites]]", "[[forecasts]]"])
 }
 
 fn is_registry(b: &Block) -> bool {

@@ -92,7 +92,7 @@ pub fn flood_forecasts(
     seed: u64,
 ) -> Result<Vec<Forecast>, String> {
     params.validate()?;
-    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xf0_7eca_57);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x00f0_7eca);
     let h = 3_600_000.0;
     let issue_every = (params.issue_every_h * h).round() as i64;
     let step = (params.step_h * h).round().max(1.0) as i64;
