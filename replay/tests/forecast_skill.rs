@@ -4,8 +4,8 @@
 //! alert warns before the observed crossing, and the skill per lead-time bucket is scored.
 
 use riskwatch_core::wire::forecast::encode_forecast;
-use riskwatch_core::{AlertCategory, AlertChange, Forecast, Level, Reading, Registry, Timestamp, Value};
-use riskwatch_replay::forecast_skill::{hindcast, lead_skill, read_forecasts, DEFAULT_BUCKETS_H};
+use riskwatch_core::{AlertCategory, AlertChange, Level, Registry, Timestamp};
+use riskwatch_replay::forecast_skill::{blurred_forecasts, hindcast, lead_skill, read_forecasts, DEFAULT_BUCKETS_H};
 use riskwatch_replay::hindcast::{run_with, RunOptions};
 use riskwatch_replay::input::{load, Format, InputOptions};
 use riskwatch_rules::RuleSet;
@@ -25,61 +25,6 @@ probability = 0.5
 levels = { orange = { threshold = "guaranteed_level", within = "24h" }, yellow = { threshold = "guaranteed_level", within = "72h" } }
 "#;
 
-/// A small deterministic normal generator (xorshift + Box–Muller), so the test needs no
-/// random crate.
-struct Normal(u64);
-
-impl Normal {
-    fn uniform(&mut self) -> f64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        ((self.0 >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-    }
-    fn draw(&mut self) -> f64 {
-        (-2.0 * self.uniform().ln()).sqrt() * (std::f64::consts::TAU * self.uniform()).cos()
-    }
-}
-
-/// Every 6 h, per gauge, a 20-member forecast 72 h ahead hourly: the observed level at each
-/// valid time plus z × 0.01 m per hour of lead (z per member).
-fn forecasts_from(readings: &[Reading]) -> Vec<Forecast> {
-    let mut by_sensor: BTreeMap<&str, BTreeMap<i64, f64>> = BTreeMap::new();
-    for r in readings {
-        if let Value::Scalar(v) = r.value {
-            by_sensor.entry(r.sensor.as_str()).or_default().insert(r.ts.millis(), v);
-        }
-    }
-    let mut rng = Normal(0x2020_0707);
-    let mut out = Vec::new();
-    for (sensor, series) in &by_sensor {
-        let r = readings.iter().find(|r| r.sensor.as_str() == *sensor).expect("a reading");
-        let (first, last) = (*series.keys().next().unwrap(), *series.keys().next_back().unwrap());
-        let mut issued = first;
-        while issued + 72 * H <= last {
-            let valid: Vec<i64> = (1..=72).map(|k| issued + k * H).filter(|t| series.contains_key(t)).collect();
-            let members = (0..20)
-                .map(|_| {
-                    let z = rng.draw();
-                    valid.iter().map(|t| series[t] + z * 0.01 * ((t - issued) / H) as f64).collect()
-                })
-                .collect();
-            out.push(Forecast {
-                sensor: r.sensor.clone(),
-                site: r.site.clone(),
-                kind: r.kind.clone(),
-                unit: r.unit.clone(),
-                issued: Timestamp(issued),
-                valid: valid.into_iter().map(Timestamp).collect(),
-                members,
-            });
-            issued += 6 * H;
-        }
-    }
-    out.sort_by_key(|f| f.issued);
-    out
-}
-
 #[test]
 fn forecast_alerts_warn_before_the_observed_crossing_and_skill_is_scored_by_lead_time() {
     let registry = Registry::from_toml(&std::fs::read_to_string(fixture("registry.toml")).unwrap()).unwrap();
@@ -88,8 +33,10 @@ fn forecast_alerts_warn_before_the_observed_crossing_and_skill_is_scored_by_lead
     let input = fixture("levels.csv");
     let readings = load(&input, &InputOptions::new(Format::guess(&input).unwrap()), &registry).unwrap().readings;
     // Through the JSON-lines file format, as `riskwatch replay --forecasts` reads it.
-    let lines: Vec<String> =
-        forecasts_from(&readings).iter().map(|f| String::from_utf8(encode_forecast(f)).unwrap()).collect();
+    let lines: Vec<String> = blurred_forecasts(&readings, 20, 0.01, 0x2020_0707)
+        .iter()
+        .map(|f| String::from_utf8(encode_forecast(f)).unwrap())
+        .collect();
     let forecasts = read_forecasts(&lines.join("\n"), "forecasts.jsonl", &registry).unwrap();
     assert!(forecasts.len() > 100, "{}", forecasts.len());
 
