@@ -46,6 +46,8 @@ pub enum AlertCategory {
     DataQuality,
     /// A site-level roll-up of other alerts.
     Composite,
+    /// A forecast expects a threshold to be crossed within a lead-time window (forecast rules).
+    Forecast,
 }
 
 impl AlertCategory {
@@ -55,6 +57,7 @@ impl AlertCategory {
             AlertCategory::Hazard => "hazard",
             AlertCategory::DataQuality => "data_quality",
             AlertCategory::Composite => "composite",
+            AlertCategory::Forecast => "forecast",
         }
     }
 }

@@ -9,6 +9,7 @@
 pub mod alert;
 pub mod board;
 pub mod dead_letter;
+pub mod forecast;
 pub mod ids;
 pub mod kind;
 pub mod level;
@@ -23,6 +24,7 @@ pub mod wire;
 pub use alert::{AlertCategory, AlertChange, AlertEvent, Call};
 pub use board::{AlertState, Board};
 pub use dead_letter::DeadLetter;
+pub use forecast::Forecast;
 pub use ids::{SensorId, SiteId};
 pub use kind::{KindCatalog, KindSpec, SensorKind, ValueShape};
 pub use level::Level;

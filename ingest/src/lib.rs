@@ -20,6 +20,8 @@ pub enum IngestEvent {
     DeadLetter(DeadLetter),
     /// A lifecycle command from a duty officer (raw JSON; the rules stage decodes it).
     Command(Vec<u8>),
+    /// A validated forecast (wire-format.md §14).
+    Forecast(Box<riskwatch_core::Forecast>),
 }
 
 pub use front::{FrontLimits, GatewayFront};

@@ -52,7 +52,18 @@ impl Pacer {
 /// The readings are not changed (each run gets its own copies, so two runs over one history
 /// see the same gateway quality flags).
 pub fn run(readings: &[Reading], rules: &RuleSet, registry: &Registry, opts: &RunOptions) -> Result<Outcome> {
-    let mut h = Hindcast::new(rules, registry, opts)?;
+    run_with(readings, Vec::new(), rules, registry, opts)
+}
+
+/// [`run`] with forecasts, each run at its issue time ([`Hindcast::with_forecasts`]).
+pub fn run_with(
+    readings: &[Reading],
+    forecasts: Vec<riskwatch_core::Forecast>,
+    rules: &RuleSet,
+    registry: &Registry,
+    opts: &RunOptions,
+) -> Result<Outcome> {
+    let mut h = Hindcast::new(rules, registry, opts)?.with_forecasts(forecasts)?;
     h.total = Some(readings.len() as u64);
     for chunk in readings.chunks(4096) {
         h.feed(chunk.to_vec());
@@ -88,6 +99,8 @@ pub struct Hindcast<'a> {
     pub total: Option<u64>,
     /// Fraction of the input done, if the reader knows it better than `total` (a streamed file).
     pub done: Option<f64>,
+    /// Forecasts still to run, in issue-time order ([`Hindcast::with_forecasts`]).
+    forecasts: std::collections::VecDeque<riskwatch_core::Forecast>,
 }
 
 /// One engine on this thread, or one per worker thread, each over the sites of its lane.
@@ -138,11 +151,47 @@ impl<'a> Hindcast<'a> {
             span: None,
             total: None,
             done: None,
+            forecasts: Default::default(),
         })
+    }
+
+    /// Runs `forecasts` too, each at its issue time, before the readings of that time (one
+    /// engine only: forecasts are not split over lanes).
+    pub fn with_forecasts(mut self, mut forecasts: Vec<riskwatch_core::Forecast>) -> Result<Self> {
+        if matches!(self.lanes, Lanes::Many(_)) && !forecasts.is_empty() {
+            anyhow::bail!("forecasts run on one engine: leave out --jobs");
+        }
+        forecasts.sort_by_key(|f| f.issued);
+        self.forecasts = forecasts.into();
+        Ok(self)
+    }
+
+    /// Applies the forecasts issued at or before `until` (all with `None`).
+    fn forecasts_until(&mut self, until: Option<Timestamp>) {
+        let Lanes::One(engine, events) = &mut self.lanes else { return };
+        while let Some(f) = self.forecasts.front().filter(|f| until.is_none_or(|u| f.issued <= u)) {
+            engine.forecast(f, f.issued, events);
+            self.forecasts.pop_front();
+        }
     }
 
     /// Runs the next batch (event-time order continues from the previous one).
     pub fn feed(&mut self, mut batch: Vec<Reading>) {
+        // Forecasts go in at their issue time: the batch is cut before each.
+        while let Some(issued) = self.forecasts.front().map(|f| f.issued) {
+            let cut = batch.partition_point(|r| r.ts < issued);
+            if cut == batch.len() {
+                break;
+            }
+            let rest = batch.split_off(cut);
+            self.feed_readings(batch);
+            self.forecasts_until(Some(issued));
+            batch = rest;
+        }
+        self.feed_readings(batch);
+    }
+
+    fn feed_readings(&mut self, mut batch: Vec<Reading>) {
         let (Some(first), Some(last)) = (batch.first().map(|r| r.ts), batch.last().map(|r| r.ts)) else { return };
         self.span = Some(self.span.map_or((first, last), |(a, _)| (a, last)));
         self.readings += batch.len() as u64;
@@ -183,7 +232,8 @@ impl<'a> Hindcast<'a> {
     }
 
     /// Ends the run.
-    pub fn finish(self) -> Result<Outcome> {
+    pub fn finish(mut self) -> Result<Outcome> {
+        self.forecasts_until(None);
         if let Some(bar) = &self.progress {
             bar.finish();
         }

@@ -22,6 +22,9 @@
 
 pub mod alert_history;
 pub mod diff;
+pub mod forecast_plot;
+pub mod forecast_report;
+pub mod forecast_skill;
 pub mod hindcast;
 pub mod input;
 pub mod kpi_report;

@@ -201,6 +201,7 @@ struct RulesFile {
     composites: Vec<Spanned<CompositeSpec>>,
     #[serde(default)]
     chains: Vec<Spanned<crate::chain_spec::ChainSpec>>,
+    forecasts: Vec<Spanned<crate::forecast_rule::ForecastSpec>>,
 }
 
 /// A parsed, statically valid rules file.
@@ -214,6 +215,8 @@ pub struct RuleSet {
     pub composites: Vec<(CompositeSpec, usize)>,
     /// Call-response chains (叫应), in file order.
     pub chains: Vec<crate::chain_spec::ChainSpec>,
+    /// Forecast rules, in file order ([`crate::forecast_rule`]).
+    pub forecasts: Vec<crate::forecast_rule::CompiledForecast>,
     /// Where each field was written, for problems found later (against a registry).
     pub lines: FieldLines,
 }
@@ -383,6 +386,23 @@ impl RuleSet {
             }
             composites.push((c, line));
         }
+        let mut forecasts = Vec::new();
+        for (i, spanned) in file.forecasts.into_iter().enumerate() {
+            let at = format!("forecasts[{i}]");
+            let line = lines.line(&at).unwrap_or(1);
+            let f = crate::forecast_rule::CompiledForecast::compile(spanned.into_inner(), &at, line, &mut problems);
+            match first_id.get(&f.spec.id) {
+                Some(first) => problems.push(Problem::duplicate(
+                    format!("{at}.id"),
+                    format!("id {:?} is used twice (rule, composite and forecast ids share one namespace)", f.spec.id),
+                    first.clone(),
+                )),
+                None => {
+                    first_id.insert(f.spec.id.clone(), format!("{at}.id"));
+                }
+            }
+            forecasts.push(f);
+        }
         let rule_ids: HashSet<&str> = rules.iter().map(|r| r.spec.id.as_str()).collect();
         for (i, (c, _)) in composites.iter().enumerate() {
             let in_levels = c.levels.as_array().into_iter().zip(Level::ALL).flat_map(|(e, level)| {
@@ -413,7 +433,7 @@ impl RuleSet {
             chains.push(c);
         }
         lines.locate(&mut problems);
-        Ok((RuleSet { rules, quality, composites, chains, lines }, problems))
+        Ok((RuleSet { rules, quality, composites, chains, forecasts, lines }, problems))
     }
 
     /// Kinds the rules and quality tables apply to that `catalog` does not know. Without a
@@ -461,6 +481,9 @@ impl RuleSet {
                 Some(_) => {}
             }
         }
+        for (i, f) in self.forecasts.iter().enumerate() {
+            problems.extend(f.kind_problems(&format!("forecasts[{i}]"), catalog));
+        }
         self.lines.locate(&mut problems);
         problems
     }
@@ -494,6 +517,16 @@ impl RuleSet {
                     Err((level, p)) => {
                         problems.push(Problem::new(format!("{at}.levels.{level}"), format!("sensor {}: {p}", s.id)))
                     }
+                }
+            }
+        }
+        for (i, f) in self.forecasts.iter().enumerate() {
+            for s in sensors.iter().filter(|s| f.spec.applies_to.matches(s)) {
+                if let Err((level, p)) = f.thresholds(s) {
+                    problems.push(Problem::new(
+                        format!("forecasts[{i}].levels.{level}.threshold"),
+                        format!("sensor {}: {p}", s.id),
+                    ));
                 }
             }
         }
@@ -541,6 +574,14 @@ impl RuleSet {
                 w.push(Problem::new(
                     format!("quality[{i}]"),
                     "is hidden: an earlier [[quality]] table already applies to all its sensors (the first match wins)",
+                ));
+            }
+        }
+        for (i, f) in self.forecasts.iter().enumerate() {
+            if !sensors.iter().any(|s| f.spec.applies_to.matches(s)) {
+                w.push(Problem::new(
+                    format!("forecasts[{i}].applies_to"),
+                    format!("forecast rule {:?} applies to no registered sensor", f.spec.id),
                 ));
             }
         }

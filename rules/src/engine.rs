@@ -232,6 +232,8 @@ pub struct Engine {
     pub(crate) names: Names,
     /// Call-response chains and the alerts walking them (`chains`).
     pub(crate) chains: crate::chains::Chains,
+    /// Forecast rules bound to sensors, with their state ([`crate::forecast`]).
+    pub(crate) forecasts: crate::forecast::Forecasts,
 }
 
 const DQ_RULE_IDS: [&str; 5] = ["dq.gross_range", "dq.spike", "dq.flat_line", "dq.rate_of_change", "dq.timing"];
@@ -419,6 +421,7 @@ impl Engine {
             member_marks: BTreeMap::new(),
             names: Names::of(registry),
             chains: crate::chains::Chains::new(rules.chains.clone()),
+            forecasts: crate::forecast::Forecasts::bind(rules, registry, role)?,
         })
     }
 
@@ -707,6 +710,9 @@ impl Engine {
             );
             ev.details = if rule.spec.measure.is_detector() { self.details.take() } else { None };
             render_hazard(&rule.spec.message, rule.spec.precision, cond, &self.names, &mut ev);
+            if to > from {
+                self.forecasts.link(&self.book, &mut ev);
+            }
             out.push(ev);
         }
         if changed {
@@ -790,6 +796,7 @@ impl Engine {
     pub fn advance(&mut self, now: Timestamp, out: &mut Vec<AlertEvent>) {
         let before = out.len();
         self.sweep(now, out);
+        self.expire_forecasts(now, out);
         if self.chains.active() {
             let swept = out.len();
             self.chains.observe(&mut self.book, &self.names, before, now, out);

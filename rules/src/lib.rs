@@ -21,6 +21,8 @@ mod detector_measure;
 pub mod detectors;
 pub mod drill;
 mod engine;
+pub mod forecast;
+pub mod forecast_rule;
 pub mod host;
 pub mod lifecycle;
 mod measure;

@@ -40,6 +40,9 @@ pub struct Snapshot {
     /// Alerts walking their call-response chains (`chains`).
     #[serde(default, skip_serializing_if = "crate::chains::Walks::is_empty")]
     chains: crate::chains::Walks,
+    /// Forecast rules' state per (rule, sensor) ([`crate::forecast`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    forecasts: Vec<crate::forecast::ForecastSnap>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -100,6 +103,7 @@ impl Snapshot {
             next_sweep: Timestamp(i64::MIN),
             member_marks: Vec::new(),
             chains: Default::default(),
+            forecasts: Vec::new(),
         }
     }
 
@@ -301,6 +305,7 @@ impl Engine {
             next_sweep: self.next_sweep,
             member_marks: self.member_marks.iter().map(|((r, s), (t, q))| (Arc::clone(r), s.clone(), *t, *q)).collect(),
             chains: self.chains.walks(),
+            forecasts: self.forecasts.save(),
         }
     }
 
@@ -371,7 +376,7 @@ impl Engine {
         self.composite_bindings.iter_mut().for_each(|c| c.band_value = None);
         let mut orphans: Vec<(SensorId, BindingSnap)> = Vec::new();
         // Alerts whose producing check no longer exists in this engine (data quality).
-        let mut orphan_alerts: Vec<Option<String>> = Vec::new();
+        let mut orphan_alerts: Vec<Option<String>> = self.forecasts.restore(snap.forecasts);
         for s in snap.sensors {
             let Some(slot) = self.sensors.get_mut(&s.sensor) else {
                 orphans.extend(s.bindings.into_iter().map(|b| (s.sensor.clone(), b)));

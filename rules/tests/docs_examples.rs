@@ -6,11 +6,11 @@
 //!
 //! - A block with `[[sites]]`, `[[sensors]]` or `[kinds.…]` is part of the document's example
 //!   registry. All such blocks, joined in order, must form one valid registry.
-//! - A block with `[[rules]]`, `[[quality]]`, `[[composites]]` or `[[chains]]` must be accepted
-//!   by [`RuleSet::from_toml`] on its own and bind to that registry ([`Engine::new`]), and each
-//!   of its rules, quality tables and composites must select at least one registered sensor (a
-//!   misspelt tag would otherwise select nothing, silently); its chains must name registered
-//!   sites and known kinds.
+//! - A block with `[[rules]]`, `[[quality]]`, `[[composites]]`, `[[chains]]` or `[[forecasts]]`
+//!   must be accepted by [`RuleSet::from_toml`] on its own and bind to that registry
+//!   ([`Engine::new`]), and each of its rules, quality tables and composites must select at
+//!   least one registered sensor (a misspelt tag would otherwise select nothing, silently); its
+//!   chains must name registered sites and known kinds.
 //! - A block right after a `<!-- invalid -->` line must be refused, and every problem line
 //!   (`line N: …`) and problem count shown in the ```` ```text ```` block that follows it must
 //!   appear in riskwatch's message — so the documented `rules check` output stays exact.
@@ -74,7 +74,7 @@ fn has_header(text: &str, headers: &[&str]) -> bool {
 }
 
 fn is_rules(b: &Block) -> bool {
-    has_header(&b.text, &["[[rules]]", "[[quality]]", "[[composites]]", "[[chains]]"])
+    has_header(&b.text, &["[[rules]]", "[[quality]]", "[[composites]]", "[[chains]]", "[[forecasts]]"])
 }
 
 fn is_registry(b: &Block) -> bool {

@@ -20,6 +20,7 @@ use std::sync::Arc;
 pub mod demo_fleet;
 pub mod fleet;
 pub mod flood;
+pub mod flood_forecast;
 pub mod gas;
 pub mod gnss;
 mod noise;

@@ -31,6 +31,7 @@ pub fn format_event(e: &AlertEvent, colour: bool) -> String {
     let about = match e.category {
         AlertCategory::DataQuality => "数据质量",
         AlertCategory::Composite => "综合研判",
+        AlertCategory::Forecast => "预报预警",
         AlertCategory::Hazard => e.kind.zh(),
     };
     format!(

@@ -190,8 +190,10 @@ impl MqttAlertPublisher {
 
     /// Queues a rejection notice for the gateway that sent it.
     pub async fn publish_rejection(&self, d: &DeadLetter) -> Result<(), PublishError> {
-        let site =
-            topic::parse_reading_topic(&d.topic).map(|t| t.site.to_string()).unwrap_or_else(|_| "_unknown".into());
+        let site = topic::parse_reading_topic(&d.topic)
+            .map(|t| t.site.to_string())
+            .or_else(|_| riskwatch_core::wire::forecast::parse_forecast_topic(&d.topic).map(|t| t.site.to_string()))
+            .unwrap_or_else(|_| "_unknown".into());
         let payload = serde_json::to_vec(d).unwrap_or_default();
         self.send(topic::rejection_topic(&site), payload, false).await
     }

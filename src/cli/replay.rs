@@ -4,15 +4,15 @@
 //! The work is done by the `riskwatch-replay` crate; this is its command line (docs/replay.md).
 
 use anyhow::{bail, Context, Result};
-use riskwatch_core::{AlertChange, AlertEvent, Registry, Timestamp};
+use riskwatch_core::{AlertChange, AlertEvent, Forecast, Level, Registry, Timestamp};
 use riskwatch_replay::hindcast::{self, RunOptions};
 use riskwatch_replay::input::{self, Format, InputOptions, Loaded};
 use riskwatch_replay::names::{Lang, Names};
-use riskwatch_replay::questdb;
 use riskwatch_replay::verify::{self, Observed, Skill};
 use riskwatch_replay::whatif::{self, Applied, Override};
 use riskwatch_replay::writeup::{self, ReportInput, RunReport};
 use riskwatch_replay::{diff, Outcome};
+use riskwatch_replay::{forecast_skill, questdb};
 use riskwatch_rules::RuleSet;
 use riskwatch_simulators::scenario::Scenario;
 use std::io::IsTerminal;
@@ -77,6 +77,14 @@ pub struct ReplayArgs {
     /// How long before an observed event an alert still counts as its warning.
     #[arg(long, default_value = "48h", value_parser = humantime::parse_duration)]
     lead_window: Duration,
+    /// Forecasts issued during the period (JSON lines, one wire-format forecast per line naming
+    /// its sensor and site; docs/wire-format.md §14): run with the readings at their issue
+    /// times, and scored by lead time against the observed crossings.
+    #[arg(long)]
+    forecasts: Option<PathBuf>,
+    /// Level the forecast skill is scored at (blue, yellow, orange, red).
+    #[arg(long, default_value = "orange")]
+    forecast_level: String,
     /// Write the report (Markdown, HTML, SVG plots, events.json) into this directory.
     #[arg(long)]
     report: Option<PathBuf>,
@@ -111,6 +119,21 @@ pub async fn run(args: ReplayArgs) -> Result<()> {
         return drill(&args, &registry).await;
     }
     let mut source = Source::open(&args)?;
+    let forecasts: Vec<Forecast> = match &args.forecasts {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            forecast_skill::read_forecasts(&text, &p.display().to_string(), &registry)?
+        }
+        None => Vec::new(),
+    };
+    let forecast_level = match args.forecast_level.as_str() {
+        "blue" => Level::Blue,
+        "yellow" => Level::Yellow,
+        "orange" => Level::Orange,
+        "red" => Level::Red,
+        other => bail!("--forecast-level {other:?}: expected blue, yellow, orange or red"),
+    };
+    source.forecasts = forecasts.clone();
     let observed: Option<Vec<Observed>> = match &args.observed {
         Some(p) => {
             let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
@@ -136,6 +159,32 @@ pub async fn run(args: ReplayArgs) -> Result<()> {
     } else {
         None
     };
+    let forecast_skill = (!forecasts.is_empty()).then(|| {
+        let k = forecast_skill::lead_skill(
+            &forecasts,
+            &base.outcome.events,
+            &base.rules,
+            &base.registry,
+            forecast_level,
+            &forecast_skill::DEFAULT_BUCKETS_H,
+        );
+        println!("forecast skill at {} ({} forecasts judged):", k.level, k.forecasts);
+        for b in &k.buckets {
+            println!(
+                "  lead {:>2}–{:<2} h  hits {} misses {} false alarms {}  POD {}  FAR {}  CSI {}",
+                b.from_h,
+                b.to_h,
+                b.hits,
+                b.misses,
+                b.false_alarms,
+                verify::show(b.pod),
+                verify::show(b.far),
+                verify::show(b.csi)
+            );
+        }
+        println!("  mean lead time gained {} h", verify::show(k.mean_lead_gained_h));
+        k
+    });
     let comparison = alt.as_ref().map(|a| diff::compare(&base.episodes, &a.episodes));
     if let Some(c) = &comparison {
         let names = Names::new(&base.registry, args.names);
@@ -182,6 +231,18 @@ pub async fn run(args: ReplayArgs) -> Result<()> {
         let report =
             ReportInput { input: &shown_input, runs, comparison: comparison.as_ref(), plot_size, lang: args.names };
         let files = writeup::write(dir, &report)?;
+        if let Some(k) = &forecast_skill {
+            let written = riskwatch_replay::forecast_report::write(
+                dir,
+                k,
+                &forecasts,
+                &base.outcome.traces,
+                &base.rules,
+                &base.registry,
+                plot_size,
+            )?;
+            println!("forecast report: {} file(s), section in {}", written.len(), files.markdown.display());
+        }
         println!(
             "report: {} ({} plot files, {}x{} px), {}, {}",
             files.markdown.display(),
@@ -272,6 +333,8 @@ struct Source {
     opts: InputOptions,
     loaded: Option<Loaded>,
     reported: bool,
+    /// Forecasts to run with the readings.
+    forecasts: Vec<Forecast>,
 }
 
 impl Source {
@@ -284,7 +347,7 @@ impl Source {
         opts.from = parse_time(args.from.as_deref(), "from")?;
         opts.to = parse_time(args.to.as_deref(), "to")?;
         opts.utc_offset_s = parse_offset(&args.tz)?;
-        Ok(Source { input: args.input.clone(), opts, loaded: None, reported: false })
+        Ok(Source { input: args.input.clone(), opts, loaded: None, reported: false, forecasts: Vec::new() })
     }
 
     /// All readings in memory, sorted (loaded on first use).
@@ -298,7 +361,7 @@ impl Source {
     /// One run over the readings.
     fn run(&mut self, rules: &RuleSet, registry: &Registry, opts: &RunOptions) -> Result<Outcome> {
         if self.loaded.is_none() && input::streamable(self.opts.format) {
-            let mut h = hindcast::Hindcast::new(rules, registry, opts)?;
+            let mut h = hindcast::Hindcast::new(rules, registry, opts)?.with_forecasts(self.forecasts.clone())?;
             let streamed = input::stream(&self.input, &self.opts, registry, 4096, |b, done| {
                 h.done = done;
                 h.feed(b)
@@ -312,8 +375,9 @@ impl Source {
             // Not in time order (e.g. a yearbook file station by station): load and sort.
             drop(h);
         }
+        let forecasts = self.forecasts.clone();
         let loaded = self.loaded(registry)?;
-        let mut outcome = hindcast::run(&loaded.readings, rules, registry, opts)?;
+        let mut outcome = hindcast::run_with(&loaded.readings, forecasts, rules, registry, opts)?;
         outcome.rejected = loaded.rejected.clone();
         self.report(&outcome.rejected);
         Ok(outcome)

@@ -135,6 +135,8 @@ impl Pipeline {
                     vec![
                         topic::READINGS_FILTER.into(),
                         topic::GATEWAY_READINGS_FILTER.into(),
+                        riskwatch_core::wire::forecast::FORECASTS_FILTER.into(),
+                        riskwatch_core::wire::forecast::GATEWAY_FORECASTS_FILTER.into(),
                         topic::COMMANDS_TOPIC.into(),
                     ]
                 },

@@ -146,6 +146,10 @@ impl RulesStage {
                                 self.readings(at, &mut readings).await?;
                                 self.input(Input::Command { at, raw }).await?;
                             }
+                            IngestEvent::Forecast(forecast) => {
+                                self.readings(at, &mut readings).await?;
+                                self.input(Input::Forecast { at, forecast }).await?;
+                            }
                         }
                     }
                     self.readings(at, &mut readings).await?;
@@ -257,7 +261,7 @@ impl RulesStage {
                     _ => {}
                 }
             }
-            Input::Tick { .. } | Input::Resume { .. } | Input::Members { .. } => {}
+            Input::Tick { .. } | Input::Resume { .. } | Input::Members { .. } | Input::Forecast { .. } => {}
         }
         Ok(())
     }

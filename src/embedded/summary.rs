@@ -138,6 +138,7 @@ impl Summary {
                 match a.category {
                     AlertCategory::DataQuality => "（数据质量）",
                     AlertCategory::Composite => "（综合）",
+                    AlertCategory::Forecast => "（预报）",
                     AlertCategory::Hazard => "",
                 },
                 a.since.to_cst_minute(),

@@ -261,6 +261,19 @@ fn outputs(messages: Vec<Message>, format: RecordFormat) -> Vec<Output> {
                     flush(&mut gathered, &mut topics, received, &mut out);
                     out.push(Output::Command { raw, topic: message.topic.clone(), received });
                 }
+                // Not carried on the Kafka wiring yet (docs/wire-format.md §14): refused with
+                // the reason rather than dropped.
+                IngestEvent::Forecast(f) => out.push(Output::DeadLetter(riskwatch_core::DeadLetter::new(
+                    Timestamp(received),
+                    &message.topic,
+                    &riskwatch_core::wire::DecodeError::BadTopic {
+                        topic: message.topic.clone(),
+                        reason: "forecasts are taken by the embedded wiring (riskwatch run/demo); the Kafka wiring does not carry them yet".into(),
+                    },
+                    None,
+                    Some(f.sensor.to_string()),
+                    Vec::new(),
+                ))),
             }
         }
     }

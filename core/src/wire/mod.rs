@@ -10,12 +10,14 @@ pub mod binary;
 mod decode;
 mod encode;
 mod error;
+pub mod forecast;
 mod json;
 pub mod topic;
 
 pub use decode::{decode, Decoded, ItemRejection, Limits};
 pub use encode::{encode_batch, encode_reading, value_json};
 pub use error::DecodeError;
+pub use forecast::{decode_forecast, encode_forecast, ForecastLimits};
 
 /// The wire format version this code speaks; also the `v1` in every topic.
 pub const WIRE_VERSION: u64 = 1;

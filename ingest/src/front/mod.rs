@@ -58,11 +58,12 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// Whether the front takes this (complete) PUBLISH packet itself: a reading.
+    /// Whether the front takes this (complete) PUBLISH packet itself: a reading or a forecast.
     fn takes(&self, pkt: &[u8]) -> bool {
+        use riskwatch_core::wire::forecast::{FORECASTS_FILTER, GATEWAY_FORECASTS_FILTER};
         frame::publish_qos(pkt) <= 2
             && frame::publish_topic(pkt).is_some_and(|t| {
-                [topic::READINGS_FILTER, topic::GATEWAY_READINGS_FILTER]
+                [topic::READINGS_FILTER, topic::GATEWAY_READINGS_FILTER, FORECASTS_FILTER, GATEWAY_FORECASTS_FILTER]
                     .iter()
                     .any(|f| rumqttc::mqttbytes::matches(t, f))
             })

@@ -5,7 +5,7 @@
 use super::delivery::{Delivery, Message};
 use super::{RegistryHandle, SourceStats};
 use crate::IngestEvent;
-use riskwatch_core::wire::{decode, topic, Limits};
+use riskwatch_core::wire::{decode, forecast, topic, Limits};
 use riskwatch_core::{DeadLetter, Registry, Timestamp};
 use rumqttc::mqttbytes::v4::Publish;
 use std::sync::atomic::Ordering;
@@ -45,6 +45,9 @@ impl Decoder {
             return vec![IngestEvent::Command(payload.to_vec())];
         }
         let now = Timestamp::now();
+        if forecast::is_forecast_topic(topic_name) {
+            return self.forecast(registry, topic_name, payload, now);
+        }
         let mut out = Vec::with_capacity(2);
         match decode(topic_name, payload, registry, &self.limits) {
             Ok(decoded) => {
@@ -73,5 +76,18 @@ impl Decoder {
         let rejected = out.iter().filter(|ev| matches!(ev, IngestEvent::DeadLetter(_))).count();
         self.stats.rejected.fetch_add(rejected as u64, Ordering::Relaxed);
         out
+    }
+
+    /// A forecast message: accepted or refused whole.
+    fn forecast(&self, registry: &Registry, topic_name: &str, payload: &[u8], now: Timestamp) -> Vec<IngestEvent> {
+        match forecast::decode_forecast(topic_name, payload, registry, &forecast::ForecastLimits::default()) {
+            Ok(f) => vec![IngestEvent::Forecast(Box::new(f))],
+            Err(e) => {
+                debug!(topic = topic_name, reason = e.code(), "forecast rejected");
+                self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+                let sensor = forecast::parse_forecast_topic(topic_name).ok().map(|t| t.sensor.to_string());
+                vec![IngestEvent::DeadLetter(DeadLetter::new(now, topic_name, &e, None, sensor, payload.to_vec()))]
+            }
+        }
     }
 }

@@ -10,7 +10,7 @@
 use super::Input;
 use crate::MemberLevel;
 use riskwatch_core::wire::binary::{self, put_bytes, put_f64, put_i64, put_str, put_u32, BinaryError, Reader};
-use riskwatch_core::{Level, SensorId, Timestamp};
+use riskwatch_core::{Forecast, Level, SensorId, SensorKind, SiteId, Timestamp};
 use std::sync::Arc;
 
 /// First byte of every encoded input.
@@ -22,6 +22,7 @@ const TICK: u8 = 2;
 const RESUME: u8 = 3;
 const RELOAD: u8 = 4;
 const MEMBERS: u8 = 5;
+const FORECAST: u8 = 6;
 
 /// Why journal bytes could not be read back.
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +70,11 @@ pub(super) fn encode(input: &Input) -> Vec<u8> {
                 put_i64(&mut w, m.first_ts.millis());
                 put_u32(&mut w, m.seq);
             }
+        }
+        Input::Forecast { at, forecast } => {
+            w.push(FORECAST);
+            put_i64(&mut w, at.millis());
+            put_forecast(&mut w, forecast);
         }
         Input::Reload { at, rules, registry } => {
             w.push(RELOAD);
@@ -119,6 +125,7 @@ pub(super) fn decode(bytes: &[u8]) -> Result<Input, CodecError> {
             }
             Input::Members { at, members }
         }
+        FORECAST => Input::Forecast { at, forecast: Box::new(read_forecast(&mut r)?) },
         RELOAD => {
             let flags = r.u8("flags")?;
             let rules = if flags & 1 != 0 { Some(r.str("rules")?.to_string()) } else { None };
@@ -129,4 +136,49 @@ pub(super) fn decode(bytes: &[u8]) -> Result<Input, CodecError> {
     };
     r.finish()?;
     Ok(input)
+}
+
+/// Sensor, site, kind, unit, issue time, the valid times, then each member's values.
+fn put_forecast(w: &mut Vec<u8>, f: &Forecast) {
+    put_str(w, f.sensor.as_str());
+    put_str(w, f.site.as_str());
+    put_str(w, f.kind.as_str());
+    put_str(w, &f.unit);
+    put_i64(w, f.issued.millis());
+    put_u32(w, f.valid.len() as u32);
+    for t in &f.valid {
+        put_i64(w, t.millis());
+    }
+    put_u32(w, f.members.len() as u32);
+    for m in &f.members {
+        put_u32(w, m.len() as u32);
+        for v in m {
+            put_f64(w, *v);
+        }
+    }
+}
+
+fn read_forecast(r: &mut Reader<'_>) -> Result<Forecast, CodecError> {
+    let sensor = SensorId::new(r.str("sensor")?);
+    let site = SiteId::new(r.str("site")?);
+    let kind_name = r.str("kind")?;
+    let kind = SensorKind::builtin(kind_name).unwrap_or_else(|| SensorKind::Custom(Arc::from(kind_name)));
+    let unit: Arc<str> = Arc::from(r.str("unit")?);
+    let issued = Timestamp(r.i64("issued")?);
+    let n = r.len("valid", 8)?;
+    let mut valid = Vec::with_capacity(n);
+    for _ in 0..n {
+        valid.push(Timestamp(r.i64("valid")?));
+    }
+    let m = r.len("members", 4)?;
+    let mut members = Vec::with_capacity(m);
+    for _ in 0..m {
+        let k = r.len("values", 8)?;
+        let mut values = Vec::with_capacity(k);
+        for _ in 0..k {
+            values.push(r.f64("value")?);
+        }
+        members.push(values);
+    }
+    Ok(Forecast { sensor, site, kind, unit, issued, valid, members })
 }

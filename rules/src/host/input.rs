@@ -6,7 +6,7 @@
 //! input journal, a Kafka partition) before the events it causes are published; replaying the
 //! recorded inputs after a snapshot gives back exactly the events of the uninterrupted run.
 
-use riskwatch_core::{Reading, Timestamp};
+use riskwatch_core::{Forecast, Reading, Timestamp};
 use serde::{Deserialize, Serialize};
 
 /// One thing that happened to the rules host, at processing time `at`.
@@ -46,6 +46,13 @@ pub enum Input {
         /// The changes, in the order they happened.
         members: Vec<crate::MemberLevel>,
     },
+    /// One validated forecast (wire-format.md §14), as received.
+    Forecast {
+        /// Processing time.
+        at: Timestamp,
+        /// The forecast.
+        forecast: Box<Forecast>,
+    },
     /// New rules and/or a new registry take effect, keeping the state of what still exists.
     Reload {
         /// Processing time.
@@ -68,6 +75,7 @@ impl Input {
             | Input::Tick { at }
             | Input::Resume { at }
             | Input::Members { at, .. }
+            | Input::Forecast { at, .. }
             | Input::Reload { at, .. } => *at,
         }
     }

@@ -282,6 +282,10 @@ impl RulesHost {
                 self.engine.set_members(members, at, out);
                 Outcome::Applied
             }
+            Input::Forecast { forecast, .. } => {
+                self.engine.forecast(forecast, at, out);
+                Outcome::Applied
+            }
             Input::Reload { rules, registry, .. } => {
                 match self.reload(rules.as_deref(), registry.as_deref(), at, out) {
                     Ok(()) => Outcome::Reloaded,
