@@ -13,6 +13,7 @@
 mod bands;
 mod changes;
 pub mod composite;
+mod composite_coincidence;
 mod condition;
 mod config;
 mod detector_measure;
