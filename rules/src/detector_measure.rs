@@ -255,10 +255,10 @@ pub fn measure(
             let ch = stalta_channel(w)?;
             scratch.clear();
             scratch.extend_from_slice(&ch.samples);
-            if let Some(pre) = prefilter {
-                pre.process_in_place(scratch);
+            match prefilter {
+                Some(pre) => pre.process_with(scratch, filter.stepper()),
+                None => filter.process_in_place(scratch),
             }
-            filter.process_in_place(scratch);
             let peak = scratch.iter().copied().filter(|x| x.is_finite()).fold(0.0, f64::max);
             Some((peak, None))
         }

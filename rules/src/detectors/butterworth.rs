@@ -13,10 +13,11 @@
 //! 5. second-order sections from the poles and zeros (`zpk2sos` with `pairing='nearest'`: the
 //!    pole closest to the unit circle goes last, each pole takes its nearest zero, the gain goes
 //!    into the first section);
-//! 6. filtering with `sosfilt`'s transposed direct form II, from a zero state.
+//! 6. filtering with `sosfilt`'s transposed direct form II, from a zero state (with the output
+//!    substituted into the state updates, which halves the dependency chain; see [`section`]).
 //!
-//! Doing the same arithmetic in the same order gives the same coefficients and outputs to
-//! rounding (rules/tests/obspy_reference.rs compares with ObsPy to 1e-9 relative error).
+//! Doing the same design arithmetic in the same order gives the same coefficients, and the
+//! outputs agree to rounding (rules/tests/obspy_reference.rs compares with ObsPy to 1e-9 relative error).
 //!
 //! [`SosFilter`] streams: its state carries across packets and snapshots, so a record filtered
 //! in 1-s packets equals the record filtered in one piece. That is ObsPy's default causal
@@ -480,29 +481,58 @@ impl SosFilter {
 
     /// Filters the next samples of the stream, appending one output per sample to `out`.
     pub fn process(&mut self, samples: &[f64], out: &mut Vec<f64>) {
-        out.reserve(samples.len());
-        for &x in samples {
-            out.push(self.step(x));
-        }
+        let start = out.len();
+        out.extend_from_slice(samples);
+        self.process_in_place(&mut out[start..]);
     }
 
     /// Filters the next samples in place.
     pub fn process_in_place(&mut self, samples: &mut [f64]) {
-        for x in samples {
-            *x = self.step(*x);
+        self.process_with(samples, |y| y);
+    }
+
+    /// Filters the next samples in place and passes each output through `then` in the same
+    /// loop (e.g. an STA/LTA's next ratio), so the two recursions overlap in the CPU instead of
+    /// running one after the other; `samples` ends up holding `then`'s results.
+    pub fn process_with(&mut self, samples: &mut [f64], then: impl FnMut(f64) -> f64) {
+        // The common orders with the sections and their state in registers for the whole
+        // packet (the same arithmetic in the same order as the general loop).
+        match self.sos.len() {
+            1 => self.run::<1>(samples, then),
+            2 => self.run::<2>(samples, then),
+            3 => self.run::<3>(samples, then),
+            4 => self.run::<4>(samples, then),
+            5 => self.run::<5>(samples, then),
+            6 => self.run::<6>(samples, then),
+            _ => {
+                let mut then = then;
+                let fast: Vec<[f64; 5]> = self.sos.iter().map(fast_form).collect();
+                for x in samples {
+                    let mut cur = if x.is_finite() { *x } else { 0.0 };
+                    for (s, z) in fast.iter().zip(self.state.iter_mut()) {
+                        cur = section(s, z, cur);
+                    }
+                    *x = then(cur);
+                }
+            }
         }
     }
 
-    #[inline]
-    fn step(&mut self, x: f64) -> f64 {
-        let mut cur = if x.is_finite() { x } else { 0.0 };
-        for (s, z) in self.sos.iter().zip(self.state.iter_mut()) {
-            let new = s[0] * cur + z[0];
-            z[0] = s[1] * cur - s[4] * new + z[1];
-            z[1] = s[2] * cur - s[5] * new;
-            cur = new;
+    fn run<const N: usize>(&mut self, samples: &mut [f64], mut then: impl FnMut(f64) -> f64) {
+        let mut fast = [[0.0; 5]; N];
+        let mut state = [[0.0; 2]; N];
+        for (f, s) in fast.iter_mut().zip(&self.sos) {
+            *f = fast_form(s);
         }
-        cur
+        state.copy_from_slice(&self.state[..N]);
+        for x in samples {
+            let mut cur = if x.is_finite() { *x } else { 0.0 };
+            for k in 0..N {
+                cur = section(&fast[k], &mut state[k], cur);
+            }
+            *x = then(cur);
+        }
+        self.state[..N].copy_from_slice(&state);
     }
 
     /// Sets the state as if `x` had been the input forever (SciPy's `sosfilt_zi(sos) * x`), so a
@@ -541,6 +571,25 @@ impl SosFilter {
         x.reverse();
         x
     }
+}
+
+/// A section [b0 b1 b2 1 a1 a2] as [b0, b1 − a1·b0, b2 − a2·b0, a1, a2] for [`section`].
+fn fast_form(s: &[f64; 6]) -> [f64; 5] {
+    [s[0], s[1] - s[4] * s[0], s[2] - s[5] * s[0], s[4], s[5]]
+}
+
+/// One sample through one section: SciPy's `sosfilt` (transposed direct form II), with y
+/// substituted into the state updates — z0 ← b1·x − a1·(b0·x + z0) + z1 becomes
+/// (b1 − a1·b0)·x − a1·z0 + z1 — so each state depends on the previous one through one multiply
+/// and one add rather than four operations. Same state, same outputs to rounding (about 1e-16
+/// relative; the tests against ObsPy allow 1e-9), about twice the throughput.
+#[inline(always)]
+fn section(f: &[f64; 5], z: &mut [f64; 2], x: f64) -> f64 {
+    let y = f[0] * x + z[0];
+    let z0 = (f[1] * x + z[1]) - f[3] * z[0];
+    z[1] = f[2] * x - f[4] * z[0];
+    z[0] = z0;
+    y
 }
 
 /// ObsPy's causal `bandpass`/`highpass`/`lowpass` of a whole record.
@@ -623,6 +672,33 @@ mod tests {
         let mut v = serde_json::to_value(&highpass).unwrap();
         v["state"].as_array_mut().unwrap().pop();
         assert!(serde_json::from_value::<SosFilter>(v).is_err());
+    }
+
+    #[test]
+    fn every_order_filters_as_the_plain_sosfilt_loop_to_rounding() {
+        let x: Vec<f64> = (0..700).map(|i| ((i * 7919) % 1000) as f64 / 500.0 - 1.0).collect();
+        for corners in 1..=16 {
+            let f = SosFilter::design(Band::Bandpass { freqmin: 1.0, freqmax: 20.0 }, corners, 100.0).unwrap();
+            let mut state = vec![[0.0; 2]; f.sections().len()];
+            let plain: Vec<f64> = x
+                .iter()
+                .map(|&v| {
+                    let mut cur = v;
+                    for (s, z) in f.sections().iter().zip(&mut state) {
+                        let y = s[0] * cur + z[0];
+                        z[0] = s[1] * cur - s[4] * y + z[1];
+                        z[1] = s[2] * cur - s[5] * y;
+                        cur = y;
+                    }
+                    cur
+                })
+                .collect();
+            let got = filter(&x, Band::Bandpass { freqmin: 1.0, freqmax: 20.0 }, corners, 100.0).unwrap();
+            let scale = plain.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+            for (g, p) in got.iter().zip(&plain) {
+                assert!((g - p).abs() <= 1e-12 * scale, "corners {corners}: {g} vs {p}");
+            }
+        }
     }
 
     #[test]

@@ -280,6 +280,13 @@ impl RecursiveStaLta {
         }
     }
 
+    /// A function taking the stream's next sample to its ratio, for a caller's own loop
+    /// (`SosFilter::process_with` runs a pre-filter and this in one pass).
+    pub fn stepper(&mut self) -> impl FnMut(f64) -> f64 + '_ {
+        let (csta, clta) = self.weights();
+        move |x| self.step(x, csta, clta)
+    }
+
     fn weights(&self) -> (f64, f64) {
         (1.0 / self.nsta as f64, 1.0 / self.nlta as f64)
     }
