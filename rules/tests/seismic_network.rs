@@ -123,6 +123,9 @@ fn band_passed_triggers_in_coincidence_raise_one_network_alert_listing_the_stati
         events.iter().filter(|e| e.category == AlertCategory::Composite && e.change == AlertChange::Raised).collect();
     assert_eq!(raised.len(), 1);
     assert_eq!(raised[0].ts, Timestamp(T0 + 23_000));
+    assert_eq!(raised[0].value, 3.5, "a, b, c and half of d");
+    let d = &raised[0].details.as_ref().unwrap()["coincidence"]["stations"][3];
+    assert_eq!((d["sensor"].as_str(), d["weight"].as_f64()), (Some("d-acc"), Some(0.5)));
 }
 
 #[test]
