@@ -70,6 +70,7 @@
 //! assert!(err.contains("character 10"), "{err}");
 //! ```
 
+pub use crate::composite_coincidence::CoincidenceSpec;
 use crate::{BandSpec, Delay, Direction, MessageTemplate};
 use riskwatch_core::ids::is_valid_id;
 use riskwatch_core::{AlertChange, Level, Sensor};
@@ -116,8 +117,13 @@ pub struct CompositeSpec {
     /// Which per-sensor rule bindings of a site count as members.
     #[serde(default)]
     pub members: MemberFilter,
-    /// The condition for each level.
+    /// The condition for each level (leave out for a `coincidence` composite).
+    #[serde(default)]
     pub levels: CompositeLevels,
+    /// Weighted coincidence of triggered members instead of `levels` (see
+    /// [`CoincidenceSpec`]): the seismic network trigger.
+    #[serde(default)]
+    pub coincidence: Option<CoincidenceSpec>,
     /// Confirmation before a level is entered.
     #[serde(default)]
     pub on_delay: Delay,
@@ -393,8 +399,20 @@ impl CompositeSpec {
                 p.push(format!("sites[{j}]: {s:?} is not a valid site id"));
             }
         }
-        if self.levels.as_array().iter().all(Option::is_none) {
-            p.push("levels: give at least one of blue, yellow, orange, red".into());
+        match &self.coincidence {
+            Some(c) => {
+                if self.levels.as_array().iter().any(Option::is_some) {
+                    p.push(
+                        "levels: a coincidence composite takes its level from coincidence.level; leave levels out"
+                            .into(),
+                    );
+                }
+                p.extend(c.problems());
+            }
+            None if self.levels.as_array().iter().all(Option::is_none) => {
+                p.push("levels: give at least one of blue, yellow, orange, red (or a coincidence table)".into());
+            }
+            None => {}
         }
         for level in Level::ALL {
             let Some(e) = self.levels.get(level) else { continue };
@@ -438,12 +456,39 @@ impl CompositeSpec {
         for (i, e) in self.levels.as_array().into_iter().enumerate() {
             thresholds[i] = e.map(|_| (i + 1) as f64);
         }
+        if let Some(c) = &self.coincidence {
+            thresholds[c.level.index()] = Some((c.level.index() + 1) as f64);
+        }
         BandSpec {
             direction: Direction::Rising,
             thresholds,
             deadband: 0.0,
             on_delay: self.on_delay,
             off_delay: self.off_delay,
+        }
+    }
+
+    /// The highest level that holds for these members (the coincidence level, for a
+    /// coincidence composite).
+    pub fn highest(&self, members: &[Member<'_>]) -> Option<Level> {
+        match &self.coincidence {
+            Some(c) => c.highest(members),
+            None => self.levels.highest(members),
+        }
+    }
+
+    /// The number to feed [`ThresholdBands`](crate::ThresholdBands) with [`Self::band_spec`]:
+    /// 0 when no level holds, 1 for blue … 4 for red.
+    pub fn band_value(&self, members: &[Member<'_>]) -> f64 {
+        self.highest(members).map_or(0.0, |l| (l.index() + 1) as f64)
+    }
+
+    /// How strongly `level`'s condition holds, for messages and the alert's value: the
+    /// coincidence sum, or [`CompositeExpr::strength`].
+    pub fn strength(&self, level: Level, members: &[Member<'_>]) -> f64 {
+        match &self.coincidence {
+            Some(c) => c.sum_of(members),
+            None => self.levels.get(level).map_or(0.0, |e| e.strength(members)),
         }
     }
 
@@ -468,7 +513,10 @@ impl CompositeSpec {
                     "grade" => facts.level.grade().to_string(),
                     "change" => facts.change.as_str().replace('_', "-"),
                     "change_zh" => facts.change.zh().to_string(),
-                    "condition" => self.levels.get(facts.level).map(|e| e.to_string()).unwrap_or_default(),
+                    "condition" => match &self.coincidence {
+                        Some(c) => c.describe(),
+                        None => self.levels.get(facts.level).map(|e| e.to_string()).unwrap_or_default(),
+                    },
                     "strength" if facts.strength.fract() == 0.0 => format!("{:.0}", facts.strength),
                     "strength" => format!("{:.2}", facts.strength),
                     _ => return None,
@@ -1045,6 +1093,7 @@ mod tests {
             scope: Scope::Site,
             members: MemberFilter { rules: vec!["gnss".into()], ..MemberFilter::default() },
             levels,
+            coincidence: None,
             on_delay: Delay::default(),
             off_delay: Delay::default(),
             message: MessageTemplate { zh: "{site}{value}".into(), en: default_message().en },

@@ -4,6 +4,7 @@
 //! reading and carried in snapshots, so live packets, replays and restarts see the same
 //! numbers.
 
+use crate::detectors::butterworth::{Band, SosFilter};
 use crate::detectors::gnss::{GnssDetector, GnssParams};
 use crate::detectors::intensity::IntensityMeter;
 use crate::detectors::sta_lta::RecursiveStaLta;
@@ -11,7 +12,8 @@ use crate::Measure;
 use riskwatch_core::{Reading, Timestamp, Value};
 use serde::{Deserialize, Serialize};
 
-/// STA/LTA windows of a rule (`sta_lta = { sta_s = 0.5, lta_s = 10 }`).
+/// STA/LTA windows of a rule and its pre-filter
+/// (`sta_lta = { sta_s = 0.5, lta_s = 10, filter = { type = "bandpass", freqmin = 1, freqmax = 20 } }`).
 #[derive(Clone, Copy, Debug, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StaLtaParams {
@@ -19,11 +21,102 @@ pub struct StaLtaParams {
     pub sta_s: f64,
     /// Long-term average window, seconds. Default 10.
     pub lta_s: f64,
+    /// Butterworth filter applied to the samples before STA/LTA (none by default).
+    pub filter: Option<PreFilter>,
 }
 
 impl Default for StaLtaParams {
     fn default() -> Self {
-        StaLtaParams { sta_s: 0.5, lta_s: 10.0 }
+        StaLtaParams { sta_s: 0.5, lta_s: 10.0, filter: None }
+    }
+}
+
+/// Which Butterworth filter (ObsPy's `bandpass`, `highpass`, `lowpass`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FilterType {
+    /// `freqmin` to `freqmax`.
+    Bandpass,
+    /// Above `freq`.
+    Highpass,
+    /// Below `freq`.
+    Lowpass,
+}
+
+/// The pre-filter of an STA/LTA rule, causal and streaming (ObsPy `zerophase=False`).
+#[derive(Clone, Copy, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreFilter {
+    /// `bandpass`, `highpass` or `lowpass`.
+    #[serde(rename = "type")]
+    pub kind: FilterType,
+    /// Lower corner of a band-pass, Hz.
+    pub freqmin: Option<f64>,
+    /// Upper corner of a band-pass, Hz.
+    pub freqmax: Option<f64>,
+    /// Corner of a high- or low-pass, Hz.
+    pub freq: Option<f64>,
+    /// Filter order, as ObsPy's `corners` (default 4).
+    #[serde(default = "four")]
+    pub corners: u32,
+}
+
+fn four() -> u32 {
+    4
+}
+
+impl PreFilter {
+    /// The band, or the problems naming the fields.
+    pub fn band(&self) -> Result<Band, Vec<String>> {
+        let positive = |name: &str, v: Option<f64>, p: &mut Vec<String>| match v {
+            Some(x) if x.is_finite() && x > 0.0 => x,
+            Some(x) => {
+                p.push(format!("sta_lta.filter.{name}: {x} must be a positive frequency in Hz"));
+                0.0
+            }
+            None => {
+                p.push(format!("sta_lta.filter.{name}: required for type {:?}", self.kind));
+                0.0
+            }
+        };
+        let unused = |name: &str, v: Option<f64>, p: &mut Vec<String>| {
+            if v.is_some() {
+                p.push(format!("sta_lta.filter.{name}: not used by type {:?}", self.kind));
+            }
+        };
+        let mut p = Vec::new();
+        let band = match self.kind {
+            FilterType::Bandpass => {
+                unused("freq", self.freq, &mut p);
+                let (lo, hi) = (positive("freqmin", self.freqmin, &mut p), positive("freqmax", self.freqmax, &mut p));
+                if p.is_empty() && hi <= lo {
+                    p.push(format!("sta_lta.filter.freqmax: {hi} must be above freqmin {lo}"));
+                }
+                Band::Bandpass { freqmin: lo, freqmax: hi }
+            }
+            FilterType::Highpass | FilterType::Lowpass => {
+                unused("freqmin", self.freqmin, &mut p);
+                unused("freqmax", self.freqmax, &mut p);
+                let freq = positive("freq", self.freq, &mut p);
+                if self.kind == FilterType::Highpass {
+                    Band::Highpass { freq }
+                } else {
+                    Band::Lowpass { freq }
+                }
+            }
+        };
+        if self.corners == 0 || self.corners > crate::detectors::butterworth::MAX_CORNERS {
+            p.push(format!(
+                "sta_lta.filter.corners: {} must be 1 to {}",
+                self.corners,
+                crate::detectors::butterworth::MAX_CORNERS
+            ));
+        }
+        if p.is_empty() {
+            Ok(band)
+        } else {
+            Err(p)
+        }
     }
 }
 
@@ -37,6 +130,9 @@ impl StaLtaParams {
         if !(self.lta_s.is_finite() && self.lta_s >= self.sta_s) {
             p.push("sta_lta.lta_s: must be at least sta_s".into());
         }
+        if let Some(Err(problems)) = self.filter.map(|f| f.band()) {
+            p.extend(problems);
+        }
         p
     }
 }
@@ -49,12 +145,16 @@ pub enum Detector {
     Gnss(Box<GnssDetector>),
     /// Band-passed PGA/PGV and instrumental intensity.
     Intensity(Box<IntensityMeter>),
-    /// Recursive STA/LTA over the vector magnitude... of the vertical (`z`) channel if present.
+    /// Recursive STA/LTA of the vertical (`z`) channel if present, else the first channel,
+    /// after the optional Butterworth pre-filter.
     StaLta {
         /// The filter.
         filter: Box<RecursiveStaLta>,
         /// Sample rate it was built for.
         rate_hz: f64,
+        /// The pre-filter with its state (absent: raw samples).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        prefilter: Option<Box<SosFilter>>,
     },
 }
 
@@ -75,14 +175,35 @@ fn build(measure: Measure, gnss: &GnssParams, sta_lta: &StaLtaParams, r: &Readin
             Value::Waveform(w) => {
                 let nsta = (sta_lta.sta_s * w.rate_hz).round().max(1.0) as usize;
                 let nlta = (sta_lta.lta_s * w.rate_hz).round().max(nsta as f64) as usize;
-                RecursiveStaLta::new(nsta, nlta)
-                    .ok()
-                    .map(|f| Detector::StaLta { filter: Box::new(f), rate_hz: w.rate_hz })
+                // A corner the terminal's rate cannot carry (at or above Nyquist) gives no
+                // detector, so no value, as the intensity measure below 20 Hz.
+                // The filter starts at rest on the terminal's first sample (gravity on z).
+                let prefilter = match sta_lta.filter {
+                    Some(f) => {
+                        let band = f.band().ok()?;
+                        let mut sos = SosFilter::design(band, f.corners, w.rate_hz).ok()?;
+                        if let Some(&x) = stalta_channel(w).and_then(|c| c.samples.first()) {
+                            sos.prime(x);
+                        }
+                        Some(Box::new(sos))
+                    }
+                    None => None,
+                };
+                RecursiveStaLta::new(nsta, nlta).ok().map(|f| Detector::StaLta {
+                    filter: Box::new(f),
+                    rate_hz: w.rate_hz,
+                    prefilter,
+                })
             }
             _ => None,
         },
         _ => None,
     }
+}
+
+/// The channel STA/LTA runs on: the vertical component carries the P arrival; else the first.
+fn stalta_channel(w: &riskwatch_core::Waveform) -> Option<&riskwatch_core::Channel> {
+    w.channels.iter().find(|c| c.name == "z").or_else(|| w.channels.first())
 }
 
 /// Feeds a reading to the binding's detector (building it first if needed) and returns the
@@ -130,11 +251,14 @@ pub fn measure(
             let v = if measure == Measure::Pgv { peaks.pgv } else { peaks.intensity };
             Some((v, Some(details)))
         }
-        (Detector::StaLta { filter, .. }, Value::Waveform(w)) => {
-            // The vertical component carries the P arrival; fall back to the first channel.
-            let ch = w.channels.iter().find(|c| c.name == "z").or_else(|| w.channels.first())?;
+        (Detector::StaLta { filter, prefilter, .. }, Value::Waveform(w)) => {
+            let ch = stalta_channel(w)?;
             scratch.clear();
-            filter.process(&ch.samples, scratch);
+            scratch.extend_from_slice(&ch.samples);
+            match prefilter {
+                Some(pre) => pre.process_with(scratch, filter.stepper()),
+                None => filter.process_in_place(scratch),
+            }
             let peak = scratch.iter().copied().filter(|x| x.is_finite()).fold(0.0, f64::max);
             Some((peak, None))
         }

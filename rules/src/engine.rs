@@ -735,7 +735,7 @@ impl Engine {
         let value = match cb.band_value {
             Some(v) => v,
             None => {
-                let v = spec.levels.band_value(&members_of(&cb.members, &self.sensors, &self.rules));
+                let v = spec.band_value(&members_of(&cb.members, &self.sensors, &self.rules));
                 cb.band_value = Some(v);
                 v
             }
@@ -743,7 +743,8 @@ impl Engine {
         let Some(t) = ThresholdBands::step(&spec.band_spec(), &mut cb.state, ts, value) else { return };
         let members = members_of(&cb.members, &self.sensors, &self.rules);
         let shown = if t.to > t.from { t.to } else { t.from };
-        let strength = shown.and_then(|l| spec.levels.get(l)).map_or(0.0, |e| e.strength(&members));
+        let strength = shown.map_or(0.0, |l| spec.strength(l, &members));
+        let coincidence = spec.coincidence.as_ref().map(|c| c.details(&members));
         let mut ev = self.book.apply_change(
             &mut cb.alert,
             LevelChange {
@@ -786,7 +787,10 @@ impl Engine {
                 }))
             })
             .collect();
-        ev.details = Some(serde_json::json!({ "members": members }));
+        ev.details = Some(match coincidence {
+            Some(c) => serde_json::json!({ "members": members, "coincidence": c }),
+            None => serde_json::json!({ "members": members }),
+        });
         out.push(ev);
     }
 

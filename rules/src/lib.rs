@@ -15,6 +15,7 @@ mod chain_spec;
 mod chains;
 mod changes;
 pub mod composite;
+mod composite_coincidence;
 mod condition;
 mod config;
 mod detector_measure;

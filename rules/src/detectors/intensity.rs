@@ -202,10 +202,14 @@ pub fn pgv_intensity(pgv: f64) -> f64 {
 /// I_V ≥ 6.0 then I = I_V, otherwise I = (I_A + I_V)/2; the branch is decided on the unrounded
 /// I_A and I_V, then I is rounded to 0.1 and clamped to 1.0–12.0.
 ///
-/// **Must be verified against the standard's text.** domain.md marks the combination rule
-/// "(verify)", and public re-implementations disagree: at least one applies the I_V branch when
-/// *either* I_A or I_V reaches 6.0. The two readings differ only when exactly one of them is
-/// ≥ 6.0 (e.g. PGA 1.0 m/s², PGV 0.01 m/s gives 5.2 here, 3.8 under the "or" reading).
+/// **Checked against published tables, not yet against the standard's text.**
+/// rules/tests/intensity_reference.rs checks the ground motion GB/T 17742-2008's Table 1 lists
+/// for degrees VI–X and the lower VI boundary of GB/T 17742-2020's Table A.1 (as quoted by an
+/// independent implementation). domain.md marks the combination rule "(verify)": two
+/// independent public implementations read it as here ("both ≥ 6.0"), at least one other
+/// applies the I_V branch when *either* reaches 6.0. The readings differ only when exactly one
+/// of them is ≥ 6.0 (e.g. PGA 1.0 m/s², PGV 0.01 m/s gives 5.2 here, 3.8 under the "or"
+/// reading), which none of the table values exercises.
 ///
 /// No motion (zero, negative or NaN peaks) gives the floor 1.0.
 pub fn instrumental_intensity(pga: f64, pgv: f64) -> f64 {

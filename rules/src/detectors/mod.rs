@@ -4,6 +4,8 @@
 //! carrying its state across calls so that live packets, replayed history and tests give the
 //! same numbers. Rules use them as stateful measures.
 
+pub mod butterworth;
+pub mod coincidence;
 pub mod gnss;
 pub mod intensity;
 pub mod sta_lta;

@@ -264,21 +264,48 @@ impl RecursiveStaLta {
 
     /// Feeds the next samples of the stream and appends one ratio per sample to `out`.
     pub fn process(&mut self, samples: &[f64], out: &mut Vec<f64>) {
-        let csta = 1.0 / self.nsta as f64;
-        let clta = 1.0 / self.nlta as f64;
+        let (csta, clta) = self.weights();
         out.reserve(samples.len());
         for &x in samples {
-            let index = self.seen;
-            self.seen += 1;
-            if index == 0 {
-                out.push(0.0);
-                continue;
-            }
-            let e = energy(x);
-            self.sta = csta * e + (1.0 - csta) * self.sta;
-            self.lta = clta * e + (1.0 - clta) * self.lta;
-            let warm = index >= self.nlta as u64;
-            out.push(if warm { self.sta / self.lta.max(f64::MIN_POSITIVE) } else { 0.0 });
+            out.push(self.step(x, csta, clta));
+        }
+    }
+
+    /// Feeds the next samples of the stream, replacing each by its ratio (no second buffer:
+    /// a pre-filtered packet is turned into ratios where it lies).
+    pub fn process_in_place(&mut self, samples: &mut [f64]) {
+        let (csta, clta) = self.weights();
+        for x in samples {
+            *x = self.step(*x, csta, clta);
+        }
+    }
+
+    /// A function taking the stream's next sample to its ratio, for a caller's own loop
+    /// (`SosFilter::process_with` runs a pre-filter and this in one pass).
+    pub fn stepper(&mut self) -> impl FnMut(f64) -> f64 + '_ {
+        let (csta, clta) = self.weights();
+        move |x| self.step(x, csta, clta)
+    }
+
+    fn weights(&self) -> (f64, f64) {
+        (1.0 / self.nsta as f64, 1.0 / self.nlta as f64)
+    }
+
+    #[inline]
+    fn step(&mut self, x: f64, csta: f64, clta: f64) -> f64 {
+        let index = self.seen;
+        self.seen += 1;
+        if index == 0 {
+            return 0.0;
+        }
+        let e = energy(x);
+        self.sta = csta * e + (1.0 - csta) * self.sta;
+        self.lta = clta * e + (1.0 - clta) * self.lta;
+        let warm = index >= self.nlta as u64;
+        if warm {
+            self.sta / self.lta.max(f64::MIN_POSITIVE)
+        } else {
+            0.0
         }
     }
 }
