@@ -102,7 +102,9 @@ impl Chains {
         while i < out.len() {
             let e = &out[i];
             i += 1;
-            if e.category == AlertCategory::DataQuality {
+            // Data-quality alerts ask for a technician, forecast alerts for preparation hours
+            // ahead: neither calls the duty chain (rules.md §4.1).
+            if matches!(e.category, AlertCategory::DataQuality | AlertCategory::Forecast) {
                 continue;
             }
             match e.change {
