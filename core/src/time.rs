@@ -123,3 +123,24 @@ pub mod rfc3339 {
         }
     }
 }
+
+/// [`rfc3339`] for an optional time (`None` written as nothing, with `skip_serializing_if`).
+pub mod opt_rfc3339 {
+    use super::Timestamp;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Serialises as RFC 3339, or null.
+    pub fn serialize<S: Serializer>(ts: &Option<Timestamp>, s: S) -> Result<S::Ok, S::Error> {
+        match ts {
+            Some(ts) => super::rfc3339::serialize(ts, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    /// Deserialises from RFC 3339 text, epoch milliseconds or null.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Timestamp>, D::Error> {
+        #[derive(Deserialize)]
+        struct Wrap(#[serde(with = "super::rfc3339")] Timestamp);
+        Ok(Option::<Wrap>::deserialize(d)?.map(|Wrap(t)| t))
+    }
+}

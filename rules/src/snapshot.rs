@@ -37,6 +37,9 @@ pub struct Snapshot {
     /// Network role: the latest member update applied per (rule, sensor).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     member_marks: Vec<(Arc<str>, SensorId, Timestamp, u32)>,
+    /// Out-of-service windows and their notes.
+    #[serde(default, skip_serializing_if = "crate::out_of_service::OutOfService::is_unused")]
+    oos: crate::out_of_service::OutOfService,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -96,6 +99,7 @@ impl Snapshot {
             started: None,
             next_sweep: Timestamp(i64::MIN),
             member_marks: Vec::new(),
+            oos: Default::default(),
         }
     }
 
@@ -296,6 +300,7 @@ impl Engine {
             started: self.started,
             next_sweep: self.next_sweep,
             member_marks: self.member_marks.iter().map(|((r, s), (t, q))| (Arc::clone(r), s.clone(), *t, *q)).collect(),
+            oos: self.oos.clone(),
         }
     }
 
@@ -357,6 +362,7 @@ impl Engine {
         self.changes.mark_all();
         self.member_marks = snap.member_marks.into_iter().map(|(r, s, t, q)| ((r, s), (t, q))).collect();
         self.book = snap.book;
+        self.oos = snap.oos;
         self.started = snap.started;
         self.next_sweep = snap.next_sweep;
         // Last-seen times, stale states and member levels change below: the sweep must look
