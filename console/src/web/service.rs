@@ -59,17 +59,15 @@ pub(super) async fn window(
     }
     // A sensor's site routes the command (the production path needs it): from its alerts on
     // the board when not given.
-    let site = body.site.as_deref().map(str::trim).filter(|x| !x.is_empty()).map(str::to_string).or_else(|| {
-        (body.target == "sensor")
-            .then(|| {
-                crate::App::lock(&app.board)
-                    .sorted()
-                    .into_iter()
-                    .find(|a| a.subject.as_str() == id)
-                    .map(|a| a.site.as_str().to_string())
-            })
-            .flatten()
-    });
+    let given = body.site.as_deref().map(str::trim).filter(|x| !x.is_empty()).map(str::to_string);
+    let site = match given {
+        Some(site) => Some(site),
+        None if body.target == "sensor" => {
+            let board = crate::App::lock(&app.board);
+            board.sorted().into_iter().find(|a| a.subject.as_str() == id).map(|a| a.site.as_str().to_string())
+        }
+        None => None,
+    };
     let command_id = format!("console-{}", &crate::auth::random_token()[..16]);
     let mut cmd = json!({"command_id": command_id, "action": action, "by": s.name, "note": body.note});
     cmd[body.target.as_str()] = json!(id);
