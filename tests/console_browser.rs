@@ -267,6 +267,83 @@ async fn an_officer_logs_in_sees_a_live_alert_acknowledges_it_and_finds_the_audi
     b.screenshot("console-en.png").await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_officer_shelves_an_alert_with_a_reason_sees_it_in_the_shelved_list_and_in_the_audit_log() {
+    let dir = tempfile::tempdir().unwrap();
+    write_files(dir.path());
+    let (_rw, port) = start_pipeline(dir.path());
+    let (_console, base) = start_console(dir.path(), port, &[]);
+    let b = Browser::start().await;
+    b.log_in(&base).await;
+
+    // A red alert on the board.
+    let mut gw = TestClient::connect(port, "gw-plant-a", &[]).await;
+    gw.publish_acked(
+        "riskwatch/v1/readings/plant-a/a-gas-1",
+        json!({"kind": "gas_combustible", "ts": 1_700_000_000_000_i64, "unit": "%LEL", "value": 46.0}).to_string(),
+    )
+    .await;
+    b.wait_js("red alert row", "return document.querySelector('#board tbody tr[data-level=red]') !== null").await;
+    assert!(
+        b.js("return document.querySelector('#shelved-list').hidden").await.as_bool().unwrap(),
+        "no shelved list yet"
+    );
+    b.click("#board tbody tr[data-level=red]").await;
+    b.wait_js(
+        "detail panel",
+        "return !document.querySelector('#detail').hidden && document.querySelector('#d-events li') !== null",
+    )
+    .await;
+
+    // Shelving without a reason is refused by the console, naming what is missing.
+    b.js("document.querySelector('#d-note').value = ''; return true").await;
+    b.click("#d-shelve").await;
+    let refused = b
+        .wait_js(
+            "refusal",
+            "const t = document.querySelector('#d-result'); return t.classList.contains('error') && t.textContent",
+        )
+        .await;
+    assert!(refused.as_str().unwrap().contains("reason"), "{refused}");
+
+    // With a reason and a time: shelved, off the board, in the shelved list.
+    b.type_into("#d-note", "探头更换中，维修单 W-17").await;
+    b.js("document.querySelector('#d-minutes').value = '45'; return true").await;
+    b.click("#d-shelve").await;
+    b.wait_js(
+        "shelve applied",
+        "const t = document.querySelector('#d-result'); return t.classList.contains('ok') && t.textContent",
+    )
+    .await;
+    let listed = b
+        .wait_js(
+            "shelved list row",
+            "const r = document.querySelector('#shelved tbody tr'); return !document.querySelector('#shelved-list').hidden && r && r.textContent",
+        )
+        .await;
+    let listed = listed.as_str().unwrap();
+    assert!(listed.contains("探头更换中，维修单 W-17") && listed.contains("li.wei"), "{listed}");
+    assert!(
+        b.js("return document.querySelector('#board tbody tr[data-level=red]') === null").await.as_bool().unwrap(),
+        "a shelved alert leaves the board for the shelved list"
+    );
+    let timeline = b.js("return document.querySelector('#d-events').textContent").await;
+    assert!(timeline.as_str().unwrap().contains("已搁置"), "the shelving is in the alert's own timeline: {timeline}");
+    b.screenshot("console-shelved.png").await;
+
+    // Audited, with the pipeline's answer, the time and the reason.
+    b.click("#detail-close").await;
+    b.click("#audit-tab").await;
+    let row = b
+        .wait_js(
+            "audit entry",
+            "const r = document.querySelector('#audit tbody tr[data-action=shelve]'); return r && r.querySelector('.outcome').textContent === 'ok' && r.textContent",
+        )
+        .await;
+    let row = row.as_str().unwrap();
+    assert!(row.contains("li.wei") && row.contains("45 min") && row.contains("探头更换中"), "{row}");
+}
+
 /// The duty registry with the plant placed on the map (Nanjing, 六合区), Hankou placed by its
 /// gauge's location only (the mean of its sensors), and a site with no coordinates at all.
 fn map_registry() -> String {

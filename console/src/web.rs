@@ -6,6 +6,7 @@
 
 mod admin;
 mod kpi;
+mod service;
 
 use super::auth::{Lookup, Role, Session};
 use super::store::{AuditEntry, HistoryQuery};
@@ -72,6 +73,7 @@ pub async fn serve(listener: tokio::net::TcpListener, app: AppState) {
         .route("/api/alerts/{id}", get(alert_detail))
         .route("/api/alerts/{id}/cap.xml", get(alert_cap))
         .route("/api/alerts/{id}/{action}", post(act))
+        .route("/api/service/{action}", post(service::window))
         .route("/api/history", get(history))
         .route("/api/audit", get(audit_log))
         .route("/api/kpi", get(kpi::kpi))
@@ -486,9 +488,13 @@ struct ActBody {
     note: String,
     #[serde(default)]
     unit: Option<String>,
+    /// For `shelve`: how long.
+    #[serde(default)]
+    minutes: Option<u32>,
 }
 
-/// Acknowledge / assign / resolve: sends the command, waits for the pipeline's answer, audits.
+/// Acknowledge / assign / resolve / shelve / unshelve: sends the command, waits for the
+/// pipeline's answer, audits.
 async fn act(
     State(app): State<AppState>,
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
@@ -500,7 +506,7 @@ async fn act(
         Ok(s) => s,
         Err(r) => return r,
     };
-    if !matches!(action.as_str(), "acknowledge" | "assign" | "resolve") {
+    if !matches!(action.as_str(), "acknowledge" | "assign" | "resolve" | "shelve" | "unshelve") {
         return error(StatusCode::NOT_FOUND, "unknown_action", format!("no action {action:?}"));
     }
     if action == "assign" && body.unit.as_deref().is_none_or(|u| u.trim().is_empty()) {
@@ -508,6 +514,16 @@ async fn act(
     }
     if action == "resolve" && body.note.trim().is_empty() {
         return error(StatusCode::BAD_REQUEST, "note_required", "resolving needs a note on what was done");
+    }
+    if action == "shelve" && body.note.trim().is_empty() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "note_required",
+            "shelving needs the reason (the known fault being fixed)",
+        );
+    }
+    if action == "shelve" && body.minutes.is_none() {
+        return error(StatusCode::BAD_REQUEST, "minutes_required", "say for how many minutes the alert is shelved");
     }
     let site = App::lock(&app.board).get(&id).map(|a| a.site.as_str().to_string());
     let command_id = format!("console-{}", &super::auth::random_token()[..16]);
@@ -517,37 +533,47 @@ async fn act(
     if let Some(unit) = &body.unit {
         cmd["unit"] = json!(unit);
     }
+    if action == "shelve" {
+        cmd["minutes"] = json!(body.minutes);
+    }
     if let Some(site) = &site {
         cmd["site"] = json!(site);
     }
     let mut e = entry(Some(&s), "", &action, remote);
     e.alert_id = Some(id.clone());
-    e.detail = match &body.unit {
-        Some(u) => format!("unit: {u}; note: {}", body.note),
-        None => body.note.clone(),
+    e.detail = match (&body.unit, body.minutes) {
+        (Some(u), _) => format!("unit: {u}; note: {}", body.note),
+        (None, Some(m)) if action == "shelve" => format!("{m} min; reason: {}", body.note),
+        _ => body.note.clone(),
     };
     e.outcome = "sent".into();
     let logged = audit(&app, e);
+    send_command(&app, &command_id, cmd, logged.as_ref()).await
+}
+
+/// Publishes an officer's command, waits for the pipeline's answer (the event carrying its
+/// `command_id`, or the error report) and finishes its audit entry with it.
+async fn send_command(app: &App, command_id: &str, cmd: serde_json::Value, logged: Option<&AuditEntry>) -> Response {
     let (tx, rx) = tokio::sync::oneshot::channel();
-    App::lock(&app.waiting).insert(command_id.clone(), tx);
+    App::lock(&app.waiting).insert(command_id.to_string(), tx);
     if let Err(err) = app.mqtt.publish(topic::COMMANDS_TOPIC, QoS::AtLeastOnce, false, cmd.to_string()).await {
-        App::lock(&app.waiting).remove(&command_id);
-        finish_audit(&app, logged.as_ref(), "not sent: MQTT unavailable");
+        App::lock(&app.waiting).remove(command_id);
+        finish_audit(app, logged, "not sent: MQTT unavailable");
         return error(StatusCode::SERVICE_UNAVAILABLE, "mqtt", format!("could not send the command: {err}"));
     }
     let answer = tokio::time::timeout(ANSWER_WITHIN, rx).await;
-    App::lock(&app.waiting).remove(&command_id);
+    App::lock(&app.waiting).remove(command_id);
     match answer {
         Ok(Ok(Outcome::Applied(ev))) => {
-            finish_audit(&app, logged.as_ref(), "ok");
+            finish_audit(app, logged, "ok");
             Json(json!({"ok": true, "event": ev})).into_response()
         }
         Ok(Ok(Outcome::Refused(code, msg))) => {
-            finish_audit(&app, logged.as_ref(), &format!("refused: {code}: {msg}"));
+            finish_audit(app, logged, &format!("refused: {code}: {msg}"));
             error(StatusCode::CONFLICT, &code, msg)
         }
         _ => {
-            finish_audit(&app, logged.as_ref(), "no answer from the pipeline");
+            finish_audit(app, logged, "no answer from the pipeline");
             error(
                 StatusCode::GATEWAY_TIMEOUT,
                 "no_answer",

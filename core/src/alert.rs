@@ -33,6 +33,11 @@ pub enum AlertChange {
     /// A tier of the alert's call-response chain (叫应) was called: `details.call` says who
     /// ([`Call`]).
     Called,
+    /// An officer shelved it for a stated time with a reason: it stays open and listed, but
+    /// sends no reminders or notifications until it is unshelved (ISA-18.2 shelving).
+    Shelved,
+    /// Its shelving ended: by time, by an officer, or at once because it escalated.
+    Unshelved,
 }
 
 /// What an alert is about.
@@ -75,6 +80,8 @@ impl AlertChange {
             AlertChange::Resolved => "resolved",
             AlertChange::Reminder => "reminder",
             AlertChange::Called => "called",
+            AlertChange::Shelved => "shelved",
+            AlertChange::Unshelved => "unshelved",
         }
     }
 
@@ -90,6 +97,8 @@ impl AlertChange {
             AlertChange::Resolved => "已处置闭环",
             AlertChange::Reminder => "提醒",
             AlertChange::Called => "叫应",
+            AlertChange::Shelved => "已搁置",
+            AlertChange::Unshelved => "解除搁置",
         }
     }
 }
@@ -211,6 +220,14 @@ pub struct AlertEvent {
     /// landslide, or `pga_m_s2` / `pgv_m_s` for an intensity alert.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub details: Option<serde_json::Value>,
+    /// While the alert is shelved: when its shelving ends. Every event of a shelved alert
+    /// (the `shelved` event itself included) carries it, so a notifier can hold them back.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "crate::time::rfc3339_opt")]
+    pub shelved_until: Option<Timestamp>,
+    /// While the alert is grouped under an active site alert (flood suppression): that site
+    /// alert's id. A notifier leaves such events to the site alert's notification.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grouped_under: Option<String>,
 }
 
 impl AlertEvent {

@@ -90,6 +90,22 @@ pub struct AlertState {
     /// set). Empty when no chain applies. Escalation starts the new level's chain afresh.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub calls: Vec<Call>,
+    /// While shelved: when the shelving ends (see [`AlertChange::Shelved`]).
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "crate::time::rfc3339_opt")]
+    pub shelved_until: Option<Timestamp>,
+    /// While shelved: who shelved it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shelved_by: Option<String>,
+    /// While shelved: the reason given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shelve_reason: Option<String>,
+    /// While grouped under an active site alert (flood suppression): its id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grouped_under: Option<String>,
+    /// For a site alert that groups its members: the ids of the member alerts it grouped as of
+    /// its latest level change.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub grouped: Vec<String>,
 }
 
 impl AlertState {
@@ -125,6 +141,11 @@ impl AlertState {
             note: None,
             reminders: 0,
             calls: Vec::new(),
+            shelved_until: None,
+            shelved_by: None,
+            shelve_reason: None,
+            grouped_under: None,
+            grouped: Vec::new(),
         };
         s.fold(e);
         s
@@ -182,6 +203,32 @@ impl AlertState {
             }
             AlertChange::Reminder => self.reminders += 1,
             AlertChange::Called => self.calls.extend(Call::of(e)),
+            AlertChange::Shelved => {
+                self.shelved_by = e.by.clone();
+                self.shelve_reason = e.note.clone();
+            }
+            AlertChange::Unshelved => {}
+        }
+        self.grouped_under.clone_from(&e.grouped_under);
+        if e.category == AlertCategory::Composite
+            && matches!(
+                e.change,
+                AlertChange::Raised | AlertChange::Escalated | AlertChange::DeEscalated | AlertChange::Cleared
+            )
+        {
+            self.grouped = e
+                .details
+                .as_ref()
+                .and_then(|d| d.get("grouped"))
+                .and_then(|g| serde_json::from_value(g.clone()).ok())
+                .unwrap_or_default();
+        }
+        // Every event of a shelved alert says until when; one without it is of an alert on
+        // the board again (unshelved, or escalated, which ends shelving at once).
+        self.shelved_until = e.shelved_until;
+        if self.shelved_until.is_none() {
+            self.shelved_by = None;
+            self.shelve_reason = None;
         }
     }
 

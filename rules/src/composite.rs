@@ -134,6 +134,10 @@ pub struct CompositeSpec {
     /// gets the site-level default, not the per-sensor one.
     #[serde(default = "default_message", deserialize_with = "composite_message")]
     pub message: MessageTemplate,
+    /// Flood suppression: while the site alert holds a level, its members' alerts at or
+    /// below that level are grouped under it (see [`crate::grouping`]).
+    #[serde(default)]
+    pub group_members: bool,
 }
 
 /// How a composite groups its members.
@@ -1097,6 +1101,7 @@ mod tests {
             on_delay: Delay::default(),
             off_delay: Delay::default(),
             message: MessageTemplate { zh: "{site}{value}".into(), en: default_message().en },
+            group_members: false,
         };
         let p = spec("bad id!", CompositeLevels::default()).problems();
         assert_eq!(p.len(), 4, "{p:?}");

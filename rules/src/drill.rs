@@ -200,6 +200,8 @@ fn mark_error(e: CommandError) -> CommandError {
             CommandError::AlreadyAcknowledged { alert: prefixed(alert), by }
         }
         CommandError::StillActive { alert, level } => CommandError::StillActive { alert: prefixed(alert), level },
+        CommandError::AlreadyShelved { alert, until } => CommandError::AlreadyShelved { alert: prefixed(alert), until },
+        CommandError::NotShelved(id) => CommandError::NotShelved(prefixed(id)),
         other => other,
     }
 }

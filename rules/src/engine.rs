@@ -234,6 +234,8 @@ pub struct Engine {
     pub(crate) chains: crate::chains::Chains,
     /// Forecast rules bound to sensors, with their state ([`crate::forecast`]).
     pub(crate) forecasts: crate::forecast::Forecasts,
+    /// Out-of-service windows and their notes ([`crate::out_of_service`]).
+    pub(crate) oos: crate::out_of_service::OutOfService,
 }
 
 const DQ_RULE_IDS: [&str; 5] = ["dq.gross_range", "dq.spike", "dq.flat_line", "dq.rate_of_change", "dq.timing"];
@@ -422,6 +424,7 @@ impl Engine {
             names: Names::of(registry),
             chains: crate::chains::Chains::new(rules.chains.clone()),
             forecasts: crate::forecast::Forecasts::bind(rules, registry, role)?,
+            oos: Default::default(),
         })
     }
 
@@ -564,6 +567,7 @@ impl Engine {
             self.stats.unmatched += 1;
             return reading.quality;
         };
+        let start = out.len();
         self.keep_for_save(position);
         let slot = self.sensors.at_mut(position).1;
         if slot.last_ts().is_some_and(|last| reading.ts <= last) {
@@ -635,6 +639,7 @@ impl Engine {
             return flag;
         }
         let mut changed = false;
+        let mut withheld = None;
         for b in slot.bindings.iter_mut() {
             let rule = &self.rules[b.rule];
             let v = if rule.spec.measure.is_detector() {
@@ -668,6 +673,11 @@ impl Engine {
             let Some((from, to)) = b.state.step(reading.ts, &inputs, rule.spec.on_delay, rule.spec.off_delay) else {
                 continue;
             };
+            if self.oos.covers(&reading.sensor, &slot.site, &rule.spec.id) {
+                // Out of service: evaluated, but the change is withheld (a note, below).
+                withheld = Some(v);
+                continue;
+            }
             // A change: now find out which condition decided it (same inputs, more detail).
             let eval = evaluate(rule, b, reading.ts, v);
             debug_assert_eq!(eval.inputs, inputs);
@@ -715,14 +725,24 @@ impl Engine {
             }
             out.push(ev);
         }
+        if let Some(v) = withheld {
+            self.update_note(&reading.sensor, now, Some((reading.ts, v)), out);
+        }
         if changed {
             let site = reading.site.clone();
             self.evaluate_composites(&site, reading.ts, now, out);
+            self.group_members(&site, start, out);
         }
         flag
     }
 
-    fn evaluate_composites(&mut self, site: &SiteId, ts: Timestamp, now: Timestamp, out: &mut Vec<AlertEvent>) {
+    pub(crate) fn evaluate_composites(
+        &mut self,
+        site: &SiteId,
+        ts: Timestamp,
+        now: Timestamp,
+        out: &mut Vec<AlertEvent>,
+    ) {
         let Some(indices) = self.site_composites.get(site) else { return };
         for i in indices.clone() {
             self.evaluate_composite(i, ts, now, out);
@@ -735,13 +755,13 @@ impl Engine {
         let value = match cb.band_value {
             Some(v) => v,
             None => {
-                let v = spec.band_value(&members_of(&cb.members, &self.sensors, &self.rules));
+                let v = spec.band_value(&members_of(&cb.members, &self.sensors, &self.rules, &self.oos));
                 cb.band_value = Some(v);
                 v
             }
         };
         let Some(t) = ThresholdBands::step(&spec.band_spec(), &mut cb.state, ts, value) else { return };
-        let members = members_of(&cb.members, &self.sensors, &self.rules);
+        let members = members_of(&cb.members, &self.sensors, &self.rules, &self.oos);
         let shown = if t.to > t.from { t.to } else { t.from };
         let strength = shown.map_or(0.0, |l| spec.strength(l, &members));
         let coincidence = spec.coincidence.as_ref().map(|c| c.details(&members));
@@ -780,6 +800,7 @@ impl Engine {
             .filter_map(|(sid, bi)| {
                 let b = self.sensors.get(sid)?.bindings.get(*bi)?;
                 Some(serde_json::json!({
+                    "alert": b.alert,
                     "sensor": sid.as_str(),
                     "rule": self.rules[b.rule].spec.id,
                     "level": b.state.level,
@@ -791,6 +812,12 @@ impl Engine {
             Some(c) => serde_json::json!({ "members": members, "coincidence": c }),
             None => serde_json::json!({ "members": members }),
         });
+        if spec.group_members {
+            let grouped = crate::grouping::grouped_ids(&cb.members, &self.sensors, &self.book, t.to);
+            if let Some(d) = ev.details.as_mut() {
+                d["grouped"] = serde_json::json!(grouped);
+            }
+        }
         out.push(ev);
     }
 
@@ -823,7 +850,12 @@ impl Engine {
                 if cb.band_value == Some(0.0) && cb.state == BandState::default() {
                     continue;
                 }
+                let from = out.len();
                 self.evaluate_composite(i, now, now, out);
+                self.group_members_of(i, from, out);
+            }
+            if !self.oos.is_empty() {
+                self.service_overruns(now, out);
             }
             if self.quiet_until.is_some_and(|t| now <= t) {
                 self.stats.events += (out.len() - before) as u64;
@@ -902,17 +934,21 @@ impl Engine {
     }
 }
 
-/// The current levels of a composite binding's members.
+/// The current levels of a composite binding's members (none for a member out of service).
 fn members_of<'a>(
     members: &'a [(SensorId, usize)],
     sensors: &'a SensorTable<SensorSlot>,
     rules: &'a [CompiledRule],
+    oos: &crate::out_of_service::OutOfService,
 ) -> Vec<Member<'a>> {
     members
         .iter()
         .filter_map(|(sid, bi)| {
-            let b = sensors.get(sid)?.bindings.get(*bi)?;
-            Some(Member { rule: &rules[b.rule].spec.id, sensor: sid.as_str(), level: b.state.level })
+            let slot = sensors.get(sid)?;
+            let b = slot.bindings.get(*bi)?;
+            let rule = &rules[b.rule].spec.id;
+            let level = if oos.covers(sid, &slot.site, rule) { None } else { b.state.level };
+            Some(Member { rule, sensor: sid.as_str(), level })
         })
         .collect()
 }
@@ -1021,7 +1057,7 @@ fn evaluate(rule: &CompiledRule, b: &Binding, ts: Timestamp, v: f64) -> Evaluati
 /// Fills the event's messages from the rule's templates. `cond` is the condition that decided
 /// the change (for `{condition}`, against the event's threshold). Names come from `names`, in
 /// the template's language.
-fn render_hazard(
+pub(crate) fn render_hazard(
     template: &MessageTemplate,
     p: usize,
     cond: Option<(Feature, Cmp)>,

@@ -38,6 +38,9 @@ pub struct Command {
     /// to the rules worker that owns the alert; the engine itself does not use it.
     #[serde(default)]
     pub site: Option<String>,
+    /// For `shelve`: how long, in minutes (1 to [`crate::shelving::MAX_SHELVE_MINUTES`]).
+    #[serde(default)]
+    pub minutes: Option<u32>,
 }
 
 /// Lifecycle actions.
@@ -50,6 +53,10 @@ pub enum Action {
     Assign,
     /// Close the loop once the condition has cleared; needs a note.
     Resolve,
+    /// Set it aside for `minutes` with a reason in `note` (see [`crate::shelving`]).
+    Shelve,
+    /// End its shelving before its time.
+    Unshelve,
 }
 
 /// Why a command was refused. Each becomes an error event for the sender — never a silent drop.
@@ -83,6 +90,38 @@ pub enum CommandError {
     /// `resolve` without a note.
     #[error("note: resolving needs a note saying what was done")]
     MissingNote,
+    /// `shelve` on an alert already shelved.
+    #[error("alert {alert} is already shelved until {until}; unshelve it first")]
+    AlreadyShelved {
+        /// The alert.
+        alert: String,
+        /// When its shelving ends (RFC 3339).
+        until: String,
+    },
+    /// `unshelve` on an alert not shelved.
+    #[error("alert {0} is not shelved")]
+    NotShelved(String),
+    /// `shelve` without a reason.
+    #[error("note: shelving needs the reason (e.g. the known fault being fixed)")]
+    MissingReason,
+    /// `shelve` without `minutes`, or with too many.
+    #[error("minutes: shelving needs a duration of 1 to {max} minutes{}", .0.map(|m| format!(" (got {m})")).unwrap_or_default(), max = crate::shelving::MAX_SHELVE_MINUTES)]
+    BadDuration(Option<u32>),
+    /// A window command that names no target, or two.
+    #[error("sensor, site, rule: name what goes out of service: a sensor, a site, or a rule (optionally at one site)")]
+    BadTarget,
+    /// A target this engine has nothing of.
+    #[error("{0}: nothing here has this id")]
+    UnknownTarget(String),
+    /// A window with no valid end.
+    #[error("{0}")]
+    BadWindow(String),
+    /// `out_of_service` on a target already out of service.
+    #[error("{0} is already out of service; return it to service first")]
+    AlreadyOutOfService(String),
+    /// `return_to_service` on a target that is not out of service.
+    #[error("{0} is not out of service")]
+    NotOutOfService(String),
 }
 
 impl CommandError {
@@ -95,6 +134,15 @@ impl CommandError {
             CommandError::MissingUnit => "missing_unit",
             CommandError::StillActive { .. } => "wrong_state",
             CommandError::MissingNote => "missing_note",
+            CommandError::AlreadyShelved { .. } => "already_shelved",
+            CommandError::NotShelved(_) => "not_shelved",
+            CommandError::MissingReason => "missing_reason",
+            CommandError::BadDuration(_) => "bad_duration",
+            CommandError::BadTarget => "bad_target",
+            CommandError::UnknownTarget(_) => "unknown_target",
+            CommandError::BadWindow(_) => "bad_window",
+            CommandError::AlreadyOutOfService(_) => "already_out_of_service",
+            CommandError::NotOutOfService(_) => "not_out_of_service",
         }
     }
 }
@@ -144,6 +192,12 @@ pub struct AlertRecord {
     /// Decimal places a person reads `value` and `threshold` with (the rule's precision).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decimals: Option<u8>,
+    /// Its shelving, while shelved (then `next_reminder` is the shelf's end).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shelved: Option<crate::shelving::Shelf>,
+    /// The site alert it is grouped under, while it is (flood suppression, [`crate::grouping`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grouped_under: Option<String>,
 }
 
 /// A level change computed by a rule, to be turned into an event.
@@ -246,6 +300,8 @@ impl AlertBook {
                     threshold: c.threshold,
                     unit: Arc::clone(&c.unit),
                     decimals: c.decimals,
+                    shelved: None,
+                    grouped_under: None,
                 };
                 *slot = Some(id.clone());
                 self.records.entry(id).or_insert(rec)
@@ -264,11 +320,18 @@ impl AlertBook {
                 rec.next_reminder = None;
                 *slot = None;
             }
-            AlertChange::Escalated => rec.acked = None,
+            AlertChange::Escalated => {
+                rec.acked = None;
+                // A shelved alert that escalates is back at once.
+                rec.shelved = None;
+            }
             _ => {}
         }
         if rec.active && rec.acked.is_none() && (change == AlertChange::Raised || level != previous) {
             rec.next_reminder = rec.remind_ms[level.index()].map(|ms| c.now.plus_millis(ms));
+        }
+        if let Some(shelf) = &rec.shelved {
+            rec.next_reminder = Some(shelf.until);
         }
         let ev = event(rec, change, c.ts, c.from);
         // A cleared alert nobody ever needs to close is not kept around: data-quality alerts
@@ -319,7 +382,23 @@ impl AlertBook {
                 }
                 AlertChange::Resolved
             }
+            Action::Shelve => {
+                let shelf = crate::shelving::shelf_for(rec, cmd, now)?;
+                rec.next_reminder = Some(shelf.until);
+                rec.shelved = Some(shelf);
+                AlertChange::Shelved
+            }
+            Action::Unshelve => {
+                if rec.shelved.take().is_none() {
+                    return Err(CommandError::NotShelved(rec.id.clone()));
+                }
+                rec.next_reminder = back_from_shelf(rec, now);
+                AlertChange::Unshelved
+            }
         };
+        if let Some(shelf) = &rec.shelved {
+            rec.next_reminder = Some(shelf.until);
+        }
         rec.seq += 1;
         let mut ev = event(rec, change, now, Some(rec.level));
         ev.by = Some(cmd.by.clone());
@@ -333,6 +412,9 @@ impl AlertBook {
             AlertChange::Assigned => {
                 let unit = rec.assignee.clone().unwrap_or_default();
                 (format!("{who} 派单至 {unit}{note_zh}"), format!("assigned to {unit} by {who}{note}"))
+            }
+            AlertChange::Shelved | AlertChange::Unshelved => {
+                crate::shelving::wording(rec.shelved.as_ref(), Some(who), cmd.note.trim())
             }
             _ => (format!("{who} 处置完毕，闭环{note_zh}"), format!("resolved by {who}{note}")),
         };
@@ -365,7 +447,8 @@ impl AlertBook {
     }
 
     /// Emits the reminders due at `now`: one per due alert, then the next is scheduled one
-    /// interval later (missed intervals are not replayed as a burst).
+    /// interval later (missed intervals are not replayed as a burst). A shelved alert whose
+    /// time is up comes back instead (`unshelved`, see [`crate::shelving`]).
     pub(crate) fn remind(&mut self, names: &Names, now: Timestamp, out: &mut Vec<AlertEvent>) {
         let schedule = self.schedule.get_or_insert_with(|| ReminderSchedule::of(self.records.values()));
         if !schedule.any_due(now) {
@@ -377,6 +460,17 @@ impl AlertBook {
                 out.push(ev);
             }
             schedule.set(&id, rec.next_reminder);
+        }
+    }
+
+    /// Sets the site alert record `id` is grouped under; whether that changed it.
+    pub(crate) fn set_grouped(&mut self, id: &str, under: Option<&String>) -> bool {
+        match self.records.get_mut(id) {
+            Some(rec) if rec.grouped_under.as_ref() != under => {
+                rec.grouped_under = under.cloned();
+                true
+            }
+            _ => false,
         }
     }
 
@@ -409,7 +503,13 @@ impl AlertBook {
 /// (missed intervals are not replayed as a burst).
 fn remind_one(rec: &mut AlertRecord, names: &Names, now: Timestamp) -> Option<AlertEvent> {
     let due = rec.next_reminder?;
-    if due > now || !rec.active || rec.acked.is_some() {
+    if due > now {
+        return None;
+    }
+    if rec.shelved.is_some() {
+        return Some(unshelve_by_time(rec, names, now));
+    }
+    if !rec.active || rec.acked.is_some() {
         return None;
     }
     let Some(every) = rec.remind_ms[rec.level.index()] else {
@@ -442,6 +542,30 @@ fn remind_one(rec: &mut AlertRecord, names: &Names, now: Timestamp) -> Option<Al
     Some(ev)
 }
 
+/// When the first reminder is due for an alert coming back from its shelf at `now`: one
+/// interval on, if it still calls for one.
+fn back_from_shelf(rec: &AlertRecord, now: Timestamp) -> Option<Timestamp> {
+    if !rec.active || rec.acked.is_some() {
+        return None;
+    }
+    rec.remind_ms[rec.level.index()].map(|ms| now.plus_millis(ms))
+}
+
+/// The `unshelved` event of an alert whose shelving time is up at `now`.
+fn unshelve_by_time(rec: &mut AlertRecord, names: &Names, now: Timestamp) -> AlertEvent {
+    rec.shelved = None;
+    rec.next_reminder = back_from_shelf(rec, now);
+    rec.seq += 1;
+    let mut ev = event(rec, AlertChange::Unshelved, now, Some(rec.level));
+    let (zh, en) = crate::shelving::wording(None, None, "");
+    let (site, subject) = (rec.site.as_str(), rec.subject.as_str());
+    ev.message_zh =
+        format!("【{}预警】{} {}：{zh}", rec.level.zh(), names.site(site, true), names.sensor(subject, true));
+    ev.message_en =
+        format!("{} alert at {} ({}): {en}", rec.level, names.sensor(subject, false), names.site(site, false));
+    ev
+}
+
 fn event(rec: &AlertRecord, change: AlertChange, ts: Timestamp, previous: Option<Level>) -> AlertEvent {
     AlertEvent {
         event_id: format!("{}-{}", rec.id, rec.seq),
@@ -472,5 +596,7 @@ fn event(rec: &AlertRecord, change: AlertChange, ts: Timestamp, previous: Option
         assignee: rec.assignee.clone(),
         command_id: None,
         details: None,
+        shelved_until: rec.shelved.as_ref().map(|s| s.until),
+        grouped_under: rec.grouped_under.clone(),
     }
 }

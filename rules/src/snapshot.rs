@@ -43,6 +43,9 @@ pub struct Snapshot {
     /// Forecast rules' state per (rule, sensor) ([`crate::forecast`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     forecasts: Vec<crate::forecast::ForecastSnap>,
+    /// Out-of-service windows and their notes.
+    #[serde(default, skip_serializing_if = "crate::out_of_service::OutOfService::is_unused")]
+    oos: crate::out_of_service::OutOfService,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -104,6 +107,7 @@ impl Snapshot {
             member_marks: Vec::new(),
             chains: Default::default(),
             forecasts: Vec::new(),
+            oos: Default::default(),
         }
     }
 
@@ -306,6 +310,7 @@ impl Engine {
             member_marks: self.member_marks.iter().map(|((r, s), (t, q))| (Arc::clone(r), s.clone(), *t, *q)).collect(),
             chains: self.chains.walks(),
             forecasts: self.forecasts.save(),
+            oos: self.oos.clone(),
         }
     }
 
@@ -368,6 +373,7 @@ impl Engine {
         self.member_marks = snap.member_marks.into_iter().map(|(r, s, t, q)| ((r, s), (t, q))).collect();
         self.book = snap.book;
         self.chains.restore(snap.chains);
+        self.oos = snap.oos;
         self.started = snap.started;
         self.next_sweep = snap.next_sweep;
         // Last-seen times, stale states and member levels change below: the sweep must look

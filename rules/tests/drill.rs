@@ -98,6 +98,7 @@ fn commands_on_exercise_alerts_reach_the_drill_and_errors_name_the_exercise_id()
         note: "drill: acknowledged".into(),
         unit: None,
         site: Some("hankou".into()),
+        minutes: None,
     };
     let now = Timestamp::now();
     let ev = drill.command(&ack, now).expect("an exercise alert").expect("applied");

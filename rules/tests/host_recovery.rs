@@ -193,11 +193,24 @@ fn fill_commands(inputs: &mut [Input], rng: &mut ChaCha8Rng, registry: &Arc<Regi
                 } else {
                     open[rng.gen_range(0..open.len())].clone()
                 };
-                let action = ["acknowledge", "acknowledge", "assign", "resolve"][rng.gen_range(0..4)];
-                let cmd = serde_json::json!({
-                    "alert_id": alert, "action": action, "by": "duty", "note": "on site", "unit": "team-2",
-                    "command_id": format!("c{}", rng.gen::<u32>()),
-                });
+                let action = ["acknowledge", "acknowledge", "assign", "resolve", "shelve", "unshelve", "window"]
+                    [rng.gen_range(0..7)];
+                let cmd = if action == "window" {
+                    // Out-of-service windows of a minute or two, opened and closed at random.
+                    let (sensor, site) = SENSORS[rng.gen_range(0..SENSORS.len())];
+                    let action = ["out_of_service", "return_to_service"][rng.gen_range(0..2)];
+                    serde_json::json!({
+                        "action": action, "sensor": sensor, "site": site, "by": "duty", "note": "calibration",
+                        "minutes": if action == "out_of_service" { Some(rng.gen_range(1..3)) } else { None },
+                        "command_id": format!("c{}", rng.gen::<u32>()),
+                    })
+                } else {
+                    serde_json::json!({
+                        "alert_id": alert, "action": action, "by": "duty", "note": "on site", "unit": "team-2",
+                        "minutes": if action == "shelve" { Some(rng.gen_range(1..3)) } else { None },
+                        "command_id": format!("c{}", rng.gen::<u32>()),
+                    })
+                };
                 *raw = cmd.to_string().into_bytes();
             }
         }
@@ -381,6 +394,7 @@ fn recovery_from_any_crash_delivers_exactly_the_uninterrupted_runs_events() {
     let registry = Arc::new(Registry::from_toml(REGISTRY).unwrap());
     let digest = text_digest(REGISTRY);
     let (mut total_events, mut total_crashes, mut reminders) = (0usize, 0u32, 0usize);
+    let mut alarm_management: BTreeMap<&str, usize> = BTreeMap::new();
     for case in 0..cases {
         let mut rng = ChaCha8Rng::seed_from_u64(seed.wrapping_add(case));
         let len = rng.gen_range(20..220);
@@ -391,6 +405,25 @@ fn recovery_from_any_crash_delivers_exactly_the_uninterrupted_runs_events() {
         let (delivered, crashes) = crashy(&inputs, &registry, &digest, &mut rng, case, saving);
         let expected_ids: Vec<&String> = expected.iter().map(|e| &e.event_id).collect();
         let got_ids: Vec<&String> = delivered.order.iter().collect();
+        if let Some(i) = got_ids.iter().zip(&expected_ids).position(|(a, b)| a != b) {
+            let around = |ids: &[&String]| -> Vec<String> {
+                ids.iter()
+                    .skip(i.saturating_sub(3))
+                    .take(6)
+                    .map(|id| {
+                        format!(
+                            "{:?}",
+                            delivered.by_id.get(*id).or_else(|| expected.iter().find(|e| &&e.event_id == id))
+                        )
+                    })
+                    .collect()
+            };
+            println!(
+                "case {case}: first difference at {i}\n delivered: {:#?}\n expected: {:#?}",
+                around(&got_ids),
+                around(&expected_ids)
+            );
+        }
         assert_eq!(
             got_ids, expected_ids,
             "case {case} (RISKWATCH_HOST_SEED={seed}, {crashes} crashes): delivered events differ from the uninterrupted run"
@@ -405,9 +438,20 @@ fn recovery_from_any_crash_delivers_exactly_the_uninterrupted_runs_events() {
         total_events += expected.len();
         total_crashes += crashes;
         reminders += expected.iter().filter(|e| e.change.as_str() == "reminder").count();
+        for e in &expected {
+            let what = match (e.change.as_str(), &*e.rule_id) {
+                ("shelved", _) => "shelved",
+                ("unshelved", _) if e.by.is_none() => "unshelved by time",
+                (_, "oos.window") => "window",
+                (_, "dq.out_of_service") => "note",
+                _ => continue,
+            };
+            *alarm_management.entry(what).or_default() += 1;
+        }
     }
-    println!("{total_events} events, {total_crashes} crashes, {reminders} reminders");
+    println!("{total_events} events, {total_crashes} crashes, {reminders} reminders, {alarm_management:?}");
     // The streams must exercise what the property is about.
     assert!(total_crashes as u64 > cases, "too few crashes to mean anything");
     assert!(reminders > 0 && total_events > cases as usize * 3, "the streams raise too little");
+    assert_eq!(alarm_management.len(), 4, "shelving and out-of-service windows are exercised: {alarm_management:?}");
 }

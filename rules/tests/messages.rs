@@ -155,6 +155,7 @@ fn reminders_acknowledgements_and_silence_name_the_place_too() {
         note: "checking on site".into(),
         unit: None,
         site: None,
+        minutes: None,
     };
     let ev = e.command(&ack, Timestamp(T0 + 7 * MIN)).unwrap_or_else(|err| panic!("{err}"));
     assert_eq!(ev.sensor_name, "可燃气体探测器 LEL-01");

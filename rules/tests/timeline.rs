@@ -218,6 +218,7 @@ fn reminders_fire_once_per_interval_until_acknowledged() {
         note: "patrol sent".into(),
         unit: None,
         site: None,
+        minutes: None,
     };
     let ev = e.command(&ack, at(26)).unwrap();
     assert_eq!((ev.change, ev.by.as_deref(), ev.note.as_deref()), (Acknowledged, Some("Li Wei"), Some("patrol sent")));
@@ -245,6 +246,7 @@ fn commands_close_the_loop_and_invalid_ones_are_refused_with_reasons() {
         note: note.into(),
         unit: unit.map(str::to_string),
         site: None,
+        minutes: None,
     };
     let unknown = Command { alert_id: "0000000000000000".into(), ..cmd(Action::Acknowledge, "", None) };
     assert_eq!(e.command(&unknown, at(1)).unwrap_err().code(), "unknown_alert");
@@ -375,6 +377,7 @@ fn snapshot_and_restore_mid_stream_gives_exactly_the_uninterrupted_events() {
                     note: String::new(),
                     unit: None,
                     site: None,
+                    minutes: None,
                 };
                 out.push(e.command(&cmd, r.ts).unwrap());
                 *ack_done = true;

@@ -24,6 +24,7 @@ pub fn format_event(e: &AlertEvent, colour: bool) -> String {
         AlertChange::Acknowledged | AlertChange::Assigned => "✓",
         AlertChange::Reminder => "↻",
         AlertChange::Called => "☎",
+        AlertChange::Shelved | AlertChange::Unshelved => "◌",
         _ => "●",
     };
     let lvl = format!("{:<6}", e.level.as_str().to_uppercase());
@@ -80,6 +81,8 @@ mod tests {
             assignee: None,
             command_id: None,
             details: None,
+            shelved_until: None,
+            grouped_under: None,
         };
         let plain = format_event(&e, false);
         assert_eq!(plain, "2020-07-07 00:00  ● RED    raised       [可燃气体浓度] 【红色预警】A化工厂罐区 可燃气体探测器 LEL-01 …  |  Red alert: …");

@@ -93,7 +93,9 @@ pub struct ChannelConfig {
     /// Alert categories sent (default: hazard and composite).
     #[serde(default = "default_categories")]
     pub categories: Vec<AlertCategory>,
-    /// Changes sent (default: raised, escalated, de_escalated, cleared, reminder).
+    /// Changes sent (default: raised, escalated, de_escalated, cleared, reminder, unshelved).
+    /// Whatever this says, the events of a shelved alert are not sent (they carry
+    /// `shelved_until`), except its `shelved` event itself when listed here.
     #[serde(default = "default_changes")]
     pub changes: Vec<AlertChange>,
     /// Whether drill (exercise) alerts are sent — marked as such (default true).
@@ -127,7 +129,7 @@ fn default_categories() -> Vec<AlertCategory> {
 }
 fn default_changes() -> Vec<AlertChange> {
     use AlertChange::*;
-    vec![Raised, Escalated, DeEscalated, Cleared, Reminder]
+    vec![Raised, Escalated, DeEscalated, Cleared, Reminder, Unshelved]
 }
 fn yes() -> bool {
     true
@@ -206,6 +208,8 @@ impl ChannelConfig {
             && self.categories.contains(&e.category)
             && self.changes.contains(&e.change)
             && (self.exercise || !e.exercise)
+            && (e.shelved_until.is_none() || e.change == AlertChange::Shelved)
+            && e.grouped_under.is_none()
     }
 
     fn per_minute(&self) -> u32 {
@@ -725,6 +729,9 @@ fn markdown(events: &[AlertEvent], wecom: bool) -> (String, String) {
         let _ = writeln!(t, "- 数值 Value: {} (阈值 threshold {})", e.value_text(), e.threshold_text());
         let _ = writeln!(t, "- 时间 Time: {}（北京时间）", e.ts.to_cst_minute());
         let _ = writeln!(t, "- 状态 Change: {} {}", e.change.zh(), e.change.as_str());
+        if let Some(members) = incident_members(e) {
+            let _ = writeln!(t, "- 成员 Members: {members}");
+        }
         if let Some(by) = &e.by {
             let _ = writeln!(t, "- 操作人 By: {by} {}", e.note.as_deref().unwrap_or(""));
         }
@@ -752,7 +759,70 @@ fn markdown(events: &[AlertEvent], wecom: bool) -> (String, String) {
     (title, t)
 }
 
+/// A site alert's members at a level, `sensor (level), …`: the one notification of an incident
+/// whose members' own alerts are grouped under it (their events are not sent).
+fn incident_members(e: &AlertEvent) -> Option<String> {
+    let members = e.details.as_ref()?.get("members")?.as_array()?;
+    let listed: Vec<String> = members
+        .iter()
+        .filter_map(|m| {
+            let level = m.get("level")?.as_str()?;
+            Some(format!("{} ({level})", m.get("sensor")?.as_str()?))
+        })
+        .collect();
+    (!listed.is_empty()).then(|| listed.join(", "))
+}
+
 fn plain(events: &[AlertEvent]) -> (String, String) {
     let (title, md) = markdown(events, false);
     (title, md.replace("### ", "").replace("**", ""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shelved_alerts_events_are_held_back_but_its_return_is_sent() {
+        let cfg = NotifyConfig::from_toml(
+            "[[channel]]\nid = \"duty\"\nurl = \"http://127.0.0.1:1/x\"\nformat = \"json\"\nchanges = [\"raised\", \"de_escalated\", \"shelved\", \"unshelved\", \"reminder\"]\n",
+        )
+        .unwrap();
+        let c = &cfg.channels[0];
+        let mut e: AlertEvent = serde_json::from_value(serde_json::json!({
+            "event_id": "a-1", "alert_id": "a", "seq": 1, "rule_id": "lel", "subject": "g1", "site": "plant",
+            "kind": "gas_combustible", "change": "de_escalated", "level": "orange", "previous_level": "red",
+            "highest_level": "red", "first_ts": 0, "ts": 0, "value": 1.0, "threshold": 1.0, "unit": "%LEL",
+            "message_zh": "", "message_en": "",
+        }))
+        .unwrap();
+        assert!(c.routes(&e), "not shelved: sent");
+        e.shelved_until = Some(riskwatch_core::Timestamp(60_000));
+        assert!(!c.routes(&e), "of a shelved alert: held back");
+        e.change = AlertChange::Shelved;
+        assert!(c.routes(&e), "the shelving itself, when the channel asks for it");
+        e.change = AlertChange::Unshelved;
+        e.shelved_until = None;
+        assert!(c.routes(&e), "its return");
+        let default =
+            NotifyConfig::from_toml("[[channel]]\nid = \"d\"\nurl = \"http://127.0.0.1:1/x\"\nformat = \"json\"\n")
+                .unwrap();
+        assert!(default.channels[0].routes(&e), "returns are sent by default");
+        e.grouped_under = Some("site-alert".into());
+        assert!(!default.channels[0].routes(&e), "grouped under an incident: left to the site alert's notification");
+    }
+
+    #[test]
+    fn an_incidents_notification_lists_its_members() {
+        let e: AlertEvent = serde_json::from_value(serde_json::json!({
+            "event_id": "s-0", "alert_id": "s", "seq": 0, "rule_id": "dam-incident", "subject": "dam", "site": "dam",
+            "kind": "site", "change": "raised", "level": "orange", "previous_level": null, "category": "composite",
+            "highest_level": "orange", "first_ts": 0, "ts": 0, "value": 2.0, "threshold": 0.0, "unit": "",
+            "message_zh": "", "message_en": "",
+            "details": {"members": [{"sensor": "d1", "level": "yellow"}, {"sensor": "d2", "level": "orange"}, {"sensor": "d3", "level": null}]},
+        }))
+        .unwrap();
+        let (_, text) = markdown(&[e], false);
+        assert!(text.contains("成员 Members: d1 (yellow), d2 (orange)\n"), "{text}");
+    }
 }

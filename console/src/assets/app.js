@@ -11,6 +11,10 @@ const T = {
     highest:"最高级别", assignee:"责任单位", acked_by:"确认人", rule:"规则", alert_id:"预警编号", done:"已完成", counts:"未闭环 {n} 条",
     raised:"发布", escalated:"升级", de_escalated:"降级", acknowledged:"确认", assigned:"指派", resolved:"闭环", reminder:"提醒", called:"叫应",
     chain:"叫应", tier:"第 {n}/{m} 级", deadline:"限", answered:"已应答", last_tier:"最后一级",
+    shelve:"搁置", unshelve:"解除搁置", shelved:"已搁置", unshelved:"解除搁置", shelved_list:"已搁置的预警", reason:"原因",
+    service:"停用与维护窗口", sensor:"测点", target_id:"编号", window_minutes:"时长（分钟）", take_out:"停用", return_service:"恢复运行",
+    out_of_service:"停用", return_to_service:"恢复运行",
+    shelved_until:"搁置至", minutes:"搁置时长（分钟）", shelved_state:"已搁置至 {t}",
     login_action:"登录", login_failed:"登录失败", foreign_origin:"外站请求被拒", session_expired:"会话到期", logout_action:"退出", no_readings:"暂无近期读数", sent:"已发送",
     map:"一张图", fit:"全图", no_level:"无预警", basemap_note:"示意底图，非标准地图（无审图号）", map_hint:"点击站点查看其预警；点击聚合点放大。",
     division:"行政区划代码", coords:"坐标", by_sensors:"（按传感器位置平均）", show_on_board:"在实时预警中查看", no_open:"该站点当前没有未闭环的预警。",
@@ -39,6 +43,10 @@ const T = {
     highest:"Highest", assignee:"Assigned to", acked_by:"Acknowledged by", rule:"Rule", alert_id:"Alert id", done:"Done", counts:"{n} open",
     raised:"raised", escalated:"escalated", de_escalated:"de-escalated", cleared_change:"cleared", acknowledged:"acknowledged", assigned:"assigned", resolved:"resolved", reminder:"reminder", called:"called",
     chain:"Call-response", tier:"tier {n}/{m}", deadline:"answer by", answered:"answered", last_tier:"last tier",
+    shelve:"Shelve", unshelve:"Unshelve", shelved:"shelved", unshelved:"unshelved", shelved_list:"Shelved alerts", reason:"Reason",
+    service:"Out of service / maintenance windows", sensor:"Sensor", target_id:"Id", window_minutes:"For (minutes)", take_out:"Take out of service", return_service:"Return to service",
+    out_of_service:"out of service", return_to_service:"return to service",
+    shelved_until:"Shelved until", minutes:"Shelve for (minutes)", shelved_state:"shelved until {t}",
     login_action:"login", login_failed:"login failed", foreign_origin:"foreign origin refused", session_expired:"session expired", logout_action:"logout", no_readings:"No recent readings", sent:"sent",
     map:"Map", fit:"Fit", no_level:"no alert", basemap_note:"Indicative basemap, not an approved standard map", map_hint:"Click a site for its alerts; click a cluster to zoom in.",
     division:"Division code", coords:"Coordinates", by_sensors:" (mean of its sensors)", show_on_board:"Show on the live board", no_open:"No open alerts at this site.",
@@ -145,6 +153,7 @@ async function loadBoard() {
 }
 
 function stateLabel(a) {
+  if (a.shelved_until) return `<span class="state shelved">${esc(t("shelved_state").replace("{t}", fmtTime(a.shelved_until)))}</span>`;
   if (!a.active) return `<span class="state cleared">${t("cleared")}</span>`;
   if (!a.acknowledged_by) return `<span class="state unacked">${t("unacked")}</span>${chainLabel(a)}`;
   return `<span class="state acked">${t("acked")}</span>${chainLabel(a)}`;
@@ -176,16 +185,43 @@ function renderBoard() {
   }
   const fs = $("#f-site").value, fk = kinds.value, fl = $("#f-level").value;
   const rank = { red:3, orange:2, yellow:1, blue:0 };
-  const rows = board
-    .filter((a) => (!fs || a.site === fs) && (!fk || a.kind === fk) && (!fl || a.level === fl))
-    .sort((a, b) => (b.active - a.active) || (rank[b.level] - rank[a.level]) || (Date.parse(a.first_ts) - Date.parse(b.first_ts)));
+  const matches = (a) => (!fs || a.site === fs) && (!fk || a.kind === fk) && (!fl || a.level === fl);
+  // Shelved alerts leave the board for their own list (ISA-18.2): visible, not calling.
+  const shelved = board.filter((a) => a.shelved_until && matches(a))
+    .sort((a, b) => Date.parse(a.shelved_until) - Date.parse(b.shelved_until));
+  $("#shelved tbody").innerHTML = shelved.map((a) => `
+    <tr class="level-${a.level}" data-id="${esc(a.alert_id)}"><td><span class="chip ${a.level}">${t(a.level)}</span></td>
+      <td title="${esc(a.site)}">${esc(siteLabel(a))}</td><td title="${esc(a.subject)}">${esc(subjectLabel(a))}</td>
+      <td class="reason">${esc(a.shelve_reason)}</td><td>${esc(a.shelved_by)}</td><td>${fmtTime(a.shelved_until)}</td></tr>`).join("");
+  $("#shelved-list").hidden = shelved.length === 0;
+  // Flood suppression: a member alert grouped under an active site alert is shown under it.
+  const incidents = new Map(board.filter((a) => a.category === "composite" && a.active).map((a) => [a.alert_id, a]));
+  const groupOf = (a) => {
+    if (a.grouped_under && incidents.has(a.grouped_under)) return a.grouped_under;
+    for (const [id, c] of incidents) if ((c.grouped || []).includes(a.alert_id) && a.level && rank[a.level] <= rank[c.level]) return id;
+    return null;
+  };
+  const order = (a, b) => (b.active - a.active) || (rank[b.level] - rank[a.level]) || (Date.parse(a.first_ts) - Date.parse(b.first_ts));
+  const listed = board.filter((a) => !a.shelved_until && matches(a));
+  const members = new Map();
+  for (const a of listed) { const g = groupOf(a); if (g) { if (!members.has(g)) members.set(g, []); members.get(g).push(a); } }
+  const rows = [];
+  for (const a of listed.filter((x) => !groupOf(x)).sort(order)) {
+    rows.push(a);
+    for (const m of (members.get(a.alert_id) || []).sort(order)) rows.push({ ...m, _grouped: a.alert_id });
+  }
   $("#board tbody").innerHTML = rows.map((a) => `
-    <tr class="level-${a.level} ${a.active ? "" : "cleared"}" data-id="${esc(a.alert_id)}" data-level="${a.level}" data-state="${a.active ? (a.acknowledged_by ? "acknowledged" : "unacknowledged") : "cleared"}">
+    <tr class="level-${a.level} ${a.active ? "" : "cleared"} ${a._grouped ? "grouped" : ""}" data-id="${esc(a.alert_id)}" data-level="${a.level}" data-state="${a.active ? (a.acknowledged_by ? "acknowledged" : "unacknowledged") : "cleared"}"${a._grouped ? ` data-grouped-under="${esc(a._grouped)}"` : ""}>
       <td><span class="chip ${a.level}">${t(a.level)}</span>${a.exercise ? ` <span class="exercise">${lang === "zh" ? "演习" : "DRILL"}</span>` : ""}</td>
       <td>${stateLabel(a)}</td><td title="${esc(a.site)}">${esc(siteLabel(a))}</td><td title="${esc(a.subject)}">${esc(subjectLabel(a))}</td>
       <td>${esc(lang === "zh" ? a.message_zh : a.message_en)}</td>
       <td class="num">${esc(fmtValue(a.value, a.decimals, a.unit))}</td><td>${fmtTime(a.first_ts)}</td><td>${duration(a)}</td></tr>`).join("");
   $("#board-empty").hidden = rows.length > 0;
+  // Open out-of-service windows are alerts of their own (oos.window): each with its way back.
+  const windows = board.filter((a) => a.rule_id === "oos.window" && a.active);
+  $("#windows").innerHTML = windows.map((a) => `<li data-id="${esc(a.alert_id)}" data-subject="${esc(a.subject)}" data-site="${esc(a.site)}" data-level="${a.level}">
+    <span class="chip ${a.level}">${t(a.level)}</span> ${esc(lang === "zh" ? a.message_zh : a.message_en)}
+    <button type="button" class="w-return">${t("return_service")}</button></li>`).join("");
   $("#counts").textContent = t("counts").replace("{n}", rows.length);
 }
 
@@ -229,7 +265,7 @@ async function loadMap() {
 
 function mapUpdate() {
   if (!map) return;
-  map.update(board);
+  map.update(board.filter((a) => !a.shelved_until));   // a shelved alert does not call from the map
   renderMapSites();
 }
 
@@ -311,6 +347,7 @@ async function act(action) {
   const out = $("#d-result");
   out.className = "muted"; out.textContent = "…";
   const body = { note }; if (action === "assign") body.unit = unit;
+  if (action === "shelve") body.minutes = parseInt($("#d-minutes").value, 10) || null;
   const r = await api(`/api/alerts/${encodeURIComponent(selected)}/${action}`, { method:"POST", body: JSON.stringify(body) });
   if (r.ok) { out.className = "ok"; out.textContent = `${t(action)}: ${t("done")}`; $("#d-note").value = ""; }
   else { out.className = "error"; out.textContent = (r.body && r.body.message) || `HTTP ${r.status}`; }
@@ -420,6 +457,34 @@ $("#detail-close").addEventListener("click", () => { $("#detail").hidden = true;
 $("#d-ack").addEventListener("click", () => act("acknowledge"));
 $("#d-assign").addEventListener("click", () => act("assign"));
 $("#d-resolve").addEventListener("click", () => act("resolve"));
+// A window's target kind is in its alert's kind ("site", "rule"), else it is a sensor.
+async function service(action, body) {
+  const out = $("#service-result");
+  out.className = "muted"; out.textContent = "…";
+  const r = await api(`/api/service/${action}`, { method:"POST", body: JSON.stringify(body) });
+  if (r.ok) { out.className = "ok"; out.textContent = `${t(action)}: ${t("done")}`; }
+  else { out.className = "error"; out.textContent = (r.body && r.body.message) || `HTTP ${r.status}`; }
+  return r.ok;
+}
+$("#service-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const f = Object.fromEntries(new FormData($("#service-form")));
+  const body = { target: f.target, id: f.id, note: f.note, minutes: parseInt(f.minutes, 10) || null };
+  if (f.site) body.site = f.site;
+  if (await service("out_of_service", body)) $("#service-form [name=note]").value = "";
+});
+$("#windows").addEventListener("click", async (ev) => {
+  const li = ev.target.closest("li[data-id]");
+  if (!li || !ev.target.classList.contains("w-return")) return;
+  const a = board.find((x) => x.alert_id === li.dataset.id) || {};
+  const target = a.kind === "site" || a.kind === "rule" ? a.kind : "sensor";
+  const body = { target, id: li.dataset.subject, note: "" };
+  if (target !== "site" && li.dataset.site !== li.dataset.subject) body.site = li.dataset.site;
+  await service("return_to_service", body);
+});
+$("#d-shelve").addEventListener("click", () => act("shelve"));
+$("#d-unshelve").addEventListener("click", () => act("unshelve"));
+$("#shelved tbody").addEventListener("click", (ev) => { const tr = ev.target.closest("tr"); if (tr) openDetail(tr.dataset.id); });
 $("#d-locate").addEventListener("click", () => {
   const site = $("#d-locate").dataset.site;
   if (site) { $("#detail").hidden = true; selected = null; locateSite(site); }

@@ -263,11 +263,8 @@ impl RulesHost {
                 self.drill.process_batch(&mut self.engine, readings, at, out);
                 Outcome::Applied
             }
-            Input::Command { raw, .. } => match apply_command(&mut self.engine, &mut self.drill, raw, at) {
-                Ok(ev) => {
-                    out.push(ev);
-                    Outcome::Applied
-                }
+            Input::Command { raw, .. } => match apply_command(&mut self.engine, &mut self.drill, raw, at, out) {
+                Ok(()) => Outcome::Applied,
                 Err(refused) => Outcome::Refused(refused),
             },
             Input::Tick { .. } => {

@@ -1,0 +1,90 @@
+//! Out-of-service windows from the console: an officer takes a sensor, a site or a rule out of
+//! service for a planned window, or returns it to service (rules.md §4.3). Sent as a command
+//! like any other action, answered by the pipeline, audited.
+
+use super::{audit, entry, error, require, send_command, AppState};
+use crate::auth::Role;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::Json;
+use serde::Deserialize;
+use serde_json::json;
+use std::net::SocketAddr;
+
+#[derive(Deserialize, Default)]
+pub(super) struct WindowBody {
+    /// `sensor`, `site` or `rule`.
+    target: String,
+    /// Its id.
+    id: String,
+    /// The site: a sensor's (for routing), or the one site a rule is out of service at.
+    #[serde(default)]
+    site: Option<String>,
+    #[serde(default)]
+    minutes: Option<u32>,
+    #[serde(default)]
+    note: String,
+}
+
+/// `POST /api/service/{out_of_service|return_to_service}`.
+pub(super) async fn window(
+    State(app): State<AppState>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(action): Path<String>,
+    Json(body): Json<WindowBody>,
+) -> Response {
+    let s = match require(&app, &headers, Role::Officer) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    if !matches!(action.as_str(), "out_of_service" | "return_to_service") {
+        return error(StatusCode::NOT_FOUND, "unknown_action", format!("no action {action:?}"));
+    }
+    let id = body.id.trim();
+    if !matches!(body.target.as_str(), "sensor" | "site" | "rule") || id.is_empty() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "target_required",
+            "say what goes out of service: a sensor, a site or a rule, by id",
+        );
+    }
+    let opening = action == "out_of_service";
+    if opening && body.note.trim().is_empty() {
+        return error(StatusCode::BAD_REQUEST, "note_required", "taking out of service needs the reason");
+    }
+    if opening && body.minutes.is_none() {
+        return error(StatusCode::BAD_REQUEST, "minutes_required", "say for how many minutes");
+    }
+    // A sensor's site routes the command (the production path needs it): from its alerts on
+    // the board when not given.
+    let given = body.site.as_deref().map(str::trim).filter(|x| !x.is_empty()).map(str::to_string);
+    let site = match given {
+        Some(site) => Some(site),
+        None if body.target == "sensor" => {
+            let board = crate::App::lock(&app.board);
+            board.sorted().into_iter().find(|a| a.subject.as_str() == id).map(|a| a.site.as_str().to_string())
+        }
+        None => None,
+    };
+    let command_id = format!("console-{}", &crate::auth::random_token()[..16]);
+    let mut cmd = json!({"command_id": command_id, "action": action, "by": s.name, "note": body.note});
+    cmd[body.target.as_str()] = json!(id);
+    if let Some(site) = &site {
+        if body.target != "site" {
+            cmd["site"] = json!(site);
+        }
+    }
+    if opening {
+        cmd["minutes"] = json!(body.minutes);
+    }
+    let mut e = entry(Some(&s), "", &action, remote);
+    e.detail = match body.minutes {
+        Some(m) if opening => format!("{} {id}: {m} min; reason: {}", body.target, body.note),
+        _ => format!("{} {id}: {}", body.target, body.note),
+    };
+    e.outcome = "sent".into();
+    let logged = audit(&app, e);
+    send_command(&app, &command_id, cmd, logged.as_ref()).await
+}
