@@ -246,7 +246,9 @@ fn readings_follow_the_registry_bindings_and_misfits_are_dead_lettered() {
         match e {
             IngestEvent::Readings(r) => readings.extend(r),
             IngestEvent::DeadLetter(d) => dead.push(d),
-            IngestEvent::Command(_) | IngestEvent::Forecast(_) => unreachable!("an SL 651 frame makes readings and dead letters only"),
+            IngestEvent::Command(_) | IngestEvent::Forecast(_) => {
+                unreachable!("an SL 651 frame makes readings and dead letters only")
+            }
         }
     }
     assert_eq!(readings.len(), 1, "{readings:?}");

@@ -141,11 +141,14 @@ impl Chains {
             .map(|(id, w)| (id.clone(), w.chain.clone(), w.tier + 1))
             .collect();
         for (id, chain, tier) in due {
-            let waiting = book.get(&id).is_some_and(|r| r.active && r.acked.is_none());
-            if waiting {
-                self.call(book, names, &id, chain, tier, now, out);
-            } else {
-                self.walks.remove(&id);
+            match book.get(&id).map(|r| (r.active && r.acked.is_none(), r.shelved.is_some())) {
+                // Shelved (rules.md §4.2): the chain waits; the tier due is called at the first
+                // tick after the alert is back on the board.
+                Some((true, true)) => {}
+                Some((true, false)) => self.call(book, names, &id, chain, tier, now, out),
+                _ => {
+                    self.walks.remove(&id);
+                }
             }
         }
         self.reschedule();

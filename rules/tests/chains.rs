@@ -261,3 +261,27 @@ tiers = []
     let unknown = RuleSet::from_toml("[[chains]]\nid = \"x\"\nlevel = \"crimson\"\ntiers = [{ who = \"a\" }]\n");
     assert!(unknown.unwrap_err().to_string().contains("crimson"));
 }
+
+#[test]
+fn a_shelved_alerts_chain_waits_and_calls_the_tier_due_once_the_alert_is_back() {
+    let mut h = host();
+    let raised = apply(&mut h, reading("wl-1", "river", T0, 14.5));
+    let id = raised[0].alert_id.clone();
+    assert_eq!(calls(&raised), [(1, "duty officer".to_string(), 0)]);
+    // Shelved at minute 1 for 10 minutes: tier 2 (due at minute 5) is not called meanwhile.
+    let shelve = serde_json::json!({
+        "alert_id": id, "action": "shelve", "by": "Li Wei", "note": "gauge being replaced", "minutes": 10,
+    });
+    let shelved = apply(&mut h, Input::Command { at: Timestamp(T0 + MIN), raw: shelve.to_string().into_bytes() });
+    assert_eq!(shelved[0].change, AlertChange::Shelved);
+    let during = tick(&mut h, T0 + MIN + S, T0 + 11 * MIN - S);
+    assert_eq!(calls(&during), [], "no call while shelved");
+    // Back at minute 11: the overdue tier 2 is called at that tick, tier 3 at its own deadline.
+    let after = tick(&mut h, T0 + 11 * MIN, T0 + 22 * MIN);
+    assert_eq!(
+        calls(&after),
+        [(2, "shift leader".to_string(), 11 * MIN), (3, "bureau chief".to_string(), 21 * MIN)],
+        "{:?}",
+        after.iter().map(|e| (e.change, e.ts.millis() - T0)).collect::<Vec<_>>()
+    );
+}
