@@ -21,6 +21,7 @@ COPY bus ./bus
 COPY replay ./replay
 COPY service ./service
 COPY console ./console
+COPY kpi ./kpi
 # src/cli/demo.rs embeds the demo registry and rules with include_str!.
 COPY config ./config
 # sinks/src/questdb_tables.rs embeds the QuestDB schema with include_str!.

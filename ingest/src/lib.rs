@@ -5,6 +5,7 @@
 //! never apply rules; they hand everything to the next stage through a bounded channel, which
 //! is also how back-pressure reaches the network.
 
+mod accept;
 pub mod front;
 pub mod mqtt;
 pub mod sl651;

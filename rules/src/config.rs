@@ -201,6 +201,7 @@ struct RulesFile {
     composites: Vec<Spanned<CompositeSpec>>,
     #[serde(default)]
     chains: Vec<Spanned<crate::chain_spec::ChainSpec>>,
+    #[serde(default)]
     forecasts: Vec<Spanned<crate::forecast_rule::ForecastSpec>>,
 }
 

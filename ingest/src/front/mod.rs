@@ -26,9 +26,7 @@ use crate::Delivery;
 use riskwatch_core::wire::topic;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::{mpsc, watch, Semaphore};
-use tokio::task::JoinSet;
 
 /// The front's limits on messages taken and not yet stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,33 +97,11 @@ impl GatewayFront {
 
     /// Accepts gateways until `shutdown` turns true; then lets each connection acknowledge
     /// what the pipeline confirms (up to 10 s) and returns once all are closed.
-    pub async fn run(self, tx: mpsc::Sender<Delivery>, mut shutdown: watch::Receiver<bool>) {
-        let listener =
-            match self.listener.set_nonblocking(true).and_then(|()| tokio::net::TcpListener::from_std(self.listener)) {
-                Ok(l) => l,
-                Err(e) => {
-                    tracing::error!(error = %e, "the gateway front cannot use its listening socket");
-                    return;
-                }
-            };
-        let mut connections = JoinSet::new();
-        loop {
-            tokio::select! {
-                _ = shutdown.changed() => break,
-                Some(_) = connections.join_next(), if !connections.is_empty() => {}
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, peer)) => {
-                        connections.spawn(connection::serve(stream, peer, Arc::clone(&self.shared), tx.clone(), shutdown.clone()));
-                    }
-                    Err(e) => {
-                        // Out of file descriptors, most likely: wait rather than spin.
-                        tracing::warn!(error = %e, "the gateway front could not accept a connection");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                },
-            }
-        }
-        drop(tx);
-        while connections.join_next().await.is_some() {}
+    pub async fn run(self, tx: mpsc::Sender<Delivery>, shutdown: watch::Receiver<bool>) {
+        let shared = self.shared;
+        crate::accept::serve_until_shutdown(self.listener, "the gateway front", shutdown, move |stream, peer, shutdown| {
+            connection::serve(stream, peer, Arc::clone(&shared), tx.clone(), shutdown)
+        })
+        .await;
     }
 }

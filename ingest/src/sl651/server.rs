@@ -18,12 +18,10 @@ use riskwatch_core::Timestamp;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio::task::JoinSet;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 /// Counters of a running SL 651 source.
 #[derive(Debug, Default)]
@@ -61,39 +59,13 @@ impl Sl651Server {
 
     /// Accepts stations until `shutdown` turns true; then returns once every connection has
     /// closed (each first waits for the confirmation of what it already handed over).
-    pub async fn run(self, tx: mpsc::Sender<Delivery>, mut shutdown: watch::Receiver<bool>) {
-        let listener =
-            match self.listener.set_nonblocking(true).and_then(|()| tokio::net::TcpListener::from_std(self.listener)) {
-                Ok(l) => l,
-                Err(e) => {
-                    tracing::error!(error = %e, "the SL 651 source cannot use its listening socket");
-                    return;
-                }
-            };
-        let mut connections = JoinSet::new();
-        loop {
-            tokio::select! {
-                _ = shutdown.changed() => break,
-                Some(_) = connections.join_next(), if !connections.is_empty() => {}
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, peer)) => {
-                        let conn = Connection {
-                            peer,
-                            registry: Arc::clone(&self.registry),
-                            stats: Arc::clone(&self.stats),
-                            tx: tx.clone(),
-                        };
-                        connections.spawn(conn.serve(stream, shutdown.clone()));
-                    }
-                    Err(e) => {
-                        warn!(error = %e, "the SL 651 source could not accept a connection");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                },
-            }
-        }
-        drop(tx);
-        while connections.join_next().await.is_some() {}
+    pub async fn run(self, tx: mpsc::Sender<Delivery>, shutdown: watch::Receiver<bool>) {
+        let (registry, stats) = (self.registry, self.stats);
+        crate::accept::serve_until_shutdown(self.listener, "the SL 651 source", shutdown, move |stream, peer, shutdown| {
+            let conn = Connection { peer, registry: Arc::clone(&registry), stats: Arc::clone(&stats), tx: tx.clone() };
+            conn.serve(stream, shutdown)
+        })
+        .await;
     }
 }
 
