@@ -84,6 +84,11 @@ impl Engine {
                 self.reconcile(&target, now, out);
             }
         }
+        // Opening a window can clear a site alert (its members stop counting) and closing one
+        // can raise alerts: call-response chains start and stop on those as on any other.
+        if self.chains.active() {
+            self.chains.observe(&mut self.book, &self.names, before, now, out);
+        }
         self.stats.events += (out.len() - before) as u64;
         self.label(&mut out[before..]);
         Ok(())

@@ -99,9 +99,12 @@ impl GatewayFront {
     /// what the pipeline confirms (up to 10 s) and returns once all are closed.
     pub async fn run(self, tx: mpsc::Sender<Delivery>, shutdown: watch::Receiver<bool>) {
         let shared = self.shared;
-        crate::accept::serve_until_shutdown(self.listener, "the gateway front", shutdown, move |stream, peer, shutdown| {
-            connection::serve(stream, peer, Arc::clone(&shared), tx.clone(), shutdown)
-        })
+        crate::accept::serve_until_shutdown(
+            self.listener,
+            "the gateway front",
+            shutdown,
+            move |stream, peer, shutdown| connection::serve(stream, peer, Arc::clone(&shared), tx.clone(), shutdown),
+        )
         .await;
     }
 }

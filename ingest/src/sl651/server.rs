@@ -61,10 +61,16 @@ impl Sl651Server {
     /// closed (each first waits for the confirmation of what it already handed over).
     pub async fn run(self, tx: mpsc::Sender<Delivery>, shutdown: watch::Receiver<bool>) {
         let (registry, stats) = (self.registry, self.stats);
-        crate::accept::serve_until_shutdown(self.listener, "the SL 651 source", shutdown, move |stream, peer, shutdown| {
-            let conn = Connection { peer, registry: Arc::clone(&registry), stats: Arc::clone(&stats), tx: tx.clone() };
-            conn.serve(stream, shutdown)
-        })
+        crate::accept::serve_until_shutdown(
+            self.listener,
+            "the SL 651 source",
+            shutdown,
+            move |stream, peer, shutdown| {
+                let conn =
+                    Connection { peer, registry: Arc::clone(&registry), stats: Arc::clone(&stats), tx: tx.clone() };
+                conn.serve(stream, shutdown)
+            },
+        )
         .await;
     }
 }
