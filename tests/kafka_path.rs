@@ -1496,3 +1496,54 @@ fn the_sink_and_a_rules_worker_stop_on_request_while_kafka_is_away() {
         assert!(took.is_some(), "{name} did not exit within 45 s of SIGTERM with Kafka away:\n{}", stack.logs());
     }
 }
+
+#[test]
+fn a_forecast_over_mqtt_reaches_the_rules_worker_through_kafka_and_raises_a_forecast_alert() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let rules = format!(
+        "{RULES}\n[[forecasts]]\nid = \"wl-forecast\"\napplies_to = {{ kind = \"water_level\" }}\n\
+         levels = {{ yellow = {{ threshold = \"warning_level\", within = \"24h\" }} }}\n"
+    );
+    let mut stack = Stack::start_with(&rules, &registry_toml());
+    stack.start_all();
+    let alerts = listen(stack.mqtt.port, "test-officer", topic::ALERTS_FILTER);
+    // Issued an hour ago, hourly for 48 h, rising by 0.1 m an hour from 10.15 m: over the
+    // warning level (11.0 m) 10 h after issue. Around now, so it has not run out on the
+    // worker's clock.
+    let h = 3_600_000;
+    let issued = Timestamp::now().millis() / h * h - h;
+    let valid: Vec<i64> = (1..=48).map(|k| issued + k * h).collect();
+    let values: Vec<f64> = (1..=48).map(|k| 10.05 + 0.1 * k as f64).collect();
+    let forecast = serde_json::json!({"v": 1, "kind": "water_level", "unit": "m", "issued": issued,
+        "valid": valid, "values": values});
+    let office = Gateway::start_as(
+        "test-forecast-office",
+        stack.mqtt.port,
+        vec![("riskwatch/v1/forecasts/river-3/river-3-wl-a".into(), forecast.to_string().into_bytes())],
+        50,
+    );
+    office.wait_acked(1, Duration::from_secs(30));
+    let raised = wait_until(Duration::from_secs(60), "a forecast alert", || {
+        alerts_seen(&alerts).into_iter().find(|e| e.category == riskwatch_core::AlertCategory::Forecast)
+    });
+    assert_eq!((&*raised.rule_id, raised.subject.as_str()), ("wl-forecast", "river-3-wl-a"));
+    assert_eq!((raised.change, raised.level.as_str()), (AlertChange::Raised, "yellow"));
+    assert_eq!(raised.details.as_ref().unwrap()["lead_time_s"], 10 * 3600, "{raised:?}");
+    // On Kafka it was one forecast record on river-3's partition of the readings topic, and
+    // the alert event is on the alerts topic.
+    let brokers = format!("127.0.0.1:{}", stack.kafka.port);
+    let records = read_topic(&brokers, "riskwatch.readings");
+    let forecasts: Vec<_> =
+        records.iter().filter(|(_, h, _)| h.get("riskwatch-record").map(String::as_str) == Some("forecast")).collect();
+    assert_eq!(forecasts.len(), 1, "one forecast record");
+    let (key, headers, _) = forecasts[0];
+    assert_eq!(key, "river-3");
+    assert_eq!(headers.get("riskwatch-format").map(String::as_str), Some("forecast-json-1"));
+    assert_eq!(
+        headers.get("riskwatch-mqtt-topic").map(String::as_str),
+        Some("riskwatch/v1/forecasts/river-3/river-3-wl-a")
+    );
+    wait_until(Duration::from_secs(30), "the forecast alert on Kafka", || {
+        kafka_events(&stack).iter().any(|e| e.event_id == raised.event_id).then_some(())
+    });
+}

@@ -75,6 +75,38 @@ pub fn command_headers(mqtt_topic: &str, received_at_ms: i64) -> OwnedHeaders {
         .insert(Header { key: header::RECORD, value: Some("command") })
 }
 
+/// Value of the [`header::FORMAT`] header on forecast records: the forecast as validated by
+/// ingest, in the v1 wire shape (wire-format.md §14, `riskwatch_core::wire::encode_forecast`).
+pub const FORECAST_JSON: &str = "forecast-json-1";
+
+/// Headers of a forecast record on the readings topic (wire-format.md §12): its MQTT topic and
+/// arrival time, `riskwatch-record: forecast` and `riskwatch-format: forecast-json-1`.
+pub fn forecast_headers(mqtt_topic: &str, received_at_ms: i64) -> OwnedHeaders {
+    reading_headers(mqtt_topic, received_at_ms, RecordFormat::Json)
+        .insert(Header { key: header::RECORD, value: Some("forecast") })
+        .insert(Header { key: header::FORMAT, value: Some(FORECAST_JSON) })
+}
+
+/// Is this readings-topic record a forecast?
+pub fn is_forecast<H: Headers>(headers: Option<&H>) -> bool {
+    header_str(headers, header::RECORD) == Some("forecast")
+}
+
+/// Reads a forecast record back (its MQTT topic header names the sensor), checking the
+/// format header and, as for JSON readings records, the registry.
+pub fn decode_forecast_record<H: Headers>(
+    value: &[u8],
+    headers: Option<&H>,
+    registry: &Registry,
+) -> Result<riskwatch_core::Forecast, DecodeError> {
+    match header_str(headers, header::FORMAT) {
+        Some(FORECAST_JSON) => {}
+        other => return Err(DecodeError::BadRecord { detail: format!("forecast record of format {other:?}") }),
+    }
+    let mqtt_topic = header_str(headers, header::MQTT_TOPIC).unwrap_or_default();
+    riskwatch_core::wire::decode_forecast(mqtt_topic, value, registry, &Default::default())
+}
+
 /// Is this readings-topic record an officer's command?
 pub fn is_command<H: Headers>(headers: Option<&H>) -> bool {
     header_str(headers, header::RECORD) == Some("command")

@@ -21,6 +21,7 @@ pub mod demo_fleet;
 pub mod fleet;
 pub mod flood;
 pub mod flood_forecast;
+pub mod forecast_plan;
 pub mod gas;
 pub mod gnss;
 mod noise;

@@ -111,7 +111,7 @@ pub(crate) fn check_params(model: Model, group: &toml::Table, sensor: &toml::Tab
     }
 }
 
-fn merged(group: &toml::Table, sensor: &toml::Table) -> toml::Table {
+pub(crate) fn merged(group: &toml::Table, sensor: &toml::Table) -> toml::Table {
     let mut t = group.clone();
     for (k, v) in sensor {
         t.insert(k.clone(), v.clone());
@@ -119,16 +119,16 @@ fn merged(group: &toml::Table, sensor: &toml::Table) -> toml::Table {
     t
 }
 
-fn params<P: DeserializeOwned + Default>(t: toml::Table) -> P {
+pub(crate) fn params<P: DeserializeOwned + Default>(t: toml::Table) -> P {
     toml::Value::Table(t).try_into().unwrap_or_default()
 }
 
 /// 64-bit FNV-1a of a string, to derive per-sensor seeds.
-fn fnv(s: &str) -> u64 {
+pub(crate) fn fnv(s: &str) -> u64 {
     s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
-fn mix(seed: u64, salt: u64) -> u64 {
+pub(crate) fn mix(seed: u64, salt: u64) -> u64 {
     // SplitMix64 finaliser.
     let mut z = seed ^ salt.wrapping_mul(0x9e37_79b9_7f4a_7c15);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);

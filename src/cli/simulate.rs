@@ -3,11 +3,14 @@
 //! With `--scenario FILE` the scenario is compiled (with `--seed`, `--sensors`, `--rate`) into a
 //! deterministic plan of messages (`riskwatch_simulators::plan`) that is paced by `--speed` and
 //! published at QoS 1, or written as JSON lines with `--dry-run`. Without a scenario, the demo's
-//! fleet is published, compressed into `--duration`.
+//! fleet is published, compressed into `--duration`. `--forecasts` adds the forecasts of the
+//! scenario's flood gauges (`riskwatch_simulators::forecast_plan`), due at their issue times.
 
 use anyhow::{bail, Context, Result};
 use riskwatch_core::Timestamp;
 use riskwatch_simulators::fleet::{self, FleetConfig, PlanPublishConfig};
+use riskwatch_simulators::flood_forecast::FloodForecastParams;
+use riskwatch_simulators::forecast_plan::{forecast_messages, with_forecasts};
 use riskwatch_simulators::plan::{self, PlanOptions};
 use riskwatch_simulators::scenario::Scenario;
 use std::io::Write;
@@ -63,6 +66,22 @@ pub struct SimulateArgs {
     /// With --sl651: hours of the flood to report (the default wave crests at hour 60).
     #[arg(long, default_value_t = 96, requires = "sl651")]
     hours: u32,
+    /// With --scenario: also publish forecasts for every `flood` gauge, as a forecasting office
+    /// would (`riskwatch/v1/forecasts/{site}/{sensor}`, docs/simulators.md §6).
+    #[arg(long, requires = "scenario")]
+    forecasts: bool,
+    /// With --forecasts: time between forecast issues.
+    #[arg(long, default_value = "6h", value_parser = humantime::parse_duration, requires = "forecasts")]
+    forecast_every: Duration,
+    /// With --forecasts: how far ahead each forecast looks (hourly valid times; at most 30 days).
+    #[arg(long, default_value = "72h", value_parser = humantime::parse_duration, requires = "forecasts")]
+    forecast_horizon: Duration,
+    /// With --forecasts: ensemble members (1 = a deterministic forecast; up to 100).
+    #[arg(long, default_value_t = 1, requires = "forecasts")]
+    forecast_members: u32,
+    /// With --forecasts: spread of a member's error per hour of lead time, metres.
+    #[arg(long, default_value_t = 0.01, requires = "forecasts")]
+    forecast_error: f64,
 }
 
 /// Runs `riskwatch simulate`.
@@ -93,6 +112,22 @@ async fn scenario(args: SimulateArgs, path: PathBuf) -> Result<()> {
     opts.client_prefix = args.client_prefix.clone();
     let plan = plan::compile(&scenario, &opts).map_err(anyhow::Error::msg)?;
     let (sensors, gateways) = (plan.sensor_count(), plan.clients().len());
+    let forecasts = if args.forecasts {
+        let fp = FloodForecastParams {
+            issue_every_h: args.forecast_every.as_secs_f64() / 3600.0,
+            horizon_h: args.forecast_horizon.as_secs_f64() / 3600.0,
+            members: args.forecast_members,
+            error_per_h_m: args.forecast_error,
+            ..FloodForecastParams::default()
+        };
+        forecast_messages(&scenario, &opts, &fp)
+            .map_err(anyhow::Error::msg)
+            .context("--forecasts (--forecast-every, --forecast-horizon, --forecast-members, --forecast-error)")?
+    } else {
+        Vec::new()
+    };
+    let forecast_count = forecasts.len();
+    let plan = with_forecasts(plan, forecasts);
     if args.dry_run {
         let (mut messages, mut readings) = (0u64, 0u64);
         let mut out: Box<dyn Write> = match &args.output {
@@ -110,7 +145,7 @@ async fn scenario(args: SimulateArgs, path: PathBuf) -> Result<()> {
         drop(out);
         if args.output.is_some() {
             println!(
-                "plan of {}: {sensors} sensors, {gateways} gateways, {messages} messages, {readings} readings",
+                "plan of {}: {sensors} sensors, {gateways} gateways, {messages} messages, {readings} readings, {forecast_count} forecasts",
                 scenario.name
             );
         }
@@ -119,7 +154,7 @@ async fn scenario(args: SimulateArgs, path: PathBuf) -> Result<()> {
     let Some(mqtt) = args.mqtt.as_deref() else { bail!("--mqtt URL is required (or use --dry-run)") };
     let (host, port) = crate::settings::parse_mqtt_address(mqtt)?;
     println!(
-        "simulating scenario {} ({sensors} sensors, {gateways} gateways) to {host}:{port}: event start {}, speed {speed}",
+        "simulating scenario {} ({sensors} sensors, {gateways} gateways, {forecast_count} forecasts) to {host}:{port}: event start {}, speed {speed}",
         scenario.name,
         start.to_rfc3339()
     );

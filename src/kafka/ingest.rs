@@ -1,6 +1,7 @@
 //! `riskwatch ingest`: MQTT readings → validated → Kafka readings topic (keyed and partitioned by
 //! site); rejects → dead-letter topic (reason in headers, original bytes) and a rejection notice
-//! on MQTT for the gateway.
+//! on MQTT for the gateway. Forecasts (wire-format.md §14) and officers' commands travel on
+//! the readings topic too, on their site's partition, marked by a `riskwatch-record` header.
 //!
 //! At-least-once: a QoS 1 message is acknowledged to the broker only after Kafka confirmed
 //! every record it produced (idempotent producer, `acks=all`). Records are enqueued in arrival
@@ -11,10 +12,10 @@ use anyhow::{bail, Context, Result};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use riskwatch_bus::records::{
-    command_headers, command_site, dead_letter_record, reading_headers, reading_records, RecordFormat,
+    command_headers, command_site, dead_letter_record, forecast_headers, reading_headers, reading_records, RecordFormat,
 };
 use riskwatch_bus::{admin, partition::site_partition};
-use riskwatch_core::wire::{topic, Limits};
+use riskwatch_core::wire::{forecast, topic, Limits};
 use riskwatch_core::{DeadLetter, Reading, Registry, Timestamp};
 use riskwatch_ingest::{Delivery, IngestEvent, Message, MqttSource, MqttSourceConfig};
 use riskwatch_sinks::mqtt_alerts::MqttAlertPublisher;
@@ -60,8 +61,13 @@ pub async fn run(
         None => f.to_string(),
     };
     let mut mqtt = MqttSourceConfig::new(&t.mqtt.host, t.mqtt.port, &format!("{}-ingest", t.instance));
-    mqtt.filters =
-        vec![shared(topic::READINGS_FILTER), shared(topic::GATEWAY_READINGS_FILTER), shared(topic::COMMANDS_TOPIC)];
+    mqtt.filters = vec![
+        shared(topic::READINGS_FILTER),
+        shared(topic::GATEWAY_READINGS_FILTER),
+        shared(topic::COMMANDS_TOPIC),
+        shared(forecast::FORECASTS_FILTER),
+        shared(forecast::GATEWAY_FORECASTS_FILTER),
+    ];
     mqtt.inflight = t.mqtt.inflight;
     mqtt.credentials = t.mqtt.credentials().map(|(u, p)| (u.to_string(), p.to_string()));
     mqtt.transport = tls.map(riskwatch_ingest::Tls);
@@ -122,6 +128,16 @@ pub async fn run(
                                 .payload(&value)
                                 .partition(site_partition(&site, partitions))
                                 .headers(reading_headers(&topic_name, received, k.record_format));
+                            waits.push(enqueue(&producer, rec).await?);
+                            stats.records.fetch_add(1, Ordering::Relaxed);
+                            readings_out.inc();
+                        }
+                        Output::Forecast { site, topic: topic_name, received, value } => {
+                            let rec = FutureRecord::to(&k.readings_topic)
+                                .key(&site)
+                                .payload(&value)
+                                .partition(site_partition(&site, partitions))
+                                .headers(forecast_headers(&topic_name, received));
                             waits.push(enqueue(&producer, rec).await?);
                             stats.records.fetch_add(1, Ordering::Relaxed);
                             readings_out.inc();
@@ -224,6 +240,13 @@ enum Output {
         topic: String,
         received: i64,
     },
+    /// One validated forecast, re-encoded in the wire shape.
+    Forecast {
+        site: String,
+        topic: String,
+        received: i64,
+        value: Vec<u8>,
+    },
 }
 
 /// The records of a delivery: the readings of consecutive messages gathered into one record
@@ -261,19 +284,17 @@ fn outputs(messages: Vec<Message>, format: RecordFormat) -> Vec<Output> {
                     flush(&mut gathered, &mut topics, received, &mut out);
                     out.push(Output::Command { raw, topic: message.topic.clone(), received });
                 }
-                // Not carried on the Kafka wiring yet (docs/wire-format.md §14): refused with
-                // the reason rather than dropped.
-                IngestEvent::Forecast(f) => out.push(Output::DeadLetter(riskwatch_core::DeadLetter::new(
-                    Timestamp(received),
-                    &message.topic,
-                    &riskwatch_core::wire::DecodeError::BadTopic {
+                // A forecast keeps its place after the readings before it, on its site's
+                // partition, so the worker owning the site applies it in order.
+                IngestEvent::Forecast(f) => {
+                    flush(&mut gathered, &mut topics, received, &mut out);
+                    out.push(Output::Forecast {
+                        site: f.site.to_string(),
                         topic: message.topic.clone(),
-                        reason: "forecasts are taken by the embedded wiring (riskwatch run/demo); the Kafka wiring does not carry them yet".into(),
-                    },
-                    None,
-                    Some(f.sensor.to_string()),
-                    Vec::new(),
-                ))),
+                        received,
+                        value: forecast::encode_forecast(&f),
+                    });
+                }
             }
         }
     }
@@ -357,13 +378,26 @@ mod tests {
     }
 
     /// Single-reading messages of a delivery become one record per site; a command keeps its
-    /// place after the readings that came before it.
+    /// place after the readings that came before it, and so does a forecast.
     #[test]
     fn readings_of_consecutive_messages_share_a_record_per_site_and_a_command_keeps_its_place() {
         let command = Message {
             topic: topic::COMMANDS_TOPIC.into(),
             received_at: Timestamp::from_millis(7),
             events: vec![IngestEvent::Command(br#"{"site":"s1"}"#.to_vec())],
+        };
+        let forecast = Message {
+            topic: "riskwatch/v1/forecasts/s2/c".into(),
+            received_at: Timestamp::from_millis(7),
+            events: vec![IngestEvent::Forecast(Box::new(riskwatch_core::Forecast {
+                sensor: SensorId::new("c"),
+                site: SiteId::new("s2"),
+                kind: SensorKind::WaterLevel,
+                unit: Arc::from("m"),
+                issued: Timestamp::from_millis(1),
+                valid: vec![Timestamp::from_millis(2)],
+                members: vec![vec![5.5]],
+            }))],
         };
         let out = outputs(
             vec![
@@ -372,6 +406,7 @@ mod tests {
                 message("riskwatch/v1/readings/s2/c", "s2", "c", 1),
                 command,
                 message("riskwatch/v1/readings/s1/a", "s1", "a", 2),
+                forecast,
             ],
             RecordFormat::Binary,
         );
@@ -380,6 +415,7 @@ mod tests {
             .map(|o| match o {
                 Output::Readings { site, topic, value, .. } => format!("{site} {topic} {:?}", sensors(value)),
                 Output::Command { .. } => "command".into(),
+                Output::Forecast { site, topic, .. } => format!("forecast {site} {topic}"),
                 Output::DeadLetter(_) => "dead letter".into(),
             })
             .collect();
@@ -390,6 +426,7 @@ mod tests {
                 r#"s2 riskwatch/v1/readings/s2 ["c"]"#,
                 "command",
                 r#"s1 riskwatch/v1/readings/s1/a ["a"]"#,
+                "forecast s2 riskwatch/v1/forecasts/s2/c",
             ]
         );
     }

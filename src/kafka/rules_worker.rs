@@ -28,8 +28,8 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use riskwatch_bus::partition::site_partition;
 use riskwatch_bus::records::{
-    alert_record, dead_letter_record, decode_reading_record, input_headers, is_command, is_input, received_at,
-    state_key, StateRecord,
+    alert_record, dead_letter_record, decode_forecast_record, decode_reading_record, input_headers, is_command,
+    is_forecast, is_input, received_at, state_key, StateRecord,
 };
 use riskwatch_bus::{admin, KafkaConfig};
 use riskwatch_core::wire::{topic, Limits};
@@ -455,6 +455,23 @@ impl Worker {
                 self.refused.push(refused.report(at));
             } else if let Some(ev) = self.events.last() {
                 info!(alert = %ev.alert_id, change = %ev.change, by = ?ev.by, "command applied");
+            }
+            return Ok(());
+        }
+        if is_forecast(msg.headers()) {
+            // Validated by ingest; read back against this worker's registry like a JSON
+            // readings record (a sensor removed in between is refused, not guessed at).
+            match decode_forecast_record(payload, msg.headers(), part.host.registry()) {
+                Ok(f) => {
+                    part.host.apply(&mut Input::Forecast { at, forecast: Box::new(f) }, &mut self.events);
+                }
+                Err(e) => {
+                    let mqtt_topic =
+                        riskwatch_bus::records::header_str(msg.headers(), riskwatch_bus::records::header::MQTT_TOPIC)
+                            .unwrap_or("riskwatch/v1/forecasts");
+                    let d = DeadLetter::new(Timestamp::now(), mqtt_topic, &e, None, None, payload.to_vec());
+                    self.dead_letter(&d)?;
+                }
             }
             return Ok(());
         }
