@@ -11,6 +11,8 @@
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
+# Build settings (SQLite with fdatasync: .cargo/config.toml).
+COPY .cargo ./.cargo
 COPY src ./src
 COPY core ./core
 COPY ingest ./ingest
