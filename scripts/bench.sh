@@ -2,6 +2,8 @@
 # riskwatch's performance figures, measured and printed by one command (docs/benchmarks.md):
 #
 #   1. rule engine: readings/s on one core and state bytes per sensor (cargo bench);
+#   1b. store writer: CPU per reading of the SQLite store's commits on one thread, with the
+#      single-reading load's arrival order and commit size (cargo bench);
 #   2. embedded end to end: simulated gateways → embedded broker → rules → SQLite and MQTT
 #      alerts, at each offered rate in BENCH_RATES: stored readings/s, alert latency p50/p99
 #      (publish → alert received by a subscriber), riskwatch's CPU µs per reading, RSS;
@@ -68,6 +70,12 @@ if ! skipped engine; then
     echo
     echo "== 1. rule engine (one core): cargo bench -p riskwatch-rules --bench engine -- hazard"
     cargo bench --quiet -p riskwatch-rules --bench engine -- hazard 2>/dev/null | grep -E "M readings/s|median|B/sensor|bytes|state" || true
+fi
+
+if ! skipped store; then
+    echo
+    echo "== 1b. store writer (one thread): cargo bench -p riskwatch-sinks --bench store"
+    cargo bench --quiet -p riskwatch-sinks --bench store 2>/dev/null | grep -E "^store writer" || true
 fi
 
 # Starts `riskwatch run` on a registry of $1 gauges; sets RUN_PID, MQTT_PORT, METRICS_PORT.

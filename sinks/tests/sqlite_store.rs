@@ -89,3 +89,23 @@ fn every_commit_is_synced_unless_the_store_is_opened_with_normal() {
     // The setting belongs to the connection, not the file: reopening with the default syncs again.
     assert_eq!(SqliteStore::open(&path).unwrap().synchronous().unwrap(), Synchronous::Full);
 }
+
+#[test]
+fn of_readings_with_one_key_in_one_delivery_the_last_is_stored() {
+    // A gateway re-sending corrected values within one delivery, out of time order: the store
+    // writes a delivery in key order, and that must not change which value of a key wins.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let mut store = SqliteStore::open(&path).unwrap();
+    let t0 = 1_780_000_000_000;
+    let mut batch = Vec::new();
+    let mut last = std::collections::BTreeMap::new();
+    for i in 0..300i64 {
+        let ts = t0 + (i * 7919 % 23) * 1000;
+        let value = 20.0 + i as f64 / 100.0;
+        batch.push(reading("hankou-wl", ts, value));
+        last.insert(ts, value);
+    }
+    store.write(&[StoreItem::Readings(batch)]).unwrap();
+    assert_eq!(rows(&path), last.into_iter().collect::<Vec<_>>());
+}
