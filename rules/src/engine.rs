@@ -63,6 +63,9 @@ pub(crate) struct QualitySlot {
     pub stale_after_ms: Option<i64>,
     pub stale: BandState,
     pub stale_alert: Option<String>,
+    /// Processing time the sensor last came back into service from a window covering its
+    /// stale check: silence counts from no earlier than this ([`crate::out_of_service`]).
+    pub returned_at: Option<Timestamp>,
 }
 
 /// Everything the engine keeps per sensor.
@@ -239,7 +242,7 @@ pub struct Engine {
 }
 
 const DQ_RULE_IDS: [&str; 5] = ["dq.gross_range", "dq.spike", "dq.flat_line", "dq.rate_of_change", "dq.timing"];
-const STALE_RULE_ID: &str = "dq.stale";
+pub(crate) const STALE_RULE_ID: &str = "dq.stale";
 const FAULT_RULE_ID: &str = "dq.sensor_fault";
 /// Good readings needed to clear a sensor-fault alert when no quality table says otherwise.
 const DEFAULT_CLEAR_AFTER: u32 = 3;
@@ -290,6 +293,7 @@ impl Engine {
                         stale_after_ms,
                         stale: BandState::default(),
                         stale_alert: None,
+                        returned_at: None,
                     }))
                 }
                 None => None,
@@ -592,16 +596,15 @@ impl Engine {
             sensor_fault(&mut self.book, &self.names, slot, reading, now, reported_fault, clear_after, out);
         }
         if let Some(q) = slot.quality.as_deref_mut() {
-            if q.stale.level.is_some() {
+            // Out of service, an open stale alert stays as it is until the return.
+            if q.stale.level.is_some() && !self.oos.covers(&reading.sensor, &slot.site, STALE_RULE_ID) {
                 clear_stale(
                     &mut self.book,
                     &self.names,
                     q,
-                    &reading.sensor,
-                    &slot.site,
-                    &slot.kind,
-                    reading.ts,
-                    now,
+                    (&reading.sensor, &slot.site, &slot.kind),
+                    (reading.ts, now),
+                    false,
                     out,
                 );
             }
@@ -869,9 +872,14 @@ impl Engine {
                 let slot = self.sensors.at_mut(position).1;
                 let Some(q) = slot.quality.as_deref_mut() else { continue };
                 let Some(after) = q.stale_after_ms else { continue };
+                // Out of service: silence is expected, and counts afresh from the return.
+                if self.oos.covers(id, &slot.site, STALE_RULE_ID) {
+                    continue;
+                }
                 let last = if slot.has_seen { slot.last_seen } else { baseline };
                 let silent_ms = now.millis() - last.millis();
-                if q.stale.level.is_none() && silent_ms > after {
+                let counted_from = q.returned_at.map_or(last, |r| r.max(last));
+                if q.stale.level.is_none() && now.millis() - counted_from.millis() > after {
                     self.changes.mark(position);
                     let level = q.spec.level();
                     let inputs = LevelInputs::single(level, true, true);
@@ -915,7 +923,7 @@ impl Engine {
                     }
                 }
                 if q.stale.level.is_none() {
-                    quiet_until = quiet_until.min(Timestamp(last.millis().saturating_add(after)));
+                    quiet_until = quiet_until.min(Timestamp(counted_from.millis().saturating_add(after)));
                 }
             }
             self.quiet_until = Some(quiet_until);
@@ -1246,16 +1254,15 @@ fn sensor_fault(
     out.push(ev);
 }
 
-#[allow(clippy::too_many_arguments)]
-fn clear_stale(
+/// Clears the sensor's stale alert: it reported again, or (`returned`) it came back into
+/// service, from when its silence counts afresh.
+pub(crate) fn clear_stale(
     book: &mut AlertBook,
     names: &Names,
     q: &mut QualitySlot,
-    sensor: &SensorId,
-    site: &SiteId,
-    kind: &SensorKind,
-    ts: Timestamp,
-    now: Timestamp,
+    (sensor, site, kind): (&SensorId, &SiteId, &SensorKind),
+    (ts, now): (Timestamp, Timestamp),
+    returned: bool,
     out: &mut Vec<AlertEvent>,
 ) {
     let Some((from, to)) = q.stale.step(
@@ -1285,13 +1292,15 @@ fn clear_stale(
             decimals: Some(0),
         },
     );
-    ev.message_zh =
-        format!("【通信恢复】{} {} 恢复上报", names.site(site.as_str(), true), names.sensor(sensor.as_str(), true));
-    ev.message_en = format!(
-        "Sensor reporting again: {} ({})",
-        names.sensor(sensor.as_str(), false),
-        names.site(site.as_str(), false)
-    );
+    let (site_zh, sensor_zh) = (names.site(site.as_str(), true), names.sensor(sensor.as_str(), true));
+    let (site_en, sensor_en) = (names.site(site.as_str(), false), names.sensor(sensor.as_str(), false));
+    if returned {
+        ev.message_zh = format!("【恢复运行】{site_zh} {sensor_zh} 恢复运行，通信中断自此重新计时");
+        ev.message_en = format!("Back in service: {sensor_en} ({site_en}); its silence counts afresh from now");
+    } else {
+        ev.message_zh = format!("【通信恢复】{site_zh} {sensor_zh} 恢复上报");
+        ev.message_en = format!("Sensor reporting again: {sensor_en} ({site_en})");
+    }
     out.push(ev);
 }
 #[cfg(test)]

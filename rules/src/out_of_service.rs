@@ -15,6 +15,12 @@
 //! covered binding's alert is brought in line with its ladder at once: a level reached during
 //! the window is raised then, an alert whose condition went away during it is cleared.
 //!
+//! Stale detection is covered too (a sensor's own window, its site's, or one on the rule
+//! `dq.stale`): a covered sensor raises no `dq.stale` alert, however long it is silent, and a
+//! stale alert open when the window opened stays as it is, as hazard alerts do. On closing, the
+//! sensor's silence counts afresh from the return: an open stale alert clears, and the sensor is
+//! stale again only after its whole limit without a reading.
+//!
 //! A window is opened or closed by a command (wire-format.md §9.4), so it is an input like
 //! any other: it survives restarts in the engine's snapshot and replays identically.
 

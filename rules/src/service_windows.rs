@@ -1,7 +1,7 @@
 //! The engine's side of out-of-service windows (see [`crate::out_of_service`]): opening and
 //! closing them by command, the data-quality note of a covered sensor, overruns.
 
-use crate::engine::Engine;
+use crate::engine::{clear_stale, Engine, STALE_RULE_ID};
 use crate::lifecycle::{CommandError, LevelChange};
 use crate::out_of_service::{
     window_end, ServiceAction, ServiceCommand, ServiceWindow, Target, NOTE_RULE_ID, WINDOW_RULE_ID,
@@ -104,8 +104,15 @@ impl Engine {
                 .any(|s| &s.site == id)
                 .then(|| (SensorKind::Custom(Arc::from("site")), id.clone())),
             Target::Rule { id, site } => {
-                let known = self.rule_ids.iter().any(|r| &**r == id.as_str())
-                    && site.as_ref().is_none_or(|s| self.sensors.values().any(|x| &x.site == s));
+                // `dq.stale`: stale detection, where a sensor has it.
+                let known = if id == STALE_RULE_ID {
+                    self.stale_watch
+                        .iter()
+                        .any(|s| site.as_ref().is_none_or(|site| self.sensors.get(s).is_some_and(|x| &x.site == site)))
+                } else {
+                    self.rule_ids.iter().any(|r| &**r == id.as_str())
+                        && site.as_ref().is_none_or(|s| self.sensors.values().any(|x| &x.site == s))
+                };
                 known.then(|| {
                     (SensorKind::Custom(Arc::from("rule")), target.subject().1.unwrap_or_else(|| SiteId::new(id)))
                 })
@@ -168,6 +175,36 @@ impl Engine {
             self.update_note(&id, now, None, out);
         }
         self.recheck_composites(sites, now, out);
+        self.stale_back_in_service(target, now, out);
+    }
+
+    /// After `target`'s window closed: every sensor whose stale check it covered and no other
+    /// window covers counts its silence afresh from `now`; a stale alert open since before the
+    /// window (left as it was while out of service) clears, and is raised again only if the
+    /// sensor stays silent for its whole limit from now.
+    fn stale_back_in_service(&mut self, target: &Target, now: Timestamp, out: &mut Vec<AlertEvent>) {
+        let mut any = false;
+        for k in 0..self.stale_watch.len() {
+            let Some(position) = self.sensors.position(self.stale_watch[k].as_str()) else { continue };
+            let (id, slot) = self.sensors.entry(position);
+            if !target.covers(id, &slot.site, STALE_RULE_ID) || self.oos.covers(id, &slot.site, STALE_RULE_ID) {
+                continue;
+            }
+            let id = id.clone();
+            self.keep_for_save(position);
+            self.changes.mark(position);
+            any = true;
+            let slot = self.sensors.at_mut(position).1;
+            let Some(q) = slot.quality.as_deref_mut() else { continue };
+            q.returned_at = Some(now);
+            if q.stale.level.is_some() {
+                clear_stale(&mut self.book, &self.names, q, (&id, &slot.site, &slot.kind), (now, now), true, out);
+            }
+        }
+        if any {
+            // The sweep must look at these sensors again to know when one can turn stale.
+            self.quiet_until = None;
+        }
     }
 
     /// Moves binding `bi` of the sensor at `position` from its alert's level to its ladder's.

@@ -67,6 +67,9 @@ struct QualitySnap {
     alerts: [Option<String>; 5],
     stale: BandState,
     stale_alert: Option<String>,
+    /// When the sensor last came back into service (its silence counts from no earlier).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    returned_at: Option<Timestamp>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -429,6 +432,7 @@ impl Engine {
                     if q.stale_after_ms.is_some() {
                         q.stale = qs.stale;
                         q.stale_alert = qs.stale_alert;
+                        q.returned_at = qs.returned_at;
                     } else {
                         orphan_alerts.push(qs.stale_alert);
                     }
@@ -548,6 +552,7 @@ fn sensor_snap(rules: &[CompiledRule], id: &SensorId, slot: &SensorSlot) -> Sens
             alerts: q.alerts.clone(),
             stale: q.stale.clone(),
             stale_alert: q.stale_alert.clone(),
+            returned_at: q.returned_at,
         }),
     }
 }

@@ -135,17 +135,25 @@ fn stream(rng: &mut ChaCha8Rng, len: usize) -> Vec<Input> {
     let mut clock = T0;
     let mut levels = [9.0_f64, 9.5, 8.0];
     let mut drill_ts = T0 - 86_400_000;
+    // Now and then one sensor falls silent for a while (stale alerts, also under windows).
+    let mut muted: Option<usize> = None;
     let mut out = Vec::with_capacity(len);
     // Alert ids commands can name: made from the rule, sensor and event times used here is
     // too clever; commands pick from a pool the test learns from the reference run instead.
     for _ in 0..len {
         clock += rng.gen_range(50..2_500);
+        if rng.gen_bool(0.04) {
+            muted = if muted.is_some() { None } else { Some(rng.gen_range(0..SENSORS.len())) };
+        }
         let roll = rng.gen_range(0..100);
         let input = if roll < 55 {
             let n = rng.gen_range(1..=3);
             let mut readings = Vec::new();
             for _ in 0..n {
-                let i = rng.gen_range(0..SENSORS.len());
+                let mut i = rng.gen_range(0..SENSORS.len());
+                if muted == Some(i) {
+                    i = (i + 1) % SENSORS.len();
+                }
                 levels[i] = (levels[i] + rng.gen_range(-1.2..1.5)).clamp(5.0, 18.0);
                 // Now and then a spike, and readings stamped a little late or out of order.
                 let value = if rng.gen_bool(0.05) { levels[i] + 8.0 } else { levels[i] };
@@ -193,17 +201,27 @@ fn fill_commands(inputs: &mut [Input], rng: &mut ChaCha8Rng, registry: &Arc<Regi
                 } else {
                     open[rng.gen_range(0..open.len())].clone()
                 };
-                let action = ["acknowledge", "acknowledge", "assign", "resolve", "shelve", "unshelve", "window"]
-                    [rng.gen_range(0..7)];
+                let action =
+                    ["acknowledge", "acknowledge", "assign", "resolve", "shelve", "unshelve", "window", "window"]
+                        [rng.gen_range(0..8)];
                 let cmd = if action == "window" {
-                    // Out-of-service windows of a minute or two, opened and closed at random.
+                    // Out-of-service windows of a minute or two, opened and closed at random: on a
+                    // sensor, a site, or stale detection (at a site or everywhere).
                     let (sensor, site) = SENSORS[rng.gen_range(0..SENSORS.len())];
                     let action = ["out_of_service", "return_to_service"][rng.gen_range(0..2)];
-                    serde_json::json!({
-                        "action": action, "sensor": sensor, "site": site, "by": "duty", "note": "calibration",
+                    let mut cmd = serde_json::json!({
+                        "action": action, "by": "duty", "note": "calibration",
                         "minutes": if action == "out_of_service" { Some(rng.gen_range(1..3)) } else { None },
                         "command_id": format!("c{}", rng.gen::<u32>()),
-                    })
+                    });
+                    let target = match rng.gen_range(0..6) {
+                        0 => serde_json::json!({"site": site}),
+                        1 => serde_json::json!({"rule": "dq.stale", "site": site}),
+                        2 => serde_json::json!({"rule": "dq.stale"}),
+                        _ => serde_json::json!({"sensor": sensor, "site": site}),
+                    };
+                    cmd.as_object_mut().unwrap().extend(target.as_object().unwrap().clone());
+                    cmd
                 } else {
                     serde_json::json!({
                         "alert_id": alert, "action": action, "by": "duty", "note": "on site", "unit": "team-2",
@@ -444,6 +462,7 @@ fn recovery_from_any_crash_delivers_exactly_the_uninterrupted_runs_events() {
                 ("unshelved", _) if e.by.is_none() => "unshelved by time",
                 (_, "oos.window") => "window",
                 (_, "dq.out_of_service") => "note",
+                ("cleared", "dq.stale") if e.message_en.starts_with("Back in service") => "stale back in service",
                 _ => continue,
             };
             *alarm_management.entry(what).or_default() += 1;
@@ -453,5 +472,9 @@ fn recovery_from_any_crash_delivers_exactly_the_uninterrupted_runs_events() {
     // The streams must exercise what the property is about.
     assert!(total_crashes as u64 > cases, "too few crashes to mean anything");
     assert!(reminders > 0 && total_events > cases as usize * 3, "the streams raise too little");
-    assert_eq!(alarm_management.len(), 4, "shelving and out-of-service windows are exercised: {alarm_management:?}");
+    assert_eq!(
+        alarm_management.len(),
+        5,
+        "shelving, out-of-service windows and stale detection under them are exercised: {alarm_management:?}"
+    );
 }
