@@ -296,12 +296,7 @@ impl SqliteStore {
             for item in items {
                 match item {
                     StoreItem::Readings(rs) => {
-                        // In key order: each insert lands next to the previous one in the
-                        // B-tree (~10 % less CPU per reading, `cargo bench --bench store`). The
-                        // sort is stable, so of two readings with one key the later still wins.
-                        let mut order: Vec<&Reading> = rs.iter().collect();
-                        order.sort_by(|a, b| (a.ts, a.sensor.as_str()).cmp(&(b.ts, b.sensor.as_str())));
-                        for r in order {
+                        for r in rs {
                             let (value, json) = match &r.value {
                                 Value::Scalar(v) => (Some(*v), None),
                                 _ => (None, Some(value_json(&r.value))),

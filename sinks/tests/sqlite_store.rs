@@ -92,8 +92,8 @@ fn every_commit_is_synced_unless_the_store_is_opened_with_normal() {
 
 #[test]
 fn of_readings_with_one_key_in_one_delivery_the_last_is_stored() {
-    // A gateway re-sending corrected values within one delivery, out of time order: the store
-    // writes a delivery in key order, and that must not change which value of a key wins.
+    // A gateway re-sending corrected values within one delivery, out of time order: whatever
+    // order the store writes a delivery in, the value sent last for a key is the one kept.
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store.db");
     let mut store = SqliteStore::open(&path).unwrap();
