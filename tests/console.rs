@@ -447,3 +447,27 @@ async fn an_admin_manages_operators_and_the_users_file_sessions_and_audit_log_fo
         assert!(!text.contains(secret), "{secret} in the audit log");
     }
 }
+
+/// The out-of-service form's rule choices come from the rules file the console is given (the
+/// ids the engine takes for a window on a rule); a window on another rule is refused by the
+/// console, naming the choices, and one on a listed rule at a site is applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_out_of_service_form_offers_the_engines_rules_and_refuses_others_naming_them() {
+    let dir = tempfile::tempdir().unwrap();
+    write_files(dir.path());
+    let (_rw, port) = start_pipeline(dir.path());
+    let (_console, base) = start_console(dir.path(), port, &["--rules", "rules.toml"]);
+    let (officer, st) = login(&base, OPERATORS[0].0, OPERATORS[0].2).await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, body) = get(&officer, format!("{base}/api/service/rules")).await;
+    assert_eq!(st, StatusCode::OK);
+    // The duty rules have no stale check: `dq.stale` is not offered (the engine would refuse it).
+    assert_eq!(body, json!({"rules": ["water-level", "gas"], "configured": true}));
+    let window =
+        |rule: &str| json!({"target": "rule", "id": rule, "site": "hankou", "minutes": 30, "note": "datum change"});
+    let (st, body) = post(&officer, format!("{base}/api/service/out_of_service"), window("flood")).await;
+    assert_eq!((st, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("unknown_rule")), "{body}");
+    assert!(body["message"].as_str().unwrap().contains("water-level, gas"), "{body}");
+    let (st, body) = post(&officer, format!("{base}/api/service/out_of_service"), window("water-level")).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+}

@@ -344,6 +344,76 @@ async fn an_officer_shelves_an_alert_with_a_reason_sees_it_in_the_shelved_list_a
     assert!(row.contains("li.wei") && row.contains("45 min") && row.contains("探头更换中"), "{row}");
 }
 
+/// An officer takes stale detection (the rule `dq.stale`) out of service at one site from the
+/// form — picking the rule from what the engine accepts, not typing a raw command — sees the
+/// window listed and the audit row, and returns it to service with the window's own button.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_officer_takes_stale_detection_out_of_service_at_a_site_from_the_form_and_returns_it() {
+    let dir = tempfile::tempdir().unwrap();
+    write_files(dir.path());
+    // Stale detection for the plant's gas detector (it needs the sensor's reporting interval).
+    let registry = common::duty::REGISTRY.replace("unit = \"%LEL\"\n", "unit = \"%LEL\"\ninterval_s = 60\n");
+    std::fs::write(dir.path().join("registry.toml"), registry).unwrap();
+    let rules = format!(
+        "{}\n[[quality]]\napplies_to = {{ kind = \"gas_combustible\" }}\nstale = {{ intervals = 30 }}\n",
+        common::duty::RULES
+    );
+    std::fs::write(dir.path().join("rules.toml"), rules).unwrap();
+    let (_rw, port) = start_pipeline(dir.path());
+    let (_console, base) = start_console(dir.path(), port, &["--rules", "rules.toml"]);
+    let b = Browser::start().await;
+    b.log_in(&base).await;
+
+    // A window on a rule: the form offers the rules the engine takes, `dq.stale` among them.
+    b.js("const s = document.querySelector('#service-form [name=target]'); s.value = 'rule'; s.dispatchEvent(new Event('change')); return true").await;
+    let offered = b
+        .wait_js(
+            "rule choices",
+            "const o = [...document.querySelectorAll('#service-form [name=rule] option')].map((x) => x.value); \
+             return !document.querySelector('#service-rule').hidden && o.length > 0 && o.join(',')",
+        )
+        .await;
+    assert_eq!(offered.as_str().unwrap(), "water-level,gas,dq.stale");
+    b.js("document.querySelector('#service-form [name=rule]').value = 'dq.stale'; return true").await;
+    b.type_into("#service-form [name=site]", "plant-a").await;
+    b.js("document.querySelector('#service-form [name=minutes]').value = '45'; return true").await;
+    b.type_into("#service-form [name=note]", "探头标定，停报离线").await;
+    b.click("#service-form button[type=submit]").await;
+    b.wait_js(
+        "window opened",
+        "const t = document.querySelector('#service-result'); return t.classList.contains('ok') && t.textContent",
+    )
+    .await;
+    let listed = b
+        .wait_js(
+            "window listed",
+            "const li = document.querySelector('#windows li[data-subject=\"dq.stale\"][data-site=\"plant-a\"]'); return li && li.textContent",
+        )
+        .await;
+    let listed = listed.as_str().unwrap();
+    assert!(listed.contains("dq.stale") && listed.contains("探头标定，停报离线"), "{listed}");
+    b.screenshot("console-out-of-service.png").await;
+
+    // Audited with the pipeline's answer: the rule, the site, the time and the reason.
+    b.click("#audit-tab").await;
+    let row = b
+        .wait_js(
+            "audit entry",
+            "const r = document.querySelector('#audit tbody tr[data-action=out_of_service]'); return r && r.querySelector('.outcome').textContent === 'ok' && r.textContent",
+        )
+        .await;
+    let row = row.as_str().unwrap();
+    assert!(
+        row.contains("li.wei") && row.contains("rule dq.stale at plant-a: 45 min") && row.contains("探头标定"),
+        "{row}"
+    );
+
+    // Back in service from the window's own button: the window leaves the list.
+    b.click("nav button[data-tab=board]").await;
+    b.click("#windows li[data-subject=\"dq.stale\"] .w-return").await;
+    b.wait_js("window closed", "return document.querySelector('#windows li') === null").await;
+}
+
 /// The duty registry with the plant placed on the map (Nanjing, 六合区), Hankou placed by its
 /// gauge's location only (the mean of its sensors), and a site with no coordinates at all.
 fn map_registry() -> String {

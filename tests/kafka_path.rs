@@ -845,6 +845,71 @@ fn officers_commands_reach_the_worker_that_owns_the_alert() {
     });
 }
 
+/// Out-of-service windows over Kafka (rules.md §4.3): each rules worker owns only some sites,
+/// so a window goes to the worker of its site — a sensor's from the registry (its `site` may be
+/// left out, or even wrong), a rule's from the site it names. A rule-wide window (a rule without
+/// a site, `dq.stale` or a configured rule) cannot be owned by one worker: it is refused, with
+/// the reason and the command's id on the command error topic, not dropped nor half applied.
+#[test]
+fn out_of_service_windows_reach_their_sites_worker_and_a_rule_wide_one_is_refused_with_the_reason() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut stack = Stack::start();
+    stack.start_all();
+    let alerts = listen(stack.mqtt.port, "test-officer", topic::ALERTS_FILTER);
+    let errors = listen(stack.mqtt.port, "test-console", topic::COMMAND_ERRORS_TOPIC);
+    let command = |id: &str, action: &str, target: &str| -> (String, Vec<u8>) {
+        let minutes = if action == "out_of_service" { r#", "minutes": 60"# } else { "" };
+        let body = format!(
+            r#"{{"command_id": "{id}", "action": "{action}", {target}{minutes}, "by": "Li Wei", "note": "maintenance"}}"#
+        );
+        (topic::COMMANDS_TOPIC.to_string(), body.into_bytes())
+    };
+    let commands = vec![
+        command("oos-rule-site", "out_of_service", r#""rule": "water-level", "site": "river-3""#),
+        command("oos-rule-wide", "out_of_service", r#""rule": "dq.stale""#),
+        command("oos-sensor", "out_of_service", r#""sensor": "river-5-wl-a""#),
+        command("rts-rule-wide", "return_to_service", r#""rule": "water-level""#),
+        command("rts-sensor", "return_to_service", r#""sensor": "river-5-wl-a", "site": "river-0""#),
+    ];
+    let officer = Gateway::start_as("test-officer-app", stack.mqtt.port, commands, 50);
+    officer.wait_acked(5, Duration::from_secs(30));
+    let by_command = |id: &str| {
+        let (id, alerts) = (id.to_string(), Arc::clone(&alerts));
+        move || alerts_seen(&alerts).into_iter().find(|e| e.command_id.as_deref() == Some(id.as_str()))
+    };
+    let at_site = wait_until(Duration::from_secs(60), "the rule's window at river-3", by_command("oos-rule-site"));
+    assert_eq!((at_site.rule_id.as_ref(), at_site.subject.as_str()), ("oos.window", "water-level"));
+    assert_eq!(at_site.site.as_str(), "river-3");
+    assert_eq!(at_site.change, AlertChange::Raised);
+    let sensor = wait_until(Duration::from_secs(60), "the sensor's window", by_command("oos-sensor"));
+    assert_eq!((sensor.subject.as_str(), sensor.site.as_str()), ("river-5-wl-a", "river-5"));
+    let back = wait_until(Duration::from_secs(60), "the sensor back in service", by_command("rts-sensor"));
+    assert_eq!((back.alert_id.as_str(), back.change), (sensor.alert_id.as_str(), AlertChange::Cleared));
+    let refused = wait_until(Duration::from_secs(60), "two refusals", || {
+        let e = errors.lock().unwrap();
+        let got: BTreeMap<String, serde_json::Value> = e
+            .iter()
+            .map(|(_, p)| serde_json::from_slice::<serde_json::Value>(p).unwrap())
+            .map(|v| (v["command_id"].as_str().unwrap_or("").to_string(), v))
+            .collect();
+        (got.len() >= 2).then_some(got)
+    });
+    assert_eq!(refused.keys().collect::<Vec<_>>(), ["oos-rule-wide", "rts-rule-wide"], "{refused:?}");
+    for (id, rule) in [("oos-rule-wide", "dq.stale"), ("rts-rule-wide", "water-level")] {
+        let r = &refused[id];
+        assert_eq!(r["code"], "site_required", "{r}");
+        let error = r["error"].as_str().unwrap();
+        assert!(error.contains(rule) && error.contains("rule-wide") && error.contains("per site"), "{error}");
+    }
+    // Nothing else was opened anywhere: the only windows are the two applied ones.
+    let windows: BTreeSet<String> = alerts_seen(&alerts)
+        .into_iter()
+        .filter(|e| e.rule_id.as_ref() == "oos.window" && e.change == AlertChange::Raised)
+        .map(|e| e.command_id.unwrap_or_default())
+        .collect();
+    assert_eq!(windows, BTreeSet::from(["oos-rule-site".to_string(), "oos-sensor".to_string()]));
+}
+
 #[test]
 fn one_process_runs_ingest_rules_and_sink_from_one_topology_file() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());

@@ -55,6 +55,10 @@ pub struct ConsoleArgs {
     /// Operators file (TOML, `[[user]]` with argon2 `password_hash`; docs/console.md).
     #[arg(long)]
     users: PathBuf,
+    /// The pipeline's rules file: the out-of-service form offers its rule ids (and `dq.stale`
+    /// where a stale check is configured) for a window on a rule.
+    #[arg(long)]
+    rules: Option<PathBuf>,
     /// The console's SQLite file (history, board, audit log).
     #[arg(long, default_value = "console.db")]
     db: PathBuf,
@@ -170,6 +174,8 @@ pub struct App {
     officers: u32,
     /// The last 24 h's alarm KPIs, for `/metrics`.
     recent_kpis: kpis::Recent,
+    /// Rule ids the out-of-service form offers (`Options::window_rules`).
+    window_rules: Vec<String>,
 }
 
 impl App {
@@ -355,6 +361,9 @@ pub struct Options {
     pub login_concurrency: u32,
     /// Duty officers on watch at once (the alarm KPIs are per officer).
     pub officers: u32,
+    /// Rule ids a window on a rule can name (`RuleSet::window_rule_ids`), offered by the
+    /// out-of-service form; empty: the form offers `dq.stale` and takes any id typed.
+    pub window_rules: Vec<String>,
 }
 
 impl Options {
@@ -376,6 +385,10 @@ pub struct Console {
 /// Runs `riskwatch console` until stopped.
 pub async fn run(args: ConsoleArgs) -> Result<()> {
     let registry = Arc::new(riskwatch_service::settings::load_registry(&args.registry)?);
+    let window_rules = match &args.rules {
+        Some(path) => riskwatch_service::settings::load_rules(path)?.window_rule_ids(),
+        None => Vec::new(),
+    };
     let console = Console::start(Options {
         listen: args.listen,
         mqtt: args.mqtt,
@@ -394,6 +407,7 @@ pub async fn run(args: ConsoleArgs) -> Result<()> {
         session_lifetime: args.session_lifetime,
         login_concurrency: args.login_concurrency,
         officers: args.officers,
+        window_rules,
     })
     .await?;
     match args.duration {
@@ -473,6 +487,7 @@ impl Console {
             public_origin: o.public_url,
             officers: o.officers.max(1),
             recent_kpis: kpis::Recent::default(),
+            window_rules: o.window_rules,
         });
         app.register_metrics();
         app.register_kpi_metrics();

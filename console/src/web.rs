@@ -73,6 +73,7 @@ pub async fn serve(listener: tokio::net::TcpListener, app: AppState) {
         .route("/api/alerts/{id}", get(alert_detail))
         .route("/api/alerts/{id}/cap.xml", get(alert_cap))
         .route("/api/alerts/{id}/{action}", post(act))
+        .route("/api/service/rules", get(service::rules))
         .route("/api/service/{action}", post(service::window))
         .route("/api/history", get(history))
         .route("/api/audit", get(audit_log))

@@ -25,6 +25,7 @@
 //! any other: it survives restarts in the engine's snapshot and replays identically.
 
 use crate::lifecycle::CommandError;
+use crate::RuleSet;
 use riskwatch_core::{SensorId, SiteId, Timestamp};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -149,6 +150,19 @@ impl Target {
             Target::Rule { id, site: None } => (format!("规则 {id}"), format!("rule {id}")),
             Target::Rule { id, site: Some(s) } => (format!("规则 {id}（站点 {s}）"), format!("rule {id} at site {s}")),
         }
+    }
+}
+
+impl RuleSet {
+    /// The rule ids a window on a rule can name with these rules: every hazard rule, and
+    /// `dq.stale` where a data-quality table has a stale check (the engine refuses others as
+    /// `unknown_target`). For the console's out-of-service form.
+    pub fn window_rule_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.rules.iter().map(|r| r.spec.id.clone()).collect();
+        if self.quality.iter().any(|(q, _)| q.stale.is_some()) {
+            ids.push(crate::engine::STALE_RULE_ID.to_string());
+        }
+        ids
     }
 }
 

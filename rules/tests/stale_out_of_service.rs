@@ -312,3 +312,21 @@ fn with_two_windows_covering_a_gauge_its_silence_counts_from_the_last_return() {
         "still out of service by its site after its own window closed"
     );
 }
+
+/// The rule ids the console offers for a window on a rule are exactly those the engine takes:
+/// each opens a window (at a site, and everywhere); a data-quality rule not listed is refused.
+#[test]
+fn the_rule_ids_offered_for_a_window_are_the_ones_the_engine_accepts() {
+    let ids = riskwatch_rules::RuleSet::from_toml(RULES).unwrap().window_rule_ids();
+    assert_eq!(ids, [WL, STALE]);
+    for id in &ids {
+        let mut h = host();
+        run(&mut h, &[out_of_service(0, serde_json::json!({"rule": id, "site": "dam"}))]);
+        run(&mut h, &[out_of_service(1, serde_json::json!({"rule": id}))]);
+    }
+    let mut out = Vec::new();
+    let outcome = host().apply(&mut out_of_service(0, serde_json::json!({"rule": "dq.spike"})), &mut out);
+    assert!(matches!(&outcome, Outcome::Refused(r) if r.code == "unknown_target"), "{outcome:?}");
+    let no_stale = RULES.split("[[quality]]").next().unwrap();
+    assert_eq!(riskwatch_rules::RuleSet::from_toml(no_stale).unwrap().window_rule_ids(), [WL]);
+}

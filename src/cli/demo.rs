@@ -198,6 +198,7 @@ async fn start_console(
         session_lifetime: crate::console::Options::DEFAULT_SESSION_LIFETIME,
         login_concurrency: crate::console::Options::DEFAULT_LOGIN_CONCURRENCY,
         officers: 1,
+        window_rules: RuleSet::from_toml(DEMO_RULES).context("demo rules")?.window_rule_ids(),
     })
     .await?;
     println!(

@@ -7,12 +7,13 @@
 //! every record it produced (idempotent producer, `acks=all`). Records are enqueued in arrival
 //! order, so one sensor's readings stay in order on its partition.
 
+use super::command_route;
 use crate::topology::Topology;
 use anyhow::{bail, Context, Result};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use riskwatch_bus::records::{
-    command_headers, command_site, dead_letter_record, forecast_headers, reading_headers, reading_records, RecordFormat,
+    command_headers, dead_letter_record, forecast_headers, reading_headers, reading_records, RecordFormat,
 };
 use riskwatch_bus::{admin, partition::site_partition};
 use riskwatch_core::wire::{forecast, topic, Limits};
@@ -157,34 +158,38 @@ pub async fn run(
                         // owning that site applies them in order with its readings. A network
                         // composite's alert has the composite's id for its site (no registry
                         // site): its commands go to the network host.
-                        Output::Command { raw, topic: topic_name, received } => match command_site(&raw) {
-                            Some(site) => {
-                                let known = registry.read().unwrap_or_else(|e| e.into_inner()).site(&site).is_some();
-                                let (to, partition) = if known {
-                                    (&k.readings_topic, site_partition(&site, partitions))
-                                } else {
-                                    (&k.network_topic, 0)
-                                };
-                                let rec = FutureRecord::to(to)
-                                    .key(&site)
-                                    .payload(&raw)
-                                    .partition(partition)
-                                    .headers(command_headers(&topic_name, received));
-                                waits.push(enqueue(&producer, rec).await?);
-                            }
-                            None => {
-                                let report = riskwatch_rules::Refused {
-                                    code: "site_required",
-                                    error: "site: name the alert's site (its events carry it) so the command reaches the worker that owns the alert".into(),
-                                    command_id: None,
-                                    alert_id: None,
+                        Output::Command { raw, topic: topic_name, received } => {
+                            let routed = {
+                                let registry = registry.read().unwrap_or_else(|e| e.into_inner());
+                                command_route::route(&raw, &registry)
+                                    .map(|site| {
+                                        let known = registry.site(&site).is_some();
+                                        (site, known)
+                                    })
+                            };
+                            match routed {
+                                Ok((site, known)) => {
+                                    let (to, partition) = if known {
+                                        (&k.readings_topic, site_partition(&site, partitions))
+                                    } else {
+                                        (&k.network_topic, 0)
+                                    };
+                                    let rec = FutureRecord::to(to)
+                                        .key(&site)
+                                        .payload(&raw)
+                                        .partition(partition)
+                                        .headers(command_headers(&topic_name, received));
+                                    waits.push(enqueue(&producer, rec).await?);
                                 }
-                                .report(Timestamp::from_millis(received));
-                                if let Err(e) = notices.publish_command_error(report).await {
-                                    warn!(error = %e, "could not publish command error");
+                                Err(refused) => {
+                                    warn!(code = refused.code, error = %refused.error, "command refused at ingest");
+                                    let report = refused.report(Timestamp::from_millis(received));
+                                    if let Err(e) = notices.publish_command_error(report).await {
+                                        warn!(error = %e, "could not publish command error");
+                                    }
                                 }
                             }
-                        },
+                        }
                     }
                 }
                 let fatal = fatal_tx.clone();

@@ -3,6 +3,7 @@
 //! sink` (readings and alerts → QuestDB), each a consumer-group member that can be killed and
 //! restarted at any moment (architecture.md, "Production path").
 
+pub mod command_route;
 pub mod ingest;
 pub mod rules_worker;
 pub mod sink;

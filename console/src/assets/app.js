@@ -136,8 +136,23 @@ async function showMain() {
   $("#users-tab").hidden = me.role !== "admin";
   document.querySelectorAll("#d-actions button").forEach((b) => { b.disabled = me.role === "viewer"; });
   await loadMap();
+  await loadServiceChoices();
   await loadBoard();
   connectLive();
+}
+
+// The out-of-service form's choices: the rule ids a window can name (the engine's, from the
+// rules file the console was given; `dq.stale` at least), and the registry's sites.
+async function loadServiceChoices() {
+  const r = await api("/api/service/rules");
+  const rules = r.ok ? r.body.rules : ["dq.stale"];
+  $("#service-form [name=rule]").innerHTML = rules.map((id) => `<option value="${esc(id)}">${esc(id)}</option>`).join("");
+  $("#service-sites").innerHTML = sites.map((s) => `<option value="${esc(s.id)}">${esc((lang === "zh" && s.name_zh) || s.name || s.id)}</option>`).join("");
+  serviceTarget();
+}
+function serviceTarget() {
+  const rule = $("#service-form [name=target]").value === "rule";
+  $("#service-id").hidden = rule; $("#service-rule").hidden = !rule;
 }
 
 async function loadBoard() {
@@ -285,7 +300,7 @@ function renderMapSites() {
       .sort((a, b) => (b.active - a.active) || (rank[b.level] - rank[a.level]) || (Date.parse(a.first_ts) - Date.parse(b.first_ts)));
     const where = typeof s.lat === "number" ? `${s.lat.toFixed(4)}, ${s.lon.toFixed(4)}${s.located === "sensors" ? t("by_sensors") : ""}` : "—";
     return `<section class="map-site-item" data-site="${esc(id)}">
-      <h3>${esc(siteName(s))}</h3>
+      <h3>${esc((lang === "zh" && s.name_zh) || s.name || s.id)}</h3>
       <p class="facts">${esc(id)} · ${t("division")} ${esc(s.division || "—")} · ${t("coords")} ${esc(where)}</p>
       ${alerts.length ? `<ul>${alerts.map((a) => `<li data-id="${esc(a.alert_id)}" data-level="${a.level}" data-state="${a.active ? (a.acknowledged_by ? "acknowledged" : "unacknowledged") : "cleared"}"><span class="chip ${a.level}">${t(a.level)}</span> ${stateLabel(a)} ${esc(subjectLabel(a))}<br>${esc(lang === "zh" ? a.message_zh : a.message_en)}</li>`).join("")}</ul>`
         : `<p class="muted">${t("no_open")}</p>`}
@@ -469,10 +484,12 @@ async function service(action, body) {
 $("#service-form").addEventListener("submit", async (ev) => {
   ev.preventDefault();
   const f = Object.fromEntries(new FormData($("#service-form")));
-  const body = { target: f.target, id: f.id, note: f.note, minutes: parseInt(f.minutes, 10) || null };
+  const id = f.target === "rule" ? f.rule : f.id;
+  const body = { target: f.target, id, note: f.note, minutes: parseInt(f.minutes, 10) || null };
   if (f.site) body.site = f.site;
   if (await service("out_of_service", body)) $("#service-form [name=note]").value = "";
 });
+$("#service-form [name=target]").addEventListener("change", serviceTarget);
 $("#windows").addEventListener("click", async (ev) => {
   const li = ev.target.closest("li[data-id]");
   if (!li || !ev.target.classList.contains("w-return")) return;

@@ -2,11 +2,11 @@
 //! service for a planned window, or returns it to service (rules.md §4.3). Sent as a command
 //! like any other action, answered by the pipeline, audited.
 
-use super::{audit, entry, error, require, send_command, AppState};
+use super::{audit, entry, error, require, send_command, session, AppState};
 use crate::auth::Role;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
@@ -25,6 +25,17 @@ pub(super) struct WindowBody {
     minutes: Option<u32>,
     #[serde(default)]
     note: String,
+}
+
+/// `GET /api/service/rules`: the rule ids a window on a rule can name (the form's choices):
+/// the configured ones (`--rules`), else `dq.stale` alone (any id may then be typed).
+pub(super) async fn rules(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    if let Err(r) = session(&app, &headers) {
+        return r;
+    }
+    let configured = !app.window_rules.is_empty();
+    let rules = if configured { app.window_rules.clone() } else { vec!["dq.stale".to_string()] };
+    Json(json!({"rules": rules, "configured": configured})).into_response()
 }
 
 /// `POST /api/service/{out_of_service|return_to_service}`.
@@ -48,6 +59,14 @@ pub(super) async fn window(
             StatusCode::BAD_REQUEST,
             "target_required",
             "say what goes out of service: a sensor, a site or a rule, by id",
+        );
+    }
+    if opening_rule(&action, &body.target) && !app.window_rules.is_empty() && !app.window_rules.iter().any(|r| r == id)
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "unknown_rule",
+            format!("rule: no rule {id:?} to take out of service; one of {}", app.window_rules.join(", ")),
         );
     }
     let opening = action == "out_of_service";
@@ -80,11 +99,21 @@ pub(super) async fn window(
         cmd["minutes"] = json!(body.minutes);
     }
     let mut e = entry(Some(&s), "", &action, remote);
+    let at = match &site {
+        Some(site) if body.target == "rule" => format!(" at {site}"),
+        _ => String::new(),
+    };
     e.detail = match body.minutes {
-        Some(m) if opening => format!("{} {id}: {m} min; reason: {}", body.target, body.note),
-        _ => format!("{} {id}: {}", body.target, body.note),
+        Some(m) if opening => format!("{} {id}{at}: {m} min; reason: {}", body.target, body.note),
+        _ => format!("{} {id}{at}: {}", body.target, body.note),
     };
     e.outcome = "sent".into();
     let logged = audit(&app, e);
     send_command(&app, &command_id, cmd, logged.as_ref()).await
+}
+
+/// Whether a request opens a window on a rule (closing one on a rule the rules file no longer
+/// has stays possible).
+fn opening_rule(action: &str, target: &str) -> bool {
+    action == "out_of_service" && target == "rule"
 }
