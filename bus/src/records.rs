@@ -112,13 +112,6 @@ pub fn is_command<H: Headers>(headers: Option<&H>) -> bool {
     header_str(headers, header::RECORD) == Some("command")
 }
 
-/// The `site` of a raw command, when it names a valid one.
-pub fn command_site(raw: &[u8]) -> Option<String> {
-    let v: serde_json::Value = serde_json::from_slice(raw).ok()?;
-    let site = v.get("site")?.as_str()?;
-    (!site.is_empty() && site.len() <= 64).then(|| site.to_string())
-}
-
 /// How ingest writes readings records.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
