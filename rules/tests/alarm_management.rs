@@ -2,15 +2,14 @@
 //! the rules host on a virtual clock: shelving, and out-of-service windows. Every timeline is
 //! also cut at every input, saved, restored and finished, and must give the very same events.
 
-use riskwatch_core::{
-    AlertCategory, AlertChange, AlertEvent, Level, Quality, Reading, Registry, SensorKind, Timestamp, Value,
-};
-use riskwatch_rules::host::text_digest;
-use riskwatch_rules::{HostSnapshot, Input, Outcome, RulesHost};
-use std::sync::Arc;
+use riskwatch_core::{AlertCategory, AlertChange, AlertEvent, Level, Quality, Reading, SensorKind, Timestamp, Value};
+use riskwatch_rules::{Input, Outcome, RulesHost};
+
+#[path = "support/timeline.rs"]
+mod timeline_kit;
+use timeline_kit::{run, Kit, MIN};
 
 const T0: i64 = 1_594_051_200_000; // 2020-07-07T00:00+08:00
-const MIN: i64 = 60_000;
 
 const REGISTRY: &str = r#"
 [[sites]]
@@ -65,12 +64,14 @@ levels = { orange = "count(>= yellow) >= 2" }
 group_members = true
 "#;
 
+const KIT: Kit = Kit { t0: T0, registry: REGISTRY, rules: RULES };
+
 fn at(minute: i64) -> Timestamp {
-    Timestamp(T0 + minute * MIN)
+    KIT.at(minute)
 }
 
 fn host() -> RulesHost {
-    RulesHost::new(RULES, Arc::new(Registry::from_toml(REGISTRY).unwrap()), &text_digest(REGISTRY), None).unwrap()
+    KIT.host()
 }
 
 fn reading(sensor: &str, minute: i64, v: f64) -> Input {
@@ -95,21 +96,11 @@ fn reading(sensor: &str, minute: i64, v: f64) -> Input {
 }
 
 fn command(minute: i64, json: serde_json::Value) -> Input {
-    Input::Command { at: at(minute), raw: json.to_string().into_bytes() }
+    KIT.command(minute, json)
 }
 
 fn ticks(from: i64, to: i64) -> Vec<Input> {
-    (from..=to).map(|m| Input::Tick { at: at(m) }).collect()
-}
-
-/// Applies inputs; every command must be applied.
-fn run(host: &mut RulesHost, inputs: &[Input]) -> Vec<AlertEvent> {
-    let mut out = Vec::new();
-    for input in inputs {
-        let outcome = host.apply(&mut input.clone(), &mut out);
-        assert!(matches!(outcome, Outcome::Applied), "{input:?}: {outcome:?}");
-    }
-    out
+    KIT.ticks(from, to)
 }
 
 /// The refusal code of a command.
@@ -133,24 +124,8 @@ fn row(rule: &str, change: AlertChange, level: Level, minute: i64, shelved: bool
     (rule.to_string(), change, level, minute, shelved)
 }
 
-/// Runs `inputs` whole, then cut after every input (snapshot as JSON, recover, finish): every
-/// cut must give the very events of the whole run.
 fn survives_every_cut(inputs: &[Input]) -> Vec<AlertEvent> {
-    let want = run(&mut host(), inputs);
-    let registry = Arc::new(Registry::from_toml(REGISTRY).unwrap());
-    for cut in 1..inputs.len() {
-        let mut first = host();
-        let mut got = run(&mut first, &inputs[..cut]);
-        let json = serde_json::to_string(&first.snapshot()).unwrap();
-        drop(first);
-        let snap: HostSnapshot = serde_json::from_str(&json).unwrap();
-        let rec = RulesHost::recover(snap, Arc::clone(&registry), &text_digest(REGISTRY), None).unwrap();
-        assert!(rec.exact && rec.events.is_empty());
-        let mut second = rec.host;
-        got.extend(run(&mut second, &inputs[cut..]));
-        assert_eq!(got, want, "cut after input {cut}: the restored host went another way");
-    }
-    want
+    KIT.survives_every_cut(inputs)
 }
 
 use AlertChange::*;

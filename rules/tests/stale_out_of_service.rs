@@ -4,13 +4,14 @@
 //! counts afresh from the return. Every timeline is also cut at every input, saved as JSON,
 //! restored and finished, and must give the very same events.
 
-use riskwatch_core::{AlertChange, AlertEvent, Level, Quality, Reading, Registry, SensorKind, Timestamp, Value};
-use riskwatch_rules::host::text_digest;
-use riskwatch_rules::{HostSnapshot, Input, Outcome, RulesHost};
-use std::sync::Arc;
+use riskwatch_core::{AlertChange, AlertEvent, Level, Quality, Reading, SensorKind, Timestamp, Value};
+use riskwatch_rules::{Input, Outcome, RulesHost};
+
+#[path = "support/timeline.rs"]
+mod timeline_kit;
+use timeline_kit::{run, Kit, MIN};
 
 const T0: i64 = 1_594_051_200_000; // 2020-07-07T00:00+08:00
-const MIN: i64 = 60_000;
 
 /// Gauges reporting every 5 minutes: stale after 3 intervals, 15 minutes of silence.
 const REGISTRY: &str = r#"
@@ -60,16 +61,14 @@ const STALE: &str = "dq.stale";
 const WINDOW: &str = "oos.window";
 const WL: &str = "water-level";
 
-fn at(minute: i64) -> Timestamp {
-    Timestamp(T0 + minute * MIN)
-}
+const KIT: Kit = Kit { t0: T0, registry: REGISTRY, rules: RULES };
 
-fn registry() -> Arc<Registry> {
-    Arc::new(Registry::from_toml(REGISTRY).unwrap())
+fn at(minute: i64) -> Timestamp {
+    KIT.at(minute)
 }
 
 fn host() -> RulesHost {
-    RulesHost::new(RULES, registry(), &text_digest(REGISTRY), None).unwrap()
+    KIT.host()
 }
 
 fn reading(sensor: &str, minute: i64, v: f64) -> Input {
@@ -90,7 +89,7 @@ fn reading(sensor: &str, minute: i64, v: f64) -> Input {
 }
 
 fn command(minute: i64, json: serde_json::Value) -> Input {
-    Input::Command { at: at(minute), raw: json.to_string().into_bytes() }
+    KIT.command(minute, json)
 }
 
 /// Opens a window on `target` (`{"sensor": …}`, `{"site": …}`, `{"rule": …}`) for two hours.
@@ -108,36 +107,11 @@ fn back_in_service(minute: i64, target: serde_json::Value) -> Input {
 }
 
 fn ticks(from: i64, to: i64) -> Vec<Input> {
-    (from..=to).map(|m| Input::Tick { at: at(m) }).collect()
+    KIT.ticks(from, to)
 }
 
-/// Applies inputs; every one must be applied.
-fn run(host: &mut RulesHost, inputs: &[Input]) -> Vec<AlertEvent> {
-    let mut out = Vec::new();
-    for input in inputs {
-        let outcome = host.apply(&mut input.clone(), &mut out);
-        assert!(matches!(outcome, Outcome::Applied), "{input:?}: {outcome:?}");
-    }
-    out
-}
-
-/// Runs `inputs` whole, then cut after every input (snapshot as JSON, recover, finish): every
-/// cut must give the very events of the whole run.
 fn survives_every_cut(inputs: &[Input]) -> Vec<AlertEvent> {
-    let want = run(&mut host(), inputs);
-    for cut in 1..inputs.len() {
-        let mut first = host();
-        let mut got = run(&mut first, &inputs[..cut]);
-        let json = serde_json::to_string(&first.snapshot()).unwrap();
-        drop(first);
-        let snap: HostSnapshot = serde_json::from_str(&json).unwrap();
-        let rec = RulesHost::recover(snap, registry(), &text_digest(REGISTRY), None).unwrap();
-        assert!(rec.exact && rec.events.is_empty());
-        let mut second = rec.host;
-        got.extend(run(&mut second, &inputs[cut..]));
-        assert_eq!(got, want, "cut after input {cut}: the restored host went another way");
-    }
-    want
+    KIT.survives_every_cut(inputs)
 }
 
 /// (rule, change, level, minute, subject) of each event.
