@@ -358,7 +358,8 @@ async fn load(a: LoadArgs) -> Result<()> {
         None => None,
     };
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let mut lat = latencies.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let in_order = latencies.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let mut lat = in_order.clone();
     lat.sort_by(|x, y| x.total_cmp(y));
     println!("publishing began at unix ms {}", began_unix_ms);
     let offered = if a.rate > 0 { format!("offered {} readings/s", a.rate) } else { "as fast as acknowledged".into() };
@@ -379,5 +380,11 @@ async fn load(a: LoadArgs) -> Result<()> {
         percentile(&lat, 0.99) * 1e3,
         lat.last().copied().unwrap_or(f64::NAN) * 1e3
     );
+    // Where the tail is: a slow first alert is warm-up, slow alerts spread over the run are not.
+    let mut slowest: Vec<(usize, f64)> = in_order.iter().copied().enumerate().collect();
+    slowest.sort_by(|x, y| y.1.total_cmp(&x.1));
+    let listed: Vec<String> =
+        slowest.iter().take(5).map(|(i, l)| format!("#{} of {} {:.1} ms", i + 1, in_order.len(), l * 1e3)).collect();
+    println!("slowest alerts (in the order received): {}", listed.join(", "));
     Ok(())
 }
