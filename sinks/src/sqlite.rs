@@ -195,7 +195,18 @@ impl Synchronous {
 pub struct SqliteStore {
     conn: Connection,
     stats: StoreStats,
+    /// Journal entries up to this position are covered by a saved state and may go
+    /// ([`StoreItem::Prune`]); they are deleted [`PRUNE_SLICE`] at a time, one slice per commit.
+    prune_to: i64,
+    /// Entries up to `prune_to` may remain.
+    prune_pending: bool,
 }
+
+/// Journal entries deleted per commit at most. A save covers seconds of inputs — thousands of
+/// entries under load — and deleting them all in the commit after the save held the alerts of
+/// that commit for 20–50 ms (docs/benchmarks.md, eleventh round); a slice per commit costs each
+/// commit well under a millisecond and keeps up with any input rate the store can take.
+const PRUNE_SLICE: i64 = 256;
 
 impl SqliteStore {
     /// Opens (creating if needed) the database file and its tables, every commit synced
@@ -215,7 +226,7 @@ impl SqliteStore {
         if !has_json {
             conn.execute_batch(EVENT_JSON_COLUMN)?;
         }
-        Ok(SqliteStore { conn, stats: StoreStats::default() })
+        Ok(SqliteStore { conn, stats: StoreStats::default(), prune_to: 0, prune_pending: false })
     }
 
     /// When this store's commits reach the disk, as SQLite reports it for the connection.
@@ -369,13 +380,28 @@ impl SqliteStore {
                             .execute(params![*position as i64, body])?;
                     }
                     StoreItem::Prune(position) => {
-                        tx.execute("DELETE FROM input_journal WHERE pos <= ?1", params![*position as i64])?;
+                        self.prune_to = self.prune_to.max(*position as i64);
+                        self.prune_pending = true;
                     }
                     StoreItem::Committed(_) => {}
                 }
             }
         }
+        let mut caught_up = !self.prune_pending;
+        if self.prune_pending {
+            // The oldest PRUNE_SLICE entries, none past the saved position.
+            tx.prepare_cached(
+                "DELETE FROM input_journal WHERE pos <= min(?1, (SELECT min(pos) FROM input_journal) + ?2 - 1)",
+            )?
+            .execute(params![self.prune_to, PRUNE_SLICE])?;
+            caught_up = !tx
+                .prepare_cached("SELECT EXISTS (SELECT 1 FROM input_journal WHERE pos <= ?1)")?
+                .query_row(params![self.prune_to], |r| r.get::<_, bool>(0))?;
+        }
         tx.commit()?;
+        if caught_up {
+            self.prune_pending = false;
+        }
         Ok(())
     }
 }

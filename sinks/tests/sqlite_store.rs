@@ -109,3 +109,38 @@ fn of_readings_with_one_key_in_one_delivery_the_last_is_stored() {
     store.write(&[StoreItem::Readings(batch)]).unwrap();
     assert_eq!(rows(&path), last.into_iter().collect::<Vec<_>>());
 }
+
+fn journal_positions(path: &std::path::Path) -> Vec<i64> {
+    let c = rusqlite::Connection::open(path).unwrap();
+    let mut st = c.prepare("SELECT pos FROM input_journal ORDER BY pos").unwrap();
+    st.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+}
+
+#[test]
+fn a_saved_states_journal_entries_go_a_slice_per_commit_and_all_of_them_go() {
+    // A state save covers thousands of inputs; deleting them all in one commit held that
+    // commit's alerts for tens of milliseconds. They go a bounded slice per commit instead,
+    // never one past the saved position, and every one of them goes in the end.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let mut store = SqliteStore::open(&path).unwrap();
+    let inputs: Vec<StoreItem> = (1..=3000).map(|p| StoreItem::Input { position: p, body: vec![7; 40] }).collect();
+    store.write(&inputs).unwrap();
+    store.write(&[StoreItem::Prune(2500)]).unwrap();
+    let after_one = journal_positions(&path);
+    assert!(after_one.len() < 3000, "the commit with the prune deleted nothing");
+    assert!(after_one.len() >= 3000 - 512, "one commit deleted {} entries at once", 3000 - after_one.len());
+    let mut next: u64 = 3001;
+    for _ in 0..40 {
+        store.write(&[StoreItem::Input { position: next, body: vec![7; 40] }]).unwrap();
+        next += 1;
+        let left = journal_positions(&path);
+        assert!(left.contains(&2501), "an entry past the saved position was deleted");
+        if left.first() == Some(&2501) {
+            break;
+        }
+    }
+    let left = journal_positions(&path);
+    assert_eq!(left.first(), Some(&2501), "entries up to the saved position still there");
+    assert_eq!(left.len() as u64, next - 2501);
+}
