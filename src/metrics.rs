@@ -218,7 +218,7 @@ pub fn sl651_source(m: &Metrics, stats: &Arc<riskwatch_ingest::Sl651Stats>) {
     );
     read(
         "riskwatch_sl651_idle_closed_total",
-        "SL 651 connections closed for sending no checked frame within sl651.idle_timeout.",
+        "SL 651 connections closed for sending no checked frame (or reading no acknowledgement) within sl651.idle_timeout.",
         "counter",
         &[],
         |s| s.idle_closed.load(Ordering::Relaxed),

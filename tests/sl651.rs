@@ -297,3 +297,68 @@ async fn the_topology_file_sets_the_sl651_idle_timeout_and_connection_limit() {
     assert!(warned.len() == 1 && warned[0].contains("WARN"), "the refusal is logged as a warning:\n{log}");
     assert!(log.contains("no checked frame within sl651.idle_timeout"), "the idle close is logged:\n{log}");
 }
+
+/// With `password` in a station's bindings, over TCP: a report carrying another password is
+/// dead-lettered (`sl651_bad_password`) and acknowledged, and gives no reading; the right
+/// password's report is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_without_the_station_password_is_dead_lettered_and_gives_no_reading() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = REGISTRY.replace("station = \"0012345678\"", "station = \"0012345678\", password = \"1234\"");
+    std::fs::write(dir.path().join("registry.toml"), registry).unwrap();
+    std::fs::write(dir.path().join("rules.toml"), RULES).unwrap();
+    let sl651 = format!("127.0.0.1:{}", free_port());
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut rw = Riskwatch::spawn(
+        &[
+            "run",
+            "--registry",
+            "registry.toml",
+            "--rules",
+            "rules.toml",
+            "--db",
+            "store.db",
+            "--listen",
+            &listen,
+            "--sl651",
+            &sl651,
+        ],
+        dir.path(),
+    );
+    rw.wait_for_line("riskwatch ready", Duration::from_secs(60));
+    let start = Timestamp::parse_rfc3339(START).unwrap();
+    let report = |hour: i64, level: f64| PlannedReport {
+        function: 0x32,
+        observed_at: start.plus_millis(hour * 3_600_000),
+        elements: vec![Element::number(0x39, Some(level), 4, 3).unwrap()],
+    };
+    let mut id = RtuIdentity::river("0012345678").unwrap();
+    let mut impostor = Rtu::connect(&sl651, id.clone()).await.unwrap();
+    impostor.report(&report(0, 30.0), Duration::from_secs(10)).await.expect("acknowledged once dead-lettered");
+    id.password = 0x1234;
+    let mut station = Rtu::connect(&sl651, id).await.unwrap();
+    station.report(&report(1, 26.5), Duration::from_secs(10)).await.expect("the right password's report");
+
+    let db = rusqlite::Connection::open(dir.path().join("store.db")).unwrap();
+    let levels: Vec<f64> = db
+        .prepare("SELECT value FROM readings WHERE sensor = 'hankou-wl' ORDER BY ts")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(levels, [26.5], "only the report with the station's password is read");
+    let dead: Vec<(String, String, String)> = db
+        .prepare("SELECT reason, error, topic FROM dead_letters ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!((dead[0].0.as_str(), dead[0].2.as_str()), ("sl651_bad_password", "sl651/0012345678"));
+    assert!(dead[0].1.contains("password 0000 is not station 0012345678's"), "{}", dead[0].1);
+    drop(db);
+    let (code, _) = rw.interrupt(Duration::from_secs(30));
+    assert_eq!(code, 0);
+}

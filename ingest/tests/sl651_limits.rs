@@ -106,7 +106,7 @@ impl Station {
 
     /// The bytes of the next report (a water level).
     fn next_report(&mut self) -> Vec<u8> {
-        self.serial += 1;
+        self.serial = self.serial.wrapping_add(1).max(1);
         let at = Timestamp::parse_rfc3339("2020-07-12T08:00:00+08:00").unwrap();
         let out = Outgoing {
             serial: self.serial,
@@ -258,6 +258,34 @@ async fn a_stalled_half_frame_a_trickling_frame_and_garbage_without_frames_are_c
     let garbage_letters = centre.dead.lock().unwrap().len() - 2;
     assert!(garbage_letters >= 3, "the garbage was dead-lettered as it came: {garbage_letters} dead letters");
     assert_eq!(centre.stats.idle_closed.load(Ordering::Relaxed), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_never_reads_its_acknowledgements_is_closed() {
+    let centre = Centre::start(limits(1000, 10), None);
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(centre.addr).await.unwrap();
+    let mut peer = Station { stream, station: HANKOU, serial: 0, decoder: FrameDecoder::new() };
+    // Reports, a thousand at a time, never reading: once the acknowledgements fill both
+    // socket buffers the centre's write waits, and so does this peer's.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let batch: Vec<u8> = (0..1000).flat_map(|_| peer.next_report()).collect();
+        match tokio::time::timeout(Duration::from_millis(500), peer.stream.write_all(&batch)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => break,
+            Err(_) => break,
+        }
+        assert!(Instant::now() < deadline, "the centre's acknowledgements never backed up");
+    }
+    // Without reading: the centre gives up on the connection.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while centre.stats.connections.load(Ordering::Relaxed) > 0 {
+        assert!(Instant::now() < deadline, "a peer that reads nothing held its connection for 10 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(centre.stats.idle_closed.load(Ordering::Relaxed), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,10 +12,11 @@
 //!
 //! The port faces the field network, so a peer gets bounded room ([`Sl651Limits`]): a
 //! connection that sends no checked frame within the idle timeout — silent, stalled or
-//! trickling inside a frame, or sending only garbage — is closed (what it held of a frame is dead-lettered, as when a
-//! station hangs up mid-frame); the wait for the pipeline's confirmation does not count. Beyond
-//! `max_connections` a new connection is closed at once, and the stations already connected
-//! keep reporting.
+//! trickling inside a frame, or sending only garbage — is closed (what it held of a frame is
+//! dead-lettered, as when a station hangs up mid-frame), as is one that reads no
+//! acknowledgement for as long; the wait for the pipeline's confirmation does not count.
+//! Beyond `max_connections` a new connection is closed at once, and the stations already
+//! connected keep reporting.
 
 use super::frame::{encode, Decoded, FrameDecoder, STX};
 use super::limits::{RefusalLog, Sl651Limits};
@@ -47,7 +48,8 @@ pub struct Sl651Stats {
     pub rejected: AtomicU64,
     /// Connections closed at once because `max_connections` were connected.
     pub refused: AtomicU64,
-    /// Connections closed because they completed no frame within the idle timeout.
+    /// Connections closed because they sent no checked frame (or read no acknowledgement)
+    /// within the idle timeout.
     pub idle_closed: AtomicU64,
 }
 
@@ -172,9 +174,23 @@ impl Connection {
                 out.extend(encode(a).unwrap_or_default());
             }
             if !out.is_empty() {
-                if let Err(e) = stream.write_all(&out).await {
-                    debug!(peer = %self.peer, error = %e, "SL 651 acknowledgement not sent");
-                    break;
+                // A peer that does not read its acknowledgements (its window stays shut) is
+                // closed after the idle timeout too, not waited for.
+                match tokio::time::timeout(self.idle_timeout, stream.write_all(&out)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        debug!(peer = %self.peer, error = %e, "SL 651 acknowledgement not sent");
+                        break;
+                    }
+                    Err(_) => {
+                        self.stats.idle_closed.fetch_add(1, Ordering::Relaxed);
+                        info!(
+                            peer = %self.peer,
+                            idle_timeout = ?self.idle_timeout,
+                            "SL 651 connection closed: it read no acknowledgement within sl651.idle_timeout"
+                        );
+                        break;
+                    }
                 }
                 self.stats.acks.fetch_add(acks.len() as u64, Ordering::Relaxed);
             }
