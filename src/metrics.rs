@@ -209,6 +209,20 @@ pub fn sl651_source(m: &Metrics, stats: &Arc<riskwatch_ingest::Sl651Stats>) {
     read("riskwatch_sl651_connections", "SL 651 stations connected now.", "gauge", &[], |s| {
         s.connections.load(Ordering::Relaxed)
     });
+    read(
+        "riskwatch_sl651_refused_total",
+        "SL 651 connections closed at once because sl651.max_connections were connected.",
+        "counter",
+        &[],
+        |s| s.refused.load(Ordering::Relaxed),
+    );
+    read(
+        "riskwatch_sl651_idle_closed_total",
+        "SL 651 connections closed for sending no checked frame (or reading no acknowledgement) within sl651.idle_timeout.",
+        "counter",
+        &[],
+        |s| s.idle_closed.load(Ordering::Relaxed),
+    );
 }
 
 /// A sink's commit / flush: counts and latency.

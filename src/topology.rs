@@ -45,14 +45,51 @@ pub struct Topology {
 }
 
 /// `[sl651]`.
-#[derive(Debug, Deserialize, Clone, Default)]
+#[derive(Debug, Deserialize, Clone)]
 #[serde(deny_unknown_fields, default)]
 pub struct Sl651Settings {
     /// `HOST:PORT` the SL 651 source accepts stations on; none by default (no SL 651 source).
     pub listen: Option<String>,
+    /// A connection that completes no frame for this long is closed.
+    #[serde(deserialize_with = "sl651_idle_timeout")]
+    pub idle_timeout: Duration,
+    /// Stations connected at once; beyond this a new connection is closed at once.
+    pub max_connections: usize,
+}
+
+impl Default for Sl651Settings {
+    fn default() -> Self {
+        let limits = riskwatch_ingest::Sl651Limits::default();
+        Sl651Settings { listen: None, idle_timeout: limits.idle_timeout, max_connections: limits.max_connections }
+    }
+}
+
+/// `sl651.idle_timeout`, named in its error (a duration error alone would not say which key).
+fn sl651_idle_timeout<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    humantime_serde::deserialize(d).map_err(|e: D::Error| serde::de::Error::custom(format!("sl651.idle_timeout: {e}")))
 }
 
 impl Sl651Settings {
+    /// The SL 651 source's limits on its peers.
+    pub fn limits(&self) -> riskwatch_ingest::Sl651Limits {
+        riskwatch_ingest::Sl651Limits { idle_timeout: self.idle_timeout, max_connections: self.max_connections }
+    }
+
+    /// What is wrong with the section, each naming its key.
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        if let Err(e) = self.address() {
+            p.push(e.to_string());
+        }
+        if self.idle_timeout.is_zero() {
+            p.push("sl651.idle_timeout: must be longer than zero (e.g. \"70m\")".into());
+        }
+        if self.max_connections == 0 {
+            p.push("sl651.max_connections: must be at least 1".into());
+        }
+        p
+    }
+
     /// The address to listen on, if one is set; an error naming the key if it is not one.
     pub fn address(&self) -> Result<Option<SocketAddr>> {
         self.listen
@@ -358,9 +395,7 @@ impl Topology {
                 self.embedded.unacked_limit, self.embedded.gateway_inflight
             ));
         }
-        if let Err(e) = self.sl651.address() {
-            p.push(e.to_string());
-        }
+        p.extend(self.sl651.problems());
         if self.rules_worker.commit_interval.is_zero() {
             p.push("rules_worker.commit_interval: must be longer than zero".into());
         }
@@ -419,6 +454,28 @@ mod tests {
         assert!(p.contains("sl651.listen: \"rtu-port\" is not an IP:PORT address"), "{p}");
         let err = parse("registry = \"r\"\nrules = \"x\"\n[sl651]\nport = 5651\n").unwrap_err();
         assert!(format!("{err:#}").contains("port"), "{err:#}");
+    }
+
+    #[test]
+    fn the_sl651_limits_have_defaults_and_bad_values_are_named() {
+        let t = parse("registry = \"r\"\nrules = \"x\"\n").unwrap();
+        assert_eq!(t.sl651.limits(), riskwatch_ingest::Sl651Limits::default());
+        assert_eq!(t.sl651.limits().idle_timeout, Duration::from_secs(70 * 60));
+        assert_eq!(t.sl651.limits().max_connections, 1000);
+        let t =
+            parse("registry = \"r\"\nrules = \"x\"\n[sl651]\nidle_timeout = \"90s\"\nmax_connections = 7\n").unwrap();
+        assert_eq!(
+            t.sl651.limits(),
+            riskwatch_ingest::Sl651Limits { idle_timeout: Duration::from_secs(90), max_connections: 7 }
+        );
+        assert!(t.problems().is_empty(), "{:?}", t.problems());
+        let err = parse("registry = \"r\"\nrules = \"x\"\n[sl651]\nidle_timeout = \"soon\"\n").unwrap_err();
+        assert!(format!("{err:#}").contains("sl651.idle_timeout: \"soon\" is not a duration"), "{err:#}");
+        let t =
+            parse("registry = \"r\"\nrules = \"x\"\n[sl651]\nidle_timeout = \"0s\"\nmax_connections = 0\n").unwrap();
+        let p = t.problems().join("\n");
+        assert!(p.contains("sl651.idle_timeout: must be longer than zero"), "{p}");
+        assert!(p.contains("sl651.max_connections: must be at least 1"), "{p}");
     }
 
     #[test]

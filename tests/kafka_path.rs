@@ -718,6 +718,51 @@ fn malformed_input_goes_to_the_dead_letter_topic_with_reason_and_original_bytes(
     assert!(String::from_utf8_lossy(&readings[0].2).contains("river-0-wl-a"));
 }
 
+/// `riskwatch ingest` runs the SL 651 source with `[sl651]`'s limits: a report is acknowledged
+/// once Kafka has it; with `max_connections = 1` a second connection is closed at once while
+/// the first station still reports; silent for `idle_timeout`, the first is closed too.
+#[test]
+fn ingest_honours_the_sl651_idle_timeout_and_connection_limit() {
+    use riskwatch_ingest::sl651::report::Element;
+    use riskwatch_simulators::sl651_rtu::{PlannedReport, Rtu, RtuIdentity};
+    use std::io::ErrorKind::{BrokenPipe, ConnectionReset, UnexpectedEof};
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let registry = registry_toml().replace(
+        "id = \"river-0-wl-a\"\n",
+        "id = \"river-0-wl-a\"\nsl651 = { station = \"0012345678\", element = \"39\" }\n",
+    );
+    let mut stack = Stack::start_with(RULES, &registry);
+    let sl651 = format!("127.0.0.1:{}", free_port());
+    let mut config = std::fs::read_to_string(&stack.config).unwrap();
+    config += &format!("\n[sl651]\nlisten = \"{sl651}\"\nidle_timeout = \"2s\"\nmax_connections = 1\n");
+    std::fs::write(&stack.config, config).unwrap();
+    stack.spawn("ingest-1", "ingest");
+    let id = RtuIdentity::river("0012345678").unwrap();
+    let report = |step: i64| PlannedReport {
+        function: 0x32,
+        observed_at: Timestamp(T0 + step * STEP_MS),
+        elements: vec![Element::number(0x39, Some(9.5), 4, 3).unwrap()],
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let ack = Duration::from_secs(30);
+        let mut first = Rtu::connect(&sl651, id.clone()).await.unwrap();
+        first.report(&report(0), ack).await.expect("acknowledged once Kafka has it");
+        let mut second = Rtu::connect(&sl651, id.clone()).await.unwrap();
+        let refused = second.report(&report(1), ack).await.expect_err("beyond max_connections");
+        assert!(matches!(refused.kind(), UnexpectedEof | ConnectionReset | BrokenPipe), "{refused}");
+        first.report(&report(2), ack).await.expect("the first station still reports");
+        let since = Instant::now();
+        let closed = first.acknowledgement(u16::MAX, ack).await.expect_err("closed for idleness");
+        assert_eq!(closed.kind(), UnexpectedEof, "{closed}");
+        assert!(since.elapsed() >= Duration::from_millis(1500), "closed after {:?}", since.elapsed());
+    });
+    let readings = read_topic(&format!("127.0.0.1:{}", stack.kafka.port), "riskwatch.readings");
+    assert_eq!(readings.len(), 2, "the two acknowledged reports, and not the refused one");
+    let log = std::fs::read_to_string(stack.log("ingest-1")).unwrap();
+    assert!(log.contains("SL 651 connection refused"), "{log}");
+}
+
 /// The sink never drops what it cannot store: with JSON records (third-party format) and a sink
 /// whose registry is older than ingest's (it lacks a sensor), that sensor's readings land in the
 /// dead-letter topic — each once, with its bytes, the reason and where it was read — and the

@@ -5,13 +5,14 @@
 //! topic), unacknowledged where the frame cannot be trusted.
 
 mod common;
+mod servers;
 
 use common::{free_port, Riskwatch, TestClient};
 use riskwatch_core::{AlertEvent, Timestamp};
 use riskwatch_ingest::sl651::frame::{encode, ESC};
 use riskwatch_ingest::sl651::report::{Element, Outgoing};
 use riskwatch_simulators::sl651_rtu::{flood_reports, PlannedReport, Rtu, RtuIdentity};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const REGISTRY: &str = r#"
 [[sites]]
@@ -216,6 +217,148 @@ fn the_topology_file_sets_the_sl651_listener_and_a_taken_address_is_named() {
     let mut rw = Riskwatch::spawn(&["run", "--config", "plant.toml"], dir.path());
     let ready = rw.wait_for_line("riskwatch ready", Duration::from_secs(60));
     assert!(ready.contains(&format!("SL 651 {free}")), "{ready}");
+    let (code, _) = rw.interrupt(Duration::from_secs(30));
+    assert_eq!(code, 0);
+}
+
+/// `[sl651] idle_timeout` and `max_connections` in a topology file are honoured by
+/// `riskwatch run`: beyond the limit a connection is closed at once while the first station
+/// keeps reporting, a silent station is closed after the timeout, both are counted on the
+/// metrics endpoint, and a bad value stops riskwatch with the key named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_topology_file_sets_the_sl651_idle_timeout_and_connection_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("registry.toml"), REGISTRY).unwrap();
+    std::fs::write(dir.path().join("rules.toml"), RULES).unwrap();
+    let (sl651, metrics) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
+    let topology = |idle: &str| {
+        format!(
+            "registry = \"registry.toml\"\nrules = \"rules.toml\"\n[embedded]\ndb = \"plant.db\"\nlisten = \"127.0.0.1:{}\"\n\
+             [metrics]\nlisten = \"{metrics}\"\n[sl651]\nlisten = \"{sl651}\"\nidle_timeout = \"{idle}\"\nmax_connections = 1\n",
+            free_port()
+        )
+    };
+    std::fs::write(dir.path().join("plant.toml"), topology("soon")).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_riskwatch"))
+        .args(["run", "--config", "plant.toml", "--duration", "30s"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a bad idle timeout stops riskwatch");
+    assert!(stderr.contains("sl651.idle_timeout: \"soon\" is not a duration"), "{stderr}");
+
+    std::fs::write(dir.path().join("plant.toml"), topology("2s")).unwrap();
+    // The log (stderr) to a file, to find the refusal's warning in.
+    let mut cmd = std::process::Command::new("sh");
+    cmd.args(["-c", "exec \"$0\" run --config plant.toml 2>riskwatch.log", env!("CARGO_BIN_EXE_riskwatch")]);
+    cmd.env("RISKWATCH_LOG", "info");
+    let mut rw = Riskwatch::from_command(cmd, dir.path());
+    rw.wait_for_line("riskwatch ready", Duration::from_secs(60));
+    let id = RtuIdentity::river("0012345678").unwrap();
+    let report = |hour: i64| PlannedReport {
+        function: 0x32,
+        observed_at: Timestamp::parse_rfc3339(START).unwrap().plus_millis(hour * 3_600_000),
+        elements: vec![Element::number(0x39, Some(26.5), 4, 3).unwrap()],
+    };
+    let mut first = Rtu::connect(&sl651, id.clone()).await.unwrap();
+    first.report(&report(0), Duration::from_secs(10)).await.expect("the first station is served");
+    // max_connections = 1: a second connection is closed at once, the first still reports.
+    let mut second = Rtu::connect(&sl651, id.clone()).await.unwrap();
+    let refused = second.report(&report(1), Duration::from_secs(10)).await.expect_err("the second is refused");
+    use std::io::ErrorKind::{BrokenPipe, ConnectionReset, UnexpectedEof};
+    assert!(
+        matches!(refused.kind(), UnexpectedEof | ConnectionReset | BrokenPipe),
+        "closed at once, not left waiting: {refused}"
+    );
+    first.report(&report(2), Duration::from_secs(10)).await.expect("the first station still reports");
+    // idle_timeout = 2s: silent after its last acknowledgement, the first is closed.
+    let since = Instant::now();
+    let closed = first.acknowledgement(u16::MAX, Duration::from_secs(20)).await.expect_err("no acknowledgement");
+    assert_eq!(closed.kind(), std::io::ErrorKind::UnexpectedEof, "closed for idleness: {closed}");
+    assert!(since.elapsed() >= Duration::from_millis(1500), "closed after {:?}", since.elapsed());
+
+    let base = format!("http://{metrics}/metrics");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = reqwest::get(&base).await.unwrap().text().await.unwrap();
+        let got = |s: &str| servers::metric_sample(&text, s);
+        if got("riskwatch_sl651_refused_total") == Some(1.0) && got("riskwatch_sl651_idle_closed_total") == Some(1.0) {
+            assert_eq!(servers::undocumented_metrics(&text), Vec::<String>::new(), "every metric is documented");
+            break;
+        }
+        assert!(Instant::now() < deadline, "metrics never counted the refusal and the idle close:\n{text}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (code, out) = rw.interrupt(Duration::from_secs(30));
+    assert_eq!(code, 0, "{}", out.join("\n"));
+    let log = std::fs::read_to_string(dir.path().join("riskwatch.log")).unwrap();
+    let warned: Vec<&str> = log.lines().filter(|l| l.contains("SL 651 connection refused")).collect();
+    assert!(warned.len() == 1 && warned[0].contains("WARN"), "the refusal is logged as a warning:\n{log}");
+    assert!(log.contains("no checked frame within sl651.idle_timeout"), "the idle close is logged:\n{log}");
+}
+
+/// With `password` in a station's bindings, over TCP: a report carrying another password is
+/// dead-lettered (`sl651_bad_password`) and acknowledged, and gives no reading; the right
+/// password's report is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_without_the_station_password_is_dead_lettered_and_gives_no_reading() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = REGISTRY.replace("station = \"0012345678\"", "station = \"0012345678\", password = \"1234\"");
+    std::fs::write(dir.path().join("registry.toml"), registry).unwrap();
+    std::fs::write(dir.path().join("rules.toml"), RULES).unwrap();
+    let sl651 = format!("127.0.0.1:{}", free_port());
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut rw = Riskwatch::spawn(
+        &[
+            "run",
+            "--registry",
+            "registry.toml",
+            "--rules",
+            "rules.toml",
+            "--db",
+            "store.db",
+            "--listen",
+            &listen,
+            "--sl651",
+            &sl651,
+        ],
+        dir.path(),
+    );
+    rw.wait_for_line("riskwatch ready", Duration::from_secs(60));
+    let start = Timestamp::parse_rfc3339(START).unwrap();
+    let report = |hour: i64, level: f64| PlannedReport {
+        function: 0x32,
+        observed_at: start.plus_millis(hour * 3_600_000),
+        elements: vec![Element::number(0x39, Some(level), 4, 3).unwrap()],
+    };
+    let mut id = RtuIdentity::river("0012345678").unwrap();
+    let mut impostor = Rtu::connect(&sl651, id.clone()).await.unwrap();
+    impostor.report(&report(0, 30.0), Duration::from_secs(10)).await.expect("acknowledged once dead-lettered");
+    id.password = 0x1234;
+    let mut station = Rtu::connect(&sl651, id).await.unwrap();
+    station.report(&report(1, 26.5), Duration::from_secs(10)).await.expect("the right password's report");
+
+    let db = rusqlite::Connection::open(dir.path().join("store.db")).unwrap();
+    let levels: Vec<f64> = db
+        .prepare("SELECT value FROM readings WHERE sensor = 'hankou-wl' ORDER BY ts")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(levels, [26.5], "only the report with the station's password is read");
+    let dead: Vec<(String, String, String)> = db
+        .prepare("SELECT reason, error, topic FROM dead_letters ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!((dead[0].0.as_str(), dead[0].2.as_str()), ("sl651_bad_password", "sl651/0012345678"));
+    assert!(dead[0].1.contains("password 0000 is not station 0012345678's"), "{}", dead[0].1);
+    drop(db);
     let (code, _) = rw.interrupt(Duration::from_secs(30));
     assert_eq!(code, 0);
 }

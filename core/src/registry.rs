@@ -244,6 +244,11 @@ pub struct Sl651Binding {
     /// The element identifier as 2 hexadecimal digits (`"39"`: instantaneous river level),
     /// or 4 for an extended `FF xx` identifier.
     pub element: String,
+    /// The station's password (密码) as 4 hexadecimal digits (`"1234"`): frames from the
+    /// station carrying another are dead-lettered. Every binding of a station gives the same
+    /// password, or none does (then passwords are not checked for it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
 }
 
 impl Sl651Binding {
@@ -264,6 +269,19 @@ impl Sl651Binding {
                 format!("{:?} must be an element identifier as 2 hex digits (e.g. \"39\"), or FFxx", self.element),
             ));
         }
+        if let Some(p) = &self.password {
+            if p.len() != 4 || !hex(p) {
+                problems.push(Problem::new(
+                    format!("{at}.password"),
+                    format!("{p:?} must be the station's 2-byte password as 4 hex digits (e.g. \"1234\")"),
+                ));
+            }
+        }
+    }
+
+    /// The password as the frame carries it, if one is set and well-formed.
+    fn password_value(&self) -> Option<u16> {
+        self.password.as_deref().and_then(|p| u16::from_str_radix(p, 16).ok())
     }
 
     /// The key the registry looks bindings up by: upper-case hex digits.
@@ -323,6 +341,8 @@ pub struct Registry {
     require_gateway_topics: bool,
     /// SL 651 (station, element) → sensor, keys in upper-case hex.
     sl651: HashMap<(String, String), SensorId>,
+    /// SL 651 station → the password its frames must carry (stations whose bindings set one).
+    sl651_passwords: HashMap<String, u16>,
 }
 
 impl Registry {
@@ -369,6 +389,9 @@ impl Registry {
         let mut texts = Interner::default();
         let mut sl651: HashMap<(String, String), SensorId> = HashMap::new();
         let mut first_binding: HashMap<(String, String), usize> = HashMap::new();
+        // Station → the first binding of it, and the password that one gives.
+        let mut station_password: HashMap<String, (usize, Option<String>)> = HashMap::new();
+        let mut sl651_passwords: HashMap<String, u16> = HashMap::new();
         for (i, s) in file.sensors.into_iter().enumerate() {
             let at = format!("sensors[{i}]");
             if !is_valid_id(&s.id) {
@@ -428,7 +451,27 @@ impl Registry {
                     ));
                 } else {
                     first_binding.insert(key.clone(), i);
-                    sl651.insert(key, SensorId::new(&s.id));
+                    sl651.insert(key.clone(), SensorId::new(&s.id));
+                }
+                let password = b.password.as_ref().map(|p| p.to_ascii_uppercase());
+                match station_password.get(&key.0) {
+                    Some((first, p)) if *p != password => problems.push(Problem::duplicate(
+                        format!("{at}.sl651.password"),
+                        format!(
+                            "station {} is given {} here and {} before; every binding of a station gives the same password, or none does",
+                            key.0,
+                            password.as_deref().map_or("no password".into(), |p| format!("password {p}")),
+                            p.as_deref().map_or("no password".into(), |p| format!("password {p}")),
+                        ),
+                        format!("sensors[{first}].sl651"),
+                    )),
+                    Some(_) => {}
+                    None => {
+                        station_password.insert(key.0.clone(), (i, password));
+                        if let Some(v) = b.password_value() {
+                            sl651_passwords.insert(key.0, v);
+                        }
+                    }
                 }
             }
             let sensor = Sensor {
@@ -484,6 +527,7 @@ impl Registry {
                 gateways,
                 require_gateway_topics: file.require_gateway_topics,
                 sl651,
+                sl651_passwords,
             })
         } else {
             Err(RegistryError::Invalid(problems))
@@ -504,6 +548,12 @@ impl Registry {
     /// Whether any sensor is bound to this SL 651 station.
     pub fn has_sl651_station(&self, station: &str) -> bool {
         self.sl651.keys().any(|(s, _)| s == station)
+    }
+
+    /// The password an SL 651 station's frames must carry (station as upper-case hex digits),
+    /// if its bindings set one.
+    pub fn sl651_password(&self, station: &str) -> Option<u16> {
+        self.sl651_passwords.get(station).copied()
     }
 
     /// The site with this id.
@@ -608,6 +658,7 @@ impl Registry {
                 .filter(|(_, id)| self.sensors.get(*id).is_some_and(|s| keep(&s.site)))
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
+            sl651_passwords: self.sl651_passwords.clone(),
         }
     }
 }
@@ -868,5 +919,42 @@ mod tests {
         assert!(err.contains("sensors[3].sl651: station 0012345678 element 39 is bound twice"), "{err}");
         let err = Registry::from_toml(&bad.replace("element = \"3Z\"", "element = \"39\", port = 1")).unwrap_err();
         assert!(err.to_string().contains("port"), "unknown keys are named: {err}");
+    }
+
+    #[test]
+    fn sl651_passwords_are_per_station_and_bad_or_disagreeing_ones_are_named() {
+        let sensor = |id: &str, station: &str, element: &str, password: &str| {
+            format!(
+                "[[sensors]]\nid = \"{id}\"\nsite = \"a\"\nkind = \"water_level\"\nunit = \"m\"\n\
+                 sl651 = {{ station = \"{station}\", element = \"{element}\"{password} }}\n"
+            )
+        };
+        let text = format!(
+            "[[sites]]\nid = \"a\"\n{}{}{}",
+            sensor("s1", "0012345678", "39", ", password = \"12ab\""),
+            sensor("s2", "0012345678", "3A", ", password = \"12AB\""),
+            sensor("s3", "0087654321", "39", ""),
+        );
+        let r = Registry::from_toml(&text).unwrap();
+        assert_eq!(r.sl651_password("0012345678"), Some(0x12AB));
+        assert_eq!(r.sl651_password("0087654321"), None, "no password: not checked");
+        assert_eq!(r.retain_sites(|_| true).sl651_password("0012345678"), Some(0x12AB));
+        let bad = format!(
+            "[[sites]]\nid = \"a\"\n{}{}{}{}",
+            sensor("s1", "0012345678", "39", ", password = \"12345\""),
+            sensor("s2", "0087654321", "39", ", password = \"1234\""),
+            sensor("s3", "0087654321", "3A", ", password = \"4321\""),
+            sensor("s4", "0087654321", "3B", ""),
+        );
+        let err = Registry::from_toml(&bad).unwrap_err().to_string();
+        assert!(err.contains("sensors[0].sl651.password: \"12345\" must be the station's 2-byte password"), "{err}");
+        assert!(
+            err.contains(
+                "sensors[2].sl651.password: station 0087654321 is given password 4321 here and password 1234 before"
+            ),
+            "{err}"
+        );
+        assert!(err.contains("sensors[3].sl651.password: station 0087654321 is given no password here"), "{err}");
+        assert!(err.contains("(first at line"), "{err}");
     }
 }

@@ -29,4 +29,4 @@ pub use front::{FrontLimits, GatewayFront};
 pub use mqtt::{
     Confirmation, Delivery, LinkError, Message, MqttSource, MqttSourceConfig, RegistryHandle, SourceStats, Tls,
 };
-pub use sl651::{Sl651Server, Sl651Stats};
+pub use sl651::{Sl651Limits, Sl651Server, Sl651Stats};

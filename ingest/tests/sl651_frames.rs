@@ -290,6 +290,40 @@ fn readings_follow_the_registry_bindings_and_misfits_are_dead_lettered() {
 }
 
 #[test]
+fn a_frame_without_the_station_password_the_registry_gives_is_dead_lettered_whole() {
+    let registry = Registry::from_toml(
+        &REGISTRY.replace("station = \"0012345678\"", "station = \"0012345678\", password = \"A1B2\""),
+    )
+    .unwrap();
+    let f = one_frame(&TIMED);
+    assert_eq!(f.password, 0, "the worked frame carries password 0000");
+    let events = frame_events(OBSERVED, &f, &TIMED, &registry);
+    let [IngestEvent::DeadLetter(d)] = events.as_slice() else { panic!("no readings from a bad password: {events:?}") };
+    assert_eq!((d.reason, d.topic.as_str(), d.sensor.as_deref()), ("sl651_bad_password", "sl651/0012345678", None));
+    assert!(d.error.contains("password 0000 is not station 0012345678's"), "{}", d.error);
+    assert!(!d.error.contains("A1B2"), "the station's password is not written into the dead letter: {}", d.error);
+    assert_eq!(d.raw, TIMED, "the frame's bytes are kept");
+    let mut keep_alive = f.clone();
+    keep_alive.function = 0x2F;
+    let events = frame_events(OBSERVED, &keep_alive, &[], &registry);
+    assert!(
+        matches!(events.as_slice(), [IngestEvent::DeadLetter(d)] if d.reason == "sl651_bad_password"),
+        "{events:?}"
+    );
+
+    // The right password: read as without one.
+    let mut good = f.clone();
+    good.password = 0xA1B2;
+    let events = frame_events(OBSERVED, &good, &[], &registry);
+    assert!(
+        events.iter().any(|e| matches!(e, IngestEvent::Readings(r) if r[0].sensor.as_str() == "hankou-wl")),
+        "{events:?}"
+    );
+    keep_alive.password = 0xA1B2;
+    assert!(frame_events(OBSERVED, &keep_alive, &[], &registry).is_empty());
+}
+
+#[test]
 fn an_hourly_report_carries_twelve_five_minute_rainfall_amounts() {
     let mut rain = [Some(0.5); 12];
     rain[3] = None;

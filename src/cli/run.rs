@@ -191,6 +191,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
                 synchronous: t.embedded.synchronous,
                 inflight: t.mqtt.inflight,
                 sl651,
+                sl651_limits: t.sl651.limits(),
             },
         )
         .await;
@@ -212,6 +213,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
             synchronous: args.synchronous,
             inflight: args.inflight,
             sl651: args.sl651.map(|a| (a, "--sl651".to_string())),
+            sl651_limits: Default::default(),
         },
     )
     .await
@@ -227,6 +229,8 @@ struct Options {
     inflight: u16,
     /// The SL 651 source's address, and where it was set (for the error when it is taken).
     sl651: Option<(SocketAddr, String)>,
+    /// Its limits on peers (`[sl651] idle_timeout`, `max_connections`; defaults with `--sl651`).
+    sl651_limits: riskwatch_ingest::Sl651Limits,
 }
 
 /// The embedded wiring; `broker` is an external `HOST:PORT`, or the address to run the
@@ -281,7 +285,7 @@ async fn run_embedded(
         console: Some(colour),
         metrics: metrics.clone(),
         front,
-        sl651,
+        sl651: sl651.map(|l| (l, opts.sl651_limits)),
     })
     .await?;
     if let Some(addr) = metrics_at {

@@ -59,9 +59,10 @@ pub struct PipelineConfig {
     /// With the embedded broker: the gateway front on the announced address
     /// (`mqtt_host:mqtt_port` is then rumqttd's own loopback address).
     pub front: Option<FrontConfig>,
-    /// The SL 651 source's bound listening socket (`[sl651] listen`, `--sl651`), if any:
-    /// hydrological RTUs report over it, into the same pipeline as MQTT readings.
-    pub sl651: Option<std::net::TcpListener>,
+    /// The SL 651 source's bound listening socket (`[sl651] listen`, `--sl651`), if any, and
+    /// its limits on peers (`[sl651] idle_timeout`, `max_connections`): hydrological RTUs
+    /// report over it, into the same pipeline as MQTT readings.
+    pub sl651: Option<(std::net::TcpListener, riskwatch_ingest::Sl651Limits)>,
 }
 
 /// The gateway front of an embedded broker.
@@ -195,8 +196,8 @@ impl Pipeline {
             let front = GatewayFront::new(f.listener, f.upstream, &source, f.limits, super::broker::MAX_PACKET);
             tokio::spawn(front.run(tx.clone(), shutdown_rx.clone()))
         });
-        let sl651 = cfg.sl651.map(|listener| {
-            let server = Sl651Server::new(listener, source.registry_handle());
+        let sl651 = cfg.sl651.map(|(listener, limits)| {
+            let server = Sl651Server::new(listener, source.registry_handle()).with_limits(limits);
             crate::metrics::sl651_source(&cfg.metrics, &server.stats());
             tokio::spawn(server.run(tx.clone(), shutdown_rx.clone()))
         });

@@ -94,7 +94,8 @@ pub async fn run(
         Some(addr) => {
             let listener = std::net::TcpListener::bind(addr)
                 .with_context(|| format!("sl651.listen: cannot listen for SL 651 stations on {addr}"))?;
-            let server = riskwatch_ingest::Sl651Server::new(listener, Arc::clone(&registry));
+            let server =
+                riskwatch_ingest::Sl651Server::new(listener, Arc::clone(&registry)).with_limits(t.sl651.limits());
             crate::metrics::sl651_source(&obs.metrics, &server.stats());
             info!(%addr, "SL 651 source listening");
             Some(tokio::spawn(server.run(tx.clone(), stop_rx.clone())))

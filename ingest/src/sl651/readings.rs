@@ -5,6 +5,9 @@
 //!   (a 5-minute series, twelve); absent values (all FF) are skipped.
 //! - An element of a station with bindings, but not bound itself (battery voltage, say), is
 //!   skipped: RTUs send more elements than a deployment watches.
+//! - A frame whose password is not the one the registry gives its station (`sl651 = { …,
+//!   password }`) is dead-lettered as a whole (`sl651_bad_password`), before anything else
+//!   about it is looked at.
 //! - A report of a station with no binding at all is dead-lettered (`sl651_unknown_station`).
 //! - A bound element whose unit is not the sensor's (a rainfall element bound to a water-level
 //!   sensor), or whose sensor's kind is not a scalar, is dead-lettered (`unit_mismatch`,
@@ -53,6 +56,18 @@ pub fn frame_events(at: Timestamp, frame: &Frame, raw: &[u8], registry: &Registr
     let dl = |reason: &'static str, error: String, sensor: Option<String>| {
         IngestEvent::DeadLetter(dead_letter(at, topic(&station), reason, error, sensor, raw.to_vec()))
     };
+    if let Some(password) = registry.sl651_password(&station) {
+        if frame.password != password {
+            return vec![dl(
+                "sl651_bad_password",
+                format!(
+                    "password {:04X} is not station {station}'s (registry: sensors[].sl651.password)",
+                    frame.password
+                ),
+                None,
+            )];
+        }
+    }
     if frame.start != super::frame::STX {
         return vec![dl("sl651_unsupported", "multi-packet messages (SYN 16 … ETB 17) are not supported".into(), None)];
     }

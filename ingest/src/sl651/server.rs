@@ -9,8 +9,17 @@
 //! it again. Frames that fail the CRC or framing checks are dead-lettered and not acknowledged
 //! (their serial number cannot be trusted); a checked report whose body cannot be read is
 //! dead-lettered and acknowledged, as a malformed MQTT message is dead-lettered and PUBACKed.
+//!
+//! The port faces the field network, so a peer gets bounded room ([`Sl651Limits`]): a
+//! connection that sends no checked frame within the idle timeout — silent, stalled or
+//! trickling inside a frame, or sending only garbage — is closed (what it held of a frame is
+//! dead-lettered, as when a station hangs up mid-frame), as is one that reads no
+//! acknowledgement for as long; the wait for the pipeline's confirmation does not count.
+//! Beyond `max_connections` a new connection is closed at once, and the stations already
+//! connected keep reporting.
 
 use super::frame::{encode, Decoded, FrameDecoder, STX};
+use super::limits::{RefusalLog, Sl651Limits};
 use super::readings::{dead_letter, frame_events, rejected, topic};
 use super::report;
 use crate::{Delivery, IngestEvent, Message, RegistryHandle};
@@ -21,6 +30,7 @@ use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
 use tracing::{debug, info};
 
 /// Counters of a running SL 651 source.
@@ -36,6 +46,11 @@ pub struct Sl651Stats {
     pub readings: AtomicU64,
     /// Dead letters handed to the pipeline.
     pub rejected: AtomicU64,
+    /// Connections closed at once because `max_connections` were connected.
+    pub refused: AtomicU64,
+    /// Connections closed because they sent no checked frame (or read no acknowledgement)
+    /// within the idle timeout.
+    pub idle_closed: AtomicU64,
 }
 
 /// The SL 651 source, ready to accept stations.
@@ -43,13 +58,19 @@ pub struct Sl651Server {
     listener: std::net::TcpListener,
     registry: RegistryHandle,
     stats: Arc<Sl651Stats>,
+    limits: Sl651Limits,
 }
 
 impl Sl651Server {
     /// A source accepting on `listener`, mapping stations through the registry `registry`
-    /// holds (replaced there when the registry is reloaded).
+    /// holds (replaced there when the registry is reloaded), with the default limits.
     pub fn new(listener: std::net::TcpListener, registry: RegistryHandle) -> Self {
-        Sl651Server { listener, registry, stats: Arc::default() }
+        Sl651Server { listener, registry, stats: Arc::default(), limits: Sl651Limits::default() }
+    }
+
+    /// The same source with `limits` on its peers.
+    pub fn with_limits(self, limits: Sl651Limits) -> Self {
+        Sl651Server { limits, ..self }
     }
 
     /// Shared counters.
@@ -60,14 +81,27 @@ impl Sl651Server {
     /// Accepts stations until `shutdown` turns true; then returns once every connection has
     /// closed (each first waits for the confirmation of what it already handed over).
     pub async fn run(self, tx: mpsc::Sender<Delivery>, shutdown: watch::Receiver<bool>) {
-        let (registry, stats) = (self.registry, self.stats);
-        crate::accept::serve_until_shutdown(
+        let (registry, stats, limits) = (self.registry, self.stats, self.limits);
+        let refused_stats = Arc::clone(&stats);
+        let mut refusals = RefusalLog::default();
+        crate::accept::serve_at_most(
             self.listener,
             "the SL 651 source",
+            limits.max_connections,
+            move |stream, peer| {
+                drop(stream);
+                refused_stats.refused.fetch_add(1, Ordering::Relaxed);
+                refusals.refused(peer, limits.max_connections);
+            },
             shutdown,
             move |stream, peer, shutdown| {
-                let conn =
-                    Connection { peer, registry: Arc::clone(&registry), stats: Arc::clone(&stats), tx: tx.clone() };
+                let conn = Connection {
+                    peer,
+                    registry: Arc::clone(&registry),
+                    stats: Arc::clone(&stats),
+                    tx: tx.clone(),
+                    idle_timeout: limits.idle_timeout,
+                };
                 conn.serve(stream, shutdown)
             },
         )
@@ -81,6 +115,7 @@ struct Connection {
     registry: RegistryHandle,
     stats: Arc<Sl651Stats>,
     tx: mpsc::Sender<Delivery>,
+    idle_timeout: std::time::Duration,
 }
 
 impl Connection {
@@ -89,9 +124,22 @@ impl Connection {
         info!(peer = %self.peer, "SL 651 station connected");
         let mut decoder = FrameDecoder::new();
         let mut buf = vec![0u8; 4096];
+        // Moved on each checked frame only: bytes that complete no frame (a stalled or
+        // trickling frame, garbage) do not keep a connection open.
+        let mut idle_until = Instant::now() + self.idle_timeout;
         loop {
             let n = tokio::select! {
                 _ = shutdown.changed() => break,
+                _ = tokio::time::sleep_until(idle_until) => {
+                    self.stats.idle_closed.fetch_add(1, Ordering::Relaxed);
+                    info!(
+                        peer = %self.peer,
+                        held = decoder.buffered(),
+                        idle_timeout = ?self.idle_timeout,
+                        "SL 651 connection closed: no checked frame within sl651.idle_timeout"
+                    );
+                    0
+                }
                 r = stream.read(&mut buf) => match r {
                     Ok(n) => n,
                     Err(e) => {
@@ -110,21 +158,39 @@ impl Connection {
                 break;
             }
             decoder.push(&buf[..n]);
-            let (messages, acks) = self.decode(&mut decoder);
+            let (messages, acks, framed) = self.decode(&mut decoder);
             if messages.is_empty() {
                 continue;
             }
             if !self.deliver(messages).await {
                 break;
             }
+            // The wait for the pipeline above is not the station's idleness.
+            if framed {
+                idle_until = Instant::now() + self.idle_timeout;
+            }
             let mut out = Vec::new();
             for a in &acks {
                 out.extend(encode(a).unwrap_or_default());
             }
             if !out.is_empty() {
-                if let Err(e) = stream.write_all(&out).await {
-                    debug!(peer = %self.peer, error = %e, "SL 651 acknowledgement not sent");
-                    break;
+                // A peer that does not read its acknowledgements (its window stays shut) is
+                // closed after the idle timeout too, not waited for.
+                match tokio::time::timeout(self.idle_timeout, stream.write_all(&out)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        debug!(peer = %self.peer, error = %e, "SL 651 acknowledgement not sent");
+                        break;
+                    }
+                    Err(_) => {
+                        self.stats.idle_closed.fetch_add(1, Ordering::Relaxed);
+                        info!(
+                            peer = %self.peer,
+                            idle_timeout = ?self.idle_timeout,
+                            "SL 651 connection closed: it read no acknowledgement within sl651.idle_timeout"
+                        );
+                        break;
+                    }
                 }
                 self.stats.acks.fetch_add(acks.len() as u64, Ordering::Relaxed);
             }
@@ -133,15 +199,17 @@ impl Connection {
         info!(peer = %self.peer, "SL 651 station disconnected");
     }
 
-    /// The frames completed so far, as messages, and the acknowledgements they call for.
-    fn decode(&self, decoder: &mut FrameDecoder) -> (Vec<Message>, Vec<super::frame::Frame>) {
+    /// The frames completed so far, as messages, the acknowledgements they call for, and
+    /// whether any of them was a checked frame.
+    fn decode(&self, decoder: &mut FrameDecoder) -> (Vec<Message>, Vec<super::frame::Frame>, bool) {
         let now = Timestamp::now();
         let registry = Arc::clone(&self.registry.read().unwrap_or_else(|e| e.into_inner()));
-        let (mut messages, mut acks) = (Vec::new(), Vec::new());
+        let (mut messages, mut acks, mut framed) = (Vec::new(), Vec::new(), false);
         for d in decoder.by_ref() {
             match d {
                 Decoded::Frame(frame, raw) => {
                     self.stats.frames.fetch_add(1, Ordering::Relaxed);
+                    framed = true;
                     let station = frame.station_hex();
                     if frame.down {
                         let dl = dead_letter(
@@ -175,7 +243,7 @@ impl Connection {
                 _ => self.stats.rejected.fetch_add(1, Ordering::Relaxed),
             };
         }
-        (messages, acks)
+        (messages, acks, framed)
     }
 
     fn message(&self, events: Vec<IngestEvent>, at: Timestamp) -> Message {
