@@ -24,7 +24,7 @@ pub fn route(raw: &[u8], registry: &Registry) -> Result<String, Refused> {
         alert_id: text("alert_id").map(str::to_string),
     };
     let site = text("site").filter(|s| s.len() <= 64);
-    let window = text("action").is_some_and(riskwatch_rules::ServiceAction::is_one);
+    let window = text("action").is_some_and(riskwatch_rules::out_of_service::ServiceAction::is_one);
     if window {
         if let Some(sensor) = text("sensor") {
             if let Some(s) = registry.sensor(sensor) {
