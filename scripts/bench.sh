@@ -165,8 +165,11 @@ if ! skipped single; then
         "$RW" bench setup --sensors 10000 --out "$s" >/dev/null
         MQ=$(free_port)
         # Both runs see the same broker settings: a deep queue per subscriber and 1000 messages
-        # in flight to each (Mosquitto's default of 20 is tuned for small devices).
-        printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 1000000\nmax_inflight_messages 1000\n' "$MQ" >"$s/mosquitto.conf"
+        # in flight to each (Mosquitto's default of 20 is tuned for small devices), and small
+        # writes sent at once as in deploy/mosquitto/mosquitto.conf (without it, an alert queued
+        # behind the broker's reply to the officer's keep-alive ping waited up to 40 ms, every
+        # 30 s: docs/benchmarks.md, twelfth round).
+        printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 1000000\nmax_inflight_messages 1000\nset_tcp_nodelay true\n' "$MQ" >"$s/mosquitto.conf"
         "$MOSQ" -c "$s/mosquitto.conf" >"$s/mosquitto.log" 2>&1 & PIDS+=($!); MOSQ_PID=$!
         wait_port "$MQ"
         load() { "$RW" bench load --mqtt "127.0.0.1:$MQ" --registry "$s/registry.toml" --single --connections 2 "$@"; }
@@ -222,7 +225,7 @@ if ! skipped kafka; then
         k="$WORK/kafka"; mkdir -p "$k/mosq" "$k/vm"
         "$RW" bench setup --sensors 10000 --out "$k" >/dev/null
         MQ=$(free_port); KP=$(free_port); VP=$(free_port)
-        printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 1000000\nmax_inflight_messages 1000\n' "$MQ" >"$k/mosquitto.conf"
+        printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 1000000\nmax_inflight_messages 1000\nset_tcp_nodelay true\n' "$MQ" >"$k/mosquitto.conf"
         MOSQ=$(command -v mosquitto || echo /usr/sbin/mosquitto)
         "$MOSQ" -c "$k/mosquitto.conf" >"$k/mosquitto.log" 2>&1 & PIDS+=($!); MOSQ_PID=$!
         (cd "$k" && exec "$TANSU" broker --listener-url "tcp://127.0.0.1:$KP" --advertised-listener-url "tcp://127.0.0.1:$KP" \

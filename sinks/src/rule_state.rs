@@ -7,9 +7,12 @@
 //! own, because saving tens of thousands of rows must not hold up the store's commits, which
 //! alerts wait for. Once a save is committed the writer reports its journal position, and the
 //! store drops the journal entries it covers; until then they stay, so a crash at any moment
-//! leaves a saved state and every input after it.
+//! leaves a saved state and every input after it. "Committed" means on disk as surely as the
+//! store's commits are: with the store's default (`synchronous = FULL`) each save is synced
+//! before the store is told to drop the entries, so a power failure cannot keep the entries'
+//! deletion (the store syncs every commit) and lose the save.
 
-use crate::sqlite::StoreError;
+use crate::sqlite::{StoreError, Synchronous};
 use rusqlite::{params, Connection};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -19,7 +22,6 @@ use tracing::error;
 
 const SCHEMA: &str = "
 PRAGMA journal_mode = WAL;
-PRAGMA synchronous = NORMAL;
 CREATE TABLE IF NOT EXISTS host_state (
     id INTEGER PRIMARY KEY CHECK (id = 1), saved_at INTEGER NOT NULL, position INTEGER NOT NULL,
     snapshot TEXT NOT NULL);
@@ -61,13 +63,27 @@ pub struct StateFile {
 }
 
 impl StateFile {
-    /// Opens (creating) the file.
+    /// Opens (creating) the file, each save synced ([`Synchronous::Full`]).
     pub fn open(path: &Path) -> Result<StateFile, StoreError> {
+        Self::open_with(path, Synchronous::Full)
+    }
+
+    /// Opens (creating) the file with the store's durability of commits: a save must reach the
+    /// disk at least as surely as the store's deletion of the journal entries it covers, or a
+    /// power failure could leave neither the save nor those inputs. `Full`: one sync per save
+    /// (every few seconds). `Normal`: saves are synced at checkpoints, as the store's commits.
+    pub fn open_with(path: &Path, synchronous: Synchronous) -> Result<StateFile, StoreError> {
         // A save of thousands of sensors is hundreds of WAL frames: gathered into few write
         // calls, as the store's (`wal_writes`).
         let conn = crate::wal_writes::open_connection(path)?;
         conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(synchronous.pragma())?;
         Ok(StateFile { conn })
+    }
+
+    /// When saves reach the disk, as SQLite reports it for the connection.
+    pub fn synchronous(&self) -> Result<Synchronous, StoreError> {
+        Synchronous::of(&self.conn)
     }
 
     /// The state saved last, if any.

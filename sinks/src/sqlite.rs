@@ -183,7 +183,14 @@ impl std::str::FromStr for Synchronous {
 }
 
 impl Synchronous {
-    fn pragma(self) -> &'static str {
+    /// What SQLite reports for `conn`.
+    pub(crate) fn of(conn: &Connection) -> Result<Synchronous, StoreError> {
+        let level: i64 = conn.query_row("PRAGMA synchronous", [], |r| r.get(0))?;
+        // 0 OFF, 1 NORMAL, 2 FULL, 3 EXTRA: anything below FULL is at best NORMAL.
+        Ok(if level >= 2 { Synchronous::Full } else { Synchronous::Normal })
+    }
+
+    pub(crate) fn pragma(self) -> &'static str {
         match self {
             Synchronous::Full => "PRAGMA synchronous = FULL;",
             Synchronous::Normal => "PRAGMA synchronous = NORMAL;",
@@ -231,9 +238,7 @@ impl SqliteStore {
 
     /// When this store's commits reach the disk, as SQLite reports it for the connection.
     pub fn synchronous(&self) -> Result<Synchronous, StoreError> {
-        let level: i64 = self.conn.query_row("PRAGMA synchronous", [], |r| r.get(0))?;
-        // 0 OFF, 1 NORMAL, 2 FULL, 3 EXTRA: anything below FULL is at best NORMAL.
-        Ok(if level >= 2 { Synchronous::Full } else { Synchronous::Normal })
+        Synchronous::of(&self.conn)
     }
 
     /// Calls `f` with each journal entry after `position`, in order, one at a time (a long tail

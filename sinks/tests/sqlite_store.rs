@@ -5,6 +5,7 @@
 mod support;
 
 use riskwatch_core::{Quality, Reading, Timestamp, Value};
+use riskwatch_sinks::rule_state::{state_path, StateFile, StateRows};
 use riskwatch_sinks::sqlite::{SqliteStore, StoreItem, Synchronous};
 use std::sync::Arc;
 
@@ -88,6 +89,24 @@ fn every_commit_is_synced_unless_the_store_is_opened_with_normal() {
     drop(normal);
     // The setting belongs to the connection, not the file: reopening with the default syncs again.
     assert_eq!(SqliteStore::open(&path).unwrap().synchronous().unwrap(), Synchronous::Full);
+}
+
+#[test]
+fn the_rule_state_is_saved_as_durably_as_the_store_commits() {
+    // A save lets the store delete the journal entries it covers, in a synced commit; were the
+    // save itself not synced, a power failure could keep the deletion and lose the save, and
+    // the inputs between the two saves with it.
+    let dir = tempfile::tempdir().unwrap();
+    let path = state_path(&dir.path().join("store.db"));
+    let mut state = StateFile::open(&path).unwrap();
+    assert_eq!(state.synchronous().unwrap(), Synchronous::Full);
+    let rows = StateRows { full: true, meta: "{}".into(), sensors: vec![("wl-1".into(), "{}".into())] };
+    state.save(7, &rows).unwrap();
+    drop(state);
+    let normal = StateFile::open_with(&path, Synchronous::Normal).unwrap();
+    assert_eq!(normal.synchronous().unwrap(), Synchronous::Normal);
+    let loaded = normal.load().unwrap().expect("the save");
+    assert_eq!(loaded.sensors, vec!["{}".to_string()]);
 }
 
 #[test]

@@ -166,6 +166,8 @@ async fn load(a: LoadArgs) -> Result<()> {
     let mut o = MqttOptions::new(format!("bench-officer-{}", std::process::id()), &host, port);
     o.set_max_packet_size(1 << 20, 1 << 20).set_keep_alive(Duration::from_secs(30));
     let (officer, mut officer_loop) = AsyncClient::new(o, 100);
+    // Small packets (acknowledgements, pings) go out at once, as riskwatch's own clients send them.
+    officer_loop.network_options.set_tcp_nodelay(true);
     officer.subscribe(riskwatch_core::wire::topic::ALERTS_FILTER, QoS::AtLeastOnce).await?;
     let (subscribed_tx, subscribed_rx) = tokio::sync::oneshot::channel();
     let (sent, lat) = (Arc::clone(&sent_at), Arc::clone(&latencies));
@@ -199,6 +201,38 @@ async fn load(a: LoadArgs) -> Result<()> {
         }
     });
     tokio::time::timeout(Duration::from_secs(10), subscribed_rx).await.context("alert subscription")??;
+
+    // The probe: red, then back to normal, alternately. Connected, and its first (untimed,
+    // normal) reading acknowledged, before the load starts: the first timed alert then measures
+    // the pipeline, not this client's connection handshake.
+    let mut o = MqttOptions::new(format!("bench-probe-{}", std::process::id()), &host, port);
+    o.set_keep_alive(Duration::from_secs(30));
+    let (probe, mut probe_loop) = AsyncClient::new(o, 100);
+    probe_loop.network_options.set_tcp_nodelay(true);
+    let (probe_acked_tx, probe_acked_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let mut first_ack = Some(probe_acked_tx);
+        loop {
+            match probe_loop.poll().await {
+                Ok(Event::Incoming(Packet::PubAck(_))) => {
+                    if let Some(s) = first_ack.take() {
+                        let _ = s.send(());
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+    });
+    let probe_topic = format!("riskwatch/v1/readings/{PROBE_SITE}/{PROBE}");
+    // Start from normal (an earlier run against the same riskwatch may have left the probe red,
+    // and a first red reading would then raise nothing): one untimed reading.
+    let mut last_ts = Timestamp::now().millis() - 1;
+    if !a.no_probe {
+        let body = serde_json::json!({"kind": "water_level", "ts": last_ts, "unit": "m", "value": 5.0}).to_string();
+        probe.publish(&probe_topic, QoS::AtLeastOnce, false, body).await?;
+        tokio::time::timeout(Duration::from_secs(10), probe_acked_rx).await.context("the probe's first reading")??;
+    }
 
     let before = match &a.metrics {
         Some(u) => Some(stored(u).await.context("reading the pipeline's metrics")?),
@@ -297,26 +331,9 @@ async fn load(a: LoadArgs) -> Result<()> {
             }
         }));
     }
-    // The probe: red, then back to normal, alternately.
-    let mut o = MqttOptions::new(format!("bench-probe-{}", std::process::id()), &host, port);
-    o.set_keep_alive(Duration::from_secs(30));
-    let (probe, mut probe_loop) = AsyncClient::new(o, 100);
-    tokio::spawn(async move {
-        loop {
-            if probe_loop.poll().await.is_err() {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
-    });
-    let probe_topic = format!("riskwatch/v1/readings/{PROBE_SITE}/{PROBE}");
-    // Start from normal (an earlier run against the same riskwatch may have left the probe red,
-    // and a first red reading would then raise nothing): one untimed reading.
-    let mut last_ts = Timestamp::now().millis() - 1;
-    if !a.no_probe {
-        let body = serde_json::json!({"kind": "water_level", "ts": last_ts, "unit": "m", "value": 5.0}).to_string();
-        probe.publish(&probe_topic, QoS::AtLeastOnce, false, body).await?;
-    }
-    let mut tick = tokio::time::interval(a.probe_every);
+    // The first timed reading one period after the load began (not at once, amid the
+    // publishers' own connection handshakes).
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + a.probe_every, a.probe_every);
     // A late tick must not fire twice in one millisecond: two probe readings with the same
     // event time are one reading to the engine (the second is a re-delivery), so one alert.
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

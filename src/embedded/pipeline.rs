@@ -98,8 +98,8 @@ impl Pipeline {
             .with_context(|| format!("opening store {}", cfg.db.display()))?;
         info!(store = %cfg.db.display(), synchronous = ?store.synchronous()?, "store opened");
         let state_path = state_path(&cfg.db);
-        let state =
-            StateFile::open(&state_path).with_context(|| format!("opening rule state {}", state_path.display()))?;
+        let state = StateFile::open_with(&state_path, cfg.synchronous)
+            .with_context(|| format!("opening rule state {}", state_path.display()))?;
         // Pick up exactly where the last run stopped (saved state + input journal), before any
         // new message is taken in.
         let recovered = recovery::recover(
