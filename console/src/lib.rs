@@ -55,8 +55,9 @@ pub struct ConsoleArgs {
     /// Operators file (TOML, `[[user]]` with argon2 `password_hash`; docs/console.md).
     #[arg(long)]
     users: PathBuf,
-    /// The pipeline's rules file: the out-of-service form offers its rule ids (and `dq.stale`
-    /// where a stale check is configured) for a window on a rule.
+    /// The pipeline's rules file: the out-of-service form offers its rule ids (and the
+    /// data-quality ids, `dq.spike` … `dq.stale`, of the checks it configures) for a window on a
+    /// rule.
     #[arg(long)]
     rules: Option<PathBuf>,
     /// The console's SQLite file (history, board, audit log).
@@ -362,7 +363,8 @@ pub struct Options {
     /// Duty officers on watch at once (the alarm KPIs are per officer).
     pub officers: u32,
     /// Rule ids a window on a rule can name (`RuleSet::window_rule_ids`), offered by the
-    /// out-of-service form; empty: the form offers `dq.stale` and takes any id typed.
+    /// out-of-service form; empty: the form offers the data-quality ids (`dq.gross_range` …
+    /// `dq.stale`) and takes any id typed.
     pub window_rules: Vec<String>,
 }
 

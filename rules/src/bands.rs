@@ -143,6 +143,11 @@ impl<const N: usize> RestingLadders<N> {
         self.0.as_ref().is_none_or(|all| all[i] == BandState::default())
     }
 
+    /// The level ladder `i` holds.
+    pub(crate) fn level(&self, i: usize) -> Option<riskwatch_core::Level> {
+        self.0.as_ref().and_then(|all| all[i].level)
+    }
+
     /// Ladder `i`, to step.
     pub(crate) fn get_mut(&mut self, i: usize) -> &mut BandState {
         &mut self.0.get_or_insert_with(|| Box::new(std::array::from_fn(|_| BandState::default())))[i]

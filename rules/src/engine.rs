@@ -66,6 +66,10 @@ pub(crate) struct QualitySlot {
     /// Processing time the sensor last came back into service from a window covering its
     /// stale check: silence counts from no earlier than this ([`crate::out_of_service`]).
     pub returned_at: Option<Timestamp>,
+    /// Per test, by [`QcTest::index`]: the value of the last reading it flagged while out of
+    /// service (its alert changes are withheld then); the value of the alert raised on the
+    /// return, if the test still holds its level then.
+    pub withheld: [Option<f64>; 5],
 }
 
 /// Everything the engine keeps per sensor.
@@ -241,7 +245,8 @@ pub struct Engine {
     pub(crate) oos: crate::out_of_service::OutOfService,
 }
 
-const DQ_RULE_IDS: [&str; 5] = ["dq.gross_range", "dq.spike", "dq.flat_line", "dq.rate_of_change", "dq.timing"];
+pub(crate) const DQ_RULE_IDS: [&str; 5] =
+    ["dq.gross_range", "dq.spike", "dq.flat_line", "dq.rate_of_change", "dq.timing"];
 pub(crate) const STALE_RULE_ID: &str = "dq.stale";
 const FAULT_RULE_ID: &str = "dq.sensor_fault";
 /// Good readings needed to clear a sensor-fault alert when no quality table says otherwise.
@@ -294,6 +299,7 @@ impl Engine {
                         stale: BandState::default(),
                         stale_alert: None,
                         returned_at: None,
+                        withheld: [None; 5],
                     }))
                 }
                 None => None,
@@ -625,6 +631,7 @@ impl Engine {
                 quality_alerts(
                     &mut self.book,
                     &self.names,
+                    &self.oos,
                     q,
                     &outcome.results,
                     &reading.sensor,
@@ -1145,6 +1152,7 @@ pub(crate) fn render_hazard(
 fn quality_alerts(
     book: &mut AlertBook,
     names: &Names,
+    oos: &crate::out_of_service::OutOfService,
     q: &mut QualitySlot,
     results: &[Option<Quality>; 5],
     sensor: &SensorId,
@@ -1168,8 +1176,18 @@ fn quality_alerts(
             // Passing, with no alert and nothing pending: the step would change nothing.
             continue;
         }
+        // Out of service (the sensor's window, its site's, or one on this test's rule id): the
+        // test's ladder steps as usual, so that the return knows the truth, but its alert is
+        // left as it is; the return brings it in line (`quality_back_in_service`).
+        let covered = oos.covers(sensor, site, DQ_RULE_IDS[i]);
+        if covered && flagged {
+            q.withheld[i] = Some(v);
+        }
         let inputs = LevelInputs::single(level, failed, flagged);
         let Some((from, to)) = q.tests.get_mut(i).step(ts, &inputs, Default::default(), off) else { continue };
+        if covered {
+            continue;
+        }
         let mut ev = book.apply_change(
             &mut q.alerts[i],
             LevelChange {
@@ -1189,17 +1207,36 @@ fn quality_alerts(
                 decimals: Some(2),
             },
         );
-        let (zh, en) = q.spec.explain(test, v);
-        let (site_zh, sensor_zh) = (names.site(site.as_str(), true), names.sensor(sensor.as_str(), true));
-        let (site_en, sensor_en) = (names.site(site.as_str(), false), names.sensor(sensor.as_str(), false));
-        if to.is_some() {
-            ev.message_zh = format!("【数据质量】{site_zh} {sensor_zh}（{}）：{zh}", test.zh());
-            ev.message_en = format!("Data quality: {sensor_en} ({site_en}), {}: {en}", test.en());
-        } else {
-            ev.message_zh = format!("【数据质量恢复】{site_zh} {sensor_zh}（{}）", test.zh());
-            ev.message_en = format!("Data quality recovered: {sensor_en} ({site_en}), {}", test.en());
-        }
+        quality_text(names, &q.spec, test, v, (sensor, site), false, &mut ev);
         out.push(ev);
+    }
+}
+
+/// The messages of a data-quality alert's event of `test`, for the value `v`: what the test
+/// found (raised) or that it passes again (cleared); `returned`: on the sensor's return to
+/// service, which brings the alert in line with the test at once.
+pub(crate) fn quality_text(
+    names: &Names,
+    spec: &crate::quality::ResolvedQuality,
+    test: QcTest,
+    v: f64,
+    (sensor, site): (&SensorId, &SiteId),
+    returned: bool,
+    ev: &mut AlertEvent,
+) {
+    let (site_zh, sensor_zh) = (names.site(site.as_str(), true), names.sensor(sensor.as_str(), true));
+    let (site_en, sensor_en) = (names.site(site.as_str(), false), names.sensor(sensor.as_str(), false));
+    if ev.change == riskwatch_core::AlertChange::Cleared {
+        ev.message_zh = format!("【数据质量恢复】{site_zh} {sensor_zh}（{}）", test.zh());
+        ev.message_en = format!("Data quality recovered: {sensor_en} ({site_en}), {}", test.en());
+    } else {
+        let (zh, en) = spec.explain(test, v);
+        ev.message_zh = format!("【数据质量】{site_zh} {sensor_zh}（{}）：{zh}", test.zh());
+        ev.message_en = format!("Data quality: {sensor_en} ({site_en}), {}: {en}", test.en());
+    }
+    if returned {
+        ev.message_zh.push_str("（恢复运行）");
+        ev.message_en.push_str(" (back in service)");
     }
 }
 

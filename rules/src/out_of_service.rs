@@ -21,6 +21,15 @@
 //! sensor's silence counts afresh from the return: an open stale alert clears, and the sensor is
 //! stale again only after its whole limit without a reading.
 //!
+//! So are the data-quality tests (a sensor's own window, its site's, or one on the test's rule
+//! id, `dq.spike`, `dq.flat_line` …): a gauge off its pole for calibration spikes and stands
+//! still, which is what maintenance is expected to cause. The readings still get their flags
+//! and every test's state (spike reference, flat-line run, its alert ladder) moves as usual, but
+//! the test's alert is left as it is — none raised, an open one neither cleared nor raised
+//! again — and no note is raised for it. On closing, each covered test's alert is brought in
+//! line with its ladder, as hazard alerts are: raised then if the test still flags the data,
+//! cleared if it passed `clear_after` readings meanwhile.
+//!
 //! A window is opened or closed by a command (wire-format.md §9.4), so it is an input like
 //! any other: it survives restarts in the engine's snapshot and replays identically.
 
@@ -154,11 +163,25 @@ impl Target {
 }
 
 impl RuleSet {
-    /// The rule ids a window on a rule can name with these rules: every hazard rule, and
-    /// `dq.stale` where a data-quality table has a stale check (the engine refuses others as
-    /// `unknown_target`). For the console's out-of-service form.
+    /// The rule ids a window on a rule can name with these rules: every hazard rule, each
+    /// data-quality test's id (`dq.gross_range`, `dq.spike`, `dq.flat_line`,
+    /// `dq.rate_of_change`, `dq.timing`) where a data-quality table configures that test, and
+    /// `dq.stale` where one has a stale check (the engine refuses others as `unknown_target`).
+    /// For the console's out-of-service form.
     pub fn window_rule_ids(&self) -> Vec<String> {
         let mut ids: Vec<String> = self.rules.iter().map(|r| r.spec.id.clone()).collect();
+        for (test, id) in crate::quality::QcTest::ALL.into_iter().zip(crate::engine::DQ_RULE_IDS) {
+            let configured = |q: &crate::quality::QualitySpec| match test {
+                crate::quality::QcTest::GrossRange => q.gross_range.is_some(),
+                crate::quality::QcTest::Spike => q.spike.is_some(),
+                crate::quality::QcTest::FlatLine => q.flat_line.is_some(),
+                crate::quality::QcTest::RateOfChange => q.rate_of_change.is_some(),
+                crate::quality::QcTest::Timing => q.timing.is_some(),
+            };
+            if self.quality.iter().any(|(q, _)| configured(q)) {
+                ids.push(id.to_string());
+            }
+        }
         if self.quality.iter().any(|(q, _)| q.stale.is_some()) {
             ids.push(crate::engine::STALE_RULE_ID.to_string());
         }

@@ -572,6 +572,12 @@ pub struct QualityState {
 }
 
 impl QualityState {
+    /// The value of the last reading accepted as a reference (not flagged by spike, and
+    /// passing timing and gross range).
+    pub(crate) fn last_value(&self) -> Option<f64> {
+        self.last.map(|(_, v)| v)
+    }
+
     fn spike_reference(&self, window: usize) -> Option<f64> {
         let n = usize::from(self.recent_len).min(window).min(MAX_SPIKE_WINDOW);
         (n > 0).then(|| self.recent[..n].iter().sum::<f64>() / n as f64)

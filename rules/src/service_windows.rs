@@ -1,11 +1,12 @@
 //! The engine's side of out-of-service windows (see [`crate::out_of_service`]): opening and
 //! closing them by command, the data-quality note of a covered sensor, overruns.
 
-use crate::engine::{clear_stale, Engine, STALE_RULE_ID};
+use crate::engine::{clear_stale, quality_text, Engine, DQ_RULE_IDS, STALE_RULE_ID};
 use crate::lifecycle::{CommandError, LevelChange};
 use crate::out_of_service::{
     window_end, ServiceAction, ServiceCommand, ServiceWindow, Target, NOTE_RULE_ID, WINDOW_RULE_ID,
 };
+use crate::quality::QcTest;
 use riskwatch_core::{AlertCategory, AlertEvent, Level, SensorId, SensorKind, SiteId, Timestamp};
 use std::sync::Arc;
 
@@ -104,11 +105,13 @@ impl Engine {
                 .any(|s| &s.site == id)
                 .then(|| (SensorKind::Custom(Arc::from("site")), id.clone())),
             Target::Rule { id, site } => {
-                // `dq.stale`: stale detection, where a sensor has it.
+                // `dq.stale`: stale detection, where a sensor has it; `dq.spike` and the other
+                // data-quality tests: that test, where a sensor's quality table configures it.
+                let at = |s: &SiteId| site.as_ref().is_none_or(|site| s == site);
                 let known = if id == STALE_RULE_ID {
-                    self.stale_watch
-                        .iter()
-                        .any(|s| site.as_ref().is_none_or(|site| self.sensors.get(s).is_some_and(|x| &x.site == site)))
+                    self.stale_watch.iter().any(|s| self.sensors.get(s).is_some_and(|x| at(&x.site)))
+                } else if let Some(test) = dq_test(id) {
+                    self.sensors.values().any(|x| at(&x.site) && x.quality.as_deref().is_some_and(|q| q.spec.has(test)))
                 } else {
                     self.rule_ids.iter().any(|r| &**r == id.as_str())
                         && site.as_ref().is_none_or(|s| self.sensors.values().any(|x| &x.site == s))
@@ -176,6 +179,67 @@ impl Engine {
         }
         self.recheck_composites(sites, now, out);
         self.stale_back_in_service(target, now, out);
+        self.quality_back_in_service(target, now, out);
+    }
+
+    /// After `target`'s window closed: every data-quality test it covered (of a sensor no
+    /// other window covers for that test) gets its alert in line with the test's ladder, which
+    /// kept stepping while the alert was left as it was: raised (at `now`) if the test still
+    /// holds its level, cleared if it passed `clear_after` readings meanwhile.
+    fn quality_back_in_service(&mut self, target: &Target, now: Timestamp, out: &mut Vec<AlertEvent>) {
+        for position in 0..self.sensors.len() {
+            let (id, slot) = self.sensors.entry(position);
+            let Some(q) = slot.quality.as_deref() else { continue };
+            let touched: Vec<QcTest> = QcTest::ALL
+                .into_iter()
+                .filter(|t| q.spec.has(*t))
+                .filter(|t| {
+                    let rule = DQ_RULE_IDS[t.index()];
+                    target.covers(id, &slot.site, rule) && !self.oos.covers(id, &slot.site, rule)
+                })
+                .collect();
+            if touched.is_empty() {
+                continue;
+            }
+            let id = id.clone();
+            self.keep_for_save(position);
+            self.changes.mark(position);
+            let slot = self.sensors.at_mut(position).1;
+            let Some(q) = slot.quality.as_deref_mut() else { continue };
+            for test in touched {
+                let i = test.index();
+                let withheld = q.withheld[i].take();
+                let current =
+                    q.alerts[i].as_deref().and_then(|a| self.book.get(a)).filter(|r| r.active).map(|r| r.level);
+                let wanted = q.tests.level(i);
+                if current == wanted {
+                    continue;
+                }
+                // Raised: the last value the test flagged; cleared: the last good reading's.
+                let value = if wanted.is_some() { withheld } else { q.state.last_value() }.unwrap_or(0.0);
+                let mut ev = self.book.apply_change(
+                    &mut q.alerts[i],
+                    LevelChange {
+                        rule_id: &Arc::from(DQ_RULE_IDS[i]),
+                        subject: &id,
+                        site: &slot.site,
+                        kind: &slot.kind,
+                        category: AlertCategory::DataQuality,
+                        from: current,
+                        to: wanted,
+                        ts: now,
+                        now,
+                        value,
+                        threshold: 0.0,
+                        unit: Arc::clone(&slot.unit),
+                        remind_ms: [None; 4],
+                        decimals: Some(2),
+                    },
+                );
+                quality_text(&self.names, &q.spec, test, value, (&id, &slot.site), true, &mut ev);
+                out.push(ev);
+            }
+        }
     }
 
     /// After `target`'s window closed: every sensor whose stale check it covered and no other
@@ -347,6 +411,11 @@ impl Engine {
     pub fn service_windows(&self) -> &[ServiceWindow] {
         self.oos.windows()
     }
+}
+
+/// The data-quality test whose alerts a rule id names (`dq.spike` …), if it names one.
+fn dq_test(rule: &str) -> Option<QcTest> {
+    QcTest::ALL.into_iter().find(|t| DQ_RULE_IDS[t.index()] == rule)
 }
 
 fn window_change<'a>(

@@ -70,6 +70,13 @@ struct QualitySnap {
     /// When the sensor last came back into service (its silence counts from no earlier).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     returned_at: Option<Timestamp>,
+    /// Per test, the value it last flagged while out of service (the return's alert value).
+    #[serde(default, skip_serializing_if = "none_withheld")]
+    withheld: [Option<f64>; 5],
+}
+
+fn none_withheld(w: &[Option<f64>; 5]) -> bool {
+    w.iter().all(Option::is_none)
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -425,6 +432,7 @@ impl Engine {
                         if q.spec.has(test) {
                             q.tests.set(i, qs.tests[i].clone());
                             q.alerts[i] = qs.alerts[i].clone();
+                            q.withheld[i] = qs.withheld[i];
                         } else {
                             orphan_alerts.push(qs.alerts[i].clone());
                         }
@@ -553,6 +561,7 @@ fn sensor_snap(rules: &[CompiledRule], id: &SensorId, slot: &SensorSlot) -> Sens
             stale: q.stale.clone(),
             stale_alert: q.stale_alert.clone(),
             returned_at: q.returned_at,
+            withheld: q.withheld,
         }),
     }
 }

@@ -206,7 +206,7 @@ fn fill_commands(inputs: &mut [Input], rng: &mut ChaCha8Rng, registry: &Arc<Regi
                         [rng.gen_range(0..8)];
                 let cmd = if action == "window" {
                     // Out-of-service windows of a minute or two, opened and closed at random: on a
-                    // sensor, a site, or stale detection (at a site or everywhere).
+                    // sensor, a site, stale detection or the spike test (at a site or everywhere).
                     let (sensor, site) = SENSORS[rng.gen_range(0..SENSORS.len())];
                     let action = ["out_of_service", "return_to_service"][rng.gen_range(0..2)];
                     let mut cmd = serde_json::json!({
@@ -214,10 +214,12 @@ fn fill_commands(inputs: &mut [Input], rng: &mut ChaCha8Rng, registry: &Arc<Regi
                         "minutes": if action == "out_of_service" { Some(rng.gen_range(1..3)) } else { None },
                         "command_id": format!("c{}", rng.gen::<u32>()),
                     });
-                    let target = match rng.gen_range(0..6) {
+                    let target = match rng.gen_range(0..8) {
                         0 => serde_json::json!({"site": site}),
                         1 => serde_json::json!({"rule": "dq.stale", "site": site}),
                         2 => serde_json::json!({"rule": "dq.stale"}),
+                        3 => serde_json::json!({"rule": "dq.spike", "site": site}),
+                        4 => serde_json::json!({"rule": "dq.spike"}),
                         _ => serde_json::json!({"sensor": sensor, "site": site}),
                     };
                     cmd.as_object_mut().unwrap().extend(target.as_object().unwrap().clone());
@@ -463,6 +465,8 @@ fn recovery_from_any_crash_delivers_exactly_the_uninterrupted_runs_events() {
                 (_, "oos.window") => "window",
                 (_, "dq.out_of_service") => "note",
                 ("cleared", "dq.stale") if e.message_en.starts_with("Back in service") => "stale back in service",
+                // A spike's alert brought in line on the return (a spike during a window).
+                (_, "dq.spike") if e.message_en.ends_with("(back in service)") => "spike back in service",
                 _ => continue,
             };
             *alarm_management.entry(what).or_default() += 1;
@@ -474,7 +478,7 @@ fn recovery_from_any_crash_delivers_exactly_the_uninterrupted_runs_events() {
     assert!(reminders > 0 && total_events > cases as usize * 3, "the streams raise too little");
     assert_eq!(
         alarm_management.len(),
-        5,
-        "shelving, out-of-service windows and stale detection under them are exercised: {alarm_management:?}"
+        6,
+        "shelving, out-of-service windows, and stale detection and the spike test under them are exercised: {alarm_management:?}"
     );
 }

@@ -82,13 +82,17 @@ mod tests {
 
     #[test]
     fn a_rule_goes_to_the_site_it_names_and_a_rule_wide_window_is_refused_with_the_reason() {
-        assert_eq!(go(r#"{"action":"out_of_service","rule":"dq.stale","site":"hankou"}"#), Ok("hankou".into()));
-        for action in ["out_of_service", "return_to_service"] {
-            let cmd = format!(r#"{{"command_id":"c-9","action":"{action}","rule":"dq.stale"}}"#);
-            let r = route(cmd.as_bytes(), &registry()).unwrap_err();
-            assert_eq!(r.code, "site_required");
-            assert_eq!(r.command_id.as_deref(), Some("c-9"));
-            assert!(r.error.contains("dq.stale") && r.error.contains("rule-wide"), "{}", r.error);
+        // Stale detection and the data-quality tests (rules.md §4.3) go as any rule does.
+        for rule in ["dq.stale", "dq.spike", "dq.flat_line", "water-level"] {
+            let cmd = format!(r#"{{"action":"out_of_service","rule":"{rule}","site":"hankou"}}"#);
+            assert_eq!(go(&cmd), Ok("hankou".into()), "{rule}");
+            for action in ["out_of_service", "return_to_service"] {
+                let cmd = format!(r#"{{"command_id":"c-9","action":"{action}","rule":"{rule}"}}"#);
+                let r = route(cmd.as_bytes(), &registry()).unwrap_err();
+                assert_eq!(r.code, "site_required");
+                assert_eq!(r.command_id.as_deref(), Some("c-9"));
+                assert!(r.error.contains(rule) && r.error.contains("rule-wide"), "{}", r.error);
+            }
         }
     }
 

@@ -142,10 +142,10 @@ async function showMain() {
 }
 
 // The out-of-service form's choices: the rule ids a window can name (the engine's, from the
-// rules file the console was given; `dq.stale` at least), and the registry's sites.
+// rules file the console was given; the data-quality ids at least), and the registry's sites.
 async function loadServiceChoices() {
   const r = await api("/api/service/rules");
-  const rules = r.ok ? r.body.rules : ["dq.stale"];
+  const rules = r.ok ? r.body.rules : ["dq.gross_range", "dq.spike", "dq.flat_line", "dq.rate_of_change", "dq.timing", "dq.stale"];
   $("#service-form [name=rule]").innerHTML = rules.map((id) => `<option value="${esc(id)}">${esc(id)}</option>`).join("");
   $("#service-sites").innerHTML = sites.map((s) => `<option value="${esc(s.id)}">${esc((lang === "zh" && s.name_zh) || s.name || s.id)}</option>`).join("");
   serviceTarget();

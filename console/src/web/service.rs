@@ -27,15 +27,26 @@ pub(super) struct WindowBody {
     note: String,
 }
 
+/// The data-quality rule ids a window can name where the rules configure them (rules.md §4.3):
+/// the tests', then stale detection's. Offered when the console has no `--rules`.
+const DQ_RULE_IDS: [&str; 6] =
+    ["dq.gross_range", "dq.spike", "dq.flat_line", "dq.rate_of_change", "dq.timing", "dq.stale"];
+
 /// `GET /api/service/rules`: the rule ids a window on a rule can name (the form's choices):
-/// the configured ones (`--rules`), else `dq.stale` alone (any id may then be typed).
+/// the configured ones (`--rules`), else the data-quality ids alone (any id may then be typed).
 pub(super) async fn rules(State(app): State<AppState>, headers: HeaderMap) -> Response {
     if let Err(r) = session(&app, &headers) {
         return r;
     }
-    let configured = !app.window_rules.is_empty();
-    let rules = if configured { app.window_rules.clone() } else { vec!["dq.stale".to_string()] };
+    let (rules, configured) = offered(&app.window_rules);
     Json(json!({"rules": rules, "configured": configured})).into_response()
+}
+
+/// The form's rule choices, and whether they come from the rules file.
+fn offered(window_rules: &[String]) -> (Vec<String>, bool) {
+    let configured = !window_rules.is_empty();
+    let rules = if configured { window_rules.to_vec() } else { DQ_RULE_IDS.map(str::to_string).to_vec() };
+    (rules, configured)
 }
 
 /// `POST /api/service/{out_of_service|return_to_service}`.
@@ -116,4 +127,18 @@ pub(super) async fn window(
 /// has stays possible).
 fn opening_rule(action: &str, target: &str) -> bool {
     action == "out_of_service" && target == "rule"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn without_a_rules_file_the_form_offers_every_data_quality_id_a_window_can_name() {
+        let (rules, configured) = offered(&[]);
+        assert!(!configured);
+        assert_eq!(rules, ["dq.gross_range", "dq.spike", "dq.flat_line", "dq.rate_of_change", "dq.timing", "dq.stale"]);
+        let given = vec!["water-level".to_string(), "dq.spike".to_string()];
+        assert_eq!(offered(&given), (given.clone(), true));
+    }
 }
