@@ -14,36 +14,7 @@ use timeline_kit::{run, Kit, MIN};
 
 const T0: i64 = 1_594_051_200_000; // 2020-07-07T00:00+08:00
 
-const REGISTRY: &str = r#"
-[[sites]]
-id = "hankou"
-[[sites]]
-id = "dam"
-
-[[sensors]]
-id = "wl"
-site = "hankou"
-kind = "water_level"
-unit = "m"
-interval_s = 300
-attributes = { warning_level = 27.30, guaranteed_level = 28.50, record_level = 29.00 }
-
-[[sensors]]
-id = "wl-2"
-site = "hankou"
-kind = "water_level"
-unit = "m"
-interval_s = 300
-attributes = { warning_level = 27.30, guaranteed_level = 28.50, record_level = 29.00 }
-
-[[sensors]]
-id = "d1"
-site = "dam"
-kind = "water_level"
-unit = "m"
-interval_s = 300
-attributes = { warning_level = 27.30, guaranteed_level = 28.50, record_level = 29.00 }
-"#;
+const REGISTRY: &str = timeline_kit::THREE_GAUGES;
 
 /// A spike of 2 m fails; a value unchanged for 30 minutes (3 readings at least) fails; an
 /// alert clears after 2 passing readings.

@@ -14,36 +14,7 @@ use timeline_kit::{run, Kit, MIN};
 const T0: i64 = 1_594_051_200_000; // 2020-07-07T00:00+08:00
 
 /// Gauges reporting every 5 minutes: stale after 3 intervals, 15 minutes of silence.
-const REGISTRY: &str = r#"
-[[sites]]
-id = "hankou"
-[[sites]]
-id = "dam"
-
-[[sensors]]
-id = "wl"
-site = "hankou"
-kind = "water_level"
-unit = "m"
-interval_s = 300
-attributes = { warning_level = 27.30, guaranteed_level = 28.50, record_level = 29.00 }
-
-[[sensors]]
-id = "wl-2"
-site = "hankou"
-kind = "water_level"
-unit = "m"
-interval_s = 300
-attributes = { warning_level = 27.30, guaranteed_level = 28.50, record_level = 29.00 }
-
-[[sensors]]
-id = "d1"
-site = "dam"
-kind = "water_level"
-unit = "m"
-interval_s = 300
-attributes = { warning_level = 27.30, guaranteed_level = 28.50, record_level = 29.00 }
-"#;
+const REGISTRY: &str = timeline_kit::THREE_GAUGES;
 
 const RULES: &str = r#"
 [[rules]]

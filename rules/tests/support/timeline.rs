@@ -11,6 +11,39 @@ use std::sync::Arc;
 /// One minute in milliseconds.
 pub const MIN: i64 = 60_000;
 
+/// Three water-level gauges reporting every 5 minutes (flood levels of Hankou): `wl` and
+/// `wl-2` at site `hankou`, `d1` at site `dam`.
+pub const THREE_GAUGES: &str = r#"
+[[sites]]
+id = "hankou"
+[[sites]]
+id = "dam"
+
+[[sensors]]
+id = "wl"
+site = "hankou"
+kind = "water_level"
+unit = "m"
+interval_s = 300
+attributes = { warning_level = 27.30, guaranteed_level = 28.50, record_level = 29.00 }
+
+[[sensors]]
+id = "wl-2"
+site = "hankou"
+kind = "water_level"
+unit = "m"
+interval_s = 300
+attributes = { warning_level = 27.30, guaranteed_level = 28.50, record_level = 29.00 }
+
+[[sensors]]
+id = "d1"
+site = "dam"
+kind = "water_level"
+unit = "m"
+interval_s = 300
+attributes = { warning_level = 27.30, guaranteed_level = 28.50, record_level = 29.00 }
+"#;
+
 /// A registry, rules and the time of minute 0.
 pub struct Kit {
     pub t0: i64,
