@@ -26,7 +26,8 @@
 # Needs the test servers for part 3 (scripts/install-test-servers.sh installs them).
 # Knobs: BENCH_DURATION (15s), BENCH_RATES ("40000 60000 100000"), BENCH_KAFKA_RATE (20000),
 # BENCH_STATIONS (100), BENCH_SINGLE_COUNT (310000 messages in part 2b), BENCH_COMMIT_INTERVAL (the rules workers' commit_interval, default 1s),
-# BENCH_SKIP ("engine kafka …" to leave parts out), BENCH_PERF (a directory:
+# BENCH_NODELAY (part 2b's and 3's Mosquitto `set_tcp_nodelay`: true, as deploy/mosquitto/mosquitto.conf;
+# false for Mosquitto's default, Nagle's algorithm), BENCH_SKIP ("engine kafka …" to leave parts out), BENCH_PERF (a directory:
 # record `perf` profiles of ingest, rules and sink during the Kafka-path load, for `perf report -i`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,6 +38,7 @@ KAFKA_RATE="${BENCH_KAFKA_RATE:-20000}"
 SINGLE_COUNT="${BENCH_SINGLE_COUNT:-310000}"
 STATIONS="${BENCH_STATIONS:-100}"
 SKIP=" ${BENCH_SKIP:-} "
+NODELAY="${BENCH_NODELAY:-true}"
 CACHE="${RISKWATCH_CACHE:-$HOME/.cache/riskwatch}"
 TANSU="$CACHE/tools/tansu-0.6.0/bin/tansu"
 RW="$PWD/target/release/riskwatch"
@@ -156,7 +158,7 @@ fi
 
 if ! skipped single; then
     echo
-    echo "== 2b. single-reading messages through Mosquitto (riskwatch run --broker): $SINGLE_COUNT QoS 1 messages, one reading each, 10 000 gauges, 2 publishing connections"
+    echo "== 2b. single-reading messages through Mosquitto (riskwatch run --broker, set_tcp_nodelay $NODELAY): $SINGLE_COUNT QoS 1 messages, one reading each, 10 000 gauges, 2 publishing connections"
     MOSQ=$(command -v mosquitto || echo /usr/sbin/mosquitto)
     if [ ! -x "$MOSQ" ] || ! command -v mosquitto_sub >/dev/null; then
         echo "   skipped: needs mosquitto and mosquitto_sub (scripts/install-test-servers.sh installs them)"
@@ -168,8 +170,10 @@ if ! skipped single; then
         # in flight to each (Mosquitto's default of 20 is tuned for small devices), and small
         # writes sent at once as in deploy/mosquitto/mosquitto.conf (without it, an alert queued
         # behind the broker's reply to the officer's keep-alive ping waited up to 40 ms, every
-        # 30 s: docs/benchmarks.md, twelfth round).
-        printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 1000000\nmax_inflight_messages 1000\nset_tcp_nodelay true\n' "$MQ" >"$s/mosquitto.conf"
+        # 30 s; with it, riskwatch gets the readings in more, smaller segments and spends more
+        # CPU per reading at full speed: docs/benchmarks.md, twelfth round). BENCH_NODELAY=false
+        # measures Mosquitto's default.
+        printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 1000000\nmax_inflight_messages 1000\nset_tcp_nodelay %s\n' "$MQ" "$NODELAY" >"$s/mosquitto.conf"
         "$MOSQ" -c "$s/mosquitto.conf" >"$s/mosquitto.log" 2>&1 & PIDS+=($!); MOSQ_PID=$!
         wait_port "$MQ"
         load() { "$RW" bench load --mqtt "127.0.0.1:$MQ" --registry "$s/registry.toml" --single --connections 2 "$@"; }
@@ -225,7 +229,7 @@ if ! skipped kafka; then
         k="$WORK/kafka"; mkdir -p "$k/mosq" "$k/vm"
         "$RW" bench setup --sensors 10000 --out "$k" >/dev/null
         MQ=$(free_port); KP=$(free_port); VP=$(free_port)
-        printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 1000000\nmax_inflight_messages 1000\nset_tcp_nodelay true\n' "$MQ" >"$k/mosquitto.conf"
+        printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 1000000\nmax_inflight_messages 1000\nset_tcp_nodelay %s\n' "$MQ" "$NODELAY" >"$k/mosquitto.conf"
         MOSQ=$(command -v mosquitto || echo /usr/sbin/mosquitto)
         "$MOSQ" -c "$k/mosquitto.conf" >"$k/mosquitto.log" 2>&1 & PIDS+=($!); MOSQ_PID=$!
         (cd "$k" && exec "$TANSU" broker --listener-url "tcp://127.0.0.1:$KP" --advertised-listener-url "tcp://127.0.0.1:$KP" \
