@@ -2,7 +2,7 @@
 //! the rules host on a virtual clock: shelving, and out-of-service windows. Every timeline is
 //! also cut at every input, saved, restored and finished, and must give the very same events.
 
-use riskwatch_core::{AlertCategory, AlertChange, AlertEvent, Level, Quality, Reading, SensorKind, Timestamp, Value};
+use riskwatch_core::{AlertCategory, AlertChange, AlertEvent, Level, Quality, Timestamp};
 use riskwatch_rules::{Input, Outcome, RulesHost};
 
 #[path = "support/timeline.rs"]
@@ -75,24 +75,7 @@ fn host() -> RulesHost {
 }
 
 fn reading(sensor: &str, minute: i64, v: f64) -> Input {
-    let site = match sensor {
-        "wl" => "hankou",
-        "wl-w" => "wuchang",
-        _ => "dam",
-    };
-    Input::Readings {
-        at: at(minute),
-        readings: vec![Reading {
-            sensor: sensor.into(),
-            site: site.into(),
-            kind: SensorKind::WaterLevel,
-            ts: at(minute),
-            value: Value::Scalar(v),
-            unit: "m".into(),
-            quality: Quality::Good,
-            exercise: false,
-        }],
-    }
+    KIT.reading(sensor, minute, v)
 }
 
 fn command(minute: i64, json: serde_json::Value) -> Input {

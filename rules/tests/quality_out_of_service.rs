@@ -5,7 +5,7 @@
 //! each test's alert is brought in line with what the test finds then. Every timeline is also
 //! cut at every input, saved as JSON, restored and finished, and must give the very same events.
 
-use riskwatch_core::{AlertChange, AlertEvent, Level, Quality, Reading, SensorKind, Timestamp, Value};
+use riskwatch_core::{AlertChange, AlertEvent, Level, Quality};
 use riskwatch_rules::{Input, Outcome, RulesHost};
 
 #[path = "support/timeline.rs"]
@@ -38,29 +38,12 @@ const WINDOW: &str = "oos.window";
 
 const KIT: Kit = Kit { t0: T0, registry: REGISTRY, rules: RULES };
 
-fn at(minute: i64) -> Timestamp {
-    KIT.at(minute)
-}
-
 fn host() -> RulesHost {
     KIT.host()
 }
 
 fn reading(sensor: &str, minute: i64, v: f64) -> Input {
-    let site = if sensor == "d1" { "dam" } else { "hankou" };
-    Input::Readings {
-        at: at(minute),
-        readings: vec![Reading {
-            sensor: sensor.into(),
-            site: site.into(),
-            kind: SensorKind::WaterLevel,
-            ts: at(minute),
-            value: Value::Scalar(v),
-            unit: "m".into(),
-            quality: Quality::Good,
-            exercise: false,
-        }],
-    }
+    KIT.reading(sensor, minute, v)
 }
 
 /// Readings of `sensor` every 5 minutes from `from` to `to` (both included), each a centimetre

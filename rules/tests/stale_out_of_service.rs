@@ -4,7 +4,7 @@
 //! counts afresh from the return. Every timeline is also cut at every input, saved as JSON,
 //! restored and finished, and must give the very same events.
 
-use riskwatch_core::{AlertChange, AlertEvent, Level, Quality, Reading, SensorKind, Timestamp, Value};
+use riskwatch_core::{AlertChange, AlertEvent, Level};
 use riskwatch_rules::{Input, Outcome, RulesHost};
 
 #[path = "support/timeline.rs"]
@@ -34,29 +34,12 @@ const WL: &str = "water-level";
 
 const KIT: Kit = Kit { t0: T0, registry: REGISTRY, rules: RULES };
 
-fn at(minute: i64) -> Timestamp {
-    KIT.at(minute)
-}
-
 fn host() -> RulesHost {
     KIT.host()
 }
 
 fn reading(sensor: &str, minute: i64, v: f64) -> Input {
-    let site = if sensor == "d1" { "dam" } else { "hankou" };
-    Input::Readings {
-        at: at(minute),
-        readings: vec![Reading {
-            sensor: sensor.into(),
-            site: site.into(),
-            kind: SensorKind::WaterLevel,
-            ts: at(minute),
-            value: Value::Scalar(v),
-            unit: "m".into(),
-            quality: Quality::Good,
-            exercise: false,
-        }],
-    }
+    KIT.reading(sensor, minute, v)
 }
 
 fn command(minute: i64, json: serde_json::Value) -> Input {

@@ -3,7 +3,7 @@
 //! as JSON, recovered and finished — gives the very events of the uninterrupted run.
 #![allow(dead_code)] // each test file uses its own part of the kit
 
-use riskwatch_core::{AlertEvent, Registry, Timestamp};
+use riskwatch_core::{AlertEvent, Quality, Reading, Registry, SensorKind, Timestamp, Value};
 use riskwatch_rules::host::text_digest;
 use riskwatch_rules::{HostSnapshot, Input, Outcome, RulesHost};
 use std::sync::Arc;
@@ -62,6 +62,24 @@ impl Kit {
 
     pub fn host(&self) -> RulesHost {
         RulesHost::new(self.rules, self.registry(), &text_digest(self.registry), None).unwrap()
+    }
+
+    /// A good water-level reading (metres) of a registered gauge at `minute`, at its site.
+    pub fn reading(&self, sensor: &str, minute: i64, v: f64) -> Input {
+        let site = self.registry().sensor(sensor).expect("a gauge of the kit's registry").site.clone();
+        Input::Readings {
+            at: self.at(minute),
+            readings: vec![Reading {
+                sensor: sensor.into(),
+                site,
+                kind: SensorKind::WaterLevel,
+                ts: self.at(minute),
+                value: Value::Scalar(v),
+                unit: "m".into(),
+                quality: Quality::Good,
+                exercise: false,
+            }],
+        }
     }
 
     /// An officer's command (JSON) at `minute`.
