@@ -173,6 +173,12 @@ pub fn mqtt_source(m: &Metrics, stats: &Arc<riskwatch_ingest::SourceStats>) {
         &[("client", "ingest")],
         |s| s.reconnects.load(Ordering::Relaxed),
     );
+    read(
+        "riskwatch_mqtt_coalesced_reads_total",
+        "Reads of the broker's socket made on the receive-coalescing timer ([mqtt] read_coalesce) that brought messages.",
+        &[],
+        |s| s.coalesced_reads.load(Ordering::Relaxed),
+    );
 }
 
 /// The SL 651 source's counters (the embedded wiring and ingest, with `[sl651] listen`).

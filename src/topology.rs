@@ -140,6 +140,10 @@ pub struct MqttSettings {
     pub password: Option<String>,
     /// QoS 1 messages the broker may have in flight to ingest before it waits for our acks.
     pub inflight: u16,
+    /// Receive coalescing: once readings stream in, ingest reads the broker's socket once per
+    /// this period instead of on every TCP segment (`"0s"`: every segment at once).
+    #[serde(deserialize_with = "mqtt_read_coalesce")]
+    pub read_coalesce: Duration,
     /// Rules workers publish alert events on the MQTT alert topics.
     pub publish_alerts: bool,
     /// Broker CA certificate (PEM): connect over TLS (`RISKWATCH_MQTT_CA`).
@@ -148,6 +152,14 @@ pub struct MqttSettings {
     pub tls_cert: Option<String>,
     /// Its private key (PEM) (`RISKWATCH_MQTT_CLIENT_KEY`).
     pub tls_key: Option<String>,
+}
+
+/// The longest `[mqtt] read_coalesce` accepted.
+const MAX_READ_COALESCE: Duration = Duration::from_millis(100);
+
+/// `mqtt.read_coalesce`, named in its error.
+fn mqtt_read_coalesce<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    humantime_serde::deserialize(d).map_err(|e: D::Error| serde::de::Error::custom(format!("mqtt.read_coalesce: {e}")))
 }
 
 impl MqttSettings {
@@ -176,6 +188,7 @@ impl Default for MqttSettings {
             username: None,
             password: None,
             inflight: riskwatch_ingest::MqttSourceConfig::DEFAULT_INFLIGHT,
+            read_coalesce: riskwatch_ingest::MqttSourceConfig::DEFAULT_READ_COALESCE,
             publish_alerts: true,
             tls_ca: None,
             tls_cert: None,
@@ -364,6 +377,12 @@ impl Topology {
         if self.mqtt.inflight == 0 {
             p.push("mqtt.inflight: must be at least 1".into());
         }
+        if self.mqtt.read_coalesce > MAX_READ_COALESCE {
+            p.push(format!(
+                "mqtt.read_coalesce: {:?} is too long; at most {:?} (a reading may wait this long before it is evaluated)",
+                self.mqtt.read_coalesce, MAX_READ_COALESCE
+            ));
+        }
         if let Some(k) = &self.kafka {
             p.extend(k.problems());
             if self.components.contains(&Component::Sink) && self.questdb.is_none() {
@@ -476,6 +495,20 @@ mod tests {
         let p = t.problems().join("\n");
         assert!(p.contains("sl651.idle_timeout: must be longer than zero"), "{p}");
         assert!(p.contains("sl651.max_connections: must be at least 1"), "{p}");
+    }
+
+    #[test]
+    fn receive_coalescing_has_a_default_and_bad_values_are_named() {
+        let t = parse("registry = \"r\"\nrules = \"x\"\n").unwrap();
+        assert_eq!(t.mqtt.read_coalesce, Duration::from_millis(1));
+        let t = parse("registry = \"r\"\nrules = \"x\"\n[mqtt]\nread_coalesce = \"0s\"\n").unwrap();
+        assert_eq!(t.mqtt.read_coalesce, Duration::ZERO);
+        assert!(t.problems().is_empty(), "{:?}", t.problems());
+        let err = parse("registry = \"r\"\nrules = \"x\"\n[mqtt]\nread_coalesce = \"soon\"\n").unwrap_err();
+        assert!(format!("{err:#}").contains("mqtt.read_coalesce: \"soon\" is not a duration"), "{err:#}");
+        let t = parse("registry = \"r\"\nrules = \"x\"\n[mqtt]\nread_coalesce = \"2s\"\n").unwrap();
+        let p = t.problems().join("\n");
+        assert!(p.contains("mqtt.read_coalesce: 2s is too long; at most 100ms"), "{p}");
     }
 
     #[test]

@@ -75,6 +75,7 @@ async fn the_metrics_endpoint_counts_readings_rejections_and_alerts_of_a_run() {
         "riskwatch_alerts_active{level=\"red\"}",
         "riskwatch_readings_stored_total{sink=\"sqlite\"}",
         "riskwatch_mqtt_reconnects_total{client=\"ingest\"}",
+        "riskwatch_mqtt_coalesced_reads_total",
     ] {
         assert_eq!(sample(&text, s), Some(0.0), "{s} at zero before any input:\n{text}");
     }

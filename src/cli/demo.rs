@@ -88,6 +88,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         mqtt_host: inner.ip().to_string(),
         mqtt_port: inner.port(),
         inflight: riskwatch_ingest::MqttSourceConfig::DEFAULT_INFLIGHT,
+        read_coalesce: riskwatch_ingest::MqttSourceConfig::DEFAULT_READ_COALESCE,
         client_prefix: "riskwatch-demo".into(),
         credentials: None,
         tls: None,

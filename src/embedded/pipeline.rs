@@ -41,6 +41,8 @@ pub struct PipelineConfig {
     /// With an external broker: messages it may have in flight to ingest, unacknowledged
     /// (`[mqtt] inflight`); the bigger, the larger the store's commits under load.
     pub inflight: u16,
+    /// With an external broker: receive coalescing's read period (`[mqtt] read_coalesce`).
+    pub read_coalesce: std::time::Duration,
     /// Prefix of the MQTT client ids (`{prefix}-ingest`, `{prefix}-alerts`).
     pub client_prefix: String,
     /// The rules file, to hot-reload when it changes (`None`: rules are fixed).
@@ -144,6 +146,7 @@ impl Pipeline {
                 credentials: cfg.credentials.clone(),
                 transport: cfg.tls.clone().map(riskwatch_ingest::Tls),
                 inflight: cfg.inflight,
+                read_coalesce: cfg.read_coalesce,
                 ..MqttSourceConfig::new(&cfg.mqtt_host, cfg.mqtt_port, &format!("{}-ingest", cfg.client_prefix))
             },
             Arc::clone(host.registry()),

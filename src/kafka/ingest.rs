@@ -70,6 +70,7 @@ pub async fn run(
         shared(forecast::GATEWAY_FORECASTS_FILTER),
     ];
     mqtt.inflight = t.mqtt.inflight;
+    mqtt.read_coalesce = t.mqtt.read_coalesce;
     mqtt.credentials = t.mqtt.credentials().map(|(u, p)| (u.to_string(), p.to_string()));
     mqtt.transport = tls.map(riskwatch_ingest::Tls);
     let source = MqttSource::new(mqtt, Arc::clone(&registry), Limits::default());

@@ -9,6 +9,7 @@
 //! group of confirmed deliveries ([`session`]). Connection loss is retried with exponential
 //! backoff; the subscription is renewed whenever the broker has no session for us.
 
+mod coalesce;
 mod decode;
 mod delivery;
 mod session;
@@ -59,6 +60,11 @@ pub struct MqttSourceConfig {
     /// holds the rest). Brokers cap what they send unacknowledged on their own side too
     /// (Mosquitto: `max_inflight_messages`, default 20 — raise it for ingest, see docs).
     pub inflight: u16,
+    /// Receive coalescing: once messages stream in faster than one read per this period,
+    /// the broker's socket is read once per period (or once 32 KiB are waiting) instead of on
+    /// every TCP segment, so each read, hand-over and commit carries more messages; a message
+    /// waits at most about this long. Zero reads every segment as it arrives. Plain TCP only.
+    pub read_coalesce: Duration,
     /// Optional username and password.
     pub credentials: Option<(String, String)>,
     /// TLS (or another transport); `None` is plain TCP.
@@ -68,6 +74,9 @@ pub struct MqttSourceConfig {
 impl MqttSourceConfig {
     /// [`MqttSourceConfig::inflight`] unless configured.
     pub const DEFAULT_INFLIGHT: u16 = 1000;
+
+    /// [`MqttSourceConfig::read_coalesce`] unless configured.
+    pub const DEFAULT_READ_COALESCE: Duration = Duration::from_millis(1);
 
     /// Defaults for a broker at `host:port`.
     pub fn new(host: &str, port: u16, client_id: &str) -> Self {
@@ -79,6 +88,7 @@ impl MqttSourceConfig {
             clean_session: false,
             max_packet_bytes: 1024 * 1024,
             inflight: Self::DEFAULT_INFLIGHT,
+            read_coalesce: Self::DEFAULT_READ_COALESCE,
             credentials: None,
             transport: None,
         }
@@ -96,6 +106,9 @@ pub struct SourceStats {
     pub rejected: AtomicU64,
     /// Connection errors seen (each followed by a backoff and a reconnect).
     pub reconnects: AtomicU64,
+    /// Reads of the broker's socket made on receive coalescing's timer that brought messages
+    /// (a steady stream read a period's worth at a time; [`MqttSourceConfig::read_coalesce`]).
+    pub coalesced_reads: AtomicU64,
     /// Gateway connections open on the gateway front (embedded wiring).
     pub gateways: AtomicU64,
     /// Times the gateway front stopped taking a gateway's messages, by the limit reached:
@@ -156,6 +169,7 @@ impl MqttSource {
             transport,
             filters: &cfg.filters,
             max_packet_bytes: cfg.max_packet_bytes,
+            read_coalesce: cfg.read_coalesce,
         };
         let broker = format!("{}:{}", cfg.host, cfg.port);
         let mut backoff = Duration::from_millis(100);

@@ -6,7 +6,8 @@
 //! every acknowledgement travelled through two tasks and a channel. Here:
 //! - one `read` takes whatever the socket holds (up to [`READ_CHUNK`] bytes, hundreds of
 //!   single-reading messages), and every complete message in it goes downstream as one
-//!   [`Delivery`];
+//!   [`Delivery`]; a steady stream of small segments is read once per coalescing period
+//!   instead of segment by segment ([`super::coalesce`]);
 //! - deliveries are confirmed downstream in order (after the store committed them, or Kafka
 //!   took them); the PUBACKs of every delivery confirmed by then go out in **one write**, in
 //!   arrival order as MQTT requires;
@@ -15,6 +16,7 @@
 //!   not read (beyond one [`READ_CHUNK`] already read), so the broker holds the rest (its own
 //!   in-flight window and queue limits apply), never this process's memory.
 
+use super::coalesce::Coalesce;
 use super::decode::Decoder;
 use super::delivery::Delivery;
 use super::unacked::Unacked;
@@ -90,6 +92,8 @@ pub(super) struct Dial<'a> {
     pub transport: Option<&'a Transport>,
     pub filters: &'a [String],
     pub max_packet_bytes: usize,
+    /// Receive coalescing's read period ([`super::coalesce`]); zero reads every segment.
+    pub read_coalesce: Duration,
 }
 
 /// An open, subscribed connection.
@@ -101,6 +105,8 @@ pub(super) struct Link {
     keep_alive: Duration,
     /// Messages that arrived before the SUBACK.
     early: Vec<Publish>,
+    /// Timed reads of a steady stream (plain TCP with a non-zero period only).
+    coalesce: Option<Coalesce>,
     /// Whether the broker kept our session (and so our subscriptions).
     pub session_present: bool,
 }
@@ -108,7 +114,7 @@ pub(super) struct Link {
 impl Link {
     /// Connects, sends CONNECT and, unless the broker kept our session, subscribes.
     pub async fn open(d: &Dial<'_>) -> Result<Link, LinkError> {
-        let stream = tokio::time::timeout(HANDSHAKE_TIMEOUT, connect_stream(d))
+        let (stream, coalesce) = tokio::time::timeout(HANDSHAKE_TIMEOUT, connect_stream(d))
             .await
             .map_err(|_| LinkError::Timeout("the connection to the broker"))??;
         let mut link = Link {
@@ -118,6 +124,7 @@ impl Link {
             max_packet: d.max_packet_bytes,
             keep_alive: d.keep_alive,
             early: Vec::new(),
+            coalesce,
             session_present: false,
         };
         let mut connect = Connect::new(d.client_id);
@@ -187,6 +194,31 @@ impl Link {
         Ok(())
     }
 
+    /// [`Link::fill`] once subscribed: reads close together start receive coalescing (then
+    /// the socket wakes this read only once [`super::coalesce::LOWAT`] bytes wait).
+    async fn fill_serving(&mut self) -> Result<(), LinkError> {
+        self.fill().await?;
+        if let Some(c) = &mut self.coalesce {
+            c.read_at(Instant::now())?;
+        }
+        Ok(())
+    }
+
+    /// While coalescing a steady stream: when the next timed read is due.
+    fn read_due(&self) -> Option<Instant> {
+        self.coalesce.as_ref().and_then(Coalesce::due)
+    }
+
+    /// The timed read of a steady stream: whatever the socket holds, without waiting; the
+    /// bytes read.
+    fn timed_fill(&mut self) -> Result<usize, LinkError> {
+        let Some(c) = &mut self.coalesce else { return Ok(0) };
+        match c.read(&mut self.rbuf, READ_CHUNK) {
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(LinkError::Closed),
+            r => Ok(r?),
+        }
+    }
+
     /// The next complete packet in the read buffer, if there is one.
     fn next_packet(&mut self) -> Result<Option<Packet>, LinkError> {
         match Packet::read(&mut self.rbuf, self.max_packet) {
@@ -213,18 +245,21 @@ impl Link {
     }
 }
 
-async fn connect_stream(d: &Dial<'_>) -> Result<Box<dyn Stream>, LinkError> {
+async fn connect_stream(d: &Dial<'_>) -> Result<(Box<dyn Stream>, Option<Coalesce>), LinkError> {
     let tcp = TcpStream::connect((d.host, d.port)).await?;
     // Acknowledgements go out at once, not after the previous write's TCP acknowledgement.
     tcp.set_nodelay(true)?;
     match d.transport {
-        None | Some(Transport::Tcp) => Ok(Box::new(tcp)),
+        None | Some(Transport::Tcp) => {
+            let coalesce = Coalesce::new(&tcp, d.read_coalesce)?;
+            Ok((Box::new(tcp), coalesce))
+        }
         Some(Transport::Tls(tls)) => {
             let config = rustls_config(tls)?;
             let name = ServerName::try_from(d.host.to_string()).map_err(|e| LinkError::Tls(e.to_string()))?;
             let stream =
                 TlsConnector::from(config).connect(name, tcp).await.map_err(|e| LinkError::Tls(e.to_string()))?;
-            Ok(Box::new(stream))
+            Ok((Box::new(stream), None))
         }
         #[allow(unreachable_patterns)]
         Some(_) => Err(LinkError::Tls("only TCP and TLS (rustls) transports are supported for ingest".into())),
@@ -356,6 +391,7 @@ pub(super) async fn serve(
             // The broker's answer to a ping may sit unread behind held messages.
             ping_sent = None;
         }
+        let read_due = link.read_due();
         tokio::select! {
             biased;
             _ = shutdown.changed() => return Ended::Stop(Drain { link, unacked }),
@@ -379,11 +415,21 @@ pub(super) async fn serve(
                 Ok(permit) => permit.send(held.take().expect("held")),
                 Err(_) => return Ended::Stop(Drain { link, unacked }),
             },
-            filled = link.fill(), if reading => {
+            filled = link.fill_serving(), if reading => {
                 if let Err(e) = filled {
                     fail!(e);
                 }
                 ping_sent = None;
+            }
+            _ = tokio::time::sleep_until(read_due.unwrap_or_else(Instant::now)), if reading && read_due.is_some() => {
+                match link.timed_fill() {
+                    Ok(0) => {}
+                    Ok(_) => {
+                        ping_sent = None;
+                        decode.stats.coalesced_reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    Err(e) => fail!(e),
+                }
             }
             _ = tick.tick() => {
                 let now = Instant::now();
