@@ -27,7 +27,8 @@
 # Knobs: BENCH_DURATION (15s), BENCH_RATES ("40000 60000 100000"), BENCH_KAFKA_RATE (20000),
 # BENCH_STATIONS (100), BENCH_SINGLE_COUNT (310000 messages in part 2b), BENCH_COMMIT_INTERVAL (the rules workers' commit_interval, default 1s),
 # BENCH_NODELAY (part 2b's and 3's Mosquitto `set_tcp_nodelay`: true, as deploy/mosquitto/mosquitto.conf;
-# false for Mosquitto's default, Nagle's algorithm), BENCH_SKIP ("engine kafka …" to leave parts out), BENCH_PERF (a directory:
+# false for Mosquitto's default, Nagle's algorithm), BENCH_READ_COALESCE (part 2b's `run --broker --read-coalesce`, 1ms as
+# shipped; 0s reads every TCP segment as it arrives), BENCH_SKIP ("engine kafka …" to leave parts out), BENCH_PERF (a directory:
 # record `perf` profiles of ingest, rules and sink during the Kafka-path load, for `perf report -i`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,6 +40,7 @@ SINGLE_COUNT="${BENCH_SINGLE_COUNT:-310000}"
 STATIONS="${BENCH_STATIONS:-100}"
 SKIP=" ${BENCH_SKIP:-} "
 NODELAY="${BENCH_NODELAY:-true}"
+READ_COALESCE="${BENCH_READ_COALESCE:-1ms}"
 CACHE="${RISKWATCH_CACHE:-$HOME/.cache/riskwatch}"
 TANSU="$CACHE/tools/tansu-0.6.0/bin/tansu"
 RW="$PWD/target/release/riskwatch"
@@ -58,8 +60,32 @@ cpu_ticks() { if [ -r "/proc/$1/stat" ]; then awk '{print $14+$15}' "/proc/$1/st
 rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 # Private (anonymous) memory: RSS without the file pages SQLite maps (those are page cache).
 anon_kib() { awk '/RssAnon/ {print $2}' "/proc/$1/status"; }
-# Write and read system calls so far (all threads): "syscw syscr".
+# Write and read system calls so far (all threads): "syscw syscr". File and pipe calls only:
+# the kernel does not count socket calls there (sendto, recvfrom), see syscalls_during.
 syscalls() { awk '/^syscw/ {w = $2} /^syscr/ {r = $2} END {print w, r}' "/proc/$1/io"; }
+# Every write- and read-family system call of process $1 (socket calls included: ingest's
+# PUBACKs go out with sendto, readings come in with recvfrom) while the rest of the arguments
+# run, counted in the kernel by perf's syscall tracepoints: prints "writes reads", or nothing
+# when perf cannot count them here (then the caller falls back to syscalls, files only).
+WRITE_CALLS="write writev pwrite64 pwritev pwritev2 sendto sendmsg sendmmsg"
+READ_CALLS="read readv pread64 preadv preadv2 recvfrom recvmsg recvmmsg"
+syscalls_during() {
+    local pid=$1; shift
+    local events="" c
+    for c in $WRITE_CALLS $READ_CALLS; do events="$events${events:+,}syscalls:sys_enter_$c"; done
+    if ! command -v perf >/dev/null || ! perf stat -x, -e "$events" -- true >/dev/null 2>&1; then
+        "$@"; return
+    fi
+    local out="$WORK/syscalls.$pid.csv"
+    perf stat -x, -e "$events" -p "$pid" -o "$out" & local perf_pid=$!
+    sleep 0.2
+    "$@"
+    kill -INT "$perf_pid"; wait "$perf_pid" 2>/dev/null || true
+    awk -F, -v w=" $WRITE_CALLS " -v r=" $READ_CALLS " \
+        '$3 ~ /^syscalls:sys_enter_/ { c = $3; sub(/^syscalls:sys_enter_/, "", c);
+                                        if (index(w, " " c " ")) W += $1; else if (index(r, " " c " ")) R += $1 }
+         END { print W + 0, R + 0 }' "$out" >"$WORK/syscalls.$pid"
+}
 # Context switches so far, voluntary and not, summed over the process's threads.
 ctx_switches() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/ctxt_switches/ {n += $2} END {print n + 0}'; }
 hz=$(getconf CLK_TCK)
@@ -158,7 +184,7 @@ fi
 
 if ! skipped single; then
     echo
-    echo "== 2b. single-reading messages through Mosquitto (riskwatch run --broker, set_tcp_nodelay $NODELAY): $SINGLE_COUNT QoS 1 messages, one reading each, 10 000 gauges, 2 publishing connections"
+    echo "== 2b. single-reading messages through Mosquitto (riskwatch run --broker --read-coalesce $READ_COALESCE, set_tcp_nodelay $NODELAY): $SINGLE_COUNT QoS 1 messages, one reading each, 10 000 gauges, 2 publishing connections"
     MOSQ=$(command -v mosquitto || echo /usr/sbin/mosquitto)
     if [ ! -x "$MOSQ" ] || ! command -v mosquitto_sub >/dev/null; then
         echo "   skipped: needs mosquitto and mosquitto_sub (scripts/install-test-servers.sh installs them)"
@@ -194,25 +220,36 @@ if ! skipped single; then
         # and acknowledged; a probe gauge's alerts timed by an officer's subscription.
         METRICS_PORT=$(free_port)
         "$RW" run --registry "$s/registry.toml" --rules "$s/rules.toml" --db "$s/store.db" \
-            --broker "127.0.0.1:$MQ" --metrics "127.0.0.1:$METRICS_PORT" >"$s/run.log" 2>&1 &
+            --broker "127.0.0.1:$MQ" --read-coalesce "$READ_COALESCE" --metrics "127.0.0.1:$METRICS_PORT" >"$s/run.log" 2>&1 &
         RUN_PID=$!; PIDS+=("$RUN_PID")
         wait_port "$METRICS_PORT"
         for _ in $(seq 1 100); do grep -q "ready" "$s/run.log" && break; sleep 0.1; done
         sleep 1
         t0=$(cpu_ticks "$RUN_PID"); read -r w0 r0 < <(syscalls "$RUN_PID"); c0=$(ctx_switches "$RUN_PID")
-        start=$(date +%s.%N)
         out=$(load --count "$SINGLE_COUNT" --metrics "http://127.0.0.1:$METRICS_PORT/metrics")
-        wall=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { print e - s }')
         t1=$(cpu_ticks "$RUN_PID"); read -r w1 r1 < <(syscalls "$RUN_PID"); c1=$(ctx_switches "$RUN_PID")
         stored=$(sed -n 's/^stored \([0-9]*\) readings.*/\1/p' <<<"$out")
         rate=$(sed -n 's/^stored [0-9]* readings: \([0-9]*\)\/s.*/\1/p' <<<"$out")
+        # The system calls in a second pass of the same load: perf's syscall tracepoints put
+        # every call of the traced process on the kernel's slow path (+0.5–2 µs per reading
+        # here), so the CPU figure comes from the pass above, untraced.
+        rm -f "$WORK/syscalls.$RUN_PID"
+        traced=$(syscalls_during "$RUN_PID" load --count "$SINGLE_COUNT" --metrics "http://127.0.0.1:$METRICS_PORT/metrics")
+        if [ -s "$WORK/syscalls.$RUN_PID" ]; then
+            read -r w r <"$WORK/syscalls.$RUN_PID"; calls="syscalls (sockets included; perf, a second pass)"
+            n_traced=$(sed -n 's/^stored \([0-9]*\) readings.*/\1/p' <<<"$traced")
+        else
+            w=$((w1 - w0)); r=$((r1 - r0)); calls="file syscalls (perf unavailable: socket calls not counted)"
+            n_traced=$stored
+        fi
         echo "-- riskwatch (as fast as it takes them)"
         sed 's/^/   /' <<<"$out"
-        awk -v t="$((t1 - t0))" -v hz="$hz" -v n="${stored:-0}" -v w="$((w1 - w0))" -v r="$((r1 - r0))" -v c="$((c1 - c0))" \
+        awk -v t="$((t1 - t0))" -v hz="$hz" -v n="${stored:-0}" -v nt="${n_traced:-0}" -v w="$w" -v r="$r" -v c="$((c1 - c0))" -v calls="$calls" \
             -v rss="$(rss_kib "$RUN_PID")" -v rate="${rate:-0}" -v ceil="$CEILING" \
-            'BEGIN { if (n == 0) n = 1;
-                     printf "   riskwatch: %.0f %% of the broker-only ceiling; CPU %.2f µs per reading; per reading %.3f write and %.3f read syscalls, %.3f context switches; RSS %.0f MiB\n",
-                            rate / ceil * 100, t / hz / n * 1e6, w / n, r / n, c / n, rss / 1024 }'
+            'BEGIN { if (n == 0) n = 1; if (nt == 0) nt = 1;
+                     printf "   riskwatch: %.0f %% of the broker-only ceiling; CPU %.2f µs per reading; %.3f context switches per reading; RSS %.0f MiB\n",
+                            rate / ceil * 100, t / hz / n * 1e6, c / n, rss / 1024;
+                     printf "   per reading %.3f write and %.3f read %s\n", w / nt, r / nt, calls }'
         half=$((CEILING / 2))
         echo "-- alert latency at half the ceiling ($half readings/s offered, $DURATION)"
         load --rate "$half" --duration "$DURATION" --metrics "http://127.0.0.1:$METRICS_PORT/metrics" | sed 's/^/   /'

@@ -7,7 +7,7 @@ mod servers;
 
 use riskwatch_core::wire::{topic, Limits};
 use riskwatch_core::Registry;
-use riskwatch_ingest::{Delivery, IngestEvent, MqttSource, MqttSourceConfig};
+use riskwatch_ingest::{Delivery, IngestEvent, MqttSource, MqttSourceConfig, SourceStats};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -67,29 +67,52 @@ async fn next(rx: &mut mpsc::Receiver<Delivery>, what: &str) -> Delivery {
         .expect("source running")
 }
 
+/// A running source under test.
+struct Running {
+    stats: Arc<SourceStats>,
+    rx: mpsc::Receiver<Delivery>,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Starts a source with `cfg` on the one-gauge registry and waits until it is subscribed.
+async fn start(cfg: MqttSourceConfig) -> Running {
+    let registry = Arc::new(Registry::from_toml(REGISTRY).unwrap());
+    let source = MqttSource::new(cfg, registry, Limits::default());
+    let stats = source.stats();
+    let (tx, rx) = mpsc::channel::<Delivery>(4);
+    let (stop, stop_rx) = watch::channel(false);
+    let (ready_tx, mut ready) = watch::channel(false);
+    let task = tokio::spawn(source.run_confirmed(tx, stop_rx, ready_tx));
+    tokio::time::timeout(Duration::from_secs(15), ready.wait_for(|r| *r)).await.unwrap().unwrap();
+    Running { stats, rx, stop, task }
+}
+
+impl Running {
+    /// Stops the source (it acknowledges what was confirmed) and waits for it.
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        tokio::time::timeout(Duration::from_secs(20), self.task).await.unwrap().unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unconfirmed_messages_come_back_and_the_unacked_limit_holds() {
     const N: u64 = 3000;
     const LIMIT: u16 = 40;
     let dir = tempfile::tempdir().unwrap();
     let mqtt = servers::mosquitto(dir.path());
-    let registry = Arc::new(Registry::from_toml(REGISTRY).unwrap());
     let mut cfg = MqttSourceConfig::new("127.0.0.1", mqtt.port, "test-ingest");
     cfg.inflight = LIMIT;
-    let source = MqttSource::new(cfg, registry, Limits::default());
-    let stats = source.stats();
-    let (tx, mut rx) = mpsc::channel::<Delivery>(4);
-    let (stop, stop_rx) = watch::channel(false);
-    let (ready_tx, mut ready) = watch::channel(false);
-    let task = tokio::spawn(source.run_confirmed(tx, stop_rx, ready_tx));
-    tokio::time::timeout(Duration::from_secs(15), ready.wait_for(|r| *r)).await.unwrap().unwrap();
+    let mut source = start(cfg).await;
+    let rx = &mut source.rx;
     publish(mqtt.port, N).await;
 
     // Hold deliveries unconfirmed: the source stops reading at LIMIT messages.
     let mut held = Vec::new();
     let mut held_messages = 0;
     while held_messages < usize::from(LIMIT) {
-        let d = next(&mut rx, "filling the unacknowledged window").await;
+        let d = next(rx, "filling the unacknowledged window").await;
         held_messages += d.messages.len();
         held.push(d);
     }
@@ -107,7 +130,7 @@ async fn unconfirmed_messages_come_back_and_the_unacked_limit_holds() {
         d.confirm();
     }
     let dropped = loop {
-        let d = next(&mut rx, "the first half").await;
+        let d = next(rx, "the first half").await;
         let ts = times(&d);
         if ts.iter().any(|t| *t > 1500) {
             break ts; // … then drop this one unconfirmed: the source must not acknowledge it.
@@ -121,7 +144,7 @@ async fn unconfirmed_messages_come_back_and_the_unacked_limit_holds() {
     // The rest arrives, the dropped messages again among them (after a reconnect).
     let mut again = 0;
     while (1..=N as i64).any(|t| !confirmed.contains_key(&t)) {
-        let d = next(&mut rx, "the re-delivery and the second half").await;
+        let d = next(rx, "the re-delivery and the second half").await;
         for t in times(&d) {
             again += usize::from(before_drop.contains_key(&t));
             *confirmed.entry(t).or_default() += 1;
@@ -135,23 +158,17 @@ async fn unconfirmed_messages_come_back_and_the_unacked_limit_holds() {
     if again > 0 {
         eprintln!("{again} confirmed messages delivered again after the reconnect");
     }
-    assert!(stats.reconnects.load(std::sync::atomic::Ordering::Relaxed) >= 1, "the source reconnected after the drop");
-    let _ = stop.send(true);
-    tokio::time::timeout(Duration::from_secs(20), task).await.unwrap().unwrap();
+    assert!(
+        source.stats.reconnects.load(std::sync::atomic::Ordering::Relaxed) >= 1,
+        "the source reconnected after the drop"
+    );
+    source.stop().await;
 
     // Everything confirmed was acknowledged: a new session under the same client id gets nothing.
-    let registry = Arc::new(Registry::from_toml(REGISTRY).unwrap());
-    let source =
-        MqttSource::new(MqttSourceConfig::new("127.0.0.1", mqtt.port, "test-ingest"), registry, Limits::default());
-    let (tx, mut rx) = mpsc::channel::<Delivery>(4);
-    let (stop, stop_rx) = watch::channel(false);
-    let (ready_tx, mut ready) = watch::channel(false);
-    let task = tokio::spawn(source.run_confirmed(tx, stop_rx, ready_tx));
-    tokio::time::timeout(Duration::from_secs(15), ready.wait_for(|r| *r)).await.unwrap().unwrap();
-    let again = tokio::time::timeout(Duration::from_secs(1), rx.recv()).await;
+    let mut source = start(MqttSourceConfig::new("127.0.0.1", mqtt.port, "test-ingest")).await;
+    let again = tokio::time::timeout(Duration::from_secs(1), source.rx.recv()).await;
     assert!(again.is_err(), "acknowledged messages delivered again: {:?}", again.map(|d| d.map(|d| times(&d))));
-    let _ = stop.send(true);
-    tokio::time::timeout(Duration::from_secs(20), task).await.unwrap().unwrap();
+    source.stop().await;
 }
 
 /// Receive coalescing (`[mqtt] read_coalesce`): a burst makes the source read the broker's socket
@@ -162,16 +179,9 @@ async fn a_streamed_burst_is_read_on_the_coalescing_timer_and_its_tail_is_not_le
     const N: u64 = 3000;
     let dir = tempfile::tempdir().unwrap();
     let mqtt = servers::mosquitto(dir.path());
-    let registry = Arc::new(Registry::from_toml(REGISTRY).unwrap());
     let mut cfg = MqttSourceConfig::new("127.0.0.1", mqtt.port, "test-ingest-coalesce");
     cfg.read_coalesce = Duration::from_millis(20);
-    let source = MqttSource::new(cfg, registry, Limits::default());
-    let stats = source.stats();
-    let (tx, mut rx) = mpsc::channel::<Delivery>(4);
-    let (stop, stop_rx) = watch::channel(false);
-    let (ready_tx, mut ready) = watch::channel(false);
-    let task = tokio::spawn(source.run_confirmed(tx, stop_rx, ready_tx));
-    tokio::time::timeout(Duration::from_secs(15), ready.wait_for(|r| *r)).await.unwrap().unwrap();
+    let mut source = start(cfg).await;
     let gateway = tokio::spawn(publish(mqtt.port, N));
 
     // The whole burst within a deadline: a tail left in the socket would wait for the broker's
@@ -179,7 +189,7 @@ async fn a_streamed_burst_is_read_on_the_coalescing_timer_and_its_tail_is_not_le
     let mut seen: BTreeMap<i64, u32> = BTreeMap::new();
     let whole = tokio::time::timeout(Duration::from_secs(10), async {
         while seen.len() < N as usize {
-            let d = next(&mut rx, "the burst, to its last message").await;
+            let d = next(&mut source.rx, "the burst, to its last message").await;
             for t in times(&d) {
                 *seen.entry(t).or_default() += 1;
             }
@@ -192,9 +202,8 @@ async fn a_streamed_burst_is_read_on_the_coalescing_timer_and_its_tail_is_not_le
     assert_eq!(seen.keys().copied().collect::<Vec<_>>(), (1..=N as i64).collect::<Vec<_>>());
     let twice: Vec<_> = seen.iter().filter(|(_, n)| **n != 1).collect();
     assert!(twice.is_empty(), "messages delivered more than once without a reconnect: {twice:?}");
-    let timed = stats.coalesced_reads.load(std::sync::atomic::Ordering::Relaxed);
+    let timed = source.stats.coalesced_reads.load(std::sync::atomic::Ordering::Relaxed);
     assert!(timed > 0, "the burst was never read on the coalescing timer");
-    assert_eq!(stats.reconnects.load(std::sync::atomic::Ordering::Relaxed), 0);
-    let _ = stop.send(true);
-    tokio::time::timeout(Duration::from_secs(20), task).await.unwrap().unwrap();
+    assert_eq!(source.stats.reconnects.load(std::sync::atomic::Ordering::Relaxed), 0);
+    source.stop().await;
 }
