@@ -50,7 +50,7 @@ pub use config::{CompiledRule, RuleError, RuleSet, RuleSpec, Selector};
 pub use detector_measure::{Detector, StaLtaParams};
 pub use drill::Drill;
 pub use engine::{Engine, EngineStats};
-pub use host::{HostSnapshot, Input, Outcome, Refused, RulesHost};
+pub use host::{HostDelta, HostSnapshot, Input, Outcome, Refused, RulesHost};
 pub use lifecycle::{Action, Command, CommandError};
 pub use measure::Measure;
 pub use message::MessageTemplate;

@@ -37,15 +37,19 @@ pub fn state_path(db: &Path) -> PathBuf {
     PathBuf::from(p)
 }
 
-/// One save, serialised: the snapshot without its sensors, and the sensors' states.
-#[derive(Debug, Default)]
+/// Each saved sensor's (id, state JSON), serialised one at a time as the save writes them: a
+/// save of every sensor holds one sensor's JSON at a time, not all of them (a burst that
+/// touched every sensor of a large registry otherwise held every sensor's JSON at once).
+pub type SensorRows = Box<dyn Iterator<Item = Result<(String, String), String>> + Send>;
+
+/// One save: the snapshot without its sensors (serialised), and the sensors' states.
 pub struct StateRows {
     /// Whether the sensors are all of them (any other saved sensor is forgotten).
     pub full: bool,
     /// The rest of the snapshot (JSON).
     pub meta: String,
-    /// (sensor id, state JSON) of each sensor saved.
-    pub sensors: Vec<(String, String)>,
+    /// The sensors saved.
+    pub sensors: SensorRows,
 }
 
 /// What the saved state was when loaded.
@@ -102,15 +106,17 @@ impl StateFile {
         Ok(Some(LoadedState { meta, sensors }))
     }
 
-    /// Writes one save in one transaction.
-    pub fn save(&mut self, position: u64, rows: &StateRows) -> Result<(), StoreError> {
+    /// Writes one save in one transaction (none of it if a sensor's state cannot be
+    /// serialised).
+    pub fn save(&mut self, position: u64, rows: StateRows) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
         if rows.full {
             tx.execute("DELETE FROM sensor_state", [])?;
         }
         {
             let mut st = tx.prepare_cached("INSERT OR REPLACE INTO sensor_state (sensor, state) VALUES (?1, ?2)")?;
-            for (sensor, state) in &rows.sensors {
+            for row in rows.sensors {
+                let (sensor, state) = row.map_err(StoreError::Serialise)?;
                 st.execute(params![sensor, state])?;
             }
         }
@@ -165,7 +171,7 @@ impl StateWriter {
                     let began = std::time::Instant::now();
                     let written = (save.serialise)()
                         .map_err(|e| e.to_string())
-                        .and_then(|rows| file.save(save.position, &rows).map_err(|e| e.to_string()));
+                        .and_then(|rows| file.save(save.position, rows).map_err(|e| e.to_string()));
                     match written {
                         Ok(()) => {
                             took(began.elapsed());

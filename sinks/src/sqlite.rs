@@ -91,6 +91,9 @@ pub enum StoreError {
     /// The writer thread ended unexpectedly.
     #[error("SQLite writer thread panicked")]
     WriterGone,
+    /// Something to be written could not be serialised (the rule state).
+    #[error("serialising for the store: {0}")]
+    Serialise(String),
 }
 
 /// Row counts written by a store.

@@ -100,8 +100,12 @@ fn the_rule_state_is_saved_as_durably_as_the_store_commits() {
     let path = state_path(&dir.path().join("store.db"));
     let mut state = StateFile::open(&path).unwrap();
     assert_eq!(state.synchronous().unwrap(), Synchronous::Full);
-    let rows = StateRows { full: true, meta: "{}".into(), sensors: vec![("wl-1".into(), "{}".into())] };
-    state.save(7, &rows).unwrap();
+    let rows = StateRows {
+        full: true,
+        meta: "{}".into(),
+        sensors: Box::new(std::iter::once(Ok(("wl-1".into(), "{}".into())))),
+    };
+    state.save(7, rows).unwrap();
     drop(state);
     let normal = StateFile::open_with(&path, Synchronous::Normal).unwrap();
     assert_eq!(normal.synchronous().unwrap(), Synchronous::Normal);
@@ -162,4 +166,26 @@ fn a_saved_states_journal_entries_go_a_slice_per_commit_and_all_of_them_go() {
     let left = journal_positions(&path);
     assert_eq!(left.first(), Some(&2501), "entries up to the saved position still there");
     assert_eq!(left.len() as u64, next - 2501);
+}
+
+#[test]
+fn a_save_whose_sensor_cannot_be_serialised_leaves_the_previous_save_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut state = StateFile::open(&state_path(&dir.path().join("store.db"))).unwrap();
+    let rows = |items: Vec<Result<(String, String), String>>| StateRows {
+        full: false,
+        meta: "{\"position\":1}".into(),
+        sensors: Box::new(items.into_iter()),
+    };
+    state.save(1, rows(vec![Ok(("wl-1".into(), "\"a\"".into())), Ok(("wl-2".into(), "\"b\"".into()))])).unwrap();
+    // The second save's first sensor is written before its second fails to serialise.
+    let mut failing = rows(vec![Ok(("wl-1".into(), "\"changed\"".into())), Err("not serialisable".into())]);
+    failing.meta = "{\"position\":2}".into();
+    let err = state.save(2, failing).unwrap_err();
+    assert!(err.to_string().contains("not serialisable"), "{err}");
+    let loaded = state.load().unwrap().expect("the first save");
+    assert_eq!(loaded.meta, "{\"position\":1}");
+    let mut sensors = loaded.sensors;
+    sensors.sort();
+    assert_eq!(sensors, vec!["\"a\"".to_string(), "\"b\"".to_string()]);
 }

@@ -19,7 +19,7 @@ use clap::Args;
 use riskwatch_core::{Quality, Reading, Registry, SensorId, SensorKind, SiteId, Timestamp, Value};
 use riskwatch_rules::host::text_digest;
 use riskwatch_rules::{Input, RulesHost};
-use riskwatch_sinks::rule_state::{state_path, StateFile, StateRows};
+use riskwatch_sinks::rule_state::{state_path, StateFile};
 use riskwatch_sinks::sqlite::{SqliteStore, StoreItem};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -197,17 +197,13 @@ pub fn run(args: RecoveryArgs) -> Result<()> {
     let mut state = StateFile::open(&state_path(&db))?;
     // A new state file: the first save writes every sensor.
     host.mark_all_changed();
+    let saved_sensors = host.engine().changed_sensors();
     let delta = host.snapshot_changes();
     anyhow::ensure!(delta.full, "the first save into a new state file must be whole");
     let position = delta.snapshot.position;
-    let (rest, sensors) = delta.snapshot.engine.split_sensors();
-    let meta = riskwatch_rules::HostSnapshot { engine: rest, ..delta.snapshot };
-    let mut rows = StateRows { full: true, meta: serde_json::to_string(&meta)?, sensors: Vec::new() };
-    for s in &sensors {
-        rows.sensors.push((s.sensor().to_string(), serde_json::to_string(s)?));
-    }
+    let rows = crate::embedded::rules_stage::state_rows(delta).map_err(anyhow::Error::msg)?;
     let t = Instant::now();
-    state.save(position, &rows)?;
+    state.save(position, rows)?;
     let saved_in = t.elapsed();
     let mut items = Vec::new();
     let mut journaled = 0usize;
@@ -232,8 +228,7 @@ pub fn run(args: RecoveryArgs) -> Result<()> {
     let journal_mb = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0) as f64 / 1e6
         + std::fs::metadata(dir.join("store.db-wal")).map(|m| m.len()).unwrap_or(0) as f64 / 1e6;
     println!(
-        "  saved state: {} sensors written in {:.2} s; journal tail: {journaled} readings, {journal_mb:.0} MB",
-        sensors.len(),
+        "  saved state: {saved_sensors} sensors serialised and written in {:.2} s; journal tail: {journaled} readings, {journal_mb:.0} MB",
         saved_in.as_secs_f64()
     );
 

@@ -6,7 +6,7 @@ pub mod broker;
 pub mod pipeline;
 mod publisher;
 pub mod recovery;
-mod rules_stage;
+pub(crate) mod rules_stage;
 pub mod summary;
 
 pub use pipeline::{FrontConfig, Pipeline, PipelineConfig};

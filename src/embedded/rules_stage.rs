@@ -77,6 +77,18 @@ fn changed_text(watched: &mut Option<(PathBuf, Option<SystemTime>)>) -> Option<S
     }
 }
 
+/// A save as the state file writes it: the snapshot's sensors are serialised one at a time as
+/// they are written, each dropped once written.
+pub(crate) fn state_rows(delta: riskwatch_rules::HostDelta) -> Result<StateRows, String> {
+    let (rest, sensors) = delta.snapshot.engine.split_sensors();
+    let meta = riskwatch_rules::HostSnapshot { engine: rest, ..delta.snapshot };
+    let meta = serde_json::to_string(&meta).map_err(|e| e.to_string())?;
+    let sensors = sensors
+        .into_iter()
+        .map(|s| serde_json::to_string(&s).map(|json| (s.sensor().to_string(), json)).map_err(|e| e.to_string()));
+    Ok(StateRows { full: delta.full, meta, sensors: Box::new(sensors) })
+}
+
 /// The stage's state.
 pub struct RulesStage {
     host: RulesHost,
@@ -353,18 +365,7 @@ impl RulesStage {
         self.metrics.state_copied(began.elapsed());
         let Some(delta) = delta else { return };
         let position = delta.snapshot.position;
-        self.state.save(StateSave::new(position, move || {
-            let full = delta.full;
-            let (rest, sensors) = delta.snapshot.engine.split_sensors();
-            let meta = riskwatch_rules::HostSnapshot { engine: rest, ..delta.snapshot };
-            let err = |e: serde_json::Error| e.to_string();
-            let mut rows = StateRows { full, meta: serde_json::to_string(&meta).map_err(err)?, sensors: Vec::new() };
-            rows.sensors.reserve(sensors.len());
-            for s in &sensors {
-                rows.sensors.push((s.sensor().to_string(), serde_json::to_string(s).map_err(err)?));
-            }
-            Ok(rows)
-        }));
+        self.state.save(StateSave::new(position, move || state_rows(delta)));
     }
 
     async fn send(&self, out: Outgoing) -> Result<()> {
