@@ -123,7 +123,9 @@ impl Snapshot {
 
     /// Takes the sensors out: the rest of the snapshot, and each sensor's state, in id order.
     pub fn split_sensors(mut self) -> (Snapshot, Vec<SensorState>) {
-        self.sensors.sort_by(|a, b| a.sensor.cmp(&b.sensor));
+        // Unstable: ids are unique here, and a stable sort of 10 000 sensor states allocated a
+        // scratch copy of them (8 MB at a save of every sensor).
+        self.sensors.sort_unstable_by(|a, b| a.sensor.cmp(&b.sensor));
         let sensors = std::mem::take(&mut self.sensors).into_iter().map(SensorState).collect();
         (self, sensors)
     }
@@ -203,7 +205,7 @@ impl Engine {
     /// The engine's state, to restore after a restart.
     pub fn snapshot(&self) -> Snapshot {
         let mut sensors: Vec<SensorSnap> = self.sensors.iter().map(|(id, slot)| self.sensor_snap(id, slot)).collect();
-        sensors.sort_by(|a, b| a.sensor.cmp(&b.sensor));
+        sensors.sort_unstable_by(|a, b| a.sensor.cmp(&b.sensor));
         self.snapshot_with(sensors)
     }
 
