@@ -421,7 +421,9 @@ pub(super) async fn serve(
                 }
                 ping_sent = None;
             }
-            _ = tokio::time::sleep_until(read_due.unwrap_or_else(Instant::now)), if reading && read_due.is_some() => {
+            // Lazy: select! builds every branch's future each turn, and outside a stream there is
+            // no timer to arm.
+            _ = async { if let Some(due) = read_due { tokio::time::sleep_until(due).await } }, if reading && read_due.is_some() => {
                 match link.timed_fill() {
                     Ok(0) => {}
                     Ok(_) => {
