@@ -12,6 +12,9 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+// Test binaries that include both `common` and `servers` get two copies of the port module;
+// each reserves its own block of ports (see the module), so they never hand out the same one.
+#[allow(clippy::duplicate_mod)]
 #[path = "ports/mod.rs"]
 mod ports;
 pub use ports::free_port;

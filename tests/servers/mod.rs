@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+// Test binaries that include both `common` and `servers` get two copies of the port module;
+// each reserves its own block of ports (see the module), so they never hand out the same one.
+#[allow(clippy::duplicate_mod)]
 #[path = "../ports/mod.rs"]
 mod ports;
 pub use ports::free_port;
