@@ -53,7 +53,11 @@ impl StoreHistory {
             )
             .map_err(|e| format!("opening the store {}: {e}", self.path.display()))?;
             let has_table = conn
-                .query_row("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'readings'", [], |_| Ok(()))
+                .query_row(
+                    "SELECT 1 FROM sqlite_master WHERE type IN ('table', 'view') AND name = 'readings'",
+                    [],
+                    |_| Ok(()),
+                )
                 .optional()
                 .map_err(|e| e.to_string())?
                 .is_some();

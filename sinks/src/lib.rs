@@ -17,6 +17,7 @@ pub mod console;
 pub mod mqtt_alerts;
 pub mod questdb;
 pub mod questdb_tables;
+mod readings_table;
 pub mod retry;
 pub mod rule_state;
 pub mod sqlite;

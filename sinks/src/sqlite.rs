@@ -1,14 +1,14 @@
 //! The embedded store: SQLite with WAL, written in batched transactions from one thread.
 //!
 //! Tables: `readings` (primary key event time + sensor, so a re-delivered reading replaces
-//! itself), `alert_events` (primary key event id), `dead_letters` (reason + raw bytes),
+//! itself; integer rows behind a view in stores made by this version, see `readings_table`), `alert_events` (primary key event id), `dead_letters` (reason + raw bytes),
 //! `commands` (the audit trail), and `input_journal`: every input of the rules host since its
 //! last saved state (`rule_state`), written in the same transactions as the readings, so what
 //! was acknowledged to a gateway is always in the journal. (`engine_state` holds the engine
 //! state of stores written before the host kept its state apart; it is read once, to migrate.)
 
-use riskwatch_core::reading::Value;
-use riskwatch_core::wire::value_json;
+pub use crate::readings_table::Layout;
+use crate::readings_table::ReadingsTable;
 use riskwatch_core::{AlertEvent, DeadLetter, Reading};
 use rusqlite::{params, Connection};
 use std::path::Path;
@@ -117,7 +117,7 @@ const SCHEMA: &str = "
 -- size.
 PRAGMA page_size = 16384;
 PRAGMA journal_mode = WAL;
--- Readings are clustered by time, (ts, sensor): live data arrives in time order, so a batch
+-- Readings (`readings_table`) are clustered by time, (ts, sensor): live data arrives in time order, so a batch
 -- lands on the last few pages of the table instead of one page per sensor (keyed (sensor, ts),
 -- every commit rewrote ~one 4 KiB page per reading into the WAL). Replay reads by time range.
 -- Stores created before keep their (sensor, ts) key and work unchanged. The page cache keeps
@@ -127,14 +127,6 @@ PRAGMA journal_mode = WAL;
 PRAGMA cache_size = -8192;
 PRAGMA mmap_size = 0;
 PRAGMA temp_store = MEMORY;
-CREATE TABLE IF NOT EXISTS readings (
-    sensor TEXT NOT NULL, site TEXT NOT NULL, kind TEXT NOT NULL, ts INTEGER NOT NULL,
-    value REAL, value_json TEXT, unit TEXT NOT NULL, quality INTEGER NOT NULL,
-    PRIMARY KEY (ts, sensor)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS exercise_readings (
-    sensor TEXT NOT NULL, site TEXT NOT NULL, kind TEXT NOT NULL, ts INTEGER NOT NULL,
-    value REAL, value_json TEXT, unit TEXT NOT NULL, quality INTEGER NOT NULL,
-    PRIMARY KEY (ts, sensor)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS alert_events (
     event_id TEXT PRIMARY KEY, alert_id TEXT NOT NULL, seq INTEGER NOT NULL, rule_id TEXT NOT NULL,
     subject TEXT NOT NULL, site TEXT NOT NULL, kind TEXT NOT NULL, change TEXT NOT NULL,
@@ -204,6 +196,7 @@ impl Synchronous {
 /// A SQLite store on one connection.
 pub struct SqliteStore {
     conn: Connection,
+    readings: ReadingsTable,
     stats: StoreStats,
     /// Journal entries up to this position are covered by a saved state and may go
     /// ([`StoreItem::Prune`]); they are deleted [`PRUNE_SLICE`] at a time, one slice per commit.
@@ -236,7 +229,8 @@ impl SqliteStore {
         if !has_json {
             conn.execute_batch(EVENT_JSON_COLUMN)?;
         }
-        Ok(SqliteStore { conn, stats: StoreStats::default(), prune_to: 0, prune_pending: false })
+        let readings = ReadingsTable::open(&conn)?;
+        Ok(SqliteStore { conn, readings, stats: StoreStats::default(), prune_to: 0, prune_pending: false })
     }
 
     /// When this store's commits reach the disk, as SQLite reports it for the connection.
@@ -294,18 +288,25 @@ impl SqliteStore {
         self.stats
     }
 
+    /// How this store keeps readings.
+    pub fn readings_layout(&self) -> Layout {
+        self.readings.layout()
+    }
+
     /// Writes a group of items in one transaction.
     pub fn write(&mut self, items: &[StoreItem]) -> Result<(), StoreError> {
+        let written = self.write_transaction(items);
+        if written.is_err() {
+            // Ids the failed transaction added to the store are not there.
+            self.readings.forget();
+        }
+        written
+    }
+
+    fn write_transaction(&mut self, items: &[StoreItem]) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
         {
-            // A drill's readings go to their own table: a replayed flood never mixes with the
-            // station's real history.
-            let mut rd = tx.prepare_cached(
-                "INSERT OR REPLACE INTO readings (sensor, site, kind, ts, value, value_json, unit, quality) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )?;
-            let mut xrd = tx.prepare_cached(
-                "INSERT OR REPLACE INTO exercise_readings (sensor, site, kind, ts, value, value_json, unit, quality) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )?;
+            let mut rows = self.readings.writer(&tx)?;
             let mut ev = tx.prepare_cached(
                 "INSERT OR IGNORE INTO alert_events (event_id, alert_id, seq, rule_id, subject, site, kind, change, level, previous_level, highest_level, first_ts, ts, value, threshold, unit, message_zh, message_en, exercise, category, actor, note, assignee, event_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)",
             )?;
@@ -316,21 +317,7 @@ impl SqliteStore {
                 match item {
                     StoreItem::Readings(rs) => {
                         for r in rs {
-                            let (value, json) = match &r.value {
-                                Value::Scalar(v) => (Some(*v), None),
-                                _ => (None, Some(value_json(&r.value))),
-                            };
-                            let st = if r.exercise { &mut xrd } else { &mut rd };
-                            st.execute(params![
-                                r.sensor.as_str(),
-                                r.site.as_str(),
-                                r.kind.as_str(),
-                                r.ts.millis(),
-                                value,
-                                json,
-                                &*r.unit,
-                                r.quality.code()
-                            ])?;
+                            rows.insert(r)?;
                             self.stats.readings += 1;
                         }
                     }
