@@ -33,6 +33,21 @@ use topology::Component;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Opts this process out of transparent huge pages, where the system gives them to every
+/// process (`/sys/kernel/mm/transparent_hugepage/enabled` = `always`). With them, the first
+/// touch of memory the allocator had handed back to the system zeroes a whole 2 MiB page: each
+/// rule-state save (every 5 s) then spent up to ~150 ms in the kernel zeroing pages on the
+/// rules stage, and the alerts behind it waited (`perf`: `clear_page_erms` for 100 ms on one
+/// tokio worker; docs/benchmarks.md, fourteenth round). With 4 KiB pages only what is touched
+/// is zeroed. Best effort: a kernel without the option keeps its default.
+fn no_transparent_huge_pages() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: PR_SET_THP_DISABLE takes plain integers and changes only this process's flag.
+    if unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) } != 0 {
+        tracing::debug!(error = %std::io::Error::last_os_error(), "transparent huge pages left as the system sets them");
+    }
+}
+
 #[derive(Parser)]
 #[command(name = "riskwatch", version, about = "Live sensor streams to tiered red/orange/yellow/blue risk alerts")]
 struct Cli {
@@ -130,6 +145,7 @@ fn main() {
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }
+    no_transparent_huge_pages();
     let result = match cli.command {
         Command::Rules { command: Some(RulesCommand::Check { file, registry }), .. } => {
             cli::rules_check::rules_check(&file, registry.as_deref())
