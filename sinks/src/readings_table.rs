@@ -116,25 +116,26 @@ impl ReadingsTable {
 
     /// A writer of readings in the transaction `tx`.
     pub fn writer<'t>(&'t mut self, tx: &'t Transaction<'t>) -> rusqlite::Result<RowWriter<'t>> {
-        let [live, drill] = match self.layout {
-            Layout::TextRows => ["readings", "exercise_readings"].map(|t| {
-                format!("INSERT OR REPLACE INTO {t} (sensor, site, kind, ts, value, value_json, unit, quality) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")
-            }),
-            Layout::Compact => ["reading_rows", "exercise_reading_rows"].map(|t| {
-                format!("INSERT OR REPLACE INTO {t} (ts, sid, aid, value, value_json, quality) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
-            }),
+        let (live, drill) = match self.layout {
+            Layout::TextRows => (
+                "INSERT OR REPLACE INTO readings (sensor, site, kind, ts, value, value_json, unit, quality) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT OR REPLACE INTO exercise_readings (sensor, site, kind, ts, value, value_json, unit, quality) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            ),
+            Layout::Compact => (
+                "INSERT OR REPLACE INTO reading_rows (ts, sid, aid, value, value_json, quality) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT OR REPLACE INTO exercise_reading_rows (ts, sid, aid, value, value_json, quality) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            ),
         };
-        Ok(RowWriter { live: tx.prepare_cached(&live)?, drill: tx.prepare_cached(&drill)?, tx, table: self })
+        Ok(RowWriter { live: tx.prepare_cached(live)?, drill: tx.prepare_cached(drill)?, tx, table: self })
     }
 
     /// The reading's sensor and attribute ids, added to the store the first time they are seen.
     fn ids(&mut self, tx: &Transaction<'_>, r: &Reading) -> rusqlite::Result<(i64, i64)> {
-        if let Some(k) = self.known.get(&r.sensor) {
-            if k.site == r.site && k.kind == r.kind && k.unit == r.unit {
-                return Ok((k.sid, k.aid));
-            }
+        let known = self.known.get(&r.sensor);
+        if let Some(k) = known.filter(|k| k.site == r.site && k.kind == r.kind && k.unit == r.unit) {
+            return Ok((k.sid, k.aid));
         }
-        let sid = match self.known.get(&r.sensor) {
+        let sid = match known {
             Some(k) => k.sid,
             None => id_of(
                 tx,

@@ -1,10 +1,10 @@
 //! The embedded store: SQLite with WAL, written in batched transactions from one thread.
 //!
 //! Tables: `readings` (primary key event time + sensor, so a re-delivered reading replaces
-//! itself; integer rows behind a view in stores made by this version, see `readings_table`), `alert_events` (primary key event id), `dead_letters` (reason + raw bytes),
-//! `commands` (the audit trail), and `input_journal`: every input of the rules host since its
-//! last saved state (`rule_state`), written in the same transactions as the readings, so what
-//! was acknowledged to a gateway is always in the journal. (`engine_state` holds the engine
+//! itself; integer rows behind a view in stores made by this version, see `readings_table`),
+//! `alert_events` (primary key event id), `dead_letters` (reason + raw bytes), `commands` (the
+//! audit trail), and `input_journal`: every input of the rules host since its last saved state
+//! (`rule_state`), written in the same transactions as the readings, so what was acknowledged to a gateway is always in the journal. (`engine_state` holds the engine
 //! state of stores written before the host kept its state apart; it is read once, to migrate.)
 
 pub use crate::readings_table::Layout;
@@ -117,9 +117,9 @@ const SCHEMA: &str = "
 -- size.
 PRAGMA page_size = 16384;
 PRAGMA journal_mode = WAL;
--- Readings (`readings_table`) are clustered by time, (ts, sensor): live data arrives in time order, so a batch
--- lands on the last few pages of the table instead of one page per sensor (keyed (sensor, ts),
--- every commit rewrote ~one 4 KiB page per reading into the WAL). Replay reads by time range.
+-- Readings (`readings_table`) are clustered by time, (ts, sensor): live data arrives in time
+-- order, so a batch lands on the last few pages of the table instead of one page per sensor
+-- (keyed (sensor, ts), every commit rewrote ~one 4 KiB page per reading into the WAL). Replay reads by time range.
 -- Stores created before keep their (sensor, ts) key and work unchanged. The page cache keeps
 -- what backfilled (out-of-order) readings touch in memory. No memory map: with the time-ordered
 -- key it saved no measurable CPU (scripts/bench.sh parts 2a/2b, 2026-12-07), and its pages
