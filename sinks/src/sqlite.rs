@@ -4,8 +4,9 @@
 //! itself; integer rows behind a view in stores made by this version, see `readings_table`),
 //! `alert_events` (primary key event id), `dead_letters` (reason + raw bytes), `commands` (the
 //! audit trail), and `input_journal`: every input of the rules host since its last saved state
-//! (`rule_state`), written in the same transactions as the readings, so what was acknowledged to a gateway is always in the journal. (`engine_state` holds the engine
-//! state of stores written before the host kept its state apart; it is read once, to migrate.)
+//! (`rule_state`), written in the same transactions as the readings, so what was acknowledged
+//! to a gateway is always in the journal. (`engine_state` holds the engine state of stores
+//! written before the host kept its state apart; it is read once, to migrate.)
 
 pub use crate::readings_table::Layout;
 use crate::readings_table::ReadingsTable;
